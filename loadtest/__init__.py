@@ -1,0 +1,8 @@
+"""Token-rate load testing and capacity planning for LLM serving endpoints.
+
+The package root stays light: importing it must not import locust or gevent (``loadtest.engine`` is the only door).
+"""
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,328 @@
+"""The Locust engine: the one module (besides locustfiles in ``scenarios/``) that imports locust and gevent.
+
+Run as ``python -m loadtest.engine RUN_DIR`` by :mod:`loadtest.run`, never imported by the CLI, the analysis or the
+reports (``import locust`` monkey-patches the interpreter). It reads ``RUN_DIR/spec.json``, drives Locust users
+through the stages and appends
+
+* ``records.jsonl`` — one line per request as it completes, written straight to the file descriptor (a crash or
+  Ctrl-C loses nothing that completed; in-flight requests are recorded as ``cancelled``);
+* ``events.jsonl`` — stage start/end markers with the generator's CPU time, so stage windows survive a crash.
+
+Stage semantics (closed loop): at a stage's start the first ``users`` users may send; when its duration is over no
+user starts a new request and in-flight requests drain (up to ``drain_timeout_s``) before the next stage begins, so
+every stage is measured on its own.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator, Mapping  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gevent  # noqa: E402
+import orjson  # noqa: E402
+from gevent.event import Event  # noqa: E402
+from geventhttpclient import HTTPClient  # noqa: E402
+from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError  # noqa: E402
+from geventhttpclient.url import URL  # noqa: E402
+from locust import User, constant, task  # noqa: E402
+from locust.env import Environment  # noqa: E402
+
+from loadtest.clock import EpochClock  # noqa: E402
+from loadtest.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
+from loadtest.protocol import build_request  # noqa: E402
+from loadtest.records import RequestRecord, dump_record  # noqa: E402
+from loadtest.runspec import RunSpec, Stage  # noqa: E402
+from loadtest.workload import PromptFactory  # noqa: E402
+
+__all__ = ["main"]
+
+EXIT_INTERRUPTED = 130
+
+
+class GeventResponse:
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self.status: int = response.status_code
+
+    def header(self, name: str) -> str | None:
+        value = self._response.get(name)
+        return None if value is None else str(value)
+
+    def lines(self) -> Iterator[bytes]:
+        readline = self._response.readline
+        try:
+            while True:
+                line = readline(b"\n")
+                if not line:
+                    return
+                yield line
+        except (TimeoutError, gevent.Timeout):
+            raise TransportFailure("timeout", "no data within the read timeout mid-stream") from None
+        except (HTTPConnectionClosed, HTTPParseError, OSError) as exc:
+            raise TransportFailure("stream_cut", f"stream broken: {type(exc).__name__}") from None
+
+    def read(self) -> bytes:
+        try:
+            return bytes(self._response.read())
+        except (TimeoutError, gevent.Timeout):
+            raise TransportFailure("timeout", "no data within the read timeout") from None
+        except (HTTPConnectionClosed, HTTPParseError, OSError) as exc:
+            raise TransportFailure("stream_cut", f"body broken: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        response = self._response
+        if response.message_complete:
+            response.release()
+        elif response._sock is not None and response._pool is not None:
+            # never hand a half-read connection back to the pool
+            response._pool.release_socket(response._sock)
+            response._sock = None
+            response._pool = None
+
+
+class GeventTransport:
+    """geventhttpclient with one connection pool shared by every user in this process."""
+
+    def __init__(self, base_url: str, concurrency: int, connect_timeout: float, read_timeout: float) -> None:
+        url = URL(base_url)
+        self.client = HTTPClient.from_url(
+            url,
+            concurrency=max(1, concurrency),
+            connection_timeout=connect_timeout,
+            network_timeout=read_timeout,
+        )
+
+    def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> GeventResponse:
+        path = URL(url).request_uri
+        merged = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream, application/json",
+            **headers,
+        }
+        try:
+            return GeventResponse(self.client.request("POST", path, body=body, headers=merged))
+        except (TimeoutError, gevent.Timeout):
+            raise TransportFailure("timeout", "timeout before the response headers") from None
+        except (HTTPConnectionClosed, HTTPParseError, OSError) as exc:
+            raise TransportFailure("connection", f"connection failed: {type(exc).__name__}") from None
+
+
+class StageGate:
+    """Which stage is on, which users may send, and how many requests are in flight."""
+
+    def __init__(self) -> None:
+        self.stage: Stage | None = None
+        self.ctx: RecordContext | None = None
+        self.accepting = False
+        self.inflight = 0
+        self.started_in_stage = 0
+        self._changed = Event()
+        self.drained = Event()
+        self.drained.set()
+
+    def open(self, stage: Stage, ctx: RecordContext) -> None:
+        self.stage, self.ctx, self.accepting, self.started_in_stage = stage, ctx, True, 0
+        self._signal()
+
+    def close(self) -> None:
+        self.accepting = False
+        self._signal()
+
+    def _signal(self) -> None:
+        old, self._changed = self._changed, Event()
+        old.set()
+
+    def wait_change(self) -> None:
+        self._changed.wait()
+
+    def admits(self, index: int) -> bool:
+        stage = self.stage
+        if not self.accepting or stage is None or index >= stage.users:
+            return False
+        return stage.max_requests is None or self.started_in_stage < stage.max_requests
+
+
+class Engine:
+    """Process-wide state shared by the Locust users of this process."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path, worker: str) -> None:
+        self.spec = spec
+        self.worker = worker
+        self.clock = EpochClock()
+        self.gate = StageGate()
+        self.prompts = PromptFactory(spec.seed)
+        self.seq = 0
+        self.records_written = 0
+        self.errors = 0
+        self._fd = os.open(run_dir / "records.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._events_fd = os.open(run_dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        max_users = max(s.users for s in spec.stages)
+        self.transport = GeventTransport(
+            spec.endpoint.base_url, max_users, spec.connect_timeout_s, spec.read_timeout_s
+        )
+        token = os.environ.get(spec.endpoint.api_key_env) if spec.endpoint.api_key_env else None
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def emit(self, record: RequestRecord) -> None:
+        os.write(self._fd, dump_record(record))
+        self.records_written += 1
+        if record.error_class is not None:
+            self.errors += 1
+
+    def event(self, kind: str, **fields: Any) -> None:
+        line = {
+            "event": kind,
+            "t": self.clock(),
+            "cpu_s": time.process_time(),
+            "worker": self.worker,
+            **fields,
+        }
+        os.write(self._events_fd, orjson.dumps(line) + b"\n")
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def close(self) -> None:
+        os.close(self._fd)
+        os.close(self._events_fd)
+
+
+_ENGINE: Engine | None = None
+
+
+class LLMUser(User):
+    """A closed-loop user: while its stage admits it, it sends the next request as soon as the last one ends."""
+
+    wait_time = constant(0)
+    _counter = 0
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.index = LLMUser._counter
+        LLMUser._counter += 1
+
+    @task
+    def send(self) -> None:
+        engine = _ENGINE
+        assert engine is not None
+        gate = engine.gate
+        if not gate.admits(self.index):
+            gate.wait_change()
+            return
+        ctx = gate.ctx
+        assert ctx is not None
+        seq = engine.next_seq()
+        classes = engine.spec.request_classes
+        cls = classes[seq % len(classes)]
+        prompt = engine.prompts.prompt(seq, cls.prompt_tokens)
+        request = build_request(engine.spec.endpoint, cls, prompt)
+        gate.inflight += 1
+        gate.started_in_stage += 1
+        gate.drained.clear()
+        scheduled_at = engine.clock()
+        try:
+            execute_request(
+                engine.transport,
+                request,
+                engine.headers,
+                engine.clock,
+                ctx,
+                seq=seq,
+                scheduled_at=scheduled_at,
+                emit=engine.emit,
+            )
+        finally:
+            gate.inflight -= 1
+            if gate.inflight == 0:
+                gate.drained.set()
+
+
+def run(spec: RunSpec, run_dir: Path) -> int:
+    global _ENGINE
+    engine = Engine(spec, run_dir, worker=f"local-{os.getpid()}")
+    _ENGINE = engine
+    stop = Event()
+    interrupted: list[str] = []
+
+    def on_signal(signame: str) -> None:
+        interrupted.append(signame)
+        stop.set()
+
+    gevent.signal_handler(signal.SIGINT, on_signal, "SIGINT")
+    gevent.signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
+
+    env = Environment(user_classes=[LLMUser])
+    runner = env.create_local_runner()
+    max_users = max(s.users for s in spec.stages)
+    runner.start(max_users, spawn_rate=max(100.0, max_users * 50.0), wait=False)
+    deadline = time.monotonic() + 30
+    while runner.user_count < max_users and time.monotonic() < deadline and not stop.is_set():
+        gevent.sleep(0.01)
+    engine.event("run_start", users=runner.user_count)
+    try:
+        for stage in spec.stages:
+            if stop.is_set():
+                break
+            ctx = RecordContext(
+                run_id=spec.run_id,
+                stage=stage.label,
+                endpoint=spec.endpoint.name,
+                worker=engine.worker,
+                keep_gaps=spec.keep_gaps,
+            )
+            before = engine.records_written
+            engine.event("stage_start", stage=stage.label, users=stage.users, duration_s=stage.duration_s)
+            engine.gate.open(stage, ctx)
+            ends = time.monotonic() + stage.duration_s
+            while not stop.is_set():
+                left = ends - time.monotonic()
+                if left <= 0:
+                    break
+                if stage.max_requests is not None and engine.gate.started_in_stage >= stage.max_requests:
+                    break
+                stop.wait(min(left, 0.05))
+            engine.event("stage_window_end", stage=stage.label)
+            engine.gate.close()
+            drained = stop.is_set() or engine.gate.drained.wait(spec.drain_timeout_s)
+            engine.event(
+                "stage_end",
+                stage=stage.label,
+                drained=bool(drained) and engine.gate.inflight == 0,
+                inflight=engine.gate.inflight,
+                records=engine.records_written - before,
+            )
+    finally:
+        engine.gate.close()
+        runner.quit()  # kills user greenlets; in-flight requests record themselves as cancelled
+        engine.event(
+            "run_end", interrupted=bool(interrupted), records=engine.records_written, errors=engine.errors
+        )
+        engine.close()
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m loadtest.engine RUN_DIR", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="engine: %(message)s")
+    logging.getLogger("locust").setLevel(logging.ERROR)
+    run_dir = Path(args[0])
+    spec = RunSpec.read(run_dir / "spec.json")
+    return run(spec, run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""One exception tree for the whole tool, each class mapped to a process exit code.
+
+::
+
+    LoadtestError (1)            anything this tool reports as one line and a code
+    ├── ConfigError (2)          bad scenario, option or input file; the user fixes the command
+    ├── EndpointError (3)        the endpoint is unreachable or does not speak the OpenAI protocol
+    ├── PortInUseError (3)       the simulator cannot bind its port
+    ├── RunInvalid (4)           the run finished but its numbers cannot be trusted (generator fell behind)
+    └── GateFailed (99)          a CI gate was breached (k6's convention)
+
+The CLI catches ``LoadtestError`` and prints ``loadtest: error: <message>`` on stderr, never a traceback.
+Messages must not contain secrets: build them from endpoint URLs with credentials removed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ConfigError",
+    "EndpointError",
+    "GateFailed",
+    "LoadtestError",
+    "PortInUseError",
+    "RunInvalid",
+]
+
+
+class LoadtestError(Exception):
+    """Base of every error the tool reports to a user as one line."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class ConfigError(LoadtestError):
+    """A scenario, option or input that cannot be used as given."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class EndpointError(LoadtestError):
+    """The target endpoint cannot be reached or does not answer like an OpenAI-compatible server."""
+
+    exit_code: ClassVar[int] = 3
+
+
+class PortInUseError(LoadtestError):
+    """The simulator could not bind the requested port."""
+
+    exit_code: ClassVar[int] = 3
+
+
+class RunInvalid(LoadtestError):
+    """The run completed, but the generator's own lag makes its latencies untrustworthy."""
+
+    exit_code: ClassVar[int] = 4
+
+
+class GateFailed(LoadtestError):
+    """A performance gate was breached."""
+
+    exit_code: ClassVar[int] = 99

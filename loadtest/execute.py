@@ -1,0 +1,264 @@
+"""Send one prepared request through a transport and turn whatever happens into exactly one record.
+
+The seam is :class:`Transport` — one method, ``send(url, body, headers) -> RawResponse`` — implemented over
+geventhttpclient in the Locust engine and over httpx for probes and unit tests. Transports translate their library's
+exceptions into :class:`TransportFailure` with one of the record's error classes; everything else (HTTP status,
+SSE content, usage, timing) is decided here, once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from loadtest.clock import Clock
+from loadtest.protocol import PreparedRequest
+from loadtest.records import ErrorClass, RequestRecord
+from loadtest.sse import StreamOutcome, consume_sse, parse_completion_body, redact
+
+__all__ = [
+    "RawResponse",
+    "RecordContext",
+    "Transport",
+    "TransportFailure",
+    "classify_status",
+    "execute_request",
+    "parse_retry_after",
+]
+
+
+class TransportFailure(Exception):
+    """A failure below HTTP semantics: refused or reset connection, timeout, a body cut short."""
+
+    def __init__(self, error_class: ErrorClass, detail: str) -> None:
+        super().__init__(detail)
+        self.error_class: ErrorClass = error_class
+        self.detail = redact(detail)
+
+
+class RawResponse(Protocol):
+    status: int
+
+    def header(self, name: str) -> str | None: ...
+
+    def lines(self) -> Iterator[bytes]: ...
+
+    def read(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> RawResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordContext:
+    run_id: str
+    stage: str
+    endpoint: str
+    worker: str
+    keep_gaps: bool = True
+
+
+def classify_status(status: int) -> ErrorClass | None:
+    if status < 400:
+        return None
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return "client_error"
+
+
+def parse_retry_after(header: str | None, body: Any = None, now: float | None = None) -> float | None:
+    """Seconds to wait, from a ``Retry-After`` header (seconds or HTTP date) or a Databricks/OpenAI error body
+    (``{"error": {"retry_after": 15}}`` or ``{"retry_after": 15}``)."""
+    if header:
+        header = header.strip()
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(header) if header else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - (now if now is not None else time.time()))
+    if isinstance(body, dict):
+        for holder in (body.get("error"), body):
+            if isinstance(holder, dict) and isinstance(holder.get("retry_after"), int | float):
+                return float(holder["retry_after"])
+    return None
+
+
+def _error_detail(status: int, raw_body: bytes) -> tuple[str, Any]:
+    try:
+        body: Any = orjson.loads(raw_body) if raw_body else None
+    except orjson.JSONDecodeError:
+        body = None
+    parts = [f"HTTP {status}"]
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            label = err.get("limit_type") or err.get("code") or err.get("type")
+            if label:
+                parts.append(str(label))
+            if err.get("message"):
+                parts.append(str(err["message"]))
+        else:
+            if body.get("error_code"):
+                parts.append(str(body["error_code"]))
+            message = body.get("message") or (err if isinstance(err, str) else None)
+            if message:
+                parts.append(str(message))
+    elif raw_body:
+        parts.append(raw_body[:120].decode("utf-8", "replace"))
+    return redact(": ".join(parts)), body
+
+
+def execute_request(
+    transport: Transport,
+    request: PreparedRequest,
+    headers: Mapping[str, str],
+    clock: Clock,
+    ctx: RecordContext,
+    *,
+    seq: int,
+    scheduled_at: float,
+    emit: Callable[[RequestRecord], None],
+) -> RequestRecord:
+    """Send ``request``, emit exactly one record for it and return it.
+
+    A ``BaseException`` that is not an ``Exception`` (greenlet kill, KeyboardInterrupt) still emits a ``cancelled``
+    record before it propagates, so an interrupted run keeps every request it started.
+    """
+    started_at = clock()
+    status: int | None = None
+    outcome = StreamOutcome()
+    client_tokens: int | None = None
+    retry_after: float | None = None
+    server_id: str | None = None
+    error: tuple[ErrorClass, str] | None = None
+    response: RawResponse | None = None
+    try:
+        try:
+            response = transport.send(request.url, request.body, headers)
+            status = response.status
+            server_id = response.header("x-request-id")
+            status_class = classify_status(status)
+            if status_class is not None:
+                detail, body = _error_detail(status, response.read())
+                error = (status_class, detail)
+                retry_after = parse_retry_after(response.header("retry-after"), body)
+            elif request.stream:
+                ctype = (response.header("content-type") or "").lower()
+                if "event-stream" not in ctype:
+                    response.read()
+                    error = (
+                        "protocol",
+                        redact(f"expected text/event-stream, got {ctype or 'no content-type'}"),
+                    )
+                else:
+                    consume_sse(response.lines(), clock, keep_gaps=ctx.keep_gaps, into=outcome)
+                    if outcome.error is not None:
+                        error = (outcome.error[0], outcome.error[1])  # type: ignore[assignment]
+                    elif not outcome.complete:
+                        error = ("stream_cut", "stream ended without finish_reason or [DONE]")
+            else:
+                outcome, client_tokens = parse_completion_body(response.read())
+                if outcome.error is not None:
+                    error = (outcome.error[0], outcome.error[1])  # type: ignore[assignment]
+        except TransportFailure as exc:
+            error = (exc.error_class, exc.detail)
+        finally:
+            if response is not None:
+                response.close()
+            if request.stream and (outcome.content_chunks or outcome.complete):
+                client_tokens = outcome.content_chunks
+    except BaseException:
+        error = ("cancelled", "request cancelled before it completed")
+        emit(
+            _record(
+                request,
+                ctx,
+                seq,
+                scheduled_at,
+                started_at,
+                clock(),
+                status,
+                outcome,
+                client_tokens,
+                retry_after,
+                server_id,
+                error,
+            )
+        )
+        raise
+    record = _record(
+        request,
+        ctx,
+        seq,
+        scheduled_at,
+        started_at,
+        clock(),
+        status,
+        outcome,
+        client_tokens,
+        retry_after,
+        server_id,
+        error,
+    )
+    emit(record)
+    return record
+
+
+def _record(
+    request: PreparedRequest,
+    ctx: RecordContext,
+    seq: int,
+    scheduled_at: float,
+    started_at: float,
+    ended_at: float,
+    status: int | None,
+    outcome: StreamOutcome,
+    client_tokens: int | None,
+    retry_after: float | None,
+    server_id: str | None,
+    error: tuple[ErrorClass, str] | None,
+) -> RequestRecord:
+    if outcome.completion_tokens is not None:
+        output_tokens: int | None = outcome.completion_tokens
+        source: str | None = "usage"
+    elif client_tokens is not None and (error is None or client_tokens > 0):
+        output_tokens, source = client_tokens, "client"
+    else:
+        output_tokens, source = None, None
+    gaps = outcome.gaps
+    return RequestRecord(
+        run_id=ctx.run_id,
+        stage=ctx.stage,
+        request_class=request.request_class,
+        endpoint=ctx.endpoint,
+        worker=ctx.worker,
+        seq=seq,
+        scheduled_at=scheduled_at,
+        started_at=started_at,
+        first_token_at=outcome.first_token_at,
+        last_token_at=outcome.last_token_at,
+        ended_at=ended_at,
+        status=status,
+        error_class=error[0] if error else None,
+        error_detail=error[1] if error else None,
+        retry_after_s=retry_after,
+        prompt_tokens=outcome.prompt_tokens,
+        output_tokens=output_tokens,
+        token_source=source,  # type: ignore[arg-type]
+        client_output_tokens=client_tokens,
+        max_tokens=request.max_tokens,
+        finish_reason=outcome.finish_reason,
+        chunk_gaps=tuple(gaps) if gaps else None,
+        server_request_id=server_id or outcome.response_id,
+    )

@@ -1,0 +1,137 @@
+"""What to send: endpoints, request classes and the HTTP requests built from them.
+
+Pure data and pure functions (no I/O). The same :class:`PreparedRequest` is sent by the Locust load path and by the
+httpx control path.
+
+URL rules:
+
+* ``api="openai"``: ``base_url`` is everything before ``/chat/completions`` (e.g. ``http://host:8000/v1``).
+* ``api="databricks"``: ``base_url`` is the workspace host (``https://adb-123.azuredatabricks.net``); chat and
+  completions go to ``{host}/serving-endpoints/{chat/completions|completions|embeddings}`` with ``model`` = the
+  endpoint name, or to ``{host}/serving-endpoints/{name}/invocations`` when ``path_style="invocations"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+__all__ = [
+    "EndpointSpec",
+    "PreparedRequest",
+    "RequestClass",
+    "RequestKind",
+    "build_request",
+    "public_url",
+]
+
+RequestKind = Literal["chat", "completions", "embeddings"]
+_OPENAI_PATHS: dict[str, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+
+
+def public_url(url: str) -> str:
+    """The URL with any user-info and query string removed (safe for manifests, logs and errors)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """Where requests go. ``api_key_env`` names the environment variable holding the token; the token itself is
+    never stored in a spec, a manifest or a record."""
+
+    base_url: str
+    model: str
+    api: Literal["openai", "databricks"] = "openai"
+    path_style: Literal["openai", "invocations"] = "openai"
+    api_key_env: str | None = None
+    include_usage: bool = True
+    name: str = "endpoint"
+
+    def url_for(self, kind: RequestKind) -> str:
+        base = self.base_url.rstrip("/")
+        if self.api == "databricks":
+            if self.path_style == "invocations":
+                return f"{base}/serving-endpoints/{self.model}/invocations"
+            return f"{base}/serving-endpoints{_OPENAI_PATHS[kind]}"
+        return base + _OPENAI_PATHS[kind]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "base_url": public_url(self.base_url),
+            "model": self.model,
+            "api": self.api,
+            "path_style": self.path_style,
+            "api_key_env": self.api_key_env,
+            "include_usage": self.include_usage,
+            "name": self.name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestClass:
+    """One kind of traffic: fixed token lengths for now (distributions arrive with scenario files)."""
+
+    name: str = "chat"
+    kind: RequestKind = "chat"
+    prompt_tokens: int = 128
+    max_tokens: int = 128
+    stream: bool = True
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    url: str
+    body: bytes
+    stream: bool
+    max_tokens: int | None
+    request_class: str
+    kind: RequestKind
+
+
+def build_request(
+    endpoint: EndpointSpec, cls: RequestClass, prompt: str, *, include_usage: bool | None = None
+) -> PreparedRequest:
+    """The JSON body for one request of ``cls`` carrying ``prompt``."""
+    body: dict[str, Any]
+    if cls.kind == "embeddings":
+        body = {"model": endpoint.model, "input": [prompt]}
+        stream = False
+        max_tokens: int | None = None
+    else:
+        stream = cls.stream
+        max_tokens = cls.max_tokens
+        body = {"model": endpoint.model, "max_tokens": cls.max_tokens, "temperature": cls.temperature}
+        if cls.kind == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        if cls.stream:
+            body["stream"] = True
+            usage = endpoint.include_usage if include_usage is None else include_usage
+            if usage:
+                body["stream_options"] = {"include_usage": True}
+        if cls.ignore_eos:
+            body["ignore_eos"] = True
+        body.update(cls.extra_body)
+    return PreparedRequest(
+        url=endpoint.url_for(cls.kind),
+        body=orjson.dumps(body),
+        stream=stream,
+        max_tokens=max_tokens,
+        request_class=cls.name,
+        kind=cls.kind,
+    )

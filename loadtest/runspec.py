@@ -1,0 +1,100 @@
+"""The complete, serialisable description of one run, handed from the CLI to the Locust engine process.
+
+It holds no secrets: credentials are referenced by environment-variable name only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from loadtest.protocol import EndpointSpec, RequestClass
+
+__all__ = ["RunSpec", "Stage", "parse_duration"]
+
+
+def parse_duration(text: str | float | int) -> float:
+    """``"30s"``, ``"2m"``, ``"1h"``, ``"1m30s"``, ``"500ms"`` or a number of seconds → seconds (float)."""
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        s = text.strip().lower()
+        units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        value, num = 0.0, ""
+        i = 0
+        if not s:
+            raise ValueError("empty duration")
+        while i < len(s):
+            ch = s[i]
+            if ch.isdigit() or ch == ".":
+                num += ch
+                i += 1
+                continue
+            unit = "ms" if s.startswith("ms", i) else ch
+            if unit not in units or not num:
+                raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1m30s)")
+            value += float(num) * units[unit]
+            num = ""
+            i += len(unit)
+        if num:
+            value += float(num)
+    if value <= 0:
+        raise ValueError(f"duration must be positive, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One steady load level. ``label`` is the readable identity used in records, tables and charts."""
+
+    kind: Literal["concurrency"]
+    users: int
+    duration_s: float
+    max_requests: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"concurrency@{self.users}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    run_id: str
+    name: str
+    out_dir: str
+    endpoint: EndpointSpec
+    request_classes: tuple[RequestClass, ...]
+    stages: tuple[Stage, ...]
+    seed: int = 0
+    drain_timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 120.0
+    keep_gaps: bool = True
+    simulated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_public_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["endpoint"] = self.endpoint.public()
+        for stage, raw in zip(self.stages, data["stages"], strict=True):
+            raw["label"] = stage.label
+        return data
+
+    def write(self, path: Path) -> None:
+        path.write_bytes(orjson.dumps(self.to_public_dict(), option=orjson.OPT_INDENT_2))
+
+    @classmethod
+    def read(cls, path: Path) -> RunSpec:
+        raw: dict[str, Any] = orjson.loads(path.read_bytes())
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
+        raw = dict(raw)
+        raw["endpoint"] = EndpointSpec(**raw["endpoint"])
+        raw["request_classes"] = tuple(RequestClass(**c) for c in raw["request_classes"])
+        raw["stages"] = tuple(Stage(**{k: v for k, v in s.items() if k != "label"}) for s in raw["stages"])
+        return cls(**raw)

@@ -1,0 +1,201 @@
+"""Incremental, tolerant parsing of an OpenAI-style Server-Sent-Events stream, with timing.
+
+This module knows nothing about HTTP libraries: :func:`consume_sse` takes an iterator of raw byte lines (as they
+arrive from the socket) and a clock, so the load path (geventhttpclient under Locust), the control path (httpx) and
+the unit tests (a list of lines and a fake clock) share one implementation.
+
+Timing rules (``docs/metrics.md``):
+
+* the clock is read the moment a line is handed over, before it is parsed;
+* the *first token* is the first chunk whose ``delta.content`` / ``delta.reasoning_content`` / ``text`` is non-empty
+  (vLLM's role chunk ``"content": ""`` and llama.cpp's ``"content": null`` do not count);
+* every later non-empty content chunk counts as one client-side token and adds one inter-chunk gap.
+
+Hot path: after the first token, a chunk that is plainly an ordinary content chunk (``"finish_reason":null``, no
+``usage`` object, no empty content) is counted without decoding its JSON. Everything else — the first content chunk,
+the finish chunk, the usage chunk, anything unusual — is decoded with orjson.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["StreamOutcome", "consume_sse", "count_text_tokens", "parse_completion_body", "redact"]
+
+_FIN_NULL = (b'"finish_reason":null', b'"finish_reason": null')
+_SLOW_MARKERS = (b'"usage":{', b'"usage": {', b'"content":""', b'"content": ""', b'"text":""', b'"text": ""')
+_MAX_DETAIL = 160
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """What one stream said, and when. ``error`` is ``(error_class, detail)`` or None."""
+
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    content_chunks: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    saw_done: bool = False
+    error: tuple[str, str] | None = None
+    gaps: list[float] | None = field(default=None)
+    response_id: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """A stream is complete when it ended with ``[DONE]`` or announced a finish reason."""
+        return self.saw_done or self.finish_reason is not None
+
+
+def _content_of(choice: dict[str, Any]) -> str | None:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        text = delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
+        if text:
+            return str(text)
+        return None
+    text = choice.get("text")
+    return str(text) if text else None
+
+
+def _absorb(out: StreamOutcome, obj: Any) -> bool:
+    """Fold one decoded chunk into ``out``. Returns True when the chunk carried content."""
+    if not isinstance(obj, dict):
+        out.error = out.error or ("protocol", "SSE data is not a JSON object")
+        return False
+    if "error" in obj and "choices" not in obj:
+        err = obj["error"]
+        message = err.get("message") if isinstance(err, dict) else err
+        out.error = out.error or ("server_error", redact(f"error event in stream: {message}"))
+        return False
+    if out.response_id is None and isinstance(obj.get("id"), str):
+        out.response_id = obj["id"]
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        if usage.get("prompt_tokens") is not None:
+            out.prompt_tokens = int(usage["prompt_tokens"])
+        if usage.get("completion_tokens") is not None:
+            out.completion_tokens = int(usage["completion_tokens"])
+    has_content = False
+    choices = obj.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            if _content_of(choice) is not None:
+                has_content = True
+            reason = choice.get("finish_reason")
+            if reason:
+                out.finish_reason = str(reason)
+    return has_content
+
+
+def consume_sse(
+    lines: Iterable[bytes],
+    clock: Callable[[], float],
+    *,
+    keep_gaps: bool = True,
+    into: StreamOutcome | None = None,
+) -> StreamOutcome:
+    """Read an SSE stream to its end and return what it said with client-side timestamps.
+
+    Never raises for bad content: a garbage line or bad JSON becomes ``error=("protocol", ...)`` and reading goes on
+    so the connection is drained. Transport exceptions raised by ``lines`` propagate to the caller; pass ``into``
+    to keep what was read before such an exception.
+    """
+    out = into if into is not None else StreamOutcome()
+    out.gaps = [] if keep_gaps else None
+    gaps = out.gaps
+    last = 0.0
+    for raw in lines:
+        now = clock()
+        line = raw.strip()
+        if not line or line[:1] == b":":
+            continue
+        if line[:5] != b"data:":
+            if line[:6] in (b"event:", b"retry:") or line[:3] == b"id:":
+                continue
+            if out.error is None:
+                out.error = (
+                    "protocol",
+                    redact("non-SSE line in stream: " + line[:60].decode("utf-8", "replace")),
+                )
+            continue
+        payload = line[5:].lstrip()
+        if payload == b"[DONE]":
+            out.saw_done = True
+            break
+        if (
+            out.first_token_at is not None
+            and (_FIN_NULL[0] in payload or _FIN_NULL[1] in payload)
+            and not any(marker in payload for marker in _SLOW_MARKERS)
+        ):
+            has_content = True  # fast path: an ordinary content chunk
+        else:
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                if out.error is None:
+                    out.error = ("protocol", "invalid JSON in SSE data line")
+                continue
+            has_content = _absorb(out, obj)
+        if has_content:
+            if out.first_token_at is None:
+                out.first_token_at = now
+            elif gaps is not None:
+                gaps.append(now - last)
+            last = now
+            out.last_token_at = now
+            out.content_chunks += 1
+    return out
+
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def count_text_tokens(text: str) -> int:
+    """Client-side token estimate: pieces matching ``\\w+|[^\\w\\s]`` (the simulator's rule; a fallback only)."""
+    return len(_TOKEN_RE.findall(text))
+
+
+def parse_completion_body(body: bytes) -> tuple[StreamOutcome, int]:
+    """Decode a non-streamed chat / completions / embeddings response.
+
+    Returns the outcome (usage, finish reason, error) and a client-side token count of the generated text.
+    """
+    out = StreamOutcome()
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        out.error = ("protocol", "response body is not JSON")
+        return out, 0
+    _absorb(out, obj)
+    client_tokens = 0
+    if isinstance(obj, dict):
+        choices = obj.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                message = choice.get("message")
+                text = message.get("content") if isinstance(message, dict) else choice.get("text")
+                if isinstance(text, str):
+                    client_tokens += count_text_tokens(text)
+        elif not isinstance(obj.get("data"), list) and out.error is None:
+            out.error = ("protocol", "response has neither 'choices' nor 'data'")
+    return out, client_tokens
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like a credential and cap the length, for error details and logs."""
+    text = re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
+    text = re.sub(r"\bdapi[0-9a-zA-Z-]{8,}", "dapi***", text)
+    text = re.sub(r"(?i)(client_secret|api[_-]?key|token)([\"'=:\s]+)[^\s\"',}]+", r"\1\2***", text)
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"

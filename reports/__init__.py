@@ -1,0 +1,5 @@
+"""Outputs built from finished results only (never from a live runner)."""
+
+from reports.console import format_ms, render_stage_table
+
+__all__ = ["format_ms", "render_stage_table"]

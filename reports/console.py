@@ -1,0 +1,75 @@
+"""Plain-text tables for the terminal. Pure: summaries in, a string out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from analysis.summary import StageSummary
+
+__all__ = ["format_ms", "render_stage_table"]
+
+_DASH = "–"
+
+
+def format_ms(seconds: float | None) -> str:
+    if seconds is None:
+        return _DASH
+    ms = seconds * 1000.0
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    return f"{ms:.2f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return _DASH if value is None else f"{value:,.{digits}f}"
+
+
+def _errors(summary: StageSummary) -> str:
+    if not summary.errors:
+        return "0"
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1]))
+    return f"{summary.error_count} ({parts})"
+
+
+def render_stage_table(summaries: Sequence[StageSummary]) -> str:
+    """The per-stage table printed after a run: throughput, latency percentiles (ms), generator lag, errors."""
+    header = (
+        "stage",
+        "requests",
+        "req/s",
+        "out tok/s",
+        "TTFT p50",
+        "TTFT p95",
+        "TPOT p50",
+        "E2E p95",
+        "lag p99",
+        "errors",
+    )
+    rows = [header]
+    for s in summaries:
+        rows.append(
+            (
+                s.stage,
+                str(s.requests),
+                _num(s.req_per_s, 2),
+                _num(s.output_tok_per_s, 1),
+                format_ms(s.ttft["p50"]),
+                format_ms(s.ttft["p95"]),
+                format_ms(s.tpot["p50"]),
+                format_ms(s.e2e["p95"]),
+                format_ms(s.lag["p99"]),
+                _errors(s),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)]
+        cells.append(row[-1])
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("latencies in ms; TTFT/TPOT/E2E over successful requests; lag = started − scheduled")
+    return "\n".join(lines)

@@ -1,0 +1,3 @@
+"""Scenario files (TOML) shipped with the tool, and their loader."""
+
+__all__: list[str] = []
