@@ -1,0 +1,55 @@
+"""Boundaries: gevent enters only through loadtest.engine; each package's public surface is explicit."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+PACKAGES = ("loadtest", "analysis", "reports", "scenarios")
+
+
+def all_modules() -> list[str]:
+    names = []
+    for pkg_name in PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        names.append(pkg_name)
+        names += [m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=pkg_name + ".")]
+    return [n for n in names if n not in ("loadtest.engine", "loadtest.__main__")]
+
+
+def test_nothing_but_the_engine_imports_gevent() -> None:
+    code = (
+        "import importlib, sys\n"
+        f"for name in {all_modules()!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'locust', 'geventhttpclient'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
+
+
+def test_the_engine_does_import_locust() -> None:
+    code = "import sys, loadtest.engine; print('locust' in sys.modules and 'gevent' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("name", [m for m in all_modules() if not m.startswith("scenarios")])
+def test_every_module_declares_all_and_it_resolves(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    for symbol in exported:
+        assert hasattr(module, symbol), f"{name}.__all__ names missing {symbol}"
+
+
+@pytest.mark.parametrize("pkg_name", ["analysis", "reports"])
+def test_package_all_lists_every_public_name(pkg_name: str) -> None:
+    pkg = importlib.import_module(pkg_name)
+    public = sorted(n for n, v in vars(pkg).items() if not n.startswith("_") and not isinstance(v, type(sys)))
+    assert sorted(pkg.__all__) == public
