@@ -21,6 +21,7 @@ monkey.patch_all()
 
 import logging  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -184,6 +185,7 @@ class Engine:
             "event": kind,
             "t": self.clock(),
             "cpu_s": time.process_time(),
+            "rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker": self.worker,
             **fields,
         }

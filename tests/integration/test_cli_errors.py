@@ -46,7 +46,9 @@ def test_bad_concurrency() -> None:
 
 
 def test_unset_api_key_env() -> None:
-    proc = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--api-key-env", "NOPE_NOT_SET_X")
+    proc = run_cli(
+        "run", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--api-key-env", "NOPE_NOT_SET_X"
+    )
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, "NOPE_NOT_SET_X")
 
@@ -60,7 +62,7 @@ def test_unreachable_endpoint(tmp_path: Path) -> None:
 
 
 class _HtmlHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = b"<html><body>Welcome to nginx!</body></html>"
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(200)
@@ -69,7 +71,7 @@ class _HtmlHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST  # noqa: N815
+    do_GET = do_POST
 
     def log_message(self, *args: object) -> None:
         pass

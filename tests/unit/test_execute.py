@@ -19,7 +19,9 @@ CTX = RecordContext(run_id="r1", stage="concurrency@1", endpoint="e", worker="w"
 SECRET = "dapi0123456789abcdefSECRET"
 
 
-def sse(events: list[tuple[float, bytes]], clock: FakeClock, tail: Callable[[], None] | None = None) -> Iterator[bytes]:
+def sse(
+    events: list[tuple[float, bytes]], clock: FakeClock, tail: Callable[[], None] | None = None
+) -> Iterator[bytes]:
     base = clock.now
     for at, payload in events:
         clock.now = base + at
@@ -29,16 +31,27 @@ def sse(events: list[tuple[float, bytes]], clock: FakeClock, tail: Callable[[], 
 
 
 def chunk(text: str | None, finish: str | None = None) -> bytes:
-    return orjson.dumps({"id": "c1", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+    return orjson.dumps(
+        {"id": "c1", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+    )
 
 
-def run(handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock,
-        cls: RequestClass | None = None) -> tuple[RequestRecord, list[RequestRecord]]:
+def run(
+    handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock, cls: RequestClass | None = None
+) -> tuple[RequestRecord, list[RequestRecord]]:
     emitted: list[RequestRecord] = []
     request = build_request(ENDPOINT, cls or RequestClass(max_tokens=3), "hello world")
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-        record = execute_request(HttpxTransport(client), request, {"Authorization": f"Bearer {SECRET}"}, clock, CTX,
-                                 seq=7, scheduled_at=clock.now - 0.004, emit=emitted.append)
+        record = execute_request(
+            HttpxTransport(client),
+            request,
+            {"Authorization": f"Bearer {SECRET}"},
+            clock,
+            CTX,
+            seq=7,
+            scheduled_at=clock.now - 0.004,
+            emit=emitted.append,
+        )
     return record, emitted
 
 
@@ -48,9 +61,14 @@ def stream_response(body: Iterator[bytes], **headers: str) -> httpx.Response:
 
 def test_streamed_success_with_usage() -> None:
     clock = FakeClock(start=50.0)
-    events = [(0.1, chunk("")), (0.2, chunk(" a")), (0.25, chunk(" b")), (0.3, chunk(" c", "length")),
-              (0.31, orjson.dumps({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}})),
-              (0.32, b"[DONE]")]
+    events = [
+        (0.1, chunk("")),
+        (0.2, chunk(" a")),
+        (0.25, chunk(" b")),
+        (0.3, chunk(" c", "length")),
+        (0.31, orjson.dumps({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}})),
+        (0.32, b"[DONE]"),
+    ]
     seen: dict[str, object] = {}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -59,8 +77,10 @@ def test_streamed_success_with_usage() -> None:
 
     record, emitted = run(handler, clock)
     assert emitted == [record]
-    assert seen["stream"] is True and seen["stream_options"] == {"include_usage": True}
-    assert record.ok and record.status == 200
+    assert seen["stream"] is True
+    assert seen["stream_options"] == {"include_usage": True}
+    assert record.ok
+    assert record.status == 200
     assert record.started_at == pytest.approx(50.0)
     assert record.first_token_at == pytest.approx(50.2)
     assert record.last_token_at == pytest.approx(50.3)
@@ -70,24 +90,35 @@ def test_streamed_success_with_usage() -> None:
     assert record.client_output_tokens == 3
     assert record.chunk_gaps == pytest.approx((0.05, 0.05))
     assert record.server_request_id == "req-9"
-    assert record.seq == 7 and record.stage == "concurrency@1"
+    assert record.seq == 7
+    assert record.stage == "concurrency@1"
 
 
 def test_missing_usage_falls_back_to_client_count() -> None:
     clock = FakeClock()
     events = [(0.1, chunk(" a")), (0.2, chunk(" b", "stop")), (0.3, b"[DONE]")]
     record, _ = run(lambda r: stream_response(sse(events, clock)), clock)
-    assert record.ok and record.output_tokens == 2 and record.token_source == "client"
+    assert record.ok
+    assert record.output_tokens == 2
+    assert record.token_source == "client"
 
 
 def test_databricks_429_is_rate_limited_with_retry_after() -> None:
-    body = {"error": {"message": "Rate limit exceeded: ITPM limit of 200,000 tokens reached",
-                      "type": "rate_limit_exceeded", "code": 429, "limit_type": "input_tokens_per_minute",
-                      "retry_after": 15}}
+    body = {
+        "error": {
+            "message": "Rate limit exceeded: ITPM limit of 200,000 tokens reached",
+            "type": "rate_limit_exceeded",
+            "code": 429,
+            "limit_type": "input_tokens_per_minute",
+            "retry_after": 15,
+        }
+    }
     record, _ = run(lambda r: httpx.Response(429, json=body), FakeClock())
-    assert record.error_class == "rate_limited" and record.status == 429
+    assert record.error_class == "rate_limited"
+    assert record.status == 429
     assert record.retry_after_s == 15.0
-    assert record.error_detail is not None and "input_tokens_per_minute" in record.error_detail
+    assert record.error_detail is not None
+    assert "input_tokens_per_minute" in record.error_detail
 
 
 def test_retry_after_header_wins_and_error_code_body() -> None:
@@ -97,11 +128,14 @@ def test_retry_after_header_wins_and_error_code_body() -> None:
     assert record.error_detail == "HTTP 429: REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit"
 
 
-@pytest.mark.parametrize(("status", "expected"), [(500, "server_error"), (503, "server_error"),
-                                                   (400, "client_error"), (404, "client_error")])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(500, "server_error"), (503, "server_error"), (400, "client_error"), (404, "client_error")],
+)
 def test_http_errors_are_classified(status: int, expected: str) -> None:
     record, _ = run(lambda r: httpx.Response(status, text="nope"), FakeClock())
-    assert record.error_class == expected and record.status == status
+    assert record.error_class == expected
+    assert record.status == status
 
 
 def test_error_body_echoing_the_token_is_redacted() -> None:
@@ -115,7 +149,8 @@ def test_connection_refused() -> None:
         raise httpx.ConnectError("[Errno 111] Connection refused")
 
     record, _ = run(handler, FakeClock())
-    assert record.error_class == "connection" and record.status is None
+    assert record.error_class == "connection"
+    assert record.status is None
 
 
 def test_timeout_mid_stream() -> None:
@@ -126,7 +161,8 @@ def test_timeout_mid_stream() -> None:
 
     record, _ = run(lambda r: stream_response(sse([(0.1, chunk(" a"))], clock, stall)), clock)
     assert record.error_class == "timeout"
-    assert record.first_token_at is not None and record.output_tokens == 1
+    assert record.first_token_at is not None
+    assert record.output_tokens == 1
 
 
 def test_stream_cut_without_finish() -> None:
@@ -151,10 +187,14 @@ def test_json_answer_to_a_stream_request_is_protocol_error() -> None:
 
 
 def test_non_streamed_request() -> None:
-    body = {"choices": [{"index": 0, "message": {"content": "x y z"}, "finish_reason": "length"}],
-            "usage": {"prompt_tokens": 2, "completion_tokens": 3}}
+    body = {
+        "choices": [{"index": 0, "message": {"content": "x y z"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 3},
+    }
     record, _ = run(lambda r: httpx.Response(200, json=body), FakeClock(), RequestClass(stream=False))
-    assert record.ok and record.first_token_at is None and record.output_tokens == 3
+    assert record.ok
+    assert record.first_token_at is None
+    assert record.output_tokens == 3
     assert record.finish_reason == "length"
 
 
@@ -168,9 +208,11 @@ def test_cancellation_still_emits_a_record() -> None:
     request = build_request(ENDPOINT, RequestClass(), "hi")
     handler = lambda r: stream_response(sse([(0.1, chunk(" a"))], clock, interrupt))  # noqa: E731
     with httpx.Client(transport=httpx.MockTransport(handler)) as client, pytest.raises(KeyboardInterrupt):
-        execute_request(HttpxTransport(client), request, {}, clock, CTX, seq=1, scheduled_at=0.0,
-                        emit=emitted.append)
-    assert len(emitted) == 1 and emitted[0].error_class == "cancelled"
+        execute_request(
+            HttpxTransport(client), request, {}, clock, CTX, seq=1, scheduled_at=0.0, emit=emitted.append
+        )
+    assert len(emitted) == 1
+    assert emitted[0].error_class == "cancelled"
 
 
 def test_record_round_trip() -> None:

@@ -22,7 +22,11 @@ def chat_chunk(content: str | None, finish: str | None = None, *, space: bool = 
 
 
 def usage_chunk(prompt: int, completion: int) -> bytes:
-    obj = {"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}
+    obj = {
+        "id": "chatcmpl-1",
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
+    }
     return b"data: " + orjson.dumps(obj) + b"\n"
 
 
@@ -35,9 +39,16 @@ def timed(lines: list[tuple[float, bytes]], clock: FakeClock) -> Iterator[bytes]
         yield b"\n"  # SSE event separator
 
 
-def vllm_stream(n_tokens: int, itl: float, ttft: float, include_usage: bool = True) -> list[tuple[float, bytes]]:
-    lines = [(ttft * 0.5, b'data: {"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                          b'"logprobs":null,"finish_reason":null}]}\n')]
+def vllm_stream(
+    n_tokens: int, itl: float, ttft: float, include_usage: bool = True
+) -> list[tuple[float, bytes]]:
+    lines = [
+        (
+            ttft * 0.5,
+            b'data: {"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            b'"logprobs":null,"finish_reason":null}]}\n',
+        )
+    ]
     for i in range(n_tokens):
         finish = "length" if i == n_tokens - 1 else None
         lines.append((ttft + i * itl, chat_chunk(f" w{i}", finish)))
@@ -57,13 +68,19 @@ def test_first_token_is_first_nonempty_content_and_gaps_are_exact() -> None:
     assert out.gaps == pytest.approx([0.02] * 4)
     assert (out.prompt_tokens, out.completion_tokens) == (10, 5)
     assert out.finish_reason == "length"
-    assert out.saw_done and out.complete and out.error is None
+    assert out.saw_done
+    assert out.complete
+    assert out.error is None
 
 
 def test_llamacpp_null_content_first_chunk_is_not_a_token() -> None:
     clock = FakeClock()
-    lines = [(0.1, chat_chunk(None)), (0.2, chat_chunk("Hi")), (0.25, chat_chunk("!", "stop")),
-             (0.26, b"data: [DONE]\n")]
+    lines = [
+        (0.1, chat_chunk(None)),
+        (0.2, chat_chunk("Hi")),
+        (0.25, chat_chunk("!", "stop")),
+        (0.26, b"data: [DONE]\n"),
+    ]
     out = consume_sse(timed(lines, clock), clock)
     assert out.first_token_at == pytest.approx(clock.now - 0.26 + 0.2)
     assert out.content_chunks == 2
@@ -72,28 +89,43 @@ def test_llamacpp_null_content_first_chunk_is_not_a_token() -> None:
 
 def test_spaced_json_and_empty_content_chunks_are_not_counted() -> None:
     clock = FakeClock()
-    lines = [(0.1, chat_chunk("a", space=True)), (0.2, chat_chunk("", space=True)), (0.3, chat_chunk("b")),
-             (0.4, chat_chunk(None, "stop", space=True))]
+    lines = [
+        (0.1, chat_chunk("a", space=True)),
+        (0.2, chat_chunk("", space=True)),
+        (0.3, chat_chunk("b")),
+        (0.4, chat_chunk(None, "stop", space=True)),
+    ]
     out = consume_sse(timed(lines, clock), clock)
     assert out.content_chunks == 2
     assert out.finish_reason == "stop"
-    assert out.complete and not out.saw_done
+    assert out.complete
+    assert not out.saw_done
 
 
 def test_reasoning_content_counts_as_tokens() -> None:
     clock = FakeClock()
-    chunk = b'data: {"choices":[{"index":0,"delta":{"content":null,"reasoning_content":"think"},"finish_reason":null}]}\n'
+    chunk = (
+        b'data: {"choices":[{"index":0,"delta":{"content":null,"reasoning_content":"think"},'
+        b'"finish_reason":null}]}\n'
+    )
     out = consume_sse(timed([(0.1, chunk), (0.2, chunk), (0.3, chat_chunk("x", "stop"))], clock), clock)
     assert out.content_chunks == 3
 
 
 def test_garbage_line_and_bad_json_are_protocol_errors_but_reading_continues() -> None:
     clock = FakeClock()
-    lines = [(0.1, chat_chunk("a")), (0.2, b"<html>oops</html>\n"), (0.3, b"data: {not json\n"),
-             (0.4, chat_chunk("b", "stop")), (0.5, b"data: [DONE]\n")]
+    lines = [
+        (0.1, chat_chunk("a")),
+        (0.2, b"<html>oops</html>\n"),
+        (0.3, b"data: {not json\n"),
+        (0.4, chat_chunk("b", "stop")),
+        (0.5, b"data: [DONE]\n"),
+    ]
     out = consume_sse(timed(lines, clock), clock)
-    assert out.error is not None and out.error[0] == "protocol"
-    assert out.content_chunks == 2 and out.saw_done
+    assert out.error is not None
+    assert out.error[0] == "protocol"
+    assert out.content_chunks == 2
+    assert out.saw_done
 
 
 def test_cut_stream_is_incomplete() -> None:
@@ -112,29 +144,42 @@ def test_error_event_mid_stream() -> None:
 
 def test_comments_event_and_id_fields_are_ignored() -> None:
     clock = FakeClock()
-    lines = [(0.0, b": keep-alive\n"), (0.05, b"event: message\n"), (0.06, b"id: 7\n"),
-             (0.1, chat_chunk("a", "stop")), (0.2, b"data: [DONE]\n")]
+    lines = [
+        (0.0, b": keep-alive\n"),
+        (0.05, b"event: message\n"),
+        (0.06, b"id: 7\n"),
+        (0.1, chat_chunk("a", "stop")),
+        (0.2, b"data: [DONE]\n"),
+    ]
     out = consume_sse(timed(lines, clock), clock)
-    assert out.error is None and out.content_chunks == 1
+    assert out.error is None
+    assert out.content_chunks == 1
 
 
 def test_keep_gaps_false_keeps_no_list() -> None:
     clock = FakeClock()
     out = consume_sse(timed(vllm_stream(4, 0.01, 0.1), clock), clock, keep_gaps=False)
-    assert out.gaps is None and out.content_chunks == 4
+    assert out.gaps is None
+    assert out.content_chunks == 4
 
 
 def test_completion_text_chunks() -> None:
     clock = FakeClock()
     text = b'data: {"id":"c","object":"text_completion","choices":[{"index":0,"text":" hi","finish_reason":null}]}\n'
     out = consume_sse(timed([(0.1, text), (0.2, text), (0.3, b"data: [DONE]\n")], clock), clock)
-    assert out.content_chunks == 2 and out.first_token_at is not None
+    assert out.content_chunks == 2
+    assert out.first_token_at is not None
 
 
 def test_parse_non_streamed_body() -> None:
-    body = orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "a b, c"},
-                                      "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}})
+    body = orjson.dumps(
+        {
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "a b, c"}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
+        }
+    )
     out, client = parse_completion_body(body)
     assert (out.prompt_tokens, out.completion_tokens, out.finish_reason) == (7, 4, "stop")
     assert client == 4  # "a", "b", ",", "c"
@@ -144,7 +189,8 @@ def test_parse_rejects_html_and_foreign_json() -> None:
     assert parse_completion_body(b"<html></html>")[0].error == ("protocol", "response body is not JSON")
     assert parse_completion_body(b'{"hello": 1}')[0].error is not None
     embeddings = parse_completion_body(b'{"data": [{"embedding": [0.1]}], "usage": {"prompt_tokens": 3}}')[0]
-    assert embeddings.error is None and embeddings.prompt_tokens == 3
+    assert embeddings.error is None
+    assert embeddings.prompt_tokens == 3
 
 
 def test_count_text_tokens_rule() -> None:
@@ -154,9 +200,11 @@ def test_count_text_tokens_rule() -> None:
 
 @pytest.mark.parametrize(
     ("text", "leak"),
-    [("Authorization: Bearer dapi0123456789abcdef", "dapi0123456789abcdef"),
-     ('{"client_secret": "s3cr3t-value"}', "s3cr3t-value"),
-     ("token=abc.def.ghi rest", "abc.def.ghi")],
+    [
+        ("Authorization: Bearer dapi0123456789abcdef", "dapi0123456789abcdef"),
+        ('{"client_secret": "s3cr3t-value"}', "s3cr3t-value"),
+        ("token=abc.def.ghi rest", "abc.def.ghi"),
+    ],
 )
 def test_redact_removes_secrets(text: str, leak: str) -> None:
     assert leak not in redact(text)
