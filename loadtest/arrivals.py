@@ -1,0 +1,133 @@
+"""Open-loop arrival processes and the token-rate controller. Pure and seeded.
+
+Arrival processes (inter-arrival gaps for a rate λ in requests/s):
+
+* ``constant``  gap = 1/λ
+* ``poisson``   gap ~ Exponential(λ): coefficient of variation (CV) 1
+* ``gamma``     gap ~ Gamma(shape = b, scale = 1/(λ·b)) with burstiness ``b``: mean 1/λ, CV = 1/√b
+  (b < 1 burstier than Poisson, b > 1 smoother; b = 1 is Poisson — vLLM's ``--burstiness``, AIPerf's
+  ``--arrival-smoothness``)
+
+Token rate: a target in tokens per minute (total, or input and output separately) becomes a request rate
+λ = target / 60 / E[tokens per request]. E starts from the workload's expected lengths and follows the usage of
+completed requests (a running mean in which the prior counts as ``prior_weight`` requests), so a server that stops
+early or a chat template that adds tokens is corrected for. With separate input and output targets, λ is the
+largest rate that exceeds neither.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["ArrivalProcess", "TokenRateController", "arrival_times"]
+
+ArrivalKind = Literal["constant", "poisson", "gamma"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalProcess:
+    kind: ArrivalKind = "poisson"
+    burstiness: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.burstiness <= 0:
+            raise ValueError("burstiness must be positive")
+
+    def gap(self, rate: float, rng: random.Random) -> float:
+        """One inter-arrival gap (seconds) at ``rate`` requests/s."""
+        if rate <= 0:
+            return math.inf
+        if self.kind == "constant":
+            return 1.0 / rate
+        if self.kind == "poisson":
+            return rng.expovariate(rate)
+        return rng.gammavariate(self.burstiness, 1.0 / (rate * self.burstiness))
+
+    @property
+    def cv(self) -> float:
+        """The coefficient of variation of the gaps."""
+        return {"constant": 0.0, "poisson": 1.0}.get(self.kind, 1.0 / math.sqrt(self.burstiness))
+
+    def label(self, rate: float) -> str:
+        name = self.kind if self.kind != "gamma" else f"gamma{self.burstiness:g}"
+        return f"{name}@{rate:.2f}rps"
+
+
+def arrival_times(process: ArrivalProcess, rate: float, duration_s: float, seed: int) -> list[float]:
+    """Arrival offsets (seconds from the stage start) in ``[0, duration_s)`` — the first at 0 for constant."""
+    rng = random.Random(seed)
+    t = 0.0 if process.kind == "constant" else process.gap(rate, rng)
+    out: list[float] = []
+    while t < duration_s:
+        out.append(t)
+        t += process.gap(rate, rng)
+    return out
+
+
+class TokenRateController:
+    """Turns a tokens-per-minute target into a request rate, corrected by observed usage."""
+
+    def __init__(
+        self,
+        *,
+        total_per_min: float | None = None,
+        input_per_min: float | None = None,
+        output_per_min: float | None = None,
+        expected_input: float,
+        expected_output: float,
+        prior_weight: float = 20.0,
+    ) -> None:
+        if total_per_min is None and input_per_min is None and output_per_min is None:
+            raise ValueError("a token-rate target needs total, input or output tokens per minute")
+        if total_per_min is not None and (input_per_min is not None or output_per_min is not None):
+            raise ValueError("give either a total token rate or input/output rates, not both")
+        self.total_per_min = total_per_min
+        self.input_per_min = input_per_min
+        self.output_per_min = output_per_min
+        self._prior_in = expected_input
+        self._prior_out = expected_output
+        self._weight = prior_weight
+        self._sum_in = 0.0
+        self._sum_out = 0.0
+        self._n = 0
+
+    def observe(self, prompt_tokens: int | None, output_tokens: int | None) -> None:
+        """Fold in one completed request's usage (requests without usage are ignored)."""
+        if prompt_tokens is None or output_tokens is None:
+            return
+        self._sum_in += prompt_tokens
+        self._sum_out += output_tokens
+        self._n += 1
+
+    @property
+    def expected_input(self) -> float:
+        return (self._weight * self._prior_in + self._sum_in) / (self._weight + self._n)
+
+    @property
+    def expected_output(self) -> float:
+        return (self._weight * self._prior_out + self._sum_out) / (self._weight + self._n)
+
+    def rate(self) -> float:
+        """The request rate (requests/s) that meets the target with the current expectations."""
+        e_in, e_out = self.expected_input, self.expected_output
+        if self.total_per_min is not None:
+            return self.total_per_min / 60.0 / max(e_in + e_out, 1e-9)
+        rates = []
+        if self.input_per_min is not None:
+            rates.append(self.input_per_min / 60.0 / max(e_in, 1e-9))
+        if self.output_per_min is not None:
+            rates.append(self.output_per_min / 60.0 / max(e_out, 1e-9))
+        return min(rates)
+
+    def label(self) -> str:
+        if self.total_per_min is not None:
+            return f"tokens@{self.total_per_min:.0f}tpm"
+        parts = []
+        if self.input_per_min is not None:
+            parts.append(f"in{self.input_per_min:.0f}")
+        if self.output_per_min is not None:
+            parts.append(f"out{self.output_per_min:.0f}")
+        return "tokens@" + "+".join(parts) + "tpm"
