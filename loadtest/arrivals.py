@@ -13,6 +13,11 @@ Token rate: a target in tokens per minute (total, or input and output separately
 completed requests (a running mean in which the prior counts as ``prior_weight`` requests), so a server that stops
 early or a chat template that adds tokens is corrected for. With separate input and output targets, λ is the
 largest rate that exceeds neither.
+
+:meth:`TokenRateController.rate_at` adds integral correction: it estimates the tokens offered so far (usage of
+completed requests plus the expectation for those still in flight or failed) and picks the rate that brings the
+cumulative count back onto the target line over the next ``horizon_s`` seconds, clamped to ¼×–4× the base rate.
+So a stage's offered token rate meets its target even when the first requests' expectation was wrong.
 """
 
 from __future__ import annotations
@@ -121,6 +126,27 @@ class TokenRateController:
         if self.output_per_min is not None:
             rates.append(self.output_per_min / 60.0 / max(e_out, 1e-9))
         return min(rates)
+
+    def rate_at(self, elapsed_s: float, arrivals: int, horizon_s: float = 2.0) -> float:
+        """The rate for the next ``horizon_s`` seconds, ``elapsed_s`` into the stage after ``arrivals`` arrivals."""
+        base = self.rate()
+        if elapsed_s <= 0 or base <= 0:
+            return base
+        pending = max(0, arrivals - self._n)
+        e_in, e_out = self.expected_input, self.expected_output
+        targets: list[tuple[float, float, float]] = []  # (tokens per second, expectation, done so far)
+        if self.total_per_min is not None:
+            targets.append((self.total_per_min / 60.0, e_in + e_out, self._sum_in + self._sum_out))
+        if self.input_per_min is not None:
+            targets.append((self.input_per_min / 60.0, e_in, self._sum_in))
+        if self.output_per_min is not None:
+            targets.append((self.output_per_min / 60.0, e_out, self._sum_out))
+        rates = []
+        for per_s, expect, done in targets:
+            expect = max(expect, 1e-9)
+            offered = done + pending * expect
+            rates.append((per_s * (elapsed_s + horizon_s) - offered) / (horizon_s * expect))
+        return min(max(min(rates), 0.25 * base), 4.0 * base)
 
     def label(self) -> str:
         if self.total_per_min is not None:

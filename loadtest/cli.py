@@ -231,7 +231,7 @@ def _run_against(
         name=opts["kind"],
         kind=opts["kind"],
         prompt_tokens=opts["prompt_tokens"],
-        max_tokens=opts["max_tokens"],
+        output_tokens=opts["max_tokens"],
         stream=opts["stream"] and opts["kind"] != "embeddings",
         ignore_eos=opts["ignore_eos"],
     )

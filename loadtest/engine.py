@@ -21,6 +21,7 @@ monkey.patch_all()
 
 import logging  # noqa: E402
 import os  # noqa: E402
+import random  # noqa: E402
 import resource  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -32,18 +33,19 @@ from typing import Any  # noqa: E402
 import gevent  # noqa: E402
 import orjson  # noqa: E402
 from gevent.event import Event  # noqa: E402
+from gevent.queue import Queue  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError  # noqa: E402
 from geventhttpclient.url import URL  # noqa: E402
 from locust import User, constant, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
+from loadtest.arrivals import ArrivalProcess, TokenRateController  # noqa: E402
 from loadtest.clock import EpochClock  # noqa: E402
 from loadtest.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
-from loadtest.protocol import build_request  # noqa: E402
 from loadtest.records import RequestRecord, dump_record  # noqa: E402
 from loadtest.runspec import RunSpec, Stage  # noqa: E402
-from loadtest.workload import PromptFactory  # noqa: E402
+from loadtest.workload import RequestFactory  # noqa: E402
 
 __all__ = ["main"]
 
@@ -119,25 +121,37 @@ class GeventTransport:
 
 
 class StageGate:
-    """Which stage is on, which users may send, and how many requests are in flight."""
+    """Which stage is on, which users may send, the open-loop arrival queue, and the in-flight count."""
 
     def __init__(self) -> None:
         self.stage: Stage | None = None
         self.ctx: RecordContext | None = None
         self.accepting = False
         self.inflight = 0
+        self.idle = 0  # open loop: users waiting on the arrival queue
         self.started_in_stage = 0
+        self.no_free_user = 0
+        self.arrivals: Queue[tuple[int, float]] = Queue()
         self._changed = Event()
         self.drained = Event()
         self.drained.set()
 
     def open(self, stage: Stage, ctx: RecordContext) -> None:
-        self.stage, self.ctx, self.accepting, self.started_in_stage = stage, ctx, True, 0
+        self.stage, self.ctx, self.accepting = stage, ctx, True
+        self.started_in_stage = self.no_free_user = 0
         self._signal()
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Stop admitting; returns how many queued open-loop arrivals were dropped unsent."""
         self.accepting = False
+        dropped = 0
+        while not self.arrivals.empty():
+            self.arrivals.get_nowait()
+            dropped += 1
+        for _ in range(self.idle):  # wake users blocked on the queue
+            self.arrivals.put((-1, 0.0))
         self._signal()
+        return dropped
 
     def _signal(self) -> None:
         old, self._changed = self._changed, Event()
@@ -148,7 +162,7 @@ class StageGate:
 
     def admits(self, index: int) -> bool:
         stage = self.stage
-        if not self.accepting or stage is None or index >= stage.users:
+        if not self.accepting or stage is None or stage.open_loop or index >= (stage.users or 0):
             return False
         return stage.max_requests is None or self.started_in_stage < stage.max_requests
 
@@ -161,15 +175,16 @@ class Engine:
         self.worker = worker
         self.clock = EpochClock()
         self.gate = StageGate()
-        self.prompts = PromptFactory(spec.seed)
+        self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed)
+        self.controller: TokenRateController | None = None
         self.seq = 0
         self.records_written = 0
         self.errors = 0
         self._fd = os.open(run_dir / "records.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._events_fd = os.open(run_dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        max_users = max(s.users for s in spec.stages)
+        self.pool_size = max(s.pool_size for s in spec.stages)
         self.transport = GeventTransport(
-            spec.endpoint.base_url, max_users, spec.connect_timeout_s, spec.read_timeout_s
+            spec.endpoint.base_url, self.pool_size, spec.connect_timeout_s, spec.read_timeout_s
         )
         token = os.environ.get(spec.endpoint.api_key_env) if spec.endpoint.api_key_env else None
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -179,6 +194,10 @@ class Engine:
         self.records_written += 1
         if record.error_class is not None:
             self.errors += 1
+        elif (
+            self.controller is not None and self.gate.ctx is not None and record.stage == self.gate.ctx.stage
+        ):
+            self.controller.observe(record.prompt_tokens, record.output_tokens)
 
     def event(self, kind: str, **fields: Any) -> None:
         line = {
@@ -195,6 +214,30 @@ class Engine:
         self.seq += 1
         return self.seq
 
+    def send(self, seq: int, scheduled_at: float) -> None:
+        gate = self.gate
+        ctx = gate.ctx
+        assert ctx is not None
+        request = self.factory.make(seq)
+        gate.inflight += 1
+        gate.started_in_stage += 1
+        gate.drained.clear()
+        try:
+            execute_request(
+                self.transport,
+                request,
+                self.headers,
+                self.clock,
+                ctx,
+                seq=seq,
+                scheduled_at=scheduled_at,
+                emit=self.emit,
+            )
+        finally:
+            gate.inflight -= 1
+            if gate.inflight == 0:
+                gate.drained.set()
+
     def close(self) -> None:
         os.close(self._fd)
         os.close(self._events_fd)
@@ -204,7 +247,8 @@ _ENGINE: Engine | None = None
 
 
 class LLMUser(User):
-    """A closed-loop user: while its stage admits it, it sends the next request as soon as the last one ends."""
+    """Closed loop: while its stage admits it, the user sends its next request as soon as the last one ends.
+    Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time)."""
 
     wait_time = constant(0)
     _counter = 0
@@ -215,39 +259,57 @@ class LLMUser(User):
         LLMUser._counter += 1
 
     @task
-    def send(self) -> None:
+    def work(self) -> None:
         engine = _ENGINE
         assert engine is not None
         gate = engine.gate
+        stage = gate.stage
+        if stage is not None and stage.open_loop and gate.accepting:
+            gate.idle += 1
+            try:
+                item = gate.arrivals.get()
+            finally:
+                gate.idle -= 1
+            if item[0] >= 0:
+                engine.send(item[0], item[1])
+            return
         if not gate.admits(self.index):
             gate.wait_change()
             return
-        ctx = gate.ctx
-        assert ctx is not None
-        seq = engine.next_seq()
-        classes = engine.spec.request_classes
-        cls = classes[seq % len(classes)]
-        prompt = engine.prompts.prompt(seq, cls.prompt_tokens)
-        request = build_request(engine.spec.endpoint, cls, prompt)
-        gate.inflight += 1
-        gate.started_in_stage += 1
-        gate.drained.clear()
-        scheduled_at = engine.clock()
-        try:
-            execute_request(
-                engine.transport,
-                request,
-                engine.headers,
-                engine.clock,
-                ctx,
-                seq=seq,
-                scheduled_at=scheduled_at,
-                emit=engine.emit,
-            )
-        finally:
-            gate.inflight -= 1
-            if gate.inflight == 0:
-                gate.drained.set()
+        engine.send(engine.next_seq(), engine.clock())
+
+
+def dispatch_arrivals(engine: Engine, stage: Stage, index: int, stop: Event) -> dict[str, Any]:
+    """Put open-loop arrivals on the queue at their scheduled times until the stage's time is up."""
+    gate = engine.gate
+    process = ArrivalProcess(stage.arrival, stage.burstiness)  # type: ignore[arg-type]
+    rng = random.Random(f"{engine.spec.seed}/arrivals/{index}")
+    controller = engine.controller
+    t0 = engine.clock()
+    offset = 0.0 if process.kind == "constant" else process.gap(_rate(stage, controller, 0.0, 0), rng)
+    arrivals = 0
+    while not stop.is_set() and offset < stage.duration_s:
+        if stage.max_requests is not None and arrivals >= stage.max_requests:
+            break
+        due = t0 + offset
+        wait = due - engine.clock()
+        if wait > 0:
+            stop.wait(wait)
+            if stop.is_set():
+                break
+        if gate.idle <= gate.arrivals.qsize():
+            gate.no_free_user += 1
+        gate.arrivals.put((engine.next_seq(), due))
+        arrivals += 1
+        offset += process.gap(_rate(stage, controller, offset, arrivals), rng)
+    gevent.sleep(0)  # let idle users take what is queued; what is left found no free user
+    return {"arrivals": arrivals, "no_free_user": gate.no_free_user}
+
+
+def _rate(stage: Stage, controller: TokenRateController | None, elapsed_s: float, arrivals: int) -> float:
+    if controller is not None:
+        return controller.rate_at(elapsed_s, arrivals)
+    return float(stage.rate or 0.0)
 
 
 def run(spec: RunSpec, run_dir: Path) -> int:
@@ -266,44 +328,17 @@ def run(spec: RunSpec, run_dir: Path) -> int:
 
     env = Environment(user_classes=[LLMUser])
     runner = env.create_local_runner()
-    max_users = max(s.users for s in spec.stages)
-    runner.start(max_users, spawn_rate=max(100.0, max_users * 50.0), wait=False)
+    users = engine.pool_size
+    runner.start(users, spawn_rate=max(100.0, users * 50.0), wait=False)
     deadline = time.monotonic() + 30
-    while runner.user_count < max_users and time.monotonic() < deadline and not stop.is_set():
+    while runner.user_count < users and time.monotonic() < deadline and not stop.is_set():
         gevent.sleep(0.01)
     engine.event("run_start", users=runner.user_count)
     try:
-        for stage in spec.stages:
+        for index, stage in enumerate(spec.stages):
             if stop.is_set():
                 break
-            ctx = RecordContext(
-                run_id=spec.run_id,
-                stage=stage.label,
-                endpoint=spec.endpoint.name,
-                worker=engine.worker,
-                keep_gaps=spec.keep_gaps,
-            )
-            before = engine.records_written
-            engine.event("stage_start", stage=stage.label, users=stage.users, duration_s=stage.duration_s)
-            engine.gate.open(stage, ctx)
-            ends = time.monotonic() + stage.duration_s
-            while not stop.is_set():
-                left = ends - time.monotonic()
-                if left <= 0:
-                    break
-                if stage.max_requests is not None and engine.gate.started_in_stage >= stage.max_requests:
-                    break
-                stop.wait(min(left, 0.05))
-            engine.event("stage_window_end", stage=stage.label)
-            engine.gate.close()
-            drained = stop.is_set() or engine.gate.drained.wait(spec.drain_timeout_s)
-            engine.event(
-                "stage_end",
-                stage=stage.label,
-                drained=bool(drained) and engine.gate.inflight == 0,
-                inflight=engine.gate.inflight,
-                records=engine.records_written - before,
-            )
+            run_stage(engine, stage, index, stop)
     finally:
         engine.gate.close()
         runner.quit()  # kills user greenlets; in-flight requests record themselves as cancelled
@@ -312,6 +347,67 @@ def run(spec: RunSpec, run_dir: Path) -> int:
         )
         engine.close()
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def run_stage(engine: Engine, stage: Stage, index: int, stop: Event) -> None:
+    spec = engine.spec
+    ctx = RecordContext(
+        run_id=spec.run_id,
+        stage=stage.label,
+        endpoint=spec.endpoint.name,
+        worker=engine.worker,
+        keep_gaps=spec.keep_gaps,
+    )
+    target: dict[str, Any] = {"kind": stage.kind, "users": stage.users, "rate": stage.rate}
+    engine.controller = None
+    if stage.kind == "tokens":
+        e_in, e_out = engine.factory.expected_tokens()
+        engine.controller = TokenRateController(
+            total_per_min=stage.tokens_per_min,
+            input_per_min=stage.input_tokens_per_min,
+            output_per_min=stage.output_tokens_per_min,
+            expected_input=e_in,
+            expected_output=e_out,
+        )
+        target.update(
+            tokens_per_min=stage.tokens_per_min,
+            input_tokens_per_min=stage.input_tokens_per_min,
+            output_tokens_per_min=stage.output_tokens_per_min,
+            initial_rate=engine.controller.rate(),
+        )
+    before = engine.records_written
+    engine.event("stage_start", stage=stage.label, duration_s=stage.duration_s, target=target)
+    engine.gate.open(stage, ctx)
+    dispatch: dict[str, Any] = {}
+    if stage.open_loop:
+        dispatch = dispatch_arrivals(engine, stage, index, stop)
+    else:
+        ends = time.monotonic() + stage.duration_s
+        while not stop.is_set():
+            left = ends - time.monotonic()
+            if left <= 0:
+                break
+            if stage.max_requests is not None and engine.gate.started_in_stage >= stage.max_requests:
+                break
+            stop.wait(min(left, 0.05))
+    engine.event("stage_window_end", stage=stage.label)
+    dropped = engine.gate.close()
+    drained = stop.is_set() or engine.gate.drained.wait(spec.drain_timeout_s)
+    if engine.controller is not None:
+        dispatch.update(
+            final_rate=engine.controller.rate(),
+            expected_input=engine.controller.expected_input,
+            expected_output=engine.controller.expected_output,
+        )
+    engine.event(
+        "stage_end",
+        stage=stage.label,
+        drained=bool(drained) and engine.gate.inflight == 0,
+        inflight=engine.gate.inflight,
+        records=engine.records_written - before,
+        dropped=dropped,
+        **dispatch,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

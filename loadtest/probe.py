@@ -25,7 +25,7 @@ def preflight(
     """Send one small request like ``cls`` (non-streamed, 1 output token). Raise :class:`EndpointError` with one
     readable line when the endpoint cannot be used; return the record otherwise (429 is acceptable: a quota)."""
     probe_cls = RequestClass(
-        name="preflight", kind=cls.kind, prompt_tokens=8, max_tokens=1, stream=False, ignore_eos=False
+        name="preflight", kind=cls.kind, prompt_tokens=8, output_tokens=1, stream=False, ignore_eos=False
     )
     request = build_request(endpoint, probe_cls, "Say OK.")
     url = public_url(request.url)

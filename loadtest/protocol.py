@@ -80,16 +80,27 @@ class EndpointSpec:
 
 @dataclass(frozen=True, slots=True)
 class RequestClass:
-    """One kind of traffic: fixed token lengths for now (distributions arrive with scenario files)."""
+    """One kind of traffic with its own token-length distributions, weight in the mix and SLOs.
+
+    ``prompt_tokens`` and ``output_tokens`` are an integer or a distribution table
+    (:func:`loadtest.distributions.parse_length`); each request's sampled output length is sent as ``max_tokens``
+    (and as ``min_tokens`` too when ``min_tokens`` is true), with ``ignore_eos`` where the server supports it, so
+    output lengths are exact on vLLM, llama.cpp and the simulator.
+    """
 
     name: str = "chat"
     kind: RequestKind = "chat"
-    prompt_tokens: int = 128
-    max_tokens: int = 128
+    weight: float = 1.0
+    prompt_tokens: int | dict[str, Any] = 128
+    output_tokens: int | dict[str, Any] = 128
     stream: bool = True
     ignore_eos: bool = True
+    min_tokens: bool = False
     temperature: float = 0.0
+    shared_prefix_tokens: int = 0
+    dataset: str | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
+    slo: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,22 +114,35 @@ class PreparedRequest:
 
 
 def build_request(
-    endpoint: EndpointSpec, cls: RequestClass, prompt: str, *, include_usage: bool | None = None
+    endpoint: EndpointSpec,
+    cls: RequestClass,
+    prompt: str | list[dict[str, Any]],
+    *,
+    max_tokens: int | None = None,
+    include_usage: bool | None = None,
 ) -> PreparedRequest:
-    """The JSON body for one request of ``cls`` carrying ``prompt``."""
+    """The JSON body for one request of ``cls`` carrying ``prompt`` (text, or chat messages from a dataset).
+
+    ``max_tokens`` is this request's sampled output length (default: the class's fixed ``output_tokens``).
+    """
+    if max_tokens is None:
+        max_tokens = cls.output_tokens if isinstance(cls.output_tokens, int) else 128
     body: dict[str, Any]
     if cls.kind == "embeddings":
-        body = {"model": endpoint.model, "input": [prompt]}
+        text = prompt if isinstance(prompt, str) else " ".join(str(m.get("content", "")) for m in prompt)
+        body = {"model": endpoint.model, "input": [text]}
         stream = False
-        max_tokens: int | None = None
+        sent_max: int | None = None
     else:
         stream = cls.stream
-        max_tokens = cls.max_tokens
-        body = {"model": endpoint.model, "max_tokens": cls.max_tokens, "temperature": cls.temperature}
+        sent_max = max_tokens
+        body = {"model": endpoint.model, "max_tokens": max_tokens, "temperature": cls.temperature}
         if cls.kind == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         else:
-            body["prompt"] = prompt
+            body["prompt"] = (
+                prompt if isinstance(prompt, str) else "\n".join(str(m.get("content", "")) for m in prompt)
+            )
         if cls.stream:
             body["stream"] = True
             usage = endpoint.include_usage if include_usage is None else include_usage
@@ -126,12 +150,14 @@ def build_request(
                 body["stream_options"] = {"include_usage": True}
         if cls.ignore_eos:
             body["ignore_eos"] = True
+        if cls.min_tokens:
+            body["min_tokens"] = max_tokens
         body.update(cls.extra_body)
     return PreparedRequest(
         url=endpoint.url_for(cls.kind),
         body=orjson.dumps(body),
         stream=stream,
-        max_tokens=max_tokens,
+        max_tokens=sent_max,
         request_class=cls.name,
         kind=cls.kind,
     )

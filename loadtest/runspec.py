@@ -46,18 +46,59 @@ def parse_duration(text: str | float | int) -> float:
     return value
 
 
+StageKind = Literal["concurrency", "rate", "tokens"]
+
+
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """One steady load level. ``label`` is the readable identity used in records, tables and charts."""
+    """One steady load level. ``label`` is the readable identity used in records, tables and charts.
 
-    kind: Literal["concurrency"]
-    users: int
+    * ``concurrency`` — closed loop: ``users`` users, each sends its next request when the last one ends;
+    * ``rate`` — open loop: arrivals at ``rate`` requests/s (``arrival`` constant / poisson / gamma with
+      ``burstiness``), served by a pool of at most ``max_concurrency`` users;
+    * ``tokens`` — open loop at a token rate: ``tokens_per_min`` in total, or ``input_tokens_per_min`` and/or
+      ``output_tokens_per_min``; the request rate follows completed requests' usage.
+    """
+
+    kind: StageKind
     duration_s: float
+    users: int | None = None
+    rate: float | None = None
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    tokens_per_min: float | None = None
+    input_tokens_per_min: float | None = None
+    output_tokens_per_min: float | None = None
+    max_concurrency: int = 256
     max_requests: int | None = None
+    name: str | None = None
 
     @property
     def label(self) -> str:
-        return f"concurrency@{self.users}"
+        if self.name:
+            return self.name
+        if self.kind == "concurrency":
+            return f"concurrency@{self.users}"
+        if self.kind == "rate":
+            kind = self.arrival if self.arrival != "gamma" else f"gamma{self.burstiness:g}"
+            return f"{kind}@{self.rate:.2f}rps"
+        if self.tokens_per_min is not None:
+            return f"tokens@{self.tokens_per_min:.0f}tpm"
+        parts = []
+        if self.input_tokens_per_min is not None:
+            parts.append(f"in{self.input_tokens_per_min:.0f}")
+        if self.output_tokens_per_min is not None:
+            parts.append(f"out{self.output_tokens_per_min:.0f}")
+        return "tokens@" + "+".join(parts) + "tpm"
+
+    @property
+    def pool_size(self) -> int:
+        """How many users this stage needs at most."""
+        return int(self.users or 0) if self.kind == "concurrency" else self.max_concurrency
+
+    @property
+    def open_loop(self) -> bool:
+        return self.kind != "concurrency"
 
 
 @dataclass(frozen=True, slots=True)

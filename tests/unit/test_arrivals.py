@@ -76,3 +76,26 @@ def test_token_rate_rejects_ambiguous_targets() -> None:
         TokenRateController(total_per_min=1, input_per_min=1, expected_input=1, expected_output=1)
     with pytest.raises(ValueError, match="needs"):
         TokenRateController(expected_input=1, expected_output=1)
+
+
+def test_integral_correction_catches_up_after_a_wrong_prior() -> None:
+    # prior expects 100 tokens per request, the server really uses 50: the base rate is half what is needed
+    ctl = TokenRateController(total_per_min=6_000, expected_input=50, expected_output=50, prior_weight=1e9)
+    t, arrivals, dt = 0.0, 0, 0.01
+    next_arrival = 0.0
+    while t < 60.0:
+        if t >= next_arrival:
+            arrivals += 1
+            ctl.observe(25, 25)  # completes at once with half the expected tokens
+            next_arrival = t + 1.0 / ctl.rate_at(t, arrivals)
+        t += dt
+    assert ctl.rate() == pytest.approx(1.0)  # the uncorrected rate would offer only half the target
+    offered_tokens_per_min = arrivals * 50 / 60.0 * 60.0
+    assert offered_tokens_per_min == pytest.approx(6_000, rel=0.05)
+
+
+def test_rate_at_is_clamped() -> None:
+    ctl = TokenRateController(total_per_min=6_000, expected_input=50, expected_output=50)
+    base = ctl.rate()
+    assert ctl.rate_at(10.0, 0) == pytest.approx(4 * base)  # far behind: at most 4×
+    assert ctl.rate_at(1.0, 1_000) == pytest.approx(0.25 * base)  # far ahead: at least ¼×

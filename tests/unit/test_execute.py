@@ -40,7 +40,7 @@ def run(
     handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock, cls: RequestClass | None = None
 ) -> tuple[RequestRecord, list[RequestRecord]]:
     emitted: list[RequestRecord] = []
-    request = build_request(ENDPOINT, cls or RequestClass(max_tokens=3), "hello world")
+    request = build_request(ENDPOINT, cls or RequestClass(output_tokens=3), "hello world")
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         record = execute_request(
             HttpxTransport(client),
