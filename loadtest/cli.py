@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,6 @@ from loadtest.errors import ConfigError, EndpointError, LoadtestError
 
 __all__ = ["cli", "main"]
 
-SIM_DEFAULT_STAGES = (1, 4, 16)
-
-
-def _fail_usage(message: str) -> None:
-    raise click.UsageError(message)
-
-
-def _parse_concurrency(values: tuple[str, ...]) -> tuple[int, ...]:
-    found: list[int] = []
-    for value in values:
-        for part in value.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if not part.isdigit() or int(part) < 1:
-                raise ConfigError(f"--concurrency takes positive integers, got {part!r}")
-            found.append(int(part))
-    return tuple(found)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="loadtest")
@@ -45,23 +25,87 @@ def cli() -> None:
     """Load testing and capacity planning for LLM serving endpoints."""
 
 
+def _numbers(values: tuple[str, ...], flag: str, kind: type[int] | type[float]) -> tuple[Any, ...]:
+    """Repeatable, comma-separated positive numbers: ``-c 1,4 -c 16`` → (1, 4, 16)."""
+    found: list[Any] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                number = kind(part)
+            except ValueError:
+                raise ConfigError(f"{flag} takes positive numbers, got {part!r}") from None
+            if number <= 0:
+                raise ConfigError(f"{flag} takes positive numbers, got {part!r}")
+            found.append(number)
+    return tuple(found)
+
+
+def _seconds(value: str | None, flag: str) -> float | None:
+    from loadtest.runspec import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
 @cli.command()
+@click.argument("scenario", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--endpoint",
     metavar="URL",
     help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1). "
-    "Omitted: an embedded simulator is started on a free 127.0.0.1 port.",
+    "Omitted (and none in the scenario): an embedded simulator on a free 127.0.0.1 port.",
 )
 @click.option(
     "--model", metavar="NAME", help="Model name sent in each request (default: the first of /models)."
+)
+@click.option("--api-key-env", metavar="VAR", help="Environment variable holding the bearer token.")
+@click.option(
+    "--usage/--no-usage",
+    "include_usage",
+    default=None,
+    help="Ask for a final usage chunk (stream_options.include_usage; default on).",
 )
 @click.option(
     "--concurrency",
     "-c",
     multiple=True,
     metavar="N[,N...]",
-    help="Closed-loop users per stage; repeat or comma-separate for a sweep (default 1,4,16 on the "
-    "simulator, 1 otherwise).",
+    help="Closed-loop stages of N users (default 1,4,16 on the simulator, 1 otherwise).",
+)
+@click.option(
+    "--rate", "-r", multiple=True, metavar="RPS[,RPS...]", help="Open-loop stages at RPS requests/s."
+)
+@click.option(
+    "--tokens-per-min",
+    "-t",
+    multiple=True,
+    metavar="TPM[,TPM...]",
+    help="Open-loop stages at a total token rate (input + output tokens per minute).",
+)
+@click.option(
+    "--arrival",
+    type=click.Choice(["constant", "poisson", "gamma"]),
+    default=None,
+    help="Arrival process of open-loop stages (default poisson).",
+)
+@click.option(
+    "--burstiness",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Gamma arrivals: shape b, gap CV = 1/sqrt(b) (b<1 burstier than Poisson).",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Open loop: most requests in flight at once (default 256).",
 )
 @click.option(
     "--duration",
@@ -73,27 +117,21 @@ def cli() -> None:
 @click.option(
     "--kind",
     type=click.Choice(["chat", "completions", "embeddings"]),
-    default="chat",
-    show_default=True,
-    help="Request kind.",
+    default=None,
+    help="Request kind (default chat).",
 )
-@click.option("--prompt-tokens", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--max-tokens", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--stream/--no-stream", default=True, show_default=True)
 @click.option(
-    "--usage/--no-usage",
-    "include_usage",
-    default=True,
-    show_default=True,
-    help="Ask for a final usage chunk (stream_options.include_usage).",
+    "--prompt-tokens", type=click.IntRange(min=1), default=None, help="Prompt length (default 128)."
 )
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), default=None, help="Output length asked for (default 128)."
+)
+@click.option("--stream/--no-stream", default=None, help="Stream responses (default on).")
 @click.option(
     "--ignore-eos/--no-ignore-eos",
-    default=True,
-    show_default=True,
-    help="Send ignore_eos so output lengths are exact (vLLM, llama.cpp).",
+    default=None,
+    help="Send ignore_eos so output lengths are exact (vLLM, llama.cpp; default on).",
 )
-@click.option("--api-key-env", metavar="VAR", help="Environment variable holding the bearer token.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -101,188 +139,95 @@ def cli() -> None:
     show_default=True,
     help="Parent directory of run directories.",
 )
-@click.option("--name", default=None, help="Run name (default: 'sim' or 'endpoint').")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for prompts and the simulator.")
+@click.option("--name", default=None, help="Run name (default: the scenario's, 'sim' or 'endpoint').")
 @click.option(
-    "--drain-timeout",
-    "drain_timeout",
-    default="30s",
-    show_default=True,
-    help="How long in-flight requests may finish after a stage.",
+    "--seed", type=int, default=None, help="Seed for prompts, arrivals and the simulator (default 0)."
+)
+@click.option(
+    "--drain-timeout", default=None, help="How long in-flight requests may finish after a stage (30s)."
 )
 @click.option(
     "--read-timeout",
-    "read_timeout",
     default="120s",
     show_default=True,
     help="Longest silence on a stream before it counts as a timeout.",
 )
 @click.option("--skip-preflight", is_flag=True, help="Do not send the one-request probe before the run.")
-@click.option(
-    "--architecture", default="llama-3.1-8b", show_default=True, help="Simulator: model architecture."
-)
-@click.option("--gpu", default="h100", show_default=True, help="Simulator: GPU profile.")
-@click.option(
-    "--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Simulator: replicas."
-)
+@click.option("--architecture", default=None, help="Simulator: model architecture (default llama-3.1-8b).")
+@click.option("--gpu", default=None, help="Simulator: GPU profile (default h100).")
+@click.option("--replicas", type=click.IntRange(min=1), default=None, help="Simulator: replicas (default 1).")
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
-    default=256,
-    show_default=True,
-    help="Simulator: max sequences per replica.",
+    default=None,
+    help="Simulator: max sequences per replica (default 256).",
 )
-def run(**opts: Any) -> None:
-    """Run a load test and print a per-stage summary. With no --endpoint, against the embedded simulator."""
-    from loadtest.runspec import parse_duration
+def run(scenario: Path | None, **opts: Any) -> None:
+    """Run a load test and print a per-stage summary.
 
-    try:
-        drain = parse_duration(opts["drain_timeout"])
-        read_timeout = parse_duration(opts["read_timeout"])
-        duration = parse_duration(opts["duration"]) if opts["duration"] else None
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    concurrency = _parse_concurrency(opts["concurrency"])
-    simulated = not opts["endpoint"]
-    if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
-        raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
-    if simulated:
-        _run_with_simulator(opts, concurrency or SIM_DEFAULT_STAGES, duration or 8.0, drain, read_timeout)
-    else:
-        _run_against(opts, opts["endpoint"], concurrency or (1,), duration or 30.0, drain, read_timeout, None)
-
-
-def _run_with_simulator(
-    opts: dict[str, Any], concurrency: tuple[int, ...], duration: float, drain: float, read_timeout: float
-) -> None:
-    from loadtest.probe import first_model_id
-    from loadtest.simproc import SimulatorProcess
-
-    sim_args = [
-        "--architecture",
-        opts["architecture"],
-        "--gpu",
-        opts["gpu"],
-        "--replicas",
-        str(opts["replicas"]),
-        "--max-batch",
-        str(opts["max_batch"]),
-        "--seed",
-        str(opts["seed"]),
-    ]
-    with SimulatorProcess(sim_args) as sim:
-        base = sim.url + "/v1"
-        click.echo(
-            f"embedded simulator: {opts['architecture']} on {opts['gpu']} × {opts['replicas']} at {base}",
-            err=True,
-        )
-        model = opts["model"] or first_model_id(base, {}) or opts["architecture"]
-        target = {
-            "simulator": {
-                "architecture": opts["architecture"],
-                "gpu": opts["gpu"],
-                "replicas": opts["replicas"],
-                "max_batch": opts["max_batch"],
-                "seed": opts["seed"],
-            }
-        }
-        _run_against(
-            {**opts, "model": model, "skip_preflight": True, "name": opts["name"] or "sim"},
-            base,
-            concurrency,
-            duration,
-            drain,
-            read_timeout,
-            target,
-        )
-
-
-def _run_against(
-    opts: dict[str, Any],
-    base_url: str,
-    concurrency: tuple[int, ...],
-    duration: float,
-    drain: float,
-    read_timeout: float,
-    target: dict[str, Any] | None,
-) -> None:
-    from analysis import load_run, summarize_stages
-    from loadtest.probe import first_model_id, preflight
-    from loadtest.protocol import EndpointSpec, RequestClass, public_url
-    from loadtest.run import execute_run, new_run_dir
-    from loadtest.runspec import RunSpec, Stage
+    SCENARIO is a TOML file (see scenarios/); flags override it. With no endpoint anywhere, the run goes to the
+    embedded simulator.
+    """
+    from loadtest.assemble import Overrides, apply_overrides, scenario_from_flags
+    from loadtest.launch import launch
+    from loadtest.scenario import load_scenario
     from reports import render_stage_table
 
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--endpoint must be an http(s) URL, got {base_url!r}")
-    key_env = opts["api_key_env"]
-    headers = {"Authorization": f"Bearer {os.environ[key_env]}"} if key_env else {}
-    model = opts["model"] or first_model_id(base_url, headers)
-    if not model:
-        raise ConfigError(f"--model is required: {public_url(base_url)}/models lists no model")
-    endpoint = EndpointSpec(
-        base_url=base_url,
-        model=model,
-        api_key_env=key_env,
+    if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
+        raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
+    sim_opts = {k: opts[k] for k in ("architecture", "gpu", "replicas", "max_batch") if opts[k] is not None}
+    overrides = Overrides(
+        endpoint=opts["endpoint"],
+        model=opts["model"],
+        api_key_env=opts["api_key_env"],
         include_usage=opts["include_usage"],
-        name=opts["name"] or model,
-    )
-    cls = RequestClass(
-        name=opts["kind"],
+        concurrency=_numbers(opts["concurrency"], "--concurrency", int),
+        rates=_numbers(opts["rate"], "--rate", float),
+        tokens_per_min=_numbers(opts["tokens_per_min"], "--tokens-per-min", float),
+        arrival=opts["arrival"],
+        burstiness=opts["burstiness"],
+        max_concurrency=opts["max_concurrency"],
+        duration_s=_seconds(opts["duration"], "--duration"),
+        max_requests=opts["max_requests"],
+        drain_timeout_s=_seconds(opts["drain_timeout"], "--drain-timeout"),
         kind=opts["kind"],
         prompt_tokens=opts["prompt_tokens"],
-        output_tokens=opts["max_tokens"],
-        stream=opts["stream"] and opts["kind"] != "embeddings",
+        max_tokens=opts["max_tokens"],
+        stream=opts["stream"],
         ignore_eos=opts["ignore_eos"],
-    )
-    if not opts["skip_preflight"]:
-        preflight(endpoint, cls, headers, timeout_s=read_timeout)
-    stages = tuple(
-        Stage(kind="concurrency", users=n, duration_s=duration, max_requests=opts["max_requests"])
-        for n in concurrency
-    )
-    name = opts["name"] or "endpoint"
-    run_dir = new_run_dir(opts["out"], name)
-    spec = RunSpec(
-        run_id=uuid.uuid4().hex[:12],
-        name=name,
-        out_dir=str(run_dir),
-        endpoint=endpoint,
-        request_classes=(cls,),
-        stages=stages,
         seed=opts["seed"],
-        drain_timeout_s=drain,
+        name=opts["name"],
+        simulator=sim_opts,
+    )
+    if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):
+        raise ConfigError(f"--endpoint must be an http(s) URL, got {opts['endpoint']!r}")
+    if scenario is not None:
+        chosen = apply_overrides(load_scenario(scenario), overrides)
+    else:
+        chosen = scenario_from_flags(overrides)
+    read_timeout = _seconds(opts["read_timeout"], "--read-timeout") or 120.0
+    _check_simulator(chosen.simulator if chosen.endpoint is None else {})
+    result = launch(
+        chosen,
+        out=opts["out"],
+        skip_preflight=opts["skip_preflight"],
         read_timeout_s=read_timeout,
-        simulated=target is not None,
+        echo=lambda line: click.echo(line, err=True),
     )
-    total = sum(s.duration_s for s in stages)
-    click.echo(
-        f"run {run_dir}: {len(stages)} stage(s), {total:.0f}s of load against {public_url(base_url)} "
-        f"model {model}",
-        err=True,
-    )
-
-    def progress(event: dict[str, Any]) -> None:
-        if event.get("event") == "stage_end":
-            click.echo(f"  {event['stage']}: {event.get('records', 0)} requests", err=True)
-
-    outcome = execute_run(spec, run_dir, target=target, progress=progress)
-    data = load_run(run_dir)
-    order = [s.label for s in stages]
-    summaries = summarize_stages(data.records, order)
-    _write_summary(run_dir, summaries)
-    click.echo(render_stage_table(summaries))
-    click.echo(f"records: {outcome.records} in {run_dir}/records.jsonl ({outcome.status})")
+    outcome = result.outcome
+    click.echo(render_stage_table(result.summaries))
+    click.echo(f"records: {outcome.records} in {outcome.run_dir}/records.jsonl ({outcome.status})")
+    _write_summary(outcome.run_dir, result.summaries)
     if outcome.status == "interrupted":
         raise SystemExit(130)
     if outcome.status == "failed":
         raise LoadtestError(
-            f"the load engine failed (exit {outcome.engine_exit_code}); see {run_dir}/engine.log"
+            f"the load engine failed (exit {outcome.engine_exit_code}); see {outcome.run_dir}/engine.log"
         )
-    if outcome.records and not any(s.ok for s in summaries):
-        worst = data.records["error_detail"].dropna()
-        detail = worst.mode().iloc[0] if not worst.empty else "unknown error"
-        raise EndpointError(f"no request succeeded ({outcome.records} failed), most often: {detail}")
+    if outcome.records and not any(s.ok for s in result.summaries):
+        raise EndpointError(
+            f"no request succeeded ({outcome.records} failed), most often: {result.most_common_error}"
+        )
 
 
 def _write_summary(run_dir: Path, summaries: list[Any]) -> None:
@@ -290,6 +235,17 @@ def _write_summary(run_dir: Path, summaries: list[Any]) -> None:
 
     payload = {"stages": [s.to_dict() for s in summaries]}
     (run_dir / "summary.json").write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
+
+
+def _check_simulator(options: dict[str, Any]) -> None:
+    from loadtest.perfmodel import ARCHITECTURES, GPUS
+
+    arch = options.get("architecture")
+    if arch is not None and arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    gpu = options.get("gpu")
+    if gpu is not None and gpu not in GPUS:
+        raise ConfigError(f"unknown GPU {gpu!r}; known: {', '.join(sorted(GPUS))}")
 
 
 @cli.command()

@@ -41,7 +41,9 @@ from locust import User, constant, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
 from loadtest.arrivals import ArrivalProcess, TokenRateController  # noqa: E402
+from loadtest.auth import AuthOptions, AuthProvider, resolve_auth  # noqa: E402
 from loadtest.clock import EpochClock  # noqa: E402
+from loadtest.errors import LoadtestError  # noqa: E402
 from loadtest.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
 from loadtest.records import RequestRecord, dump_record  # noqa: E402
 from loadtest.runspec import RunSpec, Stage  # noqa: E402
@@ -186,8 +188,18 @@ class Engine:
         self.transport = GeventTransport(
             spec.endpoint.base_url, self.pool_size, spec.connect_timeout_s, spec.read_timeout_s
         )
-        token = os.environ.get(spec.endpoint.api_key_env) if spec.endpoint.api_key_env else None
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.auth = _auth_for(spec)
+
+    def refresh_credentials_forever(self) -> None:
+        """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token)."""
+        while True:
+            gevent.sleep(5.0)
+            if self.auth.refresh_due(time.time()):
+                try:
+                    self.auth.refresh()
+                    self.event("auth_refreshed", expires_at=self.auth.expires_at)
+                except LoadtestError as exc:
+                    self.event("auth_refresh_failed", detail=str(exc))
 
     def emit(self, record: RequestRecord) -> None:
         os.write(self._fd, dump_record(record))
@@ -226,7 +238,7 @@ class Engine:
             execute_request(
                 self.transport,
                 request,
-                self.headers,
+                self.auth.headers(),
                 self.clock,
                 ctx,
                 seq=seq,
@@ -244,6 +256,17 @@ class Engine:
 
 
 _ENGINE: Engine | None = None
+
+
+def _auth_for(spec: RunSpec) -> AuthProvider:
+    """Credentials in the engine process: Databricks auth from the environment the CLI prepared, or the bearer
+    token named by ``api_key_env``."""
+    if spec.endpoint.auth == "databricks":
+        return resolve_auth(AuthOptions(), env=os.environ)
+    key_env = spec.endpoint.api_key_env
+    return resolve_auth(
+        AuthOptions(api_key_env=key_env, auth_type=None if key_env else "none"), env=os.environ
+    )
 
 
 class LLMUser(User):
@@ -333,13 +356,15 @@ def run(spec: RunSpec, run_dir: Path) -> int:
     deadline = time.monotonic() + 30
     while runner.user_count < users and time.monotonic() < deadline and not stop.is_set():
         gevent.sleep(0.01)
-    engine.event("run_start", users=runner.user_count)
+    engine.event("run_start", users=runner.user_count, auth=engine.auth.describe())
+    refresher = gevent.spawn(engine.refresh_credentials_forever)
     try:
         for index, stage in enumerate(spec.stages):
             if stop.is_set():
                 break
             run_stage(engine, stage, index, stop)
     finally:
+        refresher.kill()
         engine.gate.close()
         runner.quit()  # kills user greenlets; in-flight requests record themselves as cancelled
         engine.event(

@@ -57,6 +57,7 @@ class EndpointSpec:
     api_key_env: str | None = None
     include_usage: bool = True
     name: str = "endpoint"
+    auth: Literal["none", "env", "databricks"] = "env"
 
     def url_for(self, kind: RequestKind) -> str:
         base = self.base_url.rstrip("/")
@@ -75,6 +76,7 @@ class EndpointSpec:
             "api_key_env": self.api_key_env,
             "include_usage": self.include_usage,
             "name": self.name,
+            "auth": self.auth,
         }
 
 

@@ -122,6 +122,7 @@ def execute_run(
     *,
     target: dict[str, Any] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunOutcome:
     """Run the engine for ``spec`` into ``run_dir`` and write ``manifest.json``. Never loses written records."""
     try:
@@ -150,6 +151,7 @@ def execute_run(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     seen = 0
     status = "complete"

@@ -1,0 +1,178 @@
+"""From a scenario file and command-line flags to what the engine runs. Pure: no I/O but reading files.
+
+Flags given on the command line override the scenario: ``--endpoint``/``--model`` replace its endpoint,
+``-c``/``--rate``/``--tokens-per-min`` replace its stages, ``--duration`` and ``--max-requests`` apply to every
+stage, ``--seed`` and ``--name`` replace its own. Without a scenario, the flags describe one request class and
+the stages (default: a 1, 4, 16-user sweep of 8 s each on the simulator, or 1 user for 30 s on an endpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtest.errors import ConfigError
+from loadtest.protocol import RequestClass
+from loadtest.runspec import Stage
+from loadtest.scenario import EndpointConfig, Scenario
+
+__all__ = ["SIM_DEFAULTS", "Overrides", "apply_overrides", "scenario_from_flags"]
+
+SIM_DEFAULTS: dict[str, Any] = {
+    "architecture": "llama-3.1-8b",
+    "gpu": "h100",
+    "replicas": 1,
+    "max_batch": 256,
+}
+SIM_DEFAULT_SWEEP = (1, 4, 16)
+SIM_DEFAULT_DURATION_S = 8.0
+ENDPOINT_DEFAULT_DURATION_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line values; ``None`` (or empty) means "not given"."""
+
+    endpoint: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    include_usage: bool | None = None
+    concurrency: tuple[int, ...] = ()
+    rates: tuple[float, ...] = ()
+    tokens_per_min: tuple[float, ...] = ()
+    arrival: str | None = None
+    burstiness: float | None = None
+    max_concurrency: int | None = None
+    duration_s: float | None = None
+    max_requests: int | None = None
+    drain_timeout_s: float | None = None
+    kind: str | None = None
+    prompt_tokens: int | None = None
+    max_tokens: int | None = None
+    stream: bool | None = None
+    ignore_eos: bool | None = None
+    seed: int | None = None
+    name: str | None = None
+    simulator: dict[str, Any] = field(default_factory=dict)
+
+
+def _stages(ov: Overrides, duration: float, stage_defaults: dict[str, Any]) -> tuple[Stage, ...]:
+    forms = sum(bool(x) for x in (ov.concurrency, ov.rates, ov.tokens_per_min))
+    if forms > 1:
+        raise ConfigError("give only one of --concurrency, --rate and --tokens-per-min")
+    common: dict[str, Any] = {
+        "duration_s": duration,
+        "max_requests": ov.max_requests,
+        "arrival": ov.arrival or stage_defaults.get("arrival", "poisson"),
+        "burstiness": ov.burstiness if ov.burstiness is not None else stage_defaults.get("burstiness", 1.0),
+        "max_concurrency": ov.max_concurrency or stage_defaults.get("max_concurrency", 256),
+    }
+    if ov.rates:
+        return tuple(Stage(kind="rate", rate=r, **common) for r in ov.rates)
+    if ov.tokens_per_min:
+        return tuple(Stage(kind="tokens", tokens_per_min=t, **common) for t in ov.tokens_per_min)
+    return tuple(Stage(kind="concurrency", users=n, **common) for n in ov.concurrency)
+
+
+def scenario_from_flags(ov: Overrides) -> Scenario:
+    """The scenario the flags describe when no scenario file is given."""
+    simulated = ov.endpoint is None
+    kind = ov.kind or "chat"
+    cls = RequestClass(
+        name=kind,
+        kind=kind,  # type: ignore[arg-type]
+        prompt_tokens=ov.prompt_tokens or 128,
+        output_tokens=(ov.max_tokens or 128) if kind != "embeddings" else 1,
+        stream=(ov.stream if ov.stream is not None else True) and kind != "embeddings",
+        ignore_eos=ov.ignore_eos if ov.ignore_eos is not None else True,
+    )
+    duration = ov.duration_s or (SIM_DEFAULT_DURATION_S if simulated else ENDPOINT_DEFAULT_DURATION_S)
+    if not (ov.concurrency or ov.rates or ov.tokens_per_min):
+        ov = dataclasses.replace(ov, concurrency=SIM_DEFAULT_SWEEP if simulated else (1,))
+    endpoint = None
+    if ov.endpoint is not None:
+        endpoint = EndpointConfig(
+            url=ov.endpoint,
+            model=ov.model,
+            api_key_env=ov.api_key_env,
+            include_usage=ov.include_usage if ov.include_usage is not None else True,
+        )
+    return Scenario(
+        name=ov.name or ("sim" if simulated else "endpoint"),
+        description="",
+        seed=ov.seed or 0,
+        endpoint=endpoint,
+        simulator={**SIM_DEFAULTS, **ov.simulator},
+        classes=(cls,),
+        stages=_stages(ov, duration, {}),
+        drain_timeout_s=ov.drain_timeout_s or 30.0,
+    )
+
+
+def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
+    """The scenario with every flag that was given applied on top."""
+    changes: dict[str, Any] = {}
+    if ov.endpoint is not None:
+        changes["endpoint"] = EndpointConfig(
+            url=ov.endpoint,
+            model=ov.model,
+            api_key_env=ov.api_key_env,
+            include_usage=ov.include_usage if ov.include_usage is not None else True,
+        )
+    elif scenario.endpoint is not None:
+        ep = scenario.endpoint
+        changes["endpoint"] = dataclasses.replace(
+            ep,
+            model=ov.model or ep.model,
+            api_key_env=ov.api_key_env or ep.api_key_env,
+            include_usage=ep.include_usage if ov.include_usage is None else ov.include_usage,
+        )
+    if ov.concurrency or ov.rates or ov.tokens_per_min:
+        first = scenario.stages[0]
+        defaults = {
+            "arrival": first.arrival,
+            "burstiness": first.burstiness,
+            "max_concurrency": first.max_concurrency,
+        }
+        changes["stages"] = _stages(ov, ov.duration_s or first.duration_s, defaults)
+    else:
+        stage_changes: dict[str, Any] = {}
+        if ov.duration_s is not None:
+            stage_changes["duration_s"] = ov.duration_s
+        if ov.max_requests is not None:
+            stage_changes["max_requests"] = ov.max_requests
+        if ov.arrival is not None:
+            stage_changes["arrival"] = ov.arrival
+        if ov.burstiness is not None:
+            stage_changes["burstiness"] = ov.burstiness
+        if ov.max_concurrency is not None:
+            stage_changes["max_concurrency"] = ov.max_concurrency
+        if stage_changes:
+            changes["stages"] = tuple(dataclasses.replace(s, **stage_changes) for s in scenario.stages)
+    if ov.seed is not None:
+        changes["seed"] = ov.seed
+    if ov.name is not None:
+        changes["name"] = ov.name
+    if ov.drain_timeout_s is not None:
+        changes["drain_timeout_s"] = ov.drain_timeout_s
+    if ov.simulator:
+        changes["simulator"] = {**scenario.simulator, **ov.simulator}
+    class_changes: dict[str, Any] = {}
+    if ov.stream is not None:
+        class_changes["stream"] = ov.stream
+    if ov.ignore_eos is not None:
+        class_changes["ignore_eos"] = ov.ignore_eos
+    if ov.prompt_tokens is not None:
+        class_changes["prompt_tokens"] = ov.prompt_tokens
+    if ov.max_tokens is not None:
+        class_changes["output_tokens"] = ov.max_tokens
+    if class_changes:
+        changes["classes"] = tuple(
+            dataclasses.replace(
+                c,
+                **{k: v for k, v in class_changes.items() if not (k == "stream" and c.kind == "embeddings")},
+            )
+            for c in scenario.classes
+        )
+    return dataclasses.replace(scenario, **changes)

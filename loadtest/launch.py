@@ -1,0 +1,158 @@
+"""One ``loadtest run``: resolve the target (simulator or endpoint, with auth), preflight, run, summarise.
+
+Called by the CLI; usable from Python. Never imports gevent (the engine runs in a child process).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis import StageSummary, load_run, summarize_stages
+from loadtest.auth import AuthOptions, resolve_auth, serialize_for_child
+from loadtest.errors import ConfigError
+from loadtest.probe import first_model_id, preflight
+from loadtest.protocol import EndpointSpec, public_url
+from loadtest.run import RunOutcome, execute_run, new_run_dir
+from loadtest.runspec import RunSpec
+from loadtest.scenario import Scenario
+from loadtest.simproc import SimulatorProcess
+
+__all__ = ["LaunchResult", "launch", "simulator_args"]
+
+_SIM_FLAGS = {
+    "architecture": "--architecture",
+    "gpu": "--gpu",
+    "replicas": "--replicas",
+    "max_batch": "--max-batch",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResult:
+    outcome: RunOutcome
+    summaries: list[StageSummary]
+    records_total: int
+    most_common_error: str | None
+
+
+def simulator_args(options: dict[str, Any], seed: int) -> list[str]:
+    """``loadtest sim`` flags for a scenario's ``[simulator]`` table."""
+    args = ["--seed", str(seed)]
+    for key, flag in _SIM_FLAGS.items():
+        if key in options:
+            args += [flag, str(options[key])]
+    return args
+
+
+def _endpoint_and_auth(
+    scenario: Scenario, read_timeout: float
+) -> tuple[EndpointSpec, dict[str, str], dict[str, str]]:
+    """The endpoint spec, the request headers for the preflight, and the engine child's extra environment."""
+    ep = scenario.endpoint
+    assert ep is not None
+    if ep.databricks:
+        provider = resolve_auth(AuthOptions(host=ep.host, profile=ep.profile, auth_type=ep.auth))
+        host = provider.host or ep.host
+        if not host:
+            raise ConfigError(
+                "a Databricks endpoint needs a host: [endpoint].host, DATABRICKS_HOST or a profile"
+            )
+        assert ep.endpoint is not None
+        spec = EndpointSpec(
+            base_url=host,
+            model=ep.endpoint,
+            api="databricks",
+            path_style=ep.path,  # type: ignore[arg-type]
+            include_usage=ep.include_usage,
+            name=ep.name or ep.endpoint,
+            auth="databricks",
+        )
+        return spec, provider.headers(), serialize_for_child(provider)
+    assert ep.url is not None
+    if not ep.url.startswith(("http://", "https://")):
+        raise ConfigError(f"the endpoint must be an http(s) URL, got {ep.url!r}")
+    provider = resolve_auth(
+        AuthOptions(api_key_env=ep.api_key_env, auth_type=None if ep.api_key_env else "none")
+    )
+    headers = provider.headers()
+    model = ep.model or first_model_id(ep.url, headers)
+    if not model:
+        raise ConfigError(f"a model name is required: {public_url(ep.url)}/models lists none (use --model)")
+    spec = EndpointSpec(
+        base_url=ep.url,
+        model=model,
+        api_key_env=ep.api_key_env,
+        include_usage=ep.include_usage,
+        name=ep.name or model,
+    )
+    return spec, headers, {}
+
+
+def launch(
+    scenario: Scenario,
+    *,
+    out: Path,
+    skip_preflight: bool = False,
+    read_timeout_s: float = 120.0,
+    echo: Callable[[str], None] = lambda _line: None,
+) -> LaunchResult:
+    if scenario.endpoint is None:
+        with SimulatorProcess(simulator_args(scenario.simulator, scenario.seed)) as sim:
+            base = sim.url + "/v1"
+            sim_desc = ", ".join(f"{k}={v}" for k, v in scenario.simulator.items())
+            echo(f"embedded simulator at {base} ({sim_desc})")
+            model = first_model_id(base, {}) or str(scenario.simulator.get("architecture", "sim"))
+            endpoint = EndpointSpec(base_url=base, model=model, name="sim")
+            target = {"simulator": {**scenario.simulator, "seed": scenario.seed}}
+            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, target)
+    endpoint, headers, child_env = _endpoint_and_auth(scenario, read_timeout_s)
+    if not skip_preflight:
+        preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
+    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None)
+
+
+def _execute(
+    scenario: Scenario,
+    endpoint: EndpointSpec,
+    child_env: dict[str, str],
+    out: Path,
+    read_timeout_s: float,
+    echo: Callable[[str], None],
+    target: dict[str, Any] | None,
+) -> LaunchResult:
+    run_dir = new_run_dir(out, scenario.name)
+    spec = RunSpec(
+        run_id=uuid.uuid4().hex[:12],
+        name=scenario.name,
+        out_dir=str(run_dir),
+        endpoint=endpoint,
+        request_classes=scenario.classes,
+        stages=scenario.stages,
+        seed=scenario.seed,
+        drain_timeout_s=scenario.drain_timeout_s,
+        read_timeout_s=read_timeout_s,
+        simulated=target is not None,
+        extra={"scenario": scenario.source, "description": scenario.description},
+    )
+    total = sum(s.duration_s for s in scenario.stages)
+    echo(
+        f"run {run_dir}: {len(scenario.stages)} stage(s), {total:.0f}s of load against "
+        f"{public_url(endpoint.base_url)} model {endpoint.model}"
+    )
+
+    def progress(event: dict[str, Any]) -> None:
+        if event.get("event") == "stage_end":
+            echo(f"  {event['stage']}: {event.get('records', 0)} requests")
+
+    outcome = execute_run(spec, run_dir, target=target, progress=progress, env=child_env)
+    data = load_run(run_dir)
+    summaries = summarize_stages(data.records, [s.label for s in scenario.stages])
+    details = data.records.loc[~data.records["ok"], "error_detail"].dropna() if len(data.records) else None
+    common = str(details.mode().iloc[0]) if details is not None and not details.empty else None
+    return LaunchResult(
+        outcome=outcome, summaries=summaries, records_total=len(data.records), most_common_error=common
+    )
