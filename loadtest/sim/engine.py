@@ -1,0 +1,294 @@
+"""The simulator's engine model: continuous batching at iteration level, and what it predicts.
+
+Pure and deterministic: no I/O, no clock. Whoever drives it (the asyncio server, or a discrete-event test) owns time.
+
+**One step of a replica** (:meth:`Replica.next_step`, then :meth:`Replica.finish_step` when its time is over):
+
+1. Admit waiting requests in FCFS order while ``running < max_batch`` and the KV cache has room; a request reserves
+   ``prompt + max_tokens`` KV tokens at admission (no preemption). The head of the queue blocks the rest.
+2. Duration: ``decode_step_s(B, ctx̄) + Σ prefill_s(prompt_i)`` over the requests admitted in this step, where ``B``
+   counts the sequences admitted in earlier steps and ``ctx̄`` their mean context (prompt + tokens emitted); with
+   ``B = 0`` the decode term is just ``c0``. Times an optional jitter factor of mean 1 (lognormal or normal, CV
+   ``jitter_cv``, seeded ``random.Random``).
+3. At the end of the step every request admitted in it emits its first token, every earlier one one more token; a
+   request finishes when it has emitted ``output_tokens`` (ignore_eos); a prefill-only request (``output_tokens=0``,
+   embeddings) finishes at the end of its admission step.
+
+Requests that arrive while a step runs wait for the next step; an idle replica starts a step at once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from loadtest.perfmodel import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
+
+__all__ = [
+    "Cluster",
+    "EngineConfig",
+    "EngineRequest",
+    "Jitter",
+    "Replica",
+    "StepPlan",
+    "TokenEvent",
+]
+
+Jitter = Literal["lognormal", "normal"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """A simulated endpoint: ``replicas`` data-parallel copies of ``deployment``, each batching up to ``max_batch``."""
+
+    deployment: Deployment
+    max_batch: int = 256
+    replicas: int = 1
+    seed: int = 0
+    jitter_cv: float = 0.0
+    jitter: Jitter = "lognormal"
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.replicas < 1:
+            raise ValueError("max_batch and replicas must be >= 1")
+        if not 0.0 <= self.jitter_cv <= 1.0:
+            raise ValueError("jitter_cv must be within [0, 1]")
+        if self.jitter not in ("lognormal", "normal"):
+            raise ValueError(f"jitter must be lognormal or normal, got {self.jitter!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRequest:
+    """One sequence: ``output_tokens`` is exactly what it will emit (0 = prefill only)."""
+
+    request_id: int
+    prompt_tokens: int
+    output_tokens: int
+
+    @property
+    def kv_tokens(self) -> int:
+        """KV tokens reserved at admission: ``prompt + output``."""
+        return self.prompt_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """A planned step: who was admitted, how many decoded, and how long it lasts."""
+
+    index: int
+    duration_s: float
+    admitted: tuple[int, ...]
+    decode_batch: int
+    mean_context: float
+    prefill_tokens: int
+
+
+class TokenEvent(NamedTuple):
+    """What one sequence did in a step: ``tokens`` emitted so far (0 for prefill-only), and whether it is done.
+
+    A NamedTuple rather than a frozen dataclass: one is built per token on the server's hot path.
+    """
+
+    request_id: int
+    tokens: int
+    finished: bool
+
+
+class _Seq:
+    __slots__ = ("emitted", "request", "running")
+
+    def __init__(self, request: EngineRequest) -> None:
+        self.request = request
+        self.emitted = 0
+        self.running = False
+
+
+class Replica:
+    """One engine replica: FCFS queue, running set, KV accounting, one step at a time."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        max_batch: int = 256,
+        seed: int = 0,
+        jitter_cv: float = 0.0,
+        jitter: Jitter = "lognormal",
+    ) -> None:
+        self.deployment = deployment
+        self.max_batch = max_batch
+        self.kv_capacity: int | None = kv_capacity_tokens(deployment)
+        self.kv_used = 0
+        self.steps = 0
+        self._jitter_cv = jitter_cv
+        self._jitter = jitter
+        self._rng = random.Random(seed)
+        self._waiting: deque[_Seq] = deque()
+        self._running: dict[int, _Seq] = {}  # admitted in earlier steps: the decoders
+        self._admitted: list[_Seq] = []  # admitted in the step in flight
+        self._index: dict[int, _Seq] = {}
+        self._ctx_sum = 0  # Σ (prompt + emitted) over the decoders
+        self._in_step = False
+
+    @property
+    def outstanding(self) -> int:
+        """Requests submitted and not finished (waiting + running)."""
+        return len(self._index)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._running) + len(self._admitted)
+
+    @property
+    def busy(self) -> bool:
+        """True between :meth:`next_step` and :meth:`finish_step`."""
+        return self._in_step
+
+    def submit(self, request: EngineRequest) -> None:
+        """Queue a request. Raises ``ValueError`` if its id is in use or it can never fit the KV cache."""
+        if request.request_id in self._index:
+            raise ValueError(f"request id {request.request_id} is already queued")
+        if request.prompt_tokens < 0 or request.output_tokens < 0:
+            raise ValueError("token counts must be >= 0")
+        if self.kv_capacity is not None and request.kv_tokens > self.kv_capacity:
+            raise ValueError(
+                f"request needs {request.kv_tokens} KV tokens; a replica holds {self.kv_capacity}"
+            )
+        seq = _Seq(request)
+        self._index[request.request_id] = seq
+        self._waiting.append(seq)
+
+    def cancel(self, request_id: int) -> bool:
+        """Drop a request wherever it is (its KV is freed now); False if unknown or already finished."""
+        seq = self._index.pop(request_id, None)
+        if seq is None:
+            return False
+        if not seq.running:
+            self._waiting.remove(seq)
+            return True
+        self.kv_used -= seq.request.kv_tokens
+        if self._running.pop(request_id, None) is not None:
+            self._ctx_sum -= seq.request.prompt_tokens + seq.emitted
+        else:
+            self._admitted.remove(seq)
+        return True
+
+    def next_step(self) -> StepPlan | None:
+        """Admit FCFS and plan one step; ``None`` when there is nothing to do (the replica goes idle)."""
+        if self._in_step:
+            raise RuntimeError("a step is already in flight; call finish_step first")
+        decoders = len(self._running)
+        admitted = self._admitted
+        cap = self.kv_capacity
+        while self._waiting and decoders + len(admitted) < self.max_batch:
+            head = self._waiting[0]
+            if cap is not None and self.kv_used + head.request.kv_tokens > cap:
+                break
+            self._waiting.popleft()
+            head.running = True
+            self.kv_used += head.request.kv_tokens
+            admitted.append(head)
+        if not decoders and not admitted:
+            return None
+        dep = self.deployment
+        mean_ctx = self._ctx_sum / decoders if decoders else 0.0
+        duration = decode_step_s(dep, decoders, mean_ctx) if decoders else dep.c0_s
+        prefill_tokens = 0
+        for seq in admitted:
+            duration += prefill_s(dep, seq.request.prompt_tokens)
+            prefill_tokens += seq.request.prompt_tokens
+        duration *= self._jitter_factor()
+        self._in_step = True
+        plan = StepPlan(
+            self.steps,
+            duration,
+            tuple(s.request.request_id for s in admitted),
+            decoders,
+            mean_ctx,
+            prefill_tokens,
+        )
+        self.steps += 1
+        return plan
+
+    def finish_step(self) -> list[TokenEvent]:
+        """End the step in flight: every running sequence emits a token; finished ones leave and free their KV."""
+        if not self._in_step:
+            raise RuntimeError("no step in flight")
+        self._in_step = False
+        events: list[TokenEvent] = []
+        done: list[_Seq] = []
+        for rid, seq in self._running.items():
+            seq.emitted += 1
+            finished = seq.emitted >= seq.request.output_tokens
+            events.append(TokenEvent(rid, seq.emitted, finished))
+            if finished:
+                done.append(seq)
+        self._ctx_sum += len(self._running)
+        for seq in done:
+            del self._running[seq.request.request_id]
+            self._ctx_sum -= seq.request.prompt_tokens + seq.emitted
+        for seq in self._admitted:
+            req = seq.request
+            seq.emitted = 1 if req.output_tokens > 0 else 0
+            finished = seq.emitted >= req.output_tokens
+            events.append(TokenEvent(req.request_id, seq.emitted, finished))
+            if finished:
+                done.append(seq)
+            else:
+                self._running[req.request_id] = seq
+                self._ctx_sum += req.prompt_tokens + seq.emitted
+        self._admitted = []
+        for seq in done:
+            del self._index[seq.request.request_id]
+            self.kv_used -= seq.request.kv_tokens
+        return events
+
+    def _jitter_factor(self) -> float:
+        cv = self._jitter_cv
+        if cv <= 0.0:
+            return 1.0
+        if self._jitter == "lognormal":
+            sigma = math.sqrt(math.log1p(cv * cv))
+            return math.exp(self._rng.gauss(-0.5 * sigma * sigma, sigma))
+        return min(1.7, max(0.3, self._rng.gauss(1.0, cv)))  # clamped to ±70 % like llm-d-inference-sim
+
+
+class Cluster:
+    """``config.replicas`` replicas; :meth:`route` picks the one with the fewest outstanding requests (lowest index
+    on ties), which is what least-outstanding-requests load balancing does."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.replicas: tuple[Replica, ...] = tuple(
+            Replica(
+                config.deployment,
+                max_batch=config.max_batch,
+                seed=config.seed * 1_000_003 + i,
+                jitter_cv=config.jitter_cv,
+                jitter=config.jitter,
+            )
+            for i in range(config.replicas)
+        )
+
+    def route(self) -> int:
+        """Index of the replica with the fewest outstanding requests."""
+        best = 0
+        best_load = self.replicas[0].outstanding
+        for i in range(1, len(self.replicas)):
+            load = self.replicas[i].outstanding
+            if load < best_load:
+                best, best_load = i, load
+        return best
+
+    def submit(self, request: EngineRequest) -> int:
+        """Route and queue ``request``; returns the replica index."""
+        index = self.route()
+        self.replicas[index].submit(request)
+        return index

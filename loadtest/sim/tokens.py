@@ -1,0 +1,116 @@
+"""The simulator's notion of tokens: how it counts a prompt, what text it generates, what an embedding is.
+
+- **Prompt tokens** = the number of matches of ``\\w+|[^\\w\\s]`` (a word, or one punctuation mark) over the prompt
+  string, or over the text of every chat message (string content, or the ``text`` of each content part), summed.
+  A prompt of N plain words is N tokens; ``"Hello, world!"`` is 4. A prompt given as token ids counts its ids.
+  No chat-template tokens are added.
+- **Generated tokens**: each is one word of :data:`VOCABULARY` with a leading space (``" lorem"``), read from a fixed
+  sequence drawn once from ``random.Random(seed)``; request ``k`` starts at its own offset, so a rerun with the
+  same seed produces the same text.
+- **Embeddings**: a deterministic unit vector of :data:`EMBEDDING_DIM` floats derived from the input's CRC-32.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import zlib
+from typing import Final
+
+__all__ = [
+    "EMBEDDING_DIM",
+    "VOCABULARY",
+    "TokenText",
+    "chat_prompt_tokens",
+    "count_tokens",
+    "embedding_vector",
+    "split_inputs",
+]
+
+_TOKEN_RE: Final = re.compile(r"\w+|[^\w\s]")
+VOCABULARY: Final[tuple[str, ...]] = (
+    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do", "eiusmod",
+    "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna", "aliqua", "enim", "ad", "minim", "veniam",
+    "quis", "nostrud", "exercitation", "ullamco", "laboris", "nisi", "aliquip", "ex", "ea",
+)  # fmt: skip
+EMBEDDING_DIM: Final[int] = 16
+_SEQUENCE_LENGTH: Final[int] = 4096  # a power of two: offsets wrap with a mask
+
+
+def count_tokens(text: str) -> int:
+    """Number of ``\\w+|[^\\w\\s]`` matches in ``text``."""
+    return sum(1 for _ in _TOKEN_RE.finditer(text))
+
+
+class TokenText:
+    """The generated words, pre-encoded as JSON-safe UTF-8 bytes with their leading space."""
+
+    __slots__ = ("words",)
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(seed)
+        encoded = [(" " + w).encode() for w in VOCABULARY]
+        self.words: tuple[bytes, ...] = tuple(rng.choice(encoded) for _ in range(_SEQUENCE_LENGTH))
+
+    @staticmethod
+    def offset(request_number: int) -> int:
+        """Where request ``request_number`` starts reading the sequence (a multiplicative hash)."""
+        return (request_number * 2654435761) % _SEQUENCE_LENGTH
+
+    def word(self, offset: int, index: int) -> bytes:
+        """Token ``index`` (0-based) of the request that starts at ``offset``."""
+        return self.words[(offset + index) & (_SEQUENCE_LENGTH - 1)]
+
+    def text(self, offset: int, count: int) -> str:
+        """The first ``count`` tokens of a request, joined."""
+        return b"".join(self.word(offset, i) for i in range(count)).decode()
+
+
+def embedding_vector(text: str) -> list[float]:
+    """A unit vector of :data:`EMBEDDING_DIM` floats seeded by ``crc32(text)``: same input, same vector."""
+    rng = random.Random(zlib.crc32(text.encode()))
+    values = [rng.gauss(0.0, 1.0) for _ in range(EMBEDDING_DIM)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+def chat_prompt_tokens(messages: object) -> int:
+    """Prompt tokens of a chat ``messages`` list; ``ValueError`` when it is not a non-empty list of messages."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("'messages' must be a non-empty array")
+    total = 0
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ValueError("each message must be an object with a string 'role'")
+        content = message.get("content")
+        if isinstance(content, str):
+            total += count_tokens(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    raise ValueError("message content parts must be objects")
+                text = part.get("text")
+                total += count_tokens(text) if isinstance(text, str) else 0
+        elif content is not None:
+            raise ValueError("message 'content' must be a string or an array of parts")
+    return total
+
+
+def _is_ids(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+
+
+def split_inputs(value: object, name: str) -> list[tuple[str, int]]:
+    """A completions ``prompt`` or an embeddings ``input`` as ``(text, tokens)`` per item: a string, a list of
+    strings, a list of token ids, or a list of lists of ids; ``ValueError`` otherwise."""
+    if isinstance(value, str):
+        return [(value, count_tokens(value))]
+    if isinstance(value, list) and value:
+        if _is_ids(value):
+            return [(str(value), len(value))]
+        if all(isinstance(v, str) for v in value):
+            return [(v, count_tokens(v)) for v in value if isinstance(v, str)]
+        if all(_is_ids(v) for v in value):
+            return [(str(v), len(v)) for v in value if isinstance(v, list)]
+    raise ValueError(f"'{name}' must be a string, an array of strings or an array of token ids")
