@@ -171,7 +171,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     from loadtest.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.launch import launch
     from loadtest.scenario import load_scenario
-    from reports import render_stage_table
+    from reports import render_load_table, render_stage_table
 
     if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
         raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
@@ -216,6 +216,11 @@ def run(scenario: Path | None, **opts: Any) -> None:
     )
     outcome = result.outcome
     click.echo(render_stage_table(result.summaries))
+    click.echo()
+    click.echo(render_load_table(result.loads))
+    for load in result.loads:
+        if not load.kept_up:
+            click.echo(f"warning: {load.stage}: the generator did not keep up ({load.reason})", err=True)
     click.echo(f"records: {outcome.records} in {outcome.run_dir}/records.jsonl ({outcome.status})")
     _write_summary(outcome.run_dir, result.summaries)
     if outcome.status == "interrupted":

@@ -52,6 +52,7 @@ from loadtest.workload import RequestFactory  # noqa: E402
 __all__ = ["main"]
 
 EXIT_INTERRUPTED = 130
+STALE_RETRIES = 2
 
 
 class GeventResponse:
@@ -109,17 +110,20 @@ class GeventTransport:
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> GeventResponse:
         path = URL(url).request_uri
-        merged = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream, application/json",
-            **headers,
-        }
-        try:
-            return GeventResponse(self.client.request("POST", path, body=body, headers=merged))
-        except (TimeoutError, gevent.Timeout):
-            raise TransportFailure("timeout", "timeout before the response headers") from None
-        except (HTTPConnectionClosed, HTTPParseError, OSError) as exc:
-            raise TransportFailure("connection", f"connection failed: {type(exc).__name__}") from None
+        merged = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json", **headers}
+        for attempt in range(STALE_RETRIES + 1):
+            try:
+                return GeventResponse(self.client.request("POST", path, body=body, headers=merged))
+            except HTTPConnectionClosed as exc:
+                # A pooled keep-alive connection the server had already closed (llama.cpp closes after every
+                # stream while advertising keep-alive): nothing reached the server, so send again on a fresh one.
+                if attempt == STALE_RETRIES:
+                    raise TransportFailure("connection", f"connection failed: {type(exc).__name__}") from None
+            except (TimeoutError, gevent.Timeout):
+                raise TransportFailure("timeout", "timeout before the response headers") from None
+            except (HTTPParseError, OSError) as exc:
+                raise TransportFailure("connection", f"connection failed: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")
 
 
 class StageGate:

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis import StageSummary, load_run, summarize_stages
+from analysis import StageLoad, StageSummary, check_load, load_run, summarize_stages
 from loadtest.auth import AuthOptions, resolve_auth, serialize_for_child
 from loadtest.errors import ConfigError
 from loadtest.probe import first_model_id, preflight
 from loadtest.protocol import EndpointSpec, public_url
-from loadtest.run import RunOutcome, execute_run, new_run_dir
+from loadtest.run import RunOutcome, execute_run, new_run_dir, write_manifest
 from loadtest.runspec import RunSpec
 from loadtest.scenario import Scenario
 from loadtest.simproc import SimulatorProcess
@@ -35,6 +35,7 @@ _SIM_FLAGS = {
 class LaunchResult:
     outcome: RunOutcome
     summaries: list[StageSummary]
+    loads: list[StageLoad]
     records_total: int
     most_common_error: str | None
 
@@ -151,8 +152,19 @@ def _execute(
     outcome = execute_run(spec, run_dir, target=target, progress=progress, env=child_env)
     data = load_run(run_dir)
     summaries = summarize_stages(data.records, [s.label for s in scenario.stages])
+    loads = check_load(data.records, data.manifest.get("stages", []))
+    manifest = dict(data.manifest)
+    manifest["generator"] = {
+        "kept_up": all(load.kept_up for load in loads),
+        "stages": {load.stage: load.reason for load in loads if not load.kept_up},
+    }
+    write_manifest(run_dir, manifest)
     details = data.records.loc[~data.records["ok"], "error_detail"].dropna() if len(data.records) else None
     common = str(details.mode().iloc[0]) if details is not None and not details.empty else None
     return LaunchResult(
-        outcome=outcome, summaries=summaries, records_total=len(data.records), most_common_error=common
+        outcome=outcome,
+        summaries=summaries,
+        loads=loads,
+        records_total=len(data.records),
+        most_common_error=common,
     )

@@ -95,18 +95,23 @@ def _stage_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         entry = stages.setdefault(label, {"label": label})
         if ev["event"] == "stage_start":
-            entry.update(start=ev["t"], cpu_start_s=ev["cpu_s"], users=ev.get("users"))
+            entry.update(start=ev["t"], cpu_start_s=ev["cpu_s"], target=ev.get("target"))
         elif ev["event"] == "stage_window_end":
             entry.update(window_end=ev["t"])
         elif ev["event"] == "stage_end":
-            entry.update(
-                end=ev["t"],
-                cpu_end_s=ev["cpu_s"],
-                generator_rss_max_mb=ev.get("rss_max_mb"),
-                drained=ev.get("drained"),
-                inflight_at_end=ev.get("inflight"),
-                records=ev.get("records"),
+            entry.update(end=ev["t"], cpu_end_s=ev["cpu_s"], generator_rss_max_mb=ev.get("rss_max_mb"))
+            keep = (
+                "drained",
+                "inflight",
+                "records",
+                "dropped",
+                "arrivals",
+                "no_free_user",
+                "final_rate",
+                "expected_input",
+                "expected_output",
             )
+            entry.update({k: ev[k] for k in keep if k in ev})
     for entry in stages.values():
         if "start" in entry and "end" in entry:
             wall = entry["end"] - entry["start"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from analysis.load_check import StageLoad
 from analysis.summary import StageSummary
 
-__all__ = ["format_ms", "render_stage_table"]
+__all__ = ["format_ms", "render_load_table", "render_stage_table"]
 
 _DASH = "–"
 
@@ -31,6 +32,56 @@ def _errors(summary: StageSummary) -> str:
         return "0"
     parts = ", ".join(f"{k} {v}" for k, v in sorted(summary.errors.items(), key=lambda kv: -kv[1]))
     return f"{summary.error_count} ({parts})"
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)]
+        cells.append(row[-1])
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def _target(load: StageLoad) -> tuple[str, str]:
+    """(target, offered) as text, in the stage's own unit."""
+    if load.target_tokens_per_min:
+        key = next(iter(load.target_tokens_per_min))
+        offered = load.offered_tokens_per_min.get(key)
+        return (
+            f"{load.target_tokens_per_min[key]:,.0f} {key} tpm",
+            _DASH if offered is None else f"{offered:,.0f} tpm",
+        )
+    if load.target_rps is not None:
+        return f"{load.target_rps:.2f} rps", _num(load.offered_rps, 2) + " rps"
+    return "closed loop", _num(load.offered_rps, 2) + " rps"
+
+
+def render_load_table(loads: Sequence[StageLoad]) -> str:
+    """Offered load against target and the generator's self-check, per stage."""
+    rows: list[tuple[str, ...]] = [
+        ("stage", "target", "offered", "lag p50", "lag p99", "no free user", "dropped", "gen CPU", "kept up")
+    ]
+    for load in loads:
+        target, offered = _target(load)
+        cpu = _DASH if load.generator_cpu_share is None else f"{load.generator_cpu_share:.0%}"
+        rows.append(
+            (
+                load.stage,
+                target,
+                offered,
+                format_ms(load.lag_p50_s),
+                format_ms(load.lag_p99_s),
+                str(load.no_free_user),
+                str(load.dropped),
+                cpu,
+                "yes" if load.kept_up else f"NO: {load.reason}",
+            )
+        )
+    return "\n".join(_table(rows))
 
 
 def render_stage_table(summaries: Sequence[StageSummary]) -> str:
@@ -63,13 +114,6 @@ def render_stage_table(summaries: Sequence[StageSummary]) -> str:
                 _errors(s),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)]
-        cells.append(row[-1])
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = _table(rows)
     lines.append("latencies in ms; TTFT/TPOT/E2E over successful requests; lag = started − scheduled")
     return "\n".join(lines)
