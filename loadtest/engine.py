@@ -110,7 +110,11 @@ class GeventTransport:
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> GeventResponse:
         path = URL(url).request_uri
-        merged = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json", **headers}
+        merged = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream, application/json",
+            **headers,
+        }
         for attempt in range(STALE_RETRIES + 1):
             try:
                 return GeventResponse(self.client.request("POST", path, body=body, headers=merged))
