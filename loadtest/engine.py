@@ -333,6 +333,10 @@ def dispatch_arrivals(engine: Engine, stage: Stage, index: int, stop: Event) -> 
         gate.arrivals.put((engine.next_seq(), due))
         arrivals += 1
         offset += process.gap(_rate(stage, controller, offset, arrivals), rng)
+    if not stop.is_set() and (stage.max_requests is None or arrivals < stage.max_requests):
+        left = t0 + stage.duration_s - engine.clock()
+        if left > 0:
+            stop.wait(left)  # the window lasts its full duration even when the next arrival falls after it
     gevent.sleep(0)  # let idle users take what is queued; what is left found no free user
     return {"arrivals": arrivals, "no_free_user": gate.no_free_user}
 

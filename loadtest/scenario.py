@@ -74,6 +74,8 @@ _SIM = {
     "qph",
     "qps",
     "chunk_size",
+    "chunks",
+    "jitter_cv",
     "min_provisioned_throughput",
     "max_provisioned_throughput",
     "faults",
