@@ -153,6 +153,31 @@ def _seconds(value: str | None, flag: str) -> float | None:
     help="Longest silence on a stream before it counts as a timeout.",
 )
 @click.option("--skip-preflight", is_flag=True, help="Do not send the one-request probe before the run.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Locust worker processes on this machine (a master coordinates them when > 1).",
+)
+@click.option(
+    "--expect-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Be a Locust master for N workers started elsewhere with 'loadtest worker'.",
+)
+@click.option(
+    "--master-bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the master listens on for workers (with --expect-workers).",
+)
+@click.option(
+    "--master-port",
+    type=click.IntRange(min=0, max=65535),
+    default=0,
+    help="Port the master listens on (default: a free port; set it with --expect-workers).",
+)
 @click.option("--architecture", default=None, help="Simulator: model architecture (default llama-3.1-8b).")
 @click.option("--gpu", default=None, help="Simulator: GPU profile (default h100).")
 @click.option("--replicas", type=click.IntRange(min=1), default=None, help="Simulator: replicas (default 1).")
@@ -170,6 +195,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     """
     from loadtest.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.launch import launch
+    from loadtest.run import Distribution
     from loadtest.scenario import load_scenario
     from reports import render_load_table, render_stage_table
 
@@ -207,12 +233,21 @@ def run(scenario: Path | None, **opts: Any) -> None:
         chosen = scenario_from_flags(overrides)
     read_timeout = _seconds(opts["read_timeout"], "--read-timeout") or 120.0
     _check_simulator(chosen.simulator if chosen.endpoint is None else {})
+    if opts["expect_workers"] and not opts["master_port"]:
+        raise ConfigError("--expect-workers needs --master-port, so the workers know where to connect")
+    distribution = Distribution(
+        processes=opts["processes"],
+        expect_workers=opts["expect_workers"] or 0,
+        bind_host=opts["master_bind"],
+        port=opts["master_port"],
+    )
     result = launch(
         chosen,
         out=opts["out"],
         skip_preflight=opts["skip_preflight"],
         read_timeout_s=read_timeout,
         echo=lambda line: click.echo(line, err=True),
+        distribution=distribution,
     )
     outcome = result.outcome
     click.echo(render_stage_table(result.summaries))
@@ -281,6 +316,34 @@ def analyze(run_dir: Path, fmt: str) -> None:
     click.echo(render_stage_table(summaries))
     if data.skipped_lines:
         click.echo(f"note: {data.skipped_lines} unreadable record line(s) skipped", err=True)
+
+
+@cli.command()
+@click.option("--master-host", required=True, help="Host of the master ('loadtest run --expect-workers').")
+@click.option("--master-port", type=click.IntRange(min=1, max=65535), required=True)
+def worker(master_host: str, master_port: int) -> None:
+    """Be a Locust worker for a master on another host; runs until the master's run ends.
+
+    The worker gets the run's scenario from the master; credentials come from this host's environment
+    (the variable named by api_key_env, or DATABRICKS_* / ~/.databrickscfg).
+    """
+    import subprocess
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.engine",
+            "--worker",
+            "--master-host",
+            master_host,
+            "--port",
+            str(master_port),
+        ],
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise LoadtestError(f"the worker stopped with exit code {proc.returncode}")
 
 
 @cli.command()

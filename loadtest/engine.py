@@ -1,16 +1,25 @@
 """The Locust engine: the one module (besides locustfiles in ``scenarios/``) that imports locust and gevent.
 
-Run as ``python -m loadtest.engine RUN_DIR`` by :mod:`loadtest.run`, never imported by the CLI, the analysis or the
-reports (``import locust`` monkey-patches the interpreter). It reads ``RUN_DIR/spec.json``, drives Locust users
-through the stages and appends
+Everything that runs under gevent lives here — the HTTP transport, the users, stage gating, the arrival timers and
+the master/worker messages — which is why this module is longer than the others; the rules it applies are pure
+functions elsewhere (:mod:`loadtest.distribute`, :mod:`loadtest.arrivals`, :mod:`loadtest.execute`).
 
-* ``records.jsonl`` — one line per request as it completes, written straight to the file descriptor (a crash or
+Run by :mod:`loadtest.run`, never imported by the CLI, the analysis or the reports (``import locust``
+monkey-patches the interpreter)::
+
+    python -m loadtest.engine RUN_DIR                                   # one process (LocalRunner)
+    python -m loadtest.engine RUN_DIR --master --workers N --port P     # MasterRunner: stages, arrivals, records
+    python -m loadtest.engine --worker --master-host H --port P         # WorkerRunner: users that send requests
+
+The master (or the local process) reads ``RUN_DIR/spec.json`` and appends
+
+* ``records.jsonl`` — one line per request as it completes (workers forward batches every 100 ms; a crash or
   Ctrl-C loses nothing that completed; in-flight requests are recorded as ``cancelled``);
 * ``events.jsonl`` — stage start/end markers with the generator's CPU time, so stage windows survive a crash.
 
-Stage semantics (closed loop): at a stage's start the first ``users`` users may send; when its duration is over no
-user starts a new request and in-flight requests drain (up to ``drain_timeout_s``) before the next stage begins, so
-every stage is measured on its own.
+Stage semantics: at a stage's start the first ``users`` users may send (closed loop), or arrivals start at their
+scheduled instants (open loop); when its duration is over no new request starts and in-flight requests drain (up to
+``drain_timeout_s``) before the next stage begins, so every stage is measured on its own.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import abc  # noqa: E402
+import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
@@ -26,7 +37,7 @@ import resource  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterator, Mapping  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -39,10 +50,17 @@ from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError  # no
 from geventhttpclient.url import URL  # noqa: E402
 from locust import User, constant, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
+from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
 from loadtest.arrivals import ArrivalProcess, TokenRateController  # noqa: E402
 from loadtest.auth import AuthOptions, AuthProvider, resolve_auth  # noqa: E402
 from loadtest.clock import EpochClock  # noqa: E402
+from loadtest.distribute import (  # noqa: E402
+    closed_loop_seq,
+    open_loop_seq,
+    split_evenly,
+    users_per_worker,
+)
 from loadtest.errors import LoadtestError  # noqa: E402
 from loadtest.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
 from loadtest.records import RequestRecord, dump_record  # noqa: E402
@@ -53,6 +71,8 @@ __all__ = ["main"]
 
 EXIT_INTERRUPTED = 130
 STALE_RETRIES = 2
+LOOKAHEAD_S = 0.05  # arrivals are handed to users this far ahead of their scheduled instant
+FORWARD_EVERY_S = 0.1
 
 
 class GeventResponse:
@@ -135,6 +155,8 @@ class StageGate:
 
     def __init__(self) -> None:
         self.stage: Stage | None = None
+        self.index = 0
+        self.share = 0  # closed loop: how many of this process's users may send
         self.ctx: RecordContext | None = None
         self.accepting = False
         self.inflight = 0
@@ -146,8 +168,8 @@ class StageGate:
         self.drained = Event()
         self.drained.set()
 
-    def open(self, stage: Stage, ctx: RecordContext) -> None:
-        self.stage, self.ctx, self.accepting = stage, ctx, True
+    def open(self, stage: Stage, index: int, share: int, ctx: RecordContext) -> None:
+        self.stage, self.index, self.share, self.ctx, self.accepting = stage, index, share, ctx, True
         self.started_in_stage = self.no_free_user = 0
         self._signal()
 
@@ -172,52 +194,48 @@ class StageGate:
 
     def admits(self, index: int) -> bool:
         stage = self.stage
-        if not self.accepting or stage is None or stage.open_loop or index >= (stage.users or 0):
+        if not self.accepting or stage is None or stage.open_loop or index >= self.share:
             return False
         return stage.max_requests is None or self.started_in_stage < stage.max_requests
 
 
-class Engine:
-    """Process-wide state shared by the Locust users of this process."""
+def _auth_for(spec: RunSpec) -> AuthProvider:
+    """Credentials in the engine process: Databricks auth from the environment the CLI prepared, or the bearer
+    token named by ``api_key_env``."""
+    if spec.endpoint.auth == "databricks":
+        return resolve_auth(AuthOptions(), env=os.environ)
+    key_env = spec.endpoint.api_key_env
+    return resolve_auth(
+        AuthOptions(api_key_env=key_env, auth_type=None if key_env else "none"), env=os.environ
+    )
 
-    def __init__(self, spec: RunSpec, run_dir: Path, worker: str) -> None:
-        self.spec = spec
-        self.worker = worker
+
+class Recorder:
+    """Where records land (the local process or the master): appended to ``records.jsonl`` as they come, with
+    stage events in ``events.jsonl``. Feeds the token-rate controller with the usage of the current stage."""
+
+    def __init__(self, run_dir: Path, name: str) -> None:
+        self.name = name
         self.clock = EpochClock()
-        self.gate = StageGate()
-        self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed)
-        self.controller: TokenRateController | None = None
-        self.seq = 0
-        self.records_written = 0
+        self.records = 0
         self.errors = 0
+        self.controller: TokenRateController | None = None
+        self.stage_label: str | None = None
         self._fd = os.open(run_dir / "records.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._events_fd = os.open(run_dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.pool_size = max(s.pool_size for s in spec.stages)
-        self.transport = GeventTransport(
-            spec.endpoint.base_url, self.pool_size, spec.connect_timeout_s, spec.read_timeout_s
-        )
-        self.auth = _auth_for(spec)
 
-    def refresh_credentials_forever(self) -> None:
-        """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token)."""
-        while True:
-            gevent.sleep(5.0)
-            if self.auth.refresh_due(time.time()):
-                try:
-                    self.auth.refresh()
-                    self.event("auth_refreshed", expires_at=self.auth.expires_at)
-                except LoadtestError as exc:
-                    self.event("auth_refresh_failed", detail=str(exc))
-
-    def emit(self, record: RequestRecord) -> None:
-        os.write(self._fd, dump_record(record))
-        self.records_written += 1
-        if record.error_class is not None:
-            self.errors += 1
-        elif (
-            self.controller is not None and self.gate.ctx is not None and record.stage == self.gate.ctx.stage
-        ):
-            self.controller.observe(record.prompt_tokens, record.output_tokens)
+    def write(self, lines: bytes) -> None:
+        """Append one or more complete JSON lines."""
+        os.write(self._fd, lines)
+        count = lines.count(b"\n")
+        self.records += count
+        if b'"error_class":null' not in lines or count > 1 or self.controller is not None:
+            for line in lines.splitlines():
+                obj = orjson.loads(line)
+                if obj["error_class"] is not None:
+                    self.errors += 1
+                elif self.controller is not None and obj["stage"] == self.stage_label:
+                    self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
 
     def event(self, kind: str, **fields: Any) -> None:
         line = {
@@ -225,14 +243,97 @@ class Engine:
             "t": self.clock(),
             "cpu_s": time.process_time(),
             "rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker": self.worker,
+            "worker": self.name,
             **fields,
         }
         os.write(self._events_fd, orjson.dumps(line) + b"\n")
 
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
+    def close(self) -> None:
+        os.close(self._fd)
+        os.close(self._events_fd)
+
+
+class Engine:
+    """One process's users and what they share: stage gate, request factory, transport, credentials."""
+
+    def __init__(
+        self, spec: RunSpec, name: str, index: int, workers: int, sink: Callable[[bytes], None]
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.index = index
+        self.workers = workers
+        self.sink = sink
+        self.clock = EpochClock()
+        self.gate = StageGate()
+        self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed)
+        self.closed_n = 0
+        pool = users_per_worker(max(s.pool_size for s in spec.stages), workers)
+        self.users = pool
+        self.transport = GeventTransport(
+            spec.endpoint.base_url, pool, spec.connect_timeout_s, spec.read_timeout_s
+        )
+        self.auth = _auth_for(spec)
+        self.cpu_at_open = 0.0
+        self.wall_at_open = 0.0
+
+    def refresh_credentials_forever(self, report: Callable[[str, dict[str, Any]], None]) -> None:
+        """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token)."""
+        while True:
+            gevent.sleep(5.0)
+            if self.auth.refresh_due(time.time()):
+                try:
+                    self.auth.refresh()
+                    report("auth_refreshed", {"expires_at": self.auth.expires_at, "by": self.name})
+                except LoadtestError as exc:
+                    report("auth_refresh_failed", {"detail": str(exc), "by": self.name})
+
+    def emit(self, record: RequestRecord) -> None:
+        self.sink(dump_record(record))
+
+    def open_stage(self, stage: Stage, index: int, share: int) -> None:
+        ctx = RecordContext(
+            run_id=self.spec.run_id,
+            stage=stage.label,
+            endpoint=self.spec.endpoint.name,
+            worker=self.name,
+            keep_gaps=self.spec.keep_gaps,
+        )
+        self.closed_n = 0
+        self.cpu_at_open, self.wall_at_open = time.process_time(), time.monotonic()
+        self.gate.open(stage, index, share, ctx)
+
+    def schedule(self, seq: int, due: float) -> None:
+        """Hand an open-loop arrival to a free user at ``due`` (epoch seconds)."""
+        gevent.spawn_later(max(0.0, due - self.clock()), self._arrive, seq, due)
+
+    def _arrive(self, seq: int, due: float) -> None:
+        gate = self.gate
+        if not gate.accepting:
+            return
+        if gate.idle <= gate.arrivals.qsize():
+            gate.no_free_user += 1
+        gate.arrivals.put((seq, due))
+
+    def close_stage(self) -> dict[str, Any]:
+        """Stop admitting, wait for in-flight requests (up to the drain timeout) and report the stage."""
+        dropped = self.gate.close()
+        gevent.sleep(0)
+        drained = self.gate.drained.wait(self.spec.drain_timeout_s)
+        wall = time.monotonic() - self.wall_at_open
+        return {
+            "worker": self.name,
+            "dropped": dropped,
+            "no_free_user": self.gate.no_free_user,
+            "inflight": self.gate.inflight,
+            "drained": bool(drained) and self.gate.inflight == 0,
+            "cpu_share": (time.process_time() - self.cpu_at_open) / wall if wall > 0 else None,
+        }
+
+    def next_closed_seq(self) -> int:
+        seq = closed_loop_seq(self.gate.index, self.index, self.workers, self.closed_n)
+        self.closed_n += 1
+        return seq
 
     def send(self, seq: int, scheduled_at: float) -> None:
         gate = self.gate
@@ -258,23 +359,8 @@ class Engine:
             if gate.inflight == 0:
                 gate.drained.set()
 
-    def close(self) -> None:
-        os.close(self._fd)
-        os.close(self._events_fd)
-
 
 _ENGINE: Engine | None = None
-
-
-def _auth_for(spec: RunSpec) -> AuthProvider:
-    """Credentials in the engine process: Databricks auth from the environment the CLI prepared, or the bearer
-    token named by ``api_key_env``."""
-    if spec.endpoint.auth == "databricks":
-        return resolve_auth(AuthOptions(), env=os.environ)
-    key_env = spec.endpoint.api_key_env
-    return resolve_auth(
-        AuthOptions(api_key_env=key_env, auth_type=None if key_env else "none"), env=os.environ
-    )
 
 
 class LLMUser(User):
@@ -292,7 +378,9 @@ class LLMUser(User):
     @task
     def work(self) -> None:
         engine = _ENGINE
-        assert engine is not None
+        if engine is None:  # a worker's users can spawn before the run's spec arrives
+            gevent.sleep(0.05)
+            return
         gate = engine.gate
         stage = gate.stage
         if stage is not None and stage.open_loop and gate.accepting:
@@ -307,53 +395,205 @@ class LLMUser(User):
         if not gate.admits(self.index):
             gate.wait_change()
             return
-        engine.send(engine.next_seq(), engine.clock())
+        engine.send(engine.next_closed_seq(), engine.clock())
 
 
-def dispatch_arrivals(engine: Engine, stage: Stage, index: int, stop: Event) -> dict[str, Any]:
-    """Put open-loop arrivals on the queue at their scheduled times until the stage's time is up."""
-    gate = engine.gate
-    process = ArrivalProcess(stage.arrival, stage.burstiness)  # type: ignore[arg-type]
-    rng = random.Random(f"{engine.spec.seed}/arrivals/{index}")
-    controller = engine.controller
-    t0 = engine.clock()
-    offset = 0.0 if process.kind == "constant" else process.gap(_rate(stage, controller, 0.0, 0), rng)
-    arrivals = 0
-    while not stop.is_set() and offset < stage.duration_s:
-        if stage.max_requests is not None and arrivals >= stage.max_requests:
-            break
-        due = t0 + offset
-        wait = due - engine.clock()
-        if wait > 0:
-            stop.wait(wait)
-            if stop.is_set():
+class Conductor(abc.ABC):
+    """Drives the stages of a run, in this process (local) or over Locust messages (master)."""
+
+    def __init__(self, spec: RunSpec, recorder: Recorder, stop: Event) -> None:
+        self.spec = spec
+        self.recorder = recorder
+        self.stop = stop
+
+    @abc.abstractmethod
+    def open(self, stage: Stage, index: int) -> None:
+        """Let the stage's users send (closed loop) or get ready for arrivals (open loop)."""
+
+    @abc.abstractmethod
+    def deal(self, seq: int, due: float, n: int) -> None:
+        """Hand arrival number ``n`` (sequence ``seq``, scheduled at ``due``) to a process that will send it."""
+
+    @abc.abstractmethod
+    def close(self) -> list[dict[str, Any]]:
+        """End the stage, wait for it to drain, and return one report per sending process."""
+
+    def run_stage(self, stage: Stage, index: int) -> None:
+        rec = self.recorder
+        target: dict[str, Any] = {"kind": stage.kind, "users": stage.users, "rate": stage.rate}
+        rec.controller = None
+        rec.stage_label = stage.label
+        if stage.kind == "tokens":
+            e_in, e_out = RequestFactory(self.spec.endpoint, self.spec.request_classes, 0).expected_tokens()
+            rec.controller = TokenRateController(
+                total_per_min=stage.tokens_per_min,
+                input_per_min=stage.input_tokens_per_min,
+                output_per_min=stage.output_tokens_per_min,
+                expected_input=e_in,
+                expected_output=e_out,
+            )
+            target.update(
+                tokens_per_min=stage.tokens_per_min,
+                input_tokens_per_min=stage.input_tokens_per_min,
+                output_tokens_per_min=stage.output_tokens_per_min,
+                initial_rate=rec.controller.rate(),
+            )
+        before = rec.records
+        rec.event("stage_start", stage=stage.label, duration_s=stage.duration_s, target=target)
+        self.open(stage, index)
+        arrivals = self.dispatch(stage, index) if stage.open_loop else self.wait_window(stage)
+        rec.event("stage_window_end", stage=stage.label)
+        reports = self.close()
+        extra: dict[str, Any] = {}
+        if rec.controller is not None:
+            extra = {
+                "final_rate": rec.controller.rate(),
+                "expected_input": rec.controller.expected_input,
+                "expected_output": rec.controller.expected_output,
+            }
+        shares = [r["cpu_share"] for r in reports if r.get("cpu_share") is not None]
+        rec.event(
+            "stage_end",
+            stage=stage.label,
+            records=rec.records - before,
+            arrivals=arrivals,
+            dropped=sum(r["dropped"] for r in reports),
+            no_free_user=sum(r["no_free_user"] for r in reports),
+            inflight=sum(r["inflight"] for r in reports),
+            drained=all(r["drained"] for r in reports),
+            worker_cpu_share_max=max(shares) if shares else None,
+            workers=len(reports),
+            **extra,
+        )
+
+    def wait_window(self, stage: Stage) -> int | None:
+        self.stop.wait(stage.duration_s)
+        return None
+
+    def dispatch(self, stage: Stage, index: int) -> int:
+        """Draw the stage's arrivals from one seeded process and deal them out a little ahead of time."""
+        process = ArrivalProcess(stage.arrival, stage.burstiness)  # type: ignore[arg-type]
+        rng = random.Random(f"{self.spec.seed}/arrivals/{index}")
+        controller = self.recorder.controller
+        clock = self.recorder.clock
+        t0 = clock() + LOOKAHEAD_S
+
+        def rate(elapsed: float, n: int) -> float:
+            return controller.rate_at(elapsed, n) if controller is not None else float(stage.rate or 0.0)
+
+        offset = 0.0 if process.kind == "constant" else process.gap(rate(0.0, 0), rng)
+        n = 0
+        while not self.stop.is_set() and offset < stage.duration_s:
+            if stage.max_requests is not None and n >= stage.max_requests:
                 break
-        if gate.idle <= gate.arrivals.qsize():
-            gate.no_free_user += 1
-        gate.arrivals.put((engine.next_seq(), due))
-        arrivals += 1
-        offset += process.gap(_rate(stage, controller, offset, arrivals), rng)
-    if not stop.is_set() and (stage.max_requests is None or arrivals < stage.max_requests):
-        left = t0 + stage.duration_s - engine.clock()
-        if left > 0:
-            stop.wait(left)  # the window lasts its full duration even when the next arrival falls after it
-    gevent.sleep(0)  # let idle users take what is queued; what is left found no free user
-    return {"arrivals": arrivals, "no_free_user": gate.no_free_user}
+            ahead = t0 + offset - LOOKAHEAD_S - clock()
+            if ahead > 0 and self.stop.wait(ahead):
+                break
+            self.deal(open_loop_seq(index, n), t0 + offset, n)
+            n += 1
+            offset += process.gap(rate(offset, n), rng)
+        if not self.stop.is_set() and (stage.max_requests is None or n < stage.max_requests):
+            left = t0 + stage.duration_s - clock()
+            if left > 0:
+                self.stop.wait(
+                    left
+                )  # the window lasts its full duration even when the next arrival falls after
+        return n
 
 
-def _rate(stage: Stage, controller: TokenRateController | None, elapsed_s: float, arrivals: int) -> float:
-    if controller is not None:
-        return controller.rate_at(elapsed_s, arrivals)
-    return float(stage.rate or 0.0)
+class LocalConductor(Conductor):
+    def __init__(self, spec: RunSpec, recorder: Recorder, stop: Event, engine: Engine) -> None:
+        super().__init__(spec, recorder, stop)
+        self.engine = engine
+
+    def open(self, stage: Stage, index: int) -> None:
+        self.engine.open_stage(stage, index, stage.users or 0)
+
+    def deal(self, seq: int, due: float, n: int) -> None:
+        self.engine.schedule(seq, due)
+
+    def close(self) -> list[dict[str, Any]]:
+        gevent.sleep(LOOKAHEAD_S)  # arrivals dealt ahead of time reach their users
+        return [self.engine.close_stage()]
 
 
-def run(spec: RunSpec, run_dir: Path) -> int:
-    global _ENGINE
-    engine = Engine(spec, run_dir, worker=f"local-{os.getpid()}")
-    _ENGINE = engine
-    stop = Event()
-    interrupted: list[str] = []
+class MasterConductor(Conductor):
+    """Stages over Locust messages: ``lt_open`` / ``lt_arrivals`` / ``lt_close`` to workers, ``lt_closed`` back."""
 
+    def __init__(
+        self, spec: RunSpec, recorder: Recorder, stop: Event, runner: MasterRunner, workers: list[str]
+    ) -> None:
+        super().__init__(spec, recorder, stop)
+        self.runner = runner
+        self.workers = workers
+        self.batches: dict[str, list[list[float]]] = {w: [] for w in workers}
+        self.closed: dict[str, dict[str, Any]] = {}
+        self.closed_event = Event()
+        self.flusher: Any = None
+
+    def on_closed(self, node_id: str, data: dict[str, Any]) -> None:
+        self.closed[node_id] = data
+        if len(self.closed) >= len(self.workers):
+            self.closed_event.set()
+
+    def open(self, stage: Stage, index: int) -> None:
+        shares = split_evenly(stage.users or 0, len(self.workers))
+        self.closed, self.closed_event = {}, Event()
+        for worker, share in zip(self.workers, shares, strict=True):
+            self.runner.send_message("lt_open", {"index": index, "share": share}, client_id=worker)
+        self.flusher = gevent.spawn(self._flush_forever) if stage.open_loop else None
+
+    def deal(self, seq: int, due: float, n: int) -> None:
+        self.batches[self.workers[n % len(self.workers)]].append([seq, due])
+
+    def _flush(self) -> None:
+        for worker, batch in self.batches.items():
+            if batch:
+                self.runner.send_message("lt_arrivals", {"items": batch}, client_id=worker)
+                self.batches[worker] = []
+
+    def _flush_forever(self) -> None:
+        while True:
+            self._flush()
+            gevent.sleep(LOOKAHEAD_S / 5)
+
+    def close(self) -> list[dict[str, Any]]:
+        if self.flusher is not None:
+            self.flusher.kill()
+            self._flush()
+            gevent.sleep(LOOKAHEAD_S)
+        self.runner.send_message("lt_close", {})
+        self.closed_event.wait(self.spec.drain_timeout_s + 15.0)
+        missing = [w for w in self.workers if w not in self.closed]
+        if missing:
+            self.recorder.event("workers_lost", workers=missing)
+        return list(self.closed.values())
+
+
+class Forwarder:
+    """A worker's record sink: batches of JSON lines to the master every 100 ms (or sooner when large)."""
+
+    def __init__(self, runner: WorkerRunner) -> None:
+        self.runner = runner
+        self.lines: list[bytes] = []
+
+    def __call__(self, line: bytes) -> None:
+        self.lines.append(line)
+        if len(self.lines) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            payload, self.lines = b"".join(self.lines), []
+            self.runner.send_message("lt_records", {"lines": payload})
+
+    def forever(self) -> None:
+        while True:
+            gevent.sleep(FORWARD_EVERY_S)
+            self.flush()
+
+
+def _install_signals(stop: Event, interrupted: list[str]) -> None:
     def on_signal(signame: str) -> None:
         interrupted.append(signame)
         stop.set()
@@ -361,102 +601,178 @@ def run(spec: RunSpec, run_dir: Path) -> int:
     gevent.signal_handler(signal.SIGINT, on_signal, "SIGINT")
     gevent.signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
 
-    env = Environment(user_classes=[LLMUser])
-    runner = env.create_local_runner()
-    users = engine.pool_size
+
+def _spawn_users(runner: Any, users: int, stop: Event) -> int:
     runner.start(users, spawn_rate=max(100.0, users * 50.0), wait=False)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while runner.user_count < users and time.monotonic() < deadline and not stop.is_set():
-        gevent.sleep(0.01)
-    engine.event("run_start", users=runner.user_count, auth=engine.auth.describe())
-    refresher = gevent.spawn(engine.refresh_credentials_forever)
+        gevent.sleep(0.02)
+    return int(runner.user_count)
+
+
+def _run_stages(conductor: Conductor, spec: RunSpec) -> None:
+    for index, stage in enumerate(spec.stages):
+        if conductor.stop.is_set():
+            break
+        conductor.run_stage(stage, index)
+
+
+def run_local(spec: RunSpec, run_dir: Path) -> int:
+    global _ENGINE
+    stop, interrupted = Event(), []  # type: ignore[var-annotated]
+    _install_signals(stop, interrupted)
+    recorder = Recorder(run_dir, f"local-{os.getpid()}")
+    engine = Engine(spec, f"local-{os.getpid()}", 0, 1, recorder.write)
+    _ENGINE = engine
+    runner = Environment(user_classes=[LLMUser]).create_local_runner()
+    users = _spawn_users(runner, engine.users, stop)
+    recorder.event("run_start", users=users, workers=1, auth=engine.auth.describe())
+    refresher = gevent.spawn(engine.refresh_credentials_forever, lambda k, f: recorder.event(k, **f))
     try:
-        for index, stage in enumerate(spec.stages):
-            if stop.is_set():
-                break
-            run_stage(engine, stage, index, stop)
+        _run_stages(LocalConductor(spec, recorder, stop, engine), spec)
     finally:
         refresher.kill()
         engine.gate.close()
         runner.quit()  # kills user greenlets; in-flight requests record themselves as cancelled
-        engine.event(
-            "run_end", interrupted=bool(interrupted), records=engine.records_written, errors=engine.errors
+        recorder.event(
+            "run_end", interrupted=bool(interrupted), records=recorder.records, errors=recorder.errors
         )
-        engine.close()
+        recorder.close()
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-def run_stage(engine: Engine, stage: Stage, index: int, stop: Event) -> None:
-    spec = engine.spec
-    ctx = RecordContext(
-        run_id=spec.run_id,
-        stage=stage.label,
-        endpoint=spec.endpoint.name,
-        worker=engine.worker,
-        keep_gaps=spec.keep_gaps,
+def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port: int) -> int:
+    stop, interrupted = Event(), []  # type: ignore[var-annotated]
+    _install_signals(stop, interrupted)
+    recorder = Recorder(run_dir, f"master-{os.getpid()}")
+    runner = Environment(user_classes=[LLMUser]).create_master_runner(bind_host, port)
+    ready: dict[str, bool] = {}
+    finished: dict[str, bool] = {}
+    conductor: MasterConductor | None = None
+    runner.register_message("lt_records", lambda environment, msg: recorder.write(msg.data["lines"]))
+    runner.register_message("lt_ready", lambda environment, msg: ready.__setitem__(msg.node_id, True))
+    runner.register_message("lt_finished", lambda environment, msg: finished.__setitem__(msg.node_id, True))
+    runner.register_message(
+        "lt_event", lambda environment, msg: recorder.event(msg.data["kind"], **msg.data["fields"])
     )
-    target: dict[str, Any] = {"kind": stage.kind, "users": stage.users, "rate": stage.rate}
-    engine.controller = None
-    if stage.kind == "tokens":
-        e_in, e_out = engine.factory.expected_tokens()
-        engine.controller = TokenRateController(
-            total_per_min=stage.tokens_per_min,
-            input_per_min=stage.input_tokens_per_min,
-            output_per_min=stage.output_tokens_per_min,
-            expected_input=e_in,
-            expected_output=e_out,
-        )
-        target.update(
-            tokens_per_min=stage.tokens_per_min,
-            input_tokens_per_min=stage.input_tokens_per_min,
-            output_tokens_per_min=stage.output_tokens_per_min,
-            initial_rate=engine.controller.rate(),
-        )
-    before = engine.records_written
-    engine.event("stage_start", stage=stage.label, duration_s=stage.duration_s, target=target)
-    engine.gate.open(stage, ctx)
-    dispatch: dict[str, Any] = {}
-    if stage.open_loop:
-        dispatch = dispatch_arrivals(engine, stage, index, stop)
-    else:
-        ends = time.monotonic() + stage.duration_s
-        while not stop.is_set():
-            left = ends - time.monotonic()
-            if left <= 0:
-                break
-            if stage.max_requests is not None and engine.gate.started_in_stage >= stage.max_requests:
-                break
-            stop.wait(min(left, 0.05))
-    engine.event("stage_window_end", stage=stage.label)
-    dropped = engine.gate.close()
-    drained = stop.is_set() or engine.gate.drained.wait(spec.drain_timeout_s)
-    if engine.controller is not None:
-        dispatch.update(
-            final_rate=engine.controller.rate(),
-            expected_input=engine.controller.expected_input,
-            expected_output=engine.controller.expected_output,
-        )
-    engine.event(
-        "stage_end",
-        stage=stage.label,
-        drained=bool(drained) and engine.gate.inflight == 0,
-        inflight=engine.gate.inflight,
-        records=engine.records_written - before,
-        dropped=dropped,
-        **dispatch,
+    runner.register_message(
+        "lt_closed",
+        lambda environment, msg: conductor.on_closed(msg.node_id, msg.data) if conductor else None,
     )
+    deadline = time.monotonic() + 60
+    while runner.worker_count < workers and time.monotonic() < deadline and not stop.is_set():
+        gevent.sleep(0.05)
+    ids = sorted((c.id for c in runner.clients.all), key=runner.get_worker_index)[:workers]
+    if len(ids) < workers:
+        recorder.event("run_end", interrupted=True, records=0, errors=0, reason="workers did not connect")
+        print(f"engine: only {len(ids)} of {workers} workers connected within 60 s", file=sys.stderr)
+        runner.quit()
+        return 1
+    for k, worker in enumerate(ids):
+        runner.send_message(
+            "lt_spec", {"spec": spec.to_public_dict(), "index": k, "workers": workers}, client_id=worker
+        )
+    while len(ready) < workers and time.monotonic() < deadline + 30 and not stop.is_set():
+        gevent.sleep(0.05)
+    per_worker = users_per_worker(max(s.pool_size for s in spec.stages), workers)
+    users = _spawn_users(runner, per_worker * workers, stop)
+    recorder.event("run_start", users=users, workers=workers)
+    conductor = MasterConductor(spec, recorder, stop, runner, ids)
+    try:
+        _run_stages(conductor, spec)
+    finally:
+        runner.send_message("lt_finish", {"abort": bool(interrupted)})
+        end = time.monotonic() + 15
+        while len(finished) < workers and time.monotonic() < end:
+            gevent.sleep(0.05)
+        recorder.event(
+            "run_end", interrupted=bool(interrupted), records=recorder.records, errors=recorder.errors
+        )
+        runner.quit()
+        recorder.close()
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def run_worker(master_host: str, port: int) -> int:
+    global _ENGINE
+    runner = Environment(user_classes=[LLMUser]).create_worker_runner(master_host, port)
+    forwarder = Forwarder(runner)
+    greenlets: list[Any] = []
+
+    def report(kind: str, fields: dict[str, Any]) -> None:
+        runner.send_message("lt_event", {"kind": kind, "fields": fields})
+
+    def on_spec(environment: Any, msg: Any) -> None:
+        global _ENGINE
+        spec = RunSpec.from_dict(msg.data["spec"])
+        name = f"worker{msg.data['index']}-{os.getpid()}"
+        _ENGINE = Engine(spec, name, msg.data["index"], msg.data["workers"], forwarder)
+        greenlets.append(gevent.spawn(forwarder.forever))
+        greenlets.append(gevent.spawn(_ENGINE.refresh_credentials_forever, report))
+        runner.send_message("lt_ready", {"worker": name})
+
+    def on_open(environment: Any, msg: Any) -> None:
+        assert _ENGINE is not None
+        _ENGINE.open_stage(_ENGINE.spec.stages[msg.data["index"]], msg.data["index"], msg.data["share"])
+
+    def on_arrivals(environment: Any, msg: Any) -> None:
+        assert _ENGINE is not None
+        for seq, due in msg.data["items"]:
+            _ENGINE.schedule(int(seq), float(due))
+
+    def on_close(environment: Any, msg: Any) -> None:
+        def close() -> None:
+            assert _ENGINE is not None
+            result = _ENGINE.close_stage()
+            forwarder.flush()  # every record of the stage reaches the master before the stage ends there
+            runner.send_message("lt_closed", result)
+
+        gevent.spawn(close)
+
+    def on_finish(environment: Any, msg: Any) -> None:
+        if _ENGINE is not None:
+            _ENGINE.gate.close()
+        if msg.data.get("abort"):
+            runner.stop()  # kills users: in-flight requests record themselves as cancelled
+        forwarder.flush()
+        runner.send_message("lt_finished", {})
+
+    for name, handler in (
+        ("lt_spec", on_spec),
+        ("lt_open", on_open),
+        ("lt_arrivals", on_arrivals),
+        ("lt_close", on_close),
+        ("lt_finish", on_finish),
+    ):
+        runner.register_message(name, handler)
+    gevent.signal_handler(signal.SIGTERM, runner.quit)
+    gevent.signal_handler(signal.SIGINT, lambda: None)  # the master decides when a run ends
+    runner.greenlet.join()
+    for greenlet in greenlets:
+        greenlet.kill()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m loadtest.engine RUN_DIR", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m loadtest.engine")
+    parser.add_argument("run_dir", nargs="?", type=Path)
+    parser.add_argument("--master", action="store_true")
+    parser.add_argument("--worker", action="store_true")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--bind-host", default="127.0.0.1")
+    parser.add_argument("--master-host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5557)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="engine: %(message)s")
     logging.getLogger("locust").setLevel(logging.ERROR)
-    run_dir = Path(args[0])
-    spec = RunSpec.read(run_dir / "spec.json")
-    return run(spec, run_dir)
+    if args.worker:
+        return run_worker(args.master_host, args.port)
+    if args.run_dir is None:
+        parser.error("RUN_DIR is required")
+    spec = RunSpec.read(args.run_dir / "spec.json")
+    if args.master:
+        return run_master(spec, args.run_dir, args.workers, args.bind_host, args.port)
+    return run_local(spec, args.run_dir)
 
 
 if __name__ == "__main__":

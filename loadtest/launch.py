@@ -16,7 +16,7 @@ from loadtest.auth import AuthOptions, resolve_auth, serialize_for_child
 from loadtest.errors import ConfigError
 from loadtest.probe import first_model_id, preflight
 from loadtest.protocol import EndpointSpec, public_url
-from loadtest.run import RunOutcome, execute_run, new_run_dir, write_manifest
+from loadtest.run import Distribution, RunOutcome, execute_run, new_run_dir, write_manifest
 from loadtest.runspec import RunSpec
 from loadtest.scenario import Scenario
 from loadtest.simproc import SimulatorProcess
@@ -100,6 +100,7 @@ def launch(
     skip_preflight: bool = False,
     read_timeout_s: float = 120.0,
     echo: Callable[[str], None] = lambda _line: None,
+    distribution: Distribution | None = None,
 ) -> LaunchResult:
     if scenario.endpoint is None:
         with SimulatorProcess(simulator_args(scenario.simulator, scenario.seed)) as sim:
@@ -109,11 +110,11 @@ def launch(
             model = first_model_id(base, {}) or str(scenario.simulator.get("architecture", "sim"))
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
             target = {"simulator": {**scenario.simulator, "seed": scenario.seed}}
-            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, target)
+            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, target, distribution)
     endpoint, headers, child_env = _endpoint_and_auth(scenario, read_timeout_s)
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
-    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None)
+    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution)
 
 
 def _execute(
@@ -124,6 +125,7 @@ def _execute(
     read_timeout_s: float,
     echo: Callable[[str], None],
     target: dict[str, Any] | None,
+    distribution: Distribution | None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
     spec = RunSpec(
@@ -149,7 +151,9 @@ def _execute(
         if event.get("event") == "stage_end":
             echo(f"  {event['stage']}: {event.get('records', 0)} requests")
 
-    outcome = execute_run(spec, run_dir, target=target, progress=progress, env=child_env)
+    outcome = execute_run(
+        spec, run_dir, target=target, progress=progress, env=child_env, distribution=distribution
+    )
     data = load_run(run_dir)
     summaries = summarize_stages(data.records, [s.label for s in scenario.stages])
     loads = check_load(data.records, data.manifest.get("stages", []))

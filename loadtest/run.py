@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ import orjson
 from loadtest.errors import ConfigError
 from loadtest.runspec import RunSpec
 
-__all__ = ["RunOutcome", "execute_run", "new_run_dir", "read_events", "write_manifest"]
+__all__ = ["Distribution", "RunOutcome", "execute_run", "new_run_dir", "read_events", "write_manifest"]
 
 ENGINE_EXIT_INTERRUPTED = 130
 
@@ -110,15 +111,40 @@ def _stage_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "final_rate",
                 "expected_input",
                 "expected_output",
+                "workers",
+                "worker_cpu_share_max",
             )
             entry.update({k: ev[k] for k in keep if k in ev})
     for entry in stages.values():
-        if "start" in entry and "end" in entry:
+        if entry.get("worker_cpu_share_max") is not None:
+            # distributed: the busiest worker is what can distort the measurement, not the master
+            entry["generator_cpu_share"] = entry["worker_cpu_share_max"]
+        elif "start" in entry and "end" in entry:
             wall = entry["end"] - entry["start"]
             entry["generator_cpu_share"] = (
                 (entry["cpu_end_s"] - entry["cpu_start_s"]) / wall if wall > 0 else None
             )
     return list(stages.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """How many processes send the load (see :func:`execute_run`)."""
+
+    processes: int = 1
+    expect_workers: int = 0
+    bind_host: str = "127.0.0.1"
+    port: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.processes > 1 or self.expect_workers > 0
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host if host not in ("*", "0.0.0.0") else "127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def execute_run(
@@ -128,8 +154,14 @@ def execute_run(
     target: dict[str, Any] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     env: dict[str, str] | None = None,
+    distribution: Distribution | None = None,
 ) -> RunOutcome:
-    """Run the engine for ``spec`` into ``run_dir`` and write ``manifest.json``. Never loses written records."""
+    """Run the engine for ``spec`` into ``run_dir`` and write ``manifest.json``. Never loses written records.
+
+    ``distribution``: ``processes > 1`` starts a Locust master and that many local workers on 127.0.0.1;
+    ``expect_workers`` starts only the master and waits for workers started elsewhere (``loadtest worker``).
+    """
+    dist = distribution or Distribution()
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
     except OSError as exc:
@@ -147,17 +179,47 @@ def execute_run(
         "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "spec": spec.to_public_dict(),
         "target": target or {},
+        "distribution": {"processes": dist.processes, "expect_workers": dist.expect_workers},
     }
     write_manifest(run_dir, manifest)
     log = (run_dir / "engine.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.engine", str(run_dir)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
+    child_env = {**os.environ, **(env or {})}
+
+    def start(args: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "loadtest.engine", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=child_env,
+        )
+
+    workers: list[subprocess.Popen[bytes]] = []
+    if dist.distributed:
+        port = dist.port or _free_port(dist.bind_host)
+        count = dist.expect_workers or dist.processes
+        proc = start(
+            [
+                str(run_dir),
+                "--master",
+                "--workers",
+                str(count),
+                "--bind-host",
+                dist.bind_host,
+                "--port",
+                str(port),
+            ]
+        )
+        manifest["distribution"]["master"] = f"{dist.bind_host}:{port}"
+        write_manifest(run_dir, manifest)
+        if not dist.expect_workers:
+            workers = [
+                start(["--worker", "--master-host", "127.0.0.1", "--port", str(port)])
+                for _ in range(dist.processes)
+            ]
+    else:
+        proc = start([str(run_dir)])
     seen = 0
     status = "complete"
     try:
@@ -180,6 +242,12 @@ def execute_run(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for worker in workers:  # they leave when the master quits; stop any that did not, by PID
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
         log.close()
     code = proc.returncode
     if status == "complete" and code == ENGINE_EXIT_INTERRUPTED:
