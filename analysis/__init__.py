@@ -2,15 +2,24 @@
 
 from analysis.frame import RunData, load_records, load_run, with_metrics
 from analysis.load_check import DEFAULT_MAX_LAG_S, StageLoad, check_load
-from analysis.summary import PERCENTILES, StageSummary, percentiles, summarize_stages
+from analysis.summary import (
+    LIMIT_TYPES,
+    PERCENTILES,
+    StageSummary,
+    limit_type,
+    percentiles,
+    summarize_stages,
+)
 
 __all__ = [
     "DEFAULT_MAX_LAG_S",
+    "LIMIT_TYPES",
     "PERCENTILES",
     "RunData",
     "StageLoad",
     "StageSummary",
     "check_load",
+    "limit_type",
     "load_records",
     "load_run",
     "percentiles",

@@ -13,7 +13,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["PERCENTILES", "StageSummary", "percentiles", "summarize_stages"]
+__all__ = ["LIMIT_TYPES", "PERCENTILES", "StageSummary", "limit_type", "percentiles", "summarize_stages"]
+
+LIMIT_TYPES = (
+    "input_tokens_per_minute",
+    "output_tokens_per_minute",
+    "queries_per_hour",
+    "queries_per_second",
+)
+_LIMIT_HINTS = (
+    ("input_tokens_per_minute", ("itpm", "input tokens")),
+    ("output_tokens_per_minute", ("otpm", "output tokens")),
+    ("queries_per_hour", ("qph", "per hour")),
+    ("queries_per_second", ("qps", "per second")),
+)
+
+
+def limit_type(detail: str | None) -> str:
+    """Which quota a 429 names: Databricks' ``limit_type`` when the body has one, else read from its message
+    (``REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit`` → queries_per_second), else "unspecified"."""
+    text = (detail or "").lower()
+    for name in LIMIT_TYPES:
+        if name in text:
+            return name
+    for name, hints in _LIMIT_HINTS:
+        if any(hint in text for hint in hints):
+            return name
+    return "unspecified"
+
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 
@@ -50,6 +77,8 @@ class StageSummary:
     e2e: dict[str, float | None]
     lag: dict[str, float | None]
     token_sources: dict[str, int] = field(default_factory=dict)
+    rate_limits: dict[str, int] = field(default_factory=dict)
+    retry_after_p50_s: float | None = None
 
     @property
     def error_count(self) -> int:
@@ -85,7 +114,20 @@ def _summarize(label: str, df: pd.DataFrame) -> StageSummary:
         e2e=percentiles(ok["e2e"].to_numpy(dtype="float64")),
         lag=percentiles(df["lag"].to_numpy(dtype="float64")),
         token_sources={str(k): int(v) for k, v in ok["token_source"].value_counts().to_dict().items()},
+        rate_limits=_rate_limits(df),
+        retry_after_p50_s=percentiles(
+            df.loc[df["error_class"] == "rate_limited", "retry_after_s"].to_numpy(dtype="float64")
+        )["p50"],
     )
+
+
+def _rate_limits(df: pd.DataFrame) -> dict[str, int]:
+    limited = df.loc[df["error_class"] == "rate_limited", "error_detail"]
+    counts: dict[str, int] = {}
+    for detail in limited:
+        name = limit_type(detail)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def summarize_stages(records: pd.DataFrame, order: Sequence[str] = ()) -> list[StageSummary]:

@@ -197,7 +197,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     from loadtest.launch import launch
     from loadtest.run import Distribution
     from loadtest.scenario import load_scenario
-    from reports import render_load_table, render_stage_table
+    from reports import render_load_table, render_quota_note, render_stage_table
 
     if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
         raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
@@ -253,6 +253,9 @@ def run(scenario: Path | None, **opts: Any) -> None:
     click.echo(render_stage_table(result.summaries))
     click.echo()
     click.echo(render_load_table(result.loads))
+    quota = render_quota_note(result.summaries, result.loads)
+    if quota:
+        click.echo(quota)
     for load in result.loads:
         if not load.kept_up:
             click.echo(f"warning: {load.stage}: the generator did not keep up ({load.reason})", err=True)

@@ -276,6 +276,7 @@ class Engine:
         self.auth = _auth_for(spec)
         self.cpu_at_open = 0.0
         self.wall_at_open = 0.0
+        self.report: Callable[[str, dict[str, Any]], None] = lambda _kind, _fields: None
 
     def refresh_credentials_forever(self, report: Callable[[str, dict[str, Any]], None]) -> None:
         """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token)."""
@@ -336,24 +337,54 @@ class Engine:
         return seq
 
     def send(self, seq: int, scheduled_at: float) -> None:
+        """Send request ``seq``; after a 429, retry it as the scenario's ``[retry]`` policy says."""
         gate = self.gate
         ctx = gate.ctx
         assert ctx is not None
-        request = self.factory.make(seq)
+        retry = self.spec.retry
         gate.inflight += 1
         gate.started_in_stage += 1
         gate.drained.clear()
         try:
-            execute_request(
-                self.transport,
-                request,
-                self.auth.headers(),
-                self.clock,
-                ctx,
-                seq=seq,
-                scheduled_at=scheduled_at,
-                emit=self.emit,
-            )
+            attempt = 0
+            while True:
+                request = self.factory.make(seq)
+                record = execute_request(
+                    self.transport,
+                    request,
+                    self.auth.headers(),
+                    self.clock,
+                    ctx,
+                    seq=seq,
+                    scheduled_at=scheduled_at,
+                    emit=self.emit,
+                    attempt=attempt,
+                )
+                if (
+                    record.status == 400
+                    and b'"stream_options"' in request.body
+                    and self.factory.include_usage is None
+                ):
+                    # external models (e.g. Bedrock behind Databricks) reject stream_options: stop sending it;
+                    # usage then falls back to the client count
+                    self.factory.include_usage = False
+                    self.report("stream_options_rejected", {"detail": record.error_detail, "by": self.name})
+                if (
+                    record.error_class != "rate_limited"
+                    or retry.get("policy") != "retry-after"
+                    or attempt >= int(retry.get("max_retries", 3))
+                    or not gate.accepting
+                ):
+                    return
+                wait = min(
+                    record.retry_after_s if record.retry_after_s is not None else 1.0,
+                    float(retry.get("max_wait_s", 30.0)),
+                )
+                gevent.sleep(wait)
+                if not gate.accepting:
+                    return
+                attempt += 1
+                scheduled_at = self.clock()
         finally:
             gate.inflight -= 1
             if gate.inflight == 0:
@@ -627,7 +658,8 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
     runner = Environment(user_classes=[LLMUser]).create_local_runner()
     users = _spawn_users(runner, engine.users, stop)
     recorder.event("run_start", users=users, workers=1, auth=engine.auth.describe())
-    refresher = gevent.spawn(engine.refresh_credentials_forever, lambda k, f: recorder.event(k, **f))
+    engine.report = lambda kind, fields: recorder.event(kind, **fields)
+    refresher = gevent.spawn(engine.refresh_credentials_forever, engine.report)
     try:
         _run_stages(LocalConductor(spec, recorder, stop, engine), spec)
     finally:
@@ -708,6 +740,7 @@ def run_worker(master_host: str, port: int) -> int:
         name = f"worker{msg.data['index']}-{os.getpid()}"
         _ENGINE = Engine(spec, name, msg.data["index"], msg.data["workers"], forwarder)
         greenlets.append(gevent.spawn(forwarder.forever))
+        _ENGINE.report = report
         greenlets.append(gevent.spawn(_ENGINE.refresh_credentials_forever, report))
         runner.send_message("lt_ready", {"worker": name})
 

@@ -129,6 +129,7 @@ def execute_request(
     seq: int,
     scheduled_at: float,
     emit: Callable[[RequestRecord], None],
+    attempt: int = 0,
 ) -> RequestRecord:
     """Send ``request``, emit exactly one record for it and return it.
 
@@ -194,6 +195,7 @@ def execute_request(
                 retry_after,
                 server_id,
                 error,
+                attempt,
             )
         )
         raise
@@ -210,6 +212,7 @@ def execute_request(
         retry_after,
         server_id,
         error,
+        attempt,
     )
     emit(record)
     return record
@@ -228,6 +231,7 @@ def _record(
     retry_after: float | None,
     server_id: str | None,
     error: tuple[ErrorClass, str] | None,
+    attempt: int = 0,
 ) -> RequestRecord:
     if outcome.completion_tokens is not None:
         output_tokens: int | None = outcome.completion_tokens
@@ -261,4 +265,5 @@ def _record(
         finish_reason=outcome.finish_reason,
         chunk_gaps=tuple(gaps) if gaps else None,
         server_request_id=server_id or outcome.response_id,
+        attempt=attempt,
     )

@@ -137,6 +137,7 @@ def _execute(
         stages=scenario.stages,
         seed=scenario.seed,
         drain_timeout_s=scenario.drain_timeout_s,
+        retry=scenario.retry,
         read_timeout_s=read_timeout_s,
         simulated=target is not None,
         extra={"scenario": scenario.source, "description": scenario.description},

@@ -11,6 +11,9 @@ Fields (see ``docs/metrics.md`` for what is derived from them):
 ``first_token_at`` when the first chunk with non-empty content arrived (stamped before the chunk is parsed)
 ``last_token_at``  when the last content chunk arrived
 ``ended_at``       when the response was complete (``[DONE]`` or end of body) or the failure was seen
+
+``attempt`` is 0 for a request's first attempt and counts retries after a 429 (``[retry] policy = "retry-after"``);
+``(worker, seq, attempt)`` identifies a record.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class RequestRecord:
     finish_reason: str | None
     chunk_gaps: tuple[float, ...] | None
     server_request_id: str | None
+    attempt: int = 0
 
     @property
     def ok(self) -> bool:
@@ -98,6 +102,7 @@ def load_record(line: bytes | str) -> RequestRecord:
     """Parse one JSON line back into a record; unknown keys are ignored, missing optional keys become None."""
     raw: dict[str, Any] = orjson.loads(line)
     values: dict[str, Any] = {name: raw.get(name) for name in RECORD_FIELDS}
+    values["attempt"] = values["attempt"] or 0
     gaps = values["chunk_gaps"]
     values["chunk_gaps"] = tuple(gaps) if gaps is not None else None
     return RequestRecord(**values)

@@ -115,6 +115,7 @@ class RunSpec:
     read_timeout_s: float = 120.0
     keep_gaps: bool = True
     simulated: bool = False
+    retry: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_public_dict(self) -> dict[str, Any]:

@@ -341,6 +341,25 @@ def _expand_load(load: dict[str, Any], defaults: dict[str, Any]) -> list[Stage]:
     return [_parse_stage(raw, f"load.stages[{i}]", defaults) for i, raw in enumerate(raw_stages)]
 
 
+def _parse_retry(raw: Any) -> dict[str, Any]:
+    """``[retry] policy = "none" | "retry-after", max_wait = "30s", max_retries = 3``: what a user does after a
+    429. ``retry-after`` waits the server's Retry-After (1 s if absent), at most ``max_wait``, then sends the same
+    request again as a new attempt (a new record with ``attempt`` + 1)."""
+    table = _table(raw, "[retry]")
+    _check_keys(table, _RETRY, "[retry]")
+    policy = table.get("policy", "none")
+    if policy not in ("none", "retry-after"):
+        raise ConfigError(f"[retry].policy must be 'none' or 'retry-after', got {policy!r}")
+    retries = table.get("max_retries", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError("[retry].max_retries must be a whole number ≥ 0")
+    return {
+        "policy": policy,
+        "max_wait_s": _duration(table.get("max_wait", "30s"), "[retry].max_wait"),
+        "max_retries": retries,
+    }
+
+
 def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenario:
     """Validate a scenario's TOML table."""
     _check_keys(raw, _TOP, "scenario")
@@ -380,8 +399,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
     labels = [s.label for s in stages]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"stage labels must be unique (name repeated stages), got {labels}")
-    retry = _table(raw.get("retry", {}), "[retry]")
-    _check_keys(retry, _RETRY, "[retry]")
+    retry = _parse_retry(raw.get("retry", {}))
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed must be an integer")

@@ -104,6 +104,8 @@ class RequestFactory:
             raise ConfigError("a workload needs at least one request class")
         self.endpoint = endpoint
         self.seed = seed
+        # None: as the endpoint says; False once the endpoint rejected stream_options (external models)
+        self.include_usage: bool | None = None
         self.prompts = PromptFactory(seed)
         self.plans: list[_ClassPlan] = []
         for i, cls in enumerate(classes):
@@ -157,7 +159,9 @@ class RequestFactory:
         else:
             body = self.prompts.prompt(seq, plan.prompt_len.sample(rng), rng)
             prompt = f"{plan.prefix} {body}" if plan.prefix else body
-        return build_request(self.endpoint, plan.cls, prompt, max_tokens=out_len)
+        return build_request(
+            self.endpoint, plan.cls, prompt, max_tokens=out_len, include_usage=self.include_usage
+        )
 
 
 def _words(prompt: str | list[dict[str, Any]]) -> int:

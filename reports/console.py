@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from analysis.load_check import StageLoad
 from analysis.summary import StageSummary
 
-__all__ = ["format_ms", "render_load_table", "render_stage_table"]
+__all__ = ["format_ms", "render_load_table", "render_quota_note", "render_stage_table"]
 
 _DASH = "–"
 
@@ -117,3 +117,26 @@ def render_stage_table(summaries: Sequence[StageSummary]) -> str:
     lines = _table(rows)
     lines.append("latencies in ms; TTFT/TPOT/E2E over successful requests; lag = started − scheduled")
     return "\n".join(lines)
+
+
+def render_quota_note(summaries: Sequence[StageSummary], loads: Sequence[StageLoad]) -> str | None:
+    """One line on rate limits: where 429s began, which quota they named, at what offered load. None if none."""
+    offered = {load.stage: load for load in loads}
+    for s in summaries:
+        if not s.rate_limits:
+            continue
+        total = sum(s.rate_limits.values())
+        binding, count = max(s.rate_limits.items(), key=lambda kv: kv[1])
+        load = offered.get(s.stage)
+        at = ""
+        if load is not None and load.offered_rps is not None:
+            at = f" at {load.offered_rps:.2f} req/s offered"
+            tpm = load.offered_tokens_per_min
+            if tpm:
+                at += f" ({tpm['input']:,.0f} input + {tpm['output']:,.0f} output tokens/min)"
+        share = total / s.requests if s.requests else 0.0
+        return (
+            f"quota: 429s began in {s.stage}{at}: {share:.0%} of requests rate-limited, "
+            f"binding limit {binding} ({count} of {total}) — a quota ceiling, not server saturation"
+        )
+    return None
