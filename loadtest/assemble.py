@@ -15,7 +15,7 @@ from typing import Any
 from loadtest.errors import ConfigError
 from loadtest.protocol import RequestClass
 from loadtest.runspec import Stage
-from loadtest.scenario import EndpointConfig, Scenario
+from loadtest.scenario import EndpointConfig, Scenario, parse_sweep
 
 __all__ = ["SIM_DEFAULTS", "Overrides", "apply_overrides", "scenario_from_flags"]
 
@@ -54,6 +54,7 @@ class Overrides:
     ignore_eos: bool | None = None
     seed: int | None = None
     name: str | None = None
+    sweep_points: int | None = None
     simulator: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,7 +89,14 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         ignore_eos=ov.ignore_eos if ov.ignore_eos is not None else True,
     )
     duration = ov.duration_s or (SIM_DEFAULT_DURATION_S if simulated else ENDPOINT_DEFAULT_DURATION_S)
-    if not (ov.concurrency or ov.rates or ov.tokens_per_min):
+    sweep = None
+    if ov.sweep_points:
+        if ov.concurrency or ov.rates or ov.tokens_per_min:
+            raise ConfigError(
+                "--sweep chooses its own stages: drop --concurrency, --rate and --tokens-per-min"
+            )
+        sweep = _sweep(ov, duration, None)
+    elif not (ov.concurrency or ov.rates or ov.tokens_per_min):
         ov = dataclasses.replace(ov, concurrency=SIM_DEFAULT_SWEEP if simulated else (1,))
     endpoint = None
     if ov.endpoint is not None:
@@ -105,8 +113,22 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         endpoint=endpoint,
         simulator={**SIM_DEFAULTS, **ov.simulator},
         classes=(cls,),
-        stages=_stages(ov, duration, {}),
+        stages=() if sweep else _stages(ov, duration, {}),
         drain_timeout_s=ov.drain_timeout_s or 30.0,
+        sweep=sweep,
+    )
+
+
+def _sweep(ov: Overrides, duration: float, base: dict[str, Any] | None) -> dict[str, Any]:
+    base = base or {}
+    return parse_sweep(
+        {"points": ov.sweep_points or base.get("points", 5)},
+        {
+            "duration": duration,
+            "max_concurrency": ov.max_concurrency or base.get("max_concurrency", 256),
+            "arrival": ov.arrival or base.get("arrival", "poisson"),
+            "burstiness": ov.burstiness if ov.burstiness is not None else base.get("burstiness", 1.0),
+        },
     )
 
 
@@ -128,8 +150,15 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             api_key_env=ov.api_key_env or ep.api_key_env,
             include_usage=ep.include_usage if ov.include_usage is None else ov.include_usage,
         )
-    if ov.concurrency or ov.rates or ov.tokens_per_min:
-        first = scenario.stages[0]
+    if ov.sweep_points or (scenario.sweep and not (ov.concurrency or ov.rates or ov.tokens_per_min)):
+        base = scenario.sweep or {}
+        changes["stages"] = ()
+        changes["sweep"] = _sweep(
+            ov, ov.duration_s or base.get("duration_s") or scenario.stages[0].duration_s, base
+        )
+    elif ov.concurrency or ov.rates or ov.tokens_per_min:
+        first = scenario.stages[0] if scenario.stages else Stage(kind="concurrency", users=1, duration_s=30.0)
+        changes["sweep"] = None
         defaults = {
             "arrival": first.arrival,
             "burstiness": first.burstiness,

@@ -115,6 +115,15 @@ def _seconds(value: str | None, flag: str) -> float | None:
 )
 @click.option("--max-requests", type=click.IntRange(min=1), help="Stop a stage after this many requests.")
 @click.option(
+    "--sweep",
+    "sweep_points",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="POINTS",
+    help="Automatic sweep: 1-user baseline, saturation probe at --max-concurrency users, then POINTS "
+    "open-loop rates between, stopping early when an SLO is clearly broken or the queue grows.",
+)
+@click.option(
     "--kind",
     type=click.Choice(["chat", "completions", "embeddings"]),
     default=None,
@@ -223,6 +232,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
         ignore_eos=opts["ignore_eos"],
         seed=opts["seed"],
         name=opts["name"],
+        sweep_points=opts["sweep_points"],
         simulator=sim_opts,
     )
     if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):

@@ -38,6 +38,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Mapping  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -65,6 +66,7 @@ from loadtest.errors import LoadtestError  # noqa: E402
 from loadtest.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
 from loadtest.records import RequestRecord, dump_record  # noqa: E402
 from loadtest.runspec import RunSpec, Stage  # noqa: E402
+from loadtest.sweep import StageObservation, fold, sweep_rates, sweep_verdict  # noqa: E402
 from loadtest.workload import RequestFactory  # noqa: E402
 
 __all__ = ["main"]
@@ -220,22 +222,26 @@ class Recorder:
         self.records = 0
         self.errors = 0
         self.controller: TokenRateController | None = None
+        self.observation: StageObservation | None = None
         self.stage_label: str | None = None
         self._fd = os.open(run_dir / "records.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._events_fd = os.open(run_dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def write(self, lines: bytes) -> None:
-        """Append one or more complete JSON lines."""
+        """Append one or more complete JSON lines (as orjson writes them: no spaces)."""
         os.write(self._fd, lines)
-        count = lines.count(b"\n")
-        self.records += count
-        if b'"error_class":null' not in lines or count > 1 or self.controller is not None:
-            for line in lines.splitlines():
-                obj = orjson.loads(line)
-                if obj["error_class"] is not None:
-                    self.errors += 1
-                elif self.controller is not None and obj["stage"] == self.stage_label:
-                    self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
+        self.records += lines.count(b"\n")
+        self.errors += lines.count(b'"error_class":"')
+        if self.controller is None and self.observation is None:
+            return
+        for line in lines.splitlines():
+            obj = orjson.loads(line)
+            if obj["stage"] != self.stage_label:
+                continue
+            if self.controller is not None and obj["error_class"] is None:
+                self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
+            if self.observation is not None:
+                fold(self.observation, obj)
 
     def event(self, kind: str, **fields: Any) -> None:
         line = {
@@ -268,7 +274,7 @@ class Engine:
         self.gate = StageGate()
         self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed)
         self.closed_n = 0
-        pool = users_per_worker(max(s.pool_size for s in spec.stages), workers)
+        pool = users_per_worker(spec.pool_size, workers)
         self.users = pool
         self.transport = GeventTransport(
             spec.endpoint.base_url, pool, spec.connect_timeout_s, spec.read_timeout_s
@@ -449,8 +455,10 @@ class Conductor(abc.ABC):
     def close(self) -> list[dict[str, Any]]:
         """End the stage, wait for it to drain, and return one report per sending process."""
 
-    def run_stage(self, stage: Stage, index: int) -> None:
+    def run_stage(self, stage: Stage, index: int, observe: bool = False) -> StageObservation | None:
+        """Run one stage; with ``observe``, return what its successful requests showed (for the sweep)."""
         rec = self.recorder
+        rec.observation = StageObservation([], [], [], []) if observe else None
         target: dict[str, Any] = {"kind": stage.kind, "users": stage.users, "rate": stage.rate}
         rec.controller = None
         rec.stage_label = stage.label
@@ -483,6 +491,11 @@ class Conductor(abc.ABC):
                 "expected_output": rec.controller.expected_output,
             }
         shares = [r["cpu_share"] for r in reports if r.get("cpu_share") is not None]
+        observation = rec.observation
+        if observation is not None:
+            observation.window_s = stage.duration_s
+            observation.no_free_user = sum(r["no_free_user"] for r in reports)
+        rec.observation = None
         rec.event(
             "stage_end",
             stage=stage.label,
@@ -496,6 +509,39 @@ class Conductor(abc.ABC):
             workers=len(reports),
             **extra,
         )
+        return observation
+
+    def run_sweep(self, sweep: dict[str, Any]) -> None:
+        """Baseline → saturation probe → open-loop stages between, stopping early (see :mod:`loadtest.sweep`)."""
+        duration, users = float(sweep["duration_s"]), int(sweep["max_concurrency"])
+        slos = {c.name: c.slo for c in self.spec.request_classes if c.slo}
+        base = self.run_stage(Stage(kind="concurrency", users=1, duration_s=duration), 0, observe=True)
+        if self.stop.is_set() or base is None:
+            return
+        top = self.run_stage(Stage(kind="concurrency", users=users, duration_s=duration), 1, observe=True)
+        if self.stop.is_set() or top is None:
+            return
+        r1, r_max = base.completed_rate, top.completed_rate
+        self.recorder.event("sweep_plan", baseline_rps=r1, saturation_rps=r_max, points=sweep["points"])
+        if r_max <= r1 * 1.05:
+            self.recorder.event("sweep_stopped", reason="no headroom: saturation rate ≈ baseline rate")
+            return
+        for i, rate in enumerate(sweep_rates(r1, r_max, int(sweep["points"]))):
+            stage = Stage(
+                kind="rate",
+                rate=rate,
+                duration_s=duration,
+                arrival=sweep.get("arrival", "poisson"),
+                burstiness=float(sweep.get("burstiness", 1.0)),
+                max_concurrency=users,
+            )
+            obs = self.run_stage(stage, 2 + i, observe=True)
+            if self.stop.is_set() or obs is None:
+                return
+            reason = sweep_verdict(obs, slos)
+            if reason is not None:
+                self.recorder.event("sweep_stopped", reason=reason, stage=stage.label)
+                return
 
     def wait_window(self, stage: Stage) -> int | None:
         self.stop.wait(stage.duration_s)
@@ -571,7 +617,9 @@ class MasterConductor(Conductor):
         shares = split_evenly(stage.users or 0, len(self.workers))
         self.closed, self.closed_event = {}, Event()
         for worker, share in zip(self.workers, shares, strict=True):
-            self.runner.send_message("lt_open", {"index": index, "share": share}, client_id=worker)
+            self.runner.send_message(
+                "lt_open", {"index": index, "share": share, "stage": asdict(stage)}, client_id=worker
+            )
         self.flusher = gevent.spawn(self._flush_forever) if stage.open_loop else None
 
     def deal(self, seq: int, due: float, n: int) -> None:
@@ -642,6 +690,9 @@ def _spawn_users(runner: Any, users: int, stop: Event) -> int:
 
 
 def _run_stages(conductor: Conductor, spec: RunSpec) -> None:
+    if spec.sweep:
+        conductor.run_sweep(spec.sweep)
+        return
     for index, stage in enumerate(spec.stages):
         if conductor.stop.is_set():
             break
@@ -706,7 +757,7 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
         )
     while len(ready) < workers and time.monotonic() < deadline + 30 and not stop.is_set():
         gevent.sleep(0.05)
-    per_worker = users_per_worker(max(s.pool_size for s in spec.stages), workers)
+    per_worker = users_per_worker(spec.pool_size, workers)
     users = _spawn_users(runner, per_worker * workers, stop)
     recorder.event("run_start", users=users, workers=workers)
     conductor = MasterConductor(spec, recorder, stop, runner, ids)
@@ -746,7 +797,8 @@ def run_worker(master_host: str, port: int) -> int:
 
     def on_open(environment: Any, msg: Any) -> None:
         assert _ENGINE is not None
-        _ENGINE.open_stage(_ENGINE.spec.stages[msg.data["index"]], msg.data["index"], msg.data["share"])
+        stage = RunSpec.stage_from_dict(msg.data["stage"])
+        _ENGINE.open_stage(stage, msg.data["index"], msg.data["share"])
 
     def on_arrivals(environment: Any, msg: Any) -> None:
         assert _ENGINE is not None

@@ -138,15 +138,20 @@ def _execute(
         seed=scenario.seed,
         drain_timeout_s=scenario.drain_timeout_s,
         retry=scenario.retry,
+        sweep=scenario.sweep,
         read_timeout_s=read_timeout_s,
         simulated=target is not None,
         extra={"scenario": scenario.source, "description": scenario.description},
     )
     total = sum(s.duration_s for s in scenario.stages)
-    echo(
-        f"run {run_dir}: {len(scenario.stages)} stage(s), {total:.0f}s of load against "
-        f"{public_url(endpoint.base_url)} model {endpoint.model}"
-    )
+    plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load"
+    if scenario.sweep:
+        sw = scenario.sweep
+        plan = (
+            f"automatic sweep (baseline, saturation at {sw['max_concurrency']} users, up to {sw['points']} "
+            f"rates between; {sw['duration_s']:.0f}s each)"
+        )
+    echo(f"run {run_dir}: {plan} against {public_url(endpoint.base_url)} model {endpoint.model}")
 
     def progress(event: dict[str, Any]) -> None:
         if event.get("event") == "stage_end":

@@ -116,7 +116,16 @@ class RunSpec:
     keep_gaps: bool = True
     simulated: bool = False
     retry: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pool_size(self) -> int:
+        """Users the run needs at most (a sweep's saturation probe uses its ``max_concurrency``)."""
+        sizes = [s.pool_size for s in self.stages]
+        if self.sweep:
+            sizes.append(int(self.sweep["max_concurrency"]))
+        return max(sizes or [1])
 
     def to_public_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -124,6 +133,10 @@ class RunSpec:
         for stage, raw in zip(self.stages, data["stages"], strict=True):
             raw["label"] = stage.label
         return data
+
+    @staticmethod
+    def stage_from_dict(raw: dict[str, Any]) -> Stage:
+        return Stage(**{k: v for k, v in raw.items() if k != "label"})
 
     def write(self, path: Path) -> None:
         path.write_bytes(orjson.dumps(self.to_public_dict(), option=orjson.OPT_INDENT_2))
@@ -138,5 +151,5 @@ class RunSpec:
         raw = dict(raw)
         raw["endpoint"] = EndpointSpec(**raw["endpoint"])
         raw["request_classes"] = tuple(RequestClass(**c) for c in raw["request_classes"])
-        raw["stages"] = tuple(Stage(**{k: v for k, v in s.items() if k != "label"}) for s in raw["stages"])
+        raw["stages"] = tuple(cls.stage_from_dict(s) for s in raw["stages"])
         return cls(**raw)

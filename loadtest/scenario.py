@@ -46,7 +46,15 @@ from loadtest.errors import ConfigError
 from loadtest.protocol import RequestClass
 from loadtest.runspec import Stage, parse_duration
 
-__all__ = ["SLO_METRICS", "EndpointConfig", "Scenario", "load_scenario", "parse_scenario", "parse_slo"]
+__all__ = [
+    "SLO_METRICS",
+    "EndpointConfig",
+    "Scenario",
+    "load_scenario",
+    "parse_scenario",
+    "parse_slo",
+    "parse_sweep",
+]
 
 SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
 _TOP = {"name", "description", "seed", "endpoint", "simulator", "classes", "load", "retry"}
@@ -107,6 +115,7 @@ _LOAD = {
     "arrival",
     "burstiness",
     "max_requests",
+    "sweep",
 }
 _STAGE = {
     "concurrency",
@@ -156,6 +165,7 @@ class Scenario:
     drain_timeout_s: float = 30.0
     retry: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    sweep: dict[str, Any] | None = None
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -299,11 +309,30 @@ def _parse_stage(raw: Any, where: str, defaults: dict[str, Any]) -> Stage:
     return Stage(kind="tokens", **rates, **common)
 
 
+def parse_sweep(raw: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``sweep = {points = 5}`` (or ``true``): an automatic sweep (:mod:`loadtest.sweep`); stage duration,
+    ``max_concurrency`` (the saturation probe's users), arrival and burstiness come from ``[load]``."""
+    table = {} if raw is True else _table(raw, "load.sweep")
+    _check_keys(table, {"points"}, "load.sweep")
+    points = int(_positive(table.get("points", 5), "load.sweep.points", integer=True))
+    return {
+        "points": points,
+        "duration_s": _duration(defaults["duration"], "load.duration"),
+        "max_concurrency": int(_positive(defaults["max_concurrency"], "load.max_concurrency", integer=True)),
+        "arrival": defaults["arrival"],
+        "burstiness": float(defaults["burstiness"]),
+    }
+
+
 def _expand_load(load: dict[str, Any], defaults: dict[str, Any]) -> list[Stage]:
-    forms = [k for k in ("stages", "concurrency", "rate", "tokens_per_min", "ramp") if k in load]
+    forms = [k for k in ("stages", "concurrency", "rate", "tokens_per_min", "ramp", "sweep") if k in load]
     if len(forms) != 1:
-        raise ConfigError("[load] needs exactly one of stages, concurrency, rate, tokens_per_min or ramp")
+        raise ConfigError(
+            "[load] needs exactly one of stages, concurrency, rate, tokens_per_min, ramp or sweep"
+        )
     form = forms[0]
+    if form == "sweep":
+        return []
     raw_stages: list[Any]
     if form == "stages":
         raw_stages = load["stages"]
@@ -337,7 +366,7 @@ def _expand_load(load: dict[str, Any], defaults: dict[str, Any]) -> list[Stage]:
             values_f = [start + (stop - start) * i / max(1, steps - 1) for i in range(steps)]
         raw_stages = [{key: round(v) if key == "concurrency" else v} for v in values_f]
     if not raw_stages:
-        raise ConfigError("the load plan has no stages")
+        raise ConfigError("the load plan has no stages")  # pragma: no cover - lists are checked above
     return [_parse_stage(raw, f"load.stages[{i}]", defaults) for i, raw in enumerate(raw_stages)]
 
 
@@ -414,6 +443,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         drain_timeout_s=_duration(load.get("drain_timeout", "30s"), "load.drain_timeout"),
         retry=retry,
         source=str(source) if source else None,
+        sweep=parse_sweep(load["sweep"], defaults) if "sweep" in load else None,
     )
 
 
