@@ -28,12 +28,9 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import abc  # noqa: E402
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
-import random  # noqa: E402
-import resource  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -43,7 +40,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
-import orjson  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.queue import Queue  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
@@ -53,12 +49,11 @@ from locust import User, constant, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
-from loadtest.arrivals import ArrivalProcess, TokenRateController  # noqa: E402
 from loadtest.auth import AuthOptions, AuthProvider, resolve_auth  # noqa: E402
 from loadtest.clock import EpochClock  # noqa: E402
+from loadtest.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
 from loadtest.distribute import (  # noqa: E402
     closed_loop_seq,
-    open_loop_seq,
     split_evenly,
     users_per_worker,
 )
@@ -66,14 +61,12 @@ from loadtest.errors import LoadtestError  # noqa: E402
 from loadtest.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
 from loadtest.records import RequestRecord, dump_record  # noqa: E402
 from loadtest.runspec import RunSpec, Stage  # noqa: E402
-from loadtest.sweep import StageObservation, fold, sweep_rates, sweep_verdict  # noqa: E402
 from loadtest.workload import RequestFactory  # noqa: E402
 
 __all__ = ["main"]
 
 EXIT_INTERRUPTED = 130
 STALE_RETRIES = 2
-LOOKAHEAD_S = 0.05  # arrivals are handed to users this far ahead of their scheduled instant
 FORWARD_EVERY_S = 0.1
 
 
@@ -210,53 +203,6 @@ def _auth_for(spec: RunSpec) -> AuthProvider:
     return resolve_auth(
         AuthOptions(api_key_env=key_env, auth_type=None if key_env else "none"), env=os.environ
     )
-
-
-class Recorder:
-    """Where records land (the local process or the master): appended to ``records.jsonl`` as they come, with
-    stage events in ``events.jsonl``. Feeds the token-rate controller with the usage of the current stage."""
-
-    def __init__(self, run_dir: Path, name: str) -> None:
-        self.name = name
-        self.clock = EpochClock()
-        self.records = 0
-        self.errors = 0
-        self.controller: TokenRateController | None = None
-        self.observation: StageObservation | None = None
-        self.stage_label: str | None = None
-        self._fd = os.open(run_dir / "records.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._events_fd = os.open(run_dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def write(self, lines: bytes) -> None:
-        """Append one or more complete JSON lines (as orjson writes them: no spaces)."""
-        os.write(self._fd, lines)
-        self.records += lines.count(b"\n")
-        self.errors += lines.count(b'"error_class":"')
-        if self.controller is None and self.observation is None:
-            return
-        for line in lines.splitlines():
-            obj = orjson.loads(line)
-            if obj["stage"] != self.stage_label:
-                continue
-            if self.controller is not None and obj["error_class"] is None:
-                self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
-            if self.observation is not None:
-                fold(self.observation, obj)
-
-    def event(self, kind: str, **fields: Any) -> None:
-        line = {
-            "event": kind,
-            "t": self.clock(),
-            "cpu_s": time.process_time(),
-            "rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker": self.name,
-            **fields,
-        }
-        os.write(self._events_fd, orjson.dumps(line) + b"\n")
-
-    def close(self) -> None:
-        os.close(self._fd)
-        os.close(self._events_fd)
 
 
 class Engine:
@@ -435,149 +381,6 @@ class LLMUser(User):
         engine.send(engine.next_closed_seq(), engine.clock())
 
 
-class Conductor(abc.ABC):
-    """Drives the stages of a run, in this process (local) or over Locust messages (master)."""
-
-    def __init__(self, spec: RunSpec, recorder: Recorder, stop: Event) -> None:
-        self.spec = spec
-        self.recorder = recorder
-        self.stop = stop
-
-    @abc.abstractmethod
-    def open(self, stage: Stage, index: int) -> None:
-        """Let the stage's users send (closed loop) or get ready for arrivals (open loop)."""
-
-    @abc.abstractmethod
-    def deal(self, seq: int, due: float, n: int) -> None:
-        """Hand arrival number ``n`` (sequence ``seq``, scheduled at ``due``) to a process that will send it."""
-
-    @abc.abstractmethod
-    def close(self) -> list[dict[str, Any]]:
-        """End the stage, wait for it to drain, and return one report per sending process."""
-
-    def run_stage(self, stage: Stage, index: int, observe: bool = False) -> StageObservation | None:
-        """Run one stage; with ``observe``, return what its successful requests showed (for the sweep)."""
-        rec = self.recorder
-        rec.observation = StageObservation([], [], [], []) if observe else None
-        target: dict[str, Any] = {"kind": stage.kind, "users": stage.users, "rate": stage.rate}
-        rec.controller = None
-        rec.stage_label = stage.label
-        if stage.kind == "tokens":
-            e_in, e_out = RequestFactory(self.spec.endpoint, self.spec.request_classes, 0).expected_tokens()
-            rec.controller = TokenRateController(
-                total_per_min=stage.tokens_per_min,
-                input_per_min=stage.input_tokens_per_min,
-                output_per_min=stage.output_tokens_per_min,
-                expected_input=e_in,
-                expected_output=e_out,
-            )
-            target.update(
-                tokens_per_min=stage.tokens_per_min,
-                input_tokens_per_min=stage.input_tokens_per_min,
-                output_tokens_per_min=stage.output_tokens_per_min,
-                initial_rate=rec.controller.rate(),
-            )
-        before = rec.records
-        rec.event("stage_start", stage=stage.label, duration_s=stage.duration_s, target=target)
-        self.open(stage, index)
-        arrivals = self.dispatch(stage, index) if stage.open_loop else self.wait_window(stage)
-        rec.event("stage_window_end", stage=stage.label)
-        reports = self.close()
-        extra: dict[str, Any] = {}
-        if rec.controller is not None:
-            extra = {
-                "final_rate": rec.controller.rate(),
-                "expected_input": rec.controller.expected_input,
-                "expected_output": rec.controller.expected_output,
-            }
-        shares = [r["cpu_share"] for r in reports if r.get("cpu_share") is not None]
-        observation = rec.observation
-        if observation is not None:
-            observation.window_s = stage.duration_s
-            observation.no_free_user = sum(r["no_free_user"] for r in reports)
-        rec.observation = None
-        rec.event(
-            "stage_end",
-            stage=stage.label,
-            records=rec.records - before,
-            arrivals=arrivals,
-            dropped=sum(r["dropped"] for r in reports),
-            no_free_user=sum(r["no_free_user"] for r in reports),
-            inflight=sum(r["inflight"] for r in reports),
-            drained=all(r["drained"] for r in reports),
-            worker_cpu_share_max=max(shares) if shares else None,
-            workers=len(reports),
-            **extra,
-        )
-        return observation
-
-    def run_sweep(self, sweep: dict[str, Any]) -> None:
-        """Baseline → saturation probe → open-loop stages between, stopping early (see :mod:`loadtest.sweep`)."""
-        duration, users = float(sweep["duration_s"]), int(sweep["max_concurrency"])
-        slos = {c.name: c.slo for c in self.spec.request_classes if c.slo}
-        base = self.run_stage(Stage(kind="concurrency", users=1, duration_s=duration), 0, observe=True)
-        if self.stop.is_set() or base is None:
-            return
-        top = self.run_stage(Stage(kind="concurrency", users=users, duration_s=duration), 1, observe=True)
-        if self.stop.is_set() or top is None:
-            return
-        r1, r_max = base.completed_rate, top.completed_rate
-        self.recorder.event("sweep_plan", baseline_rps=r1, saturation_rps=r_max, points=sweep["points"])
-        if r_max <= r1 * 1.05:
-            self.recorder.event("sweep_stopped", reason="no headroom: saturation rate ≈ baseline rate")
-            return
-        for i, rate in enumerate(sweep_rates(r1, r_max, int(sweep["points"]))):
-            stage = Stage(
-                kind="rate",
-                rate=rate,
-                duration_s=duration,
-                arrival=sweep.get("arrival", "poisson"),
-                burstiness=float(sweep.get("burstiness", 1.0)),
-                max_concurrency=users,
-            )
-            obs = self.run_stage(stage, 2 + i, observe=True)
-            if self.stop.is_set() or obs is None:
-                return
-            reason = sweep_verdict(obs, slos)
-            if reason is not None:
-                self.recorder.event("sweep_stopped", reason=reason, stage=stage.label)
-                return
-
-    def wait_window(self, stage: Stage) -> int | None:
-        self.stop.wait(stage.duration_s)
-        return None
-
-    def dispatch(self, stage: Stage, index: int) -> int:
-        """Draw the stage's arrivals from one seeded process and deal them out a little ahead of time."""
-        process = ArrivalProcess(stage.arrival, stage.burstiness)  # type: ignore[arg-type]
-        rng = random.Random(f"{self.spec.seed}/arrivals/{index}")
-        controller = self.recorder.controller
-        clock = self.recorder.clock
-        t0 = clock() + LOOKAHEAD_S
-
-        def rate(elapsed: float, n: int) -> float:
-            return controller.rate_at(elapsed, n) if controller is not None else float(stage.rate or 0.0)
-
-        offset = 0.0 if process.kind == "constant" else process.gap(rate(0.0, 0), rng)
-        n = 0
-        while not self.stop.is_set() and offset < stage.duration_s:
-            if stage.max_requests is not None and n >= stage.max_requests:
-                break
-            ahead = t0 + offset - LOOKAHEAD_S - clock()
-            if ahead > 0 and self.stop.wait(ahead):
-                break
-            self.deal(open_loop_seq(index, n), t0 + offset, n)
-            n += 1
-            offset += process.gap(rate(offset, n), rng)
-        if not self.stop.is_set() and (stage.max_requests is None or n < stage.max_requests):
-            left = t0 + stage.duration_s - clock()
-            if left > 0:
-                self.stop.wait(
-                    left
-                )  # the window lasts its full duration even when the next arrival falls after
-        return n
-
-
 class LocalConductor(Conductor):
     def __init__(self, spec: RunSpec, recorder: Recorder, stop: Event, engine: Engine) -> None:
         super().__init__(spec, recorder, stop)
@@ -689,16 +492,6 @@ def _spawn_users(runner: Any, users: int, stop: Event) -> int:
     return int(runner.user_count)
 
 
-def _run_stages(conductor: Conductor, spec: RunSpec) -> None:
-    if spec.sweep:
-        conductor.run_sweep(spec.sweep)
-        return
-    for index, stage in enumerate(spec.stages):
-        if conductor.stop.is_set():
-            break
-        conductor.run_stage(stage, index)
-
-
 def run_local(spec: RunSpec, run_dir: Path) -> int:
     global _ENGINE
     stop, interrupted = Event(), []  # type: ignore[var-annotated]
@@ -712,7 +505,7 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
     engine.report = lambda kind, fields: recorder.event(kind, **fields)
     refresher = gevent.spawn(engine.refresh_credentials_forever, engine.report)
     try:
-        _run_stages(LocalConductor(spec, recorder, stop, engine), spec)
+        run_stages(LocalConductor(spec, recorder, stop, engine), spec)
     finally:
         refresher.kill()
         engine.gate.close()
@@ -762,7 +555,7 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
     recorder.event("run_start", users=users, workers=workers)
     conductor = MasterConductor(spec, recorder, stop, runner, ids)
     try:
-        _run_stages(conductor, spec)
+        run_stages(conductor, spec)
     finally:
         runner.send_message("lt_finish", {"abort": bool(interrupted)})
         end = time.monotonic() + 15
