@@ -268,11 +268,12 @@ class Engine:
             gate.no_free_user += 1
         gate.arrivals.put((seq, due))
 
-    def close_stage(self) -> dict[str, Any]:
-        """Stop admitting, wait for in-flight requests (up to the drain timeout) and report the stage."""
+    def close_stage(self, drain: bool = True) -> dict[str, Any]:
+        """Stop admitting, wait for in-flight requests (up to the drain timeout; not when the run is being
+        interrupted: they are cancelled and recorded as such) and report the stage."""
         dropped = self.gate.close()
         gevent.sleep(0)
-        drained = self.gate.drained.wait(self.spec.drain_timeout_s)
+        drained = self.gate.drained.wait(self.spec.drain_timeout_s if drain else 0.0)
         wall = time.monotonic() - self.wall_at_open
         return {
             "worker": self.name,
@@ -393,8 +394,9 @@ class LocalConductor(Conductor):
         self.engine.schedule(seq, due)
 
     def close(self) -> list[dict[str, Any]]:
-        gevent.sleep(LOOKAHEAD_S)  # arrivals dealt ahead of time reach their users
-        return [self.engine.close_stage()]
+        if not self.stop.is_set():
+            gevent.sleep(LOOKAHEAD_S)  # arrivals dealt ahead of time reach their users
+        return [self.engine.close_stage(drain=not self.stop.is_set())]
 
 
 class MasterConductor(Conductor):
@@ -444,7 +446,7 @@ class MasterConductor(Conductor):
             self.flusher.kill()
             self._flush()
             gevent.sleep(LOOKAHEAD_S)
-        self.runner.send_message("lt_close", {})
+        self.runner.send_message("lt_close", {"drain": not self.stop.is_set()})
         self.closed_event.wait(self.spec.drain_timeout_s + 15.0)
         missing = [w for w in self.workers if w not in self.closed]
         if missing:
@@ -601,7 +603,7 @@ def run_worker(master_host: str, port: int) -> int:
     def on_close(environment: Any, msg: Any) -> None:
         def close() -> None:
             assert _ENGINE is not None
-            result = _ENGINE.close_stage()
+            result = _ENGINE.close_stage(drain=bool(msg.data.get("drain", True)))
             forwarder.flush()  # every record of the stage reaches the master before the stage ends there
             runner.send_message("lt_closed", result)
 
