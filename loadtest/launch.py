@@ -24,11 +24,26 @@ from loadtest.simproc import SimulatorProcess
 __all__ = ["LaunchResult", "launch", "simulator_args"]
 
 _SIM_FLAGS = {
-    "architecture": "--architecture",
-    "gpu": "--gpu",
-    "replicas": "--replicas",
-    "max_batch": "--max-batch",
+    key: "--" + key.replace("_", "-")
+    for key in (
+        "architecture",
+        "gpu",
+        "replicas",
+        "max_batch",
+        "tp",
+        "jitter_cv",
+        "mode",
+        "itpm",
+        "otpm",
+        "qph",
+        "qps",
+        "chunks",
+        "chunk_size",
+        "min_provisioned_throughput",
+        "max_provisioned_throughput",
+    )
 }
+_STALL_KEYS = ("stall_seconds", "stall_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +56,22 @@ class LaunchResult:
 
 
 def simulator_args(options: dict[str, Any], seed: int) -> list[str]:
-    """``loadtest sim`` flags for a scenario's ``[simulator]`` table."""
+    """``loadtest sim`` flags for a scenario's ``[simulator]`` table: each key ``k`` becomes ``--k`` (underscores
+    as dashes); ``faults = {http_503 = 0.05, stall = 0.01, stall_seconds = 2}`` becomes ``--fault http_503=0.05
+    --fault stall=0.01 --stall-seconds 2``. ``loadtest sim`` validates the values."""
     args = ["--seed", str(seed)]
     for key, flag in _SIM_FLAGS.items():
         if key in options:
             args += [flag, str(options[key])]
+    faults = options.get("faults")
+    if faults is not None:
+        if not isinstance(faults, dict):
+            raise ConfigError("[simulator].faults must be a table such as {http_503 = 0.05, stall = 0.01}")
+        for name, value in faults.items():
+            if name in _STALL_KEYS:
+                args += ["--stall-seconds", str(value)]
+            else:
+                args += ["--fault", f"{name}={value}"]
     return args
 
 

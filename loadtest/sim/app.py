@@ -1,6 +1,10 @@
-"""The simulator's application: routing, auth, the replicas' step timers, counters, and the GET documents.
+"""The simulator's application: routing, auth, quotas, faults, the replicas' step timers, counters.
 
 Lives on one event loop; :mod:`loadtest.sim.server` runs it. The HTTP surface is described there.
+
+Order of the gates on a model request: route, method, auth (``api_token`` and/or OAuth tokens), body, an injected
+HTTP fault (:mod:`loadtest.sim.faults`), the PPT quotas (:mod:`loadtest.sim.quota`; a 429 consumes nothing), the
+engine. A request admitted by the quotas but refused by the engine (400) is refunded.
 """
 
 from __future__ import annotations
@@ -11,71 +15,62 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
-from loadtest.errors import ConfigError
-from loadtest.perfmodel import ARCHITECTURES, GPUS, Deployment, Dtype, kv_capacity_tokens
-from loadtest.sim.engine import Cluster, EngineConfig, EngineRequest
+from loadtest.perfmodel import kv_capacity_tokens
+from loadtest.sim.config import SimConfig
+from loadtest.sim.documents import (
+    endpoint_document,
+    metrics_text,
+    models_document,
+    optimization_info,
+)
+from loadtest.sim.engine import Cluster, EngineRequest
+from loadtest.sim.faults import FaultInjector, FaultPlan
 from loadtest.sim.http11 import Connection, HttpError, Job, Request, error_body
-from loadtest.sim.predict import reference_chunk_size
+from loadtest.sim.oauth import OAuthIssuer
+from loadtest.sim.quota import Quota, Rejection, Ticket
 from loadtest.sim.responses import EmbeddingJob, Generation, parse_embedding, parse_generation
 from loadtest.sim.tokens import TokenText
 
 __all__ = ["App", "SimConfig"]
 
 _MAX_LAG_S: Final = 0.25
-_OPEN_PATHS: Final = frozenset({"/health", "/metrics", "/sim/stats"})
+_TOKEN_PATH: Final = "/oidc/v1/token"
+_OPEN_PATHS: Final = frozenset({"/health", "/metrics", "/sim/stats", _TOKEN_PATH})
+_OPT_INFO: Final = "/api/2.0/serving-endpoints/get-model-optimization-info/"
+_HTTP_FAULTS: Final = {
+    "http_429": (429, "rate_limit_exceeded", "REQUEST_LIMIT_EXCEEDED", "Injected fault: rate limit exceeded"),
+    "http_500": (500, "server_error", "INTERNAL_ERROR", "Injected fault: internal server error"),
+    "http_503": (503, "server_error", "TEMPORARILY_UNAVAILABLE", "Injected fault: service unavailable"),
+}
 
 
-@dataclass(frozen=True, slots=True)
-class SimConfig:
-    """What to simulate and where. ``port=0`` takes a free port; ``model_name=""`` serves the architecture key."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    architecture: str = "llama-3.1-8b"
-    gpu: str = "h100"
-    tp: int = 0
-    dtype: Dtype | None = None
-    replicas: int = 1
-    max_batch: int = 256
-    seed: int = 0
-    jitter_cv: float = 0.0
-    api_token: str | None = field(default=None, repr=False)
-    endpoint_name: str = "sim-llama"
-    model_name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(
-                f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"
-            )
-        if self.gpu not in GPUS:
-            raise ConfigError(f"unknown gpu {self.gpu!r}; known: {', '.join(GPUS)}")
-        try:
-            self.engine_config()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    @property
-    def served_model_name(self) -> str:
-        return self.model_name or self.architecture
-
-    def deployment(self) -> Deployment:
-        return Deployment.of(self.architecture, self.gpu, tp=self.tp, dtype=self.dtype)
-
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(self.deployment(), self.max_batch, self.replicas, self.seed, self.jitter_cv)
+def rate_limit_error(rejection: Rejection, endpoint: str) -> HttpError:
+    """The 429 of a quota: Databricks' documented body on OpenAI paths, ``REQUEST_LIMIT_EXCEEDED`` on its own."""
+    return HttpError(
+        429,
+        rejection.databricks_message(endpoint),
+        "rate_limit_exceeded",
+        "REQUEST_LIMIT_EXCEEDED",
+        headers=(("retry-after", str(rejection.retry_after_s)),),
+        detail=rejection.openai_detail(),
+    )
 
 
 class App:
-    """Routing, the engine's replicas and their step timers, counters. Lives on one event loop."""
+    """Routing, auth, quotas, faults, the engine's replicas and their step timers, counters. One event loop.
 
-    def __init__(self, config: SimConfig, loop: asyncio.AbstractEventLoop) -> None:
+    ``clock`` (default ``loop.time``) times the quotas and OAuth token expiry; tests inject a fake one.
+    """
+
+    def __init__(
+        self, config: SimConfig, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] | None = None
+    ) -> None:
         self.config, self.loop = config, loop
+        self.clock = clock or loop.time
         self.engine = config.engine_config()
         self.cluster = Cluster(self.engine)
         self.deployment = self.engine.deployment
@@ -83,42 +78,49 @@ class App:
         self.model = config.served_model_name
         self.text = TokenText(config.seed)
         self.jobs: dict[int, tuple[Job, int]] = {}  # engine id -> (job, replica index)
+        self.tickets: dict[int, Ticket] = {}  # engine id -> what a generation charged the quotas
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
         self.by_path: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
+        self.rate_limited: Counter[str] = Counter()
+        self.faults_injected: Counter[str] = Counter()
         self.max_lag_s = 0.0
-        n = config.replicas
+        n = self.engine.replicas
         self._deadlines = [0.0] * n
         self._timers: list[asyncio.TimerHandle | None] = [None] * n
         self._ids, self._engine_ids, self._prefix = 0, 0, os.urandom(3).hex()
         self._auth = ("Bearer " + config.api_token).encode() if config.api_token else None
-        self.chunk = reference_chunk_size(self.deployment, config.max_batch)
+        limits = config.quota_limits()
+        self.quota = Quota(limits, self.clock) if limits is not None else None
+        self.oauth: OAuthIssuer | None = None
+        if config.oauth_client_id is not None and config.oauth_client_secret is not None:
+            self.oauth = OAuthIssuer(
+                config.oauth_client_id, config.oauth_client_secret, config.oauth_token_ttl_s, self.clock
+            )
+        faults = config.faults
+        self.faults = FaultInjector(faults, config.seed) if faults is not None and faults.active else None
+        self.chunk = config.throughput_chunk_size
         self.created = int(time.time())
         ep = f"/serving-endpoints/{config.endpoint_name}"
         self.routes: dict[str, tuple[str, Callable[[Connection, Request], None]]] = {
             "/health": ("GET", lambda c, r: c.respond(200, b"{}", r.request_id)),
-            "/metrics": (
-                "GET",
-                lambda c, r: c.respond(200, self.metrics(), r.request_id, "text/plain; version=0.0.4"),
-            ),
-            "/sim/stats": ("GET", lambda c, r: c.respond(200, orjson.dumps(self.snapshot()), r.request_id)),
-            "/v1/models": ("GET", self._models),
+            "/metrics": ("GET", lambda c, r: c.respond(200, metrics_text(self.model, self.snapshot()),
+                                                       r.request_id, "text/plain; version=0.0.4")),
+            "/sim/stats": ("GET", lambda c, r: self._json(c, r, self.snapshot())),
+            "/v1/models": ("GET", lambda c, r: self._json(c, r, models_document(self.model, self.arch,
+                                                                               self.created))),
             "/v1/chat/completions": ("POST", lambda c, r: self._generate(c, r, self._body(r), chat=True)),
             "/v1/completions": ("POST", lambda c, r: self._generate(c, r, self._body(r), chat=False)),
             "/v1/embeddings": ("POST", lambda c, r: self._embed(c, r, self._body(r))),
-            "/serving-endpoints/chat/completions": (
-                "POST",
-                lambda c, r: self._generate(c, r, self._db(r), True),
-            ),
+            "/serving-endpoints/chat/completions": ("POST", lambda c, r: self._generate(c, r, self._db(r), True)),
             "/serving-endpoints/completions": ("POST", lambda c, r: self._generate(c, r, self._db(r), False)),
             "/serving-endpoints/embeddings": ("POST", lambda c, r: self._embed(c, r, self._db(r))),
             ep + "/invocations": ("POST", self._invocations),
-            "/api/2.0" + ep: (
-                "GET",
-                lambda c, r: c.respond(200, orjson.dumps(self.endpoint()), r.request_id),
-            ),
-        }
+            "/api/2.0" + ep: ("GET", lambda c, r: self._json(c, r, self.endpoint())),
+        }  # fmt: skip
+        if self.oauth is not None:
+            self.routes[_TOKEN_PATH] = ("POST", self._token)
 
     def new_request_id(self) -> str:
         self._ids += 1
@@ -131,6 +133,9 @@ class App:
     def count_status(self, status: int) -> None:
         self.by_status[status] += 1
 
+    def count_fault(self, kind: str) -> None:
+        self.faults_injected[kind] += 1
+
     # -- requests ------------------------------------------------------------------------------------------------
 
     def handle(self, conn: Connection, req: Request) -> None:
@@ -138,7 +143,10 @@ class App:
         req.request_id = self.new_request_id()
         req.databricks = req.path.startswith(("/serving-endpoints/", "/api/2.0/"))
         route = self.routes.get(req.path)
-        self.by_path[req.path if route else "(unknown)"] += 1
+        key = req.path
+        if route is None and req.path.startswith(_OPT_INFO):
+            route, key = ("GET", self._optimization_info), _OPT_INFO + "{model}/{version}"
+        self.by_path[key if route else "(unknown)"] += 1
         try:
             if route is None:
                 if req.databricks:
@@ -150,15 +158,27 @@ class App:
                 raise HttpError(
                     405, f"Method {req.method} not allowed; use {route[0]}", code="METHOD_NOT_ALLOWED"
                 )
-            if self._auth is not None and req.path not in _OPEN_PATHS:
-                given = req.headers.get("authorization", "").encode()
-                if not hmac.compare_digest(given, self._auth):
-                    raise HttpError(
-                        401, "Missing or invalid bearer token", "authentication_error", "UNAUTHENTICATED"
-                    )
+            if req.path not in _OPEN_PATHS and not self._authorized(req.headers.get("authorization", "")):
+                raise HttpError(
+                    401, "Missing or invalid bearer token", "authentication_error", "UNAUTHENTICATED"
+                )
             route[1](conn, req)
         except HttpError as err:
-            conn.respond(err.status, error_body(err, req.databricks), req.request_id)
+            conn.respond(err.status, error_body(err, req.databricks), req.request_id, headers=err.headers)
+
+    def _authorized(self, header: str) -> bool:
+        """Open when neither ``api_token`` nor OAuth is set; else ``Bearer <api_token>`` or ``Bearer <an OAuth
+        token issued here and not expired>``."""
+        if self._auth is None and self.oauth is None:
+            return True
+        if self._auth is not None and hmac.compare_digest(header.encode(), self._auth):
+            return True
+        scheme, _, token = header.partition(" ")
+        return self.oauth is not None and scheme == "Bearer" and self.oauth.valid(token)
+
+    @staticmethod
+    def _json(conn: Connection, req: Request, document: dict[str, Any], status: int = 200) -> None:
+        conn.respond(status, orjson.dumps(document), req.request_id)
 
     @staticmethod
     def _body(req: Request) -> dict[str, Any]:
@@ -177,6 +197,19 @@ class App:
             raise HttpError(404, f"Endpoint {model!r} does not exist", code="RESOURCE_DOES_NOT_EXIST")
         return body
 
+    def _token(self, conn: Connection, req: Request) -> None:
+        assert self.oauth is not None
+        status, document = self.oauth.token_response(req.headers.get("authorization", ""), req.body)
+        self._json(conn, req, document, status)
+
+    def _optimization_info(self, conn: Connection, req: Request) -> None:
+        model, _, version = req.path[len(_OPT_INFO) :].rpartition("/")
+        if not model or not version:
+            raise HttpError(
+                404, "use get-model-optimization-info/{model}/{version}", code="RESOURCE_DOES_NOT_EXIST"
+            )
+        self._json(conn, req, optimization_info(self.arch, self.chunk))
+
     def _invocations(self, conn: Connection, req: Request) -> None:
         body = self._body(req)
         if "messages" in body:
@@ -190,21 +223,46 @@ class App:
                 400, "body needs 'messages' (chat), 'prompt' (completions) or 'input' (embeddings)"
             )
 
+    def _gate(
+        self, prompt_tokens: int, max_tokens: int, stream: bool
+    ) -> tuple[FaultPlan | None, Ticket | None]:
+        """An injected HTTP fault or a quota 429 (raised), else the stream fault to apply and the quota ticket."""
+        plan = self.faults.draw(max_tokens, stream) if self.faults is not None else None
+        if plan is not None and not plan.in_stream:
+            self.count_fault(plan.kind)
+            status, kind, code, message = _HTTP_FAULTS[plan.kind]
+            headers = (("retry-after", "1"),) if status == 429 else ()
+            raise HttpError(status, message, kind, code, headers=headers)
+        if self.quota is None:
+            return plan, None
+        result = self.quota.admit(prompt_tokens, max_tokens)
+        if isinstance(result, Rejection):
+            self.rate_limited[result.limit_type] += 1
+            raise rate_limit_error(result, self.config.endpoint_name)
+        return plan, result
+
     def _generate(self, conn: Connection, req: Request, body: dict[str, Any], chat: bool) -> None:
         if self.arch.kind == "embedding":
             raise HttpError(400, f"{self.model} is an embedding model: use embeddings")
         params = parse_generation(body, chat, self.arch.context)
-        job = Generation(self, conn, req.request_id, chat, params)
-        self._submit(conn, job, [(job.engine_id, params.prompt_tokens, params.max_tokens)])
+        plan, ticket = self._gate(params.prompt_tokens, params.max_tokens, params.stream)
+        job = Generation(self, conn, req.request_id, chat, params, plan)
+        self._submit(conn, job, [(job.engine_id, params.prompt_tokens, params.max_tokens)], ticket)
+        if ticket is not None:
+            self.tickets[job.engine_id] = ticket
         if params.stream:
             conn.start_stream(req.request_id)
 
     def _embed(self, conn: Connection, req: Request, body: dict[str, Any]) -> None:
         inputs = parse_embedding(body)
+        _, ticket = self._gate(sum(n for _, n in inputs), 0, False)
         job = EmbeddingJob(self, conn, req.request_id, inputs)
-        self._submit(conn, job, [(eid, n, 0) for eid, (_, n) in zip(job.engine_ids, inputs, strict=True)])
+        seqs = [(eid, n, 0) for eid, (_, n) in zip(job.engine_ids, inputs, strict=True)]
+        self._submit(conn, job, seqs, ticket)
 
-    def _submit(self, conn: Connection, job: Job, seqs: list[tuple[int, int, int]]) -> None:
+    def _submit(
+        self, conn: Connection, job: Job, seqs: list[tuple[int, int, int]], ticket: Ticket | None
+    ) -> None:
         index = self.cluster.route()
         replica = self.cluster.replicas[index]
         for k, (eid, prompt, out) in enumerate(seqs):
@@ -213,6 +271,8 @@ class App:
             except ValueError as exc:
                 for done, _, _ in seqs[:k]:
                     replica.cancel(done)
+                if ticket is not None and self.quota is not None:
+                    self.quota.cancel(ticket)
                 raise HttpError(400, str(exc)) from None
         for eid, prompt, _ in seqs:
             self.jobs[eid] = (job, index)
@@ -221,9 +281,10 @@ class App:
         if not replica.busy:
             self._start_step(index, self.loop.time())
 
-    def finish(self, conn: Connection, request_id: str, body: bytes | None) -> None:
+    def finish(self, conn: Connection, request_id: str, body: bytes | None, completed: bool = True) -> None:
         """A job is done: send its body (or end the stream already written), then serve what is buffered."""
-        self.counters["requests_completed"] += 1
+        if completed:
+            self.counters["requests_completed"] += 1
         if body is None:
             self.count_status(200)
             conn.done()
@@ -237,12 +298,27 @@ class App:
         self.counters["requests_received"] += 1
         conn.respond(status, error_body(HttpError(status, message), False), self.new_request_id())
 
+    def _forget(self, engine_id: int) -> None:
+        entry = self.jobs.pop(engine_id, None)
+        if entry is not None:
+            self.cluster.replicas[entry[1]].cancel(engine_id)
+
     def drop(self, engine_ids: list[int]) -> None:
+        """The client went away: its sequences leave the batch."""
         self.counters["requests_cancelled"] += 1
         for eid in engine_ids:
-            entry = self.jobs.pop(eid, None)
-            if entry is not None:
-                self.cluster.replicas[entry[1]].cancel(eid)
+            self._forget(eid)
+
+    def abandon(self, engine_id: int, produced: int) -> None:
+        """A faulted stream ended early: the sequence leaves the batch and its quota settles."""
+        self._forget(engine_id)
+        self.release(engine_id, produced)
+
+    def release(self, engine_id: int, produced: int) -> None:
+        """A generation is over after ``produced`` tokens: credit its unused OTPM reservation back (once)."""
+        ticket = self.tickets.pop(engine_id, None)
+        if ticket is not None and self.quota is not None:
+            self.quota.release(ticket, produced)
 
     # -- engine steps --------------------------------------------------------------------------------------------
 
@@ -291,6 +367,7 @@ class App:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "running": sum(r.running for r in reps),
             "waiting": sum(r.waiting for r in reps),
+            "kv_used_tokens": sum(r.kv_used for r in reps),
             "step_lag_max_s": round(max(self.max_lag_s, 0.0), 6),
             "connections": len(self.connections),
             "deployment": self.deployment.name,
@@ -298,43 +375,14 @@ class App:
             "max_batch": self.engine.max_batch,
             "kv_capacity_tokens": kv_capacity_tokens(self.deployment),
             "throughput_chunk_size": self.chunk,
+            "mode": self.config.mode,
+            "rate_limited": dict(self.rate_limited),
+            "quota_usage": self.quota.usage() if self.quota is not None else {},
+            "faults": dict(self.faults_injected),
+            "oauth_tokens_issued": self.oauth.issued if self.oauth is not None else 0,
         }  # fmt: skip
-
-    def metrics(self) -> bytes:
-        label = f'{{model_name="{self.model}"}}'
-        s = self.snapshot()
-        rows = [
-            ("vllm:num_requests_running", "gauge", "Requests in model execution batches.", s["running"]),
-            ("vllm:num_requests_waiting", "gauge", "Requests waiting to be processed.", s["waiting"]),
-            ("vllm:request_success_total", "counter", "Finished requests.", s["requests_completed"]),
-            ("vllm:prompt_tokens_total", "counter", "Prefill tokens processed.", s["prompt_tokens"]),
-            ("vllm:generation_tokens_total", "counter", "Generation tokens processed.", s["tokens_emitted"]),
-            ("sim:requests_received_total", "counter", "HTTP requests received.", s["requests_received"]),
-        ]
-        lines = [f"# HELP {n} {h}\n# TYPE {n} {t}\n{n}{label} {v}\n" for n, t, h, v in rows]
-        return "".join(lines).encode()
-
-    def _models(self, conn: Connection, req: Request) -> None:
-        model = {"id": self.model, "object": "model", "created": self.created, "owned_by": "loadtest-sim",
-                 "root": self.arch.name, "max_model_len": self.arch.context}  # fmt: skip
-        conn.respond(200, orjson.dumps({"object": "list", "data": [model]}), req.request_id)
 
     def endpoint(self) -> dict[str, Any]:
-        cfg, dep = self.config, self.deployment
-        entity: dict[str, Any] = {"name": f"{cfg.endpoint_name}-entity", "entity_name": f"system.ai.{self.arch.key}",
-                                  "entity_version": "1", "state": {"deployment": "DEPLOYMENT_READY"}}  # fmt: skip
-        if self.arch.provisioning == "model_units":
-            units = reference_chunk_size(dep, cfg.max_batch, (3500, 300)) // 65
-            entity["provisioned_model_units"] = cfg.replicas * max(1, units)
-        else:
-            band = cfg.replicas * self.chunk
-            entity.update(min_provisioned_throughput=band, max_provisioned_throughput=band)
-            entity["throughput_chunk_size"] = self.chunk
-        return {
-            "name": cfg.endpoint_name, "id": f"sim-{self._prefix}", "creator": "loadtest-sim",
-            "creation_timestamp": self.created * 1000, "last_updated_timestamp": self.created * 1000,
-            "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
-            "task": "llm/v1/embeddings" if self.arch.kind == "embedding" else "llm/v1/chat",
-            "config": {"served_entities": [entity], "config_version": 1},
-            "simulator": {"deployment": dep.name, "replicas": cfg.replicas, "max_batch": cfg.max_batch},
-        }  # fmt: skip
+        return endpoint_document(
+            self.config, self.deployment, self.chunk, f"sim-{self._prefix}", self.created
+        )

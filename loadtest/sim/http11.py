@@ -7,8 +7,9 @@ No chunked request bodies (411), heads up to 64 KiB (431), bodies up to 16 MiB (
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -18,20 +19,30 @@ __all__ = ["Connection", "Handler", "HttpError", "Job", "Request", "error_body"]
 
 _REASONS: Final = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-    411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
+    411: "Length Required", 413: "Payload Too Large", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
 }  # fmt: skip
 _MAX_HEAD: Final = 65536
 _MAX_BODY: Final = 16 * 1024 * 1024
 
 
 class HttpError(Exception):
-    """An error answer: HTTP status, message, OpenAI error ``type`` and Databricks ``error_code``."""
+    """An error answer: HTTP status, message, OpenAI error ``type`` and Databricks ``error_code``; extra response
+    ``headers``; ``detail`` replaces the OpenAI-shaped ``error`` object when given."""
 
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", code: str = "BAD_REQUEST"
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str = "BAD_REQUEST",
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        detail: dict[str, Any] | None = None,
     ):
         super().__init__(message)
         self.status, self.kind, self.code = status, kind, code
+        self.headers, self.detail = tuple(headers), detail
 
 
 @dataclass(slots=True)
@@ -98,11 +109,17 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def respond(
-        self, status: int, body: bytes, request_id: str, content_type: str = "application/json"
+        self,
+        status: int,
+        body: bytes,
+        request_id: str,
+        content_type: str = "application/json",
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: {content_type}\r\n"
-            f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\n"
+            f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\n{extra}"
             f"connection: {'keep-alive' if self.keep_alive else 'close'}\r\n\r\n"
         )
         self.write(head.encode() + body)
@@ -123,6 +140,13 @@ class Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             self.closed = True
+
+    def abort(self) -> None:
+        """Drop the connection mid-response (no terminating chunk); the current job is not cancelled again."""
+        self.active = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def _drain(self) -> None:
         while self.active is None and not self.closed:
@@ -176,7 +200,9 @@ class Connection(asyncio.Protocol):
 
 
 def error_body(err: HttpError, databricks: bool) -> bytes:
-    """OpenAI shape ``{"error": {...}}``, or Databricks shape ``{"error_code", "message"}``."""
+    """OpenAI shape ``{"error": {...}}`` (``err.detail`` if set), or Databricks shape ``{"error_code", "message"}``."""
     if databricks:
         return orjson.dumps({"error_code": err.code, "message": str(err)})
+    if err.detail is not None:
+        return orjson.dumps({"error": err.detail})
     return orjson.dumps({"error": {"message": str(err), "type": err.kind, "param": None, "code": err.status}})

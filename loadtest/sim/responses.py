@@ -9,10 +9,15 @@
 
 Per token the stream writes ``pre + word + post`` framed as one HTTP chunk: ``pre``/``post`` are cut once per
 request from a JSON template around a sentinel, so no JSON is encoded per token.
+
+A streamed generation may carry a :class:`~loadtest.sim.faults.FaultPlan`; it strikes when token
+``after_tokens + 1`` is ready (the rules are in :mod:`loadtest.sim.faults`). Every generation tells its host once how
+many tokens it produced (``release``), whether it finished, was cut, errored or was cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from loadtest.sim.engine import TokenEvent
+from loadtest.sim.faults import FaultPlan
 from loadtest.sim.http11 import Connection, HttpError
 from loadtest.sim.tokens import TokenText, chat_prompt_tokens, embedding_vector, split_inputs
 
@@ -31,12 +37,21 @@ class Host(Protocol):
 
     model: str
     text: TokenText
+    loop: asyncio.AbstractEventLoop
 
     def new_engine_id(self) -> int: ...
 
-    def finish(self, conn: Connection, request_id: str, body: bytes | None) -> None: ...
+    def finish(
+        self, conn: Connection, request_id: str, body: bytes | None, completed: bool = True
+    ) -> None: ...
 
     def drop(self, engine_ids: list[int]) -> None: ...
+
+    def release(self, engine_id: int, produced: int) -> None: ...
+
+    def abandon(self, engine_id: int, produced: int) -> None: ...
+
+    def count_fault(self, kind: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +112,20 @@ class Generation:
     """One chat or completions request: one engine sequence, streamed or answered whole at its end."""
 
     def __init__(
-        self, host: Host, conn: Connection, request_id: str, chat: bool, params: GenerationParams
+        self,
+        host: Host,
+        conn: Connection,
+        request_id: str,
+        chat: bool,
+        params: GenerationParams,
+        fault: FaultPlan | None = None,
     ) -> None:
         self.host, self.conn, self.request_id, self.chat, self.params = host, conn, request_id, chat, params
+        self.fault = fault if params.stream and fault is not None and fault.in_stream else None
+        self.emitted = 0  # tokens the client has been sent (or, non-streamed, produced)
+        self.held: list[bytes] | None = None  # frames buffered during a stall
+        self.done_while_held = self.cancelled = False
+        self._timer: asyncio.TimerHandle | None = None
         self.engine_id = host.new_engine_id()
         self.offset = TokenText.offset(self.engine_id)
         self.id = ("chatcmpl-" if chat else "cmpl-") + request_id
@@ -145,19 +171,29 @@ class Generation:
     def on_token(self, event: TokenEvent) -> None:
         n = event.tokens
         if self.params.stream:
+            if self.fault is not None and n > self.fault.after_tokens and self._strike(self.fault):
+                return
             payload = self.pre + self.host.text.word(self.offset, n - 1)
             payload += self.post_last if event.finished else self.post
             if n == 1:
                 payload = self.role + payload
             if not event.finished:
-                self.conn.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+                frame = b"%x\r\n%b\r\n" % (len(payload), payload)
+            else:
+                if self.params.include_usage:
+                    payload += self._chunk(None, self._usage(n))
+                payload += b"data: [DONE]\n\n"
+                frame = b"%x\r\n%b\r\n0\r\n\r\n" % (len(payload), payload)
+            self.emitted = n
+            if self.held is not None:
+                self.held.append(frame)
+                self.done_while_held = event.finished
                 return
-            if self.params.include_usage:
-                payload += self._chunk(None, self._usage(n))
-            payload += b"data: [DONE]\n\n"
-            self.conn.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(payload), payload))
-            self.host.finish(self.conn, self.request_id, None)
+            self.conn.write(frame)
+            if event.finished:
+                self._complete()
         elif event.finished:
+            self.emitted = n
             text = self.host.text.text(self.offset, n)
             choice: dict[str, Any] = {"index": 0}
             if self.chat:
@@ -173,10 +209,56 @@ class Generation:
                 "choices": [choice],
                 "usage": self._usage(n),
             }
+            self.host.release(self.engine_id, n)
             self.host.finish(self.conn, self.request_id, orjson.dumps(body))
 
+    def _complete(self) -> None:
+        self.host.release(self.engine_id, self.emitted)
+        self.host.finish(self.conn, self.request_id, None)
+
+    def _strike(self, fault: FaultPlan) -> bool:
+        """Apply the stream fault now; True when the response ended here."""
+        self.fault = None
+        host = self.host
+        host.count_fault(fault.kind)
+        if fault.kind == "stream_cut":
+            host.abandon(self.engine_id, self.emitted)
+            self.conn.abort()
+            return True
+        if fault.kind == "error_event":
+            host.abandon(self.engine_id, self.emitted)
+            error = {
+                "message": "Injected fault: the model failed mid-stream",
+                "type": "server_error",
+                "code": 500,
+            }
+            payload = b"data: " + orjson.dumps({"error": error}) + b"\n\ndata: [DONE]\n\n"
+            self.conn.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(payload), payload))
+            host.finish(self.conn, self.request_id, None, completed=False)
+            return True
+        if fault.kind == "garbage_line":
+            payload = b"this line is not server-sent events\n\n"
+            self.conn.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+        else:  # stall
+            self.held = []
+            self._timer = host.loop.call_later(fault.stall_s, self._resume)
+        return False
+
+    def _resume(self) -> None:
+        held, self.held, self._timer = self.held, None, None
+        if self.cancelled or held is None:
+            return
+        self.conn.write(b"".join(held))
+        if self.done_while_held:
+            self._complete()
+
     def cancel(self) -> None:
+        self.cancelled = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.host.drop([self.engine_id])
+        self.host.release(self.engine_id, self.emitted)
 
 
 class EmbeddingJob:

@@ -7,16 +7,21 @@ Paths (``{name}`` is ``SimConfig.endpoint_name``):
 - Databricks: ``POST /serving-endpoints/chat/completions`` (also ``/completions`` and ``/embeddings``; the body's
   ``model`` must be ``{name}``), ``POST /serving-endpoints/{name}/invocations`` (chat if the body has ``messages``,
   completions if ``prompt``, embeddings if ``input``), ``GET /api/2.0/serving-endpoints/{name}``: the endpoint with
-  its PT band ``min = max = replicas × throughput_chunk_size``, the chunk being one replica's saturated tokens/s
-  (input + output) at the reference mix 2048 in / 256 out (:func:`loadtest.sim.predict.reference_chunk_size`).
-  Model-unit architectures report ``provisioned_model_units`` instead, at 65 tok/s per unit at 3500 in / 300 out
-  (the published 50 MU ≈ 3,250 tok/s point).
+  its PT band (:mod:`loadtest.sim.config`: ``replicas × throughput_chunk_size`` unless a band is given), the chunk
+  being one replica's saturated tokens/s (input + output) at the reference mix 2048 in / 256 out
+  (:func:`loadtest.sim.predict.reference_chunk_size`). Model-unit architectures report ``provisioned_model_units``
+  instead, at 65 tok/s per unit at 3500 in / 300 out (the published 50 MU ≈ 3,250 tok/s point); a pay-per-token
+  endpoint reports its quotas. ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}``
+  (:mod:`loadtest.sim.documents`).
+- ``POST /oidc/v1/token`` when OAuth is configured (:mod:`loadtest.sim.oauth`).
 - ``GET /sim/stats``: the JSON of :meth:`SimServer.stats`.
 
 Errors: unknown path 404, wrong method 405, bad JSON or fields 400 as ``{"error": {"message", "type":
 "invalid_request_error"}}`` (Databricks paths answer ``{"error_code", "message"}`` as Databricks does), 401 when
-``api_token`` is set and ``Authorization: Bearer <token>`` is missing or wrong (``/health``, ``/metrics`` and
-``/sim/stats`` stay open; the token is never echoed). Every response carries ``x-request-id``.
+``api_token`` or OAuth is set and ``Authorization: Bearer <token>`` is missing, wrong or expired (``/health``,
+``/metrics``, ``/sim/stats`` and ``/oidc/v1/token`` stay open; tokens and secrets are never echoed). In
+pay-per-token mode a request over a quota gets 429 with ``Retry-After`` (:mod:`loadtest.sim.quota`); injected
+faults are in :mod:`loadtest.sim.faults`. Every response carries ``x-request-id``.
 Prompt tokens: :mod:`loadtest.sim.tokens`. Output length is ``max_tokens`` (or ``max_completion_tokens``; default
 16) and always ends with ``finish_reason: "length"`` (ignore_eos).
 
@@ -37,10 +42,12 @@ import asyncio
 import contextlib
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from loadtest.errors import PortInUseError
-from loadtest.sim.app import App, SimConfig
+from loadtest.sim.app import App
+from loadtest.sim.config import SimConfig
 from loadtest.sim.http11 import Connection
 
 __all__ = ["SimConfig", "SimServer", "run_sim_foreground"]
@@ -50,8 +57,10 @@ class SimServer:
     """The simulator, either in a background thread (:meth:`start` / :meth:`stop`, or ``with SimServer(cfg) as s``)
     or in the foreground (:meth:`serve_forever`, until SIGINT/SIGTERM)."""
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(self, config: SimConfig | None = None, *, clock: Callable[[], float] | None = None) -> None:
+        """``clock`` (default: the event loop's) times PPT quotas and OAuth token expiry; tests inject a fake."""
         self.config = config or SimConfig()
+        self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -70,7 +79,7 @@ class SimServer:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        self._loop, self._app = loop, App(self.config, loop)
+        self._loop, self._app = loop, App(self.config, loop, self._clock)
         app = self._app
         try:
             self._server = await loop.create_server(
@@ -156,7 +165,8 @@ class SimServer:
         asyncio.run(main())
 
     def stats(self) -> dict[str, Any]:
-        """Counters: requests received/completed/cancelled, by path and status, tokens, running, waiting, lag."""
+        """Counters: requests received/completed/cancelled, by path and status, tokens, running, waiting, lag;
+        429s by ``limit_type`` (``rate_limited``), quota usage, injected faults by kind, OAuth tokens issued."""
         app, loop = self._app, self._loop
         if app is None or loop is None:
             raise RuntimeError("the simulator has not started")

@@ -1,0 +1,172 @@
+"""What the simulator simulates: :class:`SimConfig`, and how its endpoint kind resolves to replicas.
+
+Rules:
+
+- **Provisioned throughput** (``mode="pt"``, the default). Capacity is ``replicas`` engine replicas. A tokens/s band
+  sizes it instead: ``chunks=k`` is ``k`` replicas, one per ``throughput_chunk_size`` (one replica's saturated
+  tokens/s at the reference mix, :func:`loadtest.sim.predict.reference_chunk_size`, unless ``chunk_size``
+  overrides the reported value); ``min/max_provisioned_throughput`` (tokens/s, multiples of the chunk; one given
+  alone sets both) is ``max / chunk`` replicas (no autoscaling: the endpoint stays scaled to its maximum). Give at
+  most one of ``replicas`` (≠ 1), ``chunks`` or the band. Model-unit architectures take ``replicas`` or ``chunks``
+  (one unit block per replica), never a tokens/s band.
+- **Pay-per-token** (``mode="ppt"``): ``replicas`` of shared capacity behind the quotas ``itpm``, ``otpm``, ``qph``,
+  ``qps`` (each optional, :mod:`loadtest.sim.quota`). Quotas need ``mode="ppt"``; a band needs ``mode="pt"``.
+- **OAuth** (``oauth_client_id`` with ``oauth_client_secret``): ``POST /oidc/v1/token`` issues tokens valid for
+  ``oauth_token_ttl_s`` s, and the protected paths take them (and ``api_token`` if set too).
+- **Faults**: ``faults=FaultConfig(...)`` (:mod:`loadtest.sim.faults`), seeded by ``seed`` unless it has its own.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Literal
+
+from loadtest.errors import ConfigError
+from loadtest.perfmodel import ARCHITECTURES, GPUS, Deployment, Dtype
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.faults import FaultConfig
+from loadtest.sim.predict import reference_chunk_size
+from loadtest.sim.quota import QuotaLimits
+
+__all__ = ["Mode", "SimConfig"]
+
+Mode = Literal["pt", "ppt"]
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk(deployment: Deployment, max_batch: int) -> int:
+    return reference_chunk_size(deployment, max_batch)
+
+
+def _positive(name: str, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """What to simulate and where. ``port=0`` takes a free port; ``model_name=""`` serves the architecture key.
+
+    See the module docstring for ``mode``, the band, quotas, OAuth and faults.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    architecture: str = "llama-3.1-8b"
+    gpu: str = "h100"
+    tp: int = 0
+    dtype: Dtype | None = None
+    replicas: int = 1
+    max_batch: int = 256
+    seed: int = 0
+    jitter_cv: float = 0.0
+    api_token: str | None = field(default=None, repr=False)
+    endpoint_name: str = "sim-llama"
+    model_name: str = ""
+    mode: Mode = "pt"
+    itpm: int | None = None
+    otpm: int | None = None
+    qph: int | None = None
+    qps: int | None = None
+    chunks: int | None = None
+    chunk_size: int | None = None
+    min_provisioned_throughput: int | None = None
+    max_provisioned_throughput: int | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
+    oauth_token_ttl_s: int = 3600
+    faults: FaultConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"
+            )
+        if self.gpu not in GPUS:
+            raise ConfigError(f"unknown gpu {self.gpu!r}; known: {', '.join(GPUS)}")
+        if self.mode not in ("pt", "ppt"):
+            raise ConfigError(f"mode must be pt or ppt, got {self.mode!r}")
+        for name in ("itpm", "otpm", "qph", "qps", "chunks", "chunk_size", "max_provisioned_throughput"):
+            _positive(name, getattr(self, name))
+        low = self.min_provisioned_throughput
+        if low is not None and (isinstance(low, bool) or not isinstance(low, int) or low < 0):
+            raise ConfigError(f"min_provisioned_throughput must be an integer >= 0, got {low!r}")
+        _positive("oauth_token_ttl_s", self.oauth_token_ttl_s)
+        if (self.oauth_client_id is None) != (self.oauth_client_secret is None):
+            raise ConfigError("OAuth needs both oauth_client_id and oauth_client_secret")
+        if self.oauth_client_id is not None and not (self.oauth_client_id and self.oauth_client_secret):
+            raise ConfigError("oauth_client_id and oauth_client_secret must not be empty")
+        quotas = any(getattr(self, n) is not None for n in ("itpm", "otpm", "qph", "qps"))
+        if quotas and self.mode != "ppt":
+            raise ConfigError("itpm, otpm, qph and qps are pay-per-token quotas: they need mode='ppt'")
+        if self.mode == "ppt" and (self.chunks is not None or self._band_given):
+            raise ConfigError("chunks and provisioned throughput describe a PT endpoint: they need mode='pt'")
+        try:
+            self.engine_config()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def _band_given(self) -> bool:
+        return self.min_provisioned_throughput is not None or self.max_provisioned_throughput is not None
+
+    @property
+    def served_model_name(self) -> str:
+        return self.model_name or self.architecture
+
+    def deployment(self) -> Deployment:
+        return Deployment.of(self.architecture, self.gpu, tp=self.tp, dtype=self.dtype)
+
+    @property
+    def throughput_chunk_size(self) -> int:
+        """Tokens/s of one chunk: ``chunk_size`` if given, else one replica's (:func:`reference_chunk_size`)."""
+        return self.chunk_size or _chunk(self.deployment(), self.max_batch)
+
+    def band(self) -> tuple[int, int] | None:
+        """``(min, max)`` provisioned tokens/s of a tokens-band PT endpoint; ``None`` for PPT and model units."""
+        if self.mode != "pt" or self.deployment().architecture.provisioning != "tokens_band":
+            return None
+        if self._band_given:
+            low = self.min_provisioned_throughput
+            high = self.max_provisioned_throughput
+            return (low if low is not None else high or 0), (high if high is not None else low or 0)
+        full = self.replica_count * self.throughput_chunk_size
+        return full, full
+
+    @property
+    def replica_count(self) -> int:
+        """Engine replicas: from ``chunks``, the band, or ``replicas`` (module docstring)."""
+        given = [self.replicas != 1, self.chunks is not None, self._band_given]
+        if sum(given) > 1:
+            raise ConfigError("give one of replicas, chunks or min/max_provisioned_throughput")
+        if self.chunks is not None:
+            return self.chunks
+        if not self._band_given:
+            return self.replicas
+        if self.deployment().architecture.provisioning != "tokens_band":
+            raise ConfigError(f"{self.architecture} is sized in model units, not a tokens/s band: use chunks")
+        chunk = self.throughput_chunk_size
+        low = self.min_provisioned_throughput
+        high = self.max_provisioned_throughput
+        low, high = (low if low is not None else high), (high if high is not None else low)
+        assert low is not None and high is not None
+        if low > high:
+            raise ConfigError(f"min_provisioned_throughput {low} exceeds max_provisioned_throughput {high}")
+        if low % chunk or high % chunk or high < chunk:
+            raise ConfigError(
+                f"the provisioned throughput band {low}-{high} tokens/s must be in multiples of "
+                f"throughput_chunk_size {chunk} (at least one chunk)"
+            )
+        return high // chunk
+
+    def quota_limits(self) -> QuotaLimits | None:
+        """The PPT quotas, or ``None`` (PT mode, or PPT without any quota)."""
+        if self.mode != "ppt" or not any(
+            getattr(self, n) is not None for n in ("itpm", "otpm", "qph", "qps")
+        ):
+            return None
+        return QuotaLimits(self.itpm, self.otpm, self.qph, self.qps)
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(self.deployment(), self.max_batch, self.replica_count, self.seed, self.jitter_cv)

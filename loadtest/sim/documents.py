@@ -1,0 +1,88 @@
+"""The simulator's GET documents: the Databricks endpoint, model-optimization info, ``/v1/models``, ``/metrics``.
+
+Rules:
+
+- ``GET /api/2.0/serving-endpoints/{name}``: a tokens-band PT endpoint shows ``min_provisioned_throughput``,
+  ``max_provisioned_throughput`` and ``throughput_chunk_size`` on its served entity (:meth:`SimConfig.band`); a
+  model-unit architecture shows ``provisioned_model_units`` (65 tokens/s per unit at 3,500 in / 300 out, the
+  published 50 MU ≈ 3,250 tok/s point) per replica; a pay-per-token endpoint shows neither, and its quotas under
+  ``simulator.quotas``.
+- ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}`` answers for the simulated
+  architecture whatever the name: ``{"optimizable": true, "model_type", "throughput_chunk_size"}`` (no chunk for a
+  model-unit architecture). ``model_type`` is the family: llama, mistral, mixtral, dbrx, mpt, deepseek, gte, bge.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from loadtest.perfmodel import Architecture, Deployment
+from loadtest.sim.config import SimConfig
+from loadtest.sim.predict import reference_chunk_size
+
+__all__ = ["endpoint_document", "metrics_text", "model_type", "models_document", "optimization_info"]
+
+_FAMILIES: Final = ("mixtral", "mistral", "llama", "dbrx", "mpt", "deepseek", "gte", "bge")
+
+
+def model_type(arch: Architecture) -> str:
+    """The ``model_type`` Databricks reports for an architecture's family (``llama`` if none matches)."""
+    return next((family for family in _FAMILIES if arch.key.startswith(family)), "llama")
+
+
+def optimization_info(arch: Architecture, chunk: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"optimizable": True, "model_type": model_type(arch)}
+    if arch.provisioning == "tokens_band":
+        info["throughput_chunk_size"] = chunk
+    return info
+
+
+def endpoint_document(
+    config: SimConfig, deployment: Deployment, chunk: int, ident: str, created: int
+) -> dict[str, Any]:
+    arch = deployment.architecture
+    replicas = config.replica_count
+    entity: dict[str, Any] = {"name": f"{config.endpoint_name}-entity", "entity_name": f"system.ai.{arch.key}",
+                              "entity_version": "1", "state": {"deployment": "DEPLOYMENT_READY"}}  # fmt: skip
+    simulator: dict[str, Any] = {"deployment": deployment.name, "replicas": replicas,
+                                 "max_batch": config.max_batch, "mode": config.mode}  # fmt: skip
+    band = config.band()
+    if config.mode == "ppt":
+        limits = config.quota_limits()
+        simulator["quotas"] = {} if limits is None else dict(limits.by_type())
+    elif arch.provisioning == "model_units":
+        units = reference_chunk_size(deployment, config.max_batch, (3500, 300)) // 65
+        entity["provisioned_model_units"] = replicas * max(1, units)
+    elif band is not None:
+        entity.update(min_provisioned_throughput=band[0], max_provisioned_throughput=band[1])
+        entity["throughput_chunk_size"] = chunk
+    return {
+        "name": config.endpoint_name, "id": ident, "creator": "loadtest-sim",
+        "creation_timestamp": created * 1000, "last_updated_timestamp": created * 1000,
+        "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
+        "task": "llm/v1/embeddings" if arch.kind == "embedding" else "llm/v1/chat",
+        "config": {"served_entities": [entity], "config_version": 1},
+        "simulator": simulator,
+    }  # fmt: skip
+
+
+def models_document(model: str, arch: Architecture, created: int) -> dict[str, Any]:
+    entry = {"id": model, "object": "model", "created": created, "owned_by": "loadtest-sim",
+             "root": arch.name, "max_model_len": arch.context}  # fmt: skip
+    return {"object": "list", "data": [entry]}
+
+
+def metrics_text(model: str, snapshot: dict[str, Any]) -> bytes:
+    """Prometheus text with vLLM's metric names."""
+    label = f'{{model_name="{model}"}}'
+    s = snapshot
+    rows = [
+        ("vllm:num_requests_running", "gauge", "Requests in model execution batches.", s["running"]),
+        ("vllm:num_requests_waiting", "gauge", "Requests waiting to be processed.", s["waiting"]),
+        ("vllm:request_success_total", "counter", "Finished requests.", s["requests_completed"]),
+        ("vllm:prompt_tokens_total", "counter", "Prefill tokens processed.", s["prompt_tokens"]),
+        ("vllm:generation_tokens_total", "counter", "Generation tokens processed.", s["tokens_emitted"]),
+        ("sim:requests_received_total", "counter", "HTTP requests received.", s["requests_received"]),
+    ]
+    lines = [f"# HELP {n} {h}\n# TYPE {n} {t}\n{n}{label} {v}\n" for n, t, h, v in rows]
+    return "".join(lines).encode()
