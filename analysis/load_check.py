@@ -7,9 +7,11 @@ Per stage (windows come from the manifest, written by the engine):
   usage counts of those requests: ``Σ prompt_tokens`` and ``Σ output_tokens`` per minute);
 * **lag** = ``started_at − scheduled_at`` p50 / p99, arrivals that found no free user, arrivals dropped unsent at the
   end of the window, and the engine's CPU share;
-* **kept up** when lag p99 ≤ ``max_lag_s`` (default 25 ms), nothing was dropped and every arrival found a free user.
-  A stage that did not keep up measured a smaller load than intended, and its latencies omit the queueing the
-  generator itself caused (coordinated omission): the TTFT-from-intended-start column shows that delay.
+* **capped** when arrivals found no free user (every one of ``max_concurrency`` requests in flight: the endpoint
+  is past saturation for that cap) or were dropped unsent at the end of the window. Not a generator failure, but
+  the stage did not offer its target: its lag is the wait for a free slot, and TTFT from intended start shows it;
+* **kept up** unless the generator itself was late: lag p99 above ``max_lag_s`` (default 25 ms) in a stage that was
+  not capped. Such a stage's latencies omit the delay the generator caused (coordinated omission).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class StageLoad:
     lag_p99_s: float | None
     generator_cpu_share: float | None
     kept_up: bool
+    capped: bool
     reason: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,13 +92,17 @@ def check_load(
         lag_p99 = _pct(lag, 99)
         no_free = int(meta.get("no_free_user") or 0)
         dropped = int(meta.get("dropped") or 0)
+        capped = bool(no_free or dropped)
+        late = lag_p99 is not None and lag_p99 > max_lag_s and not capped
         reasons = []
-        if lag_p99 is not None and lag_p99 > max_lag_s:
-            reasons.append(f"lag p99 {lag_p99 * 1000:.0f} ms > {max_lag_s * 1000:.0f} ms")
+        if late and lag_p99 is not None:
+            reasons.append(
+                f"generator lag p99 {lag_p99 * 1000:.0f} ms > {max_lag_s * 1000:.0f} ms (see gen CPU)"
+            )
         if no_free:
-            reasons.append(f"{no_free} arrivals found no free user (raise --max-concurrency)")
+            reasons.append(f"{no_free} arrivals waited for a free user (the in-flight cap was reached)")
         if dropped:
-            reasons.append(f"{dropped} arrivals dropped unsent")
+            reasons.append(f"{dropped} arrivals dropped unsent at the end of the window")
         out.append(
             StageLoad(
                 stage=label,
@@ -110,7 +117,8 @@ def check_load(
                 lag_p50_s=_pct(lag, 50),
                 lag_p99_s=lag_p99,
                 generator_cpu_share=meta.get("generator_cpu_share"),
-                kept_up=not reasons,
+                kept_up=not late,
+                capped=capped,
                 reason="; ".join(reasons) or None,
             )
         )

@@ -268,7 +268,9 @@ def run(scenario: Path | None, **opts: Any) -> None:
         click.echo(quota)
     for load in result.loads:
         if not load.kept_up:
-            click.echo(f"warning: {load.stage}: the generator did not keep up ({load.reason})", err=True)
+            click.echo(f"warning: {load.stage}: the generator did not keep up: {load.reason}", err=True)
+        elif load.capped:
+            click.echo(f"note: {load.stage}: did not offer its target load: {load.reason}", err=True)
     click.echo(f"records: {outcome.records} in {outcome.run_dir}/records.jsonl ({outcome.status})")
     _write_summary(outcome.run_dir, result.summaries)
     if outcome.status == "interrupted":

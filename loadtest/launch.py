@@ -193,6 +193,7 @@ def _execute(
     manifest["generator"] = {
         "kept_up": all(load.kept_up for load in loads),
         "stages": {load.stage: load.reason for load in loads if not load.kept_up},
+        "capped": {load.stage: load.reason for load in loads if load.capped},
     }
     write_manifest(run_dir, manifest)
     details = data.records.loc[~data.records["ok"], "error_detail"].dropna() if len(data.records) else None

@@ -78,7 +78,7 @@ def render_load_table(loads: Sequence[StageLoad]) -> str:
                 str(load.no_free_user),
                 str(load.dropped),
                 cpu,
-                "yes" if load.kept_up else f"NO: {load.reason}",
+                ("yes" if load.kept_up else "NO") + (", capped" if load.capped else ""),
             )
         )
     return "\n".join(_table(rows))

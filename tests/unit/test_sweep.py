@@ -65,3 +65,34 @@ def test_sweep_from_flags() -> None:
     assert scenario.sweep["duration_s"] == 5.0
     with pytest.raises(ConfigError, match="chooses its own stages"):
         scenario_from_flags(Overrides(sweep_points=4, rates=(1.0,)))
+
+
+def test_load_check_tells_a_late_generator_from_a_capped_stage() -> None:
+    import pandas as pd
+
+    from analysis import check_load
+    from analysis.frame import with_metrics
+
+    def frame(lag: float) -> pd.DataFrame:
+        rows = [
+            {
+                "stage": "s",
+                "scheduled_at": float(i),
+                "started_at": i + lag,
+                "first_token_at": i + lag + 0.1,
+                "ended_at": i + lag + 1.0,
+                "error_class": None,
+                "output_tokens": 10,
+                "prompt_tokens": 5,
+            }
+            for i in range(100)
+        ]
+        return with_metrics(pd.DataFrame(rows))
+
+    meta = {"label": "s", "start": 0.0, "window_end": 100.0, "target": {"kind": "rate", "rate": 1.0}}
+    (ok,) = check_load(frame(0.001), [meta])
+    assert ok.kept_up and not ok.capped and ok.offered_rps == 1.0
+    (late,) = check_load(frame(0.2), [meta])
+    assert not late.kept_up and "generator lag" in (late.reason or "")
+    (capped,) = check_load(frame(0.2), [{**meta, "no_free_user": 12}])
+    assert capped.kept_up and capped.capped and "free user" in (capped.reason or "")
