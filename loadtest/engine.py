@@ -231,15 +231,23 @@ class Engine:
         self.report: Callable[[str, dict[str, Any]], None] = lambda _kind, _fields: None
 
     def refresh_credentials_forever(self, report: Callable[[str, dict[str, Any]], None]) -> None:
-        """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token)."""
+        """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token).
+
+        Checks every 5 s, or every quarter of the token's remaining life when that is shorter, so even a token
+        that lives only seconds is replaced before it expires."""
         while True:
-            gevent.sleep(5.0)
+            expires = self.auth.expires_at
+            remaining = expires - time.time() if expires is not None else 20.0
+            gevent.sleep(min(5.0, max(0.2, remaining / 4)))
             if self.auth.refresh_due(time.time()):
-                try:
-                    self.auth.refresh()
-                    report("auth_refreshed", {"expires_at": self.auth.expires_at, "by": self.name})
-                except LoadtestError as exc:
-                    report("auth_refresh_failed", {"detail": str(exc), "by": self.name})
+                self.refresh_credentials(report, "due")
+
+    def refresh_credentials(self, report: Callable[[str, dict[str, Any]], None], why: str) -> None:
+        try:
+            self.auth.refresh()
+            report("auth_refreshed", {"expires_at": self.auth.expires_at, "by": self.name, "why": why})
+        except LoadtestError as exc:
+            report("auth_refresh_failed", {"detail": str(exc), "by": self.name})
 
     def emit(self, record: RequestRecord) -> None:
         self.sink(dump_record(record))

@@ -1,0 +1,56 @@
+"""A Databricks endpoint with OAuth M2M: tokens expire during the run and the engine refreshes them in time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis import load_run
+from loadtest.sim import SimConfig, SimServer
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+CLIENT_ID, SECRET = "lt-client-0001", "s3cret-do-not-leak"
+
+
+def test_oauth_tokens_are_refreshed_mid_run_and_never_written(tmp_path: Path) -> None:
+    config = SimConfig(
+        architecture="llama-3.1-8b",
+        gpu="h100",
+        oauth_client_id=CLIENT_ID,
+        oauth_client_secret=SECRET,
+        oauth_token_ttl_s=4,
+    )
+    with SimServer(config) as sim:
+        scenario = tmp_path / "dbx.toml"
+        scenario.write_text(
+            f'name = "dbx"\n[endpoint]\nhost = "{sim.url}"\nendpoint = "sim-llama"\nauth = "oauth-m2m"\n'
+            '[[classes]]\nprompt_tokens = 64\noutput_tokens = 32\nslo = {ttft_p95 = "1s"}\n'
+            '[load]\nduration = "14s"\nconcurrency = [2]\n'
+        )
+        env = {
+            "DATABRICKS_CLIENT_ID": CLIENT_ID,
+            "DATABRICKS_CLIENT_SECRET": SECRET,
+            "DATABRICKS_TOKEN": "",
+            "DATABRICKS_CONFIG_PROFILE": "",
+            "DATABRICKS_HOST": "",
+            "HOME": str(tmp_path),
+        }
+        proc = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env, timeout=120)
+        stats = sim.stats()
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    data = load_run(run_dir)
+    df = data.records
+    # every request authenticated although each token lived only 4 s of a 14 s stage
+    assert len(df) > 20 and df["ok"].all(), df.loc[~df["ok"], "error_detail"].tolist()[:3]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "auth_refreshed" for e in events) >= 2
+    assert stats["oauth_tokens_issued"] >= 4  # the CLI's preflight, the engine's first token, the refreshes
+    assert stats["by_path"]["/serving-endpoints/chat/completions"] == len(df) + 1  # + the preflight
+    for path in run_dir.iterdir():
+        assert SECRET not in path.read_text(errors="replace"), path.name
+    assert SECRET not in proc.stdout + proc.stderr
