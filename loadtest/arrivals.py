@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ArrivalProcess", "TokenRateController", "arrival_times"]
+__all__ = ["ArrivalProcess", "TokenRateController", "arrival_times", "token_rate_label"]
 
 ArrivalKind = Literal["constant", "poisson", "gamma"]
 
@@ -149,11 +149,12 @@ class TokenRateController:
         return min(max(min(rates), 0.25 * base), 4.0 * base)
 
     def label(self) -> str:
-        if self.total_per_min is not None:
-            return f"tokens@{self.total_per_min:.0f}tpm"
-        parts = []
-        if self.input_per_min is not None:
-            parts.append(f"in{self.input_per_min:.0f}")
-        if self.output_per_min is not None:
-            parts.append(f"out{self.output_per_min:.0f}")
-        return "tokens@" + "+".join(parts) + "tpm"
+        return token_rate_label(self.total_per_min, self.input_per_min, self.output_per_min)
+
+
+def token_rate_label(total: float | None, input_: float | None, output: float | None) -> str:
+    """``tokens@120000tpm`` or ``tokens@in100000+out20000tpm``: the readable identity of a token-rate stage."""
+    if total is not None:
+        return f"tokens@{total:.0f}tpm"
+    parts = [f"{name}{value:.0f}" for name, value in (("in", input_), ("out", output)) if value is not None]
+    return "tokens@" + "+".join(parts) + "tpm"

@@ -180,7 +180,7 @@ def execute_request(
             if request.stream and (outcome.content_chunks or outcome.complete):
                 client_tokens = outcome.content_chunks
     except BaseException:
-        error = ("cancelled", "request cancelled before it completed")
+        cancelled: tuple[ErrorClass, str] = ("cancelled", "request cancelled before it completed")
         emit(
             _record(
                 request,
@@ -194,7 +194,7 @@ def execute_request(
                 client_tokens,
                 retry_after,
                 server_id,
-                error,
+                cancelled,
                 attempt,
             )
         )

@@ -19,7 +19,7 @@ Fields (see ``docs/metrics.md`` for what is derived from them):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import orjson
 
@@ -43,16 +43,7 @@ ErrorClass = Literal[
     "protocol",
     "cancelled",
 ]
-ERROR_CLASSES: Final[tuple[str, ...]] = (
-    "rate_limited",
-    "server_error",
-    "client_error",
-    "timeout",
-    "connection",
-    "stream_cut",
-    "protocol",
-    "cancelled",
-)
+ERROR_CLASSES: Final[tuple[str, ...]] = get_args(ErrorClass)
 TokenSource = Literal["usage", "client"]
 
 

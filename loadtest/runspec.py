@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
+from loadtest.arrivals import token_rate_label
 from loadtest.protocol import EndpointSpec, RequestClass
 
 __all__ = ["RunSpec", "Stage", "parse_duration"]
@@ -82,14 +83,7 @@ class Stage:
         if self.kind == "rate":
             kind = self.arrival if self.arrival != "gamma" else f"gamma{self.burstiness:g}"
             return f"{kind}@{self.rate:.2f}rps"
-        if self.tokens_per_min is not None:
-            return f"tokens@{self.tokens_per_min:.0f}tpm"
-        parts = []
-        if self.input_tokens_per_min is not None:
-            parts.append(f"in{self.input_tokens_per_min:.0f}")
-        if self.output_tokens_per_min is not None:
-            parts.append(f"out{self.output_tokens_per_min:.0f}")
-        return "tokens@" + "+".join(parts) + "tpm"
+        return token_rate_label(self.tokens_per_min, self.input_tokens_per_min, self.output_tokens_per_min)
 
     @property
     def pool_size(self) -> int:
