@@ -378,6 +378,11 @@ def worker(master_host: str, master_port: int) -> None:
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--jitter-cv", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True)
+@click.option(
+    "--reject-stream-options",
+    is_flag=True,
+    help="Answer 400 to stream_options, as some external models behind Databricks do.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--api-token-env", metavar="VAR", help="Require 'Authorization: Bearer $VAR' (401 otherwise).")
 @click.option(
@@ -480,6 +485,7 @@ def sim(**opts: Any) -> None:
         max_batch=opts["max_batch"],
         seed=opts["seed"],
         jitter_cv=opts["jitter_cv"],
+        reject_stream_options=opts["reject_stream_options"],
         api_token=secret(opts["api_token_env"]),
         mode=opts["mode"],
         itpm=opts["itpm"],

@@ -298,7 +298,8 @@ class Engine:
         return seq
 
     def send(self, seq: int, scheduled_at: float) -> None:
-        """Send request ``seq``; after a 429, retry it as the scenario's ``[retry]`` policy says."""
+        """Send request ``seq``; after a 429, retry it as the scenario's ``[retry]`` policy says; after a 400 that
+        rejects ``stream_options``, once more without it."""
         gate = self.gate
         ctx = gate.ctx
         assert ctx is not None
@@ -321,15 +322,16 @@ class Engine:
                     emit=self.emit,
                     attempt=attempt,
                 )
-                if (
-                    record.status == 400
-                    and b'"stream_options"' in request.body
-                    and self.factory.include_usage is None
-                ):
-                    # external models (e.g. Bedrock behind Databricks) reject stream_options: stop sending it;
-                    # usage then falls back to the client count
-                    self.factory.include_usage = False
-                    self.report("stream_options_rejected", {"detail": record.error_detail, "by": self.name})
+                if record.status == 400 and b'"stream_options"' in request.body:
+                    # external models (e.g. Bedrock behind Databricks) reject stream_options: send this request
+                    # again without it, and no more of it for the rest of the run (usage then falls back to the
+                    # client count)
+                    if self.factory.include_usage is None:
+                        self.factory.include_usage = False
+                        self.report("stream_options_rejected", {"detail": record.error_detail, "by": self.name})
+                    attempt += 1
+                    scheduled_at = self.clock()
+                    continue
                 if (
                     record.error_class != "rate_limited"
                     or retry.get("policy") != "retry-after"

@@ -63,6 +63,8 @@ def simulator_args(options: dict[str, Any], seed: int) -> list[str]:
     for key, flag in _SIM_FLAGS.items():
         if key in options:
             args += [flag, str(options[key])]
+    if options.get("reject_stream_options"):
+        args.append("--reject-stream-options")
     faults = options.get("faults")
     if faults is not None:
         if not isinstance(faults, dict):

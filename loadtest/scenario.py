@@ -84,6 +84,7 @@ _SIM = {
     "chunk_size",
     "chunks",
     "jitter_cv",
+    "reject_stream_options",
     "min_provisioned_throughput",
     "max_provisioned_throughput",
     "faults",

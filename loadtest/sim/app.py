@@ -244,7 +244,7 @@ class App:
     def _generate(self, conn: Connection, req: Request, body: dict[str, Any], chat: bool) -> None:
         if self.arch.kind == "embedding":
             raise HttpError(400, f"{self.model} is an embedding model: use embeddings")
-        params = parse_generation(body, chat, self.arch.context)
+        params = parse_generation(body, chat, self.arch.context, self.config.reject_stream_options)
         plan, ticket = self._gate(params.prompt_tokens, params.max_tokens, params.stream)
         job = Generation(self, conn, req.request_id, chat, params, plan)
         self._submit(conn, job, [(job.engine_id, params.prompt_tokens, params.max_tokens)], ticket)

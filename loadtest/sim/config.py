@@ -77,6 +77,8 @@ class SimConfig:
     oauth_client_secret: str | None = field(default=None, repr=False)
     oauth_token_ttl_s: int = 3600
     faults: FaultConfig | None = None
+    # behave like an external model (e.g. Bedrock behind Databricks) that rejects stream_options with HTTP 400
+    reject_stream_options: bool = False
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:

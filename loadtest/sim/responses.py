@@ -73,7 +73,9 @@ def _positive_int(body: dict[str, Any], *names: str, default: int) -> int:
     return default
 
 
-def parse_generation(body: dict[str, Any], chat: bool, context: int) -> GenerationParams:
+def parse_generation(
+    body: dict[str, Any], chat: bool, context: int, reject_stream_options: bool = False
+) -> GenerationParams:
     """Validate a chat or completions body; ``HttpError(400)`` with an OpenAI-style message when it is wrong."""
     try:
         if chat:
@@ -89,6 +91,8 @@ def parse_generation(body: dict[str, Any], chat: bool, context: int) -> Generati
     if _positive_int(body, "n", default=1) != 1:
         raise HttpError(400, "only n=1 is supported")
     stream, options = body.get("stream") or False, body.get("stream_options")
+    if reject_stream_options and options is not None:
+        raise HttpError(400, "ValidationException: extraneous key [stream_options] is not permitted")
     if not isinstance(stream, bool) or not isinstance(options, dict | None):
         raise HttpError(400, "'stream' must be a boolean and 'stream_options' an object")
     if prompt + out > context:

@@ -1,0 +1,31 @@
+"""`loadtest run scenarios/X.toml` runs each shipped scenario against its simulator (shortened)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis import load_run
+from loadtest.scenario import load_scenario
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_each_shipped_scenario_runs(path: Path, tmp_path: Path) -> None:
+    scenario = load_scenario(path)
+    proc = run_cli("run", str(path), "--duration", "1s", "--max-requests", "40", "--max-concurrency", "64",
+                   "--out", str(tmp_path), timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = tmp_path.iterdir()
+    data = load_run(run_dir)
+    assert data.manifest["status"] == "complete"
+    labels = {s["label"] for s in data.manifest["stages"]}
+    assert labels == {s.label for s in scenario.stages}
+    df = data.records
+    assert len(df) > 0 and df["ok"].mean() > 0.9, df["error_detail"].value_counts().head(3).to_dict()
+    assert set(df["request_class"]) <= {c.name for c in scenario.classes}
