@@ -328,7 +328,9 @@ class Engine:
                     # client count)
                     if self.factory.include_usage is None:
                         self.factory.include_usage = False
-                        self.report("stream_options_rejected", {"detail": record.error_detail, "by": self.name})
+                        self.report(
+                            "stream_options_rejected", {"detail": record.error_detail, "by": self.name}
+                        )
                     attempt += 1
                     scheduled_at = self.clock()
                     continue

@@ -18,8 +18,19 @@ SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_each_shipped_scenario_runs(path: Path, tmp_path: Path) -> None:
     scenario = load_scenario(path)
-    proc = run_cli("run", str(path), "--duration", "1s", "--max-requests", "40", "--max-concurrency", "64",
-                   "--out", str(tmp_path), timeout=240)
+    proc = run_cli(
+        "run",
+        str(path),
+        "--duration",
+        "1s",
+        "--max-requests",
+        "40",
+        "--max-concurrency",
+        "64",
+        "--out",
+        str(tmp_path),
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = tmp_path.iterdir()
     data = load_run(run_dir)
