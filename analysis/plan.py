@@ -1,0 +1,319 @@
+"""Provisioning recommendations per model architecture: provisioned throughput or pay-per-token, and the cost.
+
+For each candidate architecture (on one GPU type) and a forecast (peak tokens/min with a mix), SLOs and headroom:
+
+* **SLO capacity of one replica at the user's mix**, ``K_slo``: the largest closed-loop concurrency whose predicted
+  mean TTFT and TPOT (:func:`loadtest.sim.predict.predict_closed_loop`, the same model the simulator runs) stay
+  within the SLOs, times its total tokens/s. *Estimated* — labelled so — unless a measured value is given.
+* **Nominal capacity** at Databricks' reference mix (2,048 in / 256 out), ``K_ref``: what a band's tokens/s are
+  quoted against. The ratio ``r = K_slo / K_ref`` is how many of the band's nominal tokens/s the user's mix gets.
+* **Provisioned throughput (token bands)**: chunks ``= ⌈D·(1 + h) / (r · c)⌉`` with ``D`` the peak tokens/s, ``h``
+  the headroom and ``c`` the ``throughput_chunk_size`` (from the price table, else ``K_ref``); set
+  ``min_provisioned_throughput = max_provisioned_throughput = chunks · c``. **Model units**: units ``=
+  ⌈D·(1 + h) / (r · u)⌉`` with ``u`` the tokens/s one unit delivers at the reference mix (price table).
+* **Pay-per-token**: does the peak fit the quotas (ITPM, OTPM with ``max_tokens`` reserved, QPH)? The admitted rate
+  is :func:`loadtest.sim.quota.ppt_admitted_rate`; the rest of the peak would be rate-limited (HTTP 429).
+* **Cost per month** (730 h): PT ``chunks × $/chunk-hour × 730`` (it runs all month); PPT ``Σ tokens × $/1M``
+  over the monthly volume (given, or peak × minutes in a month × load factor). **Break-even**: the monthly
+  volume at which both cost the same.
+
+Prices and quotas come from a user-editable TOML table; the shipped one holds examples, labelled as such.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtest.errors import ConfigError
+from loadtest.perfmodel import ARCHITECTURES, Deployment
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.predict import REFERENCE_MIX, predict_closed_loop, saturation
+from loadtest.sim.quota import QuotaLimits, ppt_admitted_rate
+
+__all__ = [
+    "HOURS_PER_MONTH",
+    "ArchitecturePlan",
+    "Forecast",
+    "Measured",
+    "PriceBook",
+    "PriceEntry",
+    "SloTargets",
+    "load_prices",
+    "plan",
+    "slo_capacity",
+]
+
+HOURS_PER_MONTH = 730.0
+MINUTES_PER_MONTH = HOURS_PER_MONTH * 60.0
+MODEL_UNIT_MIX = (3500, 300)
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Peak demand and its mix. ``max_tokens`` is what requests reserve (default: the output length)."""
+
+    peak_tokens_per_min: float
+    prompt_tokens: int
+    output_tokens: int
+    max_tokens: int | None = None
+    monthly_tokens: float | None = None
+    load_factor: float = 0.35  # average / peak, used when monthly_tokens is not given
+
+    @property
+    def peak_tokens_per_s(self) -> float:
+        return self.peak_tokens_per_min / 60.0
+
+    @property
+    def peak_requests_per_s(self) -> float:
+        return self.peak_tokens_per_s / (self.prompt_tokens + self.output_tokens)
+
+    @property
+    def tokens_per_month(self) -> float:
+        if self.monthly_tokens is not None:
+            return self.monthly_tokens
+        return self.peak_tokens_per_min * MINUTES_PER_MONTH * self.load_factor
+
+
+@dataclass(frozen=True, slots=True)
+class SloTargets:
+    """Latency targets the plan must meet (seconds); the model predicts means, so these are checked on means."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceEntry:
+    ppt_input_per_million: float | None = None
+    ppt_output_per_million: float | None = None
+    pt_per_chunk_hour: float | None = None
+    pt_per_model_unit_hour: float | None = None
+    throughput_chunk_size: float | None = None
+    model_unit_tokens_per_s: float | None = None
+    itpm: int | None = None
+    otpm: int | None = None
+    qph: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBook:
+    label: str
+    entries: Mapping[str, PriceEntry]
+    source: str | None = None
+
+    def get(self, architecture: str) -> PriceEntry:
+        return self.entries.get(architecture, self.entries.get("default", PriceEntry()))
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A measured SLO capacity for one architecture: tokens/s meeting the SLOs at the user's mix on an endpoint
+    whose band was ``band_tokens_per_s`` (nominal), with a relative 95 % interval."""
+
+    slo_tokens_per_s: float
+    band_tokens_per_s: float
+    relative_ci: float = 0.05
+    run: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchitecturePlan:
+    architecture: str
+    deployment: str
+    provisioning: str
+    source: str
+    confidence: str
+    replica_slo_tokens_per_s: float
+    replica_reference_tokens_per_s: float
+    mix_ratio: float
+    slo_concurrency: int
+    binding: str
+    chunk_size: float | None
+    chunks: int | None
+    band_tokens_per_s: float | None
+    model_units: int | None
+    replicas: int
+    pt_cost_per_month: float | None
+    ppt_fits: bool | None
+    ppt_rate_limited_share: float | None
+    ppt_binding_limit: str | None
+    ppt_cost_per_month: float | None
+    break_even_tokens_per_month: float | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _meets(pred_ttft: float, pred_tpot: float | None, slo: SloTargets) -> str | None:
+    """Which SLO a prediction breaks, or None."""
+    if slo.ttft_s is not None and pred_ttft > slo.ttft_s:
+        return "ttft"
+    if slo.tpot_s is not None and pred_tpot is not None and pred_tpot > slo.tpot_s:
+        return "tpot"
+    return None
+
+
+def slo_capacity(config: EngineConfig, prompt: int, output: int, slo: SloTargets) -> tuple[float, int, str]:
+    """(tokens/s, concurrency, binding) of one replica at the largest closed-loop concurrency meeting ``slo``.
+
+    Searched by doubling then bisection up to the saturation concurrency; ``binding`` is the SLO that the next
+    concurrency would break, or ``saturation`` when throughput stops growing first.
+    """
+    top = saturation(config, prompt, output).concurrency
+
+    def tokens(c: int) -> tuple[float, str | None]:
+        pred = predict_closed_loop(config, c, prompt, output, start="spread")
+        return pred.requests_per_s * (prompt + output), _meets(pred.ttft_s, pred.tpot_s, slo)
+
+    _, broken = tokens(1)
+    if broken is not None:
+        return 0.0, 0, broken
+    low, high = 1, 2
+    while high < top and tokens(high)[1] is None:
+        low, high = high, min(high * 2, top)
+    if high >= top and tokens(top)[1] is None:
+        return tokens(top)[0], top, "saturation"
+    while high - low > 1:
+        mid = (low + high) // 2
+        if tokens(mid)[1] is None:
+            low = mid
+        else:
+            high = mid
+    return tokens(low)[0], low, tokens(high)[1] or "saturation"
+
+
+def _plan_one(
+    arch_key: str,
+    gpu: str,
+    forecast: Forecast,
+    slo: SloTargets,
+    headroom: float,
+    prices: PriceBook,
+    measured: Measured | None,
+    max_batch: int,
+) -> ArchitecturePlan:
+    arch = ARCHITECTURES[arch_key]
+    dep = Deployment.of(arch_key, gpu)
+    config = EngineConfig(dep, max_batch=max_batch)
+    p, o = forecast.prompt_tokens, forecast.output_tokens
+    ref_mix = MODEL_UNIT_MIX if arch.provisioning == "model_units" else REFERENCE_MIX
+    k_ref = saturation(config, *ref_mix).requests_per_s * sum(ref_mix)
+    k_slo, conc, binding = slo_capacity(config, p, o, slo)
+    source, confidence = "estimated (roofline model)", "model: ±15 % median, ±35 % worst vs published points"
+    notes: list[str] = []
+    ratio = k_slo / k_ref if k_ref > 0 else 0.0
+    if measured is not None:
+        ratio = measured.slo_tokens_per_s / measured.band_tokens_per_s
+        source = f"measured ({measured.run or 'run'})"
+        confidence = f"±{measured.relative_ci:.0%} (95 % CI of the measured SLO capacity)"
+    price = prices.get(arch_key)
+    demand = forecast.peak_tokens_per_s * (1.0 + headroom)
+    chunks = units = None
+    chunk = band = None
+    pt_cost = None
+    if ratio <= 0:
+        notes.append(f"one replica cannot meet the SLOs at this mix ({binding} too slow even unloaded)")
+        replicas = 0
+    elif arch.provisioning == "model_units":
+        per_unit = price.model_unit_tokens_per_s or 65.0
+        units = math.ceil(demand / (ratio * per_unit))
+        replicas = math.ceil(units * per_unit / k_ref)
+        if price.pt_per_model_unit_hour is not None:
+            pt_cost = units * price.pt_per_model_unit_hour * HOURS_PER_MONTH
+    else:
+        chunk = price.throughput_chunk_size or float(int(k_ref) // 10 * 10)
+        chunks = math.ceil(demand / (ratio * chunk))
+        band = chunks * chunk
+        replicas = math.ceil(band / k_ref)
+        if price.pt_per_chunk_hour is not None:
+            pt_cost = chunks * price.pt_per_chunk_hour * HOURS_PER_MONTH
+    ppt_fits = share = limit = ppt_cost = break_even = None
+    if price.itpm is not None or price.otpm is not None or price.qph is not None:
+        limits = QuotaLimits(itpm=price.itpm, otpm=price.otpm, qph=price.qph)
+        offered = forecast.peak_requests_per_s
+        admitted, binding_limit = ppt_admitted_rate(limits, offered, p, forecast.max_tokens or o, o)
+        ppt_fits = binding_limit is None
+        share = 1.0 - admitted / offered if offered > 0 else 0.0
+        limit = binding_limit
+    if price.ppt_input_per_million is not None and price.ppt_output_per_million is not None:
+        per_token = (p * price.ppt_input_per_million + o * price.ppt_output_per_million) / (p + o) / 1e6
+        ppt_cost = forecast.tokens_per_month * per_token
+        if pt_cost is not None and per_token > 0:
+            break_even = pt_cost / per_token
+    return ArchitecturePlan(
+        architecture=arch_key,
+        deployment=dep.name,
+        provisioning=arch.provisioning,
+        source=source,
+        confidence=confidence,
+        replica_slo_tokens_per_s=k_slo,
+        replica_reference_tokens_per_s=k_ref,
+        mix_ratio=ratio,
+        slo_concurrency=conc,
+        binding=binding,
+        chunk_size=chunk,
+        chunks=chunks,
+        band_tokens_per_s=band,
+        model_units=units,
+        replicas=replicas,
+        pt_cost_per_month=pt_cost,
+        ppt_fits=ppt_fits,
+        ppt_rate_limited_share=share,
+        ppt_binding_limit=limit,
+        ppt_cost_per_month=ppt_cost,
+        break_even_tokens_per_month=break_even,
+        notes=tuple(notes),
+    )
+
+
+def plan(
+    forecast: Forecast,
+    slo: SloTargets,
+    architectures: Sequence[str],
+    *,
+    gpu: str = "h100",
+    headroom: float = 0.2,
+    prices: PriceBook | None = None,
+    measured: Mapping[str, Measured] | None = None,
+    max_batch: int = 256,
+) -> list[ArchitecturePlan]:
+    """One :class:`ArchitecturePlan` per decoder architecture in ``architectures`` (see the module docstring)."""
+    if headroom < 0:
+        raise ConfigError("headroom must be ≥ 0")
+    book = prices or PriceBook(label="no prices", entries={})
+    out = []
+    for key in architectures:
+        if key not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {key!r}; known: {', '.join(ARCHITECTURES)}")
+        if ARCHITECTURES[key].kind != "decoder":
+            raise ConfigError(f"{key} is an embedding model: plan sizes generative models only (for now)")
+        out.append(_plan_one(key, gpu, forecast, slo, headroom, book, (measured or {}).get(key), max_batch))
+    return out
+
+
+def load_prices(path: Path) -> PriceBook:
+    """A price/quota table: ``label = "..."`` and one ``[models."<architecture>"]`` table per model (or
+    ``default``) with any of the :class:`PriceEntry` fields."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read price table {path}: {exc}") from None
+    models = raw.get("models", {})
+    if not isinstance(models, dict):
+        raise ConfigError(f"{path}: [models] must be a table of tables")
+    allowed = set(PriceEntry.__dataclass_fields__)
+    entries: dict[str, PriceEntry] = {}
+    for name, table in models.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: models.{name} must be a table")
+        unknown = set(table) - allowed
+        if unknown:
+            raise ConfigError(f"{path}: models.{name}: unknown key(s) {', '.join(sorted(unknown))}")
+        entries[name] = PriceEntry(**table)
+    return PriceBook(label=str(raw.get("label", path.name)), entries=entries, source=str(path))

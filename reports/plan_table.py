@@ -1,0 +1,95 @@
+"""The `loadtest plan` table. Pure: plans in, text out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from analysis.plan import ArchitecturePlan, Forecast
+
+__all__ = ["render_plan_table"]
+
+_DASH = "–"
+
+
+def _money(value: float | None) -> str:
+    return _DASH if value is None else f"${value:,.0f}"
+
+
+def _tokens(value: float | None) -> str:
+    if value is None:
+        return _DASH
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:,.1f}{unit}"
+    return f"{value:,.0f}"
+
+
+def _provisioned(p: ArchitecturePlan) -> str:
+    if p.model_units is not None:
+        return f"{p.model_units} model units"
+    if p.chunks is None or p.band_tokens_per_s is None:
+        return _DASH
+    return f"{p.chunks} × {p.chunk_size:,.0f} = {p.band_tokens_per_s:,.0f} tok/s"
+
+
+def _ppt(p: ArchitecturePlan) -> str:
+    if p.ppt_fits is None:
+        return "no quotas given"
+    if p.ppt_fits:
+        return "fits"
+    share = p.ppt_rate_limited_share or 0.0
+    return f"{share:.0%} of peak 429 ({p.ppt_binding_limit})"
+
+
+def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, price_label: str) -> str:
+    rows = [
+        (
+            "architecture",
+            "SLO tok/s/replica",
+            "mix/ref",
+            "binds",
+            "provisioned throughput",
+            "replicas",
+            "PT $/month",
+            "pay-per-token",
+            "PPT $/month",
+            "break-even tok/month",
+            "source",
+        )
+    ]
+    for p in plans:
+        rows.append(
+            (
+                p.architecture,
+                f"{p.replica_slo_tokens_per_s:,.0f}",
+                f"{p.mix_ratio:.2f}",
+                p.binding,
+                _provisioned(p),
+                str(p.replicas),
+                _money(p.pt_cost_per_month),
+                _ppt(p),
+                _money(p.ppt_cost_per_month),
+                _tokens(p.break_even_tokens_per_month),
+                p.source,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i in (0, 3, 4, 7, 10) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append(
+        f"forecast: peak {forecast.peak_tokens_per_min:,.0f} tokens/min ({forecast.peak_requests_per_s:.2f} req/s) "
+        f"at {forecast.prompt_tokens} in / {forecast.output_tokens} out; {_tokens(forecast.tokens_per_month)} "
+        f"tokens/month; prices: {price_label}"
+    )
+    for p in plans:
+        for note in p.notes:
+            lines.append(f"note: {p.architecture}: {note}")
+    return "\n".join(lines)
