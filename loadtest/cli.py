@@ -207,6 +207,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     from loadtest.run import Distribution
     from loadtest.scenario import load_scenario
     from reports import render_load_table, render_quota_note, render_stage_table
+    from scenarios import find_shipped
 
     if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
         raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
@@ -238,6 +239,8 @@ def run(scenario: Path | None, **opts: Any) -> None:
     if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):
         raise ConfigError(f"--endpoint must be an http(s) URL, got {opts['endpoint']!r}")
     if scenario is not None:
+        if not scenario.exists() and (shipped := find_shipped(str(scenario))) is not None:
+            scenario = shipped  # a shipped scenario by name, e.g. `loadtest run chat` after pip install
         chosen = apply_overrides(load_scenario(scenario), overrides)
     else:
         chosen = scenario_from_flags(overrides)

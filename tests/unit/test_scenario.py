@@ -120,3 +120,11 @@ def test_weighted_mix_follows_weights() -> None:
     assert shares["chat"] == pytest.approx(0.6, abs=0.04)
     assert shares["rag"] == pytest.approx(0.3, abs=0.04)
     assert shares["embed"] == pytest.approx(0.1, abs=0.03)
+
+
+def test_shipped_scenarios_are_found_by_name() -> None:
+    from scenarios import find_shipped
+
+    assert find_shipped("chat") == ROOT / "scenarios" / "chat.toml"
+    assert find_shipped("scenarios/rag.toml") == ROOT / "scenarios" / "rag.toml"
+    assert find_shipped("nope") is None
