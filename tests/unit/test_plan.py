@@ -108,7 +108,7 @@ def test_bad_inputs() -> None:
 
 
 def test_shipped_price_table_is_labelled_as_examples() -> None:
-    book = load_prices(ROOT / "scenarios" / "prices-example.toml")
+    book = load_prices(ROOT / "scenarios" / "prices" / "example.toml")
     assert "EXAMPLE" in book.label
     assert book.get("llama-3.3-70b").ppt_input_per_million is not None
 
