@@ -407,6 +407,7 @@ def plan(**opts: Any) -> None:
     from analysis.plan import plan as make_plan
     from loadtest.perfmodel import ARCHITECTURES
     from reports.plan_table import render_plan_table
+    from scenarios import SHIPPED_DIR
 
     prompt, output = opts["prompt_tokens"], opts["output_tokens"]
     if opts["mix_from"] is not None:
@@ -424,9 +425,7 @@ def plan(**opts: Any) -> None:
         opts["peak_tpm"], prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
     )
     slo = SloTargets(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
-    prices_path = (
-        opts["prices"] or Path(__file__).resolve().parent.parent / "scenarios" / "prices-example.toml"
-    )
+    prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
     prices = load_prices(prices_path)
     archs = opts["architectures"] or tuple(k for k, a in ARCHITECTURES.items() if a.kind == "decoder")
     plans = make_plan(forecast, slo, archs, gpu=opts["gpu"], headroom=opts["headroom"], prices=prices)
