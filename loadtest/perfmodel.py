@@ -8,13 +8,30 @@ fp16 tensor FLOP/s, ``MBU``/``MFU`` achievable fractions of them, ``TP`` tensor-
 - KV bytes per token: ``2·L·n_kv·head_dim·b`` (MLA: ``L·(kv_lora + rope)·b``).
 - Weights read by one decode step of batch ``B``: dense ``P_tot·b``; MoE
   ``(P_dense + L_moe·E·P_expert·(1 − (1 − k/E)^B))·b`` (the expected share of experts touched by ``B`` tokens).
-- Decode step: ``t = max(mem, compute) + c0`` with
-  ``mem = (W_read + B·ctx̄·KV_tok) / (TP·η·BW·MBU)`` and ``compute = (2·P_act·B + 4·L·d_a·B·ctx̄) / (TP·η·peak·MFU)``.
+- Decode step: ``t = max(mem, compute) + comm + c0 + c1·B`` with
+  ``mem = (W_read + B·ctx̄·KV_tok) / (TP·η·BW·MBU)``, ``compute = (2·P_act·B + 4·L·d_a·B·ctx̄) / (TP·η·peak·MFU)``,
+  ``comm = 2·L · B·hidden·2 B · 2(TP−1)/TP / (NCCL_EFF·NVLink)`` (two ring all-reduces of fp16 activations per layer;
+  0 at TP 1) and a per-sequence step overhead ``c1`` (sampling, scheduling, detokenisation bookkeeping).
 - Prefill of one sequence of ``n`` tokens: ``(2·P_act·n + 2·L·d_a·n²) / (TP·η·peak·MFU)`` (no ``c0``: the engine adds
   it once per step).
 - KV capacity in tokens: ``(TP·mem·0.9 − P_tot·b) / KV_tok``.
 - FP8 halves the bytes of weights and of the KV cache; it doubles ``peak`` only on GPUs with FP8 tensor cores (H100).
   On an A100 it is weight-only quantisation: fewer bytes, fp16 arithmetic.
+
+Constants and their sources (``docs/capacity-model.md`` has the calibration table that holds them):
+
+- ``BW``, ``peak``, ``MBU`` (A100 0.75, H100 0.80), ``MFU`` 0.65, ``η_TP``, ``c0`` 2 ms (range 1.5–3 ms),
+  ``GPU_MEMORY_UTILIZATION`` 0.9, fp8 handling: ``reference/capacity.md`` §(a). MBU/MFU sit in the ranges Vidur's
+  ``mlp.csv`` gives (MBU 0.69–0.82, MFU 0.65–0.71, ``capacity.md`` §1).
+- ``c1`` = 10 µs per running sequence per step: Vidur models CPU overhead as a function of batch size (``capacity.md``
+  §1); the value is the one that, with the rest fixed at the ``capacity.md`` defaults, brings the large-batch
+  TensorRT-LLM points (batches of 200–2048) within the error budget. It is invisible at small batch (10 µs at B = 1).
+- NVLink per-direction bandwidth: A100 300 GB/s (NVLink 3, 600 GB/s bidirectional), H100 450 GB/s (NVLink 4, 900 GB/s
+  bidirectional), NVIDIA datasheets. ``NCCL_EFFICIENCY`` 0.5: achieved all-reduce bus bandwidth for the 1–30 MB
+  activations of a decode step is about half the link peak (nccl-tests bus-bandwidth curves only reach ~80 % of
+  peak at ≥ 256 MB messages). An assumption, checked only through the TP 2/4/8 calibration points.
+- The all-reduce term applies to decode only; prefill keeps ``η_TP`` alone (its communication is ∝ n and small beside
+  its compute).
 
 Architecture shapes come from the table in ``reference/capacity.md`` (HF configs); Llama 2/3 and Llama 4 Maverick
 shapes are from their HF configs as well and are marked as such. Every number here is a model, not a measurement.
@@ -29,6 +46,7 @@ __all__ = [
     "ARCHITECTURES",
     "GPUS",
     "GPU_MEMORY_UTILIZATION",
+    "NCCL_EFFICIENCY",
     "TP_EFFICIENCY",
     "Architecture",
     "DecodeCost",
@@ -49,13 +67,15 @@ Provisioning = Literal["tokens_band", "model_units"]
 
 TP_EFFICIENCY: Final[dict[int, float]] = {1: 1.0, 2: 0.95, 4: 0.7, 8: 0.6, 16: 0.5}
 GPU_MEMORY_UTILIZATION: Final[float] = 0.9
+NCCL_EFFICIENCY: Final[float] = 0.5
 # default_tp picks the smallest TP whose weights take at most this share of the usable memory, leaving the rest to KV.
 _MAX_WEIGHT_SHARE: Final[float] = 0.75
 
 
 @dataclass(frozen=True, slots=True)
 class GpuProfile:
-    """One accelerator: bandwidth in B/s, dense fp16 FLOP/s, memory in bytes, achievable MBU and MFU."""
+    """One accelerator: bandwidth in B/s, dense fp16 FLOP/s, memory in bytes, achievable MBU and MFU, and the
+    per-direction NVLink bandwidth in B/s used by tensor-parallel all-reduces."""
 
     name: str
     mem_bw_bytes_s: float
@@ -64,11 +84,16 @@ class GpuProfile:
     mbu: float
     mfu: float
     fp8_tensor_cores: bool = False
+    nvlink_bytes_s: float = 300e9
 
 
 GPUS: Final[dict[str, GpuProfile]] = {
-    "a100": GpuProfile("A100-80GB", 2.039e12, 312e12, 80e9, 0.75, 0.65, fp8_tensor_cores=False),
-    "h100": GpuProfile("H100-80GB", 3.35e12, 989e12, 80e9, 0.80, 0.65, fp8_tensor_cores=True),
+    "a100": GpuProfile(
+        "A100-80GB", 2.039e12, 312e12, 80e9, 0.75, 0.65, fp8_tensor_cores=False, nvlink_bytes_s=300e9
+    ),
+    "h100": GpuProfile(
+        "H100-80GB", 3.35e12, 989e12, 80e9, 0.80, 0.65, fp8_tensor_cores=True, nvlink_bytes_s=450e9
+    ),
 }
 
 
@@ -199,7 +224,8 @@ def default_tp(arch: Architecture, gpu: GpuProfile, dtype: Dtype = "fp16") -> in
 class Deployment:
     """One replica: an architecture on ``tp`` GPUs in ``dtype``. ``tp=0`` picks :func:`default_tp`.
 
-    ``c0_s`` is the fixed per-step overhead (scheduling, kernel launches, sampling).
+    ``c0_s`` is the fixed per-step overhead (scheduling, kernel launches); ``c1_s`` the overhead per running sequence
+    per decode step (sampling, bookkeeping).
     """
 
     architecture: Architecture
@@ -207,6 +233,7 @@ class Deployment:
     tp: int = 0
     dtype: Dtype = "fp16"
     c0_s: float = 0.002
+    c1_s: float = 1e-5
 
     def __post_init__(self) -> None:
         if self.tp == 0:
@@ -215,8 +242,8 @@ class Deployment:
             raise ValueError(f"tensor-parallel degree must be one of {sorted(TP_EFFICIENCY)}, got {self.tp}")
         if self.dtype not in ("fp16", "fp8"):
             raise ValueError(f"dtype must be fp16 or fp8, got {self.dtype!r}")
-        if self.c0_s < 0:
-            raise ValueError("c0_s must be >= 0")
+        if self.c0_s < 0 or self.c1_s < 0:
+            raise ValueError("c0_s and c1_s must be >= 0")
 
     @classmethod
     def of(
@@ -227,11 +254,12 @@ class Deployment:
         tp: int = 0,
         dtype: Dtype | None = None,
         c0_s: float = 0.002,
+        c1_s: float = 1e-5,
     ) -> Deployment:
         """Build from catalog keys (``"llama-3.1-8b"``, ``"h100"``); ``dtype=None`` uses the model's native dtype."""
         arch = ARCHITECTURES[architecture] if isinstance(architecture, str) else architecture
         prof = GPUS[gpu] if isinstance(gpu, str) else gpu
-        return cls(arch, prof, tp, dtype or arch.native_dtype, c0_s)
+        return cls(arch, prof, tp, dtype or arch.native_dtype, c0_s, c1_s)
 
     @property
     def name(self) -> str:
@@ -279,16 +307,17 @@ def weight_read_bytes(dep: Deployment, batch: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class DecodeCost:
-    """The two roofline terms of one decode step and the fixed overhead, in seconds."""
+    """The two roofline terms of one decode step, the all-reduce time and the overhead ``c0 + c1·B``, in seconds."""
 
     memory_s: float
     compute_s: float
     overhead_s: float
+    comm_s: float = 0.0
 
     @property
     def total_s(self) -> float:
-        """``max(memory, compute) + c0``."""
-        return max(self.memory_s, self.compute_s) + self.overhead_s
+        """``max(memory, compute) + comm + overhead``."""
+        return max(self.memory_s, self.compute_s) + self.comm_s + self.overhead_s
 
     @property
     def bound(self) -> Literal["memory", "compute"]:
@@ -298,7 +327,8 @@ class DecodeCost:
 def decode_cost(dep: Deployment, batch: int, mean_ctx: float) -> DecodeCost:
     """Roofline terms of a decode step of ``batch`` sequences whose mean context is ``mean_ctx`` tokens.
 
-    ``mem = (W_read + B·ctx̄·KV_tok) / (TP·η·BW·MBU)``, ``compute = (2·P_act·B + 4·L·d_a·B·ctx̄) / (TP·η·peak·MFU)``.
+    ``mem = (W_read + B·ctx̄·KV_tok) / (TP·η·BW·MBU)``, ``compute = (2·P_act·B + 4·L·d_a·B·ctx̄) / (TP·η·peak·MFU)``,
+    ``comm = 2·L·B·hidden·2·2(TP−1)/TP / (NCCL_EFFICIENCY·NVLink)``, overhead ``c0 + c1·B``.
     """
     arch = dep.architecture
     if arch.kind == "embedding":
@@ -309,11 +339,15 @@ def decode_cost(dep: Deployment, batch: int, mean_ctx: float) -> DecodeCost:
         weight_read_bytes(dep, batch) + batch * mean_ctx * dep.kv_bytes_per_token
     ) / dep.effective_bandwidth
     flops = 2.0 * arch.params_active * batch + 4.0 * arch.layers * arch.attn_dim * batch * mean_ctx
-    return DecodeCost(memory, flops / dep.effective_flops, dep.c0_s)
+    comm = 0.0
+    if dep.tp > 1:
+        traffic = 2.0 * arch.layers * batch * arch.hidden * 2.0 * 2.0 * (dep.tp - 1) / dep.tp
+        comm = traffic / (NCCL_EFFICIENCY * dep.gpu.nvlink_bytes_s)
+    return DecodeCost(memory, flops / dep.effective_flops, dep.c0_s + dep.c1_s * batch, comm)
 
 
 def decode_step_s(dep: Deployment, batch: int, mean_ctx: float) -> float:
-    """Seconds of one decode step: ``max(mem, compute) + c0`` (see :func:`decode_cost`)."""
+    """Seconds of one decode step: ``max(mem, compute) + comm + c0 + c1·B`` (see :func:`decode_cost`)."""
     return decode_cost(dep, batch, mean_ctx).total_s
 
 

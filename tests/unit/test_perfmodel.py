@@ -114,7 +114,11 @@ def test_decode_step_is_the_roofline_formula() -> None:
     batch, ctx = 8, 1000.0
     mem = (8.03e9 * 2 + batch * ctx * 128 * KIB) / (3.35e12 * 0.80)
     flops = (2 * 8.03e9 * batch + 4 * arch.layers * arch.attn_dim * batch * ctx) / (989e12 * 0.65)
-    assert decode_step_s(dep, batch, ctx) == pytest.approx(max(mem, flops) + 0.002, rel=1e-12)
+    assert decode_step_s(dep, batch, ctx) == pytest.approx(max(mem, flops) + 0.002 + 1e-5 * batch, rel=1e-12)
+    tp4 = Deployment.of("llama-3.1-70b", "h100", tp=4)
+    comm = 2 * 80 * batch * 8192 * 2 * 2 * 3 / 4 / (0.5 * 450e9)  # two fp16 ring all-reduces per layer
+    assert decode_cost(tp4, batch, ctx).comm_s == pytest.approx(comm, rel=1e-12)
+    assert decode_cost(dep, batch, ctx).comm_s == 0.0
 
 
 def test_prefill_is_the_formula_and_quadratic_in_length() -> None:

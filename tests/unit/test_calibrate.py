@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+
+from loadtest import calibrate as calibrate_module
+from loadtest.calibrate import Observation, calibrate, predict_mix, predict_observation, scaled
+from loadtest.perfmodel import Deployment, decode_cost, prefill_s
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.predict import feasible_batch, saturation
+
+H100_8B = Deployment.of("llama-3.1-8b", "h100")
+
+
+def test_public_surface() -> None:
+    defined = {
+        n
+        for n, v in vars(calibrate_module).items()
+        if not n.startswith("_") and getattr(v, "__module__", "") == calibrate_module.__name__
+    }
+    assert defined <= set(calibrate_module.__all__)
+
+
+def sweep(truth: Deployment) -> list[Observation]:
+    """A closed-loop concurrency sweep at two mixes, 'measured' on the known deployment."""
+    out = []
+    for p, n in ((256, 128), (2000, 200)):
+        for c in (1, 4, 16, 64, 200):
+            tpot, ttft = predict_observation(truth, Observation(c, p, n, 1.0, 1.0))
+            out.append(Observation(c, p, n, tpot, ttft))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("base", "s_m", "s_c", "c0"),
+    [(H100_8B, 0.85, 1.1, 0.003), (Deployment.of("llama-3.3-70b", "a100", tp=4), 1.15, 0.8, 0.0015)],
+    ids=["8b-h100", "70b-a100-tp4"],
+)
+def test_calibration_recovers_a_perturbed_deployment(
+    base: Deployment, s_m: float, s_c: float, c0: float
+) -> None:
+    truth = scaled(base, s_m, s_c, c0)
+    fit = calibrate(base, sweep(truth))
+    assert fit.memory_scale == pytest.approx(s_m, rel=0.03)
+    assert fit.compute_scale == pytest.approx(s_c, rel=0.03)
+    assert fit.c0_s == pytest.approx(c0, rel=0.05)
+    assert fit.max_abs_relative_error < 0.01 and len(fit.residuals) == 20
+    assert fit.deployment.gpu.mbu == pytest.approx(base.gpu.mbu * fit.memory_scale)
+    # the fitted deployment is what the simulator and the predictions use
+    assert saturation(EngineConfig(fit.deployment), 1000, 100).output_tokens_per_s == pytest.approx(
+        saturation(EngineConfig(truth), 1000, 100).output_tokens_per_s, rel=0.03
+    )
+
+
+def test_calibration_with_noise_stays_close() -> None:
+    truth = scaled(H100_8B, 0.9, 0.95, 0.0025)
+    noisy = [
+        Observation(o.concurrency, o.prompt_tokens, o.output_tokens, o.tpot_s * f, o.ttft_s / f)
+        for o, f in zip(sweep(truth), [1.03, 0.97] * 5, strict=True)
+    ]
+    fit = calibrate(H100_8B, noisy)
+    assert fit.memory_scale == pytest.approx(0.9, rel=0.08)
+    assert fit.compute_scale == pytest.approx(0.95, rel=0.08)
+    assert 0.02 < fit.rms_log_error < 0.05
+
+
+def test_bounds_and_validation() -> None:
+    fast = scaled(H100_8B, 0.5, 0.5, 0.0)
+    obs = [Observation(1, 100, 50, 1e-5, 1e-5)]  # absurdly fast: the fit stops at the hardware peak
+    fit = calibrate(fast, obs)
+    assert fit.deployment.gpu.mbu <= 1.0 + 1e-9 and fit.deployment.gpu.mfu <= 1.0 + 1e-9
+    with pytest.raises(ValueError, match="at least one"):
+        calibrate(H100_8B, [])
+    with pytest.raises(ValueError, match="output >= 2"):
+        Observation(1, 10, 1, 0.01, 0.01)
+
+
+@pytest.mark.parametrize(("p", "n"), [(2048, 256), (128, 128), (1000, 1000)])
+def test_predict_mix_is_consistent_with_saturation(p: int, n: int) -> None:
+    mix = predict_mix(H100_8B, p, n)
+    sat = saturation(EngineConfig(H100_8B, max_batch=256), p, n)
+    assert mix.max_output_tokens_per_s == pytest.approx(sat.output_tokens_per_s)
+    assert mix.requests_per_s == pytest.approx(sat.requests_per_s)
+    assert mix.max_total_tokens_per_s == pytest.approx(sat.requests_per_s * (p + n))
+    assert mix.tpot_s_at_saturation == pytest.approx(sat.tpot_s)
+    assert mix.ttft_s_unloaded == pytest.approx(H100_8B.c0_s + prefill_s(H100_8B, p))
+    assert mix.batch == feasible_batch(EngineConfig(H100_8B), p, n)
+
+
+def test_predict_mix_binding() -> None:
+    assert predict_mix(H100_8B, 2048, 256, max_batch=8).binding == "memory"
+    assert predict_mix(H100_8B, 2048, 256, max_batch=4096).binding == "kv"
+    big = predict_mix(H100_8B, 16, 16, max_batch=2048)
+    assert big.binding == decode_cost(H100_8B, 2048, 24).bound == "compute"
+    assert predict_mix(Deployment.of("bge-large", "a100"), 512, 0).binding == "compute"
