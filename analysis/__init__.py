@@ -1,6 +1,24 @@
 """Pure analysis of finished runs: records → per-stage summaries (and, later, capacity and recommendations)."""
 
-from analysis.frame import RunData, load_records, load_run, with_metrics
+from analysis.capacity import (
+    DEFAULT_MAX_ERROR_SHARE,
+    CapacityResult,
+    SloCheck,
+    StagePoint,
+    capacity,
+    capacity_from_run,
+    predict,
+)
+from analysis.fit import LinearFit, Prediction, fit_linear, predict_latency
+from analysis.frame import RunData, flat_gaps, load_records, load_run, with_metrics
+from analysis.goodput import (
+    MISMATCH_TOLERANCE,
+    class_slos,
+    good_mask,
+    request_itl_percentile,
+    slo_metric,
+    token_mismatch,
+)
 from analysis.load_check import DEFAULT_MAX_LAG_S, StageLoad, check_load
 from analysis.summary import (
     LIMIT_TYPES,
@@ -8,21 +26,41 @@ from analysis.summary import (
     StageSummary,
     limit_type,
     percentiles,
+    summarize_classes,
     summarize_stages,
 )
 
 __all__ = [
+    "DEFAULT_MAX_ERROR_SHARE",
     "DEFAULT_MAX_LAG_S",
     "LIMIT_TYPES",
+    "MISMATCH_TOLERANCE",
     "PERCENTILES",
+    "CapacityResult",
+    "LinearFit",
+    "Prediction",
     "RunData",
+    "SloCheck",
     "StageLoad",
+    "StagePoint",
     "StageSummary",
+    "capacity",
+    "capacity_from_run",
     "check_load",
+    "class_slos",
+    "fit_linear",
+    "flat_gaps",
+    "good_mask",
     "limit_type",
     "load_records",
     "load_run",
     "percentiles",
+    "predict",
+    "predict_latency",
+    "request_itl_percentile",
+    "slo_metric",
+    "summarize_classes",
     "summarize_stages",
+    "token_mismatch",
     "with_metrics",
 ]

@@ -1,19 +1,31 @@
-"""Per-stage summaries from raw records: throughput over the stage and percentiles of raw values.
+"""Per-stage and per-class summaries from raw records: throughput over the group and percentiles of raw values.
 
 Throughput over a stage uses vLLM's benchmark duration: from the first request's start to the last request's end
-in that stage (the stage's in-flight requests drain before the next stage starts, so nothing is cut off).
+in that stage (the stage's in-flight requests drain before the next stage starts, so nothing is cut off). A class
+across stages uses the sum of its per-stage durations, so the gaps between stages do not dilute its rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["LIMIT_TYPES", "PERCENTILES", "StageSummary", "limit_type", "percentiles", "summarize_stages"]
+from analysis.frame import flat_gaps
+from analysis.goodput import MISMATCH_TOLERANCE, good_mask
+
+__all__ = [
+    "LIMIT_TYPES",
+    "PERCENTILES",
+    "StageSummary",
+    "limit_type",
+    "percentiles",
+    "summarize_classes",
+    "summarize_stages",
+]
 
 LIMIT_TYPES = (
     "input_tokens_per_minute",
@@ -50,19 +62,37 @@ def percentiles(
 ) -> dict[str, float | None]:
     """``{"p50": …, "mean": …}`` from raw values (NaN dropped); every value is ``None`` when there is no data."""
     arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype="float64")
-    arr = arr[~np.isnan(arr)]
+    return _percentiles(arr, qs, scratch=False)
+
+
+def _percentiles(arr: np.ndarray, qs: Sequence[int], scratch: bool) -> dict[str, float | None]:
+    """:func:`percentiles`; with ``scratch`` the caller's array may be reordered in place (no copy)."""
+    if np.isnan(arr).any():
+        arr, scratch = arr[~np.isnan(arr)], True
     if arr.size == 0:
         return {**{f"p{q}": None for q in qs}, "mean": None, "max": None}
-    found = np.percentile(arr, qs)
+    # numpy's "linear" method, from one partition for every rank needed (about 3× faster than np.percentile)
+    pos = np.asarray(qs, dtype="float64") / 100.0 * (arr.size - 1)
+    lo, hi = np.floor(pos).astype("int64"), np.ceil(pos).astype("int64")
+    ranks = np.unique(np.concatenate((lo, hi, [arr.size - 1])))
+    if scratch:
+        arr.partition(ranks)
+        part = arr
+    else:
+        part = np.partition(arr, ranks)
+    found = part[lo] + (pos - lo) * (part[hi] - part[lo])
     return {
         **{f"p{q}": float(v) for q, v in zip(qs, found, strict=True)},
-        "mean": float(arr.mean()),
-        "max": float(arr.max()),
+        "mean": float(part.mean()),
+        "max": float(part[-1]),
     }
 
 
 @dataclass(frozen=True, slots=True)
 class StageSummary:
+    """One group of records: a stage (``request_class`` None), a class over the whole run (``stage == "*"``), or
+    a class within a stage. Rates are per second over the group's duration; latencies over successful requests."""
+
     stage: str
     requests: int
     ok: int
@@ -79,61 +109,191 @@ class StageSummary:
     token_sources: dict[str, int] = field(default_factory=dict)
     rate_limits: dict[str, int] = field(default_factory=dict)
     retry_after_p50_s: float | None = None
+    request_class: str | None = None
+    total_tok_per_s: float | None = None
+    good: int | None = None
+    goodput_rps: float | None = None
+    attainment: float | None = None
+    mismatch_checked: int = 0
+    mismatch_count: int = 0
 
     @property
     def error_count(self) -> int:
         return self.requests - self.ok
 
+    @property
+    def mismatch_share(self) -> float | None:
+        """Share of checked records whose client count is off the usage count by more than 10 %."""
+        return self.mismatch_count / self.mismatch_checked if self.mismatch_checked else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["mismatch_share"] = self.mismatch_share
+        return out
 
 
-def _summarize(label: str, df: pd.DataFrame) -> StageSummary:
-    ok = df[df["ok"]]
-    start = df["started_at"].min()
-    end = df["ended_at"].max()
-    duration = float(end - start) if len(df) and end > start else None
+class _Columns:
+    """The frame's columns as numpy arrays, once, so that each group is a cheap positional selection."""
+
+    def __init__(self, records: pd.DataFrame, good: np.ndarray | None) -> None:
+        def floats(name: str) -> np.ndarray:
+            return records[name].to_numpy(dtype="float64", na_value=np.nan)
+
+        self.ok = records["ok"].to_numpy(dtype=bool)
+        self.good = good
+        self.started, self.ended = floats("started_at"), floats("ended_at")
+        self.ttft, self.tpot, self.e2e, self.lag = (
+            floats("ttft"),
+            floats("tpot"),
+            floats("e2e"),
+            floats("lag"),
+        )
+        self.prompt, self.output = floats("prompt_tokens"), floats("output_tokens")
+        self.client = floats("client_output_tokens")
+        self.retry_after = floats("retry_after_s")
+        self.error_class = records["error_class"].to_numpy(dtype=object)
+        self.error_detail = records["error_detail"].to_numpy(dtype=object)
+        self.source = records["token_source"].to_numpy(dtype=object)
+        self.factors = {
+            name: pd.factorize(records[name].to_numpy(dtype=object), use_na_sentinel=True)
+            for name in ("error_class", "token_source")
+        }
+        values, lengths = flat_gaps(records["chunk_gaps"])
+        self.gap_lengths = np.where(self.ok, lengths, 0)
+        self.gaps = values[np.repeat(self.ok, lengths)] if lengths[~self.ok].any() else values
+        self.gap_offsets = np.concatenate(([0], np.cumsum(self.gap_lengths)))
+
+    def itl(self, idx: np.ndarray) -> dict[str, float | None]:
+        """Percentiles of the chunk gaps of the successful rows among ``idx`` (sorted positions)."""
+        if idx.size == 0:
+            return percentiles(np.empty(0))
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        span = self.gaps[self.gap_offsets[lo] : self.gap_offsets[hi]]
+        if idx.size == hi - lo:  # a contiguous block of rows (a stage, usually): a view, so partition a copy
+            return _percentiles(span, PERCENTILES, scratch=False)
+        member = np.zeros(hi - lo, dtype=bool)
+        member[idx - lo] = True
+        return _percentiles(span[np.repeat(member, self.gap_lengths[lo:hi])], PERCENTILES, scratch=True)
+
+    def counts(self, name: str, idx: np.ndarray) -> dict[str, int]:
+        """``{value: count}`` of a string column over ``idx`` (nulls left out), most frequent first."""
+        codes, uniques = self.factors[name]
+        found = np.bincount(codes[idx][codes[idx] >= 0], minlength=len(uniques))
+        pairs = [(str(uniques[i]), int(n)) for i, n in enumerate(found) if n]
+        return dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
+
+
+def _counts(values: np.ndarray) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for v in values:
+        found[str(v)] = found.get(str(v), 0) + 1
+    return dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _summarize(
+    stage: str, cls: str | None, c: _Columns, idx: np.ndarray, duration: float | None
+) -> StageSummary:
+    ok = idx[c.ok[idx]]
 
     def rate(amount: float) -> float | None:
         return amount / duration if duration else None
 
-    gaps = [g for row in ok["chunk_gaps"] if row for g in row]
-    errors = df.loc[~df["ok"], "error_class"].value_counts().to_dict()
+    failed = idx[~c.ok[idx]]
+    limited = failed[c.error_class[failed] == "rate_limited"]
+    input_tokens = float(np.nansum(c.prompt[ok]))
+    output_tokens = float(np.nansum(c.output[ok]))
+    good = int(c.good[idx].sum()) if c.good is not None else None
+    both = ok[(c.source[ok] == "usage") & ~np.isnan(c.client[ok]) & (c.output[ok] > 0)]
+    off = np.abs(c.client[both] - c.output[both]) / c.output[both] > MISMATCH_TOLERANCE
     return StageSummary(
-        stage=label,
-        requests=len(df),
-        ok=len(ok),
-        errors={str(k): int(v) for k, v in errors.items()},
+        stage=stage,
+        request_class=cls,
+        requests=int(idx.size),
+        ok=int(ok.size),
+        errors=c.counts("error_class", failed),
         duration_s=duration,
-        req_per_s=rate(len(ok)),
-        input_tok_per_s=rate(float(ok["prompt_tokens"].astype("float64").sum())),
-        output_tok_per_s=rate(float(ok["output_tokens"].astype("float64").sum())),
-        ttft=percentiles(ok["ttft"].to_numpy(dtype="float64")),
-        tpot=percentiles(ok["tpot"].to_numpy(dtype="float64")),
-        itl=percentiles(np.asarray(gaps, dtype="float64")),
-        e2e=percentiles(ok["e2e"].to_numpy(dtype="float64")),
-        lag=percentiles(df["lag"].to_numpy(dtype="float64")),
-        token_sources={str(k): int(v) for k, v in ok["token_source"].value_counts().to_dict().items()},
-        rate_limits=_rate_limits(df),
-        retry_after_p50_s=percentiles(
-            df.loc[df["error_class"] == "rate_limited", "retry_after_s"].to_numpy(dtype="float64")
-        )["p50"],
+        req_per_s=rate(ok.size),
+        input_tok_per_s=rate(input_tokens),
+        output_tok_per_s=rate(output_tokens),
+        total_tok_per_s=rate(input_tokens + output_tokens),
+        ttft=percentiles(c.ttft[ok]),
+        tpot=percentiles(c.tpot[ok]),
+        itl=c.itl(ok),
+        e2e=percentiles(c.e2e[ok]),
+        lag=percentiles(c.lag[idx]),
+        token_sources=c.counts("token_source", ok),
+        rate_limits=_counts(np.array([limit_type(d) for d in c.error_detail[limited]], dtype=object)),
+        retry_after_p50_s=percentiles(c.retry_after[limited])["p50"],
+        good=good,
+        goodput_rps=rate(good) if good is not None else None,
+        attainment=good / idx.size if good is not None and idx.size else None,
+        mismatch_checked=int(both.size),
+        mismatch_count=int(off.sum()),
     )
 
 
-def _rate_limits(df: pd.DataFrame) -> dict[str, int]:
-    limited = df.loc[df["error_class"] == "rate_limited", "error_detail"]
-    counts: dict[str, int] = {}
-    for detail in limited:
-        name = limit_type(detail)
-        counts[name] = counts.get(name, 0) + 1
-    return counts
+def _duration(c: _Columns, idx: np.ndarray) -> float | None:
+    if idx.size == 0:
+        return None
+    span = float(np.nanmax(c.ended[idx]) - np.nanmin(c.started[idx]))
+    return span if span > 0 else None
 
 
-def summarize_stages(records: pd.DataFrame, order: Sequence[str] = ()) -> list[StageSummary]:
-    """One summary per stage, in ``order`` (the manifest's stage order) then any other stage by first start."""
+def _stage_order(records: pd.DataFrame, order: Sequence[str]) -> list[str]:
+    firsts = records.groupby("stage", sort=False)["started_at"].min().sort_values()
+    return [s for s in order if s in firsts.index] + [str(s) for s in firsts.index if s not in order]
+
+
+def _groups(records: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
+    return {str(k): np.sort(v) for k, v in records.groupby(key, sort=False).indices.items()}
+
+
+def summarize_stages(
+    records: pd.DataFrame,
+    order: Sequence[str] = (),
+    slos: Mapping[str, Mapping[str, float]] | None = None,
+) -> list[StageSummary]:
+    """One summary per stage, in ``order`` (the manifest's stage order) then any other stage by first start.
+    With ``slos`` (``{class: {"ttft_p95": 1.0, ...}}``, see :mod:`analysis.goodput`) also goodput and attainment."""
     if records.empty:
         return []
-    firsts = records.groupby("stage", sort=False)["started_at"].min().sort_values()
-    labels = [s for s in order if s in firsts.index] + [s for s in firsts.index if s not in order]
-    return [_summarize(label, records[records["stage"] == label]) for label in labels]
+    records = records.reset_index(drop=True)
+    c = _Columns(records, good_mask(records, slos) if slos is not None else None)
+    groups = _groups(records, "stage")
+    return [
+        _summarize(label, None, c, groups[label], _duration(c, groups[label]))
+        for label in _stage_order(records, order)
+    ]
+
+
+def summarize_classes(
+    records: pd.DataFrame,
+    slos: Mapping[str, Mapping[str, float]] | None = None,
+    by_stage: bool = False,
+    order: Sequence[str] = (),
+) -> list[StageSummary]:
+    """One summary per request class (``stage == "*"``, duration = Σ of its stages' durations), or with
+    ``by_stage`` one per (stage, class) in stage order."""
+    if records.empty:
+        return []
+    records = records.reset_index(drop=True)
+    c = _Columns(records, good_mask(records, slos) if slos is not None else None)
+    stages = _groups(records, "stage")
+    classes = _groups(records, "request_class")
+    out: list[StageSummary] = []
+    if by_stage:
+        for label in _stage_order(records, order):
+            s_idx = stages[label]
+            duration = _duration(c, s_idx)
+            for name in sorted(classes):
+                idx = np.intersect1d(s_idx, classes[name], assume_unique=True)
+                if idx.size:
+                    out.append(_summarize(label, name, c, idx, duration))
+        return out
+    for name in sorted(classes):
+        idx = classes[name]
+        # the class's rate within a stage is over that stage's duration, so sum the stages it appears in
+        spans = [_duration(c, s_idx) for s_idx in stages.values() if np.isin(s_idx, idx).any()]
+        total = sum(s for s in spans if s)
+        out.append(_summarize("*", name, c, idx, total or None))
+    return out

@@ -308,30 +308,74 @@ def _check_simulator(options: dict[str, Any]) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def analyze(run_dir: Path, fmt: str) -> None:
-    """Summarise a run directory (per stage)."""
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+@click.option(
+    "--by",
+    type=click.Choice(["stage", "class", "stage,class"]),
+    default="stage",
+    show_default=True,
+    help="Group the summary by stage, by request class, or by both.",
+)
+@click.option(
+    "--out", "out_file", type=click.Path(path_type=Path), help="Write to this file instead of stdout."
+)
+def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
+    """Summarise a run directory: throughput, latency percentiles, goodput, errors, and capacity.
+
+    Goodput counts requests that meet every SLO of their class (the scenario's [class.slo]); capacity gives the
+    highest SLO-compliant throughput over the run's stages, the knee, saturation and the binding limit.
+    """
+    import csv
+    import io
+
     import orjson
 
-    from analysis import load_run, summarize_stages
-    from reports import render_stage_table
+    from analysis import capacity_from_run, class_slos, load_run, summarize_classes, summarize_stages
+    from reports import render_capacity, render_summary_table, summary_csv_rows
 
     data = load_run(run_dir)
     order = [s.get("label", "") for s in data.manifest.get("spec", {}).get("stages", [])]
-    summaries = summarize_stages(data.records, order)
+    slos = class_slos(data.manifest)
+    if by == "stage":
+        summaries = summarize_stages(data.records, order, slos=slos)
+    else:
+        summaries = summarize_classes(data.records, slos=slos, by_stage=by == "stage,class", order=order)
+    result = capacity_from_run(data) if len(data.records) else None
     if fmt == "json":
-        click.echo(
-            orjson.dumps(
-                {
-                    "run_id": data.manifest.get("run_id"),
-                    "status": data.manifest.get("status"),
-                    "stages": [s.to_dict() for s in summaries],
-                },
-                option=orjson.OPT_INDENT_2,
-            ).decode()
-        )
-        return
-    click.echo(render_stage_table(summaries))
+        payload = {
+            "run_id": data.manifest.get("run_id"),
+            "status": data.manifest.get("status"),
+            "by": by,
+            "slos": slos,
+            "skipped_lines": data.skipped_lines,
+            "summaries": [s.to_dict() for s in summaries],
+            "capacity": result.to_dict() if result is not None else None,
+        }
+        text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
+    elif fmt == "csv":
+        rows = summary_csv_rows(summaries)
+        names: list[str] = []
+        for row in rows:
+            names += [k for k in row if k not in names]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    else:
+        parts = [render_summary_table(summaries)] if summaries else ["no records"]
+        if result is not None:
+            parts.append(render_capacity(result))
+        text = "\n\n".join(parts) + "\n"
+    if out_file is not None:
+        try:
+            out_file.write_text(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out_file}: {exc.strerror}") from None
+    else:
+        click.echo(text, nl=False)
     if data.skipped_lines:
         click.echo(f"note: {data.skipped_lines} unreadable record line(s) skipped", err=True)
 

@@ -1,5 +1,21 @@
 """Outputs built from finished results only (never from a live runner)."""
 
-from reports.console import format_ms, render_load_table, render_quota_note, render_stage_table
+from reports.console import (
+    format_ms,
+    render_capacity,
+    render_load_table,
+    render_quota_note,
+    render_stage_table,
+    render_summary_table,
+    summary_csv_rows,
+)
 
-__all__ = ["format_ms", "render_load_table", "render_quota_note", "render_stage_table"]
+__all__ = [
+    "format_ms",
+    "render_capacity",
+    "render_load_table",
+    "render_quota_note",
+    "render_stage_table",
+    "render_summary_table",
+    "summary_csv_rows",
+]

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from analysis.capacity import CapacityResult
 from analysis.load_check import StageLoad
 from analysis.summary import StageSummary
 
-__all__ = ["format_ms", "render_load_table", "render_quota_note", "render_stage_table"]
+__all__ = [
+    "format_ms",
+    "render_capacity",
+    "render_load_table",
+    "render_quota_note",
+    "render_stage_table",
+    "render_summary_table",
+    "summary_csv_rows",
+]
 
 _DASH = "–"
 
@@ -140,3 +149,143 @@ def render_quota_note(summaries: Sequence[StageSummary], loads: Sequence[StageLo
             f"binding limit {binding} ({count} of {total}) — a quota ceiling, not server saturation"
         )
     return None
+
+
+def _pct(value: float | None) -> str:
+    return _DASH if value is None else f"{value:.1%}"
+
+
+def _other_errors(summary: StageSummary) -> str:
+    other = {k: v for k, v in summary.errors.items() if k != "rate_limited"}
+    if not other:
+        return "0"
+    return ", ".join(f"{k} {v}" for k, v in sorted(other.items(), key=lambda kv: -kv[1]))
+
+
+def _limits(summary: StageSummary) -> str:
+    if not summary.rate_limits:
+        return "0"
+    return ", ".join(f"{k} {v}" for k, v in sorted(summary.rate_limits.items(), key=lambda kv: -kv[1]))
+
+
+def render_summary_table(summaries: Sequence[StageSummary]) -> str:
+    """The ``loadtest analyze`` table: one row per stage, class or (stage, class); latencies in ms."""
+    header: tuple[str, ...] = (
+        "stage",
+        "class",
+        "requests",
+        "req/s",
+        "in tok/s",
+        "out tok/s",
+        "goodput",
+        "attain.",
+    )
+    header += ("TTFT p50", "TTFT p95", "TTFT p99", "TPOT p50", "TPOT p95", "ITL p95", "E2E p95", "lag p99")
+    header += ("mismatch", "429 (limit)", "other errors")
+    rows: list[tuple[str, ...]] = [header]
+    for s in summaries:
+        good = _DASH if s.goodput_rps is None else f"{s.goodput_rps:,.2f}"
+        rows.append(
+            (
+                s.stage,
+                s.request_class or "*",
+                str(s.requests),
+                _num(s.req_per_s, 2),
+                _num(s.input_tok_per_s, 1),
+                _num(s.output_tok_per_s, 1),
+                good,
+                _pct(s.attainment),
+                format_ms(s.ttft["p50"]),
+                format_ms(s.ttft["p95"]),
+                format_ms(s.ttft["p99"]),
+                format_ms(s.tpot["p50"]),
+                format_ms(s.tpot["p95"]),
+                format_ms(s.itl["p95"]),
+                format_ms(s.e2e["p95"]),
+                format_ms(s.lag["p99"]),
+                _pct(s.mismatch_share),
+                _limits(s),
+                _other_errors(s),
+            )
+        )
+    lines = _table(rows)
+    lines.append(
+        "latencies in ms over successful requests; goodput = requests/s meeting every SLO of their class, "
+        "attain. = good / all; mismatch = share of records whose client chunk count is > 10 % off the usage count"
+    )
+    return "\n".join(lines)
+
+
+def summary_csv_rows(summaries: Sequence[StageSummary]) -> list[dict[str, object]]:
+    """Flat rows (one per summary) for CSV: percentile dicts become ``ttft_p95_s`` etc., counts ``errors_<class>``."""
+    out: list[dict[str, object]] = []
+    for s in summaries:
+        row: dict[str, object] = {"stage": s.stage, "request_class": s.request_class or "*"}
+        for name in ("requests", "ok", "duration_s", "req_per_s", "input_tok_per_s", "output_tok_per_s"):
+            row[name] = getattr(s, name)
+        row.update(total_tok_per_s=s.total_tok_per_s, good=s.good, goodput_rps=s.goodput_rps)
+        row.update(
+            attainment=s.attainment, mismatch_checked=s.mismatch_checked, mismatch_share=s.mismatch_share
+        )
+        for metric in ("ttft", "tpot", "itl", "e2e", "lag"):
+            for key, value in getattr(s, metric).items():
+                row[f"{metric}_{key}_s"] = value
+        for kind, count in s.errors.items():
+            row[f"errors_{kind}"] = count
+        for kind, count in s.rate_limits.items():
+            row[f"rate_limited_{kind}"] = count
+        for source, count in s.token_sources.items():
+            row[f"token_source_{source}"] = count
+        out.append(row)
+    return out
+
+
+def render_capacity(result: CapacityResult) -> str:
+    """The capacity curve (one row per stage) and the answers under it."""
+    header = ("stage", "req/s", "out tok/s", "in flight", "TTFT p95", "TPOT mean", "E2E p50", "429", "SLOs")
+    rows = [header]
+    for p in result.points:
+        verdict = "met" if p.meets("point") else "broken"
+        if p.meets("point") and not p.meets("conservative"):
+            verdict = "met (not at 95 % CI)"
+        rows.append(
+            (
+                p.stage,
+                _num(p.req_per_s, 2),
+                _num(p.output_tok_per_s, 1),
+                _num(p.concurrency, 1),
+                format_ms(p.ttft["p95"]),
+                format_ms(p.tpot_mean),
+                format_ms(p.e2e["p50"]),
+                str(p.rate_limited),
+                verdict + (", queue grew" if p.queue_growth else ""),
+            )
+        )
+    lines = _table(rows)
+
+    def ci(pair: tuple[float | None, float | None], digits: int) -> str:
+        return f"95 % CI {_num(pair[0], digits)} – {_num(pair[1], digits)}"
+
+    if result.max_rps is None:
+        lines.append(f"max SLO-compliant throughput: none ({result.basis})")
+    else:
+        lines.append(
+            f"max SLO-compliant throughput: {result.max_rps:,.2f} req/s ({ci(result.max_rps_ci, 2)}), "
+            f"{_num(result.max_output_tok_per_s, 0)} output tok/s ({ci(result.max_output_tok_per_s_ci, 0)})"
+        )
+        lines.append(f"  {result.basis}")
+    knee = _DASH if result.knee_stage is None else f"{result.knee_stage} ({_num(result.knee_rps, 2)} req/s)"
+    lines.append(f"knee: {knee}")
+    lines.append(
+        f"saturation: {_num(result.saturation_rps, 2)} req/s, {_num(result.saturation_output_tok_per_s, 0)} "
+        f"output tok/s (max achieved, {result.saturation_stage})"
+    )
+    lines.append(f"binding limit: {result.binding or 'none reached'} — {result.binding_detail}")
+    fit = result.tpot_fit
+    if fit is not None:
+        r2 = _DASH if fit.r2 is None else f"{fit.r2:.3f}"
+        lines.append(
+            f"fit: TPOT ≈ {fit.t0 * 1000:.2f} ms + {fit.t1 * 1000:.3f} ms × in-flight (R² {r2}, "
+            f"{fit.points} stages, in flight {fit.x_min:.1f}–{fit.x_max:.1f})"
+        )
+    return "\n".join(lines)

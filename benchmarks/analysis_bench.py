@@ -1,0 +1,213 @@
+"""How fast is the analysis of a big run? (run by hand; results go in docs/performance.md)
+
+    python benchmarks/analysis_bench.py [--records 1000000] [--dir /tmp/loadtest-analysis-bench] [--repeat 1]
+
+Writes a synthetic run directory once (manifest + ``records.jsonl``: 6 closed-loop stages, 3 request classes,
+about 3 % errors growing with load, half of them 429s, 64 ``chunk_gaps`` per streamed record — about 1.7 GB), then,
+in a fresh child process per repeat, times ``load_run`` + per-stage and per-class summaries + capacity, and reports
+the child's peak RSS (``resource.getrusage``, which includes the interpreter and imported libraries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+USERS = (1, 4, 8, 16, 32, 64)
+ERROR_SHARE = (0.002, 0.005, 0.01, 0.03, 0.06, 0.073)  # about 3 % over the run, growing with load
+CLASSES = (
+    ("chat", 0.6, True, {"ttft_p95": 0.5, "tpot_p95": 0.05}),
+    ("rag", 0.3, True, {"ttft_p95": 1.0, "tpot_p95": 0.05}),
+    ("batch", 0.1, False, {"e2e_p95": 8.0}),
+)
+_RATE_LIMIT_DETAIL = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace output tokens per minute rate limit"
+
+
+def generate(run_dir: Path, n: int, seed: int = 7) -> None:
+    """Write ``run_dir/manifest.json`` and ``run_dir/records.jsonl`` with ``n`` records."""
+    rng = np.random.default_rng(seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    per_stage = n // len(USERS)
+    t = 1.7e9
+    stages = []
+    with (run_dir / "records.jsonl").open("wb") as fh:
+        for si, users in enumerate(USERS):
+            label = f"concurrency@{users}"
+            count = per_stage if si < len(USERS) - 1 else n - per_stage * (len(USERS) - 1)
+            tpot = 0.010 + 0.0006 * users
+            ttft = rng.gamma(4.0, (0.04 + 0.004 * users) / 4.0, count)
+            duration = float(count * (ttft.mean() + 64 * tpot) / users)
+            start = t + rng.uniform(0.0, duration, count)
+            cls = rng.choice(len(CLASSES), size=count, p=[c[1] for c in CLASSES])
+            err_u = rng.uniform(size=count)
+            prompt = rng.integers(64, 2048, count)
+            lines = []
+            for i in range(count):
+                name, _, streamed, _ = CLASSES[cls[i]]
+                s = float(start[i])
+                rec: dict[str, object] = {
+                    "run_id": "bench",
+                    "stage": label,
+                    "request_class": name,
+                    "endpoint": "http://127.0.0.1:8000/v1/chat/completions",
+                    "worker": "w0",
+                    "seq": si * per_stage + i,
+                    "scheduled_at": s - abs(rng.normal(0.0003, 0.0002)),
+                    "started_at": s,
+                    "attempt": 0,
+                    "max_tokens": 65,
+                    "server_request_id": f"req-{si}-{i}",
+                }
+                e = err_u[i]
+                share = ERROR_SHARE[si]
+                if e < share:
+                    kind = (
+                        "rate_limited"
+                        if e < share / 2
+                        else ("server_error" if e < share * 0.8 else "timeout")
+                    )
+                    rec.update(
+                        first_token_at=None,
+                        last_token_at=None,
+                        ended_at=s + 0.01,
+                        status={"rate_limited": 429, "server_error": 500, "timeout": None}[kind],
+                        error_class=kind,
+                        error_detail=_RATE_LIMIT_DETAIL if kind == "rate_limited" else f"{kind} detail",
+                        retry_after_s=1.0 if kind == "rate_limited" else None,
+                        prompt_tokens=None,
+                        output_tokens=None,
+                        token_source=None,
+                        client_output_tokens=None,
+                        finish_reason=None,
+                        chunk_gaps=None,
+                    )
+                else:
+                    first = s + float(ttft[i])
+                    gaps = rng.gamma(8.0, tpot / 8.0, 64) if streamed else None
+                    last = first + (float(gaps.sum()) if gaps is not None else 64 * tpot)
+                    rec.update(
+                        first_token_at=first,
+                        last_token_at=last,
+                        ended_at=last + 0.0002,
+                        status=200,
+                        error_class=None,
+                        error_detail=None,
+                        retry_after_s=None,
+                        prompt_tokens=int(prompt[i]),
+                        output_tokens=65,
+                        token_source="usage",
+                        client_output_tokens=65 if streamed else None,
+                        finish_reason="length",
+                        chunk_gaps=gaps,
+                    )
+                lines.append(orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY))
+                if len(lines) >= 10_000:
+                    fh.write(b"\n".join(lines) + b"\n")
+                    lines.clear()
+            if lines:
+                fh.write(b"\n".join(lines) + b"\n")
+            end = float(start.max()) + 5.0
+            stages.append(
+                {
+                    "label": label,
+                    "start": t,
+                    "window_end": t + duration,
+                    "end": end,
+                    "target": {"kind": "concurrency", "users": users},
+                }
+            )
+            t = end + 1.0
+    spec_classes = [{"name": c[0], "weight": c[1], "stream": c[2], "slo": c[3]} for c in CLASSES]
+    manifest = {
+        "format": 1,
+        "run_id": "bench",
+        "status": "complete",
+        "spec": {
+            "request_classes": spec_classes,
+            "stages": [{"kind": "concurrency", "users": u, "label": f"concurrency@{u}"} for u in USERS],
+        },
+        "stages": stages,
+    }
+    (run_dir / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+
+
+def measure(run_dir: Path) -> dict[str, float]:
+    """Load + summaries + capacity in this process; returns seconds per phase and peak RSS (MB)."""
+    from analysis import (
+        capacity_from_run,
+        load_run,
+        summarize_classes,
+        summarize_stages,
+    )
+
+    t0 = time.perf_counter()
+    data = load_run(run_dir)
+    t1 = time.perf_counter()
+    order = [s["label"] for s in data.manifest["spec"]["stages"]]
+    slos = {c["name"]: c["slo"] for c in data.manifest["spec"]["request_classes"]}
+    stages = summarize_stages(data.records, order, slos=slos)
+    classes = summarize_classes(data.records, slos=slos)
+    t2 = time.perf_counter()
+    cap = capacity_from_run(data)
+    t3 = time.perf_counter()
+    assert len(stages) == len(USERS) and len(classes) == len(CLASSES)
+    return {
+        "records": float(len(data.records)),
+        "load_s": t1 - t0,
+        "summaries_s": t2 - t1,
+        "capacity_s": t3 - t2,
+        "total_s": t3 - t0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "x_star_rps": cap.max_rps if cap.max_rps is not None else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/loadtest-analysis-bench"))
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    run_dir: Path = args.dir / f"run-{args.records}"
+    if args.measure_only:
+        print(json.dumps(measure(run_dir)))
+        return
+    if not (run_dir / "manifest.json").exists():
+        t0 = time.perf_counter()
+        generate(run_dir, args.records)
+        size = (run_dir / "records.jsonl").stat().st_size
+        print(f"generated {args.records:,} records ({size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s")
+    for _ in range(args.repeat):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--records",
+                str(args.records),
+                "--dir",
+                str(args.dir),
+                "--measure-only",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        print(out.stdout.strip())
+
+
+if __name__ == "__main__":
+    main()

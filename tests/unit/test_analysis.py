@@ -1,0 +1,249 @@
+"""Loading runs, per-stage / per-class summaries, goodput, token mismatch, and the ``analyze`` command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from analysis import (
+    class_slos,
+    flat_gaps,
+    good_mask,
+    load_run,
+    request_itl_percentile,
+    summarize_classes,
+    summarize_stages,
+    token_mismatch,
+)
+from loadtest.cli import main
+from loadtest.records import RequestRecord, dump_record
+
+BASE = RequestRecord(
+    run_id="r1",
+    stage="s1",
+    request_class="chat",
+    endpoint="http://x/v1/chat/completions",
+    worker="w0",
+    seq=0,
+    scheduled_at=100.0,
+    started_at=100.0,
+    first_token_at=100.2,
+    last_token_at=100.5,
+    ended_at=101.0,
+    status=200,
+    error_class=None,
+    error_detail=None,
+    retry_after_s=None,
+    prompt_tokens=20,
+    output_tokens=11,
+    token_source="usage",
+    client_output_tokens=11,
+    max_tokens=11,
+    finish_reason="length",
+    chunk_gaps=(0.01, 0.02, 0.03),
+    server_request_id=None,
+)
+SLO = {"chat": {"ttft_p95": 0.5, "tpot_p50": 0.1}}
+
+
+def records() -> list[RequestRecord]:
+    limited = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace output tokens per minute rate limit"
+    return [
+        BASE,  # good: ttft 0.2, tpot (1.0 − 0.2) / 10 = 0.08
+        replace(BASE, seq=1, first_token_at=100.8),  # ttft 0.8 > 0.5: not good
+        replace(BASE, seq=2, ended_at=103.0, chunk_gaps=None),  # tpot 0.28 > 0.1: not good; unstreamed
+        replace(BASE, seq=3, client_output_tokens=8),  # good; client count 27 % off usage
+        replace(
+            BASE,
+            seq=4,
+            first_token_at=None,
+            error_class="rate_limited",
+            status=429,
+            error_detail=limited,
+            retry_after_s=2.0,
+            output_tokens=None,
+            token_source=None,
+            client_output_tokens=None,
+            chunk_gaps=None,
+        ),
+        replace(
+            BASE, seq=5, error_class="stream_cut", error_detail="cut", chunk_gaps=(9.0,), first_token_at=100.1
+        ),
+        # another class and stage
+        replace(
+            BASE,
+            seq=6,
+            request_class="batch",
+            stage="s2",
+            started_at=200.0,
+            scheduled_at=199.9,
+            first_token_at=200.3,
+            ended_at=202.0,
+            chunk_gaps=None,
+        ),
+        replace(
+            BASE,
+            seq=7,
+            request_class="chat",
+            stage="s2",
+            started_at=200.0,
+            scheduled_at=200.0,
+            first_token_at=200.1,
+            ended_at=201.0,
+            chunk_gaps=(0.5, 0.5),
+        ),
+    ]
+
+
+def write_run(tmp_path: Path, lines: bytes, slo: dict[str, dict[str, float]] | None = None) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    classes = [{"name": "chat", "slo": (slo or SLO)["chat"]}, {"name": "batch", "slo": {}}]
+    manifest = {
+        "run_id": "r1",
+        "status": "complete",
+        "spec": {"request_classes": classes, "stages": [{"label": "s1"}, {"label": "s2"}]},
+        "stages": [{"label": "s1", "target": {"kind": "concurrency"}}, {"label": "s2"}],
+    }
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    (run / "records.jsonl").write_bytes(lines)
+    return run
+
+
+def jsonl(recs: list[RequestRecord]) -> bytes:
+    return b"".join(dump_record(r) for r in recs)
+
+
+def test_load_keeps_gaps_flat_and_skips_a_partial_last_line(tmp_path: Path) -> None:
+    run = write_run(tmp_path, jsonl(records()) + b'{"run_id": "r1", "stage": "s1", "chunk_ga')
+    data = load_run(run)
+    assert data.skipped_lines == 1
+    assert len(data.records) == 8
+    values, lengths = flat_gaps(data.records["chunk_gaps"])
+    assert lengths.tolist() == [3, 3, 0, 3, 0, 1, 0, 2]
+    assert values.tolist() == [0.01, 0.02, 0.03] * 3 + [9.0, 0.5, 0.5]
+    assert data.records["output_tokens"].dtype == "Int64"
+    assert data.records["tpot"].iloc[0] == pytest.approx(0.08)
+
+
+def test_a_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    data = load_run(write_run(tmp_path, jsonl(records()).rstrip(b"\n")))
+    assert data.skipped_lines == 0 and len(data.records) == 8
+
+
+def test_a_corrupt_middle_line_falls_back_to_line_by_line(tmp_path: Path) -> None:
+    lines = jsonl(records()[:2]) + b"{not json\n" + jsonl(records()[2:])
+    data = load_run(write_run(tmp_path, lines))
+    assert data.skipped_lines == 1 and len(data.records) == 8
+    assert flat_gaps(data.records["chunk_gaps"])[1].tolist() == [3, 3, 0, 3, 0, 1, 0, 2]
+
+
+def test_goodput_needs_success_and_every_slo_of_the_class(tmp_path: Path) -> None:
+    data = load_run(write_run(tmp_path, jsonl(records())))
+    good = good_mask(data.records, SLO)
+    assert good.tolist() == [True, False, False, True, False, False, True, True]
+    (s1, s2) = summarize_stages(data.records, ["s1", "s2"], slos=SLO)
+    assert s1.good == 2 and s1.attainment == pytest.approx(2 / 6)
+    assert s1.duration_s == pytest.approx(3.0)
+    assert s1.goodput_rps == pytest.approx(2 / 3.0)
+    assert s1.req_per_s == pytest.approx(4 / 3.0)
+    assert s1.total_tok_per_s == pytest.approx((4 * 20 + 4 * 11) / 3.0)
+    assert s1.errors == {"rate_limited": 1, "stream_cut": 1}
+    assert s1.rate_limits == {"output_tokens_per_minute": 1}
+    assert s1.retry_after_p50_s == pytest.approx(2.0)
+    # ITL from successful streamed requests only: the stream_cut's 9 s gap is left out
+    assert s1.itl["max"] == pytest.approx(0.03)
+    assert s2.good == 2 and s2.attainment == 1.0
+
+
+def test_itl_slo_is_checked_on_each_requests_own_percentile() -> None:
+    values = np.array([0.01, 0.02, 0.03, 0.5, 0.5, 0.1])
+    lengths = np.array([3, 0, 2, 1])
+    got = request_itl_percentile(values, lengths, 50)
+    assert got[0] == pytest.approx(0.02) and np.isnan(got[1])
+    assert got[2] == pytest.approx(0.5) and got[3] == pytest.approx(0.1)
+
+
+def test_itl_slo_in_goodput(tmp_path: Path) -> None:
+    slo = {"chat": {"itl_p99": 0.1}}
+    data = load_run(write_run(tmp_path, jsonl(records()), slo=slo))
+    good = good_mask(
+        data.records, class_slos({"spec": {"request_classes": [{"name": "chat", "slo": slo["chat"]}]}})
+    )
+    # only the last chat request has slow gaps (0.5 s); unstreamed requests cannot break an ITL SLO
+    assert good.tolist() == [True, True, True, True, False, False, True, False]
+
+
+def test_token_mismatch_counts_successful_records_with_both_counts(tmp_path: Path) -> None:
+    data = load_run(write_run(tmp_path, jsonl(records())))
+    assert token_mismatch(data.records) == (6, 1)
+    (s1, _) = summarize_stages(data.records, ["s1", "s2"], slos=SLO)
+    assert (s1.mismatch_checked, s1.mismatch_count) == (4, 1)
+    assert s1.mismatch_share == pytest.approx(0.25)
+
+
+def test_per_class_summaries(tmp_path: Path) -> None:
+    data = load_run(write_run(tmp_path, jsonl(records())))
+    chat_batch = summarize_classes(data.records, slos=SLO)
+    assert [(s.stage, s.request_class) for s in chat_batch] == [("*", "batch"), ("*", "chat")]
+    batch, chat = chat_batch
+    assert batch.requests == 1 and batch.duration_s == pytest.approx(2.0)
+    assert chat.requests == 7 and chat.duration_s == pytest.approx(3.0 + 2.0)  # its two stages' durations
+    both = summarize_classes(data.records, slos=SLO, by_stage=True, order=["s1", "s2"])
+    assert [(s.stage, s.request_class, s.requests) for s in both] == [
+        ("s1", "chat", 6),
+        ("s2", "batch", 1),
+        ("s2", "chat", 1),
+    ]
+    assert both[1].duration_s == pytest.approx(2.0)  # the stage's duration
+
+
+def test_analyze_json_table_csv_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_run(tmp_path, jsonl(records()))
+    assert main(["analyze", str(run), "--format", "json", "--by", "stage,class"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["slos"] == SLO
+    assert [s["request_class"] for s in payload["summaries"]] == ["chat", "batch", "chat"]
+    assert payload["capacity"]["saturation_stage"] in ("s1", "s2")
+    assert main(["analyze", str(run)]) == 0
+    table = capsys.readouterr().out
+    assert "goodput" in table and "max SLO-compliant throughput" in table and "binding limit" in table
+    out = tmp_path / "summary.csv"
+    assert main(["analyze", str(run), "--format", "csv", "--by", "class", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["request_class"] for r in rows] == ["batch", "chat"]
+    assert float(rows[1]["ttft_p50_s"]) == pytest.approx(0.2)
+    assert rows[1]["errors_rate_limited"] == "1"
+
+
+def test_analyze_bad_run_dir_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["analyze", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run directory" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("[1, 2")
+    assert main(["analyze", str(tmp_path / "bad")]) == 2
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_percentiles_match_numpys_linear_method(n: int) -> None:
+    from analysis import percentiles
+
+    x = np.random.default_rng(n).gamma(2.0, 0.01, n)
+    x_with_nan = np.concatenate((x, [np.nan]))
+    got = percentiles(x_with_nan)
+    assert [got["p50"], got["p90"], got["p95"], got["p99"]] == pytest.approx(
+        np.percentile(x, [50, 90, 95, 99])
+    )
+    assert got["max"] == x.max() and got["mean"] == pytest.approx(x.mean())
+    assert percentiles(np.array([np.nan]))["p50"] is None

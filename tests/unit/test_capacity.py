@@ -1,0 +1,211 @@
+"""Capacity analysis on hand-built stages with known answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import capacity, fit_linear, predict, predict_latency
+from analysis.frame import with_metrics
+
+SLOS = {"chat": {"ttft_p95": 1.0}}
+
+
+def stage_rows(
+    label: str,
+    n: int,
+    duration: float,
+    ttft: float | np.ndarray,
+    out_tokens: int = 101,
+    t0: float = 0.0,
+    error_class: str | None = None,
+    errors: int = 0,
+    detail: str | None = None,
+) -> list[dict[str, Any]]:
+    """``n`` requests that all start at ``t0`` and end at ``t0 + duration``: req/s = ok / duration and, by Little's
+    law, in-flight = n (Σ e2e / duration)."""
+    ttfts = np.broadcast_to(np.asarray(ttft, dtype="float64"), (n,))
+    rows = []
+    for i in range(n):
+        failed = i < errors
+        rows.append(
+            {
+                "stage": label,
+                "request_class": "chat",
+                "scheduled_at": t0,
+                "started_at": t0,
+                "first_token_at": None if failed else t0 + float(ttfts[i]),
+                "ended_at": t0 + duration,
+                "error_class": error_class if failed else None,
+                "error_detail": detail if failed else None,
+                "prompt_tokens": None if failed else 10,
+                "output_tokens": None if failed else out_tokens,
+                "client_output_tokens": None if failed else out_tokens,
+                "token_source": None if failed else "usage",
+                "chunk_gaps": None,
+                "retry_after_s": None,
+            }
+        )
+    return rows
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    df["output_tokens"] = df["output_tokens"].astype("Int64")
+    df["client_output_tokens"] = df["client_output_tokens"].astype("Int64")
+    df["prompt_tokens"] = df["prompt_tokens"].astype("Int64")
+    df["first_token_at"] = df["first_token_at"].astype("float64")
+    return with_metrics(df)
+
+
+def five_stages() -> pd.DataFrame:
+    # 400 requests per stage; durations give 10..50 req/s; p95 TTFT 0.2, 0.4, 0.8, 1.2, 2.0 s
+    rows: list[dict[str, Any]] = []
+    for i, (rps, ttft) in enumerate([(10, 0.2), (20, 0.4), (30, 0.8), (40, 1.2), (50, 2.0)]):
+        rows += stage_rows(f"s{i + 1}", 400, 400 / rps, ttft, t0=1000.0 * i)
+    return frame(rows)
+
+
+def test_slo_crossing_between_stages_is_interpolated_linearly() -> None:
+    result = capacity(five_stages(), [f"s{i}" for i in range(1, 6)], SLOS)
+    assert [p.meets() for p in result.points] == [True, True, True, False, False]
+    # f = (1.0 − 0.8) / (1.2 − 0.8) = 0.5 between 30 and 40 req/s
+    assert result.max_rps == pytest.approx(35.0)
+    assert result.max_output_tok_per_s == pytest.approx(35.0 * 101)  # 101 tokens per request
+    assert result.interpolated
+    assert "s3" in result.basis and "s4" in result.basis and "ttft_p95" in result.basis
+    # identical values in a stage: the percentile CI collapses onto the point
+    assert result.max_rps_ci == (pytest.approx(35.0), pytest.approx(35.0))
+    assert result.saturation_rps == pytest.approx(50.0)
+    assert result.saturation_stage == "s5"
+    assert result.binding == "server"
+    assert "ttft_p95" in result.binding_detail and "s4" in result.binding_detail
+
+
+def test_percentile_ci_brackets_the_point_and_is_conservative() -> None:
+    rng = np.random.default_rng(1)
+    rows: list[dict[str, Any]] = []
+    for i, (rps, scale) in enumerate([(10, 0.2), (20, 0.4), (30, 0.6), (40, 1.2)]):
+        rows += stage_rows(f"s{i}", 300, 300 / rps, rng.uniform(0, 2 * scale, 300), t0=1000.0 * i)
+    result = capacity(frame(rows), [f"s{i}" for i in range(4)], SLOS)
+    low, high = result.max_rps_ci
+    assert result.max_rps is not None and low is not None and high is not None
+    assert low < result.max_rps < high
+    check = result.points[2].checks[0]
+    assert check.key == "ttft_p95" and check.ci_low is not None and check.ci_high is not None
+    assert check.ci_low < check.value < check.ci_high  # type: ignore[operator]
+
+
+def test_all_stages_passing_gives_a_lower_bound_and_none_passing_gives_none() -> None:
+    records = five_stages()
+    relaxed = capacity(records, [f"s{i}" for i in range(1, 6)], {"chat": {"ttft_p95": 5.0}})
+    assert relaxed.max_rps == pytest.approx(50.0) and not relaxed.interpolated
+    assert "lower bound" in relaxed.basis
+    assert relaxed.binding is None
+    strict = capacity(records, [f"s{i}" for i in range(1, 6)], {"chat": {"ttft_p95": 0.1}})
+    assert strict.max_rps is None and "no stage" in strict.basis
+
+
+def test_429s_before_latency_breaks_make_the_quota_binding() -> None:
+    detail = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit"
+    rows: list[dict[str, Any]] = []
+    for i, (rps, limited) in enumerate([(10, 0), (20, 0), (30, 40), (40, 120)]):
+        rows += stage_rows(f"s{i}", 400, 400 / rps, 0.2, t0=1000.0 * i)
+        rows[-400:] = stage_rows(
+            f"s{i}",
+            400,
+            400 / rps,
+            0.2,
+            t0=1000.0 * i,
+            error_class="rate_limited",
+            errors=limited,
+            detail=detail,
+        )
+    result = capacity(frame(rows), [f"s{i}" for i in range(4)], SLOS)
+    assert result.binding == "quota"
+    assert "queries_per_second" in result.binding_detail and "s2" in result.binding_detail
+    assert result.points[2].limit_types == {"queries_per_second": 40}
+    # s1 passes, s2 fails on the error share (10 % > 1 %): f = 0.01 / 0.10 → 20 + 0.1 × (27 − 20)
+    assert result.max_rps == pytest.approx(20.0 + 0.1 * (360 / 400 * 30 - 20.0))
+    assert not any(p.latency_broken for p in result.points)
+
+
+def test_linear_tpot_data_gives_exact_fit() -> None:
+    t0, t1 = 0.010, 0.002
+    rows: list[dict[str, Any]] = []
+    for i, users in enumerate([4, 8, 16, 32]):
+        tpot = t0 + t1 * users
+        e2e = 0.1 + 100 * tpot  # 101 output tokens
+        rows += stage_rows(f"c{users}", users, e2e, 0.1, t0=1000.0 * i)
+    result = capacity(frame(rows), ["c4", "c8", "c16", "c32"], {})
+    fit = result.tpot_fit
+    assert fit is not None
+    assert fit.t0 == pytest.approx(t0) and fit.t1 == pytest.approx(t1)
+    assert fit.r2 == pytest.approx(1.0)
+    assert (fit.x_min, fit.x_max) == (
+        pytest.approx(4.0),
+        pytest.approx(32.0),
+    )  # Little's law in-flight = users
+    near = predict(result, 3.0)  # measured 2.1–4.3 req/s, the fit saturates at 5 req/s
+    assert near is not None and not near.extrapolated
+    assert near.concurrency == pytest.approx(3.0 * near.e2e_s)  # Little's law holds in the prediction
+    measured_max = max(p.req_per_s or 0 for p in result.points)
+    far = predict(result, 2.5 * measured_max)
+    assert far is not None and far.extrapolated
+
+
+def test_predict_latency_solves_littles_law_and_stops_at_saturation() -> None:
+    fit = fit_linear([1.0, 2.0], [0.011, 0.012])
+    assert fit is not None
+    assert (fit.t0, fit.t1) == (pytest.approx(0.01), pytest.approx(0.001))
+    got = predict_latency(fit, 2.0, ttft_s=0.1, output_tokens=101, measured_rates=[1.0, 3.0])
+    # C = 2 (0.1 + 0.01·100) / (1 − 2·0.001·100) = 2.75; TPOT = 0.01275; E2E = 1.375
+    assert got.concurrency == pytest.approx(2.75)
+    assert got.tpot_s == pytest.approx(0.01275)
+    assert got.e2e_s == pytest.approx(1.375)
+    assert not got.extrapolated
+    assert predict_latency(fit, 7.0, 0.1, 101, [1.0, 3.0]).extrapolated
+    assert predict_latency(fit, 0.4, 0.1, 101, [1.0, 3.0]).extrapolated
+    saturated = predict_latency(fit, 10.0, 0.1, 101, [1.0, 3.0])
+    assert saturated.concurrency is None and "saturation" in saturated.note
+
+
+def test_fit_needs_two_distinct_points() -> None:
+    assert fit_linear([4.0, 4.0], [0.1, 0.2]) is None
+    assert fit_linear([4.0, None], [0.1, 0.2]) is None
+
+
+def test_knee_is_where_throughput_stops_paying_for_latency() -> None:
+    rows: list[dict[str, Any]] = []
+    # (req/s, e2e): throughput flattens after the third stage while latency climbs
+    for i, (n, duration) in enumerate([(10, 1.0), (22, 1.1), (39, 1.3), (93, 3.0), (189, 6.0)]):
+        rows += stage_rows(f"k{i}", n, duration, 0.05, t0=1000.0 * i)
+    result = capacity(frame(rows), [f"k{i}" for i in range(5)], {})
+    assert result.knee_stage == "k2"
+    assert result.knee_rps == pytest.approx(30.0)
+
+
+def test_attainment_slo_uses_good_over_all() -> None:
+    rows: list[dict[str, Any]] = []
+    ttfts = [np.r_[np.full(95, 0.2), np.full(5, 2.0)], np.r_[np.full(80, 0.2), np.full(20, 2.0)]]
+    for i, ttft in enumerate(ttfts):
+        rows += stage_rows(f"a{i}", 100, 10.0, ttft, t0=1000.0 * i)
+    slos = {"chat": {"ttft_p50": 1.0, "attainment": 0.9}}
+    result = capacity(frame(rows), ["a0", "a1"], slos)
+    att = [next(c for c in p.checks if c.key == "attainment") for p in result.points]
+    assert [a.value for a in att] == [pytest.approx(0.95), pytest.approx(0.80)]
+    assert [p.meets() for p in result.points] == [True, False]
+    assert att[0].ci_low is not None and att[0].ci_low < 0.95 and not att[0].passed("conservative")
+
+
+def test_a_stray_429_does_not_make_the_quota_binding() -> None:
+    rows: list[dict[str, Any]] = []
+    for i, (rps, ttft) in enumerate([(10, 0.2), (20, 0.4), (30, 2.0)]):
+        # one 429 in 400 (0.25 %) in every stage: under the 1 % error budget
+        rows += stage_rows(f"s{i}", 400, 400 / rps, ttft, t0=1000.0 * i, error_class="rate_limited", errors=1)
+    result = capacity(frame(rows), ["s0", "s1", "s2"], SLOS)
+    assert result.points[0].rate_limited == 1
+    assert result.binding == "server" and "s2" in result.binding_detail
