@@ -20,10 +20,12 @@ from loadtest.errors import ConfigError, EndpointError
 from loadtest.execute import RecordContext, execute_request
 from loadtest.httpx_transport import HttpxTransport
 from loadtest.launch import simulator_args
+from loadtest.perfmodel import Deployment
 from loadtest.protocol import EndpointSpec, RequestClass, build_request
 from loadtest.records import RequestRecord
 from loadtest.sim.documents import model_type
 from loadtest.sim.faults import FaultConfig
+from loadtest.sim.predict import reference_chunk_size
 from loadtest.sim.server import SimConfig, SimServer
 from loadtest.simproc import ManagedProcess, SimulatorProcess
 
@@ -163,7 +165,9 @@ def test_a_band_of_chunks_is_that_many_replicas() -> None:
     with served(SimConfig(chunks=2)) as (sim, c):
         entity = served_entity(c)
         chunk = entity["throughput_chunk_size"]
-        assert chunk == sim.stats()["throughput_chunk_size"] == 25_290  # Llama 3.1 8B on H100 (docs)
+        # one replica's saturated tokens/s at the reference mix, as the model computes it (24,600 for 8B on H100)
+        expected = reference_chunk_size(Deployment.of("llama-3.1-8b", "h100"))
+        assert chunk == sim.stats()["throughput_chunk_size"] == expected
         assert entity["min_provisioned_throughput"] == entity["max_provisioned_throughput"] == 2 * chunk
         assert sim.stats()["replicas"] == 2
         info = c.get("/api/2.0/serving-endpoints/get-model-optimization-info/system.ai.llama_v3_1_8b/2")
