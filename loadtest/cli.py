@@ -14,6 +14,10 @@ from typing import Any
 import click
 
 from loadtest import __version__
+from loadtest.cli_common import numbers as _numbers
+from loadtest.cli_common import seconds as _seconds
+from loadtest.cli_plan import plan
+from loadtest.cli_sim import sim
 from loadtest.errors import ConfigError, EndpointError, LoadtestError
 
 __all__ = ["cli", "main"]
@@ -23,35 +27,6 @@ __all__ = ["cli", "main"]
 @click.version_option(__version__, prog_name="loadtest")
 def cli() -> None:
     """Load testing and capacity planning for LLM serving endpoints."""
-
-
-def _numbers(values: tuple[str, ...], flag: str, kind: type[int] | type[float]) -> tuple[Any, ...]:
-    """Repeatable, comma-separated positive numbers: ``-c 1,4 -c 16`` → (1, 4, 16)."""
-    found: list[Any] = []
-    for value in values:
-        for part in value.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                number = kind(part)
-            except ValueError:
-                raise ConfigError(f"{flag} takes positive numbers, got {part!r}") from None
-            if number <= 0:
-                raise ConfigError(f"{flag} takes positive numbers, got {part!r}")
-            found.append(number)
-    return tuple(found)
-
-
-def _seconds(value: str | None, flag: str) -> float | None:
-    from loadtest.runspec import parse_duration
-
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
 
 
 @cli.command()
@@ -381,117 +356,6 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--peak-tpm",
-    type=click.FloatRange(min=0, min_open=True),
-    required=True,
-    help="Forecast peak: total (input + output) tokens per minute.",
-)
-@click.option(
-    "--prompt-tokens", type=click.IntRange(min=1), default=None, help="Mean input tokens per request."
-)
-@click.option(
-    "--output-tokens", type=click.IntRange(min=1), default=None, help="Mean output tokens per request."
-)
-@click.option(
-    "--mix-from",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Take the mean input/output tokens from a run directory instead.",
-)
-@click.option(
-    "--max-tokens",
-    type=click.IntRange(min=1),
-    default=None,
-    help="max_tokens requests reserve against OTPM (default: the output length).",
-)
-@click.option(
-    "--monthly-tokens",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Monthly token volume (default: peak × minutes in a month × --load-factor).",
-)
-@click.option(
-    "--load-factor",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.35,
-    show_default=True,
-    help="Average load as a share of peak, for the monthly volume.",
-)
-@click.option("--ttft", default=None, help="SLO on TTFT, e.g. 1s (checked on the model's mean).")
-@click.option("--tpot", default=None, help="SLO on TPOT, e.g. 50ms (checked on the model's mean).")
-@click.option(
-    "--headroom",
-    type=click.FloatRange(min=0),
-    default=0.2,
-    show_default=True,
-    help="Capacity above the peak to provision, as a fraction.",
-)
-@click.option(
-    "--arch",
-    "architectures",
-    multiple=True,
-    help="Candidate architecture (repeatable; default: every generative model in the catalog).",
-)
-@click.option("--gpu", default="h100", show_default=True)
-@click.option(
-    "--prices",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Price and quota table (TOML); default: the shipped EXAMPLE table.",
-)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def plan(**opts: Any) -> None:
-    """Recommend provisioned throughput (chunks / band or model units) or pay-per-token per architecture, and the
-    monthly cost of each, for a forecast peak and SLOs."""
-    import orjson
-
-    from analysis import load_run
-    from analysis.plan import Forecast, SloTargets, load_prices
-    from analysis.plan import plan as make_plan
-    from loadtest.perfmodel import ARCHITECTURES
-    from reports.plan_table import render_plan_table
-    from scenarios import SHIPPED_DIR
-
-    prompt, output = opts["prompt_tokens"], opts["output_tokens"]
-    if opts["mix_from"] is not None:
-        ok = load_run(opts["mix_from"]).records
-        ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
-        if ok.empty:
-            raise ConfigError(
-                f"{opts['mix_from']} has no successful request with usage counts to take a mix from"
-            )
-        prompt = prompt or round(float(ok["prompt_tokens"].astype("float64").mean()))
-        output = output or round(float(ok["output_tokens"].astype("float64").mean()))
-    if prompt is None or output is None:
-        raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
-    forecast = Forecast(
-        opts["peak_tpm"], prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
-    )
-    slo = SloTargets(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
-    prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
-    prices = load_prices(prices_path)
-    archs = opts["architectures"] or tuple(k for k, a in ARCHITECTURES.items() if a.kind == "decoder")
-    plans = make_plan(forecast, slo, archs, gpu=opts["gpu"], headroom=opts["headroom"], prices=prices)
-    if opts["fmt"] == "json":
-        payload = {
-            "forecast": {
-                "peak_tokens_per_min": forecast.peak_tokens_per_min,
-                "prompt_tokens": prompt,
-                "output_tokens": output,
-                "tokens_per_month": forecast.tokens_per_month,
-            },
-            "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
-            "headroom": opts["headroom"],
-            "prices": prices.label,
-            "plans": [p.to_dict() for p in plans],
-        }
-        click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
-        return
-    click.echo(render_plan_table(plans, forecast, prices.label))
-
-
-@cli.command()
 @click.option("--master-host", required=True, help="Host of the master ('loadtest run --expect-workers').")
 @click.option("--master-port", type=click.IntRange(min=1, max=65535), required=True)
 def worker(master_host: str, master_port: int) -> None:
@@ -519,144 +383,8 @@ def worker(master_host: str, master_port: int) -> None:
         raise LoadtestError(f"the worker stopped with exit code {proc.returncode}")
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
-    "--port",
-    type=click.IntRange(min=0, max=65535),
-    default=8000,
-    show_default=True,
-    help="Port (0: any free port).",
-)
-@click.option("--architecture", default="llama-3.1-8b", show_default=True)
-@click.option("--gpu", default="h100", show_default=True)
-@click.option(
-    "--tp", type=click.IntRange(min=0), default=0, show_default=True, help="Tensor parallel (0: auto)."
-)
-@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--jitter-cv", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True)
-@click.option(
-    "--reject-stream-options",
-    is_flag=True,
-    help="Answer 400 to stream_options, as some external models behind Databricks do.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--api-token-env", metavar="VAR", help="Require 'Authorization: Bearer $VAR' (401 otherwise).")
-@click.option(
-    "--mode",
-    type=click.Choice(["pt", "ppt"]),
-    default="pt",
-    show_default=True,
-    help="Provisioned throughput, or pay-per-token with quotas (429s).",
-)
-@click.option("--itpm", type=click.IntRange(min=1), default=None, help="PPT: input tokens per minute.")
-@click.option(
-    "--otpm", type=click.IntRange(min=1), default=None, help="PPT: output tokens per minute (reserved)."
-)
-@click.option("--qph", type=click.IntRange(min=1), default=None, help="PPT: queries per hour.")
-@click.option("--qps", type=click.IntRange(min=1), default=None, help="PPT: queries per second.")
-@click.option("--chunks", type=click.IntRange(min=1), default=None, help="PT band of N chunks (N replicas).")
-@click.option(
-    "--chunk-size", type=click.IntRange(min=1), default=None, help="Reported throughput_chunk_size."
-)
-@click.option(
-    "--min-provisioned-throughput", type=click.IntRange(min=0), default=None, help="PT band, tokens/s."
-)
-@click.option(
-    "--max-provisioned-throughput", type=click.IntRange(min=1), default=None, help="PT band, tokens/s."
-)
-@click.option("--oauth-client-id", default=None, help="Serve POST /oidc/v1/token for this client id.")
-@click.option("--oauth-secret-env", metavar="VAR", default=None, help="The OAuth client secret's variable.")
-@click.option(
-    "--token-ttl",
-    type=click.IntRange(min=1),
-    default=3600,
-    show_default=True,
-    help="OAuth token lifetime, s.",
-)
-@click.option(
-    "--fault",
-    "faults",
-    multiple=True,
-    metavar="NAME=PROB",
-    help="Inject a fault per request (repeatable): http_429, http_500, http_503, stream_cut, garbage_line, "
-    "stall, error_event.",
-)
-@click.option(
-    "--stall-seconds",
-    type=click.FloatRange(min=0.0, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="How long a stall fault pauses a stream.",
-)
-def sim(**opts: Any) -> None:
-    """Serve the simulated OpenAI/Databricks endpoint until Ctrl-C."""
-    from loadtest.perfmodel import ARCHITECTURES, GPUS
-    from loadtest.sim.faults import FaultConfig
-    from loadtest.sim.server import SimConfig, run_sim_foreground
-
-    if opts["architecture"] not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise ConfigError(f"unknown architecture {opts['architecture']!r}; known: {known}")
-    if opts["gpu"] not in GPUS:
-        raise ConfigError(f"unknown GPU {opts['gpu']!r}; known: {', '.join(sorted(GPUS))}")
-
-    def secret(var: str | None) -> str | None:
-        if not var:
-            return None
-        value = os.environ.get(var)
-        if not value:
-            raise ConfigError(f"environment variable {var} is not set")
-        return value
-
-    oauth_secret = secret(opts["oauth_secret_env"])
-    if (opts["oauth_client_id"] is None) != (oauth_secret is None):
-        raise ConfigError("OAuth needs both --oauth-client-id and --oauth-secret-env")
-    probabilities: dict[str, float] = {}
-    for item in opts["faults"]:
-        name, sep, value = item.partition("=")
-        try:
-            probability = float(value) if sep else -1.0
-        except ValueError:
-            probability = -1.0
-        if not 0.0 <= probability <= 1.0:
-            raise ConfigError(f"--fault takes NAME=PROBABILITY with a probability in [0, 1], got {item!r}")
-        probabilities[name.strip()] = probability
-    try:
-        faults = (
-            FaultConfig.from_mapping(probabilities, stall_s=opts["stall_seconds"]) if probabilities else None
-        )
-    except ValueError as exc:
-        raise ConfigError(f"--fault: {exc}") from None
-    band = {
-        k: opts[k]
-        for k in ("chunks", "chunk_size", "min_provisioned_throughput", "max_provisioned_throughput")
-    }
-    config = SimConfig(
-        host=opts["host"],
-        port=opts["port"],
-        architecture=opts["architecture"],
-        gpu=opts["gpu"],
-        tp=opts["tp"],
-        replicas=opts["replicas"],
-        max_batch=opts["max_batch"],
-        seed=opts["seed"],
-        jitter_cv=opts["jitter_cv"],
-        reject_stream_options=opts["reject_stream_options"],
-        api_token=secret(opts["api_token_env"]),
-        mode=opts["mode"],
-        itpm=opts["itpm"],
-        otpm=opts["otpm"],
-        qph=opts["qph"],
-        qps=opts["qps"],
-        oauth_client_id=opts["oauth_client_id"],
-        oauth_client_secret=oauth_secret,
-        oauth_token_ttl_s=opts["token_ttl"],
-        faults=faults,
-        **band,
-    )
-    run_sim_foreground(config, sys.stdout)
+cli.add_command(plan)
+cli.add_command(sim)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,124 @@
+"""``loadtest plan``: provisioning recommendations per architecture (see :mod:`analysis.plan`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loadtest.cli_common import seconds as _seconds
+from loadtest.errors import ConfigError
+
+__all__ = ["plan"]
+
+
+@click.command()
+@click.option(
+    "--peak-tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Forecast peak: total (input + output) tokens per minute.",
+)
+@click.option(
+    "--prompt-tokens", type=click.IntRange(min=1), default=None, help="Mean input tokens per request."
+)
+@click.option(
+    "--output-tokens", type=click.IntRange(min=1), default=None, help="Mean output tokens per request."
+)
+@click.option(
+    "--mix-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Take the mean input/output tokens from a run directory instead.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="max_tokens requests reserve against OTPM (default: the output length).",
+)
+@click.option(
+    "--monthly-tokens",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Monthly token volume (default: peak × minutes in a month × --load-factor).",
+)
+@click.option(
+    "--load-factor",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.35,
+    show_default=True,
+    help="Average load as a share of peak, for the monthly volume.",
+)
+@click.option("--ttft", default=None, help="SLO on TTFT, e.g. 1s (checked on the model's mean).")
+@click.option("--tpot", default=None, help="SLO on TPOT, e.g. 50ms (checked on the model's mean).")
+@click.option(
+    "--headroom",
+    type=click.FloatRange(min=0),
+    default=0.2,
+    show_default=True,
+    help="Capacity above the peak to provision, as a fraction.",
+)
+@click.option(
+    "--arch",
+    "architectures",
+    multiple=True,
+    help="Candidate architecture (repeatable; default: every generative model in the catalog).",
+)
+@click.option("--gpu", default="h100", show_default=True)
+@click.option(
+    "--prices",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Price and quota table (TOML); default: the shipped EXAMPLE table.",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def plan(**opts: Any) -> None:
+    """Recommend provisioned throughput (chunks / band or model units) or pay-per-token per architecture, and the
+    monthly cost of each, for a forecast peak and SLOs."""
+    import orjson
+
+    from analysis import load_run
+    from analysis.plan import Forecast, SloTargets, load_prices
+    from analysis.plan import plan as make_plan
+    from loadtest.perfmodel import ARCHITECTURES
+    from reports.plan_table import render_plan_table
+    from scenarios import SHIPPED_DIR
+
+    prompt, output = opts["prompt_tokens"], opts["output_tokens"]
+    if opts["mix_from"] is not None:
+        ok = load_run(opts["mix_from"]).records
+        ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
+        if ok.empty:
+            raise ConfigError(
+                f"{opts['mix_from']} has no successful request with usage counts to take a mix from"
+            )
+        prompt = prompt or round(float(ok["prompt_tokens"].astype("float64").mean()))
+        output = output or round(float(ok["output_tokens"].astype("float64").mean()))
+    if prompt is None or output is None:
+        raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
+    forecast = Forecast(
+        opts["peak_tpm"], prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
+    )
+    slo = SloTargets(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
+    prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
+    prices = load_prices(prices_path)
+    archs = opts["architectures"] or tuple(k for k, a in ARCHITECTURES.items() if a.kind == "decoder")
+    plans = make_plan(forecast, slo, archs, gpu=opts["gpu"], headroom=opts["headroom"], prices=prices)
+    if opts["fmt"] == "json":
+        payload = {
+            "forecast": {
+                "peak_tokens_per_min": forecast.peak_tokens_per_min,
+                "prompt_tokens": prompt,
+                "output_tokens": output,
+                "tokens_per_month": forecast.tokens_per_month,
+            },
+            "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
+            "headroom": opts["headroom"],
+            "prices": prices.label,
+            "plans": [p.to_dict() for p in plans],
+        }
+        click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(render_plan_table(plans, forecast, prices.label))

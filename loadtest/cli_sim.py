@@ -1,0 +1,153 @@
+"""``loadtest sim``: the simulated endpoint in the foreground (see :mod:`loadtest.sim`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from loadtest.errors import ConfigError
+
+__all__ = ["sim"]
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=8000,
+    show_default=True,
+    help="Port (0: any free port).",
+)
+@click.option("--architecture", default="llama-3.1-8b", show_default=True)
+@click.option("--gpu", default="h100", show_default=True)
+@click.option(
+    "--tp", type=click.IntRange(min=0), default=0, show_default=True, help="Tensor parallel (0: auto)."
+)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--jitter-cv", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True)
+@click.option(
+    "--reject-stream-options",
+    is_flag=True,
+    help="Answer 400 to stream_options, as some external models behind Databricks do.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--api-token-env", metavar="VAR", help="Require 'Authorization: Bearer $VAR' (401 otherwise).")
+@click.option(
+    "--mode",
+    type=click.Choice(["pt", "ppt"]),
+    default="pt",
+    show_default=True,
+    help="Provisioned throughput, or pay-per-token with quotas (429s).",
+)
+@click.option("--itpm", type=click.IntRange(min=1), default=None, help="PPT: input tokens per minute.")
+@click.option(
+    "--otpm", type=click.IntRange(min=1), default=None, help="PPT: output tokens per minute (reserved)."
+)
+@click.option("--qph", type=click.IntRange(min=1), default=None, help="PPT: queries per hour.")
+@click.option("--qps", type=click.IntRange(min=1), default=None, help="PPT: queries per second.")
+@click.option("--chunks", type=click.IntRange(min=1), default=None, help="PT band of N chunks (N replicas).")
+@click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=None, help="Reported throughput_chunk_size."
+)
+@click.option(
+    "--min-provisioned-throughput", type=click.IntRange(min=0), default=None, help="PT band, tokens/s."
+)
+@click.option(
+    "--max-provisioned-throughput", type=click.IntRange(min=1), default=None, help="PT band, tokens/s."
+)
+@click.option("--oauth-client-id", default=None, help="Serve POST /oidc/v1/token for this client id.")
+@click.option("--oauth-secret-env", metavar="VAR", default=None, help="The OAuth client secret's variable.")
+@click.option(
+    "--token-ttl",
+    type=click.IntRange(min=1),
+    default=3600,
+    show_default=True,
+    help="OAuth token lifetime, s.",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME=PROB",
+    help="Inject a fault per request (repeatable): http_429, http_500, http_503, stream_cut, garbage_line, "
+    "stall, error_event.",
+)
+@click.option(
+    "--stall-seconds",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="How long a stall fault pauses a stream.",
+)
+def sim(**opts: Any) -> None:
+    """Serve the simulated OpenAI/Databricks endpoint until Ctrl-C."""
+    from loadtest.perfmodel import ARCHITECTURES, GPUS
+    from loadtest.sim.faults import FaultConfig
+    from loadtest.sim.server import SimConfig, run_sim_foreground
+
+    if opts["architecture"] not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ConfigError(f"unknown architecture {opts['architecture']!r}; known: {known}")
+    if opts["gpu"] not in GPUS:
+        raise ConfigError(f"unknown GPU {opts['gpu']!r}; known: {', '.join(sorted(GPUS))}")
+
+    def secret(var: str | None) -> str | None:
+        if not var:
+            return None
+        value = os.environ.get(var)
+        if not value:
+            raise ConfigError(f"environment variable {var} is not set")
+        return value
+
+    oauth_secret = secret(opts["oauth_secret_env"])
+    if (opts["oauth_client_id"] is None) != (oauth_secret is None):
+        raise ConfigError("OAuth needs both --oauth-client-id and --oauth-secret-env")
+    probabilities: dict[str, float] = {}
+    for item in opts["faults"]:
+        name, sep, value = item.partition("=")
+        try:
+            probability = float(value) if sep else -1.0
+        except ValueError:
+            probability = -1.0
+        if not 0.0 <= probability <= 1.0:
+            raise ConfigError(f"--fault takes NAME=PROBABILITY with a probability in [0, 1], got {item!r}")
+        probabilities[name.strip()] = probability
+    try:
+        faults = (
+            FaultConfig.from_mapping(probabilities, stall_s=opts["stall_seconds"]) if probabilities else None
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--fault: {exc}") from None
+    band = {
+        k: opts[k]
+        for k in ("chunks", "chunk_size", "min_provisioned_throughput", "max_provisioned_throughput")
+    }
+    config = SimConfig(
+        host=opts["host"],
+        port=opts["port"],
+        architecture=opts["architecture"],
+        gpu=opts["gpu"],
+        tp=opts["tp"],
+        replicas=opts["replicas"],
+        max_batch=opts["max_batch"],
+        seed=opts["seed"],
+        jitter_cv=opts["jitter_cv"],
+        reject_stream_options=opts["reject_stream_options"],
+        api_token=secret(opts["api_token_env"]),
+        mode=opts["mode"],
+        itpm=opts["itpm"],
+        otpm=opts["otpm"],
+        qph=opts["qph"],
+        qps=opts["qps"],
+        oauth_client_id=opts["oauth_client_id"],
+        oauth_client_secret=oauth_secret,
+        oauth_token_ttl_s=opts["token_ttl"],
+        faults=faults,
+        **band,
+    )
+    run_sim_foreground(config, sys.stdout)
