@@ -158,26 +158,23 @@ def _normalize_host(host: str | None) -> str | None:
     return host
 
 
-class PatAuth:
-    """A static bearer token (a Databricks PAT or any OpenAI-compatible API key)."""
+class _StaticAuth:
+    """Credentials that never change: a fixed set of headers (possibly none)."""
 
-    __slots__ = ("_headers", "_host", "_profile", "_sources", "_token")
+    __slots__ = ("_headers", "_host", "_profile", "_sources")
+    _kind = "static"
 
     def __init__(
         self,
-        token: str,
-        host: str | None = None,
-        *,
-        profile: str | None = None,
-        sources: Mapping[str, str] | None = None,
+        headers: Mapping[str, str],
+        host: str | None,
+        profile: str | None,
+        sources: Mapping[str, str] | None,
     ) -> None:
-        if not token:
-            raise ConfigError("pat auth needs a non-empty token")
-        self._token = token
+        self._headers = dict(headers)
         self._host = _normalize_host(host)
         self._profile = profile
         self._sources = dict(sources or {})
-        self._headers = {"Authorization": f"Bearer {token}"}
 
     @property
     def host(self) -> str | None:
@@ -198,54 +195,47 @@ class PatAuth:
 
     def describe(self) -> dict[str, object]:
         return {
-            "kind": "pat",
+            "kind": self._kind,
             "host": None if self._host is None else _safe_url(self._host),
             "profile": self._profile,
             "client_id": None,
             "sources": dict(self._sources),
         }
+
+
+class PatAuth(_StaticAuth):
+    """A static bearer token (a Databricks PAT or any OpenAI-compatible API key)."""
+
+    __slots__ = ("_token",)
+    _kind = "pat"
+
+    def __init__(
+        self,
+        token: str,
+        host: str | None = None,
+        *,
+        profile: str | None = None,
+        sources: Mapping[str, str] | None = None,
+    ) -> None:
+        if not token:
+            raise ConfigError("pat auth needs a non-empty token")
+        super().__init__({"Authorization": f"Bearer {token}"}, host, profile, sources)
+        self._token = token
 
     def __repr__(self) -> str:
         return f"PatAuth(host={self._host and _safe_url(self._host)!r}, token='***')"
 
 
-class NoAuth:
+class NoAuth(_StaticAuth):
     """No credentials: requests carry no ``Authorization`` header (local simulators and servers)."""
 
-    __slots__ = ("_host", "_profile", "_sources")
+    __slots__ = ()
+    _kind = "none"
 
     def __init__(
         self, host: str | None = None, *, profile: str | None = None, sources: Mapping[str, str] | None = None
     ) -> None:
-        self._host = _normalize_host(host)
-        self._profile = profile
-        self._sources = dict(sources or {})
-
-    @property
-    def host(self) -> str | None:
-        return self._host
-
-    @property
-    def expires_at(self) -> float | None:
-        return None
-
-    def headers(self) -> dict[str, str]:
-        return {}
-
-    def refresh_due(self, now: float) -> bool:
-        return False
-
-    def refresh(self) -> None:
-        return None
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "kind": "none",
-            "host": None if self._host is None else _safe_url(self._host),
-            "profile": self._profile,
-            "client_id": None,
-            "sources": dict(self._sources),
-        }
+        super().__init__({}, host, profile, sources)
 
     def __repr__(self) -> str:
         return f"NoAuth(host={self._host and _safe_url(self._host)!r})"
