@@ -132,6 +132,11 @@ def _sweep(ov: Overrides, duration: float, base: dict[str, Any] | None) -> dict[
     )
 
 
+def _given(**values: Any) -> dict[str, Any]:
+    """The values that were given (not None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
     """The scenario with every flag that was given applied on top."""
     changes: dict[str, Any] = {}
@@ -166,36 +171,24 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
         }
         changes["stages"] = _stages(ov, ov.duration_s or first.duration_s, defaults)
     else:
-        stage_changes: dict[str, Any] = {}
-        if ov.duration_s is not None:
-            stage_changes["duration_s"] = ov.duration_s
-        if ov.max_requests is not None:
-            stage_changes["max_requests"] = ov.max_requests
-        if ov.arrival is not None:
-            stage_changes["arrival"] = ov.arrival
-        if ov.burstiness is not None:
-            stage_changes["burstiness"] = ov.burstiness
-        if ov.max_concurrency is not None:
-            stage_changes["max_concurrency"] = ov.max_concurrency
+        stage_changes = _given(
+            duration_s=ov.duration_s,
+            max_requests=ov.max_requests,
+            arrival=ov.arrival,
+            burstiness=ov.burstiness,
+            max_concurrency=ov.max_concurrency,
+        )
         if stage_changes:
             changes["stages"] = tuple(dataclasses.replace(s, **stage_changes) for s in scenario.stages)
-    if ov.seed is not None:
-        changes["seed"] = ov.seed
-    if ov.name is not None:
-        changes["name"] = ov.name
-    if ov.drain_timeout_s is not None:
-        changes["drain_timeout_s"] = ov.drain_timeout_s
+    changes.update(_given(seed=ov.seed, name=ov.name, drain_timeout_s=ov.drain_timeout_s))
     if ov.simulator:
         changes["simulator"] = {**scenario.simulator, **ov.simulator}
-    class_changes: dict[str, Any] = {}
-    if ov.stream is not None:
-        class_changes["stream"] = ov.stream
-    if ov.ignore_eos is not None:
-        class_changes["ignore_eos"] = ov.ignore_eos
-    if ov.prompt_tokens is not None:
-        class_changes["prompt_tokens"] = ov.prompt_tokens
-    if ov.max_tokens is not None:
-        class_changes["output_tokens"] = ov.max_tokens
+    class_changes = _given(
+        stream=ov.stream,
+        ignore_eos=ov.ignore_eos,
+        prompt_tokens=ov.prompt_tokens,
+        output_tokens=ov.max_tokens,
+    )
     if class_changes:
         changes["classes"] = tuple(
             dataclasses.replace(
