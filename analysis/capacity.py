@@ -14,14 +14,18 @@ Per stage (in the manifest's order, i.e. increasing offered load), for every cla
 ``f = (limit − value_A) / (value_B − value_A)`` (clamped to [0, 1]), the smallest f wins, and
 ``X* = X_A + f·(X_B − X_A)`` (never below X_A), output tok/s likewise. The point, conservative and optimistic
 verdicts and values give X* and its CI. When every stage passes, X* is the best passing stage: a lower bound.
+When B fails on its error share alone and mostly through 429s, a quota binds: it admits a fixed rate whatever is
+offered, so X* is what B got through (successful req/s), not an interpolation — the share of 429s does not grow
+linearly from A (it is 0 up to the quota and ``1 − quota/offered`` above), so interpolating would land low.
 
 **Knee**: Kneedle on latency (E2E p50) vs throughput (req/s) in stage order: both normalised to [0, 1], the knee is
 the stage maximising ``x − y`` (none with fewer than 3 stages or no positive maximum).
 
 **Binding limit**: "quota" when 429s (more than ``max_error_share`` of a stage's requests, so that a stray 429 does
-not count) appear in a stage no later than the first stage whose latency breaks an SLO
-or whose queue grows (open-loop arrivals found no free user, were dropped, or the achieved rate fell under 90 %
-of the target); else "server" when latency or the queue broke; else None (no limit reached in the tested range).
+not count) appear in a stage no later than the first stage whose latency breaks an SLO, whose queue grows
+(open-loop arrivals found no free user, were dropped, or the rate of requests sent, 429s included, fell under 90 %
+of the target; for a token-rate stage, of the request rate it started at) or whose other errors pass
+``max_error_share``; else "server" when one of those happened; else None (no limit reached in the tested range).
 
 **Fit**: ``TPOT ≈ t0 + t1·C`` by least squares over stages, C the mean in-flight requests by Little's law
 (``Σ e2e / duration`` = rate × mean E2E, all requests of the stage), TPOT the mean over successful requests.
@@ -178,7 +182,8 @@ def _share_check(key: str, cls: str | None, limit: float, k: int, n: int, higher
 def _queue_growth(meta: Mapping[str, Any], achieved: float | None) -> bool:
     if meta.get("no_free_user") or meta.get("dropped"):
         return True
-    rate = (meta.get("target") or {}).get("rate")
+    target = meta.get("target") or {}
+    rate = target.get("rate") or target.get("initial_rate")  # a token-rate stage: the rate it set out at
     return bool(rate and achieved is not None and achieved < 0.9 * float(rate))
 
 
@@ -248,7 +253,7 @@ def _point(
         output_tokens_mean=mean(out_tokens[ok]),
         rate_limited=int(limited.sum()),
         limit_types=types,
-        queue_growth=_queue_growth(meta, float(req_per_s) if req_per_s is not None else None),
+        queue_growth=_queue_growth(meta, len(df) / duration if duration else None),
         checks=tuple(checks),
     )
 
@@ -267,6 +272,12 @@ def _x_star(points: Sequence[StagePoint], view: View) -> tuple[float | None, flo
     if first_fail == 0:
         return None, None, f"no stage met the SLOs (the first, {points[0].stage}, failed)", False
     a, b = points[first_fail - 1], points[first_fail]
+    if _quota_only(b, view) and a.req_per_s is not None and b.req_per_s is not None:
+        # a quota admits a fixed rate whatever is offered: what B got through is the ceiling
+        x = max(a.req_per_s, b.req_per_s)
+        tok = max(a.output_tok_per_s or 0.0, b.output_tok_per_s or 0.0) or None
+        basis = f"quota ceiling: the rate {b.stage} got through (its failures are 429s)"
+        return x, tok, basis, True
     frac, why = 1.0, ""
     before = {(c.key, c.request_class): c for c in a.checks}
     for check in b.checks:
@@ -291,6 +302,13 @@ def _x_star(points: Sequence[StagePoint], view: View) -> tuple[float | None, flo
     return x, tok, basis, True
 
 
+def _quota_only(point: StagePoint, view: View) -> bool:
+    """The stage fails on its error share alone, and mostly through 429s."""
+    failed = [c for c in point.checks if not c.passed(view)]
+    errors = point.requests - point.ok
+    return bool(failed) and all(c.key == "errors" for c in failed) and 2 * point.rate_limited >= errors > 0
+
+
 def _knee(points: Sequence[StagePoint]) -> StagePoint | None:
     usable = [p for p in points if p.req_per_s is not None and p.e2e["p50"] is not None]
     if len(usable) < 3:
@@ -306,7 +324,8 @@ def _knee(points: Sequence[StagePoint]) -> StagePoint | None:
 
 def _binding(points: Sequence[StagePoint], min_share: float) -> tuple[Literal["quota", "server"] | None, str]:
     quota = next((i for i, p in enumerate(points) if p.rate_limited > min_share * p.requests), None)
-    server = next((i for i, p in enumerate(points) if p.latency_broken or p.queue_growth), None)
+    failing = [p.requests - p.ok - p.rate_limited > min_share * p.requests for p in points]
+    server = next((i for i, p in enumerate(points) if p.latency_broken or p.queue_growth or failing[i]), None)
     if quota is not None and (server is None or quota <= server):
         p = points[quota]
         kind = max(p.limit_types.items(), key=lambda kv: kv[1])[0]
@@ -315,7 +334,12 @@ def _binding(points: Sequence[StagePoint], min_share: float) -> tuple[Literal["q
         p = points[server]
         broken = [c.key + (f" ({c.request_class})" if c.request_class else "") for c in p.checks]
         what = [b for b, c in zip(broken, p.checks, strict=True) if c.is_latency and not c.passed()]
-        reason = ("latency SLO " + ", ".join(what)) if what else "queue growth (open loop fell behind)"
+        if what:
+            reason = "latency SLO " + ", ".join(what)
+        elif p.queue_growth:
+            reason = "queue growth (open loop fell behind)"
+        else:
+            reason = f"errors other than 429 ({p.requests - p.ok - p.rate_limited} of {p.requests})"
         return "server", f"{reason} from {p.stage}"
     return None, "no limit reached in the tested range"
 

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.capacity import capacity_from_run
+from analysis.frame import RunData
 from loadtest.errors import ConfigError
 from loadtest.perfmodel import ARCHITECTURES, Deployment
+from loadtest.sim.config import SimConfig
 from loadtest.sim.engine import EngineConfig
 from loadtest.sim.predict import REFERENCE_MIX, predict_closed_loop, saturation
 from loadtest.sim.quota import QuotaLimits, ppt_admitted_rate
@@ -44,6 +47,7 @@ __all__ = [
     "PriceEntry",
     "SloTargets",
     "load_prices",
+    "measured_from_run",
     "plan",
     "slo_capacity",
 ]
@@ -98,6 +102,7 @@ class PriceEntry:
     itpm: int | None = None
     otpm: int | None = None
     qph: int | None = None
+    qps: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +118,16 @@ class PriceBook:
 @dataclass(frozen=True, slots=True)
 class Measured:
     """A measured SLO capacity for one architecture: tokens/s meeting the SLOs at the user's mix on an endpoint
-    whose band was ``band_tokens_per_s`` (nominal), with a relative 95 % interval."""
+    whose band was ``band_tokens_per_s`` (nominal), with a relative 95 % interval (``None``: no interval, e.g. too
+    few requests for the percentile's bound). ``lower_bound``: every tested stage met the SLOs, so the capacity is
+    at least this. ``binding``: what limited it (from the run)."""
 
     slo_tokens_per_s: float
     band_tokens_per_s: float
-    relative_ci: float = 0.05
+    relative_ci: float | None = 0.05
     run: str | None = None
+    binding: str | None = None
+    lower_bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +140,7 @@ class ArchitecturePlan:
     replica_slo_tokens_per_s: float
     replica_reference_tokens_per_s: float
     mix_ratio: float
-    slo_concurrency: int
+    slo_concurrency: int | None  # None when measured
     binding: str
     chunk_size: float | None
     chunks: int | None
@@ -202,16 +211,33 @@ def _plan_one(
     dep = Deployment.of(arch_key, gpu)
     config = EngineConfig(dep, max_batch=max_batch)
     p, o = forecast.prompt_tokens, forecast.output_tokens
-    ref_mix = MODEL_UNIT_MIX if arch.provisioning == "model_units" else REFERENCE_MIX
-    k_ref = saturation(config, *ref_mix).requests_per_s * sum(ref_mix)
-    k_slo, conc, binding = slo_capacity(config, p, o, slo)
-    source, confidence = "estimated (roofline model)", "model: ±15 % median, ±35 % worst vs published points"
     notes: list[str] = []
+    ref_mix = MODEL_UNIT_MIX if arch.provisioning == "model_units" else REFERENCE_MIX
+    if arch.kind == "embedding":  # reads only: its band is quoted at a full input of up to 2,048 tokens
+        ref_mix = (min(REFERENCE_MIX[0], arch.context), 0)
+        if p > arch.context:
+            notes.append(f"inputs of {p} tokens exceed the {arch.context}-token context: sized as truncated")
+            p = arch.context
+    k_ref = saturation(config, *ref_mix).requests_per_s * sum(ref_mix)
+    k_slo, slo_conc, binding = slo_capacity(config, p, o, slo)
+    conc: int | None = slo_conc
+    source, confidence = "estimated (roofline model)", "model: ±15 % median, ±35 % worst vs published points"
+    if arch.kind == "embedding":
+        confidence = "model: no published embedding benchmark to hold it against; measure before buying"
     ratio = k_slo / k_ref if k_ref > 0 else 0.0
     if measured is not None:
         ratio = measured.slo_tokens_per_s / measured.band_tokens_per_s
+        k_slo, conc = ratio * k_ref, None
+        binding = measured.binding or "measured"
         source = f"measured ({measured.run or 'run'})"
-        confidence = f"±{measured.relative_ci:.0%} (95 % CI of the measured SLO capacity)"
+        if measured.relative_ci is None:
+            confidence = "measured; no 95 % CI (too few requests for the SLO percentiles' bounds)"
+        else:
+            confidence = f"±{measured.relative_ci:.0%} (95 % CI of the measured SLO capacity)"
+        if measured.lower_bound:
+            notes.append(
+                "every measured stage met the SLOs: the capacity is a lower bound, the count an upper one"
+            )
     price = prices.get(arch_key)
     demand = forecast.peak_tokens_per_s * (1.0 + headroom)
     chunks = units = None
@@ -234,15 +260,17 @@ def _plan_one(
         if price.pt_per_chunk_hour is not None:
             pt_cost = chunks * price.pt_per_chunk_hour * HOURS_PER_MONTH
     ppt_fits = share = limit = ppt_cost = break_even = None
-    if price.itpm is not None or price.otpm is not None or price.qph is not None:
-        limits = QuotaLimits(itpm=price.itpm, otpm=price.otpm, qph=price.qph)
+    if any(q is not None for q in (price.itpm, price.otpm, price.qph, price.qps)):
+        limits = QuotaLimits(itpm=price.itpm, otpm=price.otpm, qph=price.qph, qps=price.qps)
         offered = forecast.peak_requests_per_s
         admitted, binding_limit = ppt_admitted_rate(limits, offered, p, forecast.max_tokens or o, o)
         ppt_fits = binding_limit is None
         share = 1.0 - admitted / offered if offered > 0 else 0.0
         limit = binding_limit
-    if price.ppt_input_per_million is not None and price.ppt_output_per_million is not None:
-        per_token = (p * price.ppt_input_per_million + o * price.ppt_output_per_million) / (p + o) / 1e6
+    if price.ppt_input_per_million is not None and (o == 0 or price.ppt_output_per_million is not None):
+        per_token = (
+            (p * price.ppt_input_per_million + o * (price.ppt_output_per_million or 0.0)) / (p + o) / 1e6
+        )
         ppt_cost = forecast.tokens_per_month * per_token
         if pt_cost is not None and per_token > 0:
             break_even = pt_cost / per_token
@@ -291,10 +319,92 @@ def plan(
     for key in architectures:
         if key not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {key!r}; known: {', '.join(ARCHITECTURES)}")
-        if ARCHITECTURES[key].kind != "decoder":
-            raise ConfigError(f"{key} is an embedding model: plan sizes generative models only (for now)")
+        if ARCHITECTURES[key].kind == "embedding" and forecast.output_tokens > 0:
+            raise ConfigError(f"{key} is an embedding model (it only reads): plan it with 0 output tokens")
+        if ARCHITECTURES[key].kind == "decoder" and forecast.output_tokens == 0:
+            raise ConfigError(f"{key} generates text: give the output tokens per request (> 0)")
         out.append(_plan_one(key, gpu, forecast, slo, headroom, book, (measured or {}).get(key), max_batch))
     return out
+
+
+def _sim_band(sim: Mapping[str, Any], max_batch: int) -> float:
+    """Nominal tokens/s of the simulated endpoint a run measured: its PT band, or (model units) its replicas times
+    one replica's tokens/s at the model-unit reference mix."""
+    sizing = {k: v for k, v in sim.items() if k in _SIM_SIZING}
+    try:
+        config = SimConfig(**sizing)
+        band = config.band()
+        replicas = config.replica_count
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"the run's simulator settings are not usable: {exc}") from None
+    if config.mode == "ppt":
+        raise ConfigError(
+            "that run measured a pay-per-token endpoint (its quotas), not a provisioned band: plan from a PT run"
+        )
+    if band is not None:
+        return float(band[1])
+    engine = EngineConfig(config.deployment(), max_batch=config.max_batch or max_batch)
+    return replicas * saturation(engine, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
+
+
+_SIM_SIZING = frozenset(
+    {"architecture", "gpu", "tp", "dtype", "replicas", "max_batch", "mode", "chunks", "chunk_size"}
+    | {"min_provisioned_throughput", "max_provisioned_throughput"}
+)
+
+
+def measured_from_run(
+    data: RunData,
+    architecture: str | None = None,
+    band_tokens_per_s: float | None = None,
+    max_batch: int = 256,
+) -> tuple[str, Measured]:
+    """``(architecture, Measured)`` from a run: its highest SLO-compliant req/s (:func:`capacity_from_run`, with
+    the 95 % CI) times the mean input + output tokens of its successful requests, against the band it ran on.
+
+    A simulator run knows both its architecture and its band (``manifest.target.simulator``); a run against a
+    real endpoint needs them given: the architecture served and its provisioned tokens/s (``max`` of the band).
+    """
+    sim = (data.manifest.get("target") or {}).get("simulator")
+    sim = sim if isinstance(sim, Mapping) else None
+    if architecture is None and sim is not None:
+        architecture = str(sim.get("architecture", SimConfig.__dataclass_fields__["architecture"].default))
+    arch = architecture
+    if arch is None:
+        raise ConfigError(
+            f"{data.run_dir} ran against an endpoint: give the architecture it served (--run-arch)"
+        )
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    if band_tokens_per_s is None:
+        if sim is None:
+            raise ConfigError(
+                f"{data.run_dir} ran against an endpoint: give its provisioned tokens/s (--run-band)"
+            )
+        band_tokens_per_s = _sim_band({"architecture": arch, **sim}, max_batch)
+    if band_tokens_per_s <= 0:
+        raise ConfigError("the measured endpoint's band must be > 0 tokens/s")
+    cap = capacity_from_run(data)
+    if cap.max_rps is None:
+        raise ConfigError(f"{data.run_dir}: {cap.basis}; there is no SLO-compliant throughput to plan from")
+    ok = data.records[data.records["ok"]]
+    total = (ok["prompt_tokens"].astype("float64") + ok["output_tokens"].astype("float64")).dropna()
+    if total.empty:
+        raise ConfigError(f"{data.run_dir} has no successful request with usage counts")
+    per_request = float(total.mean())
+    lo, hi = cap.max_rps_ci
+    rel = None
+    if lo is not None and hi is not None:
+        rel = max(cap.max_rps - lo, hi - cap.max_rps) / cap.max_rps
+    binding = cap.binding_detail if cap.binding is not None else "none reached in the run"
+    return arch, Measured(
+        slo_tokens_per_s=cap.max_rps * per_request,
+        band_tokens_per_s=band_tokens_per_s,
+        relative_ci=rel,
+        run=data.run_dir.name,
+        binding=f"measured: {binding}",
+        lower_bound=all(point.meets() for point in cap.points),
+    )
 
 
 def load_prices(path: Path) -> PriceBook:

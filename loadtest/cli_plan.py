@@ -24,7 +24,10 @@ __all__ = ["plan"]
     "--prompt-tokens", type=click.IntRange(min=1), default=None, help="Mean input tokens per request."
 )
 @click.option(
-    "--output-tokens", type=click.IntRange(min=1), default=None, help="Mean output tokens per request."
+    "--output-tokens",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Mean output tokens per request (0: embeddings, which only read).",
 )
 @click.option(
     "--mix-from",
@@ -64,7 +67,8 @@ __all__ = ["plan"]
     "--arch",
     "architectures",
     multiple=True,
-    help="Candidate architecture (repeatable; default: every generative model in the catalog).",
+    help="Candidate architecture (repeatable; default: every generative model in the catalog, or every "
+    "embedding model with --output-tokens 0).",
 )
 @click.option("--gpu", default="h100", show_default=True)
 @click.option(
@@ -73,6 +77,23 @@ __all__ = ["plan"]
     default=None,
     help="Price and quota table (TOML); default: the shipped EXAMPLE table.",
 )
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A measured run: its SLO-compliant capacity replaces the model's estimate for its architecture "
+    "(and its mix is the forecast's unless given).",
+)
+@click.option(
+    "--run-arch", default=None, help="Architecture the --run endpoint served (simulator runs know it)."
+)
+@click.option(
+    "--run-band",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Provisioned tokens/s (max of the band) of the --run endpoint (simulator runs know it).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def plan(**opts: Any) -> None:
     """Recommend provisioned throughput (chunks / band or model units) or pay-per-token per architecture, and the
@@ -80,22 +101,28 @@ def plan(**opts: Any) -> None:
     import orjson
 
     from analysis import load_run
-    from analysis.plan import Forecast, SloTargets, load_prices
+    from analysis.plan import Forecast, SloTargets, load_prices, measured_from_run
     from analysis.plan import plan as make_plan
     from loadtest.perfmodel import ARCHITECTURES
     from reports.plan_table import render_plan_table
     from scenarios import SHIPPED_DIR
 
     prompt, output = opts["prompt_tokens"], opts["output_tokens"]
-    if opts["mix_from"] is not None:
-        ok = load_run(opts["mix_from"]).records
+    measured = {}
+    run = load_run(opts["run_dir"]) if opts["run_dir"] is not None else None
+    if run is not None:
+        arch, measured_run = measured_from_run(run, opts["run_arch"], opts["run_band"])
+        measured[arch] = measured_run
+    mix_from = load_run(opts["mix_from"]) if opts["mix_from"] is not None else run
+    if mix_from is not None and (prompt is None or output is None):
+        ok = mix_from.records
         ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
         if ok.empty:
             raise ConfigError(
-                f"{opts['mix_from']} has no successful request with usage counts to take a mix from"
+                f"{mix_from.run_dir} has no successful request with usage counts to take a mix from"
             )
-        prompt = prompt or round(float(ok["prompt_tokens"].astype("float64").mean()))
-        output = output or round(float(ok["output_tokens"].astype("float64").mean()))
+        prompt = prompt if prompt is not None else round(float(ok["prompt_tokens"].astype("float64").mean()))
+        output = output if output is not None else round(float(ok["output_tokens"].astype("float64").mean()))
     if prompt is None or output is None:
         raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
     forecast = Forecast(
@@ -104,8 +131,12 @@ def plan(**opts: Any) -> None:
     slo = SloTargets(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
     prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
     prices = load_prices(prices_path)
-    archs = opts["architectures"] or tuple(k for k, a in ARCHITECTURES.items() if a.kind == "decoder")
-    plans = make_plan(forecast, slo, archs, gpu=opts["gpu"], headroom=opts["headroom"], prices=prices)
+    kind = "embedding" if output == 0 else "decoder"
+    archs = opts["architectures"] or tuple(k for k, a in ARCHITECTURES.items() if a.kind == kind)
+    archs = tuple(archs) + tuple(a for a in measured if a not in archs)
+    plans = make_plan(
+        forecast, slo, archs, gpu=opts["gpu"], headroom=opts["headroom"], prices=prices, measured=measured
+    )
     if opts["fmt"] == "json":
         payload = {
             "forecast": {
@@ -117,6 +148,7 @@ def plan(**opts: Any) -> None:
             "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
             "headroom": opts["headroom"],
             "prices": prices.label,
+            "measured_run": str(opts["run_dir"]) if opts["run_dir"] is not None else None,
             "plans": [p.to_dict() for p in plans],
         }
         click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())

@@ -128,9 +128,13 @@ def test_429s_before_latency_breaks_make_the_quota_binding() -> None:
     assert result.binding == "quota"
     assert "queries_per_second" in result.binding_detail and "s2" in result.binding_detail
     assert result.points[2].limit_types == {"queries_per_second": 40}
-    # s1 passes, s2 fails on the error share (10 % > 1 %): f = 0.01 / 0.10 → 20 + 0.1 × (27 − 20)
-    assert result.max_rps == pytest.approx(20.0 + 0.1 * (360 / 400 * 30 - 20.0))
-    assert not any(p.latency_broken for p in result.points)
+    # s1 passes, s2 fails on its error share alone, all 429s: the quota's ceiling is what s2 got through
+    assert result.max_rps == pytest.approx(360 / 400 * 30)
+    assert result.basis.startswith("quota ceiling") and not any(p.latency_broken for p in result.points)
+    # the same share of 5xx is not a quota: interpolated, f = 0.01 / 0.10 → 20 + 0.1 × (27 − 20)
+    rows = [{**r, "error_class": "server_error"} if r["error_class"] else r for r in rows]
+    result = capacity(frame(rows), [f"s{i}" for i in range(4)], SLOS)
+    assert result.binding == "server" and result.max_rps == pytest.approx(20.0 + 0.1 * (27.0 - 20.0))
 
 
 def test_linear_tpot_data_gives_exact_fit() -> None:
@@ -209,3 +213,14 @@ def test_a_stray_429_does_not_make_the_quota_binding() -> None:
     result = capacity(frame(rows), ["s0", "s1", "s2"], SLOS)
     assert result.points[0].rate_limited == 1
     assert result.binding == "server" and "s2" in result.binding_detail
+
+
+def test_a_token_rate_stage_that_falls_behind_its_rate_is_queue_growth() -> None:
+    rows = stage_rows("t0", 400, 400 / 10, 0.2) + stage_rows("t1", 400, 400 / 12, 0.2, t0=1000.0)
+    stages = [
+        {"label": "t0", "target": {"kind": "tokens", "tokens_per_min": 60_000, "initial_rate": 10.0}},
+        {"label": "t1", "target": {"kind": "tokens", "tokens_per_min": 120_000, "initial_rate": 20.0}},
+    ]
+    result = capacity(frame(rows), stages, SLOS)
+    assert [p.queue_growth for p in result.points] == [False, True]  # 12 req/s sent of the 20 it set out at
+    assert result.binding == "server" and "queue growth" in result.binding_detail

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import orjson
 import pytest
 
+from analysis import load_run
 from analysis.plan import (
     Forecast,
     Measured,
@@ -14,11 +16,13 @@ from analysis.plan import (
     PriceEntry,
     SloTargets,
     load_prices,
+    measured_from_run,
     plan,
     slo_capacity,
 )
 from loadtest.errors import ConfigError
 from loadtest.perfmodel import Deployment
+from loadtest.sim.config import SimConfig
 from loadtest.sim.engine import EngineConfig
 from loadtest.sim.predict import predict_closed_loop
 from tests.conftest import ROOT, run_cli
@@ -144,3 +148,89 @@ def test_plan_command_table_and_errors() -> None:
     assert (
         missing.returncode == 2 and "--prompt-tokens" in missing.stderr and "Traceback" not in missing.stderr
     )
+
+
+def _sim_run(tmp_path: Path, simulator: dict[str, object] | None, rps: tuple[float, ...] = (10, 20)) -> Path:
+    """A run directory with two closed-loop stages of 200 requests (1000 in + 100 out each): TTFT 0.2 s then
+    0.6 s against an SLO of ttft_p95 = 0.4 s, so X* is interpolated halfway."""
+    from tests.unit.test_capacity import stage_rows
+
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    rows = []
+    for i, (rate, ttft) in enumerate(zip(rps, (0.2, 0.6), strict=True)):
+        rows += stage_rows(f"s{i}", 200, 200 / rate, ttft, out_tokens=100, t0=1000.0 * i)
+    lines = b""
+    for n, row in enumerate(rows):
+        row.update(prompt_tokens=None if row["error_class"] else 1000, seq=n, run_id="r", worker="w0")
+        lines += orjson.dumps(row) + b"\n"
+    (run / "records.jsonl").write_bytes(lines)
+    manifest = {
+        "format": 1,
+        "status": "complete",
+        "spec": {"request_classes": [{"name": "chat", "slo": {"ttft_p95": 0.4}}]},
+        "stages": [{"label": "s0"}, {"label": "s1"}],
+        "target": {"simulator": simulator} if simulator is not None else {"endpoint": "https://x"},
+    }
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    return run
+
+
+def test_measured_from_a_simulator_run_uses_its_band(tmp_path: Path) -> None:
+    run = _sim_run(tmp_path, {"architecture": "llama-3.1-8b", "gpu": "h100", "chunks": 2})
+    arch, measured = measured_from_run(load_run(run))
+    chunk = SimConfig(architecture="llama-3.1-8b").throughput_chunk_size
+    assert arch == "llama-3.1-8b" and measured.band_tokens_per_s == 2 * chunk
+    # p95 0.2 → 0.6 s around 0.4 s: halfway between 10 and 20 req/s, at 1,100 tokens a request
+    assert measured.slo_tokens_per_s == pytest.approx(15.0 * 1100)
+    assert measured.binding is not None and "ttft_p95" in measured.binding and not measured.lower_bound
+    (p,) = plan(FORECAST, SLO, [arch], prices=BOOK, measured={arch: measured})
+    assert p.mix_ratio == pytest.approx(15.0 * 1100 / (2 * chunk)) and p.source == "measured (run)"
+
+
+def test_measured_from_a_run_says_what_it_lacks(tmp_path: Path) -> None:
+    endpoint = load_run(_sim_run(tmp_path, None))
+    with pytest.raises(ConfigError, match="--run-arch"):
+        measured_from_run(endpoint)
+    with pytest.raises(ConfigError, match="--run-band"):
+        measured_from_run(endpoint, "llama-3.1-8b")
+    _, measured = measured_from_run(endpoint, "llama-3.1-8b", 5000.0)
+    assert measured.band_tokens_per_s == 5000.0
+    ppt = load_run(_sim_run(tmp_path / "p", {"mode": "ppt", "qps": 5}))
+    with pytest.raises(ConfigError, match="pay-per-token"):
+        measured_from_run(ppt)
+
+
+def test_plan_from_a_run_on_the_command_line(tmp_path: Path) -> None:
+    run = _sim_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1})
+    proc = run_cli(
+        "plan", "--run", str(run), "--peak-tpm", "3000000", "--arch", "llama-3.3-70b", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = orjson.loads(proc.stdout)
+    by_arch = {p["architecture"]: p for p in out["plans"]}
+    assert by_arch["llama-3.1-8b"]["source"] == "measured (run)"
+    assert by_arch["llama-3.3-70b"]["source"].startswith("estimated")
+    assert (out["forecast"]["prompt_tokens"], out["forecast"]["output_tokens"]) == (
+        1000,
+        100,
+    )  # the run's mix
+    bad = run_cli("plan", "--run", str(_sim_run(tmp_path / "e", None)), "--peak-tpm", "1000")
+    assert bad.returncode == 2 and "--run-arch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_embedding_models_are_sized_on_what_they_read() -> None:
+    reads = Forecast(peak_tokens_per_min=60_000_000, prompt_tokens=1000, output_tokens=0)  # 1 M tokens/s
+    (bge,) = plan(reads, SloTargets(ttft_s=0.5), ["bge-large"], prices=BOOK)
+    assert any("512-token context" in n for n in bge.notes)  # BGE reads 512 tokens at most: clipped
+    assert bge.mix_ratio == pytest.approx(1.0, rel=1e-6)  # clipped input = the embedding reference (512, 0)
+    assert bge.chunks == math.ceil(1_000_000 * 1.2 / (bge.mix_ratio * 1000))
+    assert bge.ppt_cost_per_month == pytest.approx(reads.tokens_per_month * 0.5 / 1e6)  # input price only
+    (gte,) = plan(reads, SloTargets(ttft_s=0.5), ["gte-large"], prices=BOOK)
+    assert not gte.notes and gte.replica_slo_tokens_per_s > 0 and "no published" in gte.confidence
+    tight, _, binding = slo_capacity(
+        EngineConfig(Deployment.of("gte-large", "h100")), 1000, 0, SloTargets(0.01)
+    )
+    assert binding == "ttft" and tight < gte.replica_slo_tokens_per_s
+    with pytest.raises(ConfigError, match="generates text"):
+        plan(reads, SLO, ["llama-3.1-8b"])
