@@ -128,6 +128,7 @@ class Measured:
     run: str | None = None
     binding: str | None = None
     lower_bound: bool = False
+    mix: tuple[int, int] | None = None  # the run's mean (input, output) tokens per request
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,34 @@ def slo_capacity(config: EngineConfig, prompt: int, output: int, slo: SloTargets
     return tokens(low)[0], low, tokens(high)[1] or "saturation"
 
 
+def _measured_ratio(
+    measured: Measured,
+    config: EngineConfig,
+    mix: tuple[int, int],
+    slo: SloTargets,
+    k_slo_model: float,
+    notes: list[str],
+) -> float:
+    """The measured ``r``; when the run's mix is more than 10 % off the forecast's (input or output), scaled by
+    the model's ratio between the two mixes (the run sets the level, the model the shape)."""
+    ratio = measured.slo_tokens_per_s / measured.band_tokens_per_s
+    if measured.mix is None or all(
+        abs(a - b) <= 0.1 * max(b, 1) for a, b in zip(measured.mix, mix, strict=True)
+    ):
+        return ratio
+    at_run = slo_capacity(config, *measured.mix, slo)[0]
+    if at_run <= 0:
+        notes.append(
+            f"measured at {measured.mix[0]} in / {measured.mix[1]} out; not rescaled (model has no capacity there)"
+        )
+        return ratio
+    factor = k_slo_model / at_run
+    notes.append(
+        f"measured at {measured.mix[0]} in / {measured.mix[1]} out, scaled to this mix by the model (×{factor:.2f})"
+    )
+    return ratio * factor
+
+
 def _plan_one(
     arch_key: str,
     gpu: str,
@@ -226,7 +255,7 @@ def _plan_one(
         confidence = "model: no published embedding benchmark to hold it against; measure before buying"
     ratio = k_slo / k_ref if k_ref > 0 else 0.0
     if measured is not None:
-        ratio = measured.slo_tokens_per_s / measured.band_tokens_per_s
+        ratio = _measured_ratio(measured, config, (p, o), slo, k_slo, notes)
         k_slo, conc = ratio * k_ref, None
         binding = measured.binding or "measured"
         source = f"measured ({measured.run or 'run'})"
@@ -392,6 +421,10 @@ def measured_from_run(
     if total.empty:
         raise ConfigError(f"{data.run_dir} has no successful request with usage counts")
     per_request = float(total.mean())
+    mix = (
+        round(float(ok["prompt_tokens"].astype("float64").mean())),
+        round(float(ok["output_tokens"].astype("float64").mean())),
+    )
     lo, hi = cap.max_rps_ci
     rel = None
     if lo is not None and hi is not None:
@@ -404,6 +437,7 @@ def measured_from_run(
         run=data.run_dir.name,
         binding=f"measured: {binding}",
         lower_bound=all(point.meets() for point in cap.points),
+        mix=mix,
     )
 
 

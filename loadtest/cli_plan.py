@@ -17,8 +17,14 @@ __all__ = ["plan"]
 @click.option(
     "--peak-tpm",
     type=click.FloatRange(min=0, min_open=True),
-    required=True,
+    default=None,
     help="Forecast peak: total (input + output) tokens per minute.",
+)
+@click.option(
+    "--peak-rps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Forecast peak as requests/s instead (tokens/min = req/s × (input + output) × 60).",
 )
 @click.option(
     "--prompt-tokens", type=click.IntRange(min=1), default=None, help="Mean input tokens per request."
@@ -79,20 +85,22 @@ __all__ = ["plan"]
 )
 @click.option(
     "--run",
-    "run_dir",
+    "run_dirs",
     type=click.Path(path_type=Path),
-    default=None,
-    help="A measured run: its SLO-compliant capacity replaces the model's estimate for its architecture "
-    "(and its mix is the forecast's unless given).",
+    multiple=True,
+    help="A measured run (repeatable, one per architecture): its SLO-compliant capacity replaces the model's "
+    "estimate for its architecture; the first one's mix is the forecast's unless given.",
 )
 @click.option(
-    "--run-arch", default=None, help="Architecture the --run endpoint served (simulator runs know it)."
+    "--run-arch",
+    default=None,
+    help="Architecture the --run endpoint served (simulator runs know it; with one --run).",
 )
 @click.option(
     "--run-band",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Provisioned tokens/s (max of the band) of the --run endpoint (simulator runs know it).",
+    help="Provisioned tokens/s (max of the band) of the --run endpoint (simulator runs know it; with one --run).",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def plan(**opts: Any) -> None:
@@ -108,12 +116,16 @@ def plan(**opts: Any) -> None:
     from scenarios import SHIPPED_DIR
 
     prompt, output = opts["prompt_tokens"], opts["output_tokens"]
+    runs = [load_run(path) for path in opts["run_dirs"]]
+    if len(runs) > 1 and (opts["run_arch"] or opts["run_band"]):
+        raise ConfigError("--run-arch and --run-band describe one run: give a single --run with them")
     measured = {}
-    run = load_run(opts["run_dir"]) if opts["run_dir"] is not None else None
-    if run is not None:
+    for run in runs:
         arch, measured_run = measured_from_run(run, opts["run_arch"], opts["run_band"])
+        if arch in measured:
+            raise ConfigError(f"two runs measured {arch}: give one run per architecture")
         measured[arch] = measured_run
-    mix_from = load_run(opts["mix_from"]) if opts["mix_from"] is not None else run
+    mix_from = load_run(opts["mix_from"]) if opts["mix_from"] is not None else (runs[0] if runs else None)
     if mix_from is not None and (prompt is None or output is None):
         ok = mix_from.records
         ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
@@ -125,8 +137,11 @@ def plan(**opts: Any) -> None:
         output = output if output is not None else round(float(ok["output_tokens"].astype("float64").mean()))
     if prompt is None or output is None:
         raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
+    if (opts["peak_tpm"] is None) == (opts["peak_rps"] is None):
+        raise ConfigError("give the forecast peak: --peak-tpm or --peak-rps (one of them)")
+    peak_tpm = opts["peak_tpm"] or opts["peak_rps"] * (prompt + output) * 60.0
     forecast = Forecast(
-        opts["peak_tpm"], prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
+        peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
     )
     slo = SloTargets(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
     prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
@@ -148,7 +163,7 @@ def plan(**opts: Any) -> None:
             "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
             "headroom": opts["headroom"],
             "prices": prices.label,
-            "measured_run": str(opts["run_dir"]) if opts["run_dir"] is not None else None,
+            "measured_runs": [str(path) for path in opts["run_dirs"]],
             "plans": [p.to_dict() for p in plans],
         }
         click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())

@@ -184,7 +184,8 @@ def test_measured_from_a_simulator_run_uses_its_band(tmp_path: Path) -> None:
     # p95 0.2 → 0.6 s around 0.4 s: halfway between 10 and 20 req/s, at 1,100 tokens a request
     assert measured.slo_tokens_per_s == pytest.approx(15.0 * 1100)
     assert measured.binding is not None and "ttft_p95" in measured.binding and not measured.lower_bound
-    (p,) = plan(FORECAST, SLO, [arch], prices=BOOK, measured={arch: measured})
+    at_run_mix = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=1000, output_tokens=100)
+    (p,) = plan(at_run_mix, SLO, [arch], prices=BOOK, measured={arch: measured})
     assert p.mix_ratio == pytest.approx(15.0 * 1100 / (2 * chunk)) and p.source == "measured (run)"
 
 
@@ -234,3 +235,43 @@ def test_embedding_models_are_sized_on_what_they_read() -> None:
     assert binding == "ttft" and tight < gte.replica_slo_tokens_per_s
     with pytest.raises(ConfigError, match="generates text"):
         plan(reads, SLO, ["llama-3.1-8b"])
+
+
+def test_a_run_at_another_mix_is_scaled_by_the_model(tmp_path: Path) -> None:
+    _, measured = measured_from_run(
+        load_run(_sim_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1}))
+    )
+    assert measured.mix == (1000, 100)
+    same = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=1050, output_tokens=95)  # within 10 %
+    (p,) = plan(same, SLO, ["llama-3.1-8b"], prices=BOOK, measured={"llama-3.1-8b": measured})
+    assert (
+        p.mix_ratio == pytest.approx(measured.slo_tokens_per_s / measured.band_tokens_per_s) and not p.notes
+    )
+    longer = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=4000, output_tokens=400)
+    (q,) = plan(longer, SLO, ["llama-3.1-8b"], prices=BOOK, measured={"llama-3.1-8b": measured})
+    config = EngineConfig(Deployment.of("llama-3.1-8b", "h100"))
+    factor = slo_capacity(config, 4000, 400, SLO)[0] / slo_capacity(config, 1000, 100, SLO)[0]
+    assert q.mix_ratio == pytest.approx(p.mix_ratio * factor) and "scaled to this mix" in q.notes[0]
+
+
+def test_peak_in_requests_per_second_and_run_options(tmp_path: Path) -> None:
+    common = (
+        "--prompt-tokens",
+        "900",
+        "--output-tokens",
+        "100",
+        "--arch",
+        "llama-3.1-8b",
+        "--format",
+        "json",
+    )
+    by_rps = orjson.loads(run_cli("plan", "--peak-rps", "20", *common).stdout)
+    by_tpm = orjson.loads(run_cli("plan", "--peak-tpm", str(20 * 1000 * 60), *common).stdout)
+    assert by_rps["plans"] == by_tpm["plans"] and by_rps["forecast"]["peak_tokens_per_min"] == 1_200_000
+    both = run_cli("plan", "--peak-rps", "20", "--peak-tpm", "5", *common)
+    assert both.returncode == 2 and "one of them" in both.stderr
+    run = str(_sim_run(tmp_path, {"architecture": "llama-3.1-8b"}))
+    two = run_cli("plan", "--peak-rps", "20", "--run", run, "--run", run, "--run-arch", "mpt-7b", *common)
+    assert two.returncode == 2 and "single --run" in two.stderr
+    twice = run_cli("plan", "--peak-rps", "20", "--run", run, "--run", run, *common)
+    assert twice.returncode == 2 and "one run per architecture" in twice.stderr
