@@ -31,6 +31,7 @@ from typing import Any
 
 from analysis.capacity import capacity_from_run
 from analysis.frame import RunData
+from analysis.goodput import class_slos
 from loadtest.errors import ConfigError
 from loadtest.perfmodel import ARCHITECTURES, Deployment
 from loadtest.sim.config import SimConfig
@@ -129,6 +130,7 @@ class Measured:
     binding: str | None = None
     lower_bound: bool = False
     mix: tuple[int, int] | None = None  # the run's mean (input, output) tokens per request
+    slos: str | None = None  # the run's SLOs, as text
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +265,8 @@ def _plan_one(
             confidence = "measured; no 95 % CI (too few requests for the SLO percentiles' bounds)"
         else:
             confidence = f"±{measured.relative_ci:.0%} (95 % CI of the measured SLO capacity)"
+        if measured.slos:
+            notes.append(f"measured against the run's SLOs ({measured.slos}), not --ttft / --tpot")
         if measured.lower_bound:
             notes.append(
                 "every measured stage met the SLOs: the capacity is a lower bound, the count an upper one"
@@ -438,7 +442,12 @@ def measured_from_run(
         binding=f"measured: {binding}",
         lower_bound=all(point.meets() for point in cap.points),
         mix=mix,
+        slos="; ".join(f"{cls}: {_slo_text(slo)}" for cls, slo in class_slos(data.manifest).items()) or None,
     )
+
+
+def _slo_text(slo: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} ≥ {v:g}" if k == "attainment" else f"{k} ≤ {v:g} s" for k, v in slo.items())
 
 
 def load_prices(path: Path) -> PriceBook:

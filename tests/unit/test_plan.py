@@ -244,9 +244,8 @@ def test_a_run_at_another_mix_is_scaled_by_the_model(tmp_path: Path) -> None:
     assert measured.mix == (1000, 100)
     same = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=1050, output_tokens=95)  # within 10 %
     (p,) = plan(same, SLO, ["llama-3.1-8b"], prices=BOOK, measured={"llama-3.1-8b": measured})
-    assert (
-        p.mix_ratio == pytest.approx(measured.slo_tokens_per_s / measured.band_tokens_per_s) and not p.notes
-    )
+    assert p.mix_ratio == pytest.approx(measured.slo_tokens_per_s / measured.band_tokens_per_s)
+    assert p.notes == ("measured against the run's SLOs (chat: ttft_p95 ≤ 0.4 s), not --ttft / --tpot",)
     longer = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=4000, output_tokens=400)
     (q,) = plan(longer, SLO, ["llama-3.1-8b"], prices=BOOK, measured={"llama-3.1-8b": measured})
     config = EngineConfig(Deployment.of("llama-3.1-8b", "h100"))
