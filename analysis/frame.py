@@ -15,14 +15,21 @@ NaN marks "undefined" inside a frame; summaries turn it into ``None`` before any
 few distinct values (stage, class, error class, ...) are categoricals; ``error_detail`` and ``server_request_id``
 are Python strings.
 
-``records.jsonl`` is parsed by Arrow's multithreaded JSON reader against the record schema, so ``chunk_gaps`` stays
-one flat float64 buffer with offsets (an Arrow ``list<double>`` column) instead of a Python list per request; see
-:func:`flat_gaps`. A file Arrow refuses (a corrupt line in the middle) is read line by line instead, skipping and
-counting the bad lines; a partial last line (a crash mid-write) is skipped and counted on either path.
+``records.jsonl`` is parsed by Arrow's multithreaded JSON reader against the record schema. ``chunk_gaps`` becomes
+one flat buffer with offsets (an Arrow list column) instead of a Python list per request; see :func:`flat_gaps`.
+In a format 2 run directory the lines carry ``gap_offset`` / ``gap_count`` into the float32 side file
+``chunk_gaps.f32`` (:mod:`loadtest.records`): when the offsets follow row order, as the recorder writes them, the
+column's values are one view of that file; otherwise (a skipped line, orphan gaps) they are gathered run by run, and
+a record whose gaps are not all in the file gets null gaps. Format 1 lines carry the gaps inline (float64); a
+file is one format or the other (any non-null ``gap_count`` means format 2). A file Arrow refuses (a corrupt line in
+the middle) is read line by line instead, skipping and counting the bad lines; a partial last line (a crash
+mid-write) is skipped and counted on either path.
 """
 
 from __future__ import annotations
 
+import itertools
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +38,11 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.json as pa_json  # type: ignore[import-untyped]
 
 from loadtest.errors import ConfigError
+from loadtest.records import GAPS_FILE
 
 __all__ = ["RunData", "flat_gaps", "load_records", "load_run", "with_metrics"]
 
@@ -60,10 +69,11 @@ _STR_COLS = (
     "server_request_id",
 )
 _FREE_TEXT_COLS = ("error_detail", "server_request_id")
-_GAPS_TYPE = pa.list_(pa.float64())
+_GAP_REF_COLS = ("gap_offset", "gap_count")  # format 2: where the record's gaps are in chunk_gaps.f32
+_GAPS_TYPE = pa.list_(pa.float64())  # format 1: inline lists
 _SCHEMA = pa.schema(
     [(c, pa.float64()) for c in _FLOAT_COLS]
-    + [(c, pa.int64()) for c in _INT_COLS]
+    + [(c, pa.int64()) for c in _INT_COLS + _GAP_REF_COLS]
     + [(c, pa.string()) for c in _STR_COLS]
     + [("chunk_gaps", _GAPS_TYPE)]
 )
@@ -107,39 +117,41 @@ def _complete_length(path: Path) -> tuple[int, int]:
 
 
 _CHUNK_BYTES = 128 << 20
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # not on Windows
 
 
 def _read_arrow(path: Path) -> tuple[pa.Table, int]:
     """Arrow's JSON reader over slices of about 128 MB cut at line ends, so that its working memory is one
-    slice's, not the file's; each slice is still parsed by several threads (2 MB blocks)."""
+    slice's, not the file's; each slice is still parsed by several threads (2 MB blocks). The file is memory-mapped
+    (no copy into Python bytes) and each slice's pages are let go once parsed, so they leave the RSS too."""
     length, skipped = _complete_length(path)
+    if length == 0:
+        return _SCHEMA.empty_table(), skipped
     options = {
         "read_options": pa_json.ReadOptions(block_size=2 << 20),
         "parse_options": pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore"),
     }
     tables = []
-    rest = b""
-    with path.open("rb") as fh:
-        left = length
-        while left > 0:
-            chunk = fh.read(min(_CHUNK_BYTES, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            data = rest + chunk
-            cut = data.rfind(b"\n") + 1 if left > 0 else len(data)
-            rest = data[cut:]
-            if cut:
-                table = pa_json.read_json(pa.BufferReader(memoryview(data)[:cut]), **options)
-                tables.append(table.combine_chunks())  # one chunk per slice, not one per 2 MB block
-    if not tables:
-        return _SCHEMA.empty_table(), skipped
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ) as mm:
+        pos = 0
+        while pos < length:
+            end = mm.rfind(b"\n", pos, pos + _CHUNK_BYTES) + 1 if pos + _CHUNK_BYTES < length else length
+            if end <= pos:  # a line longer than a slice
+                end = mm.find(b"\n", pos + _CHUNK_BYTES) + 1 or length
+            with memoryview(mm)[pos:end] as view:
+                table = pa_json.read_json(pa.BufferReader(pa.py_buffer(view)), **options)
+            tables.append(table.combine_chunks())  # one chunk per slice, not one per 2 MB block
+            if (
+                _DONTNEED is not None
+            ):  # the parsed pages are the file's: dropping them from the map loses nothing
+                mm.madvise(_DONTNEED, 0, end - end % mmap.PAGESIZE)
+            pos = end
     return _one_gaps_buffer(tables), skipped
 
 
 def _one_gaps_buffer(tables: list[pa.Table]) -> pa.Table:
-    """Concatenate the slices' tables, moving every ``chunk_gaps`` value into one float64 buffer (slice by slice,
-    so the old and new buffers never both exist whole): :func:`flat_gaps` then returns views, not copies."""
+    """Concatenate the slices' tables, moving every inline ``chunk_gaps`` value into one float64 buffer (slice by
+    slice, so the old and new buffers never both exist whole): :func:`flat_gaps` then returns views, not copies."""
     lengths, nulls = [], []
     for table in tables:
         chunk = table.column("chunk_gaps").chunk(0)
@@ -155,11 +167,38 @@ def _one_gaps_buffer(tables: list[pa.Table]) -> pa.Table:
         values[pos : pos + child.size] = child
         pos += child.size
         tables[i] = table.drop_columns(["chunk_gaps"])
-    big = values.size >= 2**31  # past int32 offsets: a large list
-    offsets = pa.array(np.concatenate(([0], np.cumsum(counts))), type=pa.int64() if big else pa.int32())
-    make = pa.LargeListArray.from_arrays if big else pa.ListArray.from_arrays
-    gaps = make(offsets, pa.array(values), mask=pa.array(np.concatenate(nulls)))
+    gaps = _list_array(counts, values, np.concatenate(nulls))
     return pa.concat_tables(tables).append_column("chunk_gaps", pa.chunked_array([gaps]))
+
+
+def _list_array(lengths: np.ndarray, values: np.ndarray, nulls: np.ndarray) -> pa.Array:
+    """An Arrow list array over ``values`` (not copied) with ``lengths`` per row (0 where ``nulls``)."""
+    big = values.size >= 2**31  # past int32 offsets: a large list
+    offsets = pa.array(np.concatenate(([0], np.cumsum(lengths))), type=pa.int64() if big else pa.int32())
+    make = pa.LargeListArray.from_arrays if big else pa.ListArray.from_arrays
+    return make(offsets, pa.array(values), mask=pa.array(nulls))
+
+
+def _side_gaps(table: pa.Table, path: Path) -> pa.Table:
+    """Format 2: the ``chunk_gaps`` column from ``gap_offset`` / ``gap_count`` and the float32 side file. Rows whose
+    gaps follow one another in the file (all of them, normally) share one view of it; the values are copied only
+    where the offsets jump. A record whose gaps are missing or run past the end of the file gets null gaps."""
+    if table.column("gap_count").null_count == len(table):
+        return table  # format 1, or no gaps at all
+    size = path.stat().st_size // 4 if path.exists() else 0  # whole float32 elements
+    side = np.memmap(path, dtype="<f4", mode="r", shape=(size,)) if size else np.empty(0, dtype="<f4")
+    offset = pc.fill_null(table.column("gap_offset"), -1).to_numpy()
+    count = pc.fill_null(table.column("gap_count"), -1).to_numpy()
+    has = (count >= 0) & (offset >= 0) & (offset + count <= size)
+    first, end = offset[has], offset[has] + count[has]
+    if first.size == 0:
+        values = side[:0]
+    else:
+        jumps = np.flatnonzero(first[1:] != end[:-1]) + 1  # rows whose gaps do not follow the previous row's
+        runs = [side[first[a] : end[b - 1]] for a, b in itertools.pairwise([0, *jumps, first.size])]
+        values = runs[0] if len(runs) == 1 else np.concatenate(runs)
+    gaps = _list_array(np.where(has, count, 0), values.astype("float32", copy=False), ~has)
+    return table.drop_columns(["chunk_gaps"]).append_column("chunk_gaps", pa.chunked_array([gaps]))
 
 
 def _read_lines(path: Path) -> tuple[pa.Table, int]:
@@ -195,27 +234,34 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     for col in _FLOAT_COLS:
         data[col] = table.column(col).to_numpy().astype("float64", copy=False)
     for col in _INT_COLS:
-        data[col] = pd.array(table.column(col).to_pandas(), dtype="Int64")
+        ints = table.column(col)
+        data[col] = pd.arrays.IntegerArray(pc.fill_null(ints, 0).to_numpy(), ints.is_null().to_numpy())
     for col in _STR_COLS:
         if col in _FREE_TEXT_COLS:
             data[col] = table.column(col).to_pandas().astype("object")
         else:  # few distinct values: a categorical holds one Python string per value, not per row
-            data[col] = table.column(col).dictionary_encode().to_pandas()
+            cat = table.column(col).dictionary_encode().to_pandas().array
+            # categories as Python strings, not Arrow ones: to_numpy(dtype=object) is then a plain take (7× faster)
+            data[col] = pd.Categorical.from_codes(cat.codes, pd.Index(cat.categories, dtype=object))
     data["chunk_gaps"] = pd.arrays.ArrowExtensionArray(table.column("chunk_gaps"))
-    frame = pd.DataFrame(data)
+    frame = pd.DataFrame(data, copy=False)
     frame["attempt"] = frame["attempt"].fillna(0)
     return frame
 
 
 def load_records(path: Path) -> tuple[pd.DataFrame, int]:
-    """Parse ``records.jsonl``; a partial last line (crash mid-write) is skipped and counted, never fatal."""
+    """Parse ``records.jsonl`` (and ``chunk_gaps.f32`` beside it); a partial last line (crash mid-write) is
+    skipped and counted, never fatal."""
     if not path.exists():
         return with_metrics(_to_frame(_SCHEMA.empty_table())), 0
     try:
         table, skipped = _read_arrow(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         table, skipped = _read_lines(path)
-    return with_metrics(_to_frame(table)), skipped
+    frame = with_metrics(_to_frame(_side_gaps(table, path.parent / GAPS_FILE)))
+    del table  # the Arrow columns, now in the frame; then hand what Arrow's allocator kept back to the system
+    pa.default_memory_pool().release_unused()
+    return frame, skipped
 
 
 def _flat_chunk(arr: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,15 +270,16 @@ def _flat_chunk(arr: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
     nulls = arr.is_null().to_numpy(zero_copy_only=False)
     if lengths[nulls].any():  # a null slot that owns values (not from the JSON reader): copy without them
         lengths[nulls] = 0
-        return arr.flatten().to_numpy(zero_copy_only=False).astype("float64", copy=False), lengths
+        return arr.flatten().to_numpy(zero_copy_only=False), lengths
     child = arr.values.to_numpy(zero_copy_only=False)  # noqa: PD011 (an Arrow array, not pandas)
-    return child[offsets[0] : offsets[-1]].astype("float64", copy=False), lengths
+    return child[offsets[0] : offsets[-1]], lengths
 
 
 def flat_gaps(gaps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(values, lengths)``: every row's chunk gaps back to back as one float64 array, and each row's count
-    (0 for a null or empty list). Fast for the Arrow list column :func:`load_records` builds; also accepts an
-    object column of lists or tuples (hand-built frames)."""
+    """``(values, lengths)``: every row's chunk gaps back to back as one array, and each row's count (0 for a null
+    or empty list). The values are float32 from a format 2 run (as stored), float64 otherwise; reduce them in
+    float64 (``mean(dtype="float64")``). Fast for the Arrow list column :func:`load_records` builds (a view, not a
+    copy); also accepts an object column of lists or tuples (hand-built frames)."""
     if isinstance(gaps.dtype, pd.ArrowDtype):
         parts = [_flat_chunk(chunk) for chunk in pa.chunked_array(gaps.array._pa_array).chunks]
         if len(parts) <= 1:

@@ -2,8 +2,9 @@
 
     python benchmarks/analysis_bench.py [--records 1000000] [--dir /tmp/loadtest-analysis-bench] [--repeat 1]
 
-Writes a synthetic run directory once (manifest + ``records.jsonl``: 6 closed-loop stages, 3 request classes,
-about 3 % errors growing with load, half of them 429s, 64 ``chunk_gaps`` per streamed record — about 1.7 GB), then,
+Writes a synthetic run directory once in the recorder's format 2 (manifest + ``records.jsonl`` + ``chunk_gaps.f32``:
+6 closed-loop stages, 3 request classes, about 3 % errors growing with load, half of them 429s, 64 chunk gaps per
+streamed record as float32 in the side file, ``gap_offset`` / ``gap_count`` on the line), then,
 in a fresh child process per repeat, times ``load_run`` + per-stage and per-class summaries + capacity, and reports
 the child's peak RSS (``resource.getrusage``, which includes the interpreter and imported libraries).
 """
@@ -25,6 +26,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtest.records import GAPS_FILE  # noqa: E402
+
 USERS = (1, 4, 8, 16, 32, 64)
 ERROR_SHARE = (0.002, 0.005, 0.01, 0.03, 0.06, 0.073)  # about 3 % over the run, growing with load
 CLASSES = (
@@ -36,13 +39,15 @@ _RATE_LIMIT_DETAIL = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace output tokens p
 
 
 def generate(run_dir: Path, n: int, seed: int = 7) -> None:
-    """Write ``run_dir/manifest.json`` and ``run_dir/records.jsonl`` with ``n`` records."""
+    """Write ``run_dir/manifest.json``, ``run_dir/records.jsonl`` and ``run_dir/chunk_gaps.f32`` with ``n``
+    records."""
     rng = np.random.default_rng(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     per_stage = n // len(USERS)
     t = 1.7e9
     stages = []
-    with (run_dir / "records.jsonl").open("wb") as fh:
+    written = 0  # gaps in the side file so far
+    with (run_dir / "records.jsonl").open("wb") as fh, (run_dir / GAPS_FILE).open("wb") as side:
         for si, users in enumerate(USERS):
             label = f"concurrency@{users}"
             count = per_stage if si < len(USERS) - 1 else n - per_stage * (len(USERS) - 1)
@@ -91,7 +96,8 @@ def generate(run_dir: Path, n: int, seed: int = 7) -> None:
                         token_source=None,
                         client_output_tokens=None,
                         finish_reason=None,
-                        chunk_gaps=None,
+                        gap_offset=None,
+                        gap_count=None,
                     )
                 else:
                     first = s + float(ttft[i])
@@ -110,8 +116,12 @@ def generate(run_dir: Path, n: int, seed: int = 7) -> None:
                         token_source="usage",
                         client_output_tokens=65 if streamed else None,
                         finish_reason="length",
-                        chunk_gaps=gaps,
+                        gap_offset=written if gaps is not None else None,
+                        gap_count=gaps.size if gaps is not None else None,
                     )
+                    if gaps is not None:
+                        side.write(gaps.astype("<f4").tobytes())
+                        written += gaps.size
                 lines.append(orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY))
                 if len(lines) >= 10_000:
                     fh.write(b"\n".join(lines) + b"\n")
@@ -131,7 +141,7 @@ def generate(run_dir: Path, n: int, seed: int = 7) -> None:
             t = end + 1.0
     spec_classes = [{"name": c[0], "weight": c[1], "stream": c[2], "slo": c[3]} for c in CLASSES]
     manifest = {
-        "format": 1,
+        "format": 2,
         "run_id": "bench",
         "status": "complete",
         "spec": {
@@ -189,7 +199,12 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(run_dir, args.records)
         size = (run_dir / "records.jsonl").stat().st_size
-        print(f"generated {args.records:,} records ({size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s")
+        side = (run_dir / GAPS_FILE).stat().st_size
+        took = time.perf_counter() - t0
+        print(
+            f"generated {args.records:,} records (records.jsonl {size / 1e9:.2f} GB, {GAPS_FILE} {side / 1e9:.2f} GB)"
+            f" in {took:.0f} s"
+        )
     for _ in range(args.repeat):
         out = subprocess.run(
             [

@@ -1,7 +1,8 @@
 """Running a run's stages: the conductor and the recorder. No gevent here — the engine supplies the waiting.
 
 :class:`Recorder` is where records land (the local engine process, or the master): appended to ``records.jsonl``
-as they come, with stage events in ``events.jsonl``. :class:`Conductor` runs each stage — opens it, draws
+as they come, each record's ``chunk_gaps`` moved to the binary side file ``chunk_gaps.f32`` (see
+:mod:`loadtest.records`), with stage events in ``events.jsonl``. :class:`Conductor` runs each stage — opens it, draws
 open-loop arrivals from one seeded process and deals them out a little ahead of time, closes it, and writes what
 happened — or runs the automatic sweep. How a stage is opened, dealt and closed is the role's business
 (in this process, or over Locust messages), implemented in :mod:`loadtest.engine`.
@@ -13,6 +14,7 @@ import abc
 import os
 import random
 import resource
+import struct
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +24,7 @@ import orjson
 from loadtest.arrivals import ArrivalProcess, TokenRateController
 from loadtest.clock import EpochClock
 from loadtest.distribute import open_loop_seq
+from loadtest.records import GAPS_FILE
 from loadtest.runspec import RunSpec, Stage
 from loadtest.sweep import StageObservation, fold, sweep_rates, sweep_verdict
 from loadtest.workload import RequestFactory
@@ -41,7 +44,12 @@ class Stop(Protocol):
 
 class Recorder:
     """Where records land (the local process or the master): appended to ``records.jsonl`` as they come, with
-    stage events in ``events.jsonl``. Feeds the token-rate controller with the usage of the current stage."""
+    stage events in ``events.jsonl``. Feeds the token-rate controller with the usage of the current stage.
+
+    Lines arrive in the wire form (``chunk_gaps`` inline, :func:`loadtest.records.dump_record`) and are written in
+    the disk form: the gaps go to ``chunk_gaps.f32`` as float32 and the line gets ``gap_offset`` / ``gap_count``.
+    A batch's gaps are written before its lines, so a crash between the two leaves orphan gaps, never a line
+    pointing at gaps that are not there."""
 
     def __init__(self, run_dir: Path, name: str) -> None:
         self.name = name
@@ -51,24 +59,46 @@ class Recorder:
         self.controller: TokenRateController | None = None
         self.observation: StageObservation | None = None
         self.stage_label: str | None = None
-        self._fd = os.open(run_dir / "records.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._events_fd = os.open(run_dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._fd = os.open(run_dir / "records.jsonl", flags, 0o644)
+        self._gaps_fd = os.open(run_dir / GAPS_FILE, flags, 0o644)
+        self._gaps_written = os.fstat(self._gaps_fd).st_size // 4  # float32 elements in the side file
+        self._events_fd = os.open(run_dir / "events.jsonl", flags, 0o644)
 
     def write(self, lines: bytes) -> None:
-        """Append one or more complete JSON lines (as orjson writes them: no spaces)."""
-        os.write(self._fd, lines)
-        self.records += lines.count(b"\n")
+        """Append one or more complete JSON lines in the wire form (as orjson writes them: no spaces)."""
         self.errors += lines.count(b'"error_class":"')
-        if self.controller is None and self.observation is None:
-            return
+        out: list[bytes] = []
+        gaps: list[bytes] = []
         for line in lines.splitlines():
-            obj = orjson.loads(line)
-            if obj["stage"] != self.stage_label:
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:  # not ours to judge: keep it, the analysis skips and counts it
+                if line.strip():
+                    out.append(line)
                 continue
-            if self.controller is not None and obj["error_class"] is None:
-                self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
-            if self.observation is not None:
-                fold(self.observation, obj)
+            values = obj.pop("chunk_gaps", None)
+            if values:
+                gaps.append(struct.pack(f"<{len(values)}f", *values))
+                obj["gap_offset"], obj["gap_count"] = self._gaps_written, len(values)
+                self._gaps_written += len(values)
+            else:
+                obj["gap_offset"] = obj["gap_count"] = None
+            out.append(orjson.dumps(obj))
+            self._observe(obj)
+        if gaps:
+            _write_all(self._gaps_fd, b"".join(gaps))
+        if out:
+            _write_all(self._fd, b"\n".join(out) + b"\n")
+            self.records += len(out)
+
+    def _observe(self, obj: dict[str, Any]) -> None:
+        if (self.controller is None and self.observation is None) or obj.get("stage") != self.stage_label:
+            return
+        if self.controller is not None and obj["error_class"] is None:
+            self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
+        if self.observation is not None:
+            fold(self.observation, obj)
 
     def event(self, kind: str, **fields: Any) -> None:
         line = {
@@ -83,7 +113,15 @@ class Recorder:
 
     def close(self) -> None:
         os.close(self._fd)
+        os.close(self._gaps_fd)
         os.close(self._events_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is out: a short write of the gaps would shift every later offset."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class Conductor(abc.ABC):

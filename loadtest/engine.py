@@ -13,8 +13,9 @@ monkey-patches the interpreter)::
 
 The master (or the local process) reads ``RUN_DIR/spec.json`` and appends
 
-* ``records.jsonl`` — one line per request as it completes (workers forward batches every 100 ms; a crash or
-  Ctrl-C loses nothing that completed; in-flight requests are recorded as ``cancelled``);
+* ``records.jsonl`` — one line per request as it completes, its chunk gaps in ``chunk_gaps.f32`` (workers forward
+  batches every 100 ms, gaps inline; a crash or Ctrl-C loses nothing that completed; in-flight requests are
+  recorded as ``cancelled``);
 * ``events.jsonl`` — stage start/end markers with the generator's CPU time, so stage windows survive a crash.
 
 Stage semantics: at a stage's start the first ``users`` users may send (closed loop), or arrivals start at their

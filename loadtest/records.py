@@ -14,23 +14,35 @@ Fields (see ``docs/metrics.md`` for what is derived from them):
 
 ``attempt`` is 0 for a request's first attempt and counts retries after a 429 (``[retry] policy = "retry-after"``);
 ``(worker, seq, attempt)`` identifies a record.
+
+Two forms of a record line. On the wire (a worker forwarding to the master) and from :func:`dump_record`,
+``chunk_gaps`` is an inline JSON list. On disk (run-directory format 2, written by
+:class:`loadtest.conduct.Recorder`) the gaps live in the binary side file ``chunk_gaps.f32`` — little-endian
+float32 seconds, every record's gaps back to back — and the line carries ``gap_offset`` (index of its first gap, in
+float32 elements) and ``gap_count`` instead, both null when it has no gaps. :func:`read_records` reads either form
+of run directory (format 1 lines carry the inline list).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
 import orjson
 
 __all__ = [
     "ERROR_CLASSES",
+    "GAPS_FILE",
     "RECORD_FIELDS",
     "ErrorClass",
     "RequestRecord",
     "TokenSource",
     "dump_record",
     "load_record",
+    "read_records",
 ]
 
 ErrorClass = Literal[
@@ -82,18 +94,47 @@ class RequestRecord:
 
 
 RECORD_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(RequestRecord))
+GAPS_FILE: Final = "chunk_gaps.f32"
 
 
 def dump_record(record: RequestRecord) -> bytes:
-    """One JSON line (with trailing newline) for a record."""
-    return orjson.dumps(asdict(record)) + b"\n"
+    """One JSON line (with trailing newline) for a record, ``chunk_gaps`` inline (the wire form)."""
+    # not dataclasses.asdict: it deep-copies every gap (≈ 60 µs for 64 gaps); orjson writes a tuple as a list
+    return orjson.dumps({name: getattr(record, name) for name in RECORD_FIELDS}) + b"\n"
 
 
-def load_record(line: bytes | str) -> RequestRecord:
-    """Parse one JSON line back into a record; unknown keys are ignored, missing optional keys become None."""
-    raw: dict[str, Any] = orjson.loads(line)
+def _record(raw: dict[str, Any]) -> RequestRecord:
     values: dict[str, Any] = {name: raw.get(name) for name in RECORD_FIELDS}
     values["attempt"] = values["attempt"] or 0
     gaps = values["chunk_gaps"]
     values["chunk_gaps"] = tuple(gaps) if gaps is not None else None
     return RequestRecord(**values)
+
+
+def load_record(line: bytes | str) -> RequestRecord:
+    """Parse one JSON line (the wire form) back into a record; unknown keys are ignored, missing optional keys
+    become None."""
+    return _record(orjson.loads(line))
+
+
+def read_records(run_dir: Path) -> Iterator[RequestRecord]:
+    """The records of a run directory in file order, ``chunk_gaps`` joined back from ``chunk_gaps.f32`` (as Python
+    floats holding the stored float32 values). A partial last line (a crash mid-write) is skipped; a record whose
+    gaps are not all in the side file gets ``chunk_gaps = None``. Reads format 1 (inline gaps) too."""
+    gaps_path = run_dir / GAPS_FILE
+    side = gaps_path.read_bytes() if gaps_path.exists() else b""
+    with (run_dir / "records.jsonl").open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                raw = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                if line.endswith(b"\n"):
+                    raise
+                return  # the unterminated last line of a crashed run
+            offset, count = raw.get("gap_offset"), raw.get("gap_count")
+            if count is not None:
+                ok = offset is not None and offset >= 0 and count >= 0 and (offset + count) * 4 <= len(side)
+                raw["chunk_gaps"] = struct.unpack_from(f"<{count}f", side, offset * 4) if ok else None
+            yield _record(raw)

@@ -168,7 +168,7 @@ def execute_run(
         raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
     spec.write(run_dir / "spec.json")
     manifest: dict[str, Any] = {
-        "format": 1,
+        "format": 2,  # 2: chunk_gaps in chunk_gaps.f32 (see loadtest.records)
         "run_id": spec.run_id,
         "name": spec.name,
         "status": "running",

@@ -90,7 +90,9 @@ def test_databricks_invocations_path_with_a_pat(tmp_path: Path) -> None:
     df = load_run(only(tmp_path / "runs")).records
     assert len(df) > 4 and df["ok"].all()
     assert stats["by_path"]["/serving-endpoints/sim-llama/invocations"] == len(df) + 1  # + the preflight
-    assert "dapi-test-token-123456" not in "".join(p.read_text() for p in only(tmp_path / "runs").iterdir())
+    assert b"dapi-test-token-123456" not in b"".join(
+        p.read_bytes() for p in only(tmp_path / "runs").iterdir()
+    )
 
 
 def test_a_worker_started_elsewhere_joins_the_master(tmp_path: Path) -> None:

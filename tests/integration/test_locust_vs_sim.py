@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from analysis import load_run, summarize_stages
+from loadtest.records import read_records
 from loadtest.sim import SimConfig, SimServer, predict_closed_loop
 from tests.conftest import ROOT, run_cli
 
@@ -124,3 +125,8 @@ def test_ctrl_c_keeps_every_record(sim: SimServer, tmp_path: Path) -> None:
     cancelled = [r for r in records if r["error_class"] == "cancelled"]
     assert len(completed) == stats["requests_completed"] >= 12
     assert len(cancelled) == len(records) - len(completed) >= 1  # the six users were mid-stream
+    # every line's gaps are in chunk_gaps.f32: a completed 200-token stream has 199 of them
+    assert manifest["format"] == 2
+    read = list(read_records(run_dir))
+    assert [r.seq for r in read] == [r["seq"] for r in records]
+    assert all(r.chunk_gaps is not None and len(r.chunk_gaps) == 199 for r in read if r.ok)

@@ -23,7 +23,8 @@ from analysis import (
     token_mismatch,
 )
 from loadtest.cli import main
-from loadtest.records import RequestRecord, dump_record
+from loadtest.conduct import Recorder
+from loadtest.records import GAPS_FILE, RequestRecord, dump_record
 
 BASE = RequestRecord(
     run_id="r1",
@@ -104,7 +105,7 @@ def records() -> list[RequestRecord]:
 
 def write_run(tmp_path: Path, lines: bytes, slo: dict[str, dict[str, float]] | None = None) -> Path:
     run = tmp_path / "run"
-    run.mkdir()
+    run.mkdir(parents=True)
     classes = [{"name": "chat", "slo": (slo or SLO)["chat"]}, {"name": "batch", "slo": {}}]
     manifest = {
         "run_id": "r1",
@@ -143,6 +144,74 @@ def test_a_corrupt_middle_line_falls_back_to_line_by_line(tmp_path: Path) -> Non
     data = load_run(write_run(tmp_path, lines))
     assert data.skipped_lines == 1 and len(data.records) == 8
     assert flat_gaps(data.records["chunk_gaps"])[1].tolist() == [3, 3, 0, 3, 0, 1, 0, 2]
+
+
+def write_run_recorded(tmp_path: Path, recs: list[RequestRecord], name: str = "run") -> Path:
+    """A run directory in the recorder's format 2: gaps in ``chunk_gaps.f32``, offsets on the lines."""
+    run = write_run(tmp_path / name, b"")
+    recorder = Recorder(run, "test")
+    recorder.write(jsonl(recs[:3]))
+    recorder.write(jsonl(recs[3:]))
+    recorder.close()
+    return run
+
+
+def test_format_2_loads_to_the_same_metrics_as_inline_gaps(tmp_path: Path) -> None:
+    inline = load_run(write_run(tmp_path / "a", jsonl(records())))
+    side = load_run(write_run_recorded(tmp_path / "b", records()))
+    assert (side.run_dir / GAPS_FILE).stat().st_size == 4 * 12
+    assert side.records.drop(columns="chunk_gaps").equals(inline.records.drop(columns="chunk_gaps"))
+    values, lengths = flat_gaps(side.records["chunk_gaps"])
+    old_values, old_lengths = flat_gaps(inline.records["chunk_gaps"])
+    assert values.dtype == np.float32 and old_values.dtype == np.float64
+    assert lengths.tolist() == old_lengths.tolist() == [3, 3, 0, 3, 0, 1, 0, 2]
+    assert values.tolist() == pytest.approx(old_values.tolist(), rel=1e-7)
+    assert side.records["chunk_gaps"].isna().tolist() == inline.records["chunk_gaps"].isna().tolist()
+    for new, old in zip(
+        summarize_stages(side.records, ["s1", "s2"], slos=SLO) + summarize_classes(side.records, slos=SLO),
+        summarize_stages(inline.records, ["s1", "s2"], slos=SLO)
+        + summarize_classes(inline.records, slos=SLO),
+        strict=True,
+    ):
+        assert replace(new, itl={}) == replace(old, itl={})
+        assert [k for k, v in new.itl.items() if v is None] == [k for k, v in old.itl.items() if v is None]
+        got = {k: v for k, v in new.itl.items() if v is not None}
+        assert got == pytest.approx({k: old.itl[k] for k in got}, rel=1e-7)
+        assert all(type(v) is float for v in got.values())  # JSON-ready Python floats, not numpy float32
+    itl_slo = {"chat": {"itl_p99": 0.1}}
+    assert good_mask(side.records, itl_slo).tolist() == good_mask(inline.records, itl_slo).tolist()
+
+
+def test_format_2_with_a_partial_last_line_and_orphan_gaps(tmp_path: Path) -> None:
+    run = write_run_recorded(tmp_path, records())
+    with (run / GAPS_FILE).open("ab") as side:  # gaps of a record whose line never made it (a crash)
+        side.write(np.array([5.0, 5.0], dtype="<f4").tobytes())
+    with (run / "records.jsonl").open("ab") as fh:
+        fh.write(b'{"run_id":"r1","stage":"s1","gap_offset":12,"gap_co')
+    data = load_run(run)
+    assert data.skipped_lines == 1 and len(data.records) == 8
+    values, lengths = flat_gaps(data.records["chunk_gaps"])
+    assert lengths.tolist() == [3, 3, 0, 3, 0, 1, 0, 2]
+    assert values.tolist() == pytest.approx([0.01, 0.02, 0.03] * 3 + [9.0, 0.5, 0.5], rel=1e-7)
+
+
+def test_format_2_gaps_out_of_order_missing_or_behind_a_corrupt_line(tmp_path: Path) -> None:
+    run = write_run_recorded(tmp_path, records())
+    lines = (run / "records.jsonl").read_bytes().splitlines(keepends=True)
+    last = orjson.loads(lines[-1])
+    last["gap_offset"] = 11  # its two gaps would run past the end of the side file
+    lines[-1] = orjson.dumps(last) + b"\n"
+    # the first line behind a corrupt one, so the offsets jump, and the second and first swapped
+    (run / "records.jsonl").write_bytes(b"{corrupt\n" + b"".join([lines[1], lines[0], *lines[2:]]))
+    data = load_run(run)
+    assert data.skipped_lines == 1 and len(data.records) == 8
+    assert data.records["seq"].tolist() == [1, 0, 2, 3, 4, 5, 6, 7]
+    values, lengths = flat_gaps(data.records["chunk_gaps"])
+    assert lengths.tolist() == [3, 3, 0, 3, 0, 1, 0, 0]
+    assert data.records["chunk_gaps"].isna().tolist() == [False, False, True, False, True, False, True, True]
+    assert values.tolist() == pytest.approx([0.01, 0.02, 0.03] * 3 + [9.0], rel=1e-7)
+    (run / GAPS_FILE).unlink()  # no side file at all: every record without gaps, still no exception
+    assert flat_gaps(load_run(run).records["chunk_gaps"])[1].sum() == 0
 
 
 def test_goodput_needs_success_and_every_slo_of_the_class(tmp_path: Path) -> None:
