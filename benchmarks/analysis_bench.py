@@ -6,7 +6,7 @@ Writes a synthetic run directory once in the recorder's format 2 (manifest + ``r
 6 closed-loop stages, 3 request classes, about 3 % errors growing with load, half of them 429s, 64 chunk gaps per
 streamed record as float32 in the side file, ``gap_offset`` / ``gap_count`` on the line), then,
 in a fresh child process per repeat, times ``load_run`` + per-stage and per-class summaries + capacity, and reports
-the child's peak RSS (``resource.getrusage``, which includes the interpreter and imported libraries).
+the child's peak RSS (``VmHWM``, :func:`loadtest.procstat.peak_rss_mb`; interpreter and libraries included).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtest.procstat import peak_rss_mb  # noqa: E402
 from loadtest.records import GAPS_FILE  # noqa: E402
 
 USERS = (1, 4, 8, 16, 32, 64)
@@ -179,7 +179,7 @@ def measure(run_dir: Path) -> dict[str, float]:
         "summaries_s": t2 - t1,
         "capacity_s": t3 - t2,
         "total_s": t3 - t0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "x_star_rps": cap.max_rps if cap.max_rps is not None else float("nan"),
     }
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import abc
 import os
 import random
-import resource
 import struct
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import orjson
 from loadtest.arrivals import ArrivalProcess, TokenRateController
 from loadtest.clock import EpochClock
 from loadtest.distribute import open_loop_seq
+from loadtest.procstat import peak_rss_mb
 from loadtest.records import GAPS_FILE
 from loadtest.runspec import RunSpec, Stage
 from loadtest.sweep import StageObservation, fold, sweep_rates, sweep_verdict
@@ -105,7 +105,7 @@ class Recorder:
             "event": kind,
             "t": self.clock(),
             "cpu_s": time.process_time(),
-            "rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_max_mb": peak_rss_mb(),
             "worker": self.name,
             **fields,
         }
