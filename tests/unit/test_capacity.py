@@ -224,3 +224,20 @@ def test_a_token_rate_stage_that_falls_behind_its_rate_is_queue_growth() -> None
     result = capacity(frame(rows), stages, SLOS)
     assert [p.queue_growth for p in result.points] == [False, True]  # 12 req/s sent of the 20 it set out at
     assert result.binding == "server" and "queue growth" in result.binding_detail
+
+
+@pytest.mark.parametrize("n", [3, 20, 59, 60, 500, 4001])
+@pytest.mark.parametrize("q", [50.0, 90.0, 95.0, 99.0])
+def test_percentile_ci_is_scipys_quantile_test_interval(n: int, q: float) -> None:
+    from scipy import stats
+
+    from analysis.capacity import percentile_ci
+
+    values = np.random.default_rng(n).lognormal(0.0, 1.0, n)
+    point, low, high = percentile_ci(values, q)
+    assert point == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
+    ci = stats.quantile_test(values, q=point, p=q / 100).confidence_interval(0.95)
+    assert (low, high) == (
+        None if np.isnan(ci.low) else pytest.approx(ci.low, rel=1e-12),
+        None if np.isnan(ci.high) else pytest.approx(ci.high, rel=1e-12),
+    )
