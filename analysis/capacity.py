@@ -1,7 +1,15 @@
 """Capacity from a run's stages: the curve, the highest SLO-compliant throughput X* with a 95 % CI, the knee, the
 saturation throughput, the binding limit and a TPOT-vs-concurrency fit. Pure: records + manifest in.
 
-Per stage (in the manifest's order, i.e. increasing offered load), for every class with SLOs:
+Stages are ordered by offered load: an open-loop stage's target rate (a token-rate stage's starting rate), else the
+rate of requests it sent (the manifest's order is not always that: an automatic sweep probes saturation second).
+Rates of an open-loop stage are over its sending window (manifest ``start`` → ``window_end``; requests started in
+it, finished whenever): what it sustained, with no drain in the denominator (over first start → last end a short
+stage of long requests reads low by the drain). A closed-loop stage's rates are over first start → last end: its
+users start together and stop sending at the window's end, so counting starts in the window would add up to one
+cycle per user, while ``completed / (window + drain)`` stays unbiased (the drain's completions are the ones in
+flight at the window's end, ``C = X·E2E``). Cancelled records (Ctrl-C, drain timeout) are
+the generator's, not the endpoint's answers, and are left out. Per stage, for every class with SLOs:
 
 * a percentile SLO ``ttft_p95 = 1 s`` is checked on the stage's p95 of that class's successful requests, with the
   binomial order-statistic 95 % CI of that percentile (``scipy.stats.quantile_test``). **Point** verdict: the p95 is
@@ -13,7 +21,9 @@ Per stage (in the manifest's order, i.e. increasing offered load), for every cla
 **X*** is interpolated between the last passing stage A and the first failing stage B: for each check B fails,
 ``f = (limit − value_A) / (value_B − value_A)`` (clamped to [0, 1]), the smallest f wins, and
 ``X* = X_A + f·(X_B − X_A)`` (never below X_A), output tok/s likewise. The point, conservative and optimistic
-verdicts and values give X* and its CI. When every stage passes, X* is the best passing stage: a lower bound.
+verdicts and values give X* and its CI — the sampling uncertainty of the stages' verdicts, not the error of
+interpolating between stages (the basis names the two stages). When every stage passes, X* is the best passing
+stage: a lower bound, with no upper one.
 When B fails on its error share alone and mostly through 429s, a quota binds: it admits a fixed rate whatever is
 offered, so X* is what B got through (successful req/s), not an interpolation — the share of 429s does not grow
 linearly from A (it is 0 up to the quota and ``1 − quota/offered`` above), so interpolating would land low.
@@ -33,6 +43,7 @@ of the target; for a token-rate stage, of the request rate it started at) or who
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,12 +56,14 @@ from analysis.fit import LinearFit, Prediction, fit_linear, predict_latency
 from analysis.frame import RunData, flat_gaps
 from analysis.goodput import class_slos, good_mask, slo_metric
 from analysis.summary import limit_type, percentiles
+from loadtest.calibrate import Observation
 
 __all__ = [
     "DEFAULT_MAX_ERROR_SHARE",
     "CapacityResult",
     "SloCheck",
     "StagePoint",
+    "calibration_observations",
     "capacity",
     "capacity_from_run",
     "predict",
@@ -106,6 +119,9 @@ class StagePoint:
     duration_s: float | None
     req_per_s: float | None
     output_tok_per_s: float | None
+    sent_per_s: float | None  # requests sent per second (429s and other failures included)
+    target_rate: float | None  # an open-loop stage's target req/s (a token-rate stage's starting rate)
+    users: int | None  # a closed-loop stage's users
     concurrency: float | None
     ttft: dict[str, float | None]
     tpot: dict[str, float | None]
@@ -113,6 +129,7 @@ class StagePoint:
     tpot_mean: float | None
     ttft_mean: float | None
     output_tokens_mean: float | None
+    prompt_tokens_mean: float | None
     rate_limited: int
     limit_types: dict[str, int]
     queue_growth: bool
@@ -123,7 +140,8 @@ class StagePoint:
 
     @property
     def latency_broken(self) -> bool:
-        return any(c.is_latency and not c.passed("point") for c in self.checks)
+        """A latency SLO measured and broken (a check without values — nothing succeeded — is not latency)."""
+        return any(c.is_latency and c.value is not None and not c.passed("point") for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -196,12 +214,56 @@ def _share_check(key: str, cls: str | None, limit: float, k: int, n: int, higher
     return SloCheck(key, cls, limit, k / n, float(ci.low), float(ci.high), higher)
 
 
-def _queue_growth(meta: Mapping[str, Any], achieved: float | None) -> bool:
-    if meta.get("no_free_user") or meta.get("dropped"):
-        return True
+def _target_rate(meta: Mapping[str, Any]) -> float | None:
     target = meta.get("target") or {}
     rate = target.get("rate") or target.get("initial_rate")  # a token-rate stage: the rate it set out at
-    return bool(rate and achieved is not None and achieved < 0.9 * float(rate))
+    return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
+
+
+def _users(meta: Mapping[str, Any]) -> int | None:
+    target = meta.get("target") or {}
+    users = target.get("users") if target.get("kind") == "concurrency" else None
+    return users if isinstance(users, int) and not isinstance(users, bool) and users > 0 else None
+
+
+def calibration_observations(result: CapacityResult) -> list[Observation]:
+    """The closed-loop stages of a run as :class:`loadtest.calibrate.Observation` s (users, mean input and output
+    tokens, mean TPOT and TTFT of successful requests), to fit the model to the endpoint that was measured."""
+    out = []
+    for p in result.points:
+        if None in (p.users, p.prompt_tokens_mean, p.output_tokens_mean, p.tpot_mean, p.ttft_mean):
+            continue
+        assert p.users is not None and p.prompt_tokens_mean is not None and p.output_tokens_mean is not None
+        assert p.tpot_mean is not None and p.ttft_mean is not None
+        if p.output_tokens_mean >= 2 and p.tpot_mean > 0 and p.ttft_mean > 0:
+            out.append(
+                Observation(
+                    p.users,
+                    round(p.prompt_tokens_mean),
+                    round(p.output_tokens_mean),
+                    p.tpot_mean,
+                    p.ttft_mean,
+                )
+            )
+    return out
+
+
+def _offered(point: StagePoint) -> float:
+    """A stage's offered load, to order the curve: its target rate, else the rate of requests it sent."""
+    return point.target_rate if point.target_rate is not None else (point.sent_per_s or 0.0)
+
+
+def _queue_growth(meta: Mapping[str, Any], sent_per_s: float | None, duration: float | None) -> bool:
+    """Arrivals found no free user or were dropped, or the stage sent clearly fewer requests than its target:
+    under 90 % of it and more than three Poisson standard deviations below (a short Poisson stage falls 10 %
+    short by chance)."""
+    if meta.get("no_free_user") or meta.get("dropped"):
+        return True
+    rate = _target_rate(meta)
+    if rate is None or sent_per_s is None or not duration:
+        return False
+    expected, sent = rate * duration, sent_per_s * duration
+    return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
 
 
 def _point(
@@ -214,11 +276,23 @@ def _point(
 ) -> StagePoint:
     ok = df["ok"].to_numpy(dtype=bool)
     started, ended = df["started_at"].to_numpy(dtype="float64"), df["ended_at"].to_numpy(dtype="float64")
-    span = float(np.nanmax(ended) - np.nanmin(started)) if len(df) else 0.0
-    duration = span if span > 0 else None
     e2e_all = df["e2e"].to_numpy(dtype="float64")
     out_tokens = df["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
-    req_per_s = ok.sum() / duration if duration else None
+    start, end = meta.get("start"), meta.get("window_end")
+    duration: float | None
+    if (
+        isinstance(start, (int, float))
+        and isinstance(end, (int, float))
+        and end > start
+        and _target_rate(meta) is not None
+    ):  # open loop: what the sending window sustained
+        duration = float(end - start)
+        sent = (started >= start) & (started <= end)
+    else:  # closed loop (or no window known): first start to last end, which Little's law keeps unbiased
+        span = float(np.nanmax(ended) - np.nanmin(started)) if len(df) else 0.0
+        duration, sent = (span if span > 0 else None), np.ones(len(df), dtype=bool)
+    req_per_s = (ok & sent).sum() / duration if duration else None
+    sent_per_s = float(sent.sum()) / duration if duration else None
     classes = df["request_class"].to_numpy(dtype=object)
     errors = df["error_class"].to_numpy(dtype=object)
     limited = errors == "rate_limited"
@@ -260,17 +334,21 @@ def _point(
         ok=int(ok.sum()),
         duration_s=duration,
         req_per_s=float(req_per_s) if req_per_s is not None else None,
-        output_tok_per_s=float(np.nansum(out_tokens[ok])) / duration if duration else None,
-        concurrency=float(np.nansum(e2e_all)) / duration if duration else None,
+        output_tok_per_s=float(np.nansum(out_tokens[ok & sent])) / duration if duration else None,
+        sent_per_s=sent_per_s,
+        target_rate=_target_rate(meta),
+        users=_users(meta),
+        concurrency=float(np.nansum(e2e_all[sent])) / duration if duration else None,
         ttft=percentiles(ttft_ok),
         tpot=percentiles(tpot_ok),
         e2e=percentiles(df["e2e"].to_numpy(dtype="float64")[ok]),
         tpot_mean=mean(tpot_ok),
         ttft_mean=mean(ttft_ok),
         output_tokens_mean=mean(out_tokens[ok]),
+        prompt_tokens_mean=mean(df["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)[ok]),
         rate_limited=int(limited.sum()),
         limit_types=types,
-        queue_growth=_queue_growth(meta, len(df) / duration if duration else None),
+        queue_growth=_queue_growth(meta, sent_per_s, duration),
         checks=tuple(checks),
     )
 
@@ -320,10 +398,15 @@ def _x_star(points: Sequence[StagePoint], view: View) -> tuple[float | None, flo
 
 
 def _quota_only(point: StagePoint, view: View) -> bool:
-    """The stage fails on its error share alone, and mostly through 429s."""
+    """The stage fails on its error share alone, because of 429s: without them it would be within the share."""
     failed = [c for c in point.checks if not c.passed(view)]
-    errors = point.requests - point.ok
-    return bool(failed) and all(c.key == "errors" for c in failed) and 2 * point.rate_limited >= errors > 0
+    if not failed or any(c.key != "errors" for c in failed) or point.rate_limited == 0:
+        return False
+    other = point.requests - point.ok - point.rate_limited
+    # and the quota held it back: it got through under 90 % of what was offered (its target, else what it sent)
+    offered = point.target_rate or point.sent_per_s
+    held = point.req_per_s is not None and offered is not None and point.req_per_s < 0.9 * offered
+    return other <= failed[0].limit * point.requests and held
 
 
 def _knee(points: Sequence[StagePoint]) -> StagePoint | None:
@@ -350,7 +433,11 @@ def _binding(points: Sequence[StagePoint], min_share: float) -> tuple[Literal["q
     if server is not None:
         p = points[server]
         broken = [c.key + (f" ({c.request_class})" if c.request_class else "") for c in p.checks]
-        what = [b for b, c in zip(broken, p.checks, strict=True) if c.is_latency and not c.passed()]
+        what = [
+            b
+            for b, c in zip(broken, p.checks, strict=True)
+            if c.is_latency and c.value is not None and not c.passed()
+        ]
         if what:
             reason = "latency SLO " + ", ".join(what)
         elif p.queue_growth:
@@ -376,7 +463,8 @@ def capacity(
     metas += (
         [{"label": s} for s in records.drop_duplicates("stage")["stage"] if s not in labels] if known else []
     )
-    records = records.reset_index(drop=True)
+    # cancelled requests are the generator's (Ctrl-C, drain timeout), not the endpoint's answers
+    records = records[(records["error_class"] != "cancelled").to_numpy(dtype=bool)].reset_index(drop=True)
     good = good_mask(records, slos)
     if not any(slo_metric(k) and k.startswith("itl") for slo in slos.values() for k in slo):
         records = records.drop(columns=["chunk_gaps"])  # not needed: spare copying it per stage
@@ -384,14 +472,20 @@ def capacity(
     points = tuple(
         _point(str(m["label"]), records.iloc[rows], good[rows], slos, m, max_error_share)
         for m in metas
+        if m["label"] in groups
         for rows in (groups[m["label"]],)
     )
+    points = tuple(sorted(points, key=_offered))
     if not points:
         return CapacityResult((), None, (None, None), None, (None, None), False, "no stages", None, None,
                               None, None, None, None, "no records", None)  # fmt: skip
     x, tok, basis, interpolated = _x_star(points, "point")
+    if not slos:
+        basis = "the run has no SLOs: the highest throughput measured, not an SLO-compliant one"
     lo, lo_tok, _, _ = _x_star(points, "conservative")
     hi, hi_tok, _, _ = _x_star(points, "optimistic")
+    if all(point.meets("point") for point in points):  # a lower bound: nothing measured says how far above
+        hi = hi_tok = None
     knee = _knee(points)
     sat = max(points, key=lambda p: p.req_per_s or 0.0)
     binding, detail = _binding(points, max_error_share)

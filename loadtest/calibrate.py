@@ -26,7 +26,7 @@ from scipy.optimize import least_squares  # type: ignore[import-untyped]
 
 from loadtest.perfmodel import Deployment, decode_cost
 from loadtest.sim.engine import EngineConfig
-from loadtest.sim.predict import feasible_batch, predict_closed_loop, saturation
+from loadtest.sim.predict import Start, feasible_batch, predict_closed_loop, saturation
 
 __all__ = [
     "Binding",
@@ -109,20 +109,32 @@ def scaled(deployment: Deployment, memory_scale: float, compute_scale: float, c0
 
 
 def predict_observation(
-    deployment: Deployment, obs: Observation, max_batch: int = 256
+    deployment: Deployment, obs: Observation, max_batch: int = 256, start: Start = "spread"
 ) -> tuple[float, float]:
-    """(TPOT, TTFT) the simulator's closed-loop prediction gives for ``obs``'s concurrency and mix."""
+    """(TPOT, TTFT) the simulator's closed-loop prediction gives for ``obs``'s concurrency and mix, with the
+    clients' phases laid out as ``start`` says (:func:`~loadtest.sim.predict.predict_closed_loop`)."""
     pred = predict_closed_loop(
-        EngineConfig(deployment, max_batch=max_batch), obs.concurrency, obs.prompt_tokens, obs.output_tokens
+        EngineConfig(deployment, max_batch=max_batch),
+        obs.concurrency,
+        obs.prompt_tokens,
+        obs.output_tokens,
+        start=start,
     )
     assert pred.tpot_s is not None  # output_tokens >= 2
     return pred.tpot_s, pred.ttft_s
 
 
 def calibrate(
-    deployment: Deployment, observations: Sequence[Observation], *, max_batch: int = 256
+    deployment: Deployment,
+    observations: Sequence[Observation],
+    *,
+    max_batch: int = 256,
+    start: Start = "spread",
 ) -> CalibratedDeployment:
-    """Fit ``s_m``, ``s_c`` and ``c0`` to ``observations`` (see the module docstring); start from ``deployment``."""
+    """Fit ``s_m``, ``s_c`` and ``c0`` to ``observations`` (see the module docstring); start from ``deployment``.
+
+    ``start``: how the measured clients' phases were laid out. A real server's timing noise spreads them
+    (``spread``); the deterministic simulator keeps the cohorts a stage's simultaneous start makes (``burst``)."""
     if not observations:
         raise ValueError("calibrate needs at least one observation")
     measured = np.log(np.array([v for o in observations for v in (o.tpot_s, o.ttft_s)], dtype=float))
@@ -130,7 +142,7 @@ def calibrate(
 
     def residuals(x: np.ndarray) -> np.ndarray:
         dep = scaled(deployment, float(x[0]), float(x[1]), float(x[2]))
-        pred = [v for o in observations for v in predict_observation(dep, o, max_batch)]
+        pred = [v for o in observations for v in predict_observation(dep, o, max_batch, start)]
         out: np.ndarray = np.log(np.array(pred, dtype=float)) - measured
         return out
 

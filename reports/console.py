@@ -264,13 +264,22 @@ def render_capacity(result: CapacityResult) -> str:
     lines = _table(rows)
 
     def ci(pair: tuple[float | None, float | None], digits: int) -> str:
-        return f"95 % CI {_num(pair[0], digits)} – {_num(pair[1], digits)}"
+        low, high = pair
+        if low is None and high is None:
+            return "no 95 % CI: too few requests"
+        if high is None:
+            return f"95 % CI from {_num(low, digits)}, no upper bound"
+        if low is None:
+            return f"95 % CI up to {_num(high, digits)}, no lower bound"
+        return f"95 % CI {_num(low, digits)} – {_num(high, digits)}"
 
+    no_slos = result.basis.startswith("the run has no SLOs")
+    what = "max throughput (no SLOs given)" if no_slos else "max SLO-compliant throughput"
     if result.max_rps is None:
-        lines.append(f"max SLO-compliant throughput: none ({result.basis})")
+        lines.append(f"{what}: none ({result.basis})")
     else:
         lines.append(
-            f"max SLO-compliant throughput: {result.max_rps:,.2f} req/s ({ci(result.max_rps_ci, 2)}), "
+            f"{what}: {result.max_rps:,.2f} req/s ({ci(result.max_rps_ci, 2)}), "
             f"{_num(result.max_output_tok_per_s, 0)} output tok/s ({ci(result.max_output_tok_per_s_ci, 0)})"
         )
         lines.append(f"  {result.basis}")

@@ -92,3 +92,20 @@ def test_predict_mix_binding() -> None:
     big = predict_mix(H100_8B, 16, 16, max_batch=2048)
     assert big.binding == decode_cost(H100_8B, 2048, 24).bound == "compute"
     assert predict_mix(Deployment.of("bge-large", "a100"), 512, 0).binding == "compute"
+
+
+def test_a_simultaneous_start_is_fitted_with_the_burst_layout() -> None:
+    """Locust starts a stage's users together and the deterministic simulator keeps them in step: the run's TTFT
+    and TPOT are the burst layout's, and fitting them with the spread layout would be wrong."""
+    truth = scaled(H100_8B, 0.9, 1.05, 0.002)
+    obs = []
+    for p, n in ((256, 128), (2000, 200)):
+        for c in (1, 4, 16, 64):
+            tpot, ttft = predict_observation(truth, Observation(c, p, n, 1.0, 1.0), start="burst")
+            obs.append(Observation(c, p, n, tpot, ttft))
+    fit = calibrate(H100_8B, obs, start="burst")
+    assert fit.memory_scale == pytest.approx(0.9, rel=0.03) and fit.compute_scale == pytest.approx(
+        1.05, rel=0.03
+    )
+    assert fit.max_abs_relative_error < 0.01
+    assert calibrate(H100_8B, obs).max_abs_relative_error > 0.2  # the spread layout cannot explain them

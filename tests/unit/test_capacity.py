@@ -112,7 +112,7 @@ def test_all_stages_passing_gives_a_lower_bound_and_none_passing_gives_none() ->
 def test_429s_before_latency_breaks_make_the_quota_binding() -> None:
     detail = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit"
     rows: list[dict[str, Any]] = []
-    for i, (rps, limited) in enumerate([(10, 0), (20, 0), (30, 40), (40, 120)]):
+    for i, (rps, limited) in enumerate([(10, 0), (20, 0), (30, 120), (40, 200)]):
         rows += stage_rows(f"s{i}", 400, 400 / rps, 0.2, t0=1000.0 * i)
         rows[-400:] = stage_rows(
             f"s{i}",
@@ -127,14 +127,15 @@ def test_429s_before_latency_breaks_make_the_quota_binding() -> None:
     result = capacity(frame(rows), [f"s{i}" for i in range(4)], SLOS)
     assert result.binding == "quota"
     assert "queries_per_second" in result.binding_detail and "s2" in result.binding_detail
-    assert result.points[2].limit_types == {"queries_per_second": 40}
-    # s1 passes, s2 fails on its error share alone, all 429s: the quota's ceiling is what s2 got through
-    assert result.max_rps == pytest.approx(360 / 400 * 30)
+    assert result.points[2].limit_types == {"queries_per_second": 120}
+    # s1 passes; s2 fails on its error share alone, all 429s, and got 21 of the 30 req/s it sent through: the
+    # quota held it back, so its ceiling is what s2 got through
+    assert result.max_rps == pytest.approx(280 / 400 * 30)
     assert result.basis.startswith("quota ceiling") and not any(p.latency_broken for p in result.points)
-    # the same share of 5xx is not a quota: interpolated, f = 0.01 / 0.10 → 20 + 0.1 × (27 − 20)
+    # the same share of 5xx is not a quota: interpolated, f = 0.01 / 0.30 → 20 + f × (21 − 20)
     rows = [{**r, "error_class": "server_error"} if r["error_class"] else r for r in rows]
     result = capacity(frame(rows), [f"s{i}" for i in range(4)], SLOS)
-    assert result.binding == "server" and result.max_rps == pytest.approx(20.0 + 0.1 * (27.0 - 20.0))
+    assert result.binding == "server" and result.max_rps == pytest.approx(20.0 + (0.01 / 0.30) * 1.0)
 
 
 def test_linear_tpot_data_gives_exact_fit() -> None:
@@ -241,3 +242,76 @@ def test_percentile_ci_is_scipys_quantile_test_interval(n: int, q: float) -> Non
         None if np.isnan(ci.low) else pytest.approx(ci.low, rel=1e-12),
         None if np.isnan(ci.high) else pytest.approx(ci.high, rel=1e-12),
     )
+
+
+def test_stages_are_ordered_by_offered_load_not_by_the_manifest() -> None:
+    # an automatic sweep: baseline, saturation probe, then rates between (manifest order); TTFT grows with load
+    rows = stage_rows("c1", 100, 100 / 5, 0.1) + stage_rows("c128", 400, 400 / 50, 2.0, t0=1000.0)
+    rows += stage_rows("r20", 200, 200 / 20, 0.3, t0=2000.0) + stage_rows(
+        "r35", 350, 350 / 35, 0.9, t0=3000.0
+    )
+    stages = [
+        {"label": "c1", "target": {"kind": "concurrency", "users": 1}},
+        {"label": "c128", "target": {"kind": "concurrency", "users": 128}},
+        {"label": "r20", "target": {"kind": "rate", "rate": 20.0}},
+        {"label": "r35", "target": {"kind": "rate", "rate": 35.0}},
+    ]
+    result = capacity(frame(rows), stages, SLOS)
+    assert [p.stage for p in result.points] == ["c1", "r20", "r35", "c128"]
+    # r35 passes (0.9 s), c128 fails (2.0 s): f = (1 − 0.9) / (2 − 0.9), between 35 and 50 req/s
+    assert result.max_rps == pytest.approx(35 + (0.1 / 1.1) * 15)
+
+
+def test_open_loop_rates_are_over_the_sending_window_not_the_drain() -> None:
+    # 40 requests sent at 4 req/s over a 10 s window; each takes 5 s, so the last ends 5 s after the window
+    rows = []
+    for i in range(40):
+        t = 1000.0 + i * 0.25
+        (row,) = stage_rows("r4", 1, 5.0, 0.2, t0=t)
+        rows.append(row)
+    meta = {"label": "r4", "start": 1000.0, "window_end": 1010.0, "target": {"kind": "rate", "rate": 4.0}}
+    (point,) = capacity(frame(rows), [meta], SLOS).points
+    assert point.req_per_s == pytest.approx(4.0) and point.sent_per_s == pytest.approx(4.0)
+    assert not point.queue_growth  # over first start → last end it would read 40 / 14.75 s = 2.7 req/s
+    assert point.concurrency == pytest.approx(20.0)  # Little: 4 req/s × 5 s
+
+
+def test_a_quota_ceiling_needs_the_other_errors_within_the_share() -> None:
+    detail = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit"
+    rows = stage_rows("s0", 400, 400 / 10, 0.2)
+    # s1: 20 429s and 20 server errors of 400 (5 % other errors): not a quota ceiling, interpolate
+    s1 = stage_rows("s1", 400, 400 / 20, 0.2, t0=1000.0, error_class="rate_limited", errors=20, detail=detail)
+    s1[20:40] = stage_rows("s1", 20, 400 / 20, 0.2, t0=1000.0, error_class="server_error", errors=20)
+    result = capacity(frame(rows + s1), ["s0", "s1"], SLOS)
+    assert result.basis.startswith("interpolated")  # the 429s still make the quota the binding limit (first)
+
+
+def test_all_failed_is_not_a_latency_verdict_and_cancelled_records_do_not_count() -> None:
+    rows = stage_rows("s0", 100, 10.0, 0.2) + stage_rows(
+        "s1", 100, 10.0, 0.2, t0=1000.0, error_class="server_error", errors=100
+    )
+    result = capacity(frame(rows), ["s0", "s1"], SLOS)
+    assert not result.points[1].latency_broken and "errors other than 429" in result.binding_detail
+    cancelled = stage_rows("s0", 100, 10.0, 0.2) + stage_rows(
+        "s0", 50, 10.0, 0.2, t0=5.0, error_class="cancelled", errors=50
+    )
+    (point,) = capacity(frame(cancelled), ["s0"], SLOS).points
+    assert point.requests == 100 and point.meets()
+
+
+def test_a_lower_bound_has_no_upper_ci() -> None:
+    result = capacity(frame(stage_rows("s0", 400, 40.0, 0.2)), ["s0"], SLOS)
+    assert result.max_rps == pytest.approx(10.0) and result.max_rps_ci[1] is None
+
+
+def test_429s_from_bursts_below_the_quota_are_interpolated_not_a_ceiling() -> None:
+    # Poisson at 15 req/s against a QPS-20 quota: bursts get 11 % 429s, yet 15 req/s got through — not held back
+    detail = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit"
+    rows = stage_rows("r5", 100, 20.0, 0.2)
+    rows += stage_rows("r15", 340, 20.0, 0.2, t0=1000.0, error_class="rate_limited", errors=40, detail=detail)
+    stages = [
+        {"label": "r5", "target": {"kind": "rate", "rate": 5.0}},
+        {"label": "r15", "target": {"kind": "rate", "rate": 15.0}},
+    ]
+    result = capacity(frame(rows), stages, SLOS)
+    assert result.basis.startswith("interpolated") and result.max_rps < 15.0
