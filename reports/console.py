@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from analysis.capacity import CapacityResult
 from analysis.load_check import StageLoad
@@ -177,11 +177,12 @@ def render_summary_table(summaries: Sequence[StageSummary]) -> str:
         "req/s",
         "in tok/s",
         "out tok/s",
+        "tot tok/s",
         "goodput",
         "attain.",
     )
     header += ("TTFT p50", "TTFT p95", "TTFT p99", "TPOT p50", "TPOT p95", "ITL p95", "E2E p95", "lag p99")
-    header += ("mismatch", "429 (limit)", "other errors")
+    header += ("tokens from", "mismatch", "429 (limit)", "other errors")
     rows: list[tuple[str, ...]] = [header]
     for s in summaries:
         good = _DASH if s.goodput_rps is None else f"{s.goodput_rps:,.2f}"
@@ -193,6 +194,7 @@ def render_summary_table(summaries: Sequence[StageSummary]) -> str:
                 _num(s.req_per_s, 2),
                 _num(s.input_tok_per_s, 1),
                 _num(s.output_tok_per_s, 1),
+                _num(s.total_tok_per_s, 1),
                 good,
                 _pct(s.attainment),
                 format_ms(s.ttft["p50"]),
@@ -203,6 +205,7 @@ def render_summary_table(summaries: Sequence[StageSummary]) -> str:
                 format_ms(s.itl["p95"]),
                 format_ms(s.e2e["p95"]),
                 format_ms(s.lag["p99"]),
+                _token_sources(s.token_sources),
                 _pct(s.mismatch_share),
                 _limits(s),
                 _other_errors(s),
@@ -211,9 +214,19 @@ def render_summary_table(summaries: Sequence[StageSummary]) -> str:
     lines = _table(rows)
     lines.append(
         "latencies in ms over successful requests; goodput = requests/s meeting every SLO of their class, "
-        "attain. = good / all; mismatch = share of records whose client chunk count is > 10 % off the usage count"
+        "attain. = good / all; tokens from = the server's usage counts or the client's chunk count; "
+        "mismatch = share of records whose client chunk count is > 10 % off the usage count"
     )
     return "\n".join(lines)
+
+
+def _token_sources(sources: Mapping[str, int]) -> str:
+    """``usage``, ``client`` or ``usage 80 %``: where the token counts came from."""
+    total = sum(sources.values())
+    if not total:
+        return _DASH
+    top, count = max(sources.items(), key=lambda kv: kv[1])
+    return top if count == total else f"{top} {count / total:.0%}"
 
 
 def summary_csv_rows(summaries: Sequence[StageSummary]) -> list[dict[str, object]]:
