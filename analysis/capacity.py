@@ -55,7 +55,7 @@ from scipy import stats  # type: ignore[import-untyped]
 from analysis.fit import LinearFit, Prediction, fit_linear, predict_latency
 from analysis.frame import RunData, flat_gaps
 from analysis.goodput import class_slos, good_mask, slo_metric
-from analysis.summary import limit_type, percentiles
+from analysis.summary import limit_type, percentiles, span_s
 from loadtest.calibrate import Observation
 
 __all__ = [
@@ -289,8 +289,7 @@ def _point(
         duration = float(end - start)
         sent = (started >= start) & (started <= end)
     else:  # closed loop (or no window known): first start to last end, which Little's law keeps unbiased
-        span = float(np.nanmax(ended) - np.nanmin(started)) if len(df) else 0.0
-        duration, sent = (span if span > 0 else None), np.ones(len(df), dtype=bool)
+        duration, sent = span_s(started, ended), np.ones(len(df), dtype=bool)
     req_per_s = (ok & sent).sum() / duration if duration else None
     sent_per_s = float(sent.sum()) / duration if duration else None
     classes = df["request_class"].to_numpy(dtype=object)

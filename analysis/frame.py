@@ -23,7 +23,9 @@ column's values are one view of that file; otherwise (a skipped line, orphan gap
 a record whose gaps are not all in the file gets null gaps. Format 1 lines carry the gaps inline (float64); a
 file is one format or the other (any non-null ``gap_count`` means format 2). A file Arrow refuses (a corrupt line in
 the middle) is read line by line instead, skipping and counting the bad lines; a partial last line (a crash
-mid-write) is skipped and counted on either path.
+mid-write) is skipped and counted on either path. A line whose fields have the wrong JSON type (a string where a
+number belongs) is skipped and counted too, and so is a record without a stage label: it belongs to no stage, so
+every per-stage figure would have to leave it out anyway (:func:`load_run`).
 """
 
 from __future__ import annotations
@@ -306,7 +308,12 @@ def with_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_run(run_dir: Path) -> RunData:
-    """Read ``manifest.json`` and ``records.jsonl`` from a run directory."""
+    """Read ``manifest.json`` and ``records.jsonl`` from a run directory.
+
+    The manifest's shape is checked where the analysis reads it (``spec``, ``target``, the stage lists, the request
+    classes and their SLOs): a field of the wrong type is a :class:`ConfigError` naming it, not a crash later.
+    Records with a wrongly typed field or without a stage label are left out and counted in ``skipped_lines``.
+    """
     if not run_dir.is_dir():
         raise ConfigError(f"no run directory at {run_dir}")
     manifest_path = run_dir / "manifest.json"
@@ -318,5 +325,82 @@ def load_run(run_dir: Path) -> RunData:
         raise ConfigError(f"{manifest_path} is not valid JSON") from None
     if not isinstance(manifest, dict):
         raise ConfigError(f"{manifest_path} is not a run manifest (not a JSON object)")
-    records, skipped = load_records(run_dir / "records.jsonl")
+
+    def expect(value: Any, name: str, kind: type | tuple[type, ...], what: str, optional: bool = True) -> Any:
+        if (value is None and not optional) or (
+            value is not None
+            and (isinstance(value, bool) or not isinstance(value, kind))  # no kind here is bool
+        ):
+            shown = orjson.dumps(value).decode()
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ConfigError(f"{manifest_path}: {name} must be {what}, got {shown}")
+        return value
+
+    spec = expect(manifest.get("spec"), "spec", dict, "an object") or {}
+    target = expect(manifest.get("target"), "target", dict, "an object") or {}
+    expect(target.get("simulator"), "target.simulator", dict, "an object")
+    for name, stages in (("stages", manifest.get("stages")), ("spec.stages", spec.get("stages"))):
+        for i, stage in enumerate(expect(stages, name, list, "a list") or []):
+            expect(stage, f"{name}[{i}]", dict, "an object", optional=False)
+            expect(stage.get("label"), f"{name}[{i}].label", str, "a string", optional=False)
+            expect(stage.get("target"), f"{name}[{i}].target", dict, "an object")
+    classes = expect(spec.get("request_classes"), "spec.request_classes", list, "a list") or []
+    for i, cls in enumerate(classes):
+        expect(cls, f"spec.request_classes[{i}]", dict, "an object", optional=False)
+        for key, value in (
+            expect(cls.get("slo"), f"spec.request_classes[{i}].slo", dict, "an object") or {}
+        ).items():
+            expect(value, f"spec.request_classes[{i}].slo.{key}", (int, float), "a number", optional=False)
+
+    path = run_dir / "records.jsonl"
+    try:
+        records, skipped = load_records(path)
+    except (
+        ValueError,
+        TypeError,
+        pa.ArrowException,
+    ):  # a field of the wrong type: keep only the lines that fit
+
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        def fits(row: Any) -> bool:
+            if not isinstance(row, dict):
+                return False
+            for f in _SCHEMA:
+                v = row.get(f.name)
+                if v is None:
+                    continue
+                if f.type == pa.string():
+                    ok = isinstance(v, str)
+                elif f.type == pa.int64():
+                    ok = number(v) and -(2**63) <= v < 2**63 and float(v).is_integer()
+                elif f.type == pa.float64():
+                    ok = number(v)
+                else:  # chunk_gaps
+                    ok = isinstance(v, list) and all(g is None or number(g) for g in v)
+                if not ok:
+                    return False
+            return True
+
+        rows: list[dict[str, Any]] = []
+        skipped = 0
+        with path.open("rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    row = None
+                if fits(row):
+                    rows.append(row)
+                else:
+                    skipped += 1
+        table = pa.Table.from_pylist(rows, schema=_SCHEMA)
+        records = with_metrics(_to_frame(_side_gaps(table, run_dir / GAPS_FILE)))
+    no_stage = records["stage"].isna().to_numpy()
+    if no_stage.any():
+        records = records[~no_stage].reset_index(drop=True)
+        skipped += int(no_stage.sum())
     return RunData(run_dir=run_dir, manifest=manifest, records=records, skipped_lines=skipped)

@@ -452,21 +452,52 @@ def _slo_text(slo: Mapping[str, float]) -> str:
 
 def load_prices(path: Path) -> PriceBook:
     """A price/quota table: ``label = "..."`` and one ``[models."<architecture>"]`` table per model (or
-    ``default``) with any of the :class:`PriceEntry` fields."""
+    ``default``) with any of the :class:`PriceEntry` fields. Quotas are positive integers, prices numbers ≥ 0,
+    chunk sizes and model-unit rates numbers > 0; an unknown model name or key is an error, not ignored."""
+    import difflib
+
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read price table {path}: {exc}") from None
+
+    def hint(key: str, known: list[str]) -> str:
+        close = difflib.get_close_matches(key, known, n=1)
+        return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+
+    for key in raw:
+        if key not in ("label", "models"):
+            raise ConfigError(f"{path}: unknown key '{key}'{hint(key, ['label', 'models'])}")
+    label = raw.get("label", path.name)
+    if not isinstance(label, str):
+        raise ConfigError(f"{path}: label must be a string, got {label!r}")
     models = raw.get("models", {})
     if not isinstance(models, dict):
         raise ConfigError(f"{path}: [models] must be a table of tables")
     allowed = set(PriceEntry.__dataclass_fields__)
     entries: dict[str, PriceEntry] = {}
     for name, table in models.items():
+        where = f'{path}: [models."{name}"]'
         if not isinstance(table, dict):
-            raise ConfigError(f"{path}: models.{name} must be a table")
-        unknown = set(table) - allowed
-        if unknown:
-            raise ConfigError(f"{path}: models.{name}: unknown key(s) {', '.join(sorted(unknown))}")
+            raise ConfigError(f"{where} must be a table")
+        for key in table:
+            if key not in allowed:
+                raise ConfigError(f"{where}: unknown key '{key}'{hint(key, sorted(allowed))}")
+        if name != "default" and name not in ARCHITECTURES:
+            raise ConfigError(
+                f"{where}: unknown architecture{hint(name, ['default', *sorted(ARCHITECTURES)])}"
+            )
+        for key, value in table.items():
+            number = (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and math.isfinite(value)
+            )
+            if key in ("itpm", "otpm", "qph", "qps"):
+                ok, what = number and isinstance(value, int) and value > 0, "a positive integer"
+            elif key in ("throughput_chunk_size", "model_unit_tokens_per_s"):
+                ok, what = number and value > 0, "a number > 0"
+            else:  # a price
+                ok, what = number and value >= 0, "a number ≥ 0"
+            if not ok:
+                raise ConfigError(f"{where}: {key} must be {what}, got {value!r}")
         entries[name] = PriceEntry(**table)
-    return PriceBook(label=str(raw.get("label", path.name)), entries=entries, source=str(path))
+    return PriceBook(label=label, entries=entries, source=str(path))

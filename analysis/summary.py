@@ -26,6 +26,7 @@ __all__ = [
     "StageSummary",
     "limit_type",
     "percentiles",
+    "span_s",
     "summarize_classes",
     "summarize_stages",
 ]
@@ -263,11 +264,17 @@ def _summarize(c: _Columns, group: _Group, itl: dict[str, float | None]) -> Stag
     )
 
 
-def _duration(c: _Columns, idx: np.ndarray) -> float | None:
-    if idx.size == 0:
+def span_s(started: np.ndarray, ended: np.ndarray) -> float | None:
+    """First start → last end in seconds (vLLM's benchmark duration); None when empty, zero or all unknown."""
+    started, ended = started[~np.isnan(started)], ended[~np.isnan(ended)]
+    if started.size == 0 or ended.size == 0:
         return None
-    span = float(np.nanmax(c.ended[idx]) - np.nanmin(c.started[idx]))
+    span = float(ended.max() - started.min())
     return span if span > 0 else None
+
+
+def _duration(c: _Columns, idx: np.ndarray) -> float | None:
+    return span_s(c.started[idx], c.ended[idx])
 
 
 def _stage_order(records: pd.DataFrame, order: Sequence[str]) -> list[str]:

@@ -18,7 +18,7 @@ from loadtest.cli_common import numbers as _numbers
 from loadtest.cli_common import seconds as _seconds
 from loadtest.cli_plan import plan
 from loadtest.cli_sim import sim
-from loadtest.errors import ConfigError, EndpointError, LoadtestError
+from loadtest.errors import ConfigError, EndpointError, LoadtestError, RunInvalid
 
 __all__ = ["cli", "main"]
 
@@ -311,13 +311,19 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
     from reports import render_capacity, render_summary_table, summary_csv_rows
 
     data = load_run(run_dir)
-    order = [s.get("label", "") for s in data.manifest.get("spec", {}).get("stages", [])]
+    skipped = "record line(s) skipped (unreadable, a field of the wrong type, or no stage)"
+    if data.records.empty:
+        raise RunInvalid(
+            f"invalid run: {run_dir} has no records"
+            + (f" ({data.skipped_lines} {skipped})" if data.skipped_lines else "")
+        )
+    order = [s["label"] for s in (data.manifest.get("spec") or {}).get("stages") or []]  # shape: load_run
     slos = class_slos(data.manifest)
     if by == "stage":
         summaries = summarize_stages(data.records, order, slos=slos)
     else:
         summaries = summarize_classes(data.records, slos=slos, by_stage=by == "stage,class", order=order)
-    result = capacity_from_run(data) if len(data.records) else None
+    result = capacity_from_run(data)
     if fmt == "json":
         payload = {
             "run_id": data.manifest.get("run_id"),
@@ -326,12 +332,13 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
             "slos": slos,
             "skipped_lines": data.skipped_lines,
             "summaries": [s.to_dict() for s in summaries],
-            "capacity": result.to_dict() if result is not None else None,
+            "capacity": result.to_dict(),
         }
         text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
     elif fmt == "csv":
         rows = summary_csv_rows(summaries)
-        names: list[str] = []
+        # no group at all (e.g. --by class where no record names its class): still a header, the per-stage one
+        names: list[str] = [] if rows else list(summary_csv_rows(summarize_stages(data.records, order))[0])
         for row in rows:
             names += [k for k in row if k not in names]
         buf = io.StringIO()
@@ -340,9 +347,8 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
         writer.writerows(rows)
         text = buf.getvalue()
     else:
-        parts = [render_summary_table(summaries)] if summaries else ["no records"]
-        if result is not None:
-            parts.append(render_capacity(result))
+        parts = [render_summary_table(summaries)] if summaries else ["no record names a request class"]
+        parts.append(render_capacity(result))
         text = "\n\n".join(parts) + "\n"
     if out_file is not None:
         try:
@@ -352,7 +358,7 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
     else:
         click.echo(text, nl=False)
     if data.skipped_lines:
-        click.echo(f"note: {data.skipped_lines} unreadable record line(s) skipped", err=True)
+        click.echo(f"note: {data.skipped_lines} {skipped}", err=True)
 
 
 @cli.command()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from loadtest.cli_common import seconds as _seconds
-from loadtest.errors import ConfigError
+from loadtest.errors import ConfigError, RunInvalid
+
+if TYPE_CHECKING:
+    from analysis.frame import RunData
 
 __all__ = ["plan"]
 
@@ -108,24 +112,28 @@ def plan(**opts: Any) -> None:
     monthly cost of each, for a forecast peak and SLOs."""
     import orjson
 
-    from analysis import load_run
     from analysis.plan import Forecast, SloTargets, load_prices, measured_from_run
     from analysis.plan import plan as make_plan
-    from loadtest.perfmodel import ARCHITECTURES
+    from loadtest.perfmodel import GPUS
     from reports.plan_table import render_plan_table
     from scenarios import SHIPPED_DIR
 
+    gpu = opts["gpu"].lower()
+    if gpu not in GPUS:
+        raise ConfigError(f"unknown GPU {opts['gpu']!r} for --gpu; known: {', '.join(sorted(GPUS))}")
     prompt, output = opts["prompt_tokens"], opts["output_tokens"]
-    runs = [load_run(path) for path in opts["run_dirs"]]
+    runs = [_load_run(path) for path in opts["run_dirs"]]
     if len(runs) > 1 and (opts["run_arch"] or opts["run_band"]):
         raise ConfigError("--run-arch and --run-band describe one run: give a single --run with them")
+    for run in runs:
+        _check_simulator_run(run, opts["run_arch"], opts["run_band"])
     measured = {}
     for run in runs:
         arch, measured_run = measured_from_run(run, opts["run_arch"], opts["run_band"])
         if arch in measured:
             raise ConfigError(f"two runs measured {arch}: give one run per architecture")
         measured[arch] = measured_run
-    mix_from = load_run(opts["mix_from"]) if opts["mix_from"] is not None else (runs[0] if runs else None)
+    mix_from = _load_run(opts["mix_from"]) if opts["mix_from"] is not None else (runs[0] if runs else None)
     if mix_from is not None and (prompt is None or output is None):
         ok = mix_from.records
         ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
@@ -139,6 +147,15 @@ def plan(**opts: Any) -> None:
         raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
     if (opts["peak_tpm"] is None) == (opts["peak_rps"] is None):
         raise ConfigError("give the forecast peak: --peak-tpm or --peak-rps (one of them)")
+    if opts["max_tokens"] is not None and opts["max_tokens"] < output:
+        raise ConfigError(
+            f"--max-tokens {opts['max_tokens']} is below the {output} output tokens per request: "
+            "a request cannot produce more than its max_tokens"
+        )
+    if opts["tpot"] is not None and output == 0:
+        raise ConfigError(
+            "--tpot does not apply with 0 output tokens: embeddings produce no tokens, so no TPOT"
+        )
     peak_tpm = opts["peak_tpm"] or opts["peak_rps"] * (prompt + output) * 60.0
     forecast = Forecast(
         peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
@@ -147,11 +164,15 @@ def plan(**opts: Any) -> None:
     prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
     prices = load_prices(prices_path)
     kind = "embedding" if output == 0 else "decoder"
-    archs = opts["architectures"] or tuple(k for k, a in ARCHITECTURES.items() if a.kind == kind)
-    archs = tuple(archs) + tuple(a for a in measured if a not in archs)
-    plans = make_plan(
-        forecast, slo, archs, gpu=opts["gpu"], headroom=opts["headroom"], prices=prices, measured=measured
-    )
+    archs = _candidates(opts["architectures"], tuple(measured), kind, prompt, opts["max_tokens"] or output)
+    plans = []
+    for arch in archs:  # one at a time, so that a model limit names its architecture
+        try:
+            plans += make_plan(
+                forecast, slo, [arch], gpu=gpu, headroom=opts["headroom"], prices=prices, measured=measured
+            )
+        except ValueError as exc:  # e.g. the request does not fit one replica's KV cache
+            raise ConfigError(f"{arch} on {gpu}: {exc}") from None
     if opts["fmt"] == "json":
         payload = {
             "forecast": {
@@ -169,3 +190,64 @@ def plan(**opts: Any) -> None:
         click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
         return
     click.echo(render_plan_table(plans, forecast, prices.label))
+
+
+def _candidates(
+    given: tuple[str, ...], measured: tuple[str, ...], kind: str, prompt: int, reserved: int
+) -> tuple[str, ...]:
+    """The architectures to plan: those given with --arch (default: every ``kind`` model of the catalog), then
+    the measured ones. A decoder request holds its prompt and up to ``reserved`` (max_tokens) output tokens in its
+    context: a given or measured architecture with a shorter context is an error, a default one is left out with
+    a note (embedding models clip their input instead, see :mod:`analysis.plan`)."""
+    from loadtest.perfmodel import ARCHITECTURES
+
+    chosen = given + tuple(a for a in measured if a not in given)
+    archs = chosen if given else tuple(k for k, a in ARCHITECTURES.items() if a.kind == kind)
+    archs += tuple(a for a in chosen if a not in archs)
+    need = prompt + reserved
+    short = [a for a in archs if a in ARCHITECTURES and ARCHITECTURES[a].kind == "decoder"]
+    short = [a for a in short if need > ARCHITECTURES[a].context]
+    for arch in short:
+        if arch in chosen:
+            raise ConfigError(
+                f"{arch}: a request of {prompt} input + {reserved} output tokens ({need}) exceeds its "
+                f"{ARCHITECTURES[arch].context}-token context"
+            )
+    if short:
+        archs = tuple(a for a in archs if a not in short)
+        if not archs:
+            raise ConfigError(f"no {kind} model in the catalog has a context of {need} tokens")
+        left_out = ", ".join(f"{a} ({ARCHITECTURES[a].context})" for a in short)
+        click.echo(f"note: left out, context shorter than {need} tokens: {left_out}", err=True)
+    return archs
+
+
+def _load_run(path: Path) -> RunData:
+    """:func:`analysis.load_run`, refusing a run with no records (exit 4, as ``loadtest analyze`` does)."""
+    from analysis import load_run
+
+    run = load_run(path)
+    if run.records.empty:
+        skipped = f" ({run.skipped_lines} record line(s) skipped)" if run.skipped_lines else ""
+        raise RunInvalid(f"invalid run: {path} has no records{skipped}")
+    return run
+
+
+def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> None:
+    """A simulator run knows its architecture and band: ``--run-arch`` / ``--run-band`` may only repeat them."""
+    from analysis.plan import _sim_band
+    from loadtest.sim.config import SimConfig
+
+    sim = (run.manifest.get("target") or {}).get("simulator")
+    if sim is None or (arch is None and band is None):
+        return
+    sim_arch = str(sim.get("architecture", SimConfig.__dataclass_fields__["architecture"].default))
+    known = "a simulator run already knows its architecture and band"
+    if arch is not None and arch != sim_arch:
+        raise ConfigError(f"{run.run_dir} simulated {sim_arch}, not {arch}: {known} (drop --run-arch)")
+    if band is not None:
+        sim_band = _sim_band({"architecture": sim_arch, **sim}, 256)
+        if not math.isclose(band, sim_band, rel_tol=1e-6):
+            raise ConfigError(
+                f"{run.run_dir} simulated a band of {sim_band:g} tokens/s, not {band:g}: {known} (drop --run-band)"
+            )
