@@ -359,6 +359,9 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
         click.echo(text, nl=False)
     if data.skipped_lines:
         click.echo(f"note: {data.skipped_lines} {skipped}", err=True)
+    status = data.manifest.get("status")
+    if status not in (None, "complete"):
+        click.echo(f"note: the run is {status}: its last stage may be cut short", err=True)
 
 
 @cli.command()

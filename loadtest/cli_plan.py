@@ -13,6 +13,7 @@ from loadtest.errors import ConfigError, RunInvalid
 
 if TYPE_CHECKING:
     from analysis.frame import RunData
+    from analysis.plan import SloTargets
 
 __all__ = ["plan"]
 
@@ -161,6 +162,8 @@ def plan(**opts: Any) -> None:
         peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
     )
     slo = SloTargets(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
+    if runs and slo == SloTargets():
+        slo = _slos_of(runs[0], output)
     prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
     prices = load_prices(prices_path)
     kind = "embedding" if output == 0 else "decoder"
@@ -251,3 +254,25 @@ def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> 
             raise ConfigError(
                 f"{run.run_dir} simulated a band of {sim_band:g} tokens/s, not {band:g}: {known} (drop --run-band)"
             )
+
+
+def _slos_of(run: RunData, output: int) -> SloTargets:
+    """The plan's SLOs from a measured run's, so that estimated and measured rows answer the same question: the
+    tightest TTFT and TPOT percentile limits over its classes (the model checks them on means)."""
+    from analysis.goodput import class_slos, slo_metric
+    from analysis.plan import SloTargets
+
+    limits: dict[str, float] = {}
+    for slo in class_slos(run.manifest).values():
+        for key, value in slo.items():
+            metric = slo_metric(key)
+            if metric is not None and metric[0] in ("ttft", "tpot"):
+                limits[metric[0]] = min(value, limits.get(metric[0], value))
+    chosen = SloTargets(limits.get("ttft"), limits.get("tpot") if output > 0 else None)
+    if chosen != SloTargets():
+        given = " ".join(f"--{k} {v:g}s" for k, v in (("ttft", chosen.ttft_s), ("tpot", chosen.tpot_s)) if v)
+        click.echo(
+            f"note: SLOs from {run.run_dir.name}: {given} (its tightest; the model checks them on means)",
+            err=True,
+        )
+    return chosen

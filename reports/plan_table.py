@@ -54,7 +54,9 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
             "pay-per-token",
             "PPT $/month",
             "break-even tok/month",
+            "resource",
             "source",
+            "confidence",
         )
     ]
     for p in plans:
@@ -70,7 +72,9 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
                 _ppt(p),
                 _money(p.ppt_cost_per_month),
                 _tokens(p.break_even_tokens_per_month),
+                p.resource,
                 p.source,
+                p.confidence,
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -78,7 +82,7 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
     for n, row in enumerate(rows):
         lines.append(
             "  ".join(
-                c.ljust(w) if i in (0, 3, 4, 7, 10) else c.rjust(w)
+                c.ljust(w) if i in (0, 3, 4, 7, 10, 11, 12) else c.rjust(w)
                 for i, (c, w) in enumerate(zip(row, widths, strict=True))
             ).rstrip()
         )

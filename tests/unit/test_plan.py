@@ -245,7 +245,7 @@ def test_a_run_at_another_mix_is_scaled_by_the_model(tmp_path: Path) -> None:
     same = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=1050, output_tokens=95)  # within 10 %
     (p,) = plan(same, SLO, ["llama-3.1-8b"], prices=BOOK, measured={"llama-3.1-8b": measured})
     assert p.mix_ratio == pytest.approx(measured.slo_tokens_per_s / measured.band_tokens_per_s)
-    assert p.notes == ("measured against the run's SLOs (chat: ttft_p95 ≤ 0.4 s), not --ttft / --tpot",)
+    assert p.notes == ("measured against the run's SLOs (chat: ttft_p95 ≤ 0.4 s)",)
     longer = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=4000, output_tokens=400)
     (q,) = plan(longer, SLO, ["llama-3.1-8b"], prices=BOOK, measured={"llama-3.1-8b": measured})
     config = EngineConfig(Deployment.of("llama-3.1-8b", "h100"))
@@ -274,3 +274,20 @@ def test_peak_in_requests_per_second_and_run_options(tmp_path: Path) -> None:
     assert two.returncode == 2 and "single --run" in two.stderr
     twice = run_cli("plan", "--peak-rps", "20", "--run", run, "--run", run, *common)
     assert twice.returncode == 2 and "one run per architecture" in twice.stderr
+
+
+def test_estimated_rows_take_the_measured_runs_slos_unless_given(tmp_path: Path) -> None:
+    run = str(_sim_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1}))
+    args = ("plan", "--run", run, "--peak-rps", "20", "--arch", "llama-3.3-70b", "--format", "json")
+    taken = run_cli(*args)
+    assert taken.returncode == 0, taken.stderr
+    out = orjson.loads(taken.stdout)
+    assert out["slo"] == {"ttft_s": 0.4, "tpot_s": None} and "SLOs from run" in taken.stderr
+    estimated = next(p for p in out["plans"] if p["architecture"] == "llama-3.3-70b")
+    assert estimated["binding"] in ("ttft", "saturation") and estimated["resource"] in (
+        "kv",
+        "memory",
+        "compute",
+    )
+    given = orjson.loads(run_cli(*args, "--ttft", "2s").stdout)
+    assert given["slo"]["ttft_s"] == 2.0
