@@ -296,7 +296,15 @@ def _check_simulator(options: dict[str, Any]) -> None:
 @click.option(
     "--out", "out_file", type=click.Path(path_type=Path), help="Write to this file instead of stdout."
 )
-def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
+@click.option(
+    "--predict",
+    "predict_at",
+    multiple=True,
+    metavar="RPS[,RPS...]",
+    help="Predict TPOT and E2E at these arrival rates from the run's TPOT fit and Little's law (flagged when "
+    "beyond twice the measured range).",
+)
+def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None, predict_at: tuple[str, ...]) -> None:
     """Summarise a run directory: throughput, latency percentiles, goodput, errors, and capacity.
 
     Goodput counts requests that meet every SLO of their class (the scenario's [class.slo]); capacity gives the
@@ -307,8 +315,15 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
 
     import orjson
 
-    from analysis import capacity_from_run, class_slos, load_run, summarize_classes, summarize_stages
-    from reports import render_capacity, render_summary_table, summary_csv_rows
+    from analysis import (
+        capacity_from_run,
+        class_slos,
+        load_run,
+        predict,
+        summarize_classes,
+        summarize_stages,
+    )
+    from reports import render_capacity, render_predictions, render_summary_table, summary_csv_rows
 
     data = load_run(run_dir)
     skipped = "record line(s) skipped (unreadable, a field of the wrong type, or no stage)"
@@ -324,6 +339,7 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
     else:
         summaries = summarize_classes(data.records, slos=slos, by_stage=by == "stage,class", order=order)
     result = capacity_from_run(data)
+    predictions = [predict(result, rate) for rate in _numbers(predict_at, "--predict", float)]
     if fmt == "json":
         payload = {
             "run_id": data.manifest.get("run_id"),
@@ -333,6 +349,7 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
             "skipped_lines": data.skipped_lines,
             "summaries": [s.to_dict() for s in summaries],
             "capacity": result.to_dict(),
+            "predictions": [p.to_dict() for p in predictions if p is not None],
         }
         text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
     elif fmt == "csv":
@@ -349,6 +366,8 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None) -> None:
     else:
         parts = [render_summary_table(summaries)] if summaries else ["no record names a request class"]
         parts.append(render_capacity(result))
+        if predict_at:
+            parts.append(render_predictions(predictions))
         text = "\n\n".join(parts) + "\n"
     if out_file is not None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from analysis.capacity import CapacityResult
+from analysis.fit import Prediction
 from analysis.load_check import StageLoad
 from analysis.summary import StageSummary
 
@@ -311,3 +312,30 @@ def render_capacity(result: CapacityResult) -> str:
             f"{fit.points} stages, in flight {fit.x_min:.1f}–{fit.x_max:.1f})"
         )
     return "\n".join(lines)
+
+
+def render_predictions(predictions: Sequence[Prediction | None]) -> str:
+    """``loadtest analyze --predict``: latency at untested rates from the TPOT fit and Little's law."""
+    if not predictions or all(p is None for p in predictions):
+        return (
+            "prediction: none (the run has no TPOT fit: it needs two stages with different in-flight counts)"
+        )
+    rows: list[tuple[str, ...]] = [("rate req/s", "in flight", "TPOT", "E2E", "note")]
+    for p in predictions:
+        if p is None:
+            continue
+        note = p.note
+        if p.extrapolated:
+            note = "EXTRAPOLATED: " + (
+                note.split(":", 1)[1] if note.lower().startswith("extrapolated:") else note
+            )
+        rows.append(
+            (
+                f"{p.rate_rps:,.2f}",
+                _num(p.concurrency, 1),
+                format_ms(p.tpot_s),
+                format_ms(p.e2e_s),
+                note.strip(),
+            )
+        )
+    return "\n".join([*_table(rows), "predicted latencies in ms"])

@@ -316,3 +316,31 @@ def test_percentiles_match_numpys_linear_method(n: int) -> None:
     )
     assert got["max"] == x.max() and got["mean"] == pytest.approx(x.mean())
     assert percentiles(np.array([np.nan]))["p50"] is None
+
+
+def test_analyze_predicts_latency_at_untested_rates(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+    from tests.unit.test_capacity import stage_rows
+
+    # 8 then 24 requests of 5 s each: 1.6 and 4.8 req/s, two points (in flight 8 and 24) for the TPOT fit
+    rows = stage_rows("s0", 8, 5.0, 0.2, out_tokens=100) + stage_rows(
+        "s1", 24, 5.0, 1.0, out_tokens=100, t0=100.0
+    )
+    run_path = tmp_path / "run"
+    run_path.mkdir()
+    lines = b"".join(
+        orjson.dumps({**r, "seq": n, "run_id": "r", "worker": "w", "prompt_tokens": 10}) + b"\n"
+        for n, r in enumerate(rows)
+    )
+    (run_path / "records.jsonl").write_bytes(lines)
+    manifest = {"status": "complete", "stages": [{"label": "s0"}, {"label": "s1"}]}
+    (run_path / "manifest.json").write_bytes(orjson.dumps(manifest))
+    run = str(run_path)
+    table = run_cli("analyze", run, "--predict", "3,100")
+    assert table.returncode == 0, table.stderr
+    assert "within the measured range" in table.stdout and "EXTRAPOLATED" in table.stdout
+    out = orjson.loads(run_cli("analyze", run, "--format", "json", "--predict", "3").stdout)
+    (prediction,) = out["predictions"]
+    assert prediction["rate_rps"] == 3 and not prediction["extrapolated"] and prediction["e2e_s"] > 0
+    bad = run_cli("analyze", run, "--predict", "-3")
+    assert bad.returncode == 2 and "--predict" in bad.stderr
