@@ -203,8 +203,34 @@ def _side_gaps(table: pa.Table, path: Path) -> pa.Table:
     return table.drop_columns(["chunk_gaps"]).append_column("chunk_gaps", pa.chunked_array([gaps]))
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fits(row: Any) -> bool:
+    """A JSON object whose known fields have the record schema's types (missing or null ones are fine)."""
+    if not isinstance(row, dict):
+        return False
+    for f in _SCHEMA:
+        v = row.get(f.name)
+        if v is None:
+            continue
+        if f.type == pa.string():
+            ok = isinstance(v, str)
+        elif f.type == pa.int64():
+            ok = _number(v) and -(2**63) <= v < 2**63 and float(v).is_integer()
+        elif f.type == pa.float64():
+            ok = _number(v)
+        else:  # chunk_gaps
+            ok = isinstance(v, list) and all(g is None or _number(g) for g in v)
+        if not ok:
+            return False
+    return True
+
+
 def _read_lines(path: Path) -> tuple[pa.Table, int]:
-    """The tolerant path: line by line, a line that is not a JSON object is skipped and counted."""
+    """The tolerant path: line by line, a line that is not a JSON object of the record's types is skipped and
+    counted."""
     rows: list[dict[str, Any]] = []
     skipped = 0
     with path.open("rb") as fh:
@@ -214,21 +240,12 @@ def _read_lines(path: Path) -> tuple[pa.Table, int]:
             try:
                 row = orjson.loads(line)
             except orjson.JSONDecodeError:
-                skipped += 1
-                continue
-            if isinstance(row, dict):
+                row = None
+            if _fits(row):
                 rows.append(row)
             else:
                 skipped += 1
-    columns: dict[str, pa.Array] = {}
-    for f in _SCHEMA:
-        values = [r.get(f.name) for r in rows]
-        if f.type == pa.int64():
-            values = [None if v is None else int(v) for v in values]
-        elif f.type == pa.float64():
-            values = [None if v is None else float(v) for v in values]
-        columns[f.name] = pa.array(values, type=f.type)
-    return pa.table(columns, schema=_SCHEMA), skipped
+    return pa.Table.from_pylist(rows, schema=_SCHEMA), skipped
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
@@ -352,53 +369,7 @@ def load_run(run_dir: Path) -> RunData:
         ).items():
             expect(value, f"spec.request_classes[{i}].slo.{key}", (int, float), "a number", optional=False)
 
-    path = run_dir / "records.jsonl"
-    try:
-        records, skipped = load_records(path)
-    except (
-        ValueError,
-        TypeError,
-        pa.ArrowException,
-    ):  # a field of the wrong type: keep only the lines that fit
-
-        def number(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-        def fits(row: Any) -> bool:
-            if not isinstance(row, dict):
-                return False
-            for f in _SCHEMA:
-                v = row.get(f.name)
-                if v is None:
-                    continue
-                if f.type == pa.string():
-                    ok = isinstance(v, str)
-                elif f.type == pa.int64():
-                    ok = number(v) and -(2**63) <= v < 2**63 and float(v).is_integer()
-                elif f.type == pa.float64():
-                    ok = number(v)
-                else:  # chunk_gaps
-                    ok = isinstance(v, list) and all(g is None or number(g) for g in v)
-                if not ok:
-                    return False
-            return True
-
-        rows: list[dict[str, Any]] = []
-        skipped = 0
-        with path.open("rb") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    row = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    row = None
-                if fits(row):
-                    rows.append(row)
-                else:
-                    skipped += 1
-        table = pa.Table.from_pylist(rows, schema=_SCHEMA)
-        records = with_metrics(_to_frame(_side_gaps(table, run_dir / GAPS_FILE)))
+    records, skipped = load_records(run_dir / "records.jsonl")
     no_stage = records["stage"].isna().to_numpy()
     if no_stage.any():
         records = records[~no_stage].reset_index(drop=True)

@@ -14,31 +14,10 @@ import pytest
 from loadtest.conduct import Recorder
 from loadtest.records import GAPS_FILE, RequestRecord, dump_record, read_records
 from loadtest.sweep import StageObservation
+from tests.unit.test_analysis import BASE as ANALYSIS_BASE
 
-BASE = RequestRecord(
-    run_id="r1",
-    stage="s1",
-    request_class="chat",
-    endpoint="http://x/v1/chat/completions",
-    worker="w0",
-    seq=0,
-    scheduled_at=100.0,
-    started_at=100.0,
-    first_token_at=100.2,
-    last_token_at=100.5,
-    ended_at=101.0,
-    status=200,
-    error_class=None,
-    error_detail=None,
-    retry_after_s=None,
-    prompt_tokens=20,
-    output_tokens=4,
-    token_source="usage",
-    client_output_tokens=4,
-    max_tokens=4,
-    finish_reason="length",
-    chunk_gaps=(0.1, 0.02, 0.003),
-    server_request_id=None,
+BASE = replace(
+    ANALYSIS_BASE, output_tokens=4, client_output_tokens=4, max_tokens=4, chunk_gaps=(0.1, 0.02, 0.003)
 )
 FAILED = replace(BASE, seq=1, error_class="rate_limited", status=429, first_token_at=None, chunk_gaps=None)
 
