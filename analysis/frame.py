@@ -25,7 +25,8 @@ file is one format or the other (any non-null ``gap_count`` means format 2). A f
 the middle) is read line by line instead, skipping and counting the bad lines; a partial last line (a crash
 mid-write) is skipped and counted on either path. A line whose fields have the wrong JSON type (a string where a
 number belongs) is skipped and counted too, and so is a record without a stage label: it belongs to no stage, so
-every per-stage figure would have to leave it out anyway (:func:`load_run`).
+every per-stage figure would have to leave it out anyway (:func:`load_run`); a record without a request class is
+kept as class ``(unnamed)``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,16 @@ import pyarrow.json as pa_json  # type: ignore[import-untyped]
 from loadtest.errors import ConfigError
 from loadtest.records import GAPS_FILE
 
-__all__ = ["RunData", "flat_gaps", "load_records", "load_run", "with_metrics"]
+__all__ = [
+    "UNNAMED_CLASS",
+    "RunData",
+    "flat_gaps",
+    "load_records",
+    "load_run",
+    "with_metrics",
+]
+
+UNNAMED_CLASS = "(unnamed)"  # the class of a record that names none (records not written by this tool)
 
 _FLOAT_COLS = ("scheduled_at", "started_at", "first_token_at", "last_token_at", "ended_at", "retry_after_s")
 _INT_COLS = (
@@ -329,7 +339,8 @@ def load_run(run_dir: Path) -> RunData:
 
     The manifest's shape is checked where the analysis reads it (``spec``, ``target``, the stage lists, the request
     classes and their SLOs): a field of the wrong type is a :class:`ConfigError` naming it, not a crash later.
-    Records with a wrongly typed field or without a stage label are left out and counted in ``skipped_lines``.
+    Records with a wrongly typed field or without a stage label are left out and counted in ``skipped_lines``;
+    records without a request class are kept, as class :data:`UNNAMED_CLASS`.
     """
     if not run_dir.is_dir():
         raise ConfigError(f"no run directory at {run_dir}")
@@ -374,4 +385,9 @@ def load_run(run_dir: Path) -> RunData:
     if no_stage.any():
         records = records[~no_stage].reset_index(drop=True)
         skipped += int(no_stage.sum())
+    if (
+        records["request_class"].isna().any()
+    ):  # foreign records: grouped by class as UNNAMED_CLASS, not dropped
+        named = records["request_class"].astype("category")
+        records["request_class"] = named.cat.add_categories([UNNAMED_CLASS]).fillna(UNNAMED_CLASS)
     return RunData(run_dir=run_dir, manifest=manifest, records=records, skipped_lines=skipped)

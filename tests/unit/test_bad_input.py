@@ -257,13 +257,16 @@ def test_plan_refuses_a_run_without_records_too(tmp_path: Path) -> None:
     refused(run_cli("plan", "--run", str(run), "--peak-tpm", "1e6"), 4, "invalid run", "has no records")
 
 
-def test_csv_always_has_a_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_records_without_a_class_are_grouped_not_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     classless = jsonl(records()).replace(b'"request_class":"chat"', b'"request_class":null')
     classless = classless.replace(b'"request_class":"batch"', b'"request_class":null')
     run = write_run(tmp_path, classless)
     assert main(["analyze", str(run), "--format", "csv", "--by", "class"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("stage,request_class,requests,ok,") and out.count("\n") == 1  # a header, no rows
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.startswith("stage,request_class,requests,ok,")
+    assert [r.split(",")[1] for r in rows] == ["(unnamed)"] and int(rows[0].split(",")[2]) == len(records())
 
 
 # 9. records missing timestamps: numpy warnings
