@@ -34,6 +34,18 @@ def run_cli(
     )
 
 
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """``python -m loadtest ARGS`` started in the background (text pipes), for tests that signal or pair it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadtest", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture
 def port() -> int:
     return free_port()

@@ -5,15 +5,13 @@ master from elsewhere."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from analysis import load_run
 from loadtest.sim import SimConfig, SimServer
-from tests.conftest import ROOT, free_port, run_cli
+from tests.conftest import free_port, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -98,48 +96,28 @@ def test_databricks_invocations_path_with_a_pat(tmp_path: Path) -> None:
 def test_a_worker_started_elsewhere_joins_the_master(tmp_path: Path) -> None:
     port = free_port()
     with SimServer(SimConfig()) as sim:
-        master = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "loadtest",
-                "run",
-                "--endpoint",
-                sim.url + "/v1",
-                "--skip-preflight",
-                "-r",
-                "20",
-                "-d",
-                "3s",
-                "--expect-workers",
-                "1",
-                "--master-port",
-                str(port),
-                "--out",
-                str(tmp_path),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            stdin=subprocess.DEVNULL,
+        master = start_cli(
+            "run",
+            "--endpoint",
+            sim.url + "/v1",
+            "--skip-preflight",
+            "-r",
+            "20",
+            "-d",
+            "3s",
+            "--expect-workers",
+            "1",
+            "--master-port",
+            str(port),
+            "--out",
+            str(tmp_path),
         )
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "loadtest",
-                "worker",
-                "--master-host",
-                "127.0.0.1",
-                "--master-port",
-                str(port),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            stdin=subprocess.DEVNULL,
+        worker = start_cli(
+            "worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
         )
         try:
             _out, err = master.communicate(timeout=90)

@@ -4,8 +4,6 @@ agree with the engine model's prediction for that load."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from analysis import load_run, summarize_stages
 from loadtest.records import read_records
 from loadtest.sim import SimConfig, SimServer, predict_closed_loop
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -78,29 +76,19 @@ def test_every_served_request_is_recorded_and_latencies_match_the_engine_model(
 
 
 def test_ctrl_c_keeps_every_record(sim: SimServer, tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loadtest",
-            "run",
-            "--endpoint",
-            sim.url + "/v1",
-            "--skip-preflight",
-            "-c",
-            "6",
-            "--duration",
-            "60s",
-            "--max-tokens",
-            "200",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
+    proc = start_cli(
+        "run",
+        "--endpoint",
+        sim.url + "/v1",
+        "--skip-preflight",
+        "-c",
+        "6",
+        "--duration",
+        "60s",
+        "--max-tokens",
+        "200",
+        "--out",
+        str(tmp_path),
     )
     try:
         deadline = time.monotonic() + 30
