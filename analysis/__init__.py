@@ -9,7 +9,7 @@ from analysis.capacity import (
     capacity_from_run,
     predict,
 )
-from analysis.fit import LinearFit, Prediction, fit_linear, predict_latency
+from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_latency
 from analysis.frame import RunData, flat_gaps, load_records, load_run, with_metrics
 from analysis.goodput import (
     MISMATCH_TOLERANCE,
@@ -37,8 +37,8 @@ __all__ = [
     "MISMATCH_TOLERANCE",
     "PERCENTILES",
     "CapacityResult",
+    "LatencyPrediction",
     "LinearFit",
-    "Prediction",
     "RunData",
     "SloCheck",
     "StageLoad",

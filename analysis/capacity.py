@@ -52,11 +52,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats  # type: ignore[import-untyped]
 
-from analysis.fit import LinearFit, Prediction, fit_linear, predict_latency
+from analysis.calibrate import Observation
+from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_latency
 from analysis.frame import RunData, flat_gaps
 from analysis.goodput import class_slos, good_mask, slo_metric
 from analysis.summary import limit_type, percentiles, span_s
-from loadtest.calibrate import Observation
 
 __all__ = [
     "DEFAULT_MAX_ERROR_SHARE",
@@ -227,7 +227,7 @@ def _users(meta: Mapping[str, Any]) -> int | None:
 
 
 def calibration_observations(result: CapacityResult) -> list[Observation]:
-    """The closed-loop stages of a run as :class:`loadtest.calibrate.Observation` s (users, mean input and output
+    """The closed-loop stages of a run as :class:`analysis.calibrate.Observation` s (users, mean input and output
     tokens, mean TPOT and TTFT of successful requests), to fit the model to the endpoint that was measured."""
     out = []
     for p in result.points:
@@ -515,7 +515,7 @@ def capacity_from_run(data: RunData, max_error_share: float = DEFAULT_MAX_ERROR_
     return capacity(data.records, stages, class_slos(data.manifest), max_error_share)
 
 
-def predict(result: CapacityResult, rate_rps: float) -> Prediction | None:
+def predict(result: CapacityResult, rate_rps: float) -> LatencyPrediction | None:
     """Latency at an untested arrival rate from the TPOT fit and Little's law (:func:`analysis.fit.predict_latency`),
     with TTFT and output length taken from the measured stage whose rate is closest. None without a fit."""
     measured = [p for p in result.points if p.req_per_s and p.ttft_mean is not None and p.output_tokens_mean]

@@ -1,7 +1,7 @@
 """Fits for prediction: ``TPOT ≈ t0 + t1·C`` (continuous batching: each decode step costs a fixed part plus a part
 per sequence in the batch) and Little's law to predict latency at an untested rate. Pure functions.
 
-Prediction at an arrival rate X with mean TTFT ``T`` and ``n`` output tokens per request: Little's law
+LatencyPrediction at an arrival rate X with mean TTFT ``T`` and ``n`` output tokens per request: Little's law
 ``C = X·E2E`` with ``E2E = T + TPOT·(n − 1)`` and ``TPOT = t0 + t1·C`` gives
 ``C = X·(T + t0·(n − 1)) / (1 − X·t1·(n − 1))``, defined while the denominator is positive (beyond
 ``1 / (t1·(n − 1))`` the queue grows without bound: no prediction). A prediction outside half the lowest to twice
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LinearFit", "Prediction", "fit_linear", "predict_latency"]
+__all__ = ["LatencyPrediction", "LinearFit", "fit_linear", "predict_latency"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class LinearFit:
 
 
 @dataclass(frozen=True, slots=True)
-class Prediction:
+class LatencyPrediction:
     rate_rps: float
     concurrency: float | None
     tpot_s: float | None
@@ -72,7 +72,7 @@ def predict_latency(
     ttft_s: float,
     output_tokens: float,
     measured_rates: Sequence[float],
-) -> Prediction:
+) -> LatencyPrediction:
     """Little's-law prediction at ``rate_rps`` (module docstring)."""
     rates = [r for r in measured_rates if r > 0]
     extrapolated = not rates or rate_rps > 2 * max(rates) or rate_rps < min(rates) / 2
@@ -80,10 +80,10 @@ def predict_latency(
     denominator = 1.0 - rate_rps * fit.t1 * steps
     if denominator <= 0:
         limit = 1.0 / (fit.t1 * steps)
-        return Prediction(
+        return LatencyPrediction(
             rate_rps, None, None, None, extrapolated, f"past the fitted saturation {limit:.2f} req/s"
         )
     concurrency = rate_rps * (ttft_s + fit.t0 * steps) / denominator
     tpot = fit.at(concurrency)
     note = "extrapolated: beyond 2× the measured range" if extrapolated else "within the measured range"
-    return Prediction(rate_rps, concurrency, tpot, ttft_s + tpot * steps, extrapolated, note)
+    return LatencyPrediction(rate_rps, concurrency, tpot, ttft_s + tpot * steps, extrapolated, note)

@@ -18,7 +18,7 @@ are Python strings.
 ``records.jsonl`` is parsed by Arrow's multithreaded JSON reader against the record schema. ``chunk_gaps`` becomes
 one flat buffer with offsets (an Arrow list column) instead of a Python list per request; see :func:`flat_gaps`.
 In a format 2 run directory the lines carry ``gap_offset`` / ``gap_count`` into the float32 side file
-``chunk_gaps.f32`` (:mod:`loadtest.records`): when the offsets follow row order, as the recorder writes them, the
+``chunk_gaps.f32`` (:mod:`loadtest.client.records`): when the offsets follow row order, as the recorder writes them, the
 column's values are one view of that file; otherwise (a skipped line, orphan gaps) they are gathered run by run, and
 a record whose gaps are not all in the file gets null gaps. Format 1 lines carry the gaps inline (float64); a
 file is one format or the other (any non-null ``gap_count`` means format 2). A file Arrow refuses (a corrupt line in
@@ -44,8 +44,8 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.json as pa_json  # type: ignore[import-untyped]
 
+from loadtest.client.records import GAPS_FILE
 from loadtest.errors import ConfigError
-from loadtest.records import GAPS_FILE
 
 __all__ = [
     "UNNAMED_CLASS",

@@ -3,7 +3,7 @@
 For each candidate architecture (on one GPU type) and a forecast (peak tokens/min with a mix), SLOs and headroom:
 
 * **SLO capacity of one replica at the user's mix**, ``K_slo``: the largest closed-loop concurrency whose predicted
-  mean TTFT and TPOT (:func:`loadtest.sim.predict.predict_closed_loop`, the same model the simulator runs) stay
+  mean TTFT and TPOT (:func:`loadtest.model.predict.predict_closed_loop`, the same model the simulator runs) stay
   within the SLOs, times its total tokens/s. *Estimated* — labelled so — unless a measured value is given.
 * **Nominal capacity** at Databricks' reference mix (2,048 in / 256 out), ``K_ref``: what a band's tokens/s are
   quoted against. The ratio ``r = K_slo / K_ref`` is how many of the band's nominal tokens/s the user's mix gets.
@@ -33,11 +33,11 @@ from analysis.capacity import capacity_from_run
 from analysis.frame import RunData
 from analysis.goodput import class_slos
 from loadtest.errors import ConfigError
-from loadtest.perfmodel import ARCHITECTURES, Deployment, decode_cost
+from loadtest.model.predict import REFERENCE_MIX, feasible_batch, predict_closed_loop, saturation
+from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
+from loadtest.model.roofline import ARCHITECTURES, Deployment, decode_cost
+from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
-from loadtest.sim.engine import EngineConfig
-from loadtest.sim.predict import REFERENCE_MIX, feasible_batch, predict_closed_loop, saturation
-from loadtest.sim.quota import QuotaLimits, ppt_admitted_rate
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -172,7 +172,7 @@ def _meets(pred_ttft: float, pred_tpot: float | None, slo: SloTargets) -> str | 
     return None
 
 
-def slo_capacity(config: EngineConfig, prompt: int, output: int, slo: SloTargets) -> tuple[float, int, str]:
+def slo_capacity(config: ServingConfig, prompt: int, output: int, slo: SloTargets) -> tuple[float, int, str]:
     """(tokens/s, concurrency, binding) of one replica at the largest closed-loop concurrency meeting ``slo``.
 
     Searched by doubling then bisection up to the saturation concurrency; ``binding`` is the SLO that the next
@@ -203,7 +203,7 @@ def slo_capacity(config: EngineConfig, prompt: int, output: int, slo: SloTargets
 
 def _measured_ratio(
     measured: Measured,
-    config: EngineConfig,
+    config: ServingConfig,
     mix: tuple[int, int],
     slo: SloTargets,
     k_slo_model: float,
@@ -229,7 +229,7 @@ def _measured_ratio(
     return ratio * factor
 
 
-def _resource(config: EngineConfig, prompt: int, output: int, concurrency: int) -> str:
+def _resource(config: ServingConfig, prompt: int, output: int, concurrency: int) -> str:
     """The resource that bounds one replica at ``concurrency`` (its SLO load; saturation when 0): ``kv`` when the
     KV cache caps the batch there, else the larger roofline term of a decode step (prefill only: compute)."""
     cap = feasible_batch(config, prompt, output)
@@ -253,7 +253,7 @@ def _plan_one(
 ) -> ArchitecturePlan:
     arch = ARCHITECTURES[arch_key]
     dep = Deployment.of(arch_key, gpu)
-    config = EngineConfig(dep, max_batch=max_batch)
+    config = ServingConfig(dep, max_batch=max_batch)
     p, o = forecast.prompt_tokens, forecast.output_tokens
     notes: list[str] = []
     ref_mix = MODEL_UNIT_MIX if arch.provisioning == "model_units" else REFERENCE_MIX
@@ -393,7 +393,7 @@ def _sim_band(sim: Mapping[str, Any], max_batch: int) -> float:
         )
     if band is not None:
         return float(band[1])
-    engine = EngineConfig(config.deployment(), max_batch=config.max_batch or max_batch)
+    engine = ServingConfig(config.deployment(), max_batch=config.max_batch or max_batch)
     return replicas * saturation(engine, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
 
 

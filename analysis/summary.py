@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.frame import flat_gaps
 from analysis.goodput import MISMATCH_TOLERANCE, good_mask
+from loadtest.model.quota import LIMIT_TYPES
 
 __all__ = [
     "LIMIT_TYPES",
@@ -31,12 +32,6 @@ __all__ = [
     "summarize_stages",
 ]
 
-LIMIT_TYPES = (
-    "input_tokens_per_minute",
-    "output_tokens_per_minute",
-    "queries_per_hour",
-    "queries_per_second",
-)
 _LIMIT_HINTS = (
     ("input_tokens_per_minute", ("itpm", "input tokens")),
     ("output_tokens_per_minute", ("otpm", "output tokens")),
@@ -50,9 +45,9 @@ def limit_type(detail: str | None) -> str:
     """Which quota a 429 names: Databricks' ``limit_type`` when the body has one, else read from its message
     (``REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit`` → queries_per_second), else "unspecified"."""
     text = (detail or "").lower()
-    for name in LIMIT_TYPES:
-        if name in text:
-            return name
+    for kind in LIMIT_TYPES:
+        if kind in text:
+            return kind
     for name, hints in _LIMIT_HINTS:
         if any(hint in text for hint in hints):
             return name

@@ -6,7 +6,7 @@ Writes a synthetic run directory once in the recorder's format 2 (manifest + ``r
 6 closed-loop stages, 3 request classes, about 3 % errors growing with load, half of them 429s, 64 chunk gaps per
 streamed record as float32 in the side file, ``gap_offset`` / ``gap_count`` on the line), then,
 in a fresh child process per repeat, times ``load_run`` + per-stage and per-class summaries + capacity, and reports
-the child's peak RSS (``VmHWM``, :func:`loadtest.procstat.peak_rss_mb`; interpreter and libraries included).
+the child's peak RSS (``VmHWM``, :func:`loadtest.engine.procstat.peak_rss_mb`; interpreter and libraries included).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtest.procstat import peak_rss_mb  # noqa: E402
-from loadtest.records import GAPS_FILE  # noqa: E402
+from loadtest.client.records import GAPS_FILE  # noqa: E402
+from loadtest.engine.procstat import peak_rss_mb  # noqa: E402
 
 USERS = (1, 4, 8, 16, 32, 64)
 ERROR_SHARE = (0.002, 0.005, 0.01, 0.03, 0.06, 0.073)  # about 3 % over the run, growing with load

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis import load_run  # noqa: E402
-from loadtest.simproc import ManagedProcess  # noqa: E402
+from loadtest.runner.simproc import ManagedProcess  # noqa: E402
 
 
 def loadtest_run(url: str, out: Path, users: int, duration: float, tokens: int) -> Path:

@@ -1,6 +1,7 @@
 """Token-rate load testing and capacity planning for LLM serving endpoints.
 
-The package root stays light: importing it must not import locust or gevent (``loadtest.engine`` is the only door).
+The package root stays light: importing it must not import locust or gevent (the load engine's child process,
+``python -m loadtest.engine``, is the only door).
 """
 
 __all__ = ["__version__"]

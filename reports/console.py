@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from analysis.capacity import CapacityResult
-from analysis.fit import Prediction
+from analysis.fit import LatencyPrediction
 from analysis.load_check import StageLoad
 from analysis.summary import StageSummary
 
@@ -314,7 +314,7 @@ def render_capacity(result: CapacityResult) -> str:
     return "\n".join(lines)
 
 
-def render_predictions(predictions: Sequence[Prediction | None]) -> str:
+def render_predictions(predictions: Sequence[LatencyPrediction | None]) -> str:
     """``loadtest analyze --predict``: latency at untested rates from the TPOT fit and Little's law."""
     if not predictions or all(p is None for p in predictions):
         return (

@@ -19,7 +19,8 @@ from typing import Any, Final
 
 import orjson
 
-from loadtest.perfmodel import kv_capacity_tokens
+from loadtest.model.roofline import kv_capacity_tokens
+from loadtest.sim.batching import BatchRequest, Cluster
 from loadtest.sim.config import SimConfig
 from loadtest.sim.documents import (
     endpoint_document,
@@ -27,7 +28,6 @@ from loadtest.sim.documents import (
     models_document,
     optimization_info,
 )
-from loadtest.sim.engine import Cluster, EngineRequest
 from loadtest.sim.faults import FaultInjector, FaultPlan
 from loadtest.sim.http11 import Connection, HttpError, Job, Request, error_body
 from loadtest.sim.oauth import OAuthIssuer
@@ -267,7 +267,7 @@ class App:
         replica = self.cluster.replicas[index]
         for k, (eid, prompt, out) in enumerate(seqs):
             try:
-                replica.submit(EngineRequest(eid, prompt, out))
+                replica.submit(BatchRequest(eid, prompt, out))
             except ValueError as exc:
                 for done, _, _ in seqs[:k]:
                     replica.cancel(done)

@@ -4,7 +4,7 @@ Rules:
 
 - **Provisioned throughput** (``mode="pt"``, the default). Capacity is ``replicas`` engine replicas. A tokens/s band
   sizes it instead: ``chunks=k`` is ``k`` replicas, one per ``throughput_chunk_size`` (one replica's saturated
-  tokens/s at the reference mix, :func:`loadtest.sim.predict.reference_chunk_size`, unless ``chunk_size``
+  tokens/s at the reference mix, :func:`loadtest.model.predict.reference_chunk_size`, unless ``chunk_size``
   overrides the reported value); ``min/max_provisioned_throughput`` (tokens/s, multiples of the chunk; one given
   alone sets both) is ``max / chunk`` replicas (no autoscaling: the endpoint stays scaled to its maximum). Give at
   most one of ``replicas`` (≠ 1), ``chunks`` or the band. Model-unit architectures take ``replicas`` or ``chunks``
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loadtest.errors import ConfigError
-from loadtest.perfmodel import ARCHITECTURES, GPUS, Deployment, Dtype
-from loadtest.sim.engine import EngineConfig
+from loadtest.model.predict import reference_chunk_size
+from loadtest.model.quota import QuotaLimits
+from loadtest.model.roofline import ARCHITECTURES, GPUS, Deployment, Dtype
+from loadtest.model.serving import ServingConfig
 from loadtest.sim.faults import FaultConfig
-from loadtest.sim.predict import reference_chunk_size
-from loadtest.sim.quota import QuotaLimits
 
 __all__ = ["Mode", "SimConfig"]
 
@@ -170,5 +170,5 @@ class SimConfig:
             return None
         return QuotaLimits(self.itpm, self.otpm, self.qph, self.qps)
 
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(self.deployment(), self.max_batch, self.replica_count, self.seed, self.jitter_cv)
+    def engine_config(self) -> ServingConfig:
+        return ServingConfig(self.deployment(), self.max_batch, self.replica_count, self.seed, self.jitter_cv)

@@ -13,7 +13,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from loadtest.sim.engine import TokenEvent
+from loadtest.sim.batching import TokenEvent
 
 __all__ = ["Connection", "Handler", "HttpError", "Job", "Request", "error_body"]
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from loadtest.sim.engine import TokenEvent
+from loadtest.sim.batching import TokenEvent
 from loadtest.sim.faults import FaultPlan
 from loadtest.sim.http11 import Connection, HttpError
 from loadtest.sim.tokens import TokenText, chat_prompt_tokens, embedding_vector, split_inputs

@@ -9,7 +9,7 @@ Paths (``{name}`` is ``SimConfig.endpoint_name``):
   completions if ``prompt``, embeddings if ``input``), ``GET /api/2.0/serving-endpoints/{name}``: the endpoint with
   its PT band (:mod:`loadtest.sim.config`: ``replicas × throughput_chunk_size`` unless a band is given), the chunk
   being one replica's saturated tokens/s (input + output) at the reference mix 2048 in / 256 out
-  (:func:`loadtest.sim.predict.reference_chunk_size`). Model-unit architectures report ``provisioned_model_units``
+  (:func:`loadtest.model.predict.reference_chunk_size`). Model-unit architectures report ``provisioned_model_units``
   instead, at 65 tok/s per unit at 3500 in / 300 out (the published 50 MU ≈ 3,250 tok/s point); a pay-per-token
   endpoint reports its quotas. ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}``
   (:mod:`loadtest.sim.documents`).

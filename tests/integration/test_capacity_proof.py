@@ -5,7 +5,7 @@ a count within ±1 of the exact answer.
 The exact values come from the simulator's own model, not from the analysis under test:
 
 * **Server-bound** (a PT endpoint, closed-loop stages, an SLO on E2E p95): in the deterministic simulator every
-  request of a closed loop of ``C`` users takes the same E2E, :func:`loadtest.sim.predict.predict_closed_loop`'s
+  request of a closed loop of ``C`` users takes the same E2E, :func:`loadtest.model.predict.predict_closed_loop`'s
   ``e2e_s`` (one cycle of the batch's steps), at ``requests_per_s``; both grow with ``C``. The exact SLO-compliant
   rate is where the model's E2E reaches the limit, between the two integer concurrencies around it. E2E is the
   latency whose closed-loop value does not depend on how the users' phases line up (TTFT and TPOT trade against
@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 
 from analysis import capacity_from_run, load_run
-from loadtest.perfmodel import Deployment
-from loadtest.sim.engine import EngineConfig
-from loadtest.sim.predict import predict_closed_loop
-from loadtest.sim.quota import QuotaLimits, ppt_admitted_rate
+from loadtest.model.predict import predict_closed_loop
+from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
+from loadtest.model.roofline import Deployment
+from loadtest.model.serving import ServingConfig
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -51,8 +51,8 @@ class Case:
     def id(self) -> str:
         return f"{self.architecture}-{self.gpu}-{self.prompt}in-{self.output}out"
 
-    def config(self) -> EngineConfig:
-        return EngineConfig(Deployment.of(self.architecture, self.gpu))
+    def config(self) -> ServingConfig:
+        return ServingConfig(Deployment.of(self.architecture, self.gpu))
 
 
 CASES = (

@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from analysis import load_run, summarize_stages
-from loadtest.records import read_records
-from loadtest.sim import SimConfig, SimServer, predict_closed_loop
+from loadtest.client.records import read_records
+from loadtest.model.predict import predict_closed_loop
+from loadtest.sim import SimConfig, SimServer
 from tests.conftest import run_cli, start_cli
 
 pytestmark = pytest.mark.slow

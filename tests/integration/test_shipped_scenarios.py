@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis import load_run
-from loadtest.scenario import load_scenario
+from loadtest.spec.scenario import load_scenario
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow

@@ -14,20 +14,20 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtest.auth import OAuthM2MAuth
-from loadtest.clock import EpochClock, FakeClock
+from loadtest.client.auth import OAuthM2MAuth
+from loadtest.client.clock import EpochClock, FakeClock
+from loadtest.client.execute import RecordContext, execute_request
+from loadtest.client.httpx_transport import HttpxTransport
+from loadtest.client.protocol import EndpointSpec, RequestClass, build_request
+from loadtest.client.records import RequestRecord
 from loadtest.errors import ConfigError, EndpointError
-from loadtest.execute import RecordContext, execute_request
-from loadtest.httpx_transport import HttpxTransport
-from loadtest.launch import simulator_args
-from loadtest.perfmodel import Deployment
-from loadtest.protocol import EndpointSpec, RequestClass, build_request
-from loadtest.records import RequestRecord
+from loadtest.model.predict import reference_chunk_size
+from loadtest.model.roofline import Deployment
+from loadtest.runner.launch import simulator_args
+from loadtest.runner.simproc import ManagedProcess, SimulatorProcess
 from loadtest.sim.documents import model_type
 from loadtest.sim.faults import FaultConfig
-from loadtest.sim.predict import reference_chunk_size
 from loadtest.sim.server import SimConfig, SimServer
-from loadtest.simproc import ManagedProcess, SimulatorProcess
 
 CTX = RecordContext(run_id="r", stage="s", endpoint="sim", worker="w")
 TEN = "one two three four five six seven eight nine ten"  # 10 prompt tokens

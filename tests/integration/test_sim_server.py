@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from loadtest.errors import PortInUseError
-from loadtest.perfmodel import decode_step_s
-from loadtest.sim.predict import predict_closed_loop
+from loadtest.model.predict import predict_closed_loop
+from loadtest.model.roofline import decode_step_s
 from loadtest.sim.server import SimConfig, SimServer
 from loadtest.sim.tokens import EMBEDDING_DIM
 

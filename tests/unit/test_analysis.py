@@ -22,9 +22,9 @@ from analysis import (
     summarize_stages,
     token_mismatch,
 )
-from loadtest.cli import main
-from loadtest.conduct import Recorder
-from loadtest.records import GAPS_FILE, RequestRecord, dump_record
+from loadtest.cli.main import main
+from loadtest.client.records import GAPS_FILE, RequestRecord, dump_record
+from loadtest.engine.conduct import Recorder
 
 BASE = RequestRecord(
     run_id="r1",

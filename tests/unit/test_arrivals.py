@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from loadtest.arrivals import ArrivalProcess, TokenRateController, arrival_times
+from loadtest.spec.arrivals import ArrivalProcess, TokenRateController, arrival_times
 
 
 def gaps(process: ArrivalProcess, rate: float, n: int = 20_000, seed: int = 1) -> np.ndarray:

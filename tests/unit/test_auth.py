@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from loadtest.auth import (
+from loadtest.client.auth import (
     AuthOptions,
     NoAuth,
     OAuthM2MAuth,
@@ -19,7 +19,7 @@ from loadtest.auth import (
     resolve_auth,
     serialize_for_child,
 )
-from loadtest.clock import FakeClock
+from loadtest.client.clock import FakeClock
 from loadtest.errors import ConfigError, EndpointError
 
 SECRET = "dose0123456789SECRETvalue"

@@ -14,7 +14,7 @@ import pytest
 from analysis import load_run
 from analysis.frame import with_metrics
 from analysis.plan import load_prices
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.errors import ConfigError
 from loadtest.sim.config import SimConfig
 from tests.conftest import run_cli
@@ -132,7 +132,7 @@ def test_a_request_the_kv_cache_cannot_hold_names_the_architecture(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # no catalog model runs out of KV cache within its context on the catalog GPUs: shrink the cache instead
-    monkeypatch.setattr("loadtest.sim.predict.kv_capacity_tokens", lambda dep: 1000)
+    monkeypatch.setattr("loadtest.model.predict.kv_capacity_tokens", lambda dep: 1000)
     assert main(["plan", *MIX, "--arch", "llama-3.1-8b"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("loadtest: error: llama-3.1-8b on h100: ") and "does not fit the KV cache" in err

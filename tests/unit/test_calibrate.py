@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest import calibrate as calibrate_module
-from loadtest.calibrate import Observation, calibrate, predict_mix, predict_observation, scaled
-from loadtest.perfmodel import Deployment, decode_cost, prefill_s
-from loadtest.sim.engine import EngineConfig
-from loadtest.sim.predict import feasible_batch, saturation
+from analysis import calibrate as calibrate_module
+from analysis.calibrate import Observation, calibrate, predict_mix, predict_observation, scaled
+from loadtest.model.predict import feasible_batch, saturation
+from loadtest.model.roofline import Deployment, decode_cost, prefill_s
+from loadtest.model.serving import ServingConfig
 
 H100_8B = Deployment.of("llama-3.1-8b", "h100")
 
@@ -46,8 +46,8 @@ def test_calibration_recovers_a_perturbed_deployment(
     assert fit.max_abs_relative_error < 0.01 and len(fit.residuals) == 20
     assert fit.deployment.gpu.mbu == pytest.approx(base.gpu.mbu * fit.memory_scale)
     # the fitted deployment is what the simulator and the predictions use
-    assert saturation(EngineConfig(fit.deployment), 1000, 100).output_tokens_per_s == pytest.approx(
-        saturation(EngineConfig(truth), 1000, 100).output_tokens_per_s, rel=0.03
+    assert saturation(ServingConfig(fit.deployment), 1000, 100).output_tokens_per_s == pytest.approx(
+        saturation(ServingConfig(truth), 1000, 100).output_tokens_per_s, rel=0.03
     )
 
 
@@ -77,13 +77,13 @@ def test_bounds_and_validation() -> None:
 @pytest.mark.parametrize(("p", "n"), [(2048, 256), (128, 128), (1000, 1000)])
 def test_predict_mix_is_consistent_with_saturation(p: int, n: int) -> None:
     mix = predict_mix(H100_8B, p, n)
-    sat = saturation(EngineConfig(H100_8B, max_batch=256), p, n)
+    sat = saturation(ServingConfig(H100_8B, max_batch=256), p, n)
     assert mix.max_output_tokens_per_s == pytest.approx(sat.output_tokens_per_s)
     assert mix.requests_per_s == pytest.approx(sat.requests_per_s)
     assert mix.max_total_tokens_per_s == pytest.approx(sat.requests_per_s * (p + n))
     assert mix.tpot_s_at_saturation == pytest.approx(sat.tpot_s)
     assert mix.ttft_s_unloaded == pytest.approx(H100_8B.c0_s + prefill_s(H100_8B, p))
-    assert mix.batch == feasible_batch(EngineConfig(H100_8B), p, n)
+    assert mix.batch == feasible_batch(ServingConfig(H100_8B), p, n)
 
 
 def test_predict_mix_binding() -> None:

@@ -3,7 +3,7 @@
 Budget (issue 4): median |error| ≤ 15 %, none > 35 %, over the points kept. Points the model cannot express honestly
 are listed in ``EXCLUDED`` with the reason, and a test checks the list is complete.
 
-Max-throughput points (TensorRT-LLM v0.14 [P1]) are predicted with ``saturation(EngineConfig(dep, max_batch=2048))``:
+Max-throughput points (TensorRT-LLM v0.14 [P1]) are predicted with ``saturation(ServingConfig(dep, max_batch=2048))``:
 ``trtllm-bench`` of that era built engines with ``max_batch_size`` 2048 for Llama-3-8B / Mixtral TP2 (its
 ``benchmark_config.yml``; 4096–8192 for the TP 4/8 builds) and then runs as many requests as the KV cache holds, so the
 batch is ``min(2048, KV capacity / (ISL + OSL))``.
@@ -15,9 +15,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
-from loadtest.perfmodel import Deployment, Dtype, decode_step_s, prefill_s
-from loadtest.sim.engine import EngineConfig
-from loadtest.sim.predict import saturation
+from loadtest.model.predict import saturation
+from loadtest.model.roofline import Deployment, Dtype, decode_step_s, prefill_s
+from loadtest.model.serving import ServingConfig
 
 TRT_MAX_BATCH = 2048
 Kind = Literal["max_throughput", "itl", "ttft"]
@@ -119,7 +119,7 @@ EXCLUDED: dict[str, str] = {
 def predict(point: Point) -> float:
     dep = Deployment.of(point.arch, point.gpu, tp=point.tp, dtype=point.dtype)
     if point.kind == "max_throughput":
-        config = EngineConfig(dep, max_batch=TRT_MAX_BATCH)
+        config = ServingConfig(dep, max_batch=TRT_MAX_BATCH)
         return saturation(config, point.prompt, point.output).output_tokens_per_s
     if point.kind == "itl":
         return decode_step_s(dep, 1, point.prompt + point.output / 2)

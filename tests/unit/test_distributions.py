@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from loadtest.distributions import Empirical, Fixed, LogNormal, Uniform, parse_length
 from loadtest.errors import ConfigError
+from loadtest.spec.distributions import Empirical, Fixed, LogNormal, Uniform, parse_length
 
 
 def test_parse_forms() -> None:

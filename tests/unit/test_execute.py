@@ -8,11 +8,11 @@ import httpx
 import orjson
 import pytest
 
-from loadtest.clock import FakeClock
-from loadtest.execute import RecordContext, execute_request, parse_retry_after
-from loadtest.httpx_transport import HttpxTransport
-from loadtest.protocol import EndpointSpec, RequestClass, build_request
-from loadtest.records import RequestRecord, dump_record, load_record
+from loadtest.client.clock import FakeClock
+from loadtest.client.execute import RecordContext, execute_request, parse_retry_after
+from loadtest.client.httpx_transport import HttpxTransport
+from loadtest.client.protocol import EndpointSpec, RequestClass, build_request
+from loadtest.client.records import RequestRecord, dump_record, load_record
 
 ENDPOINT = EndpointSpec(base_url="http://sim.test/v1", model="m")
 CTX = RecordContext(run_id="r1", stage="concurrency@1", endpoint="e", worker="w")

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from loadtest import perfmodel
-from loadtest.perfmodel import (
+from loadtest.model import roofline as perfmodel
+from loadtest.model.roofline import (
     ARCHITECTURES,
     GPUS,
     TP_EFFICIENCY,

@@ -21,10 +21,10 @@ from analysis.plan import (
     slo_capacity,
 )
 from loadtest.errors import ConfigError
-from loadtest.perfmodel import Deployment
+from loadtest.model.predict import predict_closed_loop
+from loadtest.model.roofline import Deployment
+from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
-from loadtest.sim.engine import EngineConfig
-from loadtest.sim.predict import predict_closed_loop
 from tests.conftest import ROOT, run_cli
 
 FORECAST = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=3000, output_tokens=250)
@@ -46,7 +46,7 @@ BOOK = PriceBook(
 
 
 def test_slo_capacity_is_the_largest_concurrency_meeting_the_slo() -> None:
-    config = EngineConfig(Deployment.of("llama-3.1-8b", "h100"))
+    config = ServingConfig(Deployment.of("llama-3.1-8b", "h100"))
     tokens, conc, binding = slo_capacity(config, 3000, 250, SLO)
     assert binding == "tpot"
     at = predict_closed_loop(config, conc, 3000, 250, start="spread")
@@ -230,7 +230,7 @@ def test_embedding_models_are_sized_on_what_they_read() -> None:
     (gte,) = plan(reads, SloTargets(ttft_s=0.5), ["gte-large"], prices=BOOK)
     assert not gte.notes and gte.replica_slo_tokens_per_s > 0 and "no published" in gte.confidence
     tight, _, binding = slo_capacity(
-        EngineConfig(Deployment.of("gte-large", "h100")), 1000, 0, SloTargets(0.01)
+        ServingConfig(Deployment.of("gte-large", "h100")), 1000, 0, SloTargets(0.01)
     )
     assert binding == "ttft" and tight < gte.replica_slo_tokens_per_s
     with pytest.raises(ConfigError, match="generates text"):
@@ -248,7 +248,7 @@ def test_a_run_at_another_mix_is_scaled_by_the_model(tmp_path: Path) -> None:
     assert p.notes == ("measured against the run's SLOs (chat: ttft_p95 ≤ 0.4 s)",)
     longer = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=4000, output_tokens=400)
     (q,) = plan(longer, SLO, ["llama-3.1-8b"], prices=BOOK, measured={"llama-3.1-8b": measured})
-    config = EngineConfig(Deployment.of("llama-3.1-8b", "h100"))
+    config = ServingConfig(Deployment.of("llama-3.1-8b", "h100"))
     factor = slo_capacity(config, 4000, 400, SLO)[0] / slo_capacity(config, 1000, 100, SLO)[0]
     assert q.mix_ratio == pytest.approx(p.mix_ratio * factor) and "scaled to this mix" in q.notes[0]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.procstat import peak_rss_mb
+from loadtest.engine.procstat import peak_rss_mb
 
 CHILD = (
-    "import resource; from loadtest.procstat import peak_rss_mb; "
+    "import resource; from loadtest.engine.procstat import peak_rss_mb; "
     "print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
 )
 

@@ -11,9 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
-from loadtest.conduct import Recorder
-from loadtest.records import GAPS_FILE, RequestRecord, dump_record, read_records
-from loadtest.sweep import StageObservation
+from loadtest.client.records import GAPS_FILE, RequestRecord, dump_record, read_records
+from loadtest.engine.conduct import Recorder
+from loadtest.engine.sweep import StageObservation
 from tests.unit.test_analysis import BASE as ANALYSIS_BASE
 
 BASE = replace(

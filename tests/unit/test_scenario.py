@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.assemble import Overrides, apply_overrides, scenario_from_flags
+from loadtest.client.protocol import EndpointSpec
 from loadtest.errors import ConfigError
-from loadtest.protocol import EndpointSpec
-from loadtest.scenario import load_scenario, parse_scenario
-from loadtest.workload import RequestFactory
+from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
+from loadtest.spec.scenario import load_scenario, parse_scenario
+from loadtest.spec.workload import RequestFactory
 from tests.conftest import ROOT
 
 SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))

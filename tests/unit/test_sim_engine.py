@@ -7,16 +7,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from loadtest.perfmodel import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
-from loadtest.sim import engine, predict
-from loadtest.sim.engine import Cluster, EngineConfig, EngineRequest, Replica, TokenEvent
-from loadtest.sim.predict import (
+from loadtest.model import predict
+from loadtest.model.predict import (
+    ClosedLoopPrediction,
     Start,
     feasible_batch,
     predict_closed_loop,
     reference_chunk_size,
     saturation,
 )
+from loadtest.model.roofline import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
+from loadtest.model.serving import Jitter, ServingConfig
+from loadtest.sim import batching
+from loadtest.sim.batching import BatchRequest, Cluster, Replica, TokenEvent
 
 H100_8B = Deployment.of("llama-3.1-8b", "h100")
 A100_70B = Deployment.of("llama-3.3-70b", "a100", tp=4)
@@ -31,7 +34,7 @@ def run_to_completion(replica: Replica) -> list[list[TokenEvent]]:
 
 
 def test_public_surfaces() -> None:
-    for module in (engine, predict):
+    for module in (batching, predict):
         defined = {
             n
             for n, v in vars(module).items()
@@ -44,7 +47,7 @@ def test_token_counts_are_exact_and_finish_on_the_last_token() -> None:
     replica = Replica(H100_8B)
     outputs = {1: 1, 2: 5, 3: 17, 4: 0}
     for rid, out in outputs.items():
-        replica.submit(EngineRequest(rid, 100, out))
+        replica.submit(BatchRequest(rid, 100, out))
     seen: dict[int, list[TokenEvent]] = {rid: [] for rid in outputs}
     for events in run_to_completion(replica):
         for ev in events:
@@ -62,7 +65,7 @@ def test_token_counts_are_exact_and_finish_on_the_last_token() -> None:
 def test_fcfs_order_and_max_batch() -> None:
     replica = Replica(H100_8B, max_batch=2)
     for rid in range(5):
-        replica.submit(EngineRequest(rid, 10, 2))
+        replica.submit(BatchRequest(rid, 10, 2))
     admitted: list[int] = []
     while (plan := replica.next_step()) is not None:
         assert replica.running <= 2
@@ -71,7 +74,7 @@ def test_fcfs_order_and_max_batch() -> None:
     assert admitted == [0, 1, 2, 3, 4]
     first = Replica(H100_8B, max_batch=2)
     for rid in range(5):
-        first.submit(EngineRequest(rid, 10, 2))
+        first.submit(BatchRequest(rid, 10, 2))
     plan = first.next_step()
     assert plan is not None and plan.admitted == (0, 1) and first.waiting == 3
 
@@ -82,8 +85,8 @@ def test_kv_limit_is_respected_and_the_head_of_the_queue_blocks() -> None:
     assert cap is not None
     big = cap // 4
     for rid in range(6):
-        replica.submit(EngineRequest(rid, big - 10, 10))
-    replica.submit(EngineRequest(99, 10, 10))  # small, but behind the queue: FCFS does not let it pass
+        replica.submit(BatchRequest(rid, big - 10, 10))
+    replica.submit(BatchRequest(99, 10, 10))  # small, but behind the queue: FCFS does not let it pass
     plan = replica.next_step()
     assert plan is not None and plan.admitted == (0, 1, 2, 3)
     assert replica.kv_used == 4 * big <= cap
@@ -101,20 +104,20 @@ def test_oversized_and_duplicate_requests_are_refused() -> None:
     cap = kv_capacity_tokens(H100_8B)
     assert cap is not None
     with pytest.raises(ValueError, match="KV tokens"):
-        replica.submit(EngineRequest(1, cap, 1))
-    replica.submit(EngineRequest(2, 10, 1))
+        replica.submit(BatchRequest(1, cap, 1))
+    replica.submit(BatchRequest(2, 10, 1))
     with pytest.raises(ValueError, match="already queued"):
-        replica.submit(EngineRequest(2, 10, 1))
+        replica.submit(BatchRequest(2, 10, 1))
 
 
 def test_step_durations_follow_the_model() -> None:
     replica = Replica(H100_8B)
-    replica.submit(EngineRequest(1, 500, 3))
+    replica.submit(BatchRequest(1, 500, 3))
     plan = replica.next_step()
     assert plan is not None
     assert plan.duration_s == pytest.approx(H100_8B.c0_s + prefill_s(H100_8B, 500))
     replica.finish_step()
-    replica.submit(EngineRequest(2, 300, 3))
+    replica.submit(BatchRequest(2, 300, 3))
     plan = replica.next_step()
     assert plan is not None and plan.decode_batch == 1 and plan.mean_context == 501
     assert plan.duration_s == pytest.approx(decode_step_s(H100_8B, 1, 501) + prefill_s(H100_8B, 300))
@@ -127,13 +130,13 @@ def test_step_durations_follow_the_model() -> None:
 def test_cancel_frees_kv_and_leaves_the_batch() -> None:
     replica = Replica(H100_8B)
     for rid in (1, 2, 3):
-        replica.submit(EngineRequest(rid, 100, 10))
+        replica.submit(BatchRequest(rid, 100, 10))
     replica.next_step()
     assert replica.cancel(2)  # mid-step: no event for it
     events = replica.finish_step()
     assert sorted(e.request_id for e in events) == [1, 3]
     assert replica.kv_used == 2 * 110
-    replica.submit(EngineRequest(4, 100, 10))
+    replica.submit(BatchRequest(4, 100, 10))
     assert replica.cancel(4) and replica.waiting == 0  # cancelled while waiting
     assert not replica.cancel(4)
     plan = replica.next_step()
@@ -143,9 +146,9 @@ def test_cancel_frees_kv_and_leaves_the_batch() -> None:
 
 
 def test_jitter_is_seeded_with_mean_one() -> None:
-    def durations(seed: int, cv: float, kind: engine.Jitter) -> list[float]:
+    def durations(seed: int, cv: float, kind: Jitter) -> list[float]:
         rep = Replica(H100_8B, seed=seed, jitter_cv=cv, jitter=kind)
-        rep.submit(EngineRequest(1, 10, 3001))
+        rep.submit(BatchRequest(1, 10, 3001))
         out = []
         while (plan := rep.next_step()) is not None:
             out.append(plan.duration_s)
@@ -162,8 +165,8 @@ def test_jitter_is_seeded_with_mean_one() -> None:
 
 
 def test_cluster_routes_to_the_least_outstanding_replica() -> None:
-    cluster = Cluster(EngineConfig(H100_8B, replicas=3))
-    assert [cluster.submit(EngineRequest(i, 10, 5)) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    cluster = Cluster(ServingConfig(H100_8B, replicas=3))
+    assert [cluster.submit(BatchRequest(i, 10, 5)) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
     cluster.replicas[1].cancel(1)
     assert cluster.route() == 1
 
@@ -179,7 +182,7 @@ class Measured:
     requests_per_s: float
 
 
-def simulate(config: EngineConfig, clients: int, p: int, n: int, start: Start, periods: int = 6) -> Measured:
+def simulate(config: ServingConfig, clients: int, p: int, n: int, start: Start, periods: int = 6) -> Measured:
     """Closed loop on a virtual clock, with the server's semantics: a step's tokens are delivered at its end, the
     next step is planned at once, and the finished clients' new requests arrive just after that (they wait a step);
     an idle replica starts a step on arrival. ``spread`` injects client k during step ``⌊k(n+1)/c⌋ − 1``, so
@@ -205,7 +208,7 @@ def simulate(config: EngineConfig, clients: int, p: int, n: int, start: Start, p
 
     def arrive(k: int, t: float, kick: bool = True) -> None:
         rid = next(ids)
-        i = cluster.submit(EngineRequest(rid, p, n))
+        i = cluster.submit(BatchRequest(rid, p, n))
         live[rid] = [k, t, -1.0]
         if kick and not reps[i].busy:
             start_step(i, t)
@@ -250,7 +253,7 @@ def simulate(config: EngineConfig, clients: int, p: int, n: int, start: Start, p
     )
 
 
-def assert_close(predicted: predict.Prediction, measured: Measured, rel: float = 0.10) -> None:
+def assert_close(predicted: ClosedLoopPrediction, measured: Measured, rel: float = 0.10) -> None:
     assert predicted.ttft_s == pytest.approx(measured.ttft_s, rel=rel)
     assert predicted.e2e_s == pytest.approx(measured.e2e_s, rel=rel)
     assert predicted.requests_per_s == pytest.approx(measured.requests_per_s, rel=rel)
@@ -267,7 +270,7 @@ def assert_close(predicted: predict.Prediction, measured: Measured, rel: float =
 def test_prediction_matches_discrete_event_run(
     deployment: Deployment, p: int, n: int, clients: int, start: Start
 ) -> None:
-    config = EngineConfig(deployment)
+    config = ServingConfig(deployment)
     predicted = predict_closed_loop(config, clients, p, n, start)
     assert_close(predicted, simulate(config, clients, p, n, start))
     assert predicted.output_tokens_per_s == pytest.approx(predicted.requests_per_s * n)
@@ -288,7 +291,7 @@ def test_prediction_matches_discrete_event_run(
 def test_prediction_matches_in_other_regimes(
     max_batch: int, replicas: int, clients: int, p: int, n: int, start: Start, jitter_cv: float
 ) -> None:
-    config = EngineConfig(H100_8B, max_batch=max_batch, replicas=replicas, jitter_cv=jitter_cv, seed=3)
+    config = ServingConfig(H100_8B, max_batch=max_batch, replicas=replicas, jitter_cv=jitter_cv, seed=3)
     assert_close(
         predict_closed_loop(config, clients, p, n, start), simulate(config, clients, p, n, start, 20)
     )
@@ -296,7 +299,7 @@ def test_prediction_matches_in_other_regimes(
 
 def test_single_client_prediction_in_closed_form() -> None:
     p, n = 1000, 100
-    pred = predict_closed_loop(EngineConfig(A100_70B), 1, p, n)
+    pred = predict_closed_loop(ServingConfig(A100_70B), 1, p, n)
     assert pred.ttft_s == pytest.approx(A100_70B.c0_s + prefill_s(A100_70B, p))
     # memory-bound decode is affine in the context, so the mean step is the step at the mean context
     assert pred.tpot_s == pytest.approx(decode_step_s(A100_70B, 1, p + n / 2))
@@ -304,7 +307,7 @@ def test_single_client_prediction_in_closed_form() -> None:
 
 
 def test_saturation_is_the_ceiling_at_the_feasible_batch() -> None:
-    config = EngineConfig(H100_8B, max_batch=256)
+    config = ServingConfig(H100_8B, max_batch=256)
     p, n = 2000, 200
     cap = feasible_batch(config, p, n)
     kv = kv_capacity_tokens(H100_8B)
@@ -316,14 +319,14 @@ def test_saturation_is_the_ceiling_at_the_feasible_batch() -> None:
     assert predict_closed_loop(config, 4 * cap, p, n).output_tokens_per_s == pytest.approx(
         sat.output_tokens_per_s, rel=0.01
     )
-    two = saturation(EngineConfig(H100_8B, replicas=2), p, n)
+    two = saturation(ServingConfig(H100_8B, replicas=2), p, n)
     assert two.output_tokens_per_s == pytest.approx(2 * sat.output_tokens_per_s)
 
 
 def test_reference_chunk_size() -> None:
     chunk = reference_chunk_size(H100_8B)
     assert chunk % 10 == 0
-    sat = saturation(EngineConfig(H100_8B), 2048, 256)
+    sat = saturation(ServingConfig(H100_8B), 2048, 256)
     assert chunk == pytest.approx(sat.requests_per_s * (2048 + 256), abs=10)
     assert reference_chunk_size(A100_70B) < chunk
     assert reference_chunk_size(Deployment.of("bge-large", "a100")) > 0

@@ -6,10 +6,11 @@ import heapq
 
 import pytest
 
-from loadtest.clock import FakeClock
+from loadtest.client.clock import FakeClock
 from loadtest.errors import ConfigError
+from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.sim.config import SimConfig
-from loadtest.sim.quota import Quota, QuotaLimits, Rejection, Ticket, ppt_admitted_rate
+from loadtest.sim.quota import Quota, Rejection, Ticket
 
 
 def quota(clock: FakeClock, **limits: int) -> Quota:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from loadtest.clock import FakeClock
-from loadtest.sse import consume_sse, count_text_tokens, parse_completion_body, redact
+from loadtest.client.clock import FakeClock
+from loadtest.client.sse import consume_sse, count_text_tokens, parse_completion_body, redact
 
 
 def chat_chunk(content: str | None, finish: str | None = None, *, space: bool = False) -> bytes:

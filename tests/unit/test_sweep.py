@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.assemble import Overrides, scenario_from_flags
+from loadtest.engine.sweep import observe, sweep_rates, sweep_verdict
 from loadtest.errors import ConfigError
-from loadtest.sweep import observe, sweep_rates, sweep_verdict
+from loadtest.spec.assemble import Overrides, scenario_from_flags
 
 
 def record(scheduled: float, latency: float, cls: str = "chat", ttft: float = 0.1, ok: bool = True) -> dict:

@@ -1,4 +1,4 @@
-"""The :class:`~loadtest.execute.Transport` seam over httpx: probes, the control plane and unit tests.
+"""The :class:`~loadtest.client.execute.Transport` seam over httpx: probes, the control plane and unit tests.
 
 Unit tests pass ``httpx.Client(transport=httpx.MockTransport(handler))`` and need no server.
 """
@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 
 import httpx
 
-from loadtest.execute import TransportFailure
+from loadtest.client.execute import TransportFailure
 
 __all__ = ["HttpxTransport", "default_timeout", "split_lines"]
 

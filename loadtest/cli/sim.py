@@ -86,7 +86,7 @@ __all__ = ["sim"]
 )
 def sim(**opts: Any) -> None:
     """Serve the simulated OpenAI/Databricks endpoint until Ctrl-C."""
-    from loadtest.perfmodel import ARCHITECTURES, GPUS
+    from loadtest.model.roofline import ARCHITECTURES, GPUS
     from loadtest.sim.faults import FaultConfig
     from loadtest.sim.server import SimConfig, run_sim_foreground
 

@@ -1,7 +1,7 @@
 """What the engine model does in a closed loop, derived rather than simulated: the truth the load tests check.
 
 See :func:`predict_closed_loop` for the derivation. ``tests/unit/test_sim_engine.py`` checks it against a
-discrete-event run of :class:`loadtest.sim.engine.Replica` itself.
+discrete-event run of :class:`loadtest.sim.batching.Replica` itself.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from loadtest.perfmodel import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
-from loadtest.sim.engine import EngineConfig
+from loadtest.model.roofline import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
+from loadtest.model.serving import ServingConfig
 
 __all__ = [
     "REFERENCE_MIX",
-    "Prediction",
+    "ClosedLoopPrediction",
     "Start",
     "feasible_batch",
     "predict_closed_loop",
@@ -27,7 +27,7 @@ REFERENCE_MIX: Final[tuple[int, int]] = (2048, 256)
 
 
 @dataclass(frozen=True, slots=True)
-class Prediction:
+class ClosedLoopPrediction:
     """Steady-state means for identical requests. ``batch``: time-averaged running sequences per busy replica;
     ``tpot_s`` is ``None`` at ≤ 1 output token; for prefill-only requests ``ttft_s`` equals ``e2e_s``."""
 
@@ -41,7 +41,7 @@ class Prediction:
     step_s: float
 
 
-def feasible_batch(config: EngineConfig, prompt_tokens: int, output_tokens: int) -> int:
+def feasible_batch(config: ServingConfig, prompt_tokens: int, output_tokens: int) -> int:
     """``N = min(max_batch, ⌊KV capacity / (prompt + output)⌋)``: how many such requests one replica runs at once."""
     cap = kv_capacity_tokens(config.deployment)
     n = (
@@ -108,8 +108,8 @@ def _replica(dep: Deployment, c: int, p: int, n: int, cap: int, start: Start) ->
 
 
 def predict_closed_loop(
-    config: EngineConfig, concurrency: int, prompt_tokens: int, output_tokens: int, start: Start = "spread"
-) -> Prediction:
+    config: ServingConfig, concurrency: int, prompt_tokens: int, output_tokens: int, start: Start = "spread"
+) -> ClosedLoopPrediction:
     """Steady state of ``concurrency`` closed-loop clients (zero think time) sending identical requests.
 
     Derivation. Clients split evenly over replicas (least-outstanding routing keeps a client on its replica). A
@@ -143,12 +143,12 @@ def predict_closed_loop(
     tpot = (e2e - ttft) / (output_tokens - 1) if output_tokens > 1 else None
     batch = sum(x[3] for x in parts) / len(parts)
     step = sum(x[4] for x in parts) / len(parts)
-    return Prediction(concurrency, ttft, tpot, e2e, rate, rate * output_tokens, batch, step)
+    return ClosedLoopPrediction(concurrency, ttft, tpot, e2e, rate, rate * output_tokens, batch, step)
 
 
 def saturation(
-    config: EngineConfig, prompt_tokens: int, output_tokens: int, start: Start = "spread"
-) -> Prediction:
+    config: ServingConfig, prompt_tokens: int, output_tokens: int, start: Start = "spread"
+) -> ClosedLoopPrediction:
     """The throughput ceiling: the smallest concurrency that keeps all ``N`` slots of every replica busy,
     ``⌈N·(run + 1)/run⌉`` per replica (``run = max(n, 1)``), predicted by :func:`predict_closed_loop`."""
     cap = feasible_batch(config, prompt_tokens, output_tokens)
@@ -167,5 +167,5 @@ def reference_chunk_size(
     prompt, output = mix
     if arch.kind == "embedding":
         prompt, output = min(prompt, arch.context), 0
-    sat = saturation(EngineConfig(deployment, max_batch=max_batch), prompt, output)
+    sat = saturation(ServingConfig(deployment, max_batch=max_batch), prompt, output)
     return max(10, int(sat.requests_per_s * (prompt + output)) // 10 * 10)

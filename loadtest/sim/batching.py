@@ -1,4 +1,4 @@
-"""The simulator's engine model: continuous batching at iteration level, and what it predicts.
+"""The simulator's batching model: continuous batching at iteration level, one step at a time.
 
 Pure and deterministic: no I/O, no clock. Whoever drives it (the asyncio server, or a discrete-event test) owns time.
 
@@ -23,45 +23,22 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-from loadtest.perfmodel import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
+from loadtest.model.roofline import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
+from loadtest.model.serving import Jitter, ServingConfig
 
 __all__ = [
+    "BatchRequest",
     "Cluster",
-    "EngineConfig",
-    "EngineRequest",
-    "Jitter",
     "Replica",
     "StepPlan",
     "TokenEvent",
 ]
 
-Jitter = Literal["lognormal", "normal"]
-
 
 @dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """A simulated endpoint: ``replicas`` data-parallel copies of ``deployment``, each batching up to ``max_batch``."""
-
-    deployment: Deployment
-    max_batch: int = 256
-    replicas: int = 1
-    seed: int = 0
-    jitter_cv: float = 0.0
-    jitter: Jitter = "lognormal"
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.replicas < 1:
-            raise ValueError("max_batch and replicas must be >= 1")
-        if not 0.0 <= self.jitter_cv <= 1.0:
-            raise ValueError("jitter_cv must be within [0, 1]")
-        if self.jitter not in ("lognormal", "normal"):
-            raise ValueError(f"jitter must be lognormal or normal, got {self.jitter!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class EngineRequest:
+class BatchRequest:
     """One sequence: ``output_tokens`` is exactly what it will emit (0 = prefill only)."""
 
     request_id: int
@@ -100,7 +77,7 @@ class TokenEvent(NamedTuple):
 class _Seq:
     __slots__ = ("emitted", "request", "running")
 
-    def __init__(self, request: EngineRequest) -> None:
+    def __init__(self, request: BatchRequest) -> None:
         self.request = request
         self.emitted = 0
         self.running = False
@@ -151,7 +128,7 @@ class Replica:
         """True between :meth:`next_step` and :meth:`finish_step`."""
         return self._in_step
 
-    def submit(self, request: EngineRequest) -> None:
+    def submit(self, request: BatchRequest) -> None:
         """Queue a request. Raises ``ValueError`` if its id is in use or it can never fit the KV cache."""
         if request.request_id in self._index:
             raise ValueError(f"request id {request.request_id} is already queued")
@@ -264,7 +241,7 @@ class Cluster:
     """``config.replicas`` replicas; :meth:`route` picks the one with the fewest outstanding requests (lowest index
     on ties), which is what least-outstanding-requests load balancing does."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: ServingConfig) -> None:
         self.config = config
         self.replicas: tuple[Replica, ...] = tuple(
             Replica(
@@ -287,7 +264,7 @@ class Cluster:
                 best, best_load = i, load
         return best
 
-    def submit(self, request: EngineRequest) -> int:
+    def submit(self, request: BatchRequest) -> int:
         """Route and queue ``request``; returns the replica index."""
         index = self.route()
         self.replicas[index].submit(request)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from loadtest.cli_common import seconds as _seconds
+from loadtest.cli.options import seconds as _seconds
 from loadtest.errors import ConfigError, RunInvalid
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def plan(**opts: Any) -> None:
 
     from analysis.plan import Forecast, SloTargets, load_prices, measured_from_run
     from analysis.plan import plan as make_plan
-    from loadtest.perfmodel import GPUS
+    from loadtest.model.roofline import GPUS
     from reports.plan_table import render_plan_table
     from scenarios import SHIPPED_DIR
 
@@ -202,7 +202,7 @@ def _candidates(
     the measured ones. A decoder request holds its prompt and up to ``reserved`` (max_tokens) output tokens in its
     context: a given or measured architecture with a shorter context is an error, a default one is left out with
     a note (embedding models clip their input instead, see :mod:`analysis.plan`)."""
-    from loadtest.perfmodel import ARCHITECTURES
+    from loadtest.model.roofline import ARCHITECTURES
 
     chosen = given + tuple(a for a in measured if a not in given)
     archs = chosen if given else tuple(k for k, a in ARCHITECTURES.items() if a.kind == kind)

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 import orjson
 
-from loadtest.arrivals import token_rate_label
-from loadtest.protocol import EndpointSpec, RequestClass
+from loadtest.client.protocol import EndpointSpec, RequestClass
+from loadtest.spec.arrivals import token_rate_label
 
 __all__ = ["RunSpec", "Stage", "parse_duration"]
 

@@ -85,7 +85,7 @@ class RequestClass:
     """One kind of traffic with its own token-length distributions, weight in the mix and SLOs.
 
     ``prompt_tokens`` and ``output_tokens`` are an integer or a distribution table
-    (:func:`loadtest.distributions.parse_length`); each request's sampled output length is sent as ``max_tokens``
+    (:func:`loadtest.spec.distributions.parse_length`); each request's sampled output length is sent as ``max_tokens``
     (and as ``min_tokens`` too when ``min_tokens`` is true), with ``ignore_eos`` where the server supports it, so
     output lengths are exact on vLLM, llama.cpp and the simulator.
     """

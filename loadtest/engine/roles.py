@@ -2,9 +2,9 @@
 
 Everything that runs under gevent lives here — the HTTP transport, the users, stage gating, the arrival timers and
 the master/worker messages — which is why this module is longer than the others; the rules it applies are pure
-functions elsewhere (:mod:`loadtest.distribute`, :mod:`loadtest.arrivals`, :mod:`loadtest.execute`).
+functions elsewhere (:mod:`loadtest.engine.distribute`, :mod:`loadtest.spec.arrivals`, :mod:`loadtest.client.execute`).
 
-Run by :mod:`loadtest.run`, never imported by the CLI, the analysis or the reports (``import locust``
+Run by :mod:`loadtest.runner.run`, never imported by the CLI, the analysis or the reports (``import locust``
 monkey-patches the interpreter)::
 
     python -m loadtest.engine RUN_DIR                                   # one process (LocalRunner)
@@ -50,19 +50,19 @@ from locust import User, constant, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
-from loadtest.auth import AuthOptions, AuthProvider, resolve_auth  # noqa: E402
-from loadtest.clock import EpochClock  # noqa: E402
-from loadtest.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
-from loadtest.distribute import (  # noqa: E402
+from loadtest.client.auth import AuthOptions, AuthProvider, resolve_auth  # noqa: E402
+from loadtest.client.clock import EpochClock  # noqa: E402
+from loadtest.client.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
+from loadtest.client.records import RequestRecord, dump_record  # noqa: E402
+from loadtest.engine.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
+from loadtest.engine.distribute import (  # noqa: E402
     closed_loop_seq,
     split_evenly,
     users_per_worker,
 )
 from loadtest.errors import LoadtestError  # noqa: E402
-from loadtest.execute import RecordContext, TransportFailure, execute_request  # noqa: E402
-from loadtest.records import RequestRecord, dump_record  # noqa: E402
-from loadtest.runspec import RunSpec, Stage  # noqa: E402
-from loadtest.workload import RequestFactory  # noqa: E402
+from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
+from loadtest.spec.workload import RequestFactory  # noqa: E402
 
 __all__ = ["main"]
 

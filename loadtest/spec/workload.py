@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from loadtest.distributions import Empirical, LengthDistribution, parse_length
+from loadtest.client.protocol import EndpointSpec, PreparedRequest, RequestClass, build_request
 from loadtest.errors import ConfigError
-from loadtest.protocol import EndpointSpec, PreparedRequest, RequestClass, build_request
+from loadtest.spec.distributions import Empirical, LengthDistribution, parse_length
 
 __all__ = ["DatasetRow", "PromptFactory", "RequestFactory", "load_dataset"]
 

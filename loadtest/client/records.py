@@ -1,8 +1,8 @@
 """The raw request record: the contract between the load generator and the analysis.
 
 One record per request attempt, whatever happened to it. Times are epoch seconds as floats, taken from one
-monotonic clock anchored to the wall clock at process start (:class:`loadtest.clock.Clock`), so differences between
-them are exact to the microsecond and never jump with NTP.
+monotonic clock anchored to the wall clock at process start (:class:`loadtest.client.clock.Clock`), so differences
+between them are exact to the microsecond and never jump with NTP.
 
 Fields (see ``docs/metrics.md`` for what is derived from them):
 
@@ -17,7 +17,7 @@ Fields (see ``docs/metrics.md`` for what is derived from them):
 
 Two forms of a record line. On the wire (a worker forwarding to the master) and from :func:`dump_record`,
 ``chunk_gaps`` is an inline JSON list. On disk (run-directory format 2, written by
-:class:`loadtest.conduct.Recorder`) the gaps live in the binary side file ``chunk_gaps.f32`` — little-endian
+:class:`loadtest.engine.conduct.Recorder`) the gaps live in the binary side file ``chunk_gaps.f32`` — little-endian
 float32 seconds, every record's gaps back to back — and the line carries ``gap_offset`` (index of its first gap, in
 float32 elements) and ``gap_count`` instead, both null when it has no gaps. :func:`read_records` reads either form
 of run directory (format 1 lines carry the inline list).

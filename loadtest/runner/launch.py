@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from analysis import StageLoad, StageSummary, check_load, load_run, summarize_stages
-from loadtest.auth import AuthOptions, resolve_auth, serialize_for_child
+from loadtest.client.auth import AuthOptions, resolve_auth, serialize_for_child
+from loadtest.client.probe import first_model_id, preflight
+from loadtest.client.protocol import EndpointSpec, public_url
 from loadtest.errors import ConfigError
-from loadtest.probe import first_model_id, preflight
-from loadtest.protocol import EndpointSpec, public_url
-from loadtest.run import Distribution, RunOutcome, execute_run, new_run_dir, write_manifest
-from loadtest.runspec import RunSpec
-from loadtest.scenario import Scenario
-from loadtest.simproc import SimulatorProcess
+from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir, write_manifest
+from loadtest.runner.simproc import SimulatorProcess
+from loadtest.spec.runspec import RunSpec
+from loadtest.spec.scenario import Scenario
 
 __all__ = ["LaunchResult", "launch", "simulator_args"]
 

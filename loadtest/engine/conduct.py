@@ -2,10 +2,10 @@
 
 :class:`Recorder` is where records land (the local engine process, or the master): appended to ``records.jsonl``
 as they come, each record's ``chunk_gaps`` moved to the binary side file ``chunk_gaps.f32`` (see
-:mod:`loadtest.records`), with stage events in ``events.jsonl``. :class:`Conductor` runs each stage — opens it, draws
-open-loop arrivals from one seeded process and deals them out a little ahead of time, closes it, and writes what
-happened — or runs the automatic sweep. How a stage is opened, dealt and closed is the role's business
-(in this process, or over Locust messages), implemented in :mod:`loadtest.engine`.
+:mod:`loadtest.client.records`), with stage events in ``events.jsonl``. :class:`Conductor` runs each stage — opens
+it, draws open-loop arrivals from one seeded process and deals them out a little ahead of time, closes it, and
+writes what happened — or runs the automatic sweep. How a stage is opened, dealt and closed is the role's business
+(in this process, or over Locust messages), implemented in :mod:`loadtest.engine.roles`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from loadtest.arrivals import ArrivalProcess, TokenRateController
-from loadtest.clock import EpochClock
-from loadtest.distribute import open_loop_seq
-from loadtest.procstat import peak_rss_mb
-from loadtest.records import GAPS_FILE
-from loadtest.runspec import RunSpec, Stage
-from loadtest.sweep import StageObservation, fold, sweep_rates, sweep_verdict
-from loadtest.workload import RequestFactory
+from loadtest.client.clock import EpochClock
+from loadtest.client.records import GAPS_FILE
+from loadtest.engine.distribute import open_loop_seq
+from loadtest.engine.procstat import peak_rss_mb
+from loadtest.engine.sweep import StageObservation, fold, sweep_rates, sweep_verdict
+from loadtest.spec.arrivals import ArrivalProcess, TokenRateController
+from loadtest.spec.runspec import RunSpec, Stage
+from loadtest.spec.workload import RequestFactory
 
 __all__ = ["LOOKAHEAD_S", "Conductor", "Recorder", "Stop", "run_stages"]
 
@@ -46,8 +46,9 @@ class Recorder:
     """Where records land (the local process or the master): appended to ``records.jsonl`` as they come, with
     stage events in ``events.jsonl``. Feeds the token-rate controller with the usage of the current stage.
 
-    Lines arrive in the wire form (``chunk_gaps`` inline, :func:`loadtest.records.dump_record`) and are written in
-    the disk form: the gaps go to ``chunk_gaps.f32`` as float32 and the line gets ``gap_offset`` / ``gap_count``.
+    Lines arrive in the wire form (``chunk_gaps`` inline, :func:`loadtest.client.records.dump_record`) and are
+    written in the disk form: the gaps go to ``chunk_gaps.f32`` as float32 and the line gets ``gap_offset`` /
+    ``gap_count``.
     A batch's gaps are written before its lines, so a crash between the two leaves orphan gaps, never a line
     pointing at gaps that are not there."""
 
@@ -201,7 +202,7 @@ class Conductor(abc.ABC):
         return observation
 
     def run_sweep(self, sweep: dict[str, Any]) -> None:
-        """Baseline → saturation probe → open-loop stages between, stopping early (see :mod:`loadtest.sweep`)."""
+        """Baseline → saturation probe → open-loop stages between, stopping early (see :mod:`loadtest.engine.sweep`)."""
         duration, users = float(sweep["duration_s"]), int(sweep["max_concurrency"])
         slos = {c.name: c.slo for c in self.spec.request_classes if c.slo}
         base = self.run_stage(Stage(kind="concurrency", users=1, duration_s=duration), 0, observe=True)

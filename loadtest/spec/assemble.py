@@ -12,10 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
-from loadtest.protocol import RequestClass
-from loadtest.runspec import Stage
-from loadtest.scenario import EndpointConfig, Scenario, parse_sweep
+from loadtest.spec.runspec import Stage
+from loadtest.spec.scenario import EndpointConfig, Scenario, parse_sweep
 
 __all__ = ["SIM_DEFAULTS", "Overrides", "apply_overrides", "scenario_from_flags"]
 

@@ -9,12 +9,12 @@ from collections.abc import Mapping
 
 import httpx
 
-from loadtest.clock import EpochClock
+from loadtest.client.clock import EpochClock
+from loadtest.client.execute import RecordContext, execute_request
+from loadtest.client.httpx_transport import HttpxTransport, default_timeout
+from loadtest.client.protocol import EndpointSpec, RequestClass, build_request, public_url
+from loadtest.client.records import RequestRecord
 from loadtest.errors import EndpointError
-from loadtest.execute import RecordContext, execute_request
-from loadtest.httpx_transport import HttpxTransport, default_timeout
-from loadtest.protocol import EndpointSpec, RequestClass, build_request, public_url
-from loadtest.records import RequestRecord
 
 __all__ = ["first_model_id", "preflight"]
 

@@ -14,10 +14,10 @@ from typing import Any
 import click
 
 from loadtest import __version__
-from loadtest.cli_common import numbers as _numbers
-from loadtest.cli_common import seconds as _seconds
-from loadtest.cli_plan import plan
-from loadtest.cli_sim import sim
+from loadtest.cli.options import numbers as _numbers
+from loadtest.cli.options import seconds as _seconds
+from loadtest.cli.plan import plan
+from loadtest.cli.sim import sim
 from loadtest.errors import ConfigError, EndpointError, LoadtestError, RunInvalid
 
 __all__ = ["cli", "main"]
@@ -177,10 +177,10 @@ def run(scenario: Path | None, **opts: Any) -> None:
     SCENARIO is a TOML file (see scenarios/); flags override it. With no endpoint anywhere, the run goes to the
     embedded simulator.
     """
-    from loadtest.assemble import Overrides, apply_overrides, scenario_from_flags
-    from loadtest.launch import launch
-    from loadtest.run import Distribution
-    from loadtest.scenario import load_scenario
+    from loadtest.runner.launch import launch
+    from loadtest.runner.run import Distribution
+    from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
+    from loadtest.spec.scenario import load_scenario
     from reports import render_load_table, render_quota_note, render_stage_table
     from scenarios import find_shipped
 
@@ -271,7 +271,7 @@ def _write_summary(run_dir: Path, summaries: list[Any]) -> None:
 
 
 def _check_simulator(options: dict[str, Any]) -> None:
-    from loadtest.perfmodel import ARCHITECTURES, GPUS
+    from loadtest.model.roofline import ARCHITECTURES, GPUS
 
     arch = options.get("architecture")
     if arch is not None and arch not in ARCHITECTURES:

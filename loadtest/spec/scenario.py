@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.arrivals import ArrivalProcess
-from loadtest.distributions import parse_length
+from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
-from loadtest.protocol import RequestClass
-from loadtest.runspec import Stage, parse_duration
+from loadtest.spec.arrivals import ArrivalProcess
+from loadtest.spec.distributions import parse_length
+from loadtest.spec.runspec import Stage, parse_duration
 
 __all__ = [
     "SLO_METRICS",
@@ -311,7 +311,7 @@ def _parse_stage(raw: Any, where: str, defaults: dict[str, Any]) -> Stage:
 
 
 def parse_sweep(raw: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    """``sweep = {points = 5}`` (or ``true``): an automatic sweep (:mod:`loadtest.sweep`); stage duration,
+    """``sweep = {points = 5}`` (or ``true``): an automatic sweep (:mod:`loadtest.engine.sweep`); stage duration,
     ``max_concurrency`` (the saturation probe's users), arrival and burstiness come from ``[load]``."""
     table = {} if raw is True else _table(raw, "load.sweep")
     _check_keys(table, {"points"}, "load.sweep")

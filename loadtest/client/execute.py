@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from loadtest.clock import Clock
-from loadtest.protocol import PreparedRequest
-from loadtest.records import ErrorClass, RequestRecord
-from loadtest.sse import StreamOutcome, consume_sse, parse_completion_body, redact
+from loadtest.client.clock import Clock
+from loadtest.client.protocol import PreparedRequest
+from loadtest.client.records import ErrorClass, RequestRecord
+from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body, redact
 
 __all__ = [
     "RawResponse",

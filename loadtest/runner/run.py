@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from loadtest.errors import ConfigError
-from loadtest.runspec import RunSpec
+from loadtest.spec.runspec import RunSpec
 
 __all__ = ["Distribution", "RunOutcome", "execute_run", "new_run_dir", "read_events", "write_manifest"]
 
@@ -168,7 +168,7 @@ def execute_run(
         raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
     spec.write(run_dir / "spec.json")
     manifest: dict[str, Any] = {
-        "format": 2,  # 2: chunk_gaps in chunk_gaps.f32 (see loadtest.records)
+        "format": 2,  # 2: chunk_gaps in chunk_gaps.f32 (see loadtest.client.records)
         "run_id": spec.run_id,
         "name": spec.name,
         "status": "running",

@@ -35,8 +35,8 @@ from typing import Protocol
 
 import httpx
 
+from loadtest.client.sse import redact
 from loadtest.errors import ConfigError, EndpointError
-from loadtest.sse import redact
 
 __all__ = [
     "AUTH_KINDS",

@@ -1,8 +1,8 @@
 """Calibrate the roofline model on a measured run, and predict one replica's capacity for a token mix.
 
-Pure: numpy/scipy only, no I/O. Uses exactly the functions the simulator uses (:mod:`loadtest.perfmodel`,
-:func:`loadtest.sim.predict.predict_closed_loop` / :func:`~loadtest.sim.predict.saturation`), so a calibrated
-:class:`~loadtest.perfmodel.Deployment` drops straight into :class:`~loadtest.sim.engine.EngineConfig`.
+Pure: numpy/scipy only, no I/O. Uses exactly the functions the simulator uses (:mod:`loadtest.model.roofline`,
+:func:`loadtest.model.predict.predict_closed_loop` / :func:`~loadtest.model.predict.saturation`), so a calibrated
+:class:`~loadtest.model.roofline.Deployment` drops straight into :class:`~loadtest.sim.batching.ServingConfig`.
 
 **Fit.** Each observation is a measured steady-state point of a closed-loop sweep (concurrency, prompt and output
 tokens, mean TPOT, mean TTFT; e.g. one stage summary). Three parameters are fitted by bounded least squares on
@@ -24,9 +24,9 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import least_squares  # type: ignore[import-untyped]
 
-from loadtest.perfmodel import Deployment, decode_cost
-from loadtest.sim.engine import EngineConfig
-from loadtest.sim.predict import Start, feasible_batch, predict_closed_loop, saturation
+from loadtest.model.predict import Start, feasible_batch, predict_closed_loop, saturation
+from loadtest.model.roofline import Deployment, decode_cost
+from loadtest.model.serving import ServingConfig
 
 __all__ = [
     "Binding",
@@ -112,9 +112,9 @@ def predict_observation(
     deployment: Deployment, obs: Observation, max_batch: int = 256, start: Start = "spread"
 ) -> tuple[float, float]:
     """(TPOT, TTFT) the simulator's closed-loop prediction gives for ``obs``'s concurrency and mix, with the
-    clients' phases laid out as ``start`` says (:func:`~loadtest.sim.predict.predict_closed_loop`)."""
+    clients' phases laid out as ``start`` says (:func:`~loadtest.model.predict.predict_closed_loop`)."""
     pred = predict_closed_loop(
-        EngineConfig(deployment, max_batch=max_batch),
+        ServingConfig(deployment, max_batch=max_batch),
         obs.concurrency,
         obs.prompt_tokens,
         obs.output_tokens,
@@ -162,8 +162,8 @@ def predict_mix(
     deployment: Deployment, prompt_tokens: int, output_tokens: int, max_batch: int = 256
 ) -> MixPrediction:
     """Throughput ceiling and latency of one replica for requests of ``prompt_tokens`` in / ``output_tokens`` out:
-    :func:`~loadtest.sim.predict.saturation` for the ceiling, one client for the unloaded TTFT."""
-    config = EngineConfig(deployment, max_batch=max_batch)
+    :func:`~loadtest.model.predict.saturation` for the ceiling, one client for the unloaded TTFT."""
+    config = ServingConfig(deployment, max_batch=max_batch)
     sat = saturation(config, prompt_tokens, output_tokens)
     batch = feasible_batch(config, prompt_tokens, output_tokens)
     binding: Binding

@@ -28,7 +28,7 @@ def numbers(values: tuple[str, ...], flag: str, kind: type[int] | type[float]) -
 
 
 def seconds(value: str | None, flag: str) -> float | None:
-    from loadtest.runspec import parse_duration
+    from loadtest.spec.runspec import parse_duration
 
     if value is None:
         return None
