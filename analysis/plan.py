@@ -33,6 +33,7 @@ from analysis.capacity import capacity_from_run
 from analysis.frame import RunData
 from analysis.goodput import class_slos
 from loadtest.errors import ConfigError
+from loadtest.model.catalog import check_architecture, unknown_name
 from loadtest.model.predict import REFERENCE_MIX, feasible_batch, predict_closed_loop, saturation
 from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import ARCHITECTURES, Deployment, decode_cost
@@ -367,8 +368,7 @@ def plan(
     book = prices or PriceBook(label="no prices", entries={})
     out = []
     for key in architectures:
-        if key not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture {key!r}; known: {', '.join(ARCHITECTURES)}")
+        check_architecture(key, "--arch")
         if ARCHITECTURES[key].kind == "embedding" and forecast.output_tokens > 0:
             raise ConfigError(f"{key} is an embedding model (it only reads): plan it with 0 output tokens")
         if ARCHITECTURES[key].kind == "decoder" and forecast.output_tokens == 0:
@@ -424,8 +424,7 @@ def measured_from_run(
         raise ConfigError(
             f"{data.run_dir} ran against an endpoint: give the architecture it served (--run-arch)"
         )
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    check_architecture(arch, "--run-arch" if architecture is not None else str(data.run_dir))
     if band_tokens_per_s is None:
         if sim is None:
             raise ConfigError(
@@ -501,9 +500,7 @@ def load_prices(path: Path) -> PriceBook:
             if key not in allowed:
                 raise ConfigError(f"{where}: unknown key '{key}'{hint(key, sorted(allowed))}")
         if name != "default" and name not in ARCHITECTURES:
-            raise ConfigError(
-                f"{where}: unknown architecture{hint(name, ['default', *sorted(ARCHITECTURES)])}"
-            )
+            raise unknown_name("architecture", name, ["default", *sorted(ARCHITECTURES)], where)
         for key, value in table.items():
             number = (isinstance(value, int) and not isinstance(value, bool)) or (
                 isinstance(value, float) and math.isfinite(value)

@@ -271,14 +271,12 @@ def _write_summary(run_dir: Path, summaries: list[Any]) -> None:
 
 
 def _check_simulator(options: dict[str, Any]) -> None:
-    from loadtest.model.roofline import ARCHITECTURES, GPUS
+    from loadtest.model.catalog import check_architecture, check_gpu
 
-    arch = options.get("architecture")
-    if arch is not None and arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    gpu = options.get("gpu")
-    if gpu is not None and gpu not in GPUS:
-        raise ConfigError(f"unknown GPU {gpu!r}; known: {', '.join(sorted(GPUS))}")
+    if options.get("architecture") is not None:
+        check_architecture(options["architecture"], "--architecture")
+    if options.get("gpu") is not None:
+        check_gpu(options["gpu"], "--gpu")
 
 
 @cli.command()

@@ -115,13 +115,11 @@ def plan(**opts: Any) -> None:
 
     from analysis.plan import Forecast, SloTargets, load_prices, measured_from_run
     from analysis.plan import plan as make_plan
-    from loadtest.model.roofline import GPUS
+    from loadtest.model.catalog import check_gpu
     from reports.plan_table import render_plan_table
     from scenarios import SHIPPED_DIR
 
-    gpu = opts["gpu"].lower()
-    if gpu not in GPUS:
-        raise ConfigError(f"unknown GPU {opts['gpu']!r} for --gpu; known: {', '.join(sorted(GPUS))}")
+    gpu = check_gpu(opts["gpu"].lower(), "--gpu")
     prompt, output = opts["prompt_tokens"], opts["output_tokens"]
     runs = [_load_run(path) for path in opts["run_dirs"]]
     if len(runs) > 1 and (opts["run_arch"] or opts["run_band"]):

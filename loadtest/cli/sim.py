@@ -86,15 +86,12 @@ __all__ = ["sim"]
 )
 def sim(**opts: Any) -> None:
     """Serve the simulated OpenAI/Databricks endpoint until Ctrl-C."""
-    from loadtest.model.roofline import ARCHITECTURES, GPUS
+    from loadtest.model.catalog import check_architecture, check_gpu
     from loadtest.sim.faults import FaultConfig
     from loadtest.sim.server import SimConfig, run_sim_foreground
 
-    if opts["architecture"] not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise ConfigError(f"unknown architecture {opts['architecture']!r}; known: {known}")
-    if opts["gpu"] not in GPUS:
-        raise ConfigError(f"unknown GPU {opts['gpu']!r}; known: {', '.join(sorted(GPUS))}")
+    check_architecture(opts["architecture"], "--architecture")
+    check_gpu(opts["gpu"], "--gpu")
 
     def secret(var: str | None) -> str | None:
         if not var:

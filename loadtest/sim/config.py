@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loadtest.errors import ConfigError
+from loadtest.model.catalog import check_architecture, check_gpu
 from loadtest.model.predict import reference_chunk_size
 from loadtest.model.quota import QuotaLimits
-from loadtest.model.roofline import ARCHITECTURES, GPUS, Deployment, Dtype
+from loadtest.model.roofline import Deployment, Dtype
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.faults import FaultConfig
 
@@ -81,12 +82,8 @@ class SimConfig:
     reject_stream_options: bool = False
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(
-                f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"
-            )
-        if self.gpu not in GPUS:
-            raise ConfigError(f"unknown gpu {self.gpu!r}; known: {', '.join(GPUS)}")
+        check_architecture(self.architecture, "the simulator")
+        check_gpu(self.gpu, "the simulator")
         if self.mode not in ("pt", "ppt"):
             raise ConfigError(f"mode must be pt or ppt, got {self.mode!r}")
         for name in ("itpm", "otpm", "qph", "qps", "chunks", "chunk_size", "max_provisioned_throughput"):
