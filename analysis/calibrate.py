@@ -19,17 +19,22 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.optimize import least_squares  # type: ignore[import-untyped]
 
-from loadtest.model.predict import Start, feasible_batch, predict_closed_loop, saturation
-from loadtest.model.roofline import Deployment, decode_cost
+from loadtest.model.predict import (
+    Resource,
+    Start,
+    bounding_resource,
+    feasible_batch,
+    predict_closed_loop,
+    saturation,
+)
+from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 
 __all__ = [
-    "Binding",
     "CalibratedDeployment",
     "MixPrediction",
     "Observation",
@@ -39,7 +44,6 @@ __all__ = [
     "scaled",
 ]
 
-Binding = Literal["memory", "compute", "kv"]
 _MAX_C0_S = 0.05
 _MIN_SCALE = 0.2
 
@@ -88,8 +92,7 @@ class CalibratedDeployment:
 class MixPrediction:
     """Per-replica capacity for one token mix at saturation (identical requests, closed loop at the ceiling).
 
-    ``binding``: ``kv`` when the KV cache, not ``max_batch``, caps the batch; else which roofline term bounds a
-    decode step at the saturated batch."""
+    ``resource``: what bounds the replica at saturation (:func:`~loadtest.model.predict.bounding_resource`)."""
 
     max_output_tokens_per_s: float
     max_total_tokens_per_s: float
@@ -97,7 +100,7 @@ class MixPrediction:
     tpot_s_at_saturation: float | None
     ttft_s_unloaded: float
     batch: int
-    binding: Binding
+    resource: Resource
 
 
 def scaled(deployment: Deployment, memory_scale: float, compute_scale: float, c0_s: float) -> Deployment:
@@ -166,13 +169,6 @@ def predict_mix(
     config = ServingConfig(deployment, max_batch=max_batch)
     sat = saturation(config, prompt_tokens, output_tokens)
     batch = feasible_batch(config, prompt_tokens, output_tokens)
-    binding: Binding
-    if batch < max_batch:
-        binding = "kv"
-    elif output_tokens == 0 or deployment.architecture.kind == "embedding":
-        binding = "compute"  # prefill only
-    else:
-        binding = decode_cost(deployment, batch, prompt_tokens + output_tokens / 2).bound
     return MixPrediction(
         max_output_tokens_per_s=sat.output_tokens_per_s,
         max_total_tokens_per_s=sat.requests_per_s * (prompt_tokens + output_tokens),
@@ -180,5 +176,5 @@ def predict_mix(
         tpot_s_at_saturation=sat.tpot_s,
         ttft_s_unloaded=predict_closed_loop(config, 1, prompt_tokens, output_tokens).ttft_s,
         batch=batch,
-        binding=binding,
+        resource=bounding_resource(config, prompt_tokens, output_tokens),
     )

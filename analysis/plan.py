@@ -34,9 +34,15 @@ from analysis.frame import RunData
 from analysis.goodput import class_slos
 from loadtest.errors import ConfigError
 from loadtest.model.catalog import check_architecture, unknown_name
-from loadtest.model.predict import REFERENCE_MIX, feasible_batch, predict_closed_loop, saturation
+from loadtest.model.predict import (
+    REFERENCE_MIX,
+    Resource,
+    bounding_resource,
+    predict_closed_loop,
+    saturation,
+)
 from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
-from loadtest.model.roofline import ARCHITECTURES, Deployment, decode_cost
+from loadtest.model.roofline import ARCHITECTURES, Deployment
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
 
@@ -146,7 +152,7 @@ class ArchitecturePlan:
     mix_ratio: float
     slo_concurrency: int | None  # None when measured
     binding: str
-    resource: str  # what bounds a replica at that load: kv (cache caps the batch), memory or compute
+    resource: Resource  # what bounds a replica at that load (loadtest.model.predict.bounding_resource)
     chunk_size: float | None
     chunks: int | None
     band_tokens_per_s: float | None
@@ -228,18 +234,6 @@ def _measured_ratio(
         f"measured at {measured.mix[0]} in / {measured.mix[1]} out, scaled to this mix by the model (×{factor:.2f})"
     )
     return ratio * factor
-
-
-def _resource(config: ServingConfig, prompt: int, output: int, concurrency: int) -> str:
-    """The resource that bounds one replica at ``concurrency`` (its SLO load; saturation when 0): ``kv`` when the
-    KV cache caps the batch there, else the larger roofline term of a decode step (prefill only: compute)."""
-    cap = feasible_batch(config, prompt, output)
-    batch = min(concurrency or cap, cap)
-    if batch >= cap and cap < config.max_batch:
-        return "kv"
-    if output == 0 or config.deployment.architecture.kind == "embedding":
-        return "compute"
-    return decode_cost(config.deployment, max(batch, 1), prompt + output / 2).bound
 
 
 def _plan_one(
@@ -335,7 +329,7 @@ def _plan_one(
         mix_ratio=ratio,
         slo_concurrency=conc,
         binding=binding,
-        resource=_resource(config, p, o, conc or slo_conc),
+        resource=bounding_resource(config, p, o, conc or slo_conc),
         chunk_size=chunk,
         chunks=chunks,
         band_tokens_per_s=band,

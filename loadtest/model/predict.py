@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from loadtest.model.roofline import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
+from loadtest.model.roofline import Deployment, decode_cost, decode_step_s, kv_capacity_tokens, prefill_s
 from loadtest.model.serving import ServingConfig
 
 __all__ = [
     "REFERENCE_MIX",
     "ClosedLoopPrediction",
+    "Resource",
     "Start",
+    "bounding_resource",
     "feasible_batch",
     "predict_closed_loop",
     "reference_chunk_size",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 Start = Literal["spread", "burst"]
+Resource = Literal["kv", "memory", "compute"]
 REFERENCE_MIX: Final[tuple[int, int]] = (2048, 256)
 
 
@@ -52,6 +55,22 @@ def feasible_batch(config: ServingConfig, prompt_tokens: int, output_tokens: int
     if n < 1:
         raise ValueError(f"a request of {prompt_tokens}+{output_tokens} tokens does not fit the KV cache")
     return n
+
+
+def bounding_resource(
+    config: ServingConfig, prompt_tokens: int, output_tokens: int, concurrency: int = 0
+) -> Resource:
+    """The resource that bounds one replica with ``concurrency`` such requests in flight (0: at saturation):
+    ``kv`` when the KV cache, not ``max_batch``, caps the batch there; ``compute`` for prefill-only requests
+    (embeddings); else the larger roofline term of a decode step at that batch and the mean context
+    ``prompt + output / 2`` (:attr:`loadtest.model.roofline.DecodeCost.bound`)."""
+    cap = feasible_batch(config, prompt_tokens, output_tokens)
+    batch = min(concurrency or cap, cap)
+    if batch >= cap and cap < config.max_batch:
+        return "kv"
+    if output_tokens == 0 or config.deployment.architecture.kind == "embedding":
+        return "compute"
+    return decode_cost(config.deployment, max(batch, 1), prompt_tokens + output_tokens / 2).bound
 
 
 def _cohorts(count: int, period: int, start: Start) -> list[int]:

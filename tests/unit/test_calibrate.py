@@ -87,11 +87,11 @@ def test_predict_mix_is_consistent_with_saturation(p: int, n: int) -> None:
 
 
 def test_predict_mix_binding() -> None:
-    assert predict_mix(H100_8B, 2048, 256, max_batch=8).binding == "memory"
-    assert predict_mix(H100_8B, 2048, 256, max_batch=4096).binding == "kv"
+    assert predict_mix(H100_8B, 2048, 256, max_batch=8).resource == "memory"
+    assert predict_mix(H100_8B, 2048, 256, max_batch=4096).resource == "kv"
     big = predict_mix(H100_8B, 16, 16, max_batch=2048)
-    assert big.binding == decode_cost(H100_8B, 2048, 24).bound == "compute"
-    assert predict_mix(Deployment.of("bge-large", "a100"), 512, 0).binding == "compute"
+    assert big.resource == decode_cost(H100_8B, 2048, 24).bound == "compute"
+    assert predict_mix(Deployment.of("bge-large", "a100"), 512, 0).resource == "compute"
 
 
 def test_a_simultaneous_start_is_fitted_with_the_burst_layout() -> None:
