@@ -1,4 +1,6 @@
-"""Pure analysis of finished runs: records → per-stage summaries (and, later, capacity and recommendations)."""
+"""Pure analysis of finished runs: a run directory → a typed DataFrame → per-stage and per-class summaries with
+goodput, the generator's self-check, the capacity curve with confidence intervals, calibration of the model, and
+the provisioning plan (:mod:`analysis.plan`). Files in, DataFrames and dataclasses out; no live runner."""
 
 from analysis.capacity import (
     DEFAULT_MAX_ERROR_SHARE,

@@ -6,8 +6,10 @@
     ├── ConfigError (2)          bad scenario, option or input file; the user fixes the command
     ├── EndpointError (3)        the endpoint is unreachable or does not speak the OpenAI protocol
     ├── PortInUseError (3)       the simulator cannot bind its port
-    ├── RunInvalid (4)           the run finished but its numbers cannot be trusted (generator fell behind)
-    └── GateFailed (99)          a CI gate was breached (k6's convention)
+    └── RunInvalid (4)           the run finished but its numbers cannot be trusted (generator fell behind)
+
+Interrupted runs exit 130 (the engine child's code). A CI gate's failure will be its own class with exit code 99
+(k6's convention) when ``loadtest gate`` exists; nothing raises it before then, so it is not defined yet.
 
 The CLI catches ``LoadtestError`` and prints ``loadtest: error: <message>`` on stderr, never a traceback.
 Messages must not contain secrets: build them from endpoint URLs with credentials removed.
@@ -20,7 +22,6 @@ from typing import ClassVar
 __all__ = [
     "ConfigError",
     "EndpointError",
-    "GateFailed",
     "LoadtestError",
     "PortInUseError",
     "RunInvalid",
@@ -56,8 +57,3 @@ class RunInvalid(LoadtestError):
 
     exit_code: ClassVar[int] = 4
 
-
-class GateFailed(LoadtestError):
-    """A performance gate was breached."""
-
-    exit_code: ClassVar[int] = 99
