@@ -180,41 +180,25 @@ def execute_request(
             if request.stream and (outcome.content_chunks or outcome.complete):
                 client_tokens = outcome.content_chunks
     except BaseException:
-        cancelled: tuple[ErrorClass, str] = ("cancelled", "request cancelled before it completed")
-        emit(
-            _record(
-                request,
-                ctx,
-                seq,
-                scheduled_at,
-                started_at,
-                clock(),
-                status,
-                outcome,
-                client_tokens,
-                retry_after,
-                server_id,
-                cancelled,
-                attempt,
-            )
-        )
+        error = ("cancelled", "request cancelled before it completed")
         raise
-    record = _record(
-        request,
-        ctx,
-        seq,
-        scheduled_at,
-        started_at,
-        clock(),
-        status,
-        outcome,
-        client_tokens,
-        retry_after,
-        server_id,
-        error,
-        attempt,
-    )
-    emit(record)
+    finally:  # one record, whatever happened: the cancelled one is emitted before the exception propagates
+        record = _record(
+            request,
+            ctx,
+            seq,
+            scheduled_at,
+            started_at,
+            clock(),
+            status,
+            outcome,
+            client_tokens,
+            retry_after,
+            server_id,
+            error,
+            attempt,
+        )
+        emit(record)
     return record
 
 
