@@ -65,7 +65,13 @@ class ManagedProcess:
         raise EndpointError(f"the {self.what} did not start: {err or 'no output'}")
 
     def _stderr_tail(self) -> str:
-        if self.proc is None or self.proc.stderr is None or self.proc.poll() is None:
+        """The child's last stderr line once it has exited. Its stdout can reach EOF a moment before it is reaped
+        (interpreter teardown), so give it that moment rather than lose its one-line error."""
+        if self.proc is None or self.proc.stderr is None:
+            return ""
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
             return ""
         lines = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else ""
