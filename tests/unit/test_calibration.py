@@ -1,4 +1,4 @@
-"""The roofline model held against every published calibration point of ``reference/capacity.md`` §2.
+"""The roofline model held against every published calibration point (their sources: ``docs/sources.md``).
 
 Budget (issue 4): median |error| ≤ 15 %, none > 35 %, over the points kept. Points the model cannot express honestly
 are listed in ``EXCLUDED`` with the reason, and a test checks the list is complete.
@@ -83,7 +83,7 @@ POINTS: list[Point] = [
         512,
         100,
     ),
-    # Derived TTFT floors (capacity.md §2, Vidur linear ops at 1024 tokens, TP 1): prefill of 1024 tokens.
+    # Derived TTFT floors (Vidur linear ops at 1024 tokens, TP 1; docs/sources.md): prefill of 1024 tokens.
     Point("V-derived", "8B A100 prefill 1024 floor", "ttft", "llama-3.1-8b", "a100", 1, "fp16", 0.075, 1024),
     Point(
         "V-derived", "7B-class H100 prefill 1024 floor", "ttft", "llama-2-7b", "h100", 1, "fp16", 0.021, 1024
