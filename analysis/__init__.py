@@ -10,7 +10,15 @@ from analysis.capacity import (
     predict,
 )
 from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_latency
-from analysis.frame import RunData, flat_gaps, load_records, load_run, with_metrics
+from analysis.frame import (
+    SKIPPED_LINES,
+    RunData,
+    flat_gaps,
+    load_records,
+    load_run,
+    require_records,
+    with_metrics,
+)
 from analysis.goodput import (
     MISMATCH_TOLERANCE,
     class_slos,
@@ -36,6 +44,7 @@ __all__ = [
     "LIMIT_TYPES",
     "MISMATCH_TOLERANCE",
     "PERCENTILES",
+    "SKIPPED_LINES",
     "CapacityResult",
     "LatencyPrediction",
     "LinearFit",
@@ -58,6 +67,7 @@ __all__ = [
     "predict",
     "predict_latency",
     "request_itl_percentile",
+    "require_records",
     "slo_metric",
     "summarize_classes",
     "summarize_stages",
