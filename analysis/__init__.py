@@ -12,7 +12,15 @@ from analysis.capacity import (
     predict,
 )
 from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_latency
-from analysis.frame import RunData, flat_gaps, load_records, load_run, with_metrics
+from analysis.frame import (
+    SKIPPED_LINES,
+    RunData,
+    flat_gaps,
+    load_records,
+    load_run,
+    require_records,
+    with_metrics,
+)
 from analysis.goodput import (
     MISMATCH_TOLERANCE,
     class_slos,
@@ -38,6 +46,7 @@ __all__ = [
     "LIMIT_TYPES",
     "MISMATCH_TOLERANCE",
     "PERCENTILES",
+    "SKIPPED_LINES",
     "CapacityResult",
     "LatencyPrediction",
     "LinearFit",
@@ -60,6 +69,7 @@ __all__ = [
     "predict",
     "predict_latency",
     "request_itl_percentile",
+    "require_records",
     "slo_metric",
     "summarize_classes",
     "summarize_stages",

@@ -44,15 +44,18 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.json as pa_json  # type: ignore[import-untyped]
 
-from loadtest.client.records import GAPS_FILE
-from loadtest.errors import ConfigError
+from loadtest.errors import ConfigError, RunInvalid
+from loadtest.rundir import GAPS_FILE, RECORDS_FILE, Manifest, read_manifest
 
 __all__ = [
+    "RECORD_SCHEMA",
+    "SKIPPED_LINES",
     "UNNAMED_CLASS",
     "RunData",
     "flat_gaps",
     "load_records",
     "load_run",
+    "require_records",
     "with_metrics",
 ]
 
@@ -83,12 +86,13 @@ _STR_COLS = (
 _FREE_TEXT_COLS = ("error_detail", "server_request_id")
 _GAP_REF_COLS = ("gap_offset", "gap_count")  # format 2: where the record's gaps are in chunk_gaps.f32
 _GAPS_TYPE = pa.list_(pa.float64())  # format 1: inline lists
-_SCHEMA = pa.schema(
+_SCHEMA = RECORD_SCHEMA = pa.schema(
     [(c, pa.float64()) for c in _FLOAT_COLS]
     + [(c, pa.int64()) for c in _INT_COLS + _GAP_REF_COLS]
     + [(c, pa.string()) for c in _STR_COLS]
     + [("chunk_gaps", _GAPS_TYPE)]
-)
+)  # RequestRecord's fields (tests/unit/test_rundir.py holds the two in step), and format 2's gap references
+SKIPPED_LINES = "record line(s) skipped (unreadable, a field of the wrong type, or no stage)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,7 @@ class RunData:
     """A finished (or interrupted) run as read from disk."""
 
     run_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     records: pd.DataFrame
     skipped_lines: int
 
@@ -335,52 +339,16 @@ def with_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_run(run_dir: Path) -> RunData:
-    """Read ``manifest.json`` and ``records.jsonl`` from a run directory.
+    """Read ``manifest.json`` (:func:`loadtest.rundir.read_manifest`: typed, its format and fields checked) and
+    ``records.jsonl`` from a run directory.
 
-    The manifest's shape is checked where the analysis reads it (``spec``, ``target``, the stage lists, the request
-    classes and their SLOs): a field of the wrong type is a :class:`ConfigError` naming it, not a crash later.
     Records with a wrongly typed field or without a stage label are left out and counted in ``skipped_lines``;
     records without a request class are kept, as class :data:`UNNAMED_CLASS`.
     """
     if not run_dir.is_dir():
         raise ConfigError(f"no run directory at {run_dir}")
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no manifest.json)")
-    try:
-        manifest = orjson.loads(manifest_path.read_bytes())
-    except orjson.JSONDecodeError:
-        raise ConfigError(f"{manifest_path} is not valid JSON") from None
-    if not isinstance(manifest, dict):
-        raise ConfigError(f"{manifest_path} is not a run manifest (not a JSON object)")
-
-    def expect(value: Any, name: str, kind: type | tuple[type, ...], what: str, optional: bool = True) -> Any:
-        if (value is None and not optional) or (
-            value is not None
-            and (isinstance(value, bool) or not isinstance(value, kind))  # no kind here is bool
-        ):
-            shown = orjson.dumps(value).decode()
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise ConfigError(f"{manifest_path}: {name} must be {what}, got {shown}")
-        return value
-
-    spec = expect(manifest.get("spec"), "spec", dict, "an object") or {}
-    target = expect(manifest.get("target"), "target", dict, "an object") or {}
-    expect(target.get("simulator"), "target.simulator", dict, "an object")
-    for name, stages in (("stages", manifest.get("stages")), ("spec.stages", spec.get("stages"))):
-        for i, stage in enumerate(expect(stages, name, list, "a list") or []):
-            expect(stage, f"{name}[{i}]", dict, "an object", optional=False)
-            expect(stage.get("label"), f"{name}[{i}].label", str, "a string", optional=False)
-            expect(stage.get("target"), f"{name}[{i}].target", dict, "an object")
-    classes = expect(spec.get("request_classes"), "spec.request_classes", list, "a list") or []
-    for i, cls in enumerate(classes):
-        expect(cls, f"spec.request_classes[{i}]", dict, "an object", optional=False)
-        for key, value in (
-            expect(cls.get("slo"), f"spec.request_classes[{i}].slo", dict, "an object") or {}
-        ).items():
-            expect(value, f"spec.request_classes[{i}].slo.{key}", (int, float), "a number", optional=False)
-
-    records, skipped = load_records(run_dir / "records.jsonl")
+    manifest = read_manifest(run_dir)
+    records, skipped = load_records(run_dir / RECORDS_FILE)
     no_stage = records["stage"].isna().to_numpy()
     if no_stage.any():
         records = records[~no_stage].reset_index(drop=True)
@@ -391,3 +359,13 @@ def load_run(run_dir: Path) -> RunData:
         named = records["request_class"].astype("category")
         records["request_class"] = named.cat.add_categories([UNNAMED_CLASS]).fillna(UNNAMED_CLASS)
     return RunData(run_dir=run_dir, manifest=manifest, records=records, skipped_lines=skipped)
+
+
+def require_records(data: RunData) -> RunData:
+    """``data``, or :class:`RunInvalid` (exit 4) when it has no records: nothing to analyse or plan from."""
+    if data.records.empty:
+        raise RunInvalid(
+            f"invalid run: {data.run_dir} has no records"
+            + (f" ({data.skipped_lines} {SKIPPED_LINES})" if data.skipped_lines else "")
+        )
+    return data

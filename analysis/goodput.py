@@ -10,13 +10,13 @@ requests, failures included.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from analysis.frame import flat_gaps
+from loadtest.client.protocol import RequestClass
 
 __all__ = [
     "MISMATCH_TOLERANCE",
@@ -43,16 +43,14 @@ def slo_metric(key: str) -> tuple[str, float] | None:
     return (metric, q) if 0 < q < 100 else None
 
 
-def class_slos(manifest: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """``{class name: {slo key: threshold seconds or attainment fraction}}`` from ``spec.request_classes``."""
+def class_slos(classes: Iterable[RequestClass]) -> dict[str, dict[str, float]]:
+    """``{class name: {slo key: threshold seconds or attainment fraction}}`` of the classes that have SLOs (a
+    run's ``manifest.spec.request_classes``)."""
     out: dict[str, dict[str, float]] = {}
-    for cls in (manifest.get("spec") or {}).get("request_classes") or []:
-        slo = {}
-        for key, value in (cls.get("slo") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                slo[str(key)] = float(value)
+    for cls in classes:
+        slo = {str(key): float(value) for key, value in cls.slo.items()}
         if slo:
-            out[str(cls.get("name", "chat"))] = slo
+            out[cls.name] = slo
     return out
 
 

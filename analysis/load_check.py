@@ -16,12 +16,14 @@ Per stage (windows come from the manifest, written by the engine):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from loadtest.rundir import StageTarget, StageWindow
 
 __all__ = ["DEFAULT_MAX_LAG_S", "StageLoad", "check_load"]
 
@@ -56,17 +58,17 @@ def _pct(values: np.ndarray, q: float) -> float | None:
 
 
 def check_load(
-    records: pd.DataFrame, stages: Sequence[Mapping[str, Any]], max_lag_s: float = DEFAULT_MAX_LAG_S
+    records: pd.DataFrame, stages: Sequence[StageWindow], max_lag_s: float = DEFAULT_MAX_LAG_S
 ) -> list[StageLoad]:
-    """One :class:`StageLoad` per stage window in ``stages`` (the manifest's ``stages`` list)."""
+    """One :class:`StageLoad` per stage window in ``stages`` (the manifest's ``stages``)."""
     out: list[StageLoad] = []
     for meta in stages:
-        label = str(meta.get("label"))
+        label = meta.label
         df = records[records["stage"] == label] if len(records) else records
-        start, end = meta.get("start"), meta.get("window_end")
+        start, end = meta.start, meta.window_end
         window = float(end - start) if start is not None and end is not None and end > start else None
-        target = meta.get("target") or {}
-        kind = target.get("kind")
+        target = meta.target or StageTarget(kind=None)
+        kind = target.kind
         in_window = (
             df[(df["scheduled_at"] >= start) & (df["scheduled_at"] <= end)] if window else df.iloc[0:0]
         )
@@ -80,18 +82,18 @@ def check_load(
             tout = float(with_usage["output_tokens"].astype("float64").sum()) * scale / window * 60
             tokens = {"input": tin, "output": tout, "total": tin + tout}
         token_target = {
-            key: float(target[name])
-            for key, name in (
-                ("total", "tokens_per_min"),
-                ("input", "input_tokens_per_min"),
-                ("output", "output_tokens_per_min"),
+            key: float(value)
+            for key, value in (
+                ("total", target.tokens_per_min),
+                ("input", target.input_tokens_per_min),
+                ("output", target.output_tokens_per_min),
             )
-            if target.get(name) is not None
+            if value is not None
         }
         lag = df["lag"].to_numpy(dtype="float64") if len(df) else np.array([], dtype="float64")
         lag_p99 = _pct(lag, 99)
-        no_free = int(meta.get("no_free_user") or 0)
-        dropped = int(meta.get("dropped") or 0)
+        no_free = int(meta.no_free_user or 0)
+        dropped = int(meta.dropped or 0)
         capped = bool(no_free or dropped)
         late = lag_p99 is not None and lag_p99 > max_lag_s and not capped
         reasons = []
@@ -108,7 +110,7 @@ def check_load(
                 stage=label,
                 kind=kind,
                 window_s=window,
-                target_rps=target.get("rate"),
+                target_rps=target.rate,
                 offered_rps=offered_rps,
                 target_tokens_per_min=token_target,
                 offered_tokens_per_min=tokens,
@@ -116,7 +118,7 @@ def check_load(
                 dropped=dropped,
                 lag_p50_s=_pct(lag, 50),
                 lag_p99_s=lag_p99,
-                generator_cpu_share=meta.get("generator_cpu_share"),
+                generator_cpu_share=meta.generator_cpu_share,
                 kept_up=not late,
                 capped=capped,
                 reason="; ".join(reasons) or None,

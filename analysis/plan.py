@@ -22,6 +22,7 @@ Prices and quotas come from a user-editable TOML table; the shipped one holds ex
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import ARCHITECTURES, Deployment
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
+from loadtest.sim.settings import SimSettings
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -371,12 +373,12 @@ def plan(
     return out
 
 
-def _sim_band(sim: Mapping[str, Any], max_batch: int) -> float:
-    """Nominal tokens/s of the simulated endpoint a run measured: its PT band, or (model units) its replicas times
-    one replica's tokens/s at the model-unit reference mix."""
-    sizing = {k: v for k, v in sim.items() if k in _SIM_SIZING}
+def _sim_band(sim: SimSettings, max_batch: int) -> float:
+    """Nominal tokens/s of the simulated endpoint a run measured (its sizing settings,
+    :data:`loadtest.sim.settings.SIZING_KEYS`): its PT band, or (model units) its replicas times one replica's
+    tokens/s at the model-unit reference mix."""
     try:
-        config = SimConfig(**sizing)
+        config = SimConfig(**sim.sizing())
         band = config.band()
         replicas = config.replica_count
     except (TypeError, ConfigError) as exc:
@@ -391,12 +393,6 @@ def _sim_band(sim: Mapping[str, Any], max_batch: int) -> float:
     return replicas * saturation(engine, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
 
 
-_SIM_SIZING = frozenset(
-    {"architecture", "gpu", "tp", "dtype", "replicas", "max_batch", "mode", "chunks", "chunk_size"}
-    | {"min_provisioned_throughput", "max_provisioned_throughput"}
-)
-
-
 def measured_from_run(
     data: RunData,
     architecture: str | None = None,
@@ -409,10 +405,10 @@ def measured_from_run(
     A simulator run knows both its architecture and its band (``manifest.target.simulator``); a run against a
     real endpoint needs them given: the architecture served and its provisioned tokens/s (``max`` of the band).
     """
-    sim = (data.manifest.get("target") or {}).get("simulator")
-    sim = sim if isinstance(sim, Mapping) else None
+    target = data.manifest.target
+    sim = target.settings if target is not None else None
     if architecture is None and sim is not None:
-        architecture = str(sim.get("architecture", SimConfig.__dataclass_fields__["architecture"].default))
+        architecture = str(sim.value("architecture"))
     arch = architecture
     if arch is None:
         raise ConfigError(
@@ -424,7 +420,8 @@ def measured_from_run(
             raise ConfigError(
                 f"{data.run_dir} ran against an endpoint: give its provisioned tokens/s (--run-band)"
             )
-        band_tokens_per_s = _sim_band({"architecture": arch, **sim}, max_batch)
+        given = sim if sim.architecture is not None else dataclasses.replace(sim, architecture=arch)
+        band_tokens_per_s = _sim_band(given, max_batch)
     if band_tokens_per_s <= 0:
         raise ConfigError("the measured endpoint's band must be > 0 tokens/s")
     cap = capacity_from_run(data)
@@ -452,7 +449,10 @@ def measured_from_run(
         binding=f"measured: {binding}",
         lower_bound=all(point.meets() for point in cap.points),
         mix=mix,
-        slos="; ".join(f"{cls}: {_slo_text(slo)}" for cls, slo in class_slos(data.manifest).items()) or None,
+        slos="; ".join(
+            f"{cls}: {_slo_text(slo)}" for cls, slo in class_slos(data.manifest.spec.request_classes).items()
+        )
+        or None,
     )
 
 

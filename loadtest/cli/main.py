@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,7 +18,10 @@ from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
 from loadtest.cli.plan import plan
 from loadtest.cli.sim import sim
-from loadtest.errors import ConfigError, EndpointError, LoadtestError, RunInvalid
+from loadtest.errors import ConfigError, EndpointError, LoadtestError
+
+if TYPE_CHECKING:
+    from loadtest.sim.settings import SimSettings
 
 __all__ = ["cli", "main"]
 
@@ -179,6 +182,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     """
     from loadtest.runner.launch import launch
     from loadtest.runner.run import Distribution
+    from loadtest.sim.settings import SimSettings
     from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.spec.scenario import load_scenario
     from reports import render_load_table, render_quota_note, render_stage_table
@@ -186,7 +190,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
 
     if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
         raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
-    sim_opts = {k: opts[k] for k in ("architecture", "gpu", "replicas", "max_batch") if opts[k] is not None}
+    sim_opts = SimSettings(**{k: opts[k] for k in ("architecture", "gpu", "replicas", "max_batch")})
     overrides = Overrides(
         endpoint=opts["endpoint"],
         model=opts["model"],
@@ -220,7 +224,8 @@ def run(scenario: Path | None, **opts: Any) -> None:
     else:
         chosen = scenario_from_flags(overrides)
     read_timeout = _seconds(opts["read_timeout"], "--read-timeout") or 120.0
-    _check_simulator(chosen.simulator if chosen.endpoint is None else {})
+    if chosen.endpoint is None:
+        _check_simulator(chosen.simulator)
     if opts["expect_workers"] and not opts["master_port"]:
         raise ConfigError("--expect-workers needs --master-port, so the workers know where to connect")
     distribution = Distribution(
@@ -266,17 +271,21 @@ def run(scenario: Path | None, **opts: Any) -> None:
 def _write_summary(run_dir: Path, summaries: list[Any]) -> None:
     import orjson
 
+    from loadtest.rundir import SUMMARY_FILE
+
     payload = {"stages": [s.to_dict() for s in summaries]}
-    (run_dir / "summary.json").write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
+    (run_dir / SUMMARY_FILE).write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
 
 
-def _check_simulator(options: dict[str, Any]) -> None:
+def _check_simulator(settings: SimSettings) -> None:
+    """The simulator's architecture and GPU names, checked before anything starts (as the flags name them)."""
     from loadtest.model.catalog import check_architecture, check_gpu
+    from loadtest.sim.settings import flag_of
 
-    if options.get("architecture") is not None:
-        check_architecture(options["architecture"], "--architecture")
-    if options.get("gpu") is not None:
-        check_gpu(options["gpu"], "--gpu")
+    if settings.architecture is not None:
+        check_architecture(settings.architecture, flag_of("architecture"))
+    if settings.gpu is not None:
+        check_gpu(settings.gpu, flag_of("gpu"))
 
 
 @cli.command()
@@ -314,24 +323,20 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None, predict_at:
     import orjson
 
     from analysis import (
+        SKIPPED_LINES,
         capacity_from_run,
         class_slos,
         load_run,
         predict,
+        require_records,
         summarize_classes,
         summarize_stages,
     )
     from reports import render_capacity, render_predictions, render_summary_table, summary_csv_rows
 
-    data = load_run(run_dir)
-    skipped = "record line(s) skipped (unreadable, a field of the wrong type, or no stage)"
-    if data.records.empty:
-        raise RunInvalid(
-            f"invalid run: {run_dir} has no records"
-            + (f" ({data.skipped_lines} {skipped})" if data.skipped_lines else "")
-        )
-    order = [s["label"] for s in (data.manifest.get("spec") or {}).get("stages") or []]  # shape: load_run
-    slos = class_slos(data.manifest)
+    data = require_records(load_run(run_dir))
+    order = data.manifest.stage_order
+    slos = class_slos(data.manifest.spec.request_classes)
     if by == "stage":
         summaries = summarize_stages(data.records, order, slos=slos)
     else:
@@ -340,8 +345,8 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None, predict_at:
     predictions = [predict(result, rate) for rate in _numbers(predict_at, "--predict", float)]
     if fmt == "json":
         payload = {
-            "run_id": data.manifest.get("run_id"),
-            "status": data.manifest.get("status"),
+            "run_id": data.manifest.run_id,
+            "status": data.manifest.status,
             "by": by,
             "slos": slos,
             "skipped_lines": data.skipped_lines,
@@ -375,8 +380,8 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None, predict_at:
     else:
         click.echo(text, nl=False)
     if data.skipped_lines:
-        click.echo(f"note: {data.skipped_lines} {skipped}", err=True)
-    status = data.manifest.get("status")
+        click.echo(f"note: {data.skipped_lines} {SKIPPED_LINES}", err=True)
+    status = data.manifest.status
     if status not in (None, "complete"):
         click.echo(f"note: the run is {status}: its last stage may be cut short", err=True)
 

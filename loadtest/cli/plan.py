@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loadtest.cli.options import seconds as _seconds
-from loadtest.errors import ConfigError, RunInvalid
+from loadtest.errors import ConfigError
 
 if TYPE_CHECKING:
     from analysis.frame import RunData
@@ -225,29 +225,25 @@ def _candidates(
 
 def _load_run(path: Path) -> RunData:
     """:func:`analysis.load_run`, refusing a run with no records (exit 4, as ``loadtest analyze`` does)."""
-    from analysis import load_run
+    from analysis import load_run, require_records
 
-    run = load_run(path)
-    if run.records.empty:
-        skipped = f" ({run.skipped_lines} record line(s) skipped)" if run.skipped_lines else ""
-        raise RunInvalid(f"invalid run: {path} has no records{skipped}")
-    return run
+    return require_records(load_run(path))
 
 
 def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> None:
     """A simulator run knows its architecture and band: ``--run-arch`` / ``--run-band`` may only repeat them."""
     from analysis.plan import _sim_band
-    from loadtest.sim.config import SimConfig
 
-    sim = (run.manifest.get("target") or {}).get("simulator")
-    if sim is None or (arch is None and band is None):
+    target = run.manifest.target
+    if target is None or (arch is None and band is None):
         return
-    sim_arch = str(sim.get("architecture", SimConfig.__dataclass_fields__["architecture"].default))
+    sim = target.settings
+    sim_arch = str(sim.value("architecture"))
     known = "a simulator run already knows its architecture and band"
     if arch is not None and arch != sim_arch:
         raise ConfigError(f"{run.run_dir} simulated {sim_arch}, not {arch}: {known} (drop --run-arch)")
     if band is not None:
-        sim_band = _sim_band({"architecture": sim_arch, **sim}, 256)
+        sim_band = _sim_band(sim, 256)
         if not math.isclose(band, sim_band, rel_tol=1e-6):
             raise ConfigError(
                 f"{run.run_dir} simulated a band of {sim_band:g} tokens/s, not {band:g}: {known} (drop --run-band)"
@@ -261,7 +257,7 @@ def _slos_of(run: RunData, output: int) -> SloTargets:
     from analysis.plan import SloTargets
 
     limits: dict[str, float] = {}
-    for slo in class_slos(run.manifest).values():
+    for slo in class_slos(run.manifest.spec.request_classes).values():
         for key, value in slo.items():
             metric = slo_metric(key)
             if metric is not None and metric[0] in ("ttft", "tpot"):

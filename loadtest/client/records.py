@@ -36,6 +36,7 @@ import orjson
 __all__ = [
     "ERROR_CLASSES",
     "GAPS_FILE",
+    "RECORDS_FILE",
     "RECORD_FIELDS",
     "ErrorClass",
     "RequestRecord",
@@ -94,6 +95,7 @@ class RequestRecord:
 
 
 RECORD_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(RequestRecord))
+RECORDS_FILE: Final = "records.jsonl"
 GAPS_FILE: Final = "chunk_gaps.f32"
 
 
@@ -123,7 +125,7 @@ def read_records(run_dir: Path) -> Iterator[RequestRecord]:
     gaps are not all in the side file gets ``chunk_gaps = None``. Reads format 1 (inline gaps) too."""
     gaps_path = run_dir / GAPS_FILE
     side = gaps_path.read_bytes() if gaps_path.exists() else b""
-    with (run_dir / "records.jsonl").open("rb") as fh:
+    with (run_dir / RECORDS_FILE).open("rb") as fh:
         for line in fh:
             if not line.strip():
                 continue

@@ -21,12 +21,12 @@ from typing import Any, Protocol
 import orjson
 
 from loadtest.client.clock import EpochClock
-from loadtest.client.records import GAPS_FILE
 from loadtest.engine.distribute import open_loop_seq
 from loadtest.engine.procstat import peak_rss_mb
 from loadtest.engine.sweep import StageObservation, fold, sweep_rates, sweep_verdict
+from loadtest.rundir.files import EVENTS_FILE, GAPS_FILE, RECORDS_FILE
 from loadtest.spec.arrivals import ArrivalProcess, TokenRateController
-from loadtest.spec.runspec import RunSpec, Stage
+from loadtest.spec.runspec import RunSpec, Stage, SweepPlan
 from loadtest.spec.workload import RequestFactory
 
 __all__ = ["LOOKAHEAD_S", "Conductor", "Recorder", "Stop", "run_stages"]
@@ -61,10 +61,10 @@ class Recorder:
         self.observation: StageObservation | None = None
         self.stage_label: str | None = None
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._fd = os.open(run_dir / "records.jsonl", flags, 0o644)
+        self._fd = os.open(run_dir / RECORDS_FILE, flags, 0o644)
         self._gaps_fd = os.open(run_dir / GAPS_FILE, flags, 0o644)
         self._gaps_written = os.fstat(self._gaps_fd).st_size // 4  # float32 elements in the side file
-        self._events_fd = os.open(run_dir / "events.jsonl", flags, 0o644)
+        self._events_fd = os.open(run_dir / EVENTS_FILE, flags, 0o644)
 
     def write(self, lines: bytes) -> None:
         """Append one or more complete JSON lines in the wire form (as orjson writes them: no spaces)."""
@@ -201,9 +201,9 @@ class Conductor(abc.ABC):
         )
         return observation
 
-    def run_sweep(self, sweep: dict[str, Any]) -> None:
+    def run_sweep(self, sweep: SweepPlan) -> None:
         """Baseline → saturation probe → open-loop stages between, stopping early (see :mod:`loadtest.engine.sweep`)."""
-        duration, users = float(sweep["duration_s"]), int(sweep["max_concurrency"])
+        duration, users = float(sweep.duration_s), int(sweep.max_concurrency)
         slos = {c.name: c.slo for c in self.spec.request_classes if c.slo}
         base = self.run_stage(Stage(kind="concurrency", users=1, duration_s=duration), 0, observe=True)
         if self.stop.is_set() or base is None:
@@ -212,17 +212,17 @@ class Conductor(abc.ABC):
         if self.stop.is_set() or top is None:
             return
         r1, r_max = base.completed_rate, top.completed_rate
-        self.recorder.event("sweep_plan", baseline_rps=r1, saturation_rps=r_max, points=sweep["points"])
+        self.recorder.event("sweep_plan", baseline_rps=r1, saturation_rps=r_max, points=sweep.points)
         if r_max <= r1 * 1.05:
             self.recorder.event("sweep_stopped", reason="no headroom: saturation rate ≈ baseline rate")
             return
-        for i, rate in enumerate(sweep_rates(r1, r_max, int(sweep["points"]))):
+        for i, rate in enumerate(sweep_rates(r1, r_max, int(sweep.points))):
             stage = Stage(
                 kind="rate",
                 rate=rate,
                 duration_s=duration,
-                arrival=sweep.get("arrival", "poisson"),
-                burstiness=float(sweep.get("burstiness", 1.0)),
+                arrival=sweep.arrival,
+                burstiness=float(sweep.burstiness),
                 max_concurrency=users,
             )
             obs = self.run_stage(stage, 2 + i, observe=True)

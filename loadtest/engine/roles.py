@@ -61,6 +61,7 @@ from loadtest.engine.distribute import (  # noqa: E402
     users_per_worker,
 )
 from loadtest.errors import LoadtestError  # noqa: E402
+from loadtest.rundir.files import SPEC_FILE  # noqa: E402
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 from loadtest.spec.workload import RequestFactory  # noqa: E402
 
@@ -337,14 +338,15 @@ class Engine:
                     continue
                 if (
                     record.error_class != "rate_limited"
-                    or retry.get("policy") != "retry-after"
-                    or attempt >= int(retry.get("max_retries", 3))
+                    or retry is None
+                    or retry.policy != "retry-after"
+                    or attempt >= retry.max_retries
                     or not gate.accepting
                 ):
                     return
                 wait = min(
                     record.retry_after_s if record.retry_after_s is not None else 1.0,
-                    float(retry.get("max_wait_s", 30.0)),
+                    float(retry.max_wait_s),
                 )
                 gevent.sleep(wait)
                 if not gate.accepting:
@@ -662,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_worker(args.master_host, args.port)
     if args.run_dir is None:
         parser.error("RUN_DIR is required")
-    spec = RunSpec.read(args.run_dir / "spec.json")
+    spec = RunSpec.read(args.run_dir / SPEC_FILE)
     if args.master:
         return run_master(spec, args.run_dir, args.workers, args.bind_host, args.port)
     return run_local(spec, args.run_dir)

@@ -5,6 +5,7 @@ Called by the CLI; usable from Python. Never imports gevent (the engine runs in 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,34 +17,13 @@ from loadtest.client.auth import AuthOptions, resolve_auth, serialize_for_child
 from loadtest.client.probe import first_model_id, preflight
 from loadtest.client.protocol import EndpointSpec, public_url
 from loadtest.errors import ConfigError
-from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir, write_manifest
+from loadtest.rundir import GeneratorVerdict, SimulatedTarget, write_manifest
+from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.simproc import SimulatorProcess
 from loadtest.spec.runspec import RunSpec
 from loadtest.spec.scenario import Scenario
 
-__all__ = ["LaunchResult", "launch", "simulator_args"]
-
-_SIM_FLAGS = {
-    key: "--" + key.replace("_", "-")
-    for key in (
-        "architecture",
-        "gpu",
-        "replicas",
-        "max_batch",
-        "tp",
-        "jitter_cv",
-        "mode",
-        "itpm",
-        "otpm",
-        "qph",
-        "qps",
-        "chunks",
-        "chunk_size",
-        "min_provisioned_throughput",
-        "max_provisioned_throughput",
-    )
-}
-_STALL_KEYS = ("stall_seconds", "stall_s")
+__all__ = ["LaunchResult", "launch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,28 +33,6 @@ class LaunchResult:
     loads: list[StageLoad]
     records_total: int
     most_common_error: str | None
-
-
-def simulator_args(options: dict[str, Any], seed: int) -> list[str]:
-    """``loadtest sim`` flags for a scenario's ``[simulator]`` table: each key ``k`` becomes ``--k`` (underscores
-    as dashes); ``faults = {http_503 = 0.05, stall = 0.01, stall_seconds = 2}`` becomes ``--fault http_503=0.05
-    --fault stall=0.01 --stall-seconds 2``. ``loadtest sim`` validates the values."""
-    args = ["--seed", str(seed)]
-    for key, flag in _SIM_FLAGS.items():
-        if key in options:
-            args += [flag, str(options[key])]
-    if options.get("reject_stream_options"):
-        args.append("--reject-stream-options")
-    faults = options.get("faults")
-    if faults is not None:
-        if not isinstance(faults, dict):
-            raise ConfigError("[simulator].faults must be a table such as {http_503 = 0.05, stall = 0.01}")
-        for name, value in faults.items():
-            if name in _STALL_KEYS:
-                args += ["--stall-seconds", str(value)]
-            else:
-                args += ["--fault", f"{name}={value}"]
-    return args
 
 
 def _endpoint_and_auth(
@@ -131,13 +89,13 @@ def launch(
     distribution: Distribution | None = None,
 ) -> LaunchResult:
     if scenario.endpoint is None:
-        with SimulatorProcess(simulator_args(scenario.simulator, scenario.seed)) as sim:
+        settings = scenario.simulator
+        with SimulatorProcess(settings.sim_args(scenario.seed)) as sim:
             base = sim.url + "/v1"
-            sim_desc = ", ".join(f"{k}={v}" for k, v in scenario.simulator.items())
-            echo(f"embedded simulator at {base} ({sim_desc})")
-            model = first_model_id(base, {}) or str(scenario.simulator.get("architecture", "sim"))
+            echo(f"embedded simulator at {base} ({settings.describe()})")
+            model = first_model_id(base, {}) or str(settings.architecture or "sim")
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
-            target = {"simulator": {**scenario.simulator, "seed": scenario.seed}}
+            target = SimulatedTarget(settings, scenario.seed)
             return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, target, distribution)
     endpoint, headers, child_env = _endpoint_and_auth(scenario, read_timeout_s)
     if not skip_preflight:
@@ -152,7 +110,7 @@ def _execute(
     out: Path,
     read_timeout_s: float,
     echo: Callable[[str], None],
-    target: dict[str, Any] | None,
+    target: SimulatedTarget | None,
     distribution: Distribution | None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
@@ -169,15 +127,16 @@ def _execute(
         sweep=scenario.sweep,
         read_timeout_s=read_timeout_s,
         simulated=target is not None,
-        extra={"scenario": scenario.source, "description": scenario.description},
+        scenario_source=scenario.source,
+        description=scenario.description,
     )
     total = sum(s.duration_s for s in scenario.stages)
     plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load"
     if scenario.sweep:
         sw = scenario.sweep
         plan = (
-            f"automatic sweep (baseline, saturation at {sw['max_concurrency']} users, up to {sw['points']} "
-            f"rates between; {sw['duration_s']:.0f}s each)"
+            f"automatic sweep (baseline, saturation at {sw.max_concurrency} users, up to {sw.points} "
+            f"rates between; {sw.duration_s:.0f}s each)"
         )
     echo(f"run {run_dir}: {plan} against {public_url(endpoint.base_url)} model {endpoint.model}")
 
@@ -190,14 +149,13 @@ def _execute(
     )
     data = load_run(run_dir)
     summaries = summarize_stages(data.records, [s.label for s in scenario.stages])
-    loads = check_load(data.records, data.manifest.get("stages", []))
-    manifest = dict(data.manifest)
-    manifest["generator"] = {
-        "kept_up": all(load.kept_up for load in loads),
-        "stages": {load.stage: load.reason for load in loads if not load.kept_up},
-        "capped": {load.stage: load.reason for load in loads if load.capped},
-    }
-    write_manifest(run_dir, manifest)
+    loads = check_load(data.records, data.manifest.stages or ())
+    verdict = GeneratorVerdict(
+        kept_up=all(load.kept_up for load in loads),
+        stages={load.stage: load.reason for load in loads if not load.kept_up},
+        capped={load.stage: load.reason for load in loads if load.capped},
+    )
+    write_manifest(run_dir, dataclasses.replace(data.manifest, generator=verdict))
     details = data.records.loc[~data.records["ok"], "error_detail"].dropna() if len(data.records) else None
     common = str(details.mode().iloc[0]) if details is not None and not details.empty else None
     return LaunchResult(

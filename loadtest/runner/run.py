@@ -7,6 +7,7 @@ which then stops them in order (engine first, so in-flight requests are recorded
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -22,12 +23,23 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from loadtest.errors import ConfigError
+from loadtest.rundir import (
+    ENGINE_LOG,
+    FORMAT,
+    RECORDS_FILE,
+    SPEC_FILE,
+    Host,
+    Manifest,
+    RunDistribution,
+    SimulatedTarget,
+    read_events,
+    stage_windows,
+    write_manifest,
+)
 from loadtest.spec.runspec import RunSpec
 
-__all__ = ["Distribution", "RunOutcome", "execute_run", "new_run_dir", "read_events", "write_manifest"]
+__all__ = ["Distribution", "RunOutcome", "execute_run", "new_run_dir"]
 
 ENGINE_EXIT_INTERRUPTED = 130
 
@@ -62,69 +74,11 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_bytes().splitlines():
-        try:
-            events.append(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            continue  # a line cut by a crash
-    return events
-
-
 def _count_lines(path: Path) -> int:
     if not path.exists():
         return 0
     with path.open("rb") as fh:
         return sum(1 for _ in fh)
-
-
-def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    tmp = run_dir / "manifest.json.tmp"
-    tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    os.replace(tmp, run_dir / "manifest.json")
-
-
-def _stage_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    stages: dict[str, dict[str, Any]] = {}
-    for ev in events:
-        label = ev.get("stage")
-        if not label:
-            continue
-        entry = stages.setdefault(label, {"label": label})
-        if ev["event"] == "stage_start":
-            entry.update(start=ev["t"], cpu_start_s=ev["cpu_s"], target=ev.get("target"))
-        elif ev["event"] == "stage_window_end":
-            entry.update(window_end=ev["t"])
-        elif ev["event"] == "stage_end":
-            entry.update(end=ev["t"], cpu_end_s=ev["cpu_s"], generator_rss_max_mb=ev.get("rss_max_mb"))
-            keep = (
-                "drained",
-                "inflight",
-                "records",
-                "dropped",
-                "arrivals",
-                "no_free_user",
-                "final_rate",
-                "expected_input",
-                "expected_output",
-                "workers",
-                "worker_cpu_share_max",
-            )
-            entry.update({k: ev[k] for k in keep if k in ev})
-    for entry in stages.values():
-        if entry.get("worker_cpu_share_max") is not None:
-            # distributed: the busiest worker is what can distort the measurement, not the master
-            entry["generator_cpu_share"] = entry["worker_cpu_share_max"]
-        elif "start" in entry and "end" in entry:
-            wall = entry["end"] - entry["start"]
-            entry["generator_cpu_share"] = (
-                (entry["cpu_end_s"] - entry["cpu_start_s"]) / wall if wall > 0 else None
-            )
-    return list(stages.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +105,7 @@ def execute_run(
     spec: RunSpec,
     run_dir: Path,
     *,
-    target: dict[str, Any] | None = None,
+    target: SimulatedTarget | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     env: dict[str, str] | None = None,
     distribution: Distribution | None = None,
@@ -166,23 +120,23 @@ def execute_run(
         run_dir.mkdir(parents=True, exist_ok=False)
     except OSError as exc:
         raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
-    spec.write(run_dir / "spec.json")
-    manifest: dict[str, Any] = {
-        "format": 2,  # 2: chunk_gaps in chunk_gaps.f32 (see loadtest.client.records)
-        "run_id": spec.run_id,
-        "name": spec.name,
-        "status": "running",
-        "seed": spec.seed,
-        "created_at": time.time(),
-        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
-        "versions": _versions(),
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "spec": spec.to_public_dict(),
-        "target": target or {},
-        "distribution": {"processes": dist.processes, "expect_workers": dist.expect_workers},
-    }
+    spec.write(run_dir / SPEC_FILE)
+    manifest = Manifest(
+        format=FORMAT,
+        run_id=spec.run_id,
+        name=spec.name,
+        status="running",
+        seed=spec.seed,
+        created_at=time.time(),
+        command=(os.path.basename(sys.argv[0]), *sys.argv[1:]),
+        versions=_versions(),
+        host=Host(platform=platform.platform(), cpus=os.cpu_count()),
+        spec=spec,
+        target=target,
+        distribution=RunDistribution(processes=dist.processes, expect_workers=dist.expect_workers),
+    )
     write_manifest(run_dir, manifest)
-    log = (run_dir / "engine.log").open("wb")
+    log = (run_dir / ENGINE_LOG).open("wb")
     child_env = {**os.environ, **(env or {})}
 
     def start(args: list[str]) -> subprocess.Popen[bytes]:
@@ -211,7 +165,8 @@ def execute_run(
                 str(port),
             ]
         )
-        manifest["distribution"]["master"] = f"{dist.bind_host}:{port}"
+        master = dataclasses.replace(manifest.distribution, master=f"{dist.bind_host}:{port}")
+        manifest = dataclasses.replace(manifest, distribution=master)
         write_manifest(run_dir, manifest)
         if not dist.expect_workers:
             workers = [
@@ -258,16 +213,18 @@ def execute_run(
     if progress is not None:
         for ev in events[seen:]:
             progress(ev)
-    records = _count_lines(run_dir / "records.jsonl")
-    manifest.update(
+    records = _count_lines(run_dir / RECORDS_FILE)
+    tail = None
+    if status == "failed":
+        tail = tuple((run_dir / ENGINE_LOG).read_text(errors="replace").strip().splitlines()[-5:])
+    manifest = dataclasses.replace(
+        manifest,
         status=status,
         finished_at=time.time(),
         engine_exit_code=code,
         records=records,
-        stages=_stage_windows(events),
+        stages=stage_windows(events),
+        engine_log_tail=tail,
     )
-    if status == "failed":
-        tail = (run_dir / "engine.log").read_text(errors="replace").strip().splitlines()[-5:]
-        manifest["engine_log_tail"] = tail
     write_manifest(run_dir, manifest)
     return RunOutcome(run_dir=run_dir, status=status, engine_exit_code=code, records=records)

@@ -29,6 +29,7 @@ from loadtest.model.quota import QuotaLimits
 from loadtest.model.roofline import Deployment, Dtype
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.faults import FaultConfig
+from loadtest.sim.settings import default
 
 __all__ = ["Mode", "SimConfig"]
 
@@ -49,37 +50,38 @@ def _positive(name: str, value: object) -> None:
 class SimConfig:
     """What to simulate and where. ``port=0`` takes a free port; ``model_name=""`` serves the architecture key.
 
-    See the module docstring for ``mode``, the band, quotas, OAuth and faults.
+    See the module docstring for ``mode``, the band, quotas, OAuth and faults. The fields named after a setting of
+    :class:`loadtest.sim.settings.SimSettings` take their defaults from it (one definition).
     """
 
     host: str = "127.0.0.1"
     port: int = 0
-    architecture: str = "llama-3.1-8b"
-    gpu: str = "h100"
-    tp: int = 0
+    architecture: str = default("architecture")
+    gpu: str = default("gpu")
+    tp: int = default("tp")
     dtype: Dtype | None = None
-    replicas: int = 1
-    max_batch: int = 256
+    replicas: int = default("replicas")
+    max_batch: int = default("max_batch")
     seed: int = 0
-    jitter_cv: float = 0.0
+    jitter_cv: float = default("jitter_cv")
     api_token: str | None = field(default=None, repr=False)
     endpoint_name: str = "sim-llama"
     model_name: str = ""
-    mode: Mode = "pt"
-    itpm: int | None = None
-    otpm: int | None = None
-    qph: int | None = None
-    qps: int | None = None
-    chunks: int | None = None
-    chunk_size: int | None = None
-    min_provisioned_throughput: int | None = None
-    max_provisioned_throughput: int | None = None
+    mode: Mode = default("mode")  # noqa: RUF009 (an immutable str from the settings definition)
+    itpm: int | None = default("itpm")
+    otpm: int | None = default("otpm")
+    qph: int | None = default("qph")
+    qps: int | None = default("qps")
+    chunks: int | None = default("chunks")
+    chunk_size: int | None = default("chunk_size")
+    min_provisioned_throughput: int | None = default("min_provisioned_throughput")
+    max_provisioned_throughput: int | None = default("max_provisioned_throughput")
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = field(default=None, repr=False)
     oauth_token_ttl_s: int = 3600
     faults: FaultConfig | None = None
     # behave like an external model (e.g. Bedrock behind Databricks) that rejects stream_options with HTTP 400
-    reject_stream_options: bool = False
+    reject_stream_options: bool = default("reject_stream_options")
 
     def __post_init__(self) -> None:
         check_architecture(self.architecture, "the simulator")

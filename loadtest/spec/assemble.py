@@ -14,17 +14,17 @@ from typing import Any
 
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
-from loadtest.spec.runspec import Stage
-from loadtest.spec.scenario import EndpointConfig, Scenario, parse_sweep
+from loadtest.sim.settings import SimSettings
+from loadtest.spec.loadplan import parse_sweep
+from loadtest.spec.runspec import Stage, SweepPlan
+from loadtest.spec.scenario import EndpointConfig, Scenario
 
 __all__ = ["SIM_DEFAULTS", "Overrides", "apply_overrides", "scenario_from_flags"]
 
-SIM_DEFAULTS: dict[str, Any] = {
-    "architecture": "llama-3.1-8b",
-    "gpu": "h100",
-    "replicas": 1,
-    "max_batch": 256,
-}
+# what a flags-only run tells the simulator (and records in its manifest): these four, at the simulator's defaults
+SIM_DEFAULTS = SimSettings(
+    **{name: SimSettings().value(name) for name in ("architecture", "gpu", "replicas", "max_batch")}
+)
 SIM_DEFAULT_SWEEP = (1, 4, 16)
 SIM_DEFAULT_DURATION_S = 8.0
 ENDPOINT_DEFAULT_DURATION_S = 30.0
@@ -55,7 +55,7 @@ class Overrides:
     seed: int | None = None
     name: str | None = None
     sweep_points: int | None = None
-    simulator: dict[str, Any] = field(default_factory=dict)
+    simulator: SimSettings = field(default_factory=SimSettings)
 
 
 def _stages(ov: Overrides, duration: float, stage_defaults: dict[str, Any]) -> tuple[Stage, ...]:
@@ -111,7 +111,7 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         description="",
         seed=ov.seed or 0,
         endpoint=endpoint,
-        simulator={**SIM_DEFAULTS, **ov.simulator},
+        simulator=SIM_DEFAULTS.merged(ov.simulator),
         classes=(cls,),
         stages=() if sweep else _stages(ov, duration, {}),
         drain_timeout_s=ov.drain_timeout_s or 30.0,
@@ -119,15 +119,14 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
     )
 
 
-def _sweep(ov: Overrides, duration: float, base: dict[str, Any] | None) -> dict[str, Any]:
-    base = base or {}
+def _sweep(ov: Overrides, duration: float, base: SweepPlan | None) -> SweepPlan:
     return parse_sweep(
-        {"points": ov.sweep_points or base.get("points", 5)},
+        {"points": ov.sweep_points or (base.points if base else 5)},
         {
             "duration": duration,
-            "max_concurrency": ov.max_concurrency or base.get("max_concurrency", 256),
-            "arrival": ov.arrival or base.get("arrival", "poisson"),
-            "burstiness": ov.burstiness if ov.burstiness is not None else base.get("burstiness", 1.0),
+            "max_concurrency": ov.max_concurrency or (base.max_concurrency if base else 256),
+            "arrival": ov.arrival or (base.arrival if base else "poisson"),
+            "burstiness": ov.burstiness if ov.burstiness is not None else (base.burstiness if base else 1.0),
         },
     )
 
@@ -156,10 +155,10 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             include_usage=ep.include_usage if ov.include_usage is None else ov.include_usage,
         )
     if ov.sweep_points or (scenario.sweep and not (ov.concurrency or ov.rates or ov.tokens_per_min)):
-        base = scenario.sweep or {}
+        base = scenario.sweep
         changes["stages"] = ()
         changes["sweep"] = _sweep(
-            ov, ov.duration_s or base.get("duration_s") or scenario.stages[0].duration_s, base
+            ov, ov.duration_s or (base.duration_s if base else None) or scenario.stages[0].duration_s, base
         )
     elif ov.concurrency or ov.rates or ov.tokens_per_min:
         first = scenario.stages[0] if scenario.stages else Stage(kind="concurrency", users=1, duration_s=30.0)
@@ -181,8 +180,8 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
         if stage_changes:
             changes["stages"] = tuple(dataclasses.replace(s, **stage_changes) for s in scenario.stages)
     changes.update(_given(seed=ov.seed, name=ov.name, drain_timeout_s=ov.drain_timeout_s))
-    if ov.simulator:
-        changes["simulator"] = {**scenario.simulator, **ov.simulator}
+    if ov.simulator.given():
+        changes["simulator"] = scenario.simulator.merged(ov.simulator)
     class_changes = _given(
         stream=ov.stream,
         ignore_eos=ov.ignore_eos,

@@ -5,7 +5,7 @@ It holds no secrets: credentials are referenced by environment-variable name onl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +14,7 @@ import orjson
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.spec.arrivals import token_rate_label
 
-__all__ = ["RunSpec", "Stage", "parse_duration"]
+__all__ = ["RetryPolicy", "RunSpec", "Stage", "SweepPlan", "parse_duration"]
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -96,7 +96,34 @@ class Stage:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """What a user does after a 429 (a scenario's ``[retry]`` table): ``policy="retry-after"`` waits the server's
+    Retry-After (1 s if absent), at most ``max_wait_s``, then sends the same request again as a new attempt, at most
+    ``max_retries`` times; ``"none"`` never retries."""
+
+    policy: Literal["none", "retry-after"] = "none"
+    max_wait_s: float = 30.0
+    max_retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPlan:
+    """An automatic sweep (:mod:`loadtest.engine.sweep`): a 1-user baseline, a saturation probe at
+    ``max_concurrency`` users, then up to ``points`` open-loop rates between, each stage ``duration_s`` long."""
+
+    points: int
+    duration_s: float
+    max_concurrency: int
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class RunSpec:
+    """One run as the engine runs it. In ``spec.json`` (and the manifest's ``spec``) ``retry`` is ``{}`` when
+    ``None`` (no ``[retry]`` table: no retries), and ``scenario_source`` / ``description`` are the ``extra``
+    object's ``scenario`` / ``description``."""
+
     run_id: str
     name: str
     out_dir: str
@@ -109,16 +136,17 @@ class RunSpec:
     read_timeout_s: float = 120.0
     keep_gaps: bool = True
     simulated: bool = False
-    retry: dict[str, Any] = field(default_factory=dict)
-    sweep: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    sweep: SweepPlan | None = None
+    scenario_source: str | None = None
+    description: str = ""
 
     @property
     def pool_size(self) -> int:
         """Users the run needs at most (a sweep's saturation probe uses its ``max_concurrency``)."""
         sizes = [s.pool_size for s in self.stages]
         if self.sweep:
-            sizes.append(int(self.sweep["max_concurrency"]))
+            sizes.append(self.sweep.max_concurrency)
         return max(sizes or [1])
 
     def to_public_dict(self) -> dict[str, Any]:
@@ -126,6 +154,8 @@ class RunSpec:
         data["endpoint"] = self.endpoint.public()
         for stage, raw in zip(self.stages, data["stages"], strict=True):
             raw["label"] = stage.label
+        data["retry"] = data["retry"] or {}
+        data["extra"] = {"scenario": data.pop("scenario_source"), "description": data.pop("description")}
         return data
 
     @staticmethod
@@ -142,8 +172,14 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
+        """The inverse of :meth:`to_public_dict` (``TypeError`` / ``KeyError`` for a dict of another shape)."""
         raw = dict(raw)
         raw["endpoint"] = EndpointSpec(**raw["endpoint"])
         raw["request_classes"] = tuple(RequestClass(**c) for c in raw["request_classes"])
         raw["stages"] = tuple(cls.stage_from_dict(s) for s in raw["stages"])
+        raw["retry"] = RetryPolicy(**raw["retry"]) if raw.get("retry") else None
+        raw["sweep"] = SweepPlan(**raw["sweep"]) if raw.get("sweep") is not None else None
+        extra = raw.pop("extra", None) or {}
+        raw["scenario_source"] = extra.get("scenario")
+        raw["description"] = extra.get("description", "")
         return cls(**raw)

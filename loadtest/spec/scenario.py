@@ -30,21 +30,29 @@ A scenario names its endpoint (or none: the embedded simulator), its request cla
     # ramp = {kind = "rate", start = 1, stop = 8, steps = 4}   (or kind = "concurrency", factor = 2)
 
 Relative ``dataset`` paths are resolved against the scenario file's folder.
+
+This module owns the top level and the ``[endpoint]``, ``[[classes]]`` and ``[retry]`` tables; the ``[load]`` table
+is expanded into stages by :mod:`loadtest.spec.loadplan`, and the keys a ``[simulator]`` table accepts are the
+settings of :class:`loadtest.sim.settings.SimSettings`.
 """
 
 from __future__ import annotations
 
-import difflib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
-from loadtest.spec.arrivals import ArrivalProcess
+from loadtest.sim.settings import SIM_KEYS, SimSettings
 from loadtest.spec.distributions import parse_length
-from loadtest.spec.runspec import Stage, parse_duration
+from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
+from loadtest.spec.runspec import RetryPolicy, Stage, SweepPlan
+from loadtest.spec.tables import check_keys as _check_keys
+from loadtest.spec.tables import duration as _duration
+from loadtest.spec.tables import positive as _positive
+from loadtest.spec.tables import table as _table
 
 __all__ = [
     "SLO_METRICS",
@@ -53,7 +61,6 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "parse_slo",
-    "parse_sweep",
 ]
 
 SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
@@ -70,25 +77,6 @@ _ENDPOINT = {
     "auth",
     "name",
 }
-_SIM = {
-    "architecture",
-    "gpu",
-    "replicas",
-    "max_batch",
-    "tp",
-    "mode",
-    "itpm",
-    "otpm",
-    "qph",
-    "qps",
-    "chunk_size",
-    "chunks",
-    "jitter_cv",
-    "reject_stream_options",
-    "min_provisioned_throughput",
-    "max_provisioned_throughput",
-    "faults",
-}
 _CLASS = {
     "name",
     "kind",
@@ -103,33 +91,6 @@ _CLASS = {
     "dataset",
     "extra_body",
     "slo",
-}
-_LOAD = {
-    "duration",
-    "max_concurrency",
-    "drain_timeout",
-    "stages",
-    "concurrency",
-    "rate",
-    "tokens_per_min",
-    "ramp",
-    "arrival",
-    "burstiness",
-    "max_requests",
-    "sweep",
-}
-_STAGE = {
-    "concurrency",
-    "rate",
-    "tokens_per_min",
-    "input_tokens_per_min",
-    "output_tokens_per_min",
-    "duration",
-    "arrival",
-    "burstiness",
-    "max_concurrency",
-    "max_requests",
-    "name",
 }
 _RETRY = {"policy", "max_wait", "max_retries"}
 
@@ -160,42 +121,13 @@ class Scenario:
     description: str
     seed: int
     endpoint: EndpointConfig | None
-    simulator: dict[str, Any]
+    simulator: SimSettings
     classes: tuple[RequestClass, ...]
     stages: tuple[Stage, ...]
     drain_timeout_s: float = 30.0
-    retry: dict[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy | None = None  # None: no [retry] table (spec.json says {}), which never retries either
     source: str | None = None
-    sweep: dict[str, Any] | None = None
-
-
-def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
-            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
-
-
-def _table(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table")
-    return raw
-
-
-def _duration(raw: Any, where: str) -> float:
-    try:
-        return parse_duration(raw)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _positive(raw: Any, where: str, *, integer: bool = False) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
-        raise ConfigError(f"{where} must be a positive number, got {raw!r}")
-    if integer and int(raw) != raw:
-        raise ConfigError(f"{where} must be a whole number, got {raw!r}")
-    return float(raw)
+    sweep: SweepPlan | None = None
 
 
 def parse_slo(raw: Any, where: str) -> dict[str, float]:
@@ -259,119 +191,7 @@ def _parse_class(raw: Any, i: int, base: Path | None) -> RequestClass:
     )
 
 
-def _parse_stage(raw: Any, where: str, defaults: dict[str, Any]) -> Stage:
-    table = _table(raw, where)
-    _check_keys(table, _STAGE, where)
-    kinds: list[str] = [k for k in ("concurrency", "rate") if k in table]
-    token_keys = [
-        k for k in ("tokens_per_min", "input_tokens_per_min", "output_tokens_per_min") if k in table
-    ]
-    if token_keys:
-        kinds.append("tokens")
-    if len(kinds) != 1:
-        raise ConfigError(
-            f"{where} needs exactly one of concurrency, rate or tokens_per_min "
-            "(or input_/output_tokens_per_min)"
-        )
-    if "tokens_per_min" in table and len(token_keys) > 1:
-        raise ConfigError(f"{where}: give tokens_per_min or input_/output_tokens_per_min, not both")
-    duration = _duration(table.get("duration", defaults["duration"]), f"{where}.duration")
-    arrival = table.get("arrival", defaults["arrival"])
-    burstiness = table.get("burstiness", defaults["burstiness"])
-    try:
-        ArrivalProcess(arrival, float(burstiness))
-    except (ValueError, TypeError):
-        raise ConfigError(f"{where}: burstiness must be a positive number") from None
-    if arrival not in ("constant", "poisson", "gamma"):
-        raise ConfigError(f"{where}.arrival must be constant, poisson or gamma, got {arrival!r}")
-    max_requests = table.get("max_requests", defaults["max_requests"])
-    if max_requests is not None:
-        max_requests = int(_positive(max_requests, f"{where}.max_requests", integer=True))
-    common: dict[str, Any] = {
-        "duration_s": duration,
-        "arrival": arrival,
-        "burstiness": float(burstiness),
-        "max_requests": max_requests,
-        "max_concurrency": int(
-            _positive(
-                table.get("max_concurrency", defaults["max_concurrency"]),
-                f"{where}.max_concurrency",
-                integer=True,
-            )
-        ),
-        "name": table.get("name"),
-    }
-    if kinds[0] == "concurrency":
-        users = int(_positive(table["concurrency"], f"{where}.concurrency", integer=True))
-        return Stage(kind="concurrency", users=users, **common)
-    if kinds[0] == "rate":
-        return Stage(kind="rate", rate=_positive(table["rate"], f"{where}.rate"), **common)
-    rates: dict[str, Any] = {k: _positive(table[k], f"{where}.{k}") for k in token_keys}
-    return Stage(kind="tokens", **rates, **common)
-
-
-def parse_sweep(raw: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    """``sweep = {points = 5}`` (or ``true``): an automatic sweep (:mod:`loadtest.engine.sweep`); stage duration,
-    ``max_concurrency`` (the saturation probe's users), arrival and burstiness come from ``[load]``."""
-    table = {} if raw is True else _table(raw, "load.sweep")
-    _check_keys(table, {"points"}, "load.sweep")
-    points = int(_positive(table.get("points", 5), "load.sweep.points", integer=True))
-    return {
-        "points": points,
-        "duration_s": _duration(defaults["duration"], "load.duration"),
-        "max_concurrency": int(_positive(defaults["max_concurrency"], "load.max_concurrency", integer=True)),
-        "arrival": defaults["arrival"],
-        "burstiness": float(defaults["burstiness"]),
-    }
-
-
-def _expand_load(load: dict[str, Any], defaults: dict[str, Any]) -> list[Stage]:
-    forms = [k for k in ("stages", "concurrency", "rate", "tokens_per_min", "ramp", "sweep") if k in load]
-    if len(forms) != 1:
-        raise ConfigError(
-            "[load] needs exactly one of stages, concurrency, rate, tokens_per_min, ramp or sweep"
-        )
-    form = forms[0]
-    if form == "sweep":
-        return []
-    raw_stages: list[Any]
-    if form == "stages":
-        raw_stages = load["stages"]
-        if not isinstance(raw_stages, list):
-            raise ConfigError("load.stages must be a list of tables")
-    elif form in ("concurrency", "rate", "tokens_per_min"):
-        values = load[form] if isinstance(load[form], list) else [load[form]]
-        raw_stages = [{form: v} for v in values]
-    else:
-        ramp = _table(load["ramp"], "load.ramp")
-        _check_keys(ramp, {"kind", "start", "stop", "steps", "factor", "step"}, "load.ramp")
-        kind = ramp.get("kind", "concurrency")
-        key = {"concurrency": "concurrency", "rate": "rate", "tokens": "tokens_per_min"}.get(kind)
-        if key is None:
-            raise ConfigError("load.ramp.kind must be concurrency, rate or tokens")
-        start = _positive(ramp.get("start"), "load.ramp.start")
-        stop = _positive(ramp.get("stop"), "load.ramp.stop")
-        if stop < start:
-            raise ConfigError("load.ramp.stop must be ≥ start")
-        values_f: list[float] = []
-        if "factor" in ramp:
-            factor = _positive(ramp["factor"], "load.ramp.factor")
-            if factor <= 1:
-                raise ConfigError("load.ramp.factor must be > 1")
-            v = start
-            while v <= stop * (1 + 1e-9):
-                values_f.append(v)
-                v *= factor
-        else:
-            steps = int(_positive(ramp.get("steps", 5), "load.ramp.steps", integer=True))
-            values_f = [start + (stop - start) * i / max(1, steps - 1) for i in range(steps)]
-        raw_stages = [{key: round(v) if key == "concurrency" else v} for v in values_f]
-    if not raw_stages:
-        raise ConfigError("the load plan has no stages")  # pragma: no cover - lists are checked above
-    return [_parse_stage(raw, f"load.stages[{i}]", defaults) for i, raw in enumerate(raw_stages)]
-
-
-def _parse_retry(raw: Any) -> dict[str, Any]:
+def _parse_retry(raw: Any) -> RetryPolicy:
     """``[retry] policy = "none" | "retry-after", max_wait = "30s", max_retries = 3``: what a user does after a
     429. ``retry-after`` waits the server's Retry-After (1 s if absent), at most ``max_wait``, then sends the same
     request again as a new attempt (a new record with ``attempt`` + 1)."""
@@ -383,11 +203,11 @@ def _parse_retry(raw: Any) -> dict[str, Any]:
     retries = table.get("max_retries", 3)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError("[retry].max_retries must be a whole number ≥ 0")
-    return {
-        "policy": policy,
-        "max_wait_s": _duration(table.get("max_wait", "30s"), "[retry].max_wait"),
-        "max_retries": retries,
-    }
+    return RetryPolicy(
+        policy=policy,
+        max_wait_s=_duration(table.get("max_wait", "30s"), "[retry].max_wait"),
+        max_retries=retries,
+    )
 
 
 def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenario:
@@ -408,7 +228,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         if endpoint.path not in ("openai", "invocations"):
             raise ConfigError("[endpoint].path must be 'openai' or 'invocations'")
     simulator = _table(raw.get("simulator", {}), "[simulator]")
-    _check_keys(simulator, _SIM, "[simulator]")
+    _check_keys(simulator, SIM_KEYS, "[simulator]")
     classes_raw = raw.get("classes", [{}])
     if not isinstance(classes_raw, list) or not classes_raw:
         raise ConfigError("classes must be a non-empty array of tables ([[classes]])")
@@ -417,15 +237,9 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
     if len(set(names)) != len(names):
         raise ConfigError(f"class names must be unique, got {names}")
     load = _table(raw.get("load", {"concurrency": [1]}), "[load]")
-    _check_keys(load, _LOAD, "[load]")
-    defaults = {
-        "duration": load.get("duration", "30s"),
-        "arrival": load.get("arrival", "poisson"),
-        "burstiness": load.get("burstiness", 1.0),
-        "max_concurrency": load.get("max_concurrency", 256),
-        "max_requests": load.get("max_requests"),
-    }
-    stages = _expand_load(load, defaults)
+    _check_keys(load, LOAD_KEYS, "[load]")
+    defaults = load_defaults(load)
+    stages = expand_load(load, defaults)
     labels = [s.label for s in stages]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"stage labels must be unique (name repeated stages), got {labels}")
@@ -438,7 +252,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         description=str(raw.get("description", "")),
         seed=seed,
         endpoint=endpoint,
-        simulator=simulator,
+        simulator=SimSettings.from_mapping(simulator),
         classes=classes,
         stages=tuple(stages),
         drain_timeout_s=_duration(load.get("drain_timeout", "30s"), "load.drain_timeout"),

@@ -49,7 +49,7 @@ def gaps_cv(scheduled: np.ndarray) -> float:
 
 def test_constant_rate_is_met_within_5_percent(sim: SimServer, tmp_path: Path) -> None:
     data = load_run(run(sim, tmp_path, "--rate", "50", "--arrival", "constant", "--duration", "12s"))
-    (load,) = check_load(data.records, data.manifest["stages"])
+    (load,) = check_load(data.records, data.manifest.stages or ())
     assert len(data.records) >= 500
     assert load.offered_rps == pytest.approx(50, rel=0.05)
     assert load.kept_up, load.reason
@@ -80,14 +80,14 @@ def test_arrival_processes_have_the_configured_variability(
     assert len(scheduled) >= 450
     # the sample CV of n gaps has a standard error of roughly cv/sqrt(n) (more for heavy tails): allow 15 %
     assert gaps_cv(scheduled) == pytest.approx(cv, rel=0.15)
-    (load,) = check_load(data.records, data.manifest["stages"])
+    (load,) = check_load(data.records, data.manifest.stages or ())
     assert load.kept_up, load.reason
 
 
 def test_token_rate_is_met_within_5_percent(sim: SimServer, tmp_path: Path) -> None:
     # 200 + 20 tokens per request: 660,000 tokens/min is 50 requests/s
     data = load_run(run(sim, tmp_path, "--tokens-per-min", "660000", "--duration", "12s"))
-    (load,) = check_load(data.records, data.manifest["stages"])
+    (load,) = check_load(data.records, data.manifest.stages or ())
     assert len(data.records) >= 500
     assert load.offered_tokens_per_min["total"] == pytest.approx(660_000, rel=0.05)
     assert load.offered_rps == pytest.approx(50, rel=0.05)
@@ -102,4 +102,4 @@ def test_master_and_two_workers_record_each_request_once(sim: SimServer, tmp_pat
     workers = {w.split("-")[0] for w in df["worker"]}
     assert workers == {"worker0", "worker1"}
     assert df["ok"].all()
-    assert data.manifest["distribution"]["processes"] == 2
+    assert data.manifest.distribution.processes == 2

@@ -34,8 +34,8 @@ def test_each_shipped_scenario_runs(path: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = tmp_path.iterdir()
     data = load_run(run_dir)
-    assert data.manifest["status"] == "complete"
-    labels = {s["label"] for s in data.manifest["stages"]}
+    assert data.manifest.status == "complete"
+    labels = {s.label for s in data.manifest.stages or ()}
     assert labels == {s.label for s in scenario.stages}
     df = data.records
     assert len(df) > 0 and df["ok"].mean() > 0.9, df["error_detail"].value_counts().head(3).to_dict()

@@ -23,11 +23,11 @@ from loadtest.client.records import RequestRecord
 from loadtest.errors import ConfigError, EndpointError
 from loadtest.model.predict import reference_chunk_size
 from loadtest.model.roofline import Deployment
-from loadtest.runner.launch import simulator_args
 from loadtest.runner.simproc import ManagedProcess, SimulatorProcess
 from loadtest.sim.documents import model_type
 from loadtest.sim.faults import FaultConfig
 from loadtest.sim.server import SimConfig, SimServer
+from loadtest.sim.settings import SimSettings
 
 CTX = RecordContext(run_id="r", stage="s", endpoint="sim", worker="w")
 TEN = "one two three four five six seven eight nine ten"  # 10 prompt tokens
@@ -410,8 +410,8 @@ def test_many_faulted_streams_leave_the_engine_clean() -> None:
 
 
 def test_scenario_simulator_tables_become_sim_flags() -> None:
-    args = simulator_args(
-        {
+    args = SimSettings(
+        **{
             "architecture": "llama-3.1-8b",
             "tp": 1,
             "mode": "ppt",
@@ -421,9 +421,8 @@ def test_scenario_simulator_tables_become_sim_flags() -> None:
             "qps": 4,
             "jitter_cv": 0.1,
             "faults": {"http_503": 0.05, "stall": 0.01, "stall_seconds": 2},
-        },
-        seed=3,
-    )
+        }
+    ).sim_args(seed=3)
     assert args == [
         "--seed", "3", "--architecture", "llama-3.1-8b", "--tp", "1", "--jitter-cv", "0.1", "--mode", "ppt",
         "--itpm", "200000", "--otpm", "40000", "--qph", "2400", "--qps", "4",
@@ -435,17 +434,17 @@ def test_scenario_simulator_tables_become_sim_flags() -> None:
         "min_provisioned_throughput": 0,
         "max_provisioned_throughput": 1_940,
     }
-    assert simulator_args(band, 0)[2:] == [
+    assert SimSettings(**band).sim_args(0)[2:] == [
         "--chunks", "2", "--chunk-size", "970", "--min-provisioned-throughput", "0",
         "--max-provisioned-throughput", "1940",
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="faults"):
-        simulator_args({"faults": 0.1}, 0)
+        SimSettings(faults=0.1).sim_args(0)  # type: ignore[arg-type]
 
 
 def test_loadtest_sim_serves_the_new_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     ppt = {"mode": "ppt", "itpm": 20, "faults": {"http_503": 0.5, "stall_seconds": 2}}
-    with SimulatorProcess(simulator_args(ppt, 1)) as proc, httpx.Client(base_url=proc.url) as c:
+    with SimulatorProcess(SimSettings(**ppt).sim_args(1)) as proc, httpx.Client(base_url=proc.url) as c:
         codes = {c.post("/v1/chat/completions", json=chat()).status_code for _ in range(12)}
         assert codes == {200, 429, 503}
         refused = next(
@@ -455,11 +454,11 @@ def test_loadtest_sim_serves_the_new_modes(monkeypatch: pytest.MonkeyPatch) -> N
         )
         assert int(refused.headers["retry-after"]) >= 1
     band = {"chunks": 2, "chunk_size": 970, "max_batch": 64}
-    with SimulatorProcess(simulator_args(band, 1)) as proc, httpx.Client(base_url=proc.url) as c:
+    with SimulatorProcess(SimSettings(**band).sim_args(1)) as proc, httpx.Client(base_url=proc.url) as c:
         entity = served_entity(c)
         assert (entity["max_provisioned_throughput"], entity["throughput_chunk_size"]) == (1_940, 970)
     with pytest.raises(EndpointError, match="unknown fault 'boom'"):
-        SimulatorProcess(simulator_args({"faults": {"boom": 0.1}}, 1)).start()
+        SimulatorProcess(SimSettings(faults={"boom": 0.1}).sim_args(1)).start()
     monkeypatch.setenv("SIM_OAUTH_SECRET", SECRET)
     argv = [sys.executable, "-m", "loadtest", "sim", "--port", "0", "--oauth-client-id", "cid",
             "--oauth-secret-env", "SIM_OAUTH_SECRET", "--token-ttl", "120"]  # fmt: skip

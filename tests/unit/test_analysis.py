@@ -23,8 +23,10 @@ from analysis import (
     token_mismatch,
 )
 from loadtest.cli.main import main
+from loadtest.client.protocol import RequestClass
 from loadtest.client.records import GAPS_FILE, RequestRecord, dump_record
 from loadtest.engine.conduct import Recorder
+from tests.unit.manifests import manifest_dict
 
 BASE = RequestRecord(
     run_id="r1",
@@ -106,13 +108,11 @@ def records() -> list[RequestRecord]:
 def write_run(tmp_path: Path, lines: bytes, slo: dict[str, dict[str, float]] | None = None) -> Path:
     run = tmp_path / "run"
     run.mkdir(parents=True)
-    classes = [{"name": "chat", "slo": (slo or SLO)["chat"]}, {"name": "batch", "slo": {}}]
-    manifest = {
-        "run_id": "r1",
-        "status": "complete",
-        "spec": {"request_classes": classes, "stages": [{"label": "s1"}, {"label": "s2"}]},
-        "stages": [{"label": "s1", "target": {"kind": "concurrency"}}, {"label": "s2"}],
-    }
+    manifest = manifest_dict(
+        classes={"chat": (slo or SLO)["chat"], "batch": {}},
+        stage_labels=("s1", "s2"),
+        stages=[{"label": "s1", "target": {"kind": "concurrency"}}, {"label": "s2"}],
+    )
     (run / "manifest.json").write_bytes(orjson.dumps(manifest))
     (run / "records.jsonl").write_bytes(lines)
     return run
@@ -243,9 +243,7 @@ def test_itl_slo_is_checked_on_each_requests_own_percentile() -> None:
 def test_itl_slo_in_goodput(tmp_path: Path) -> None:
     slo = {"chat": {"itl_p99": 0.1}}
     data = load_run(write_run(tmp_path, jsonl(records()), slo=slo))
-    good = good_mask(
-        data.records, class_slos({"spec": {"request_classes": [{"name": "chat", "slo": slo["chat"]}]}})
-    )
+    good = good_mask(data.records, class_slos([RequestClass(name="chat", slo=slo["chat"])]))
     # only the last chat request has slow gaps (0.5 s); unstreamed requests cannot break an ITL SLO
     assert good.tolist() == [True, True, True, True, False, False, True, False]
 
@@ -333,7 +331,7 @@ def test_analyze_predicts_latency_at_untested_rates(tmp_path: Path) -> None:
         for n, r in enumerate(rows)
     )
     (run_path / "records.jsonl").write_bytes(lines)
-    manifest = {"status": "complete", "stages": [{"label": "s0"}, {"label": "s1"}]}
+    manifest = manifest_dict(stage_labels=(), stages=[{"label": "s0"}, {"label": "s1"}])
     (run_path / "manifest.json").write_bytes(orjson.dumps(manifest))
     run = str(run_path)
     table = run_cli("analyze", run, "--predict", "3,100")

@@ -18,6 +18,7 @@ from loadtest.cli.main import main
 from loadtest.errors import ConfigError
 from loadtest.sim.config import SimConfig
 from tests.conftest import run_cli
+from tests.unit.manifests import manifest_dict
 from tests.unit.test_analysis import jsonl, records, write_run
 from tests.unit.test_plan import _sim_run
 
@@ -173,10 +174,16 @@ def test_a_simulator_run_refuses_a_contradicting_architecture_or_band(tmp_path: 
 # 6. manifests of the wrong shape
 
 
-def _run_with_manifest(tmp_path: Path, manifest: dict[str, Any]) -> Path:
+def _run_with_manifest(tmp_path: Path, changes: dict[str, Any]) -> Path:
+    """A run whose manifest is a complete one with ``changes`` (``None``: the key left out)."""
     run = write_run(tmp_path, jsonl(records()))
+    manifest = {k: v for k, v in {**manifest_dict(), **changes}.items() if v is not None}
     (run / "manifest.json").write_bytes(orjson.dumps(manifest))
     return run
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    return {**manifest_dict()["spec"], **changes}
 
 
 @pytest.mark.parametrize(
@@ -184,17 +191,22 @@ def _run_with_manifest(tmp_path: Path, manifest: dict[str, Any]) -> Path:
     [
         ({"spec": "x"}, 'spec must be an object, got "x"'),
         ({"stages": 5}, "stages must be a list, got 5"),
-        ({"spec": {"stages": [1, 2]}}, "spec.stages[0] must be an object, got 1"),
+        ({"spec": _spec(stages=[1, 2])}, "spec.stages[0] must be an object, got 1"),
         ({"stages": [{"label": 3}]}, "stages[0].label must be a string, got 3"),
         ({"stages": [{"label": "s1", "target": "x"}]}, "stages[0].target must be an object"),
-        ({"spec": {"request_classes": "chat"}}, 'spec.request_classes must be a list, got "chat"'),
-        ({"spec": {"request_classes": ["chat"]}}, "spec.request_classes[0] must be an object"),
+        ({"spec": _spec(request_classes="chat")}, 'spec.request_classes must be a list, got "chat"'),
+        ({"spec": _spec(request_classes=["chat"])}, "spec.request_classes[0] must be an object"),
         (
-            {"spec": {"request_classes": [{"name": "chat", "slo": {"ttft_p95": "1s"}}]}},
+            {"spec": _spec(request_classes=[{"name": "chat", "slo": {"ttft_p95": "1s"}}])},
             'spec.request_classes[0].slo.ttft_p95 must be a number, got "1s"',
         ),
-        ({"spec": {"request_classes": [{"name": "chat", "slo": "fast"}]}}, "slo must be an object"),
+        ({"spec": _spec(request_classes=[{"name": "chat", "slo": "fast"}])}, "slo must be an object"),
         ({"target": "x"}, 'target must be an object, got "x"'),
+        ({"target": {"simulator": 5}}, "target.simulator must be an object, got 5"),
+        ({"status": None}, "status is missing"),
+        ({"seed": "0"}, 'seed must be an integer, got "0"'),
+        ({"spec": _spec(endpoint={"model": "m"})}, "spec is not a run spec"),
+        ({"stages": [{"label": "s1", "drained": 1}]}, "stages[0].drained must be true or false, got 1"),
     ],
 )
 def test_a_manifest_of_the_wrong_shape_names_the_field(
@@ -208,7 +220,7 @@ def test_a_manifest_of_the_wrong_shape_names_the_field(
 
 @pytest.mark.parametrize("command", ["analyze", "plan"])
 def test_a_manifest_of_the_wrong_shape_on_the_command_line(tmp_path: Path, command: str) -> None:
-    run = str(_run_with_manifest(tmp_path, {"spec": {"request_classes": "chat"}}))
+    run = str(_run_with_manifest(tmp_path, {"spec": _spec(request_classes="chat")}))
     args = ["analyze", run] if command == "analyze" else ["plan", "--run", run, "--peak-tpm", "1e6"]
     refused(run_cli(*args), 2, "manifest.json: spec.request_classes must be a list")
 

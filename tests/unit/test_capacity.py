@@ -10,6 +10,7 @@ import pytest
 
 from analysis import capacity, fit_linear, predict, predict_latency
 from analysis.frame import with_metrics
+from tests.unit.manifests import window, windows
 
 SLOS = {"chat": {"ttft_p95": 1.0}}
 
@@ -222,7 +223,7 @@ def test_a_token_rate_stage_that_falls_behind_its_rate_is_queue_growth() -> None
         {"label": "t0", "target": {"kind": "tokens", "tokens_per_min": 60_000, "initial_rate": 10.0}},
         {"label": "t1", "target": {"kind": "tokens", "tokens_per_min": 120_000, "initial_rate": 20.0}},
     ]
-    result = capacity(frame(rows), stages, SLOS)
+    result = capacity(frame(rows), windows(stages), SLOS)
     assert [p.queue_growth for p in result.points] == [False, True]  # 12 req/s sent of the 20 it set out at
     assert result.binding == "server" and "queue growth" in result.binding_detail
 
@@ -256,7 +257,7 @@ def test_stages_are_ordered_by_offered_load_not_by_the_manifest() -> None:
         {"label": "r20", "target": {"kind": "rate", "rate": 20.0}},
         {"label": "r35", "target": {"kind": "rate", "rate": 35.0}},
     ]
-    result = capacity(frame(rows), stages, SLOS)
+    result = capacity(frame(rows), windows(stages), SLOS)
     assert [p.stage for p in result.points] == ["c1", "r20", "r35", "c128"]
     # r35 passes (0.9 s), c128 fails (2.0 s): f = (1 − 0.9) / (2 − 0.9), between 35 and 50 req/s
     assert result.max_rps == pytest.approx(35 + (0.1 / 1.1) * 15)
@@ -270,7 +271,7 @@ def test_open_loop_rates_are_over_the_sending_window_not_the_drain() -> None:
         (row,) = stage_rows("r4", 1, 5.0, 0.2, t0=t)
         rows.append(row)
     meta = {"label": "r4", "start": 1000.0, "window_end": 1010.0, "target": {"kind": "rate", "rate": 4.0}}
-    (point,) = capacity(frame(rows), [meta], SLOS).points
+    (point,) = capacity(frame(rows), [window(meta)], SLOS).points
     assert point.req_per_s == pytest.approx(4.0) and point.sent_per_s == pytest.approx(4.0)
     assert not point.queue_growth  # over first start → last end it would read 40 / 14.75 s = 2.7 req/s
     assert point.concurrency == pytest.approx(20.0)  # Little: 4 req/s × 5 s
@@ -313,5 +314,5 @@ def test_429s_from_bursts_below_the_quota_are_interpolated_not_a_ceiling() -> No
         {"label": "r5", "target": {"kind": "rate", "rate": 5.0}},
         {"label": "r15", "target": {"kind": "rate", "rate": 15.0}},
     ]
-    result = capacity(frame(rows), stages, SLOS)
+    result = capacity(frame(rows), windows(stages), SLOS)
     assert result.basis.startswith("interpolated") and result.max_rps < 15.0

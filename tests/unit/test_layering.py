@@ -55,3 +55,24 @@ def test_package_all_lists_every_public_name(pkg_name: str) -> None:
     pkg = importlib.import_module(pkg_name)
     public = sorted(n for n, v in vars(pkg).items() if not n.startswith("_") and not isinstance(v, type(sys)))
     assert sorted(pkg.__all__) == public
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        # the run-directory contract sits below the engine, the runner and the analysis
+        (
+            "loadtest.rundir",
+            ("analysis", "loadtest.runner", "loadtest.engine", "loadtest.cli", "loadtest.sim.server", "pandas",
+             "pyarrow", "gevent"),
+        ),
+        # the analysis reads the simulator's settings and sizing, never its server
+        ("analysis", ("loadtest.sim.server", "loadtest.sim.app", "loadtest.sim.http11", "loadtest.runner", "gevent")),
+    ],
+)  # fmt: skip
+def test_imports_go_one_way(module: str, forbidden: tuple[str, ...]) -> None:
+    code = f"import sys, {module}\nprint(','.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = out.stdout.strip().split(",")
+    bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
+    assert bad == [], f"{module} imports {bad}"

@@ -26,6 +26,7 @@ from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
 from tests.conftest import ROOT, run_cli
+from tests.unit.manifests import manifest_dict
 
 FORECAST = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=3000, output_tokens=250)
 SLO = SloTargets(ttft_s=1.0, tpot_s=0.05)
@@ -165,13 +166,13 @@ def _sim_run(tmp_path: Path, simulator: dict[str, object] | None, rps: tuple[flo
         row.update(prompt_tokens=None if row["error_class"] else 1000, seq=n, run_id="r", worker="w0")
         lines += orjson.dumps(row) + b"\n"
     (run / "records.jsonl").write_bytes(lines)
-    manifest = {
-        "format": 1,
-        "status": "complete",
-        "spec": {"request_classes": [{"name": "chat", "slo": {"ttft_p95": 0.4}}]},
-        "stages": [{"label": "s0"}, {"label": "s1"}],
-        "target": {"simulator": simulator} if simulator is not None else {"endpoint": "https://x"},
-    }
+    manifest = manifest_dict(
+        format=1,
+        classes={"chat": {"ttft_p95": 0.4}},
+        stage_labels=(),
+        stages=[{"label": "s0"}, {"label": "s1"}],
+        simulator=simulator,
+    )
     (run / "manifest.json").write_bytes(orjson.dumps(manifest))
     return run
 

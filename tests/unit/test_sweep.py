@@ -7,6 +7,7 @@ import pytest
 from loadtest.engine.sweep import observe, sweep_rates, sweep_verdict
 from loadtest.errors import ConfigError
 from loadtest.spec.assemble import Overrides, scenario_from_flags
+from tests.unit.manifests import window
 
 
 def record(scheduled: float, latency: float, cls: str = "chat", ttft: float = 0.1, ok: bool = True) -> dict:
@@ -61,8 +62,8 @@ def test_sweep_from_flags() -> None:
     scenario = scenario_from_flags(Overrides(sweep_points=4, duration_s=5.0, max_concurrency=64))
     assert scenario.stages == ()
     assert scenario.sweep is not None
-    assert scenario.sweep["points"] == 4 and scenario.sweep["max_concurrency"] == 64
-    assert scenario.sweep["duration_s"] == 5.0
+    assert scenario.sweep.points == 4 and scenario.sweep.max_concurrency == 64
+    assert scenario.sweep.duration_s == 5.0
     with pytest.raises(ConfigError, match="chooses its own stages"):
         scenario_from_flags(Overrides(sweep_points=4, rates=(1.0,)))
 
@@ -90,9 +91,9 @@ def test_load_check_tells_a_late_generator_from_a_capped_stage() -> None:
         return with_metrics(pd.DataFrame(rows))
 
     meta = {"label": "s", "start": 0.0, "window_end": 100.0, "target": {"kind": "rate", "rate": 1.0}}
-    (ok,) = check_load(frame(0.001), [meta])
+    (ok,) = check_load(frame(0.001), [window(meta)])
     assert ok.kept_up and not ok.capped and ok.offered_rps == 1.0
-    (late,) = check_load(frame(0.2), [meta])
+    (late,) = check_load(frame(0.2), [window(meta)])
     assert not late.kept_up and "generator lag" in (late.reason or "")
-    (capped,) = check_load(frame(0.2), [{**meta, "no_free_user": 12}])
+    (capped,) = check_load(frame(0.2), [window({**meta, "no_free_user": 12})])
     assert capped.kept_up and capped.capped and "free user" in (capped.reason or "")

@@ -1,0 +1,260 @@
+"""One stage on the capacity curve (:class:`StagePoint`): its rates, latency percentiles and SLO checks
+(:class:`SloCheck`) with their 95 % confidence intervals. Pure: a stage's records and its manifest window in;
+:mod:`analysis.capacity` orders the points and draws the verdicts from them.
+
+Rates of an open-loop stage are over its sending window (manifest ``start`` → ``window_end``; requests started in
+it, finished whenever): what it sustained, with no drain in the denominator (over first start → last end a short
+stage of long requests reads low by the drain). A closed-loop stage's rates are over first start → last end: its
+users start together and stop sending at the window's end, so counting starts in the window would add up to one
+cycle per user, while ``completed / (window + drain)`` stays unbiased (the drain's completions are the ones in
+flight at the window's end, ``C = X·E2E``). Cancelled records (Ctrl-C, drain timeout) are
+the generator's, not the endpoint's answers, and are left out. Per stage, for every class with SLOs:
+
+* a percentile SLO ``ttft_p95 = 1 s`` is checked on the stage's p95 of that class's successful requests, with the
+  binomial order-statistic 95 % CI of that percentile (``scipy.stats.quantile_test``). **Point** verdict: the p95 is
+  ≤ 1 s; **conservative** verdict: the CI's upper bound is ≤ 1 s (an upper bound that does not exist — too few
+  requests for a p99 — fails); **optimistic**: the lower bound is ≤ 1 s;
+* ``attainment = a``: good / all ≥ a (good as in :mod:`analysis.goodput`), with the Clopper–Pearson 95 % CI;
+* every stage also needs failed requests (429s included) ≤ ``max_error_share`` of all (point verdict only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats  # type: ignore[import-untyped]
+
+from analysis.frame import flat_gaps
+from analysis.goodput import slo_metric
+from analysis.summary import limit_type, percentiles, span_s
+from loadtest.rundir import StageWindow
+
+__all__ = ["SloCheck", "StagePoint", "View", "percentile_ci", "stage_point", "target_rate"]
+
+_CONFIDENCE = 0.95
+View = Literal["point", "conservative", "optimistic"]
+
+
+@dataclass(frozen=True, slots=True)
+class SloCheck:
+    """One SLO of one class in one stage. ``higher_is_better`` for attainment; latencies are "lower is better"."""
+
+    key: str
+    request_class: str | None
+    limit: float
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    higher_is_better: bool = False
+
+    def bound(self, view: View) -> float | None:
+        """The value a view judges: the point, or the CI bound that is worse (conservative) or better."""
+        if view == "point":
+            return self.value
+        worse = (view == "conservative") != self.higher_is_better
+        return self.ci_high if worse else self.ci_low
+
+    def passed(self, view: View = "point") -> bool:
+        value = self.bound(view)
+        if value is None:
+            return view == "optimistic" and self.value is not None
+        return value >= self.limit if self.higher_is_better else value <= self.limit
+
+    @property
+    def is_latency(self) -> bool:
+        return self.key not in ("attainment", "errors")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out.update(passed=self.passed("point"), passed_ci=self.passed("conservative"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StagePoint:
+    """One stage on the capacity curve."""
+
+    stage: str
+    requests: int
+    ok: int
+    duration_s: float | None
+    req_per_s: float | None
+    output_tok_per_s: float | None
+    sent_per_s: float | None  # requests sent per second (429s and other failures included)
+    target_rate: float | None  # an open-loop stage's target req/s (a token-rate stage's starting rate)
+    users: int | None  # a closed-loop stage's users
+    concurrency: float | None
+    ttft: dict[str, float | None]
+    tpot: dict[str, float | None]
+    e2e: dict[str, float | None]
+    tpot_mean: float | None
+    ttft_mean: float | None
+    output_tokens_mean: float | None
+    prompt_tokens_mean: float | None
+    rate_limited: int
+    limit_types: dict[str, int]
+    queue_growth: bool
+    checks: tuple[SloCheck, ...]
+
+    def meets(self, view: View = "point") -> bool:
+        return all(c.passed(view) for c in self.checks)
+
+    @property
+    def latency_broken(self) -> bool:
+        """A latency SLO measured and broken (a check without values — nothing succeeded — is not latency)."""
+        return any(c.is_latency and c.value is not None and not c.passed("point") for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["checks"] = [c.to_dict() for c in self.checks]
+        out.update(meets=self.meets("point"), meets_ci=self.meets("conservative"))
+        return out
+
+
+def percentile_ci(values: np.ndarray, q: float) -> tuple[float, float | None, float | None]:
+    """``(p_q, low, high)``: the ``q``-th percentile (numpy's linear method) and its distribution-free 95 % CI,
+    the order statistics ``x_(l)``, ``x_(u)`` with ``l = F⁻¹(α/2) − 1`` and ``u = F̄⁻¹(α/2)`` for ``F`` the
+    Binomial(n, q/100) — ``scipy.stats.quantile_test(...).confidence_interval()``'s definition — found by one
+    partition instead of scipy's sort. A bound beyond the sample (too few values) is None. ``values`` non-empty."""
+    n = values.size
+    a = (1.0 - _CONFIDENCE) / 2
+    binom = stats.binom(n, q / 100)
+    lo_i, hi_i = int(binom.ppf(a)) - 1, int(binom.isf(a))
+    pos = (n - 1) * q / 100
+    below = int(pos)
+    above = min(below + 1, n - 1)
+    part = np.partition(values, sorted({r for r in (lo_i, hi_i, below, above) if 0 <= r < n}))
+    point = float(part[below] + (pos - below) * (part[above] - part[below]))
+    low = float(part[lo_i]) if lo_i >= 0 else None
+    high = float(part[hi_i]) if hi_i < n else None
+    return point, low, high
+
+
+def _percentile_check(key: str, cls: str, limit: float, values: np.ndarray, q: float) -> SloCheck:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return SloCheck(key, cls, limit, None, None, None)
+    return SloCheck(key, cls, limit, *percentile_ci(values, q))
+
+
+def _share_check(key: str, cls: str | None, limit: float, k: int, n: int, higher: bool) -> SloCheck:
+    if n == 0:
+        return SloCheck(key, cls, limit, None, None, None, higher)
+    if key == "errors":  # point verdict only: a CI on a 1 % error budget would need thousands of requests
+        return SloCheck(key, cls, limit, k / n, k / n, k / n, higher)
+    ci = stats.binomtest(k, n).proportion_ci(_CONFIDENCE)
+    return SloCheck(key, cls, limit, k / n, float(ci.low), float(ci.high), higher)
+
+
+def target_rate(meta: StageWindow) -> float | None:
+    """An open-loop stage's target req/s (a token-rate stage: the rate it set out at); None for a closed loop."""
+    target = meta.target
+    rate = (target.rate or target.initial_rate) if target is not None else None
+    return float(rate) if rate is not None else None
+
+
+def _users(meta: StageWindow) -> int | None:
+    target = meta.target
+    users = target.users if target is not None and target.kind == "concurrency" else None
+    return users if users is not None and users > 0 else None
+
+
+def _queue_growth(meta: StageWindow, sent_per_s: float | None, duration: float | None) -> bool:
+    """Arrivals found no free user or were dropped, or the stage sent clearly fewer requests than its target:
+    under 90 % of it and more than three Poisson standard deviations below (a short Poisson stage falls 10 %
+    short by chance)."""
+    if meta.no_free_user or meta.dropped:
+        return True
+    rate = target_rate(meta)
+    if rate is None or sent_per_s is None or not duration:
+        return False
+    expected, sent = rate * duration, sent_per_s * duration
+    return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
+
+
+def stage_point(
+    label: str,
+    df: pd.DataFrame,
+    good: np.ndarray,
+    slos: Mapping[str, Mapping[str, float]],
+    meta: StageWindow,
+    max_error_share: float,
+) -> StagePoint:
+    """The stage ``label``'s point from its records ``df`` (``good``: their goodput verdicts) and window."""
+    ok = df["ok"].to_numpy(dtype=bool)
+    started, ended = df["started_at"].to_numpy(dtype="float64"), df["ended_at"].to_numpy(dtype="float64")
+    e2e_all = df["e2e"].to_numpy(dtype="float64")
+    out_tokens = df["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    start, end = meta.start, meta.window_end
+    duration: float | None
+    if start is not None and end is not None and end > start and target_rate(meta) is not None:
+        # open loop: what the sending window sustained
+        duration = float(end - start)
+        sent = (started >= start) & (started <= end)
+    else:  # closed loop (or no window known): first start to last end, which Little's law keeps unbiased
+        duration, sent = span_s(started, ended), np.ones(len(df), dtype=bool)
+    req_per_s = (ok & sent).sum() / duration if duration else None
+    sent_per_s = float(sent.sum()) / duration if duration else None
+    classes = df["request_class"].to_numpy(dtype=object)
+    errors = df["error_class"].to_numpy(dtype=object)
+    limited = errors == "rate_limited"
+    types: dict[str, int] = {}
+    for detail in df["error_detail"].to_numpy(dtype=object)[limited]:
+        types[limit_type(detail)] = types.get(limit_type(detail), 0) + 1
+    checks: list[SloCheck] = []
+    gaps: tuple[np.ndarray, np.ndarray] | None = None
+    for cls, slo in sorted(slos.items()):
+        rows = classes == cls
+        if not rows.any():
+            continue
+        sel = rows & ok
+        for key, limit in sorted(slo.items()):
+            if key == "attainment":
+                checks.append(_share_check(key, cls, limit, int(good[rows].sum()), int(rows.sum()), True))
+                continue
+            parsed = slo_metric(key)
+            if parsed is None:
+                continue
+            metric, q = parsed
+            if metric == "itl":
+                gaps = gaps or flat_gaps(df["chunk_gaps"])
+                values = gaps[0][np.repeat(sel, gaps[1])]
+            else:
+                values = df[metric].to_numpy(dtype="float64")[sel]
+            checks.append(_percentile_check(key, cls, limit, values, q))
+    checks.append(_share_check("errors", None, max_error_share, int((~ok).sum()), len(df), False))
+    tpot_ok = df["tpot"].to_numpy(dtype="float64")[ok]
+    ttft_ok = df["ttft"].to_numpy(dtype="float64")[ok]
+
+    def mean(values: np.ndarray) -> float | None:
+        values = values[~np.isnan(values)]
+        return float(values.mean()) if values.size else None
+
+    return StagePoint(
+        stage=label,
+        requests=len(df),
+        ok=int(ok.sum()),
+        duration_s=duration,
+        req_per_s=float(req_per_s) if req_per_s is not None else None,
+        output_tok_per_s=float(np.nansum(out_tokens[ok & sent])) / duration if duration else None,
+        sent_per_s=sent_per_s,
+        target_rate=target_rate(meta),
+        users=_users(meta),
+        concurrency=float(np.nansum(e2e_all[sent])) / duration if duration else None,
+        ttft=percentiles(ttft_ok),
+        tpot=percentiles(tpot_ok),
+        e2e=percentiles(df["e2e"].to_numpy(dtype="float64")[ok]),
+        tpot_mean=mean(tpot_ok),
+        ttft_mean=mean(ttft_ok),
+        output_tokens_mean=mean(out_tokens[ok]),
+        prompt_tokens_mean=mean(df["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)[ok]),
+        rate_limited=int(limited.sum()),
+        limit_types=types,
+        queue_growth=_queue_growth(meta, sent_per_s, duration),
+        checks=tuple(checks),
+    )

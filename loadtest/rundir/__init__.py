@@ -1,0 +1,56 @@
+"""The run directory: its file names, the typed manifest and stage windows, and the engine's events — the one
+contract between the writer (:mod:`loadtest.runner`, the engine's recorder) and the readers (``analysis``,
+``reports``, the CLI).
+
+Sits above :mod:`loadtest.spec` and :mod:`loadtest.client`, below :mod:`loadtest.engine`, :mod:`loadtest.runner` and
+``analysis``; imports no pandas, pyarrow or gevent.
+"""
+
+from __future__ import annotations
+
+from loadtest.rundir.events import read_events, stage_windows
+from loadtest.rundir.files import (
+    ENGINE_LOG,
+    EVENTS_FILE,
+    GAPS_FILE,
+    MANIFEST_FILE,
+    RECORDS_FILE,
+    SPEC_FILE,
+    SUMMARY_FILE,
+)
+from loadtest.rundir.manifest import (
+    FORMAT,
+    READ_FORMATS,
+    GeneratorVerdict,
+    Host,
+    Manifest,
+    RunDistribution,
+    SimulatedTarget,
+    StageTarget,
+    StageWindow,
+    read_manifest,
+    write_manifest,
+)
+
+__all__ = [
+    "ENGINE_LOG",
+    "EVENTS_FILE",
+    "FORMAT",
+    "GAPS_FILE",
+    "MANIFEST_FILE",
+    "READ_FORMATS",
+    "RECORDS_FILE",
+    "SPEC_FILE",
+    "SUMMARY_FILE",
+    "GeneratorVerdict",
+    "Host",
+    "Manifest",
+    "RunDistribution",
+    "SimulatedTarget",
+    "StageTarget",
+    "StageWindow",
+    "read_events",
+    "read_manifest",
+    "stage_windows",
+    "write_manifest",
+]

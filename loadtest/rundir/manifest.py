@@ -1,0 +1,374 @@
+"""``manifest.json``: what a run was, against what, and how it went — the typed contract between the one writer
+(:mod:`loadtest.runner.run`, :mod:`loadtest.runner.launch`) and every reader (``analysis``, ``reports``, the CLI).
+
+Written as JSON with sorted keys and a two-space indent (``orjson`` ``OPT_INDENT_2 | OPT_SORT_KEYS``); a field that is
+``None`` here is absent from the file unless its docstring says it is written as ``null``. :meth:`Manifest.to_json`
+of what :meth:`Manifest.from_json` read gives back the same bytes.
+
+Formats: 1 (chunk gaps inline in the records) and 2 (chunk gaps in ``chunk_gaps.f32``; written today). The manifest
+itself has the same shape in both. :func:`read_manifest` refuses any other format, and a field of the wrong type,
+with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from loadtest.errors import ConfigError
+from loadtest.rundir.files import MANIFEST_FILE
+from loadtest.rundir.jsonshape import JsonObject
+from loadtest.sim.settings import SIM_KEYS, SimSettings
+from loadtest.spec.runspec import RunSpec
+
+__all__ = [
+    "FORMAT",
+    "READ_FORMATS",
+    "GeneratorVerdict",
+    "Host",
+    "Manifest",
+    "RunDistribution",
+    "SimulatedTarget",
+    "StageTarget",
+    "StageWindow",
+    "read_manifest",
+    "write_manifest",
+]
+
+FORMAT: Final = 2  # 2: chunk_gaps in chunk_gaps.f32 (see loadtest.client.records)
+READ_FORMATS: Final = (1, 2)
+_OPTIONS: Final = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+_TOKEN_KEYS: Final = ("tokens_per_min", "input_tokens_per_min", "output_tokens_per_min", "initial_rate")
+
+
+@dataclass(frozen=True, slots=True)
+class StageTarget:
+    """What a stage set out to offer (the engine's ``stage_start`` event): ``users`` and ``rate`` are written as
+    ``null`` when not set; a ``tokens`` stage also has its token rates and the request rate it started at."""
+
+    kind: str | None
+    users: int | None = None
+    rate: float | None = None
+    tokens_per_min: float | None = None
+    input_tokens_per_min: float | None = None
+    output_tokens_per_min: float | None = None
+    initial_rate: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "users": self.users, "rate": self.rate}
+        if self.kind == "tokens":
+            out.update({key: getattr(self, key) for key in _TOKEN_KEYS})
+        return out
+
+    @classmethod
+    def read(cls, obj: JsonObject) -> StageTarget:
+        numbers = {key: obj.number(key) for key in ("rate", *_TOKEN_KEYS)}
+        return cls(kind=obj.text("kind"), users=obj.integer("users"), **numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class StageWindow:
+    """One stage as the engine ran it, from its events. Three groups, each written whole (``None`` as ``null``)
+    when its event was seen: ``stage_start`` (``start``, ``cpu_start_s``, ``target``), ``stage_window_end``
+    (``window_end``: when sending stopped) and ``stage_end`` (``end`` after the drain, ``cpu_end_s``,
+    ``generator_rss_max_mb`` and the engine's counts; a token-rate stage adds ``final_rate``, ``expected_input``,
+    ``expected_output``). ``generator_cpu_share`` is written when it could be worked out
+    (:func:`loadtest.rundir.events.stage_windows`)."""
+
+    label: str
+    start: float | None = None
+    cpu_start_s: float | None = None
+    target: StageTarget | None = None
+    window_end: float | None = None
+    end: float | None = None
+    cpu_end_s: float | None = None
+    generator_rss_max_mb: float | None = None
+    records: int | None = None
+    arrivals: int | None = None
+    dropped: int | None = None
+    no_free_user: int | None = None
+    inflight: int | None = None
+    drained: bool | None = None
+    workers: int | None = None
+    worker_cpu_share_max: float | None = None
+    final_rate: float | None = None
+    expected_input: float | None = None
+    expected_output: float | None = None
+    generator_cpu_share: float | None = None
+
+    @property
+    def has_cpu_share(self) -> bool:
+        return self.worker_cpu_share_max is not None or (self.start is not None and self.end is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label}
+        if self.start is not None:
+            target = self.target.to_dict() if self.target is not None else None
+            out.update(start=self.start, cpu_start_s=self.cpu_start_s, target=target)
+        if self.window_end is not None:
+            out["window_end"] = self.window_end
+        if self.end is not None:
+            for key in _END_KEYS:
+                out[key] = getattr(self, key)
+            if self.final_rate is not None:
+                out.update({key: getattr(self, key) for key in _TOKEN_END_KEYS})
+        if self.has_cpu_share:
+            out["generator_cpu_share"] = self.generator_cpu_share
+        return out
+
+    @classmethod
+    def read(cls, obj: JsonObject) -> StageWindow:
+        target = obj.obj("target")
+        values: dict[str, Any] = {}
+        for key in ("records", "arrivals", "dropped", "no_free_user", "inflight", "workers"):
+            values[key] = obj.integer(key)
+        for key in ("start", "cpu_start_s", "window_end", "end", "cpu_end_s", "generator_rss_max_mb"):
+            values[key] = obj.number(key)
+        for key in ("worker_cpu_share_max", "generator_cpu_share", *_TOKEN_END_KEYS):
+            values[key] = obj.number(key)
+        label = obj.text("label", required=True)
+        assert label is not None
+        return cls(
+            label=label,
+            target=StageTarget.read(target) if target is not None else None,
+            drained=obj.flag("drained"),
+            **values,
+        )
+
+
+_END_KEYS: Final = (
+    "end",
+    "cpu_end_s",
+    "generator_rss_max_mb",
+    "records",
+    "arrivals",
+    "dropped",
+    "no_free_user",
+    "inflight",
+    "drained",
+    "worker_cpu_share_max",
+    "workers",
+)
+_TOKEN_END_KEYS: Final = ("final_rate", "expected_input", "expected_output")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedTarget:
+    """The embedded simulator a run went to: the settings the scenario gave it and its seed."""
+
+    settings: SimSettings
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.settings.given(), "seed": self.seed}
+
+    @classmethod
+    def read(cls, obj: JsonObject) -> SimulatedTarget:
+        for key in obj.raw:
+            if key not in SIM_KEYS and key != "seed":
+                raise ConfigError(f"{obj.file}: {obj.prefix}{key} is not a simulator setting")
+        seed = obj.integer("seed")
+        return cls(SimSettings.from_mapping({k: v for k, v in obj.raw.items() if k != "seed"}), seed or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    platform: str
+    cpus: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunDistribution:
+    """How many processes sent the load; ``master`` (``host:port``) only when a Locust master coordinated them."""
+
+    processes: int
+    expect_workers: int
+    master: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"processes": self.processes, "expect_workers": self.expect_workers}
+        if self.master is not None:
+            out["master"] = self.master
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorVerdict:
+    """Did the load generator keep up (written by ``loadtest run`` after the run, :mod:`analysis.load_check`):
+    ``stages`` are the stages where it did not, ``capped`` those that did not offer their target, with why."""
+
+    kept_up: bool
+    stages: Mapping[str, str | None]
+    capped: Mapping[str, str | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kept_up": self.kept_up, "stages": dict(self.stages), "capped": dict(self.capped)}
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A run directory's ``manifest.json``. ``target`` is the simulator, or ``None`` for an endpoint (written
+    ``{}``: the endpoint is ``spec.endpoint``). The run's outcome — ``finished_at``, ``engine_exit_code``,
+    ``records``, ``stages`` (and ``engine_log_tail`` when it failed) — is there once the engine has stopped;
+    ``generator`` once ``loadtest run`` has checked the load."""
+
+    format: int
+    run_id: str
+    name: str
+    status: str  # "running" | "complete" | "interrupted" | "failed"
+    seed: int
+    created_at: float
+    command: tuple[str, ...]
+    versions: Mapping[str, str]
+    host: Host
+    spec: RunSpec
+    target: SimulatedTarget | None
+    distribution: RunDistribution
+    finished_at: float | None = None
+    engine_exit_code: int | None = None
+    records: int | None = None
+    stages: tuple[StageWindow, ...] | None = None
+    engine_log_tail: tuple[str, ...] | None = None
+    generator: GeneratorVerdict | None = None
+
+    @property
+    def stage_order(self) -> list[str]:
+        """The stage labels in the spec's order (empty for an automatic sweep: its stages are chosen as it runs)."""
+        return [stage.label for stage in self.spec.stages]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": self.format,
+            "run_id": self.run_id,
+            "name": self.name,
+            "status": self.status,
+            "seed": self.seed,
+            "created_at": self.created_at,
+            "command": list(self.command),
+            "versions": dict(self.versions),
+            "host": {"platform": self.host.platform, "cpus": self.host.cpus},
+            "spec": self.spec.to_public_dict(),
+            "target": {"simulator": self.target.to_dict()} if self.target is not None else {},
+            "distribution": self.distribution.to_dict(),
+        }
+        for key in ("finished_at", "engine_exit_code", "records"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.stages is not None:
+            out["stages"] = [stage.to_dict() for stage in self.stages]
+        if self.engine_log_tail is not None:
+            out["engine_log_tail"] = list(self.engine_log_tail)
+        if self.generator is not None:
+            out["generator"] = self.generator.to_dict()
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=_OPTIONS)
+
+    @classmethod
+    def from_json(cls, data: bytes, path: Path) -> Manifest:
+        """Parse a manifest's bytes (``path`` names it in errors); see :func:`read_manifest`."""
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ConfigError(f"{path} is not valid JSON") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} is not a run manifest (not a JSON object)")
+        found = raw.get("format")
+        if isinstance(found, bool) or found not in READ_FORMATS:
+            shown = "no format" if found is None else f"format {orjson.dumps(found).decode()}"
+            formats = " or ".join(str(f) for f in READ_FORMATS)
+            raise ConfigError(
+                f"{path}: {shown} is not a run-directory format this version reads (format {formats})"
+            )
+        return _read(JsonObject(raw, path))
+
+
+def _read_spec(obj: JsonObject) -> RunSpec:
+    """The spec, its stage labels and class SLOs checked first (what the analysis reads), then built whole."""
+    for stage in obj.objects("stages") or []:
+        stage.text("label", required=True)
+    for cls in obj.objects("request_classes") or []:
+        slo = cls.obj("slo")
+        for key in slo.raw if slo is not None else ():
+            assert slo is not None
+            slo.number(key, required=True)
+    try:
+        return RunSpec.from_dict(dict(obj.raw))
+    except KeyError as exc:
+        raise ConfigError(f"{obj.file}: spec.{exc.args[0]} is missing") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{obj.file}: spec is not a run spec ({exc})") from None
+
+
+def _read(top: JsonObject) -> Manifest:
+    spec = top.obj("spec", required=True)
+    target = top.obj("target", required=True)
+    assert spec is not None and target is not None
+    simulator = target.obj("simulator")
+    stages = top.objects("stages")
+    run_spec = _read_spec(spec)
+    host = top.obj("host", required=True)
+    dist = top.obj("distribution", required=True)
+    assert host is not None and dist is not None
+    generator = top.obj("generator")
+    values = {key: top.text(key, required=True) for key in ("run_id", "name", "status")}
+    return Manifest(
+        format=int(top.raw["format"]),
+        seed=_required(top.integer("seed", required=True)),
+        created_at=_required(top.number("created_at", required=True)),
+        command=_required(top.texts("command", required=True)),
+        versions=_required(top.text_map("versions", required=True)),
+        host=Host(_required(host.text("platform", required=True)), host.integer("cpus")),
+        spec=run_spec,
+        target=SimulatedTarget.read(simulator) if simulator is not None else None,
+        distribution=RunDistribution(
+            _required(dist.integer("processes", required=True)),
+            _required(dist.integer("expect_workers", required=True)),
+            dist.text("master"),
+        ),
+        finished_at=top.number("finished_at"),
+        engine_exit_code=top.integer("engine_exit_code"),
+        records=top.integer("records"),
+        stages=tuple(StageWindow.read(s) for s in stages) if stages is not None else None,
+        engine_log_tail=top.texts("engine_log_tail"),
+        generator=GeneratorVerdict(
+            _required(generator.flag("kept_up", required=True)),
+            _required(generator.text_map("stages", required=True, nullable=True)),
+            _required(generator.text_map("capped", required=True, nullable=True)),
+        )
+        if generator is not None
+        else None,
+        run_id=_required(values["run_id"]),
+        name=_required(values["name"]),
+        status=_required(values["status"]),
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _required(value: _T | None) -> _T:
+    assert value is not None  # read with required=True: a missing value has raised already
+    return value
+
+
+def read_manifest(run_dir: Path) -> Manifest:
+    """The run directory's manifest. A missing file, one that is not JSON, of an unknown format or with a field of
+    the wrong type: one :class:`ConfigError` line naming it."""
+    path = run_dir / MANIFEST_FILE
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no manifest.json)")
+    return Manifest.from_json(path.read_bytes(), path)
+
+
+def write_manifest(run_dir: Path, manifest: Manifest) -> None:
+    """Write ``manifest.json`` atomically (a reader never sees half of it)."""
+    tmp = run_dir / (MANIFEST_FILE + ".tmp")
+    tmp.write_bytes(manifest.to_json())
+    os.replace(tmp, run_dir / MANIFEST_FILE)
