@@ -46,7 +46,7 @@ from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import ARCHITECTURES, Deployment
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
-from loadtest.sim.settings import SimSettings
+from loadtest.spec.simulator import SimSettings
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -375,7 +375,7 @@ def plan(
 
 def _sim_band(sim: SimSettings, max_batch: int) -> float:
     """Nominal tokens/s of the simulated endpoint a run measured (its sizing settings,
-    :data:`loadtest.sim.settings.SIZING_KEYS`): its PT band, or (model units) its replicas times one replica's
+    :data:`loadtest.spec.simulator.SIZING_KEYS`): its PT band, or (model units) its replicas times one replica's
     tokens/s at the model-unit reference mix."""
     try:
         config = SimConfig(**sim.sizing())

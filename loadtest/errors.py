@@ -56,4 +56,3 @@ class RunInvalid(LoadtestError):
     """The run completed, but the generator's own lag makes its latencies untrustworthy."""
 
     exit_code: ClassVar[int] = 4
-

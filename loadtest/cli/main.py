@@ -21,7 +21,7 @@ from loadtest.cli.sim import sim
 from loadtest.errors import ConfigError, EndpointError, LoadtestError
 
 if TYPE_CHECKING:
-    from loadtest.sim.settings import SimSettings
+    from loadtest.spec.simulator import SimSettings
 
 __all__ = ["cli", "main"]
 
@@ -182,9 +182,9 @@ def run(scenario: Path | None, **opts: Any) -> None:
     """
     from loadtest.runner.launch import launch
     from loadtest.runner.run import Distribution
-    from loadtest.sim.settings import SimSettings
     from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.spec.scenario import load_scenario
+    from loadtest.spec.simulator import SimSettings
     from reports import render_load_table, render_quota_note, render_stage_table
     from scenarios import find_shipped
 
@@ -280,7 +280,7 @@ def _write_summary(run_dir: Path, summaries: list[Any]) -> None:
 def _check_simulator(settings: SimSettings) -> None:
     """The simulator's architecture and GPU names, checked before anything starts (as the flags name them)."""
     from loadtest.model.catalog import check_architecture, check_gpu
-    from loadtest.sim.settings import flag_of
+    from loadtest.spec.simulator import flag_of
 
     if settings.architecture is not None:
         check_architecture(settings.architecture, flag_of("architecture"))

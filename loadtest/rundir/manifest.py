@@ -23,8 +23,8 @@ import orjson
 from loadtest.errors import ConfigError
 from loadtest.rundir.files import MANIFEST_FILE
 from loadtest.rundir.jsonshape import JsonObject
-from loadtest.sim.settings import SIM_KEYS, SimSettings
 from loadtest.spec.runspec import RunSpec
+from loadtest.spec.simulator import SIM_KEYS, SimSettings
 
 __all__ = [
     "FORMAT",

@@ -29,7 +29,7 @@ from loadtest.model.quota import QuotaLimits
 from loadtest.model.roofline import Deployment, Dtype
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.faults import FaultConfig
-from loadtest.sim.settings import default
+from loadtest.spec.simulator import default
 
 __all__ = ["Mode", "SimConfig"]
 
@@ -51,7 +51,7 @@ class SimConfig:
     """What to simulate and where. ``port=0`` takes a free port; ``model_name=""`` serves the architecture key.
 
     See the module docstring for ``mode``, the band, quotas, OAuth and faults. The fields named after a setting of
-    :class:`loadtest.sim.settings.SimSettings` take their defaults from it (one definition).
+    :class:`loadtest.spec.simulator.SimSettings` take their defaults from it (one definition).
     """
 
     host: str = "127.0.0.1"

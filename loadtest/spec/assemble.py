@@ -14,10 +14,10 @@ from typing import Any
 
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
-from loadtest.sim.settings import SimSettings
 from loadtest.spec.loadplan import parse_sweep
 from loadtest.spec.runspec import Stage, SweepPlan
 from loadtest.spec.scenario import EndpointConfig, Scenario
+from loadtest.spec.simulator import SimSettings
 
 __all__ = ["SIM_DEFAULTS", "Overrides", "apply_overrides", "scenario_from_flags"]
 

@@ -33,7 +33,7 @@ Relative ``dataset`` paths are resolved against the scenario file's folder.
 
 This module owns the top level and the ``[endpoint]``, ``[[classes]]`` and ``[retry]`` tables; the ``[load]`` table
 is expanded into stages by :mod:`loadtest.spec.loadplan`, and the keys a ``[simulator]`` table accepts are the
-settings of :class:`loadtest.sim.settings.SimSettings`.
+settings of :class:`loadtest.spec.simulator.SimSettings`.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from typing import Any
 
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
-from loadtest.sim.settings import SIM_KEYS, SimSettings
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
 from loadtest.spec.runspec import RetryPolicy, Stage, SweepPlan
+from loadtest.spec.simulator import SIM_KEYS, SimSettings
 from loadtest.spec.tables import check_keys as _check_keys
 from loadtest.spec.tables import duration as _duration
 from loadtest.spec.tables import positive as _positive

@@ -27,7 +27,7 @@ from loadtest.runner.simproc import ManagedProcess, SimulatorProcess
 from loadtest.sim.documents import model_type
 from loadtest.sim.faults import FaultConfig
 from loadtest.sim.server import SimConfig, SimServer
-from loadtest.sim.settings import SimSettings
+from loadtest.spec.simulator import SimSettings
 
 CTX = RecordContext(run_id="r", stage="s", endpoint="sim", worker="w")
 TEN = "one two three four five six seven eight nine ten"  # 10 prompt tokens

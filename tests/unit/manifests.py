@@ -10,8 +10,8 @@ from typing import Any
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.rundir import Host, Manifest, RunDistribution, SimulatedTarget, StageWindow
 from loadtest.rundir.jsonshape import JsonObject
-from loadtest.sim.settings import SimSettings
 from loadtest.spec.runspec import RunSpec, Stage
+from loadtest.spec.simulator import SimSettings
 
 __all__ = ["manifest_dict", "window", "windows"]
 

@@ -28,8 +28,8 @@ from loadtest.rundir import (
     stage_windows,
 )
 from loadtest.sim.config import SimConfig
-from loadtest.sim.settings import SIM_KEYS, SIZING_KEYS, SimSettings, default, flag_of
 from loadtest.spec.runspec import RetryPolicy, RunSpec, SweepPlan
+from loadtest.spec.simulator import SIM_KEYS, SIZING_KEYS, SimSettings, default, flag_of
 from tests.conftest import run_cli
 from tests.unit.manifests import manifest_dict
 from tests.unit.test_analysis import jsonl, records
