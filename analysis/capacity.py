@@ -58,6 +58,10 @@ __all__ = [
 DEFAULT_MAX_ERROR_SHARE = 0.01
 
 
+# analyze --format json keeps its keys until its schema is versioned: `binding` there is `limit` here
+_JSON_KEYS = {"limit": "binding", "limit_detail": "binding_detail"}
+
+
 @dataclass(frozen=True, slots=True)
 class CapacityResult:
     points: tuple[StagePoint, ...]
@@ -72,12 +76,12 @@ class CapacityResult:
     saturation_stage: str | None
     saturation_rps: float | None
     saturation_output_tok_per_s: float | None
-    binding: Literal["quota", "server"] | None
-    binding_detail: str
+    limit: Literal["quota", "server"] | None  # what bound the capacity: a quota's 429s, or the server
+    limit_detail: str
     tpot_fit: LinearFit | None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {_JSON_KEYS.get(name, name): getattr(self, name) for name in self.__dataclass_fields__}
         out["points"] = [p.to_dict() for p in self.points]
         out["tpot_fit"] = self.tpot_fit.to_dict() if self.tpot_fit is not None else None
         return out
@@ -179,7 +183,7 @@ def _knee(points: Sequence[StagePoint]) -> StagePoint | None:
     return usable[best] if diff[best] > 0 else None
 
 
-def _binding(points: Sequence[StagePoint], min_share: float) -> tuple[Literal["quota", "server"] | None, str]:
+def _limit(points: Sequence[StagePoint], min_share: float) -> tuple[Literal["quota", "server"] | None, str]:
     quota = next((i for i, p in enumerate(points) if p.rate_limited > min_share * p.requests), None)
     failing = [p.requests - p.ok - p.rate_limited > min_share * p.requests for p in points]
     server = next((i for i, p in enumerate(points) if p.latency_broken or p.queue_growth or failing[i]), None)
@@ -247,7 +251,7 @@ def capacity(
         hi = hi_tok = None
     knee = _knee(points)
     sat = max(points, key=lambda p: p.req_per_s or 0.0)
-    binding, detail = _binding(points, max_error_share)
+    limit, detail = _limit(points, max_error_share)
     return CapacityResult(
         points=points,
         max_rps=x,
@@ -261,8 +265,8 @@ def capacity(
         saturation_stage=sat.stage,
         saturation_rps=sat.req_per_s,
         saturation_output_tok_per_s=sat.output_tok_per_s,
-        binding=binding,
-        binding_detail=detail,
+        limit=limit,
+        limit_detail=detail,
         tpot_fit=fit_linear([p.concurrency for p in points], [p.tpot_mean for p in points]),
     )
 

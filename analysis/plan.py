@@ -130,16 +130,20 @@ class Measured:
     """A measured SLO capacity for one architecture: tokens/s meeting the SLOs at the user's mix on an endpoint
     whose band was ``band_tokens_per_s`` (nominal), with a relative 95 % interval (``None``: no interval, e.g. too
     few requests for the percentile's bound). ``lower_bound``: every tested stage met the SLOs, so the capacity is
-    at least this. ``binding``: what limited it (from the run)."""
+    at least this. ``breached_slo``: what limited it (from the run)."""
 
     slo_tokens_per_s: float
     band_tokens_per_s: float
     relative_ci: float | None = 0.05
     run: str | None = None
-    binding: str | None = None
+    breached_slo: str | None = None
     lower_bound: bool = False
     mix: tuple[int, int] | None = None  # the run's mean (input, output) tokens per request
     slos: str | None = None  # the run's SLOs, as text
+
+
+# plan --format json keeps its keys until its schema is versioned
+_JSON_KEYS = {"breached_slo": "binding", "ppt_limit": "ppt_binding_limit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,9 @@ class ArchitecturePlan:
     replica_reference_tokens_per_s: float
     mix_ratio: float
     slo_concurrency: int | None  # None when measured
-    binding: str
+    breached_slo: (
+        str  # the SLO one more user would break (ttft / tpot), or saturation; measured: the run's limit
+    )
     resource: Resource  # what bounds a replica at that load (loadtest.model.predict.bounding_resource)
     chunk_size: float | None
     chunks: int | None
@@ -163,13 +169,13 @@ class ArchitecturePlan:
     pt_cost_per_month: float | None
     ppt_fits: bool | None
     ppt_rate_limited_share: float | None
-    ppt_binding_limit: str | None
+    ppt_limit: str | None  # the quota that binds at the peak (loadtest.model.quota.LIMIT_TYPES)
     ppt_cost_per_month: float | None
     break_even_tokens_per_month: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {_JSON_KEYS.get(name, name): getattr(self, name) for name in self.__dataclass_fields__}
 
 
 def _meets(pred_ttft: float, pred_tpot: float | None, slo: SloTargets) -> str | None:
@@ -182,9 +188,9 @@ def _meets(pred_ttft: float, pred_tpot: float | None, slo: SloTargets) -> str | 
 
 
 def slo_capacity(config: ServingConfig, prompt: int, output: int, slo: SloTargets) -> tuple[float, int, str]:
-    """(tokens/s, concurrency, binding) of one replica at the largest closed-loop concurrency meeting ``slo``.
+    """(tokens/s, concurrency, breached SLO) of one replica at the largest closed-loop concurrency meeting ``slo``.
 
-    Searched by doubling then bisection up to the saturation concurrency; ``binding`` is the SLO that the next
+    Searched by doubling then bisection up to the saturation concurrency; the SLO is the one that the next
     concurrency would break, or ``saturation`` when throughput stops growing first.
     """
     top = saturation(config, prompt, output).concurrency
@@ -260,7 +266,7 @@ def _plan_one(
             notes.append(f"inputs of {p} tokens exceed the {arch.context}-token context: sized as truncated")
             p = arch.context
     k_ref = saturation(config, *ref_mix).requests_per_s * sum(ref_mix)
-    k_slo, slo_conc, binding = slo_capacity(config, p, o, slo)
+    k_slo, slo_conc, breached = slo_capacity(config, p, o, slo)
     conc: int | None = slo_conc
     source, confidence = (
         "estimated (roofline model)",
@@ -272,7 +278,7 @@ def _plan_one(
     if measured is not None:
         ratio = _measured_ratio(measured, config, (p, o), slo, k_slo, notes)
         k_slo, conc = ratio * k_ref, None
-        binding = measured.binding or "measured"
+        breached = measured.breached_slo or "measured"
         source = f"measured ({measured.run or 'run'})"
         if measured.relative_ci is None:
             confidence = "measured; no 95 % CI (too few requests for the SLO percentiles' bounds)"
@@ -290,7 +296,7 @@ def _plan_one(
     chunk = band = None
     pt_cost = None
     if ratio <= 0:
-        notes.append(f"one replica cannot meet the SLOs at this mix ({binding} too slow even unloaded)")
+        notes.append(f"one replica cannot meet the SLOs at this mix ({breached} too slow even unloaded)")
         replicas = 0
     elif arch.provisioning == "model_units":
         per_unit = price.model_unit_tokens_per_s or 65.0
@@ -305,14 +311,13 @@ def _plan_one(
         replicas = math.ceil(band / k_ref)
         if price.pt_per_chunk_hour is not None:
             pt_cost = chunks * price.pt_per_chunk_hour * HOURS_PER_MONTH
-    ppt_fits = share = limit = ppt_cost = break_even = None
+    ppt_fits = share = ppt_limit = ppt_cost = break_even = None
     if any(q is not None for q in (price.itpm, price.otpm, price.qph, price.qps)):
         limits = QuotaLimits(itpm=price.itpm, otpm=price.otpm, qph=price.qph, qps=price.qps)
         offered = forecast.peak_requests_per_s
-        admitted, binding_limit = ppt_admitted_rate(limits, offered, p, forecast.max_tokens or o, o)
-        ppt_fits = binding_limit is None
+        admitted, ppt_limit = ppt_admitted_rate(limits, offered, p, forecast.max_tokens or o, o)
+        ppt_fits = ppt_limit is None
         share = 1.0 - admitted / offered if offered > 0 else 0.0
-        limit = binding_limit
     if price.ppt_input_per_million is not None and (o == 0 or price.ppt_output_per_million is not None):
         per_token = (
             (p * price.ppt_input_per_million + o * (price.ppt_output_per_million or 0.0)) / (p + o) / 1e6
@@ -330,7 +335,7 @@ def _plan_one(
         replica_reference_tokens_per_s=k_ref,
         mix_ratio=ratio,
         slo_concurrency=conc,
-        binding=binding,
+        breached_slo=breached,
         resource=bounding_resource(config, p, o, conc or slo_conc),
         chunk_size=chunk,
         chunks=chunks,
@@ -340,7 +345,7 @@ def _plan_one(
         pt_cost_per_month=pt_cost,
         ppt_fits=ppt_fits,
         ppt_rate_limited_share=share,
-        ppt_binding_limit=limit,
+        ppt_limit=ppt_limit,
         ppt_cost_per_month=ppt_cost,
         break_even_tokens_per_month=break_even,
         notes=tuple(notes),
@@ -440,13 +445,13 @@ def measured_from_run(
     rel = None
     if lo is not None and hi is not None:
         rel = max(cap.max_rps - lo, hi - cap.max_rps) / cap.max_rps
-    binding = cap.binding_detail if cap.binding is not None else "none reached in the run"
+    limit = cap.limit_detail if cap.limit is not None else "none reached in the run"
     return arch, Measured(
         slo_tokens_per_s=cap.max_rps * per_request,
         band_tokens_per_s=band_tokens_per_s,
         relative_ci=rel,
         run=data.run_dir.name,
-        binding=f"measured: {binding}",
+        breached_slo=f"measured: {limit}",
         lower_bound=all(point.meets() for point in cap.points),
         mix=mix,
         slos="; ".join(

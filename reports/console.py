@@ -303,7 +303,7 @@ def render_capacity(result: CapacityResult) -> str:
         f"saturation: {_num(result.saturation_rps, 2)} req/s, {_num(result.saturation_output_tok_per_s, 0)} "
         f"output tok/s (max achieved, {result.saturation_stage})"
     )
-    lines.append(f"binding limit: {result.binding or 'none reached'} — {result.binding_detail}")
+    lines.append(f"binding limit: {result.limit or 'none reached'} — {result.limit_detail}")
     fit = result.tpot_fit
     if fit is not None:
         r2 = _DASH if fit.r2 is None else f"{fit.r2:.3f}"

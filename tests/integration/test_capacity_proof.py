@@ -116,7 +116,7 @@ stages = [ {stages} ]
     print(
         f"\n{case.id}: measured {cap.max_rps:.3f} req/s, exact {exact:.3f} ({cap.max_rps / exact - 1:+.1%})"
     )
-    assert cap.binding == "server" and cap.interpolated, cap.basis
+    assert cap.limit == "server" and cap.interpolated, cap.basis
     assert cap.max_rps == pytest.approx(exact, rel=0.05), (cap.max_rps, exact, cap.basis)
 
     # the count: peak sized so that the exact answer is about ten replicas (one chunk each)
@@ -174,5 +174,5 @@ stages = [ {{ rate = 5 }}, {{ rate = 8 }}, {{ rate = 12.5 }}, {{ rate = 16 }} ]
     assert limit == "queries_per_second"
     cap = capacity_from_run(load_run(run_dir))
     print(f"\nquota: measured {cap.max_rps:.3f} req/s, exact {exact:.3f} ({cap.max_rps / exact - 1:+.1%})")
-    assert cap.binding == "quota" and "queries_per_second" in cap.binding_detail
+    assert cap.limit == "quota" and "queries_per_second" in cap.limit_detail
     assert cap.max_rps == pytest.approx(exact, rel=0.05), (cap.max_rps, exact, cap.basis)

@@ -82,8 +82,8 @@ def test_slo_crossing_between_stages_is_interpolated_linearly() -> None:
     assert result.max_rps_ci == (pytest.approx(35.0), pytest.approx(35.0))
     assert result.saturation_rps == pytest.approx(50.0)
     assert result.saturation_stage == "s5"
-    assert result.binding == "server"
-    assert "ttft_p95" in result.binding_detail and "s4" in result.binding_detail
+    assert result.limit == "server"
+    assert "ttft_p95" in result.limit_detail and "s4" in result.limit_detail
 
 
 def test_percentile_ci_brackets_the_point_and_is_conservative() -> None:
@@ -105,7 +105,7 @@ def test_all_stages_passing_gives_a_lower_bound_and_none_passing_gives_none() ->
     relaxed = capacity(records, [f"s{i}" for i in range(1, 6)], {"chat": {"ttft_p95": 5.0}})
     assert relaxed.max_rps == pytest.approx(50.0) and not relaxed.interpolated
     assert "lower bound" in relaxed.basis
-    assert relaxed.binding is None
+    assert relaxed.limit is None
     strict = capacity(records, [f"s{i}" for i in range(1, 6)], {"chat": {"ttft_p95": 0.1}})
     assert strict.max_rps is None and "no stage" in strict.basis
 
@@ -126,8 +126,8 @@ def test_429s_before_latency_breaks_make_the_quota_binding() -> None:
             detail=detail,
         )
     result = capacity(frame(rows), [f"s{i}" for i in range(4)], SLOS)
-    assert result.binding == "quota"
-    assert "queries_per_second" in result.binding_detail and "s2" in result.binding_detail
+    assert result.limit == "quota"
+    assert "queries_per_second" in result.limit_detail and "s2" in result.limit_detail
     assert result.points[2].limit_types == {"queries_per_second": 120}
     # s1 passes; s2 fails on its error share alone, all 429s, and got 21 of the 30 req/s it sent through: the
     # quota held it back, so its ceiling is what s2 got through
@@ -136,7 +136,7 @@ def test_429s_before_latency_breaks_make_the_quota_binding() -> None:
     # the same share of 5xx is not a quota: interpolated, f = 0.01 / 0.30 → 20 + f × (21 − 20)
     rows = [{**r, "error_class": "server_error"} if r["error_class"] else r for r in rows]
     result = capacity(frame(rows), [f"s{i}" for i in range(4)], SLOS)
-    assert result.binding == "server" and result.max_rps == pytest.approx(20.0 + (0.01 / 0.30) * 1.0)
+    assert result.limit == "server" and result.max_rps == pytest.approx(20.0 + (0.01 / 0.30) * 1.0)
 
 
 def test_linear_tpot_data_gives_exact_fit() -> None:
@@ -214,7 +214,7 @@ def test_a_stray_429_does_not_make_the_quota_binding() -> None:
         rows += stage_rows(f"s{i}", 400, 400 / rps, ttft, t0=1000.0 * i, error_class="rate_limited", errors=1)
     result = capacity(frame(rows), ["s0", "s1", "s2"], SLOS)
     assert result.points[0].rate_limited == 1
-    assert result.binding == "server" and "s2" in result.binding_detail
+    assert result.limit == "server" and "s2" in result.limit_detail
 
 
 def test_a_token_rate_stage_that_falls_behind_its_rate_is_queue_growth() -> None:
@@ -225,7 +225,7 @@ def test_a_token_rate_stage_that_falls_behind_its_rate_is_queue_growth() -> None
     ]
     result = capacity(frame(rows), windows(stages), SLOS)
     assert [p.queue_growth for p in result.points] == [False, True]  # 12 req/s sent of the 20 it set out at
-    assert result.binding == "server" and "queue growth" in result.binding_detail
+    assert result.limit == "server" and "queue growth" in result.limit_detail
 
 
 @pytest.mark.parametrize("n", [3, 20, 59, 60, 500, 4001])
@@ -292,7 +292,7 @@ def test_all_failed_is_not_a_latency_verdict_and_cancelled_records_do_not_count(
         "s1", 100, 10.0, 0.2, t0=1000.0, error_class="server_error", errors=100
     )
     result = capacity(frame(rows), ["s0", "s1"], SLOS)
-    assert not result.points[1].latency_broken and "errors other than 429" in result.binding_detail
+    assert not result.points[1].latency_broken and "errors other than 429" in result.limit_detail
     cancelled = stage_rows("s0", 100, 10.0, 0.2) + stage_rows(
         "s0", 50, 10.0, 0.2, t0=5.0, error_class="cancelled", errors=50
     )

@@ -61,7 +61,7 @@ def test_slo_capacity_is_the_largest_concurrency_meeting_the_slo() -> None:
 
 def test_an_impossible_slo_gives_no_capacity_and_says_why() -> None:
     (p,) = plan(FORECAST, SloTargets(ttft_s=0.001), ["llama-3.3-70b"], prices=BOOK)
-    assert p.replica_slo_tokens_per_s == 0 and p.binding == "ttft" and p.chunks is None and p.notes
+    assert p.replica_slo_tokens_per_s == 0 and p.breached_slo == "ttft" and p.chunks is None and p.notes
 
 
 def test_chunks_follow_the_formula() -> None:
@@ -92,7 +92,7 @@ def test_pay_per_token_quota_fit_and_costs() -> None:
     (over,) = plan(FORECAST, SLO, ["llama-3.1-8b"], prices=BOOK)
     assert over.ppt_fits is False
     # 9.23 req/s offered; QPH 2400 admits 0.667 req/s, ITPM 200k/3000 admits 1.11 req/s: QPH binds
-    assert over.ppt_binding_limit == "queries_per_hour"
+    assert over.ppt_limit == "queries_per_hour"
     assert over.ppt_rate_limited_share == pytest.approx(1 - (2400 / 3600) / FORECAST.peak_requests_per_s)
     per_token = (3000 * 0.5 + 250 * 1.5) / 3250 / 1e6
     assert over.ppt_cost_per_month == pytest.approx(FORECAST.tokens_per_month * per_token)
@@ -184,7 +184,9 @@ def test_measured_from_a_simulator_run_uses_its_band(tmp_path: Path) -> None:
     assert arch == "llama-3.1-8b" and measured.band_tokens_per_s == 2 * chunk
     # p95 0.2 → 0.6 s around 0.4 s: halfway between 10 and 20 req/s, at 1,100 tokens a request
     assert measured.slo_tokens_per_s == pytest.approx(15.0 * 1100)
-    assert measured.binding is not None and "ttft_p95" in measured.binding and not measured.lower_bound
+    assert (
+        measured.breached_slo is not None and "ttft_p95" in measured.breached_slo and not measured.lower_bound
+    )
     at_run_mix = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=1000, output_tokens=100)
     (p,) = plan(at_run_mix, SLO, [arch], prices=BOOK, measured={arch: measured})
     assert p.mix_ratio == pytest.approx(15.0 * 1100 / (2 * chunk)) and p.source == "measured (run)"
