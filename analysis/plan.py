@@ -407,11 +407,11 @@ def measured_from_run(
     """``(architecture, Measured)`` from a run: its highest SLO-compliant req/s (:func:`capacity_from_run`, with
     the 95 % CI) times the mean input + output tokens of its successful requests, against the band it ran on.
 
-    A simulator run knows both its architecture and its band (``manifest.target.simulator``); a run against a
+    A simulator run knows both its architecture and its band (``manifest.simulator``); a run against a
     real endpoint needs them given: the architecture served and its provisioned tokens/s (``max`` of the band).
     """
-    target = data.manifest.target
-    sim = target.settings if target is not None else None
+    simulated = data.manifest.simulator
+    sim = simulated.settings if simulated is not None else None
     if architecture is None and sim is not None:
         architecture = str(sim.value("architecture"))
     arch = architecture

@@ -234,10 +234,10 @@ def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> 
     """A simulator run knows its architecture and band: ``--run-arch`` / ``--run-band`` may only repeat them."""
     from analysis.plan import _sim_band
 
-    target = run.manifest.target
-    if target is None or (arch is None and band is None):
+    simulated = run.manifest.simulator
+    if simulated is None or (arch is None and band is None):
         return
-    sim = target.settings
+    sim = simulated.settings
     sim_arch = str(sim.value("architecture"))
     known = "a simulator run already knows its architecture and band"
     if arch is not None and arch != sim_arch:

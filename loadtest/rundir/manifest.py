@@ -33,7 +33,7 @@ __all__ = [
     "Host",
     "Manifest",
     "RunDistribution",
-    "SimulatedTarget",
+    "SimulatedEndpoint",
     "StageTarget",
     "StageWindow",
     "read_manifest",
@@ -158,7 +158,7 @@ _TOKEN_END_KEYS: Final = ("final_rate", "expected_input", "expected_output")
 
 
 @dataclass(frozen=True, slots=True)
-class SimulatedTarget:
+class SimulatedEndpoint:
     """The embedded simulator a run went to: the settings the scenario gave it and its seed."""
 
     settings: SimSettings
@@ -168,7 +168,7 @@ class SimulatedTarget:
         return {**self.settings.given(), "seed": self.seed}
 
     @classmethod
-    def read(cls, obj: JsonObject) -> SimulatedTarget:
+    def read(cls, obj: JsonObject) -> SimulatedEndpoint:
         for key in obj.raw:
             if key not in SIM_KEYS and key != "seed":
                 raise ConfigError(f"{obj.file}: {obj.prefix}{key} is not a simulator setting")
@@ -227,7 +227,7 @@ class Manifest:
     versions: Mapping[str, str]
     host: Host
     spec: RunSpec
-    target: SimulatedTarget | None
+    simulator: SimulatedEndpoint | None  # on disk: target.simulator; None for a real endpoint
     distribution: RunDistribution
     finished_at: float | None = None
     engine_exit_code: int | None = None
@@ -253,7 +253,8 @@ class Manifest:
             "versions": dict(self.versions),
             "host": {"platform": self.host.platform, "cpus": self.host.cpus},
             "spec": self.spec.to_public_dict(),
-            "target": {"simulator": self.target.to_dict()} if self.target is not None else {},
+            # format 2 calls the endpoint description "target"; in code, "target" is only a stage's load target
+            "target": {"simulator": self.simulator.to_dict()} if self.simulator is not None else {},
             "distribution": self.distribution.to_dict(),
         }
         for key in ("finished_at", "engine_exit_code", "records"):
@@ -326,7 +327,7 @@ def _read(top: JsonObject) -> Manifest:
         versions=_required(top.text_map("versions", required=True)),
         host=Host(_required(host.text("platform", required=True)), host.integer("cpus")),
         spec=run_spec,
-        target=SimulatedTarget.read(simulator) if simulator is not None else None,
+        simulator=SimulatedEndpoint.read(simulator) if simulator is not None else None,
         distribution=RunDistribution(
             _required(dist.integer("processes", required=True)),
             _required(dist.integer("expect_workers", required=True)),

@@ -1,4 +1,4 @@
-"""One ``loadtest run``: resolve the target (simulator or endpoint, with auth), preflight, run, summarise.
+"""One ``loadtest run``: resolve the endpoint (the simulator, or a real one with auth), preflight, run, summarise.
 
 Called by the CLI; usable from Python. Never imports gevent (the engine runs in a child process).
 """
@@ -17,7 +17,7 @@ from loadtest.client.auth import AuthOptions, resolve_auth, serialize_for_child
 from loadtest.client.probe import first_model_id, preflight
 from loadtest.client.protocol import EndpointSpec, public_url
 from loadtest.errors import ConfigError
-from loadtest.rundir import GeneratorVerdict, SimulatedTarget, write_manifest
+from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.simproc import SimulatorProcess
 from loadtest.spec.runspec import RunSpec
@@ -95,8 +95,8 @@ def launch(
             echo(f"embedded simulator at {base} ({settings.describe()})")
             model = first_model_id(base, {}) or str(settings.architecture or "sim")
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
-            target = SimulatedTarget(settings, scenario.seed)
-            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, target, distribution)
+            simulated = SimulatedEndpoint(settings, scenario.seed)
+            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution)
     endpoint, headers, child_env = _endpoint_and_auth(scenario, read_timeout_s)
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
@@ -110,7 +110,7 @@ def _execute(
     out: Path,
     read_timeout_s: float,
     echo: Callable[[str], None],
-    target: SimulatedTarget | None,
+    simulator: SimulatedEndpoint | None,
     distribution: Distribution | None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
@@ -126,7 +126,7 @@ def _execute(
         retry=scenario.retry,
         sweep=scenario.sweep,
         read_timeout_s=read_timeout_s,
-        simulated=target is not None,
+        simulated=simulator is not None,
         scenario_source=scenario.source,
         description=scenario.description,
     )
@@ -145,7 +145,7 @@ def _execute(
             echo(f"  {event['stage']}: {event.get('records', 0)} requests")
 
     outcome = execute_run(
-        spec, run_dir, target=target, progress=progress, env=child_env, distribution=distribution
+        spec, run_dir, simulator=simulator, progress=progress, env=child_env, distribution=distribution
     )
     data = load_run(run_dir)
     summaries = summarize_stages(data.records, [s.label for s in scenario.stages])

@@ -32,7 +32,7 @@ from loadtest.rundir import (
     Host,
     Manifest,
     RunDistribution,
-    SimulatedTarget,
+    SimulatedEndpoint,
     read_events,
     stage_windows,
     write_manifest,
@@ -105,7 +105,7 @@ def execute_run(
     spec: RunSpec,
     run_dir: Path,
     *,
-    target: SimulatedTarget | None = None,
+    simulator: SimulatedEndpoint | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     env: dict[str, str] | None = None,
     distribution: Distribution | None = None,
@@ -132,7 +132,7 @@ def execute_run(
         versions=_versions(),
         host=Host(platform=platform.platform(), cpus=os.cpu_count()),
         spec=spec,
-        target=target,
+        simulator=simulator,
         distribution=RunDistribution(processes=dist.processes, expect_workers=dist.expect_workers),
     )
     write_manifest(run_dir, manifest)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
-from loadtest.rundir import Host, Manifest, RunDistribution, SimulatedTarget, StageWindow
+from loadtest.rundir import Host, Manifest, RunDistribution, SimulatedEndpoint, StageWindow
 from loadtest.rundir.jsonshape import JsonObject
 from loadtest.spec.runspec import RunSpec, Stage
 from loadtest.spec.simulator import SimSettings
@@ -51,7 +51,9 @@ def manifest_dict(
         versions={},
         host=Host("test", 1),
         spec=spec,
-        target=SimulatedTarget(SimSettings.from_mapping(simulator), 0) if simulator is not None else None,
+        simulator=SimulatedEndpoint(SimSettings.from_mapping(simulator), 0)
+        if simulator is not None
+        else None,
         distribution=RunDistribution(1, 0),
     )
     out = manifest.to_dict()

@@ -21,7 +21,7 @@ from loadtest.errors import ConfigError
 from loadtest.rundir import (
     FORMAT,
     Manifest,
-    SimulatedTarget,
+    SimulatedEndpoint,
     StageTarget,
     read_events,
     read_manifest,
@@ -47,7 +47,7 @@ def test_a_format_2_manifest_reads_typed_and_writes_back_the_same_bytes(tmp_path
         "4dd8bd3cc713",
         27,
     )
-    assert manifest.target == SimulatedTarget(
+    assert manifest.simulator == SimulatedEndpoint(
         SimSettings(architecture="llama-3.1-8b", gpu="h100", replicas=1, max_batch=256), seed=0
     )
     assert manifest.stage_order == ["concurrency@1", "concurrency@8"]
