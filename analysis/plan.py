@@ -12,30 +12,28 @@ For each candidate architecture (on one GPU type) and a forecast (peak tokens/mi
   ``min_provisioned_throughput = max_provisioned_throughput = chunks · c``. **Model units**: units ``=
   ⌈D·(1 + h) / (r · u)⌉`` with ``u`` the tokens/s one unit delivers at the reference mix (price table).
 * **Pay-per-token**: does the peak fit the quotas (ITPM, OTPM with ``max_tokens`` reserved, QPH)? The admitted rate
-  is :func:`loadtest.sim.quota.ppt_admitted_rate`; the rest of the peak would be rate-limited (HTTP 429).
+  is :func:`loadtest.model.quota.ppt_admitted_rate`; the rest of the peak would be rate-limited (HTTP 429).
 * **Cost per month** (730 h): PT ``chunks × $/chunk-hour × 730`` (it runs all month); PPT ``Σ tokens × $/1M``
   over the monthly volume (given, or peak × minutes in a month × load factor). **Break-even**: the monthly
   volume at which both cost the same.
 
-Prices and quotas come from a user-editable TOML table; the shipped one holds examples, labelled as such.
+Prices and quotas come from a user-editable TOML table (:mod:`analysis.prices`); a measured capacity replaces the
+estimate when a run is given (:mod:`analysis.measured`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from analysis.capacity import capacity_from_run
-from analysis.frame import RunData
-from analysis.goodput import class_slos
+from analysis.measured import Measured
+from analysis.prices import PriceBook
 from loadtest.errors import ConfigError
-from loadtest.model.catalog import check_architecture, unknown_name
+from loadtest.model.catalog import check_architecture
 from loadtest.model.predict import (
+    MODEL_UNIT_MIX,
     REFERENCE_MIX,
     Resource,
     bounding_resource,
@@ -45,26 +43,18 @@ from loadtest.model.predict import (
 from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import ARCHITECTURES, Deployment
 from loadtest.model.serving import ServingConfig
-from loadtest.sim.config import SimConfig
-from loadtest.spec.simulator import SimSettings
 
 __all__ = [
     "HOURS_PER_MONTH",
     "ArchitecturePlan",
     "Forecast",
-    "Measured",
-    "PriceBook",
-    "PriceEntry",
     "SloTargets",
-    "load_prices",
-    "measured_from_run",
     "plan",
     "slo_capacity",
 ]
 
 HOURS_PER_MONTH = 730.0
 MINUTES_PER_MONTH = HOURS_PER_MONTH * 60.0
-MODEL_UNIT_MIX = (3500, 300)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,47 +89,6 @@ class SloTargets:
 
     ttft_s: float | None = None
     tpot_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PriceEntry:
-    ppt_input_per_million: float | None = None
-    ppt_output_per_million: float | None = None
-    pt_per_chunk_hour: float | None = None
-    pt_per_model_unit_hour: float | None = None
-    throughput_chunk_size: float | None = None
-    model_unit_tokens_per_s: float | None = None
-    itpm: int | None = None
-    otpm: int | None = None
-    qph: int | None = None
-    qps: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PriceBook:
-    label: str
-    entries: Mapping[str, PriceEntry]
-    source: str | None = None
-
-    def get(self, architecture: str) -> PriceEntry:
-        return self.entries.get(architecture, self.entries.get("default", PriceEntry()))
-
-
-@dataclass(frozen=True, slots=True)
-class Measured:
-    """A measured SLO capacity for one architecture: tokens/s meeting the SLOs at the user's mix on an endpoint
-    whose band was ``band_tokens_per_s`` (nominal), with a relative 95 % interval (``None``: no interval, e.g. too
-    few requests for the percentile's bound). ``lower_bound``: every tested stage met the SLOs, so the capacity is
-    at least this. ``breached_slo``: what limited it (from the run)."""
-
-    slo_tokens_per_s: float
-    band_tokens_per_s: float
-    relative_ci: float | None = 0.05
-    run: str | None = None
-    breached_slo: str | None = None
-    lower_bound: bool = False
-    mix: tuple[int, int] | None = None  # the run's mean (input, output) tokens per request
-    slos: str | None = None  # the run's SLOs, as text
 
 
 # plan --format json keeps its keys until its schema is versioned
@@ -376,141 +325,3 @@ def plan(
             raise ConfigError(f"{key} generates text: give the output tokens per request (> 0)")
         out.append(_plan_one(key, gpu, forecast, slo, headroom, book, (measured or {}).get(key), max_batch))
     return out
-
-
-def _sim_band(sim: SimSettings, max_batch: int) -> float:
-    """Nominal tokens/s of the simulated endpoint a run measured (its sizing settings,
-    :data:`loadtest.spec.simulator.SIZING_KEYS`): its PT band, or (model units) its replicas times one replica's
-    tokens/s at the model-unit reference mix."""
-    try:
-        config = SimConfig(**sim.sizing())
-        band = config.band()
-        replicas = config.replica_count
-    except (TypeError, ConfigError) as exc:
-        raise ConfigError(f"the run's simulator settings are not usable: {exc}") from None
-    if config.mode == "ppt":
-        raise ConfigError(
-            "that run measured a pay-per-token endpoint (its quotas), not a provisioned band: plan from a PT run"
-        )
-    if band is not None:
-        return float(band[1])
-    engine = ServingConfig(config.deployment(), max_batch=config.max_batch or max_batch)
-    return replicas * saturation(engine, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
-
-
-def measured_from_run(
-    data: RunData,
-    architecture: str | None = None,
-    band_tokens_per_s: float | None = None,
-    max_batch: int = 256,
-) -> tuple[str, Measured]:
-    """``(architecture, Measured)`` from a run: its highest SLO-compliant req/s (:func:`capacity_from_run`, with
-    the 95 % CI) times the mean input + output tokens of its successful requests, against the band it ran on.
-
-    A simulator run knows both its architecture and its band (``manifest.simulator``); a run against a
-    real endpoint needs them given: the architecture served and its provisioned tokens/s (``max`` of the band).
-    """
-    simulated = data.manifest.simulator
-    sim = simulated.settings if simulated is not None else None
-    if architecture is None and sim is not None:
-        architecture = str(sim.value("architecture"))
-    arch = architecture
-    if arch is None:
-        raise ConfigError(
-            f"{data.run_dir} ran against an endpoint: give the architecture it served (--run-arch)"
-        )
-    check_architecture(arch, "--run-arch" if architecture is not None else str(data.run_dir))
-    if band_tokens_per_s is None:
-        if sim is None:
-            raise ConfigError(
-                f"{data.run_dir} ran against an endpoint: give its provisioned tokens/s (--run-band)"
-            )
-        given = sim if sim.architecture is not None else dataclasses.replace(sim, architecture=arch)
-        band_tokens_per_s = _sim_band(given, max_batch)
-    if band_tokens_per_s <= 0:
-        raise ConfigError("the measured endpoint's band must be > 0 tokens/s")
-    cap = capacity_from_run(data)
-    if cap.max_rps is None:
-        raise ConfigError(f"{data.run_dir}: {cap.basis}; there is no SLO-compliant throughput to plan from")
-    ok = data.records[data.records["ok"]]
-    total = (ok["prompt_tokens"].astype("float64") + ok["output_tokens"].astype("float64")).dropna()
-    if total.empty:
-        raise ConfigError(f"{data.run_dir} has no successful request with usage counts")
-    per_request = float(total.mean())
-    mix = (
-        round(float(ok["prompt_tokens"].astype("float64").mean())),
-        round(float(ok["output_tokens"].astype("float64").mean())),
-    )
-    lo, hi = cap.max_rps_ci
-    rel = None
-    if lo is not None and hi is not None:
-        rel = max(cap.max_rps - lo, hi - cap.max_rps) / cap.max_rps
-    limit = cap.limit_detail if cap.limit is not None else "none reached in the run"
-    return arch, Measured(
-        slo_tokens_per_s=cap.max_rps * per_request,
-        band_tokens_per_s=band_tokens_per_s,
-        relative_ci=rel,
-        run=data.run_dir.name,
-        breached_slo=f"measured: {limit}",
-        lower_bound=all(point.meets() for point in cap.points),
-        mix=mix,
-        slos="; ".join(
-            f"{cls}: {_slo_text(slo)}" for cls, slo in class_slos(data.manifest.spec.request_classes).items()
-        )
-        or None,
-    )
-
-
-def _slo_text(slo: Mapping[str, float]) -> str:
-    return ", ".join(f"{k} ≥ {v:g}" if k == "attainment" else f"{k} ≤ {v:g} s" for k, v in slo.items())
-
-
-def load_prices(path: Path) -> PriceBook:
-    """A price/quota table: ``label = "..."`` and one ``[models."<architecture>"]`` table per model (or
-    ``default``) with any of the :class:`PriceEntry` fields. Quotas are positive integers, prices numbers ≥ 0,
-    chunk sizes and model-unit rates numbers > 0; an unknown model name or key is an error, not ignored."""
-    import difflib
-
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read price table {path}: {exc}") from None
-
-    def hint(key: str, known: list[str]) -> str:
-        close = difflib.get_close_matches(key, known, n=1)
-        return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
-
-    for key in raw:
-        if key not in ("label", "models"):
-            raise ConfigError(f"{path}: unknown key '{key}'{hint(key, ['label', 'models'])}")
-    label = raw.get("label", path.name)
-    if not isinstance(label, str):
-        raise ConfigError(f"{path}: label must be a string, got {label!r}")
-    models = raw.get("models", {})
-    if not isinstance(models, dict):
-        raise ConfigError(f"{path}: [models] must be a table of tables")
-    allowed = set(PriceEntry.__dataclass_fields__)
-    entries: dict[str, PriceEntry] = {}
-    for name, table in models.items():
-        where = f'{path}: [models."{name}"]'
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where} must be a table")
-        for key in table:
-            if key not in allowed:
-                raise ConfigError(f"{where}: unknown key '{key}'{hint(key, sorted(allowed))}")
-        if name != "default" and name not in ARCHITECTURES:
-            raise unknown_name("architecture", name, ["default", *sorted(ARCHITECTURES)], where)
-        for key, value in table.items():
-            number = (isinstance(value, int) and not isinstance(value, bool)) or (
-                isinstance(value, float) and math.isfinite(value)
-            )
-            if key in ("itpm", "otpm", "qph", "qps"):
-                ok, what = number and isinstance(value, int) and value > 0, "a positive integer"
-            elif key in ("throughput_chunk_size", "model_unit_tokens_per_s"):
-                ok, what = number and value > 0, "a number > 0"
-            else:  # a price
-                ok, what = number and value >= 0, "a number ≥ 0"
-            if not ok:
-                raise ConfigError(f"{where}: {key} must be {what}, got {value!r}")
-        entries[name] = PriceEntry(**table)
-    return PriceBook(label=label, entries=entries, source=str(path))

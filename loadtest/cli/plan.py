@@ -113,8 +113,10 @@ def plan(**opts: Any) -> None:
     monthly cost of each, for a forecast peak and SLOs."""
     import orjson
 
-    from analysis.plan import Forecast, SloTargets, load_prices, measured_from_run
+    from analysis.measured import measured_from_run
+    from analysis.plan import Forecast, SloTargets
     from analysis.plan import plan as make_plan
+    from analysis.prices import load_prices
     from loadtest.model.catalog import check_gpu
     from reports.plan_table import render_plan_table
     from scenarios import SHIPPED_DIR
@@ -232,7 +234,7 @@ def _load_run(path: Path) -> RunData:
 
 def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> None:
     """A simulator run knows its architecture and band: ``--run-arch`` / ``--run-band`` may only repeat them."""
-    from analysis.plan import _sim_band
+    from analysis.measured import simulated_band
 
     simulated = run.manifest.simulator
     if simulated is None or (arch is None and band is None):
@@ -243,7 +245,7 @@ def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> 
     if arch is not None and arch != sim_arch:
         raise ConfigError(f"{run.run_dir} simulated {sim_arch}, not {arch}: {known} (drop --run-arch)")
     if band is not None:
-        sim_band = _sim_band(sim, 256)
+        sim_band = simulated_band(sim, 256)
         if not math.isclose(band, sim_band, rel_tol=1e-6):
             raise ConfigError(
                 f"{run.run_dir} simulated a band of {sim_band:g} tokens/s, not {band:g}: {known} (drop --run-band)"

@@ -13,6 +13,7 @@ from loadtest.model.roofline import Deployment, decode_cost, decode_step_s, kv_c
 from loadtest.model.serving import ServingConfig
 
 __all__ = [
+    "MODEL_UNIT_MIX",
     "REFERENCE_MIX",
     "ClosedLoopPrediction",
     "Resource",
@@ -26,7 +27,10 @@ __all__ = [
 
 Start = Literal["spread", "burst"]
 Resource = Literal["kv", "memory", "compute"]
+# the mixes a provisioned band's nominal tokens/s are quoted at (docs/sources.md): token bands (UNVERIFIED) and
+# model units (the published Llama 4 Maverick point)
 REFERENCE_MIX: Final[tuple[int, int]] = (2048, 256)
+MODEL_UNIT_MIX: Final[tuple[int, int]] = (3500, 300)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,17 +9,9 @@ import orjson
 import pytest
 
 from analysis import load_run
-from analysis.plan import (
-    Forecast,
-    Measured,
-    PriceBook,
-    PriceEntry,
-    SloTargets,
-    load_prices,
-    measured_from_run,
-    plan,
-    slo_capacity,
-)
+from analysis.measured import Measured, measured_from_run
+from analysis.plan import Forecast, SloTargets, plan, slo_capacity
+from analysis.prices import PriceBook, PriceEntry, load_prices
 from loadtest.errors import ConfigError
 from loadtest.model.predict import predict_closed_loop
 from loadtest.model.roofline import Deployment
