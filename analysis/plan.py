@@ -33,10 +33,11 @@ from analysis.capacity import capacity_from_run
 from analysis.frame import RunData
 from analysis.goodput import class_slos
 from loadtest.errors import ConfigError
+from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import check_architecture, unknown_name
 from loadtest.model.predict import REFERENCE_MIX, feasible_batch, predict_closed_loop, saturation
 from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
-from loadtest.model.roofline import ARCHITECTURES, Deployment, decode_cost
+from loadtest.model.roofline import Deployment, decode_cost
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
 
