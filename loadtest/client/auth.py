@@ -27,7 +27,6 @@ from __future__ import annotations
 import configparser
 import os
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Protocol
 
 import httpx
 
-from loadtest.client.sse import redact
+from loadtest.client.scrub import public_url, redact
 from loadtest.errors import ConfigError, EndpointError
 
 __all__ = [
@@ -136,17 +135,6 @@ def _mask(client_id: str | None) -> str | None:
     return None if client_id is None else client_id[:4] + "…"
 
 
-def _safe_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def _normalize_host(host: str | None) -> str | None:
     if host is None:
         return None
@@ -196,7 +184,7 @@ class _StaticAuth:
     def describe(self) -> dict[str, object]:
         return {
             "kind": self._kind,
-            "host": None if self._host is None else _safe_url(self._host),
+            "host": None if self._host is None else public_url(self._host),
             "profile": self._profile,
             "client_id": None,
             "sources": dict(self._sources),
@@ -223,7 +211,7 @@ class PatAuth(_StaticAuth):
         self._token = token
 
     def __repr__(self) -> str:
-        return f"PatAuth(host={self._host and _safe_url(self._host)!r}, token='***')"
+        return f"PatAuth(host={self._host and public_url(self._host)!r}, token='***')"
 
 
 class NoAuth(_StaticAuth):
@@ -238,7 +226,7 @@ class NoAuth(_StaticAuth):
         super().__init__({}, host, profile, sources)
 
     def __repr__(self) -> str:
-        return f"NoAuth(host={self._host and _safe_url(self._host)!r})"
+        return f"NoAuth(host={self._host and public_url(self._host)!r})"
 
 
 class OAuthM2MAuth:
@@ -317,14 +305,14 @@ class OAuthM2MAuth:
     def refresh(self) -> None:
         requested_at = self._clock()
         url = self.token_url
-        shown = _safe_url(url)
+        shown = public_url(url)
         try:
             response = self._post(url)
         except httpx.HTTPError as exc:
-            detail = self._scrub(f"{type(exc).__name__}: {exc}")
+            detail = redact(f"{type(exc).__name__}: {exc}", (self._client_secret, self._token))
             raise EndpointError(f"OAuth token request to {shown} failed: {detail}") from None
         if not response.is_success:
-            detail = self._scrub(response.text)
+            detail = redact(response.text, (self._client_secret, self._token))
             raise EndpointError(
                 f"OAuth token request to {shown} failed: HTTP {response.status_code} {detail}".rstrip()
             )
@@ -358,16 +346,10 @@ class OAuthM2MAuth:
         with httpx.Client(timeout=_TOKEN_TIMEOUT) as client:
             return client.post(url, data=data, auth=auth, headers=headers)
 
-    def _scrub(self, text: str) -> str:
-        for secret in (self._client_secret, self._token):
-            if secret:
-                text = text.replace(secret, "***")
-        return redact(text)
-
     def describe(self) -> dict[str, object]:
         return {
             "kind": "oauth-m2m",
-            "host": _safe_url(self._host),
+            "host": public_url(self._host),
             "profile": self._profile,
             "client_id": _mask(self._client_id),
             "sources": dict(self._sources),
@@ -376,7 +358,7 @@ class OAuthM2MAuth:
 
     def __repr__(self) -> str:
         return (
-            f"OAuthM2MAuth(host={_safe_url(self._host)!r}, client_id={_mask(self._client_id)!r}, "
+            f"OAuthM2MAuth(host={public_url(self._host)!r}, client_id={_mask(self._client_id)!r}, "
             f"client_secret='***', expires_at={self._expires_at!r})"
         )
 
@@ -512,7 +494,7 @@ def resolve_auth(
         kind = "oauth-m2m"
     elif host is not None:
         raise ConfigError(
-            f"a Databricks host ({_safe_url(host)}, from {values['host'][1]}) is set but no credentials: set "
+            f"a Databricks host ({public_url(host)}, from {values['host'][1]}) is set but no credentials: set "
             "DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET, or name a profile "
             "(the config file is not read when a host is given without a profile), or DATABRICKS_AUTH_TYPE=none"
         )
