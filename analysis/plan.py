@@ -31,6 +31,7 @@ from typing import Any
 from analysis.measured import Measured
 from analysis.prices import PriceBook
 from loadtest.errors import ConfigError
+from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import check_architecture
 from loadtest.model.predict import (
     MODEL_UNIT_MIX,
@@ -41,7 +42,7 @@ from loadtest.model.predict import (
     saturation,
 )
 from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
-from loadtest.model.roofline import ARCHITECTURES, Deployment
+from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 
 __all__ = [

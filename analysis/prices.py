@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.errors import ConfigError
+from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import unknown_name
-from loadtest.model.roofline import ARCHITECTURES
 
 __all__ = ["PriceBook", "PriceEntry", "load_prices"]
 

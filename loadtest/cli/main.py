@@ -23,6 +23,9 @@ from loadtest.errors import ConfigError, EndpointError, LoadtestError
 if TYPE_CHECKING:
     from loadtest.spec.simulator import SimSettings
 
+if TYPE_CHECKING:
+    from reports.analyze_output import AnalyzeFormat
+
 __all__ = ["cli", "main"]
 
 
@@ -180,12 +183,13 @@ def run(scenario: Path | None, **opts: Any) -> None:
     SCENARIO is a TOML file (see scenarios/); flags override it. With no endpoint anywhere, the run goes to the
     embedded simulator.
     """
+    from loadtest.rundir import SUMMARY_FILE
     from loadtest.runner.launch import launch
     from loadtest.runner.run import Distribution
     from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.spec.scenario import load_scenario
     from loadtest.spec.simulator import SimSettings
-    from reports import render_load_table, render_quota_note, render_stage_table
+    from reports import render_load_table, render_quota_note, render_stage_table, summary_json
     from scenarios import find_shipped
 
     if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
@@ -255,7 +259,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
         elif load.capped:
             click.echo(f"note: {load.stage}: did not offer its target load: {load.reason}", err=True)
     click.echo(f"records: {outcome.records} in {outcome.run_dir}/records.jsonl ({outcome.status})")
-    _write_summary(outcome.run_dir, result.summaries)
+    (outcome.run_dir / SUMMARY_FILE).write_bytes(summary_json(result.summaries))
     if outcome.status == "interrupted":
         raise SystemExit(130)
     if outcome.status == "failed":
@@ -266,15 +270,6 @@ def run(scenario: Path | None, **opts: Any) -> None:
         raise EndpointError(
             f"no request succeeded ({outcome.records} failed), most often: {result.most_common_error}"
         )
-
-
-def _write_summary(run_dir: Path, summaries: list[Any]) -> None:
-    import orjson
-
-    from loadtest.rundir import SUMMARY_FILE
-
-    payload = {"stages": [s.to_dict() for s in summaries]}
-    (run_dir / SUMMARY_FILE).write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
 
 
 def _check_simulator(settings: SimSettings) -> None:
@@ -311,17 +306,14 @@ def _check_simulator(settings: SimSettings) -> None:
     help="Predict TPOT and E2E at these arrival rates from the run's TPOT fit and Little's law (flagged when "
     "beyond twice the measured range).",
 )
-def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None, predict_at: tuple[str, ...]) -> None:
+def analyze(
+    run_dir: Path, fmt: AnalyzeFormat, by: str, out_file: Path | None, predict_at: tuple[str, ...]
+) -> None:
     """Summarise a run directory: throughput, latency percentiles, goodput, errors, and capacity.
 
     Goodput counts requests that meet every SLO of their class (the scenario's [class.slo]); capacity gives the
     highest SLO-compliant throughput over the run's stages, the knee, saturation and the binding limit.
     """
-    import csv
-    import io
-
-    import orjson
-
     from analysis import (
         SKIPPED_LINES,
         capacity_from_run,
@@ -332,7 +324,7 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None, predict_at:
         summarize_classes,
         summarize_stages,
     )
-    from reports import render_capacity, render_predictions, render_summary_table, summary_csv_rows
+    from reports import AnalyzeReport, render_analysis
 
     data = require_records(load_run(run_dir))
     order = data.manifest.stage_order
@@ -341,37 +333,22 @@ def analyze(run_dir: Path, fmt: str, by: str, out_file: Path | None, predict_at:
         summaries = summarize_stages(data.records, order, slos=slos)
     else:
         summaries = summarize_classes(data.records, slos=slos, by_stage=by == "stage,class", order=order)
-    result = capacity_from_run(data)
-    predictions = [predict(result, rate) for rate in _numbers(predict_at, "--predict", float)]
-    if fmt == "json":
-        payload = {
-            "run_id": data.manifest.run_id,
-            "status": data.manifest.status,
-            "by": by,
-            "slos": slos,
-            "skipped_lines": data.skipped_lines,
-            "summaries": [s.to_dict() for s in summaries],
-            "capacity": result.to_dict(),
-            "predictions": [p.to_dict() for p in predictions if p is not None],
-        }
-        text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
-    elif fmt == "csv":
-        rows = summary_csv_rows(summaries)
-        # no group at all (e.g. --by class where no record names its class): still a header, the per-stage one
-        names: list[str] = [] if rows else list(summary_csv_rows(summarize_stages(data.records, order))[0])
-        for row in rows:
-            names += [k for k in row if k not in names]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buf.getvalue()
-    else:
-        parts = [render_summary_table(summaries)] if summaries else ["no record names a request class"]
-        parts.append(render_capacity(result))
-        if predict_at:
-            parts.append(render_predictions(predictions))
-        text = "\n\n".join(parts) + "\n"
+    capacity = capacity_from_run(data)
+    predictions = [predict(capacity, rate) for rate in _numbers(predict_at, "--predict", float)]
+    report = AnalyzeReport(
+        run_id=data.manifest.run_id,
+        status=data.manifest.status,
+        by=by,
+        slos=slos,
+        skipped_lines=data.skipped_lines,
+        summaries=summaries,
+        capacity=capacity,
+        predictions=predictions,
+        predicted=bool(predict_at),
+        # no group at all (e.g. --by class where no record names its class): the CSV header is the per-stage one
+        csv_header_from=summarize_stages(data.records, order) if fmt == "csv" and not summaries else (),
+    )
+    text = render_analysis(report, fmt)
     if out_file is not None:
         try:
             out_file.write_text(text)

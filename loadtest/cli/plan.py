@@ -202,7 +202,7 @@ def _candidates(
     the measured ones. A decoder request holds its prompt and up to ``reserved`` (max_tokens) output tokens in its
     context: a given or measured architecture with a shorter context is an error, a default one is left out with
     a note (embedding models clip their input instead, see :mod:`analysis.plan`)."""
-    from loadtest.model.roofline import ARCHITECTURES
+    from loadtest.model.architectures import ARCHITECTURES
 
     chosen = given + tuple(a for a in measured if a not in given)
     archs = chosen if given else tuple(k for k, a in ARCHITECTURES.items() if a.kind == kind)

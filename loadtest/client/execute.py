@@ -19,7 +19,8 @@ import orjson
 from loadtest.client.clock import Clock
 from loadtest.client.protocol import PreparedRequest
 from loadtest.client.records import ErrorClass, RequestRecord
-from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body, redact
+from loadtest.client.scrub import redact
+from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body
 
 __all__ = [
     "RawResponse",

@@ -12,8 +12,9 @@ import httpx
 from loadtest.client.clock import EpochClock
 from loadtest.client.execute import RecordContext, execute_request
 from loadtest.client.httpx_transport import HttpxTransport, default_timeout
-from loadtest.client.protocol import EndpointSpec, RequestClass, build_request, public_url
+from loadtest.client.protocol import EndpointSpec, RequestClass, build_request
 from loadtest.client.records import RequestRecord
+from loadtest.client.scrub import public_url
 from loadtest.errors import EndpointError
 
 __all__ = ["first_model_id", "preflight"]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+
+from loadtest.client.scrub import public_url
 
 __all__ = [
     "EndpointSpec",
@@ -25,7 +26,7 @@ __all__ = [
     "RequestClass",
     "RequestKind",
     "build_request",
-    "public_url",
+    "public_url",  # re-exported for loadtest.runner.launch, which has not moved to loadtest.client.scrub yet
 ]
 
 RequestKind = Literal["chat", "completions", "embeddings"]
@@ -34,15 +35,6 @@ _OPENAI_PATHS: dict[str, str] = {
     "completions": "/completions",
     "embeddings": "/embeddings",
 }
-
-
-def public_url(url: str) -> str:
-    """The URL with any user-info and query string removed (safe for manifests, logs and errors)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @dataclass(frozen=True, slots=True)

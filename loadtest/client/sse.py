@@ -25,11 +25,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["StreamOutcome", "consume_sse", "count_text_tokens", "parse_completion_body", "redact"]
+from loadtest.client.scrub import redact
+
+__all__ = ["StreamOutcome", "consume_sse", "count_text_tokens", "parse_completion_body"]
 
 _FIN_NULL = (b'"finish_reason":null', b'"finish_reason": null')
 _SLOW_MARKERS = (b'"usage":{', b'"usage": {', b'"content":""', b'"content": ""', b'"text":""', b'"text": ""')
-_MAX_DETAIL = 160
 
 
 @dataclass(slots=True)
@@ -190,12 +191,3 @@ def parse_completion_body(body: bytes) -> tuple[StreamOutcome, int]:
         elif not isinstance(obj.get("data"), list) and out.error is None:
             out.error = ("protocol", "response has neither 'choices' nor 'data'")
     return out, client_tokens
-
-
-def redact(text: str) -> str:
-    """Remove anything that looks like a credential and cap the length, for error details and logs."""
-    text = re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
-    text = re.sub(r"\bdapi[0-9a-zA-Z-]{8,}", "dapi***", text)
-    text = re.sub(r"(?i)(client_secret|api[_-]?key|token)([\"'=:\s]+)[^\s\"',}]+", r"\1\2***", text)
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import difflib
 
 from loadtest.errors import ConfigError
-from loadtest.model.roofline import ARCHITECTURES, GPUS, Architecture, GpuProfile
+from loadtest.model.architectures import ARCHITECTURES, Architecture
+from loadtest.model.hardware import GPUS, GpuProfile
 
 __all__ = ["architecture", "check_architecture", "check_gpu", "gpu", "unknown_name"]
 

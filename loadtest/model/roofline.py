@@ -1,11 +1,8 @@
-"""Hardware and architecture catalog, and the roofline model of one engine step.
+"""The roofline model of one engine step: a :class:`Deployment` (an architecture on TP GPUs in a dtype), decode and
+prefill step times, KV cache capacity.
 
-Symbols (``reference/capacity.md`` §1 and §(a)): ``P_tot``/``P_act`` total/active parameters, ``L`` layers,
-``d_a = heads·head_dim``, ``b`` bytes per value (2 for fp16/bf16, 1 for fp8), ``BW`` memory bandwidth, ``peak`` dense
-fp16 tensor FLOP/s, ``MBU``/``MFU`` achievable fractions of them, ``TP`` tensor-parallel degree with efficiency
-``η_TP`` (1 / 0.95 / 0.7 / 0.6 for TP 1/2/4/8; 0.5 for TP 16, an extrapolation for two nodes).
+Symbols as in :mod:`loadtest.model.hardware` and :mod:`loadtest.model.architectures` (``docs/capacity-model.md``).
 
-- KV bytes per token: ``2·L·n_kv·head_dim·b`` (MLA: ``L·(kv_lora + rope)·b``).
 - Weights read by one decode step of batch ``B``: dense ``P_tot·b``; MoE
   ``(P_dense + L_moe·E·P_expert·(1 − (1 − k/E)^B))·b`` (the expected share of experts touched by ``B`` tokens).
 - Decode step: ``t = max(mem, compute) + comm + c0 + c1·B`` with
@@ -15,26 +12,17 @@ fp16 tensor FLOP/s, ``MBU``/``MFU`` achievable fractions of them, ``TP`` tensor-
 - Prefill of one sequence of ``n`` tokens: ``(2·P_act·n + 2·L·d_a·n²) / (TP·η·peak·MFU)`` (no ``c0``: the engine adds
   it once per step).
 - KV capacity in tokens: ``(TP·mem·0.9 − P_tot·b) / KV_tok``.
-- FP8 halves the bytes of weights and of the KV cache; it doubles ``peak`` only on GPUs with FP8 tensor cores (H100).
-  On an A100 it is weight-only quantisation: fewer bytes, fp16 arithmetic.
 
 Constants and their sources (``docs/capacity-model.md`` has the calibration table that holds them):
 
-- ``BW``, ``peak``, ``MBU`` (A100 0.75, H100 0.80), ``MFU`` 0.65, ``η_TP``, ``c0`` 2 ms (range 1.5–3 ms),
-  ``GPU_MEMORY_UTILIZATION`` 0.9, fp8 handling: ``reference/capacity.md`` §(a). MBU/MFU sit in the ranges Vidur's
-  ``mlp.csv`` gives (MBU 0.69–0.82, MFU 0.65–0.71, ``capacity.md`` §1).
-- ``c1`` = 10 µs per running sequence per step: Vidur models CPU overhead as a function of batch size (``capacity.md``
-  §1); the value is the one that, with the rest fixed at the ``capacity.md`` defaults, brings the large-batch
+- ``c0`` 2 ms (range 1.5–3 ms): ``docs/sources.md`` ("Roofline constants").
+- ``c1`` = 10 µs per running sequence per step: Vidur models CPU overhead as a function of batch size
+  (``docs/sources.md``); the value is the one that, with the rest fixed at these defaults, brings the large-batch
   TensorRT-LLM points (batches of 200–2048) within the error budget. It is invisible at small batch (10 µs at B = 1).
-- NVLink per-direction bandwidth: A100 300 GB/s (NVLink 3, 600 GB/s bidirectional), H100 450 GB/s (NVLink 4, 900 GB/s
-  bidirectional), NVIDIA datasheets. ``NCCL_EFFICIENCY`` 0.5: achieved all-reduce bus bandwidth for the 1–30 MB
-  activations of a decode step is about half the link peak (nccl-tests bus-bandwidth curves only reach ~80 % of
-  peak at ≥ 256 MB messages). An assumption, checked only through the TP 2/4/8 calibration points.
 - The all-reduce term applies to decode only; prefill keeps ``η_TP`` alone (its communication is ∝ n and small beside
   its compute).
 
-Architecture shapes come from the table in ``reference/capacity.md`` (HF configs); Llama 2/3 and Llama 4 Maverick
-shapes are from their HF configs as well and are marked as such. Every number here is a model, not a measurement.
+Every number here is a model, not a measurement.
 """
 
 from __future__ import annotations
@@ -42,17 +30,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from loadtest.model.architectures import ARCHITECTURES, Architecture
+from loadtest.model.hardware import (
+    GPU_MEMORY_UTILIZATION,
+    GPUS,
+    NCCL_EFFICIENCY,
+    TP_EFFICIENCY,
+    Dtype,
+    GpuProfile,
+    dtype_bytes,
+)
+
 __all__ = [
-    "ARCHITECTURES",
-    "GPUS",
-    "GPU_MEMORY_UTILIZATION",
-    "NCCL_EFFICIENCY",
-    "TP_EFFICIENCY",
-    "Architecture",
     "DecodeCost",
     "Deployment",
-    "Dtype",
-    "GpuProfile",
     "decode_cost",
     "decode_step_s",
     "default_tp",
@@ -61,159 +52,13 @@ __all__ = [
     "weight_read_bytes",
 ]
 
-Dtype = Literal["fp16", "fp8"]
-Kind = Literal["decoder", "embedding"]
-Provisioning = Literal["tokens_band", "model_units"]
-
-TP_EFFICIENCY: Final[dict[int, float]] = {1: 1.0, 2: 0.95, 4: 0.7, 8: 0.6, 16: 0.5}
-GPU_MEMORY_UTILIZATION: Final[float] = 0.9
-NCCL_EFFICIENCY: Final[float] = 0.5
 # default_tp picks the smallest TP whose weights take at most this share of the usable memory, leaving the rest to KV.
 _MAX_WEIGHT_SHARE: Final[float] = 0.75
 
 
-@dataclass(frozen=True, slots=True)
-class GpuProfile:
-    """One accelerator: bandwidth in B/s, dense fp16 FLOP/s, memory in bytes, achievable MBU and MFU, and the
-    per-direction NVLink bandwidth in B/s used by tensor-parallel all-reduces."""
-
-    name: str
-    mem_bw_bytes_s: float
-    peak_flops_fp16: float
-    mem_bytes: float
-    mbu: float
-    mfu: float
-    fp8_tensor_cores: bool = False
-    nvlink_bytes_s: float = 300e9
-
-
-GPUS: Final[dict[str, GpuProfile]] = {
-    "a100": GpuProfile(
-        "A100-80GB", 2.039e12, 312e12, 80e9, 0.75, 0.65, fp8_tensor_cores=False, nvlink_bytes_s=300e9
-    ),
-    "h100": GpuProfile(
-        "H100-80GB", 3.35e12, 989e12, 80e9, 0.80, 0.65, fp8_tensor_cores=True, nvlink_bytes_s=450e9
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Architecture:
-    """The shape of one model. ``kv_bytes_per_token`` is at 16 bits; MoE fields are zero for dense models.
-
-    ``moe_expert_params`` counts one routed expert in one MoE layer; ``moe_layers`` is how many layers are MoE.
-    """
-
-    key: str
-    name: str
-    params_total: float
-    params_active: float
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    context: int
-    kv_bytes_per_token: int
-    kind: Kind = "decoder"
-    provisioning: Provisioning = "tokens_band"
-    moe_experts: int = 0
-    moe_top_k: int = 0
-    moe_expert_params: float = 0.0
-    moe_layers: int = 0
-    native_dtype: Dtype = "fp16"
-
-    @property
-    def is_moe(self) -> bool:
-        return self.moe_experts > 0
-
-    @property
-    def attn_dim(self) -> int:
-        """``d_a = heads·head_dim``."""
-        return self.heads * self.head_dim
-
-    @property
-    def routed_expert_params(self) -> float:
-        """``L_moe·E·P_expert``: all routed expert weights."""
-        return self.moe_layers * self.moe_experts * self.moe_expert_params
-
-    @property
-    def dense_params(self) -> float:
-        """Parameters every token touches: ``P_tot − L_moe·E·P_expert``."""
-        return self.params_total - self.routed_expert_params
-
-
-def _gqa_kv(layers: int, kv_heads: int, head_dim: int) -> int:
-    """``2·L·n_kv·head_dim·2`` bytes: K and V at 16 bits."""
-    return 2 * layers * kv_heads * head_dim * 2
-
-
-def _dense(
-    key: str, name: str, params: float, shape: tuple[int, int, int, int, int], vocab: int, context: int
-) -> Architecture:
-    layers, hidden, heads, kv_heads, head_dim = shape
-    kv = _gqa_kv(layers, kv_heads, head_dim)
-    return Architecture(
-        key, name, params, params, layers, hidden, heads, kv_heads, head_dim, vocab, context, kv
-    )
-
-
-def _embedding(key: str, name: str, params: float, context: int) -> Architecture:
-    return Architecture(key, name, params, params, 24, 1024, 16, 16, 64, 30522, context, 0, kind="embedding")
-
-
-_L31, _L2 = 131072, 4096
-# fmt: off
-_CATALOG: Final[tuple[Architecture, ...]] = (
-    _dense("llama-3.2-1b", "Llama 3.2 1B", 1.24e9, (16, 2048, 32, 8, 64), 128256, _L31),
-    _dense("llama-3.2-3b", "Llama 3.2 3B", 3.21e9, (28, 3072, 24, 8, 128), 128256, _L31),
-    _dense("llama-3.1-8b", "Llama 3.1 8B", 8.03e9, (32, 4096, 32, 8, 128), 128256, _L31),
-    _dense("llama-3.1-70b", "Llama 3.1 70B", 70.6e9, (80, 8192, 64, 8, 128), 128256, _L31),
-    _dense("llama-3.3-70b", "Llama 3.3 70B", 70.6e9, (80, 8192, 64, 8, 128), 128256, _L31),
-    _dense("llama-3.1-405b", "Llama 3.1 405B", 405.9e9, (126, 16384, 128, 8, 128), 128256, _L31),
-    # Llama 3 and Llama 2: HF configs (not in capacity.md's table).
-    _dense("llama-3-8b", "Llama 3 8B", 8.03e9, (32, 4096, 32, 8, 128), 128256, 8192),
-    _dense("llama-3-70b", "Llama 3 70B", 70.6e9, (80, 8192, 64, 8, 128), 128256, 8192),
-    _dense("llama-2-7b", "Llama 2 7B", 6.74e9, (32, 4096, 32, 32, 128), 32000, _L2),
-    _dense("llama-2-13b", "Llama 2 13B", 13.0e9, (40, 5120, 40, 40, 128), 32000, _L2),
-    _dense("llama-2-70b", "Llama 2 70B", 69.0e9, (80, 8192, 64, 8, 128), 32000, _L2),
-    _dense("mistral-7b", "Mistral 7B", 7.24e9, (32, 4096, 32, 8, 128), 32000, 32768),
-    Architecture(
-        "mixtral-8x7b", "Mixtral 8x7B", 46.7e9, 12.9e9, 32, 4096, 32, 8, 128, 32000, 32768, _gqa_kv(32, 8, 128),
-        moe_experts=8, moe_top_k=2, moe_expert_params=3 * 4096 * 14336, moe_layers=32,
-    ),
-    Architecture(
-        "dbrx", "DBRX", 131.6e9, 36.5e9, 40, 6144, 48, 8, 128, 100352, 32768, _gqa_kv(40, 8, 128),
-        moe_experts=16, moe_top_k=4, moe_expert_params=3 * 6144 * 10752, moe_layers=40,
-    ),
-    _dense("mpt-7b", "MPT 7B", 6.7e9, (32, 4096, 32, 32, 128), 50432, 2048),
-    _dense("mpt-30b", "MPT 30B", 30.0e9, (48, 7168, 64, 64, 112), 50432, 8192),
-    # MLA: one latent of kv_lora 512 + rope 64 per layer; kv_heads=1 stands for that latent; head_dim is the q/k dim.
-    Architecture(
-        "deepseek-r1", "DeepSeek R1", 671e9, 37e9, 61, 7168, 128, 1, 192, 129280, 163840, 61 * (512 + 64) * 2,
-        moe_experts=256, moe_top_k=8, moe_expert_params=3 * 7168 * 2048, moe_layers=58, native_dtype="fp8",
-    ),
-    # Llama 4 Maverick (HF config; sized in model units, not tokens/s bands): 128 routed experts every other layer.
-    Architecture(
-        "llama-4-maverick", "Llama 4 Maverick", 400e9, 17e9, 48, 5120, 40, 8, 128, 202048, 1048576,
-        _gqa_kv(48, 8, 128), provisioning="model_units",
-        moe_experts=128, moe_top_k=1, moe_expert_params=3 * 5120 * 8192, moe_layers=24,
-    ),
-    _embedding("gte-large", "GTE-large-en-v1.5", 434e6, 8192),
-    _embedding("bge-large", "BGE-large-en-v1.5", 335e6, 512),
-)
-# fmt: on
-ARCHITECTURES: Final[dict[str, Architecture]] = {a.key: a for a in _CATALOG}
-
-
-def _bytes_per_value(dtype: Dtype) -> int:
-    return 1 if dtype == "fp8" else 2
-
-
 def default_tp(arch: Architecture, gpu: GpuProfile, dtype: Dtype = "fp16") -> int:
     """Smallest TP in 1, 2, 4, 8, 16 whose weights fill at most 75 % of ``TP·mem·0.9`` (the rest holds KV)."""
-    weights = arch.params_total * _bytes_per_value(dtype)
+    weights = arch.params_total * dtype_bytes(dtype)
     for tp in TP_EFFICIENCY:
         if weights <= _MAX_WEIGHT_SHARE * GPU_MEMORY_UTILIZATION * tp * gpu.mem_bytes:
             return tp
@@ -269,7 +114,7 @@ class Deployment:
 
     @property
     def bytes_per_value(self) -> int:
-        return _bytes_per_value(self.dtype)
+        return dtype_bytes(self.dtype)
 
     @property
     def weight_bytes(self) -> float:

@@ -24,9 +24,10 @@ from typing import Literal
 
 from loadtest.errors import ConfigError
 from loadtest.model.catalog import check_architecture, check_gpu
+from loadtest.model.hardware import Dtype
 from loadtest.model.predict import reference_chunk_size
 from loadtest.model.quota import QuotaLimits
-from loadtest.model.roofline import Deployment, Dtype
+from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.faults import FaultConfig
 from loadtest.spec.simulator import default

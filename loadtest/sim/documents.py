@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from loadtest.model.architectures import Architecture
 from loadtest.model.predict import reference_chunk_size
-from loadtest.model.roofline import Architecture, Deployment
+from loadtest.model.roofline import Deployment
 from loadtest.sim.config import SimConfig
 
 __all__ = ["endpoint_document", "metrics_text", "model_type", "models_document", "optimization_info"]

@@ -15,8 +15,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
+from loadtest.model.hardware import Dtype
 from loadtest.model.predict import saturation
-from loadtest.model.roofline import Deployment, Dtype, decode_step_s, prefill_s
+from loadtest.model.roofline import Deployment, decode_step_s, prefill_s
 from loadtest.model.serving import ServingConfig
 
 TRT_MAX_BATCH = 2048

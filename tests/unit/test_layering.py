@@ -2,25 +2,55 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 PACKAGES = ("loadtest", "analysis", "reports", "scenarios")
 # the modules that import locust / gevent: they run only in the engine's child process
-GEVENT_DOOR = ("loadtest.engine.roles",)
+GEVENT_DOOR = ("loadtest.engine.gevent_transport", "loadtest.engine.roles", "loadtest.engine.users")
+GEVENT_ROOTS = ("gevent", "geventhttpclient", "locust")
 
 
-def all_modules() -> list[str]:
+def every_module() -> list[str]:
     names = []
     for pkg_name in PACKAGES:
         pkg = importlib.import_module(pkg_name)
         names.append(pkg_name)
         names += [m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=pkg_name + ".")]
-    return [n for n in names if n not in GEVENT_DOOR and not n.endswith(".__main__")]
+    return names
+
+
+def all_modules() -> list[str]:
+    return [n for n in every_module() if n not in GEVENT_DOOR and not n.endswith(".__main__")]
+
+
+def imports_gevent_itself(name: str) -> bool:
+    """Whether the module's own source has an ``import gevent…`` / ``import locust…`` statement."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots = [node.module.split(".")[0]]
+        else:
+            continue
+        if any(root in GEVENT_ROOTS for root in roots):
+            return True
+    return False
+
+
+def test_gevent_door_lists_exactly_the_modules_that_import_gevent() -> None:
+    importers = sorted(n for n in every_module() if not n.endswith(".__main__") and imports_gevent_itself(n))
+    assert importers == sorted(GEVENT_DOOR)
 
 
 def test_nothing_but_the_engine_imports_gevent() -> None:
@@ -35,10 +65,28 @@ def test_nothing_but_the_engine_imports_gevent() -> None:
     assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
 
 
-def test_the_engine_does_import_locust() -> None:
-    code = "import sys, loadtest.engine.roles; print('locust' in sys.modules and 'gevent' in sys.modules)"
+@pytest.mark.parametrize("name", GEVENT_DOOR)
+def test_every_door_module_does_import_gevent(name: str) -> None:
+    code = f"import sys, {name}\nprint(sorted(root for root in {GEVENT_ROOTS!r} if root in sys.modules))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "True"
+    wanted = ["gevent", "geventhttpclient"] if name.endswith("gevent_transport") else list(GEVENT_ROOTS)
+    assert out.stdout.strip() == repr(wanted)
+
+
+def test_the_engine_monkey_patches_before_anything_imports_ssl_or_socket() -> None:
+    code = (
+        "import sys\n"
+        "from gevent import monkey\n"
+        "patch_all, seen = monkey.patch_all, []\n"
+        "def spy(*args, **kwargs):\n"
+        "    seen.append(sorted(m for m in ('ssl', 'socket', 'httpx', 'http.client') if m in sys.modules))\n"
+        "    return patch_all(*args, **kwargs)\n"
+        "monkey.patch_all = spy\n"
+        "import loadtest.engine.roles\n"
+        "print(seen[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", [m for m in all_modules() if not m.startswith("scenarios")])

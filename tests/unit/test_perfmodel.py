@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import pytest
 
-from loadtest.model import roofline as perfmodel
+from loadtest.model import architectures, hardware, roofline
+from loadtest.model.architectures import ARCHITECTURES
+from loadtest.model.hardware import GPUS, TP_EFFICIENCY
 from loadtest.model.roofline import (
-    ARCHITECTURES,
-    GPUS,
-    TP_EFFICIENCY,
     Deployment,
     decode_cost,
     decode_step_s,
@@ -21,14 +21,15 @@ from loadtest.model.roofline import (
 KIB = 1024
 
 
-def test_public_surface() -> None:
+@pytest.mark.parametrize("module", [hardware, architectures, roofline])
+def test_public_surface(module: ModuleType) -> None:
     defined = {
         name
-        for name, value in vars(perfmodel).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == perfmodel.__name__
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
     }
-    assert defined <= set(perfmodel.__all__)
-    assert all(hasattr(perfmodel, name) for name in perfmodel.__all__)
+    assert defined <= set(module.__all__)
+    assert all(hasattr(module, name) for name in module.__all__)
 
 
 @pytest.mark.parametrize(

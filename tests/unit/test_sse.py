@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from loadtest.client.clock import FakeClock
-from loadtest.client.sse import consume_sse, count_text_tokens, parse_completion_body, redact
+from loadtest.client.sse import consume_sse, count_text_tokens, parse_completion_body
 
 
 def chat_chunk(content: str | None, finish: str | None = None, *, space: bool = False) -> bytes:
@@ -196,19 +196,3 @@ def test_parse_rejects_html_and_foreign_json() -> None:
 def test_count_text_tokens_rule() -> None:
     assert count_text_tokens("the cat, sat.") == 5
     assert count_text_tokens("") == 0
-
-
-@pytest.mark.parametrize(
-    ("text", "leak"),
-    [
-        ("Authorization: Bearer dapi0123456789abcdef", "dapi0123456789abcdef"),
-        ('{"client_secret": "s3cr3t-value"}', "s3cr3t-value"),
-        ("token=abc.def.ghi rest", "abc.def.ghi"),
-    ],
-)
-def test_redact_removes_secrets(text: str, leak: str) -> None:
-    assert leak not in redact(text)
-
-
-def test_redact_caps_length() -> None:
-    assert len(redact("x" * 1000)) <= 160

@@ -1,0 +1,55 @@
+"""What may be shown: a URL and a piece of text with credentials removed — the one rule for each.
+
+:func:`public_url` is for every URL that reaches a manifest, a log line, a ``describe()`` or an error message: it
+keeps scheme, host (as written, IPv6 brackets and port included) and path, and drops any ``user:password@`` and the
+query string and fragment (which may carry ``?token=`` / ``?api_key=``). It is plain string work, so it never raises
+on a malformed URL and a URL without a scheme loses its credentials too.
+
+:func:`redact` is for every piece of text from outside (server error bodies, stream errors, exception messages)
+before it is shown or recorded: the given secret values, bearer tokens, ``dapi…`` tokens,
+``client_secret`` / ``api_key`` / ``token`` / ``password`` values and credentials inside URLs become ``***``;
+whitespace runs collapse to one space and the text is capped at 160 characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["MAX_DETAIL", "public_url", "redact"]
+
+MAX_DETAIL = 160
+
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^\s/?#]*@"), r"\1***@"),
+    (re.compile(r"(?i)(bearer\s+)\S+"), r"\1***"),
+    (re.compile(r"\bdapi[0-9a-zA-Z-]{8,}"), "dapi***"),
+    (re.compile(r"(?i)(client_secret|password|api[_-]?key|token)([\"'=:\s]+)[^\s\"',}]+"), r"\1\2***"),
+)
+
+
+def public_url(url: str) -> str:
+    """``url`` safe to show: no user-info, no query string, no fragment; scheme, host, port and path as written."""
+    scheme, sep, rest = url.partition("//")
+    if not sep or (
+        scheme and not _SCHEME.fullmatch(scheme)
+    ):  # no authority: the whole of it is host and path
+        scheme, sep, rest = "", "", url
+    rest = _QUERY_OR_FRAGMENT.split(rest, maxsplit=1)[0]
+    authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` safe to show: ``secrets`` (known values, e.g. a client secret) and anything that looks like a
+    credential replaced by ``***``, whitespace collapsed, capped at :data:`MAX_DETAIL` characters."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"

@@ -1,0 +1,285 @@
+"""The engine's users and what one engine process shares: :class:`StageGate`, :class:`Engine`, :class:`LLMUser`.
+
+:class:`StageGate` says which stage is on, which users may send, and holds the open-loop arrival queue and the
+in-flight count; :class:`Engine` is one process's state (request factory, transport, credentials, record sink) and
+sends one request with its retries; :class:`LLMUser` is the Locust user that takes the next closed-loop turn or
+open-loop arrival. The rules applied are pure functions elsewhere (:mod:`loadtest.engine.distribute`,
+:mod:`loadtest.client.execute`).
+
+Part of the engine's gevent door: imported only in ``python -m loadtest.engine``, after
+:mod:`loadtest.engine.roles` has monkey-patched the process. The role running the process installs its engine
+with ``LLMUser.engine = ...`` (a worker's users can spawn before the run's spec arrives, so it may be unset).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import gevent
+from gevent.event import Event
+from gevent.queue import Queue
+from locust import User, constant, task
+from locust.env import Environment
+
+from loadtest.client.auth import AuthOptions, AuthProvider, resolve_auth
+from loadtest.client.clock import EpochClock
+from loadtest.client.execute import RecordContext, execute_request
+from loadtest.client.records import RequestRecord, dump_record
+from loadtest.engine.distribute import closed_loop_seq, users_per_worker
+from loadtest.engine.gevent_transport import GeventTransport
+from loadtest.errors import LoadtestError
+from loadtest.spec.runspec import RunSpec, Stage
+from loadtest.spec.workload import RequestFactory
+
+__all__ = ["Engine", "LLMUser", "StageGate"]
+
+
+class StageGate:
+    """Which stage is on, which users may send, the open-loop arrival queue, and the in-flight count."""
+
+    def __init__(self) -> None:
+        self.stage: Stage | None = None
+        self.index = 0
+        self.share = 0  # closed loop: how many of this process's users may send
+        self.ctx: RecordContext | None = None
+        self.accepting = False
+        self.inflight = 0
+        self.idle = 0  # open loop: users waiting on the arrival queue
+        self.started_in_stage = 0
+        self.no_free_user = 0
+        self.arrivals: Queue[tuple[int, float]] = Queue()
+        self._changed = Event()
+        self.drained = Event()
+        self.drained.set()
+
+    def open(self, stage: Stage, index: int, share: int, ctx: RecordContext) -> None:
+        self.stage, self.index, self.share, self.ctx, self.accepting = stage, index, share, ctx, True
+        self.started_in_stage = self.no_free_user = 0
+        self._signal()
+
+    def close(self) -> int:
+        """Stop admitting; returns how many queued open-loop arrivals were dropped unsent."""
+        self.accepting = False
+        dropped = 0
+        while not self.arrivals.empty():
+            self.arrivals.get_nowait()
+            dropped += 1
+        for _ in range(self.idle):  # wake users blocked on the queue
+            self.arrivals.put((-1, 0.0))
+        self._signal()
+        return dropped
+
+    def _signal(self) -> None:
+        old, self._changed = self._changed, Event()
+        old.set()
+
+    def wait_change(self) -> None:
+        self._changed.wait()
+
+    def admits(self, index: int) -> bool:
+        stage = self.stage
+        if not self.accepting or stage is None or stage.open_loop or index >= self.share:
+            return False
+        return stage.max_requests is None or self.started_in_stage < stage.max_requests
+
+
+def _auth_for(spec: RunSpec) -> AuthProvider:
+    """Credentials in the engine process: Databricks auth from the environment the CLI prepared, or the bearer
+    token named by ``api_key_env``."""
+    if spec.endpoint.auth == "databricks":
+        return resolve_auth(AuthOptions(), env=os.environ)
+    key_env = spec.endpoint.api_key_env
+    return resolve_auth(
+        AuthOptions(api_key_env=key_env, auth_type=None if key_env else "none"), env=os.environ
+    )
+
+
+class Engine:
+    """One process's users and what they share: stage gate, request factory, transport, credentials."""
+
+    def __init__(
+        self, spec: RunSpec, name: str, index: int, workers: int, sink: Callable[[bytes], None]
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.index = index
+        self.workers = workers
+        self.sink = sink
+        self.clock = EpochClock()
+        self.gate = StageGate()
+        self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed)
+        self.closed_n = 0
+        pool = users_per_worker(spec.pool_size, workers)
+        self.users = pool
+        self.transport = GeventTransport(
+            spec.endpoint.base_url, pool, spec.connect_timeout_s, spec.read_timeout_s
+        )
+        self.auth = _auth_for(spec)
+        self.cpu_at_open = 0.0
+        self.wall_at_open = 0.0
+        self.report: Callable[[str, dict[str, Any]], None] = lambda _kind, _fields: None
+
+    def refresh_credentials_forever(self, report: Callable[[str, dict[str, Any]], None]) -> None:
+        """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token).
+
+        Checks every 5 s, or every quarter of the token's remaining life when that is shorter, so even a token
+        that lives only seconds is replaced before it expires."""
+        while True:
+            expires = self.auth.expires_at
+            remaining = expires - time.time() if expires is not None else 20.0
+            gevent.sleep(min(5.0, max(0.2, remaining / 4)))
+            if self.auth.refresh_due(time.time()):
+                self.refresh_credentials(report, "due")
+
+    def refresh_credentials(self, report: Callable[[str, dict[str, Any]], None], why: str) -> None:
+        try:
+            self.auth.refresh()
+            report("auth_refreshed", {"expires_at": self.auth.expires_at, "by": self.name, "why": why})
+        except LoadtestError as exc:
+            report("auth_refresh_failed", {"detail": str(exc), "by": self.name})
+
+    def emit(self, record: RequestRecord) -> None:
+        self.sink(dump_record(record))
+
+    def open_stage(self, stage: Stage, index: int, share: int) -> None:
+        ctx = RecordContext(
+            run_id=self.spec.run_id,
+            stage=stage.label,
+            endpoint=self.spec.endpoint.name,
+            worker=self.name,
+            keep_gaps=self.spec.keep_gaps,
+        )
+        self.closed_n = 0
+        self.cpu_at_open, self.wall_at_open = time.process_time(), time.monotonic()
+        self.gate.open(stage, index, share, ctx)
+
+    def schedule(self, seq: int, due: float) -> None:
+        """Hand an open-loop arrival to a free user at ``due`` (epoch seconds)."""
+        gevent.spawn_later(max(0.0, due - self.clock()), self._arrive, seq, due)
+
+    def _arrive(self, seq: int, due: float) -> None:
+        gate = self.gate
+        if not gate.accepting:
+            return
+        if gate.idle <= gate.arrivals.qsize():
+            gate.no_free_user += 1
+        gate.arrivals.put((seq, due))
+
+    def close_stage(self, drain: bool = True) -> dict[str, Any]:
+        """Stop admitting, wait for in-flight requests (up to the drain timeout; not when the run is being
+        interrupted: they are cancelled and recorded as such) and report the stage."""
+        dropped = self.gate.close()
+        gevent.sleep(0)
+        drained = self.gate.drained.wait(self.spec.drain_timeout_s if drain else 0.0)
+        wall = time.monotonic() - self.wall_at_open
+        return {
+            "worker": self.name,
+            "dropped": dropped,
+            "no_free_user": self.gate.no_free_user,
+            "inflight": self.gate.inflight,
+            "drained": bool(drained) and self.gate.inflight == 0,
+            "cpu_share": (time.process_time() - self.cpu_at_open) / wall if wall > 0 else None,
+        }
+
+    def next_closed_seq(self) -> int:
+        seq = closed_loop_seq(self.gate.index, self.index, self.workers, self.closed_n)
+        self.closed_n += 1
+        return seq
+
+    def send(self, seq: int, scheduled_at: float) -> None:
+        """Send request ``seq``; after a 429, retry it as the scenario's ``[retry]`` policy says; after a 400 that
+        rejects ``stream_options``, once more without it."""
+        gate = self.gate
+        ctx = gate.ctx
+        assert ctx is not None
+        retry = self.spec.retry
+        gate.inflight += 1
+        gate.started_in_stage += 1
+        gate.drained.clear()
+        try:
+            attempt = 0
+            while True:
+                request = self.factory.make(seq)
+                record = execute_request(
+                    self.transport,
+                    request,
+                    self.auth.headers(),
+                    self.clock,
+                    ctx,
+                    seq=seq,
+                    scheduled_at=scheduled_at,
+                    emit=self.emit,
+                    attempt=attempt,
+                )
+                if record.status == 400 and b'"stream_options"' in request.body:
+                    # external models (e.g. Bedrock behind Databricks) reject stream_options: send this request
+                    # again without it, and no more of it for the rest of the run (usage then falls back to the
+                    # client count)
+                    if self.factory.include_usage is None:
+                        self.factory.include_usage = False
+                        self.report(
+                            "stream_options_rejected", {"detail": record.error_detail, "by": self.name}
+                        )
+                    attempt += 1
+                    scheduled_at = self.clock()
+                    continue
+                if (
+                    record.error_class != "rate_limited"
+                    or retry is None
+                    or retry.policy != "retry-after"
+                    or attempt >= retry.max_retries
+                    or not gate.accepting
+                ):
+                    return
+                wait = min(
+                    record.retry_after_s if record.retry_after_s is not None else 1.0,
+                    float(retry.max_wait_s),
+                )
+                gevent.sleep(wait)
+                if not gate.accepting:
+                    return
+                attempt += 1
+                scheduled_at = self.clock()
+        finally:
+            gate.inflight -= 1
+            if gate.inflight == 0:
+                gate.drained.set()
+
+
+class LLMUser(User):
+    """Closed loop: while its stage admits it, the user sends its next request as soon as the last one ends.
+    Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time)."""
+
+    wait_time = constant(0)
+    engine: ClassVar[Engine | None] = None  # set by the role running this process
+    _counter = 0
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.index = LLMUser._counter
+        LLMUser._counter += 1
+
+    @task
+    def work(self) -> None:
+        engine = LLMUser.engine
+        if engine is None:  # a worker's users can spawn before the run's spec arrives
+            gevent.sleep(0.05)
+            return
+        gate = engine.gate
+        stage = gate.stage
+        if stage is not None and stage.open_loop and gate.accepting:
+            gate.idle += 1
+            try:
+                item = gate.arrivals.get()
+            finally:
+                gate.idle -= 1
+            if item[0] >= 0:
+                engine.send(item[0], item[1])
+            return
+        if not gate.admits(self.index):
+            gate.wait_change()
+            return
+        engine.send(engine.next_closed_seq(), engine.clock())

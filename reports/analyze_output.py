@@ -1,0 +1,111 @@
+"""What ``loadtest analyze`` prints (table, JSON or CSV) and the ``summary.json`` that ``loadtest run`` writes.
+
+Built from finished results only: the CLI computes the summaries, the capacity answer and the predictions with
+:mod:`analysis`, puts them in an :class:`AnalyzeReport` and writes the text :func:`render_analysis` returns. The
+tables themselves are in :mod:`reports.console`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from analysis.capacity import CapacityResult
+from analysis.fit import LatencyPrediction
+from analysis.summary import StageSummary
+from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
+
+__all__ = [
+    "AnalyzeFormat",
+    "AnalyzeReport",
+    "analyze_csv",
+    "analyze_json",
+    "analyze_table",
+    "render_analysis",
+    "summary_json",
+]
+
+AnalyzeFormat = Literal["table", "json", "csv"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzeReport:
+    """Everything ``loadtest analyze`` shows about one run.
+
+    ``by`` is the grouping (``stage``, ``class`` or ``stage,class``); ``predicted`` whether ``--predict`` was given
+    (its table is shown even when no prediction could be made); ``csv_header_from`` the per-stage summaries whose
+    CSV header is written when ``summaries`` is empty (``--by class`` where no record names its class).
+    """
+
+    run_id: Any
+    status: Any
+    by: str
+    slos: Mapping[str, Mapping[str, float]]
+    skipped_lines: int
+    summaries: Sequence[StageSummary]
+    capacity: CapacityResult
+    predictions: Sequence[LatencyPrediction | None] = ()
+    predicted: bool = False
+    csv_header_from: Sequence[StageSummary] = ()
+
+
+def analyze_table(report: AnalyzeReport) -> str:
+    """The summary table (or a note that no record names a request class), the capacity answer, the predictions."""
+    parts = (
+        [render_summary_table(report.summaries)] if report.summaries else ["no record names a request class"]
+    )
+    parts.append(render_capacity(report.capacity))
+    if report.predicted:
+        parts.append(render_predictions(report.predictions))
+    return "\n\n".join(parts) + "\n"
+
+
+def analyze_json(report: AnalyzeReport) -> str:
+    """One JSON document: run id and status, grouping, SLOs, skipped lines, summaries, capacity, predictions."""
+    payload = {
+        "run_id": report.run_id,
+        "status": report.status,
+        "by": report.by,
+        "slos": report.slos,
+        "skipped_lines": report.skipped_lines,
+        "summaries": [s.to_dict() for s in report.summaries],
+        "capacity": report.capacity.to_dict(),
+        "predictions": [p.to_dict() for p in report.predictions if p is not None],
+    }
+    return orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
+
+
+def analyze_csv(report: AnalyzeReport) -> str:
+    """One row per summary (:func:`~reports.console.summary_csv_rows`); columns in order of first appearance.
+
+    With no summary at all there is still a header: the per-stage one of ``csv_header_from``."""
+    rows = summary_csv_rows(report.summaries)
+    header_rows = [] if rows else summary_csv_rows(report.csv_header_from)[:1]
+    names: list[str] = [k for row in header_rows for k in row]
+    for row in rows:
+        names += [k for k in row if k not in names]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def render_analysis(report: AnalyzeReport, fmt: AnalyzeFormat) -> str:
+    """The text ``loadtest analyze --format FMT`` writes."""
+    if fmt == "json":
+        return analyze_json(report)
+    if fmt == "csv":
+        return analyze_csv(report)
+    return analyze_table(report)
+
+
+def summary_json(summaries: Sequence[StageSummary]) -> bytes:
+    """``summary.json`` of a run directory: ``{"stages": [summary, ...]}``, indented."""
+    payload = {"stages": [s.to_dict() for s in summaries]}
+    return orjson.dumps(payload, option=orjson.OPT_INDENT_2)

@@ -1,0 +1,93 @@
+"""What may be shown: one rule for URLs (public_url) and one for text (redact)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from loadtest.client.auth import AuthOptions, OAuthM2MAuth, PatAuth, resolve_auth
+from loadtest.client.protocol import EndpointSpec
+from loadtest.client.scrub import MAX_DETAIL, public_url, redact
+from loadtest.errors import EndpointError
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pass@host:8000/v1", "http://host:8000/v1"),
+        ("https://user@host/v1", "https://host/v1"),
+        ("http://u:p@ss@host/v1", "http://host/v1"),  # an unencoded @ in the password
+        ("https://host/v1?token=abc&x=1", "https://host/v1"),
+        ("https://host/v1#frag", "https://host/v1"),
+        ("https://host?api_key=k#f", "https://host"),
+        ("https://me:pw@host:443/serving-endpoints?o=1#x", "https://host:443/serving-endpoints"),
+        ("host:8000/v1", "host:8000/v1"),  # no scheme
+        ("user:pass@host/v1?token=t", "host/v1"),  # no scheme, credentials still go
+        ("//u:p@host/v1", "//host/v1"),
+        ("http://[::1]:8000/v1", "http://[::1]:8000/v1"),  # IPv6 host keeps its brackets
+        ("http://u:p@[fe80::1]/v1?token=t", "http://[fe80::1]/v1"),
+        ("https://ADB-1.Example.net/", "https://ADB-1.Example.net/"),  # as written
+        ("http://host/models/a@b", "http://host/models/a@b"),  # an @ in the path is not user-info
+        ("http://host:99999/v1", "http://host:99999/v1"),  # a bad port does not raise
+        ("http://[::1", "http://[::1"),
+        ("", ""),
+    ],
+)
+def test_public_url(url: str, shown: str) -> None:
+    assert public_url(url) == shown
+
+
+def test_public_url_is_what_a_manifest_and_an_auth_description_show() -> None:
+    spec = EndpointSpec(base_url="http://user:pw@[::1]:8000/v1?token=t", model="m")
+    assert spec.public()["base_url"] == "http://[::1]:8000/v1"
+    auth = PatAuth("dapi-secret-0123456789", host="https://me:pw@adb-1.net?o=7")
+    assert auth.describe()["host"] == "https://adb-1.net"
+    assert "pw" not in repr(auth) and "dapi-secret" not in repr(auth)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Authorization: Bearer dapi0123456789abcdef", "Authorization: Bearer ***"),
+        ("dapi0123456789abcdef was refused", "dapi*** was refused"),
+        ('{"client_secret": "s3cr3t-value"}', '{"client_secret": "***"}'),
+        ("token=abc.def.ghi rest", "token=*** rest"),
+        ("GET /v1?api_key=k1&x=1 failed", "GET /v1?api_key=*** failed"),
+        ("password: hunter2", "password: ***"),
+        ("cannot reach http://user:pw@host/v1", "cannot reach http://***@host/v1"),
+        ("line one\n\n  line   two", "line one line two"),
+        ("nothing secret here", "nothing secret here"),
+    ],
+)
+def test_redact(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_redact_replaces_known_secret_values_first() -> None:
+    assert (
+        redact("invalid_client: wrong s3cr3t for cid", ["s3cr3t", None, ""])
+        == "invalid_client: wrong *** for cid"
+    )
+
+
+def test_redact_caps_length() -> None:
+    assert MAX_DETAIL == 160
+    assert redact("x" * 1000) == "x" * 159 + "…"
+    assert redact("x" * 160) == "x" * 160
+
+
+def test_an_oauth_failure_shows_neither_the_secret_nor_url_credentials() -> None:
+    body = "bad secret s3cr3t-value; see https://u:p@adb-1.net/docs?token=zzz"
+    refuse = httpx.MockTransport(lambda request: httpx.Response(401, text=body))
+    with httpx.Client(transport=refuse) as http:
+        auth = OAuthM2MAuth("https://me:pw@adb-1.net?o=7", "cid-123", "s3cr3t-value", http=http)
+        with pytest.raises(EndpointError) as info:
+            auth.refresh()
+    assert str(info.value) == (
+        "OAuth token request to https://adb-1.net failed: HTTP 401 bad secret ***; see https://***@adb-1.net/docs?token=***"
+    )
+
+
+def test_resolved_auth_describes_its_host_without_credentials() -> None:
+    auth = resolve_auth(AuthOptions(host="https://me:pw@adb-1.net", token="dapi0123456789"), env={})
+    assert auth.describe()["host"] == "https://adb-1.net"
