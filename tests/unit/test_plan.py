@@ -20,9 +20,10 @@ from analysis.plan import (
     plan,
     slo_capacity,
 )
+from analysis.plan import _resource as bounding_resource
 from loadtest.errors import ConfigError
-from loadtest.model.predict import predict_closed_loop
-from loadtest.model.roofline import Deployment
+from loadtest.model.predict import feasible_batch, predict_closed_loop
+from loadtest.model.roofline import Deployment, decode_cost, kv_capacity_tokens
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
 from tests.helpers import ROOT, refused, run_cli, two_stage_run
@@ -255,10 +256,52 @@ def test_estimated_rows_take_the_measured_runs_slos_unless_given(tmp_path: Path)
     out = orjson.loads(taken.stdout)
     assert out["slo"] == {"ttft_s": 0.4, "tpot_s": None} and "SLOs from run" in taken.stderr
     estimated = next(p for p in out["plans"] if p["architecture"] == "llama-3.3-70b")
-    assert estimated["binding"] in ("ttft", "saturation") and estimated["resource"] in (
-        "kv",
+    # the run's TTFT ≤ 0.4 s at its 1000 in / 100 out: a 70B H100 TP4 replica holds 208 users before the next one
+    # breaks TTFT (below saturation); 208 sequences fit its KV cache (256 would), and a decode step of 208 × 1,050
+    # tokens reads 141 GB of weights + 72 GB of KV: memory-bound (28 ms of reads against 17 ms of compute)
+    config = ServingConfig(Deployment.of("llama-3.3-70b", "h100"))
+    _, concurrency, binding = slo_capacity(config, 1000, 100, SloTargets(ttft_s=0.4))
+    assert (concurrency, binding) == (208, "ttft")
+    assert decode_cost(config.deployment, 208, 1050).bound == "memory"
+    assert (estimated["slo_concurrency"], estimated["binding"], estimated["resource"]) == (
+        208,
+        "ttft",
         "memory",
-        "compute",
     )
     given = orjson.loads(run_cli(*args, "--ttft", "2s").stdout)
     assert given["slo"]["ttft_s"] == 2.0
+
+
+def test_the_bounding_resource_is_named_from_the_model() -> None:
+    # KV: MPT-7B has no GQA (512 KiB a token); on one A100 (80 GB × 0.9 − 13.4 GB of weights) its cache holds
+    # 111,770 tokens, ⌊111,770 / 2,200⌋ = 50 requests of 2000 + 200: fewer than max_batch 256, so at saturation
+    # (concurrency 0) the cache caps the batch
+    mpt = ServingConfig(Deployment.of("mpt-7b", "a100"))
+    assert kv_capacity_tokens(mpt.deployment) == int((80e9 * 0.9 - 6.7e9 * 2) // (512 * 1024)) == 111_770
+    assert feasible_batch(mpt, 2000, 200) == 50
+    assert bounding_resource(mpt, 2000, 200, 0) == bounding_resource(mpt, 2000, 200, 64) == "kv"
+    # ... but 16 users are not capped: then the decode step's larger roofline term names the resource
+    assert bounding_resource(mpt, 2000, 200, 16) == "memory"
+    # memory: 16 users of Llama 3.1 8B on an H100 read (16.06 GB + 16 × 1,050 × 128 KiB) / (3.35 TB/s × 0.80) =
+    # 6.8 ms a step against (2 × 8.03e9 × 16 + 4 × 32 × 4096 × 16 × 1,050) / (989 TFLOP/s × 0.65) = 0.41 ms
+    h100 = ServingConfig(Deployment.of("llama-3.1-8b", "h100"))
+    cost = decode_cost(h100.deployment, 16, 1050)
+    assert (cost.memory_s, cost.compute_s) == (
+        pytest.approx(6.81e-3, rel=1e-3),
+        pytest.approx(4.13e-4, rel=1e-2),
+    )
+    assert bounding_resource(h100, 1000, 100, 16) == "memory"
+    # compute: at saturation 256 sequences of Llama 3.3 70B on 4 A100s (128 + 128: mean context 192) compute
+    # (2 × 70.6e9 × 256 + 4 × 80 × 8192 × 256 × 192) / (4 × 0.7 × 312 TFLOP/s × 0.65) = 63.9 ms a step but read
+    # only (141.2 GB + 256 × 192 × 320 KiB) / (4 × 0.7 × 2.039 TB/s × 0.75) = 36.74 ms
+    a100 = ServingConfig(Deployment.of("llama-3.3-70b", "a100"))
+    assert feasible_batch(a100, 128, 128) == a100.max_batch == 256
+    cost = decode_cost(a100.deployment, 256, 192)
+    assert (cost.memory_s, cost.compute_s) == (
+        pytest.approx(36.74e-3, rel=1e-3),
+        pytest.approx(63.9e-3, rel=1e-3),
+    )
+    assert bounding_resource(a100, 128, 128, 0) == "compute"
+    assert bounding_resource(a100, 128, 128, 1) == "memory"  # one user: the weights dominate
+    # an embedding model only prefills: compute
+    assert bounding_resource(ServingConfig(Deployment.of("bge-large", "a100")), 512, 0, 0) == "compute"
