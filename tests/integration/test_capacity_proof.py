@@ -31,7 +31,7 @@ from loadtest.model.predict import predict_closed_loop
 from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
-from tests.conftest import run_cli
+from tests.helpers import only_run_dir, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +86,7 @@ def write_scenario(path: Path, body: str) -> Path:
 def run(scenario: Path, out: Path) -> Path:
     proc = run_cli("run", str(scenario), "--out", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
-    (run_dir,) = out.iterdir()
-    return run_dir
+    return only_run_dir(out)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

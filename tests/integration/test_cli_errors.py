@@ -10,54 +10,40 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, run_cli
-
-
-def assert_one_line_error(proc_stderr: str, needle: str) -> None:
-    lines = [line for line in proc_stderr.splitlines() if line.strip()]
-    assert "Traceback" not in proc_stderr
-    assert len(lines) == 1, proc_stderr
-    assert lines[0].startswith("loadtest: error: ")
-    assert needle in lines[0]
+from tests.helpers import free_port, refused, run_cli
 
 
 def test_unknown_option() -> None:
     proc = run_cli("run", "--no-such-option")
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "No such option")
+    refused(proc, 2, "No such option")
 
 
 def test_unknown_command() -> None:
     proc = run_cli("frobnicate")
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "No such command")
+    refused(proc, 2, "No such command")
 
 
 def test_bad_duration() -> None:
     proc = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--duration", "soon")
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "invalid duration")
+    refused(proc, 2, "invalid duration")
 
 
 def test_bad_concurrency() -> None:
     proc = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "-c", "4,x")
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "--concurrency")
+    refused(proc, 2, "--concurrency")
 
 
 def test_unset_api_key_env() -> None:
     proc = run_cli(
         "run", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--api-key-env", "NOPE_NOT_SET_X"
     )
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "NOPE_NOT_SET_X")
+    refused(proc, 2, "NOPE_NOT_SET_X")
 
 
 def test_unreachable_endpoint(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     proc = run_cli("run", "--endpoint", f"http://127.0.0.1:{port}/v1", "--model", "m", "--out", str(tmp_path))
-    assert proc.returncode == 3
-    assert_one_line_error(proc.stderr, "cannot reach")
+    refused(proc, 3, "cannot reach")
     assert list(tmp_path.iterdir()) == []  # no run directory for a run that never started
 
 
@@ -89,20 +75,17 @@ def html_server() -> Iterator[str]:
 
 def test_non_openai_server(html_server: str, tmp_path: Path) -> None:
     proc = run_cli("run", "--endpoint", html_server, "--model", "m", "--out", str(tmp_path))
-    assert proc.returncode == 3
-    assert_one_line_error(proc.stderr, "does not answer like an OpenAI-compatible server")
+    refused(proc, 3, "does not answer like an OpenAI-compatible server")
 
 
 def test_endpoint_without_scheme() -> None:
     proc = run_cli("run", "--endpoint", "localhost:8000", "--model", "m")
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "http(s) URL")
+    refused(proc, 2, "http(s) URL")
 
 
 def test_analyze_missing_directory(tmp_path: Path) -> None:
     proc = run_cli("analyze", str(tmp_path / "nope"))
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "no run directory")
+    refused(proc, 2, "no run directory")
 
 
 def test_sim_port_in_use() -> None:
@@ -111,11 +94,9 @@ def test_sim_port_in_use() -> None:
         sock.listen()
         busy = sock.getsockname()[1]
         proc = run_cli("sim", "--port", str(busy), timeout=30)
-    assert proc.returncode == 3
-    assert_one_line_error(proc.stderr, str(busy))
+    refused(proc, 3, str(busy))
 
 
 def test_sim_unknown_architecture() -> None:
     proc = run_cli("sim", "--architecture", "gpt-9")
-    assert proc.returncode == 2
-    assert_one_line_error(proc.stderr, "unknown architecture")
+    refused(proc, 2, "unknown architecture")

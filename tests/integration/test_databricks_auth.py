@@ -9,7 +9,7 @@ import pytest
 
 from analysis import load_run
 from loadtest.sim import SimConfig, SimServer
-from tests.conftest import run_cli
+from tests.helpers import only_run_dir, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_oauth_tokens_are_refreshed_mid_run_and_never_written(tmp_path: Path) ->
         proc = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env, timeout=120)
         stats = sim.stats()
     assert proc.returncode == 0, proc.stderr
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_dir = only_run_dir(tmp_path / "runs")
     data = load_run(run_dir)
     df = data.records
     # every request authenticated although each token lived only 4 s of a 14 s stage

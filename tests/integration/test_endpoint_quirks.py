@@ -11,14 +11,9 @@ import pytest
 
 from analysis import load_run
 from loadtest.sim import SimConfig, SimServer
-from tests.conftest import free_port, run_cli, start_cli
+from tests.helpers import free_port, only_run_dir, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
-
-
-def only(out: Path) -> Path:
-    (run_dir,) = out.iterdir()
-    return run_dir
 
 
 def test_rejected_stream_options_are_dropped_and_the_request_sent_again(tmp_path: Path) -> None:
@@ -37,7 +32,7 @@ def test_rejected_stream_options_are_dropped_and_the_request_sent_again(tmp_path
             str(tmp_path),
         )
     assert proc.returncode == 0, proc.stderr
-    run_dir = only(tmp_path)
+    run_dir = only_run_dir(tmp_path)
     df = load_run(run_dir).records
     rejected = df[df["status"] == 400]
     assert 1 <= len(rejected) <= 3  # only the requests in flight before the first 400 came back
@@ -60,7 +55,7 @@ def test_retry_after_policy_retries_429s_after_waiting(tmp_path: Path) -> None:
     with SimServer(SimConfig(mode="ppt", qps=3)) as sim:
         proc = run_cli("run", str(scenario), "--endpoint", sim.url + "/v1", "--out", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr
-    df = load_run(only(tmp_path / "runs")).records
+    df = load_run(only_run_dir(tmp_path / "runs")).records
     limited = df[df["error_class"] == "rate_limited"]
     assert len(limited) > 0 and (limited["retry_after_s"] >= 1).all()
     assert df["attempt"].max() >= 1
@@ -85,11 +80,11 @@ def test_databricks_invocations_path_with_a_pat(tmp_path: Path) -> None:
         proc = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env)
         stats = sim.stats()
     assert proc.returncode == 0, proc.stderr
-    df = load_run(only(tmp_path / "runs")).records
+    df = load_run(only_run_dir(tmp_path / "runs")).records
     assert len(df) > 4 and df["ok"].all()
     assert stats["by_path"]["/serving-endpoints/sim-llama/invocations"] == len(df) + 1  # + the preflight
     assert b"dapi-test-token-123456" not in b"".join(
-        p.read_bytes() for p in only(tmp_path / "runs").iterdir()
+        p.read_bytes() for p in only_run_dir(tmp_path / "runs").iterdir()
     )
 
 
@@ -130,6 +125,6 @@ def test_a_worker_started_elsewhere_joins_the_master(tmp_path: Path) -> None:
         served = sim.stats()["by_path"]["/v1/chat/completions"]
     assert master.returncode == 0, err
     assert worker.returncode == 0
-    df = load_run(only(tmp_path)).records
+    df = load_run(only_run_dir(tmp_path)).records
     assert len(df) == served > 30
     assert {w.split("-")[0] for w in df["worker"]} == {"worker0"}

@@ -11,7 +11,7 @@ import pytest
 
 from analysis import check_load, load_run
 from loadtest.sim import SimConfig, SimServer
-from tests.conftest import run_cli
+from tests.helpers import only_run_dir, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +38,7 @@ def run(sim: SimServer, out: Path, *args: str) -> Path:
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
-    (run_dir,) = out.iterdir()
-    return run_dir
+    return only_run_dir(out)
 
 
 def gaps_cv(scheduled: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from analysis import load_run, summarize_stages
 from loadtest.client.records import read_records
 from loadtest.model.predict import predict_closed_loop
 from loadtest.sim import SimConfig, SimServer
-from tests.conftest import run_cli, start_cli
+from tests.helpers import only_run_dir, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,6 @@ def sim() -> Iterator[SimServer]:
     # 70B on A100 (TP4): decode steps of ~20 ms, so timing resolution is small against what is measured
     with SimServer(SimConfig(architecture="llama-3.3-70b", gpu="a100", seed=1)) as server:
         yield server
-
-
-def only_run_dir(out: Path) -> Path:
-    (run_dir,) = out.iterdir()
-    return run_dir
 
 
 def test_every_served_request_is_recorded_and_latencies_match_the_engine_model(

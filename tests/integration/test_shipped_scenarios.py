@@ -8,7 +8,7 @@ import pytest
 
 from analysis import load_run
 from loadtest.spec.scenario import load_scenario
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, only_run_dir, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,7 @@ def test_each_shipped_scenario_runs(path: Path, tmp_path: Path) -> None:
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr
-    (run_dir,) = tmp_path.iterdir()
-    data = load_run(run_dir)
+    data = load_run(only_run_dir(tmp_path))
     assert data.manifest.status == "complete"
     labels = {s.label for s in data.manifest.stages or ()}
     assert labels == {s.label for s in scenario.stages}

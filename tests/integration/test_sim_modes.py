@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +27,7 @@ from loadtest.sim.documents import model_type
 from loadtest.sim.faults import FaultConfig
 from loadtest.sim.server import SimConfig, SimServer
 from loadtest.spec.simulator import SimSettings
+from tests.helpers import wait_for
 
 CTX = RecordContext(run_id="r", stage="s", endpoint="sim", worker="w")
 TEN = "one two three four five six seven eight nine ten"  # 10 prompt tokens
@@ -69,15 +69,6 @@ def execute(
             scheduled_at=clock(),
             emit=lambda _record: None,
         )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def idle(sim: SimServer) -> bool:

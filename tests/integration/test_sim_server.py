@@ -23,6 +23,7 @@ from loadtest.model.predict import predict_closed_loop
 from loadtest.model.roofline import decode_step_s
 from loadtest.sim.server import SimConfig, SimServer
 from loadtest.sim.tokens import EMBEDDING_DIM
+from tests.helpers import wait_for
 
 TOKEN = "s3cret-token-value"
 
@@ -236,15 +237,6 @@ def test_concurrent_streams_are_batched(server: SimServer) -> None:
     steps_before = server.stats()["steps"]
     assert asyncio.run(main()) == [10 + i for i in range(16)]
     assert server.stats()["steps"] - steps_before < 16 * 10  # one step serves many streams
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_disconnect_drops_the_sequence(server: SimServer) -> None:

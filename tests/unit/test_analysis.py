@@ -24,102 +24,19 @@ from analysis import (
 )
 from loadtest.cli.main import main
 from loadtest.client.protocol import RequestClass
-from loadtest.client.records import GAPS_FILE, RequestRecord, dump_record
+from loadtest.client.records import GAPS_FILE, RequestRecord
 from loadtest.engine.conduct import Recorder
-from tests.unit.manifests import manifest_dict
-
-BASE = RequestRecord(
-    run_id="r1",
-    stage="s1",
-    request_class="chat",
-    endpoint="http://x/v1/chat/completions",
-    worker="w0",
-    seq=0,
-    scheduled_at=100.0,
-    started_at=100.0,
-    first_token_at=100.2,
-    last_token_at=100.5,
-    ended_at=101.0,
-    status=200,
-    error_class=None,
-    error_detail=None,
-    retry_after_s=None,
-    prompt_tokens=20,
-    output_tokens=11,
-    token_source="usage",
-    client_output_tokens=11,
-    max_tokens=11,
-    finish_reason="length",
-    chunk_gaps=(0.01, 0.02, 0.03),
-    server_request_id=None,
+from tests.helpers import (
+    SLO,
+    jsonl,
+    manifest_dict,
+    records,
+    refused,
+    run_cli,
+    stage_rows,
+    write_rows_run,
+    write_run,
 )
-SLO = {"chat": {"ttft_p95": 0.5, "tpot_p50": 0.1}}
-
-
-def records() -> list[RequestRecord]:
-    limited = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace output tokens per minute rate limit"
-    return [
-        BASE,  # good: ttft 0.2, tpot (1.0 − 0.2) / 10 = 0.08
-        replace(BASE, seq=1, first_token_at=100.8),  # ttft 0.8 > 0.5: not good
-        replace(BASE, seq=2, ended_at=103.0, chunk_gaps=None),  # tpot 0.28 > 0.1: not good; unstreamed
-        replace(BASE, seq=3, client_output_tokens=8),  # good; client count 27 % off usage
-        replace(
-            BASE,
-            seq=4,
-            first_token_at=None,
-            error_class="rate_limited",
-            status=429,
-            error_detail=limited,
-            retry_after_s=2.0,
-            output_tokens=None,
-            token_source=None,
-            client_output_tokens=None,
-            chunk_gaps=None,
-        ),
-        replace(
-            BASE, seq=5, error_class="stream_cut", error_detail="cut", chunk_gaps=(9.0,), first_token_at=100.1
-        ),
-        # another class and stage
-        replace(
-            BASE,
-            seq=6,
-            request_class="batch",
-            stage="s2",
-            started_at=200.0,
-            scheduled_at=199.9,
-            first_token_at=200.3,
-            ended_at=202.0,
-            chunk_gaps=None,
-        ),
-        replace(
-            BASE,
-            seq=7,
-            request_class="chat",
-            stage="s2",
-            started_at=200.0,
-            scheduled_at=200.0,
-            first_token_at=200.1,
-            ended_at=201.0,
-            chunk_gaps=(0.5, 0.5),
-        ),
-    ]
-
-
-def write_run(tmp_path: Path, lines: bytes, slo: dict[str, dict[str, float]] | None = None) -> Path:
-    run = tmp_path / "run"
-    run.mkdir(parents=True)
-    manifest = manifest_dict(
-        classes={"chat": (slo or SLO)["chat"], "batch": {}},
-        stage_labels=("s1", "s2"),
-        stages=[{"label": "s1", "target": {"kind": "concurrency"}}, {"label": "s2"}],
-    )
-    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
-    (run / "records.jsonl").write_bytes(lines)
-    return run
-
-
-def jsonl(recs: list[RequestRecord]) -> bytes:
-    return b"".join(dump_record(r) for r in recs)
 
 
 def test_load_keeps_gaps_flat_and_skips_a_partial_last_line(tmp_path: Path) -> None:
@@ -278,7 +195,12 @@ def test_analyze_json_table_csv_and_out(tmp_path: Path, capsys: pytest.CaptureFi
     payload = json.loads(capsys.readouterr().out)
     assert payload["slos"] == SLO
     assert [s["request_class"] for s in payload["summaries"]] == ["chat", "batch", "chat"]
-    assert payload["capacity"]["saturation_stage"] in ("s1", "s2")
+    # saturation is the stage with the most completed requests a second: s1 finishes 4 of its 6 (seq 4 and 5 fail)
+    # in 3 s (100.0 → 103.0), 1.33 req/s; s2 its 2 in 2 s (200.0 → 202.0), 1.0 req/s
+    assert (payload["capacity"]["saturation_stage"], payload["capacity"]["saturation_rps"]) == (
+        "s1",
+        pytest.approx(4 / 3),
+    )
     assert main(["analyze", str(run)]) == 0
     table = capsys.readouterr().out
     assert "goodput" in table and "max SLO-compliant throughput" in table and "binding limit" in table
@@ -317,23 +239,12 @@ def test_percentiles_match_numpys_linear_method(n: int) -> None:
 
 
 def test_analyze_predicts_latency_at_untested_rates(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
-    from tests.unit.test_capacity import stage_rows
-
     # 8 then 24 requests of 5 s each: 1.6 and 4.8 req/s, two points (in flight 8 and 24) for the TPOT fit
     rows = stage_rows("s0", 8, 5.0, 0.2, out_tokens=100) + stage_rows(
         "s1", 24, 5.0, 1.0, out_tokens=100, t0=100.0
     )
-    run_path = tmp_path / "run"
-    run_path.mkdir()
-    lines = b"".join(
-        orjson.dumps({**r, "seq": n, "run_id": "r", "worker": "w", "prompt_tokens": 10}) + b"\n"
-        for n, r in enumerate(rows)
-    )
-    (run_path / "records.jsonl").write_bytes(lines)
     manifest = manifest_dict(stage_labels=(), stages=[{"label": "s0"}, {"label": "s1"}])
-    (run_path / "manifest.json").write_bytes(orjson.dumps(manifest))
-    run = str(run_path)
+    run = str(write_rows_run(tmp_path / "run", rows, manifest, prompt_tokens=10, worker="w"))
     table = run_cli("analyze", run, "--predict", "3,100")
     assert table.returncode == 0, table.stderr
     assert "within the measured range" in table.stdout and "EXTRAPOLATED" in table.stdout
@@ -341,4 +252,4 @@ def test_analyze_predicts_latency_at_untested_rates(tmp_path: Path) -> None:
     (prediction,) = out["predictions"]
     assert prediction["rate_rps"] == 3 and not prediction["extrapolated"] and prediction["e2e_s"] > 0
     bad = run_cli("analyze", run, "--predict", "-3")
-    assert bad.returncode == 2 and "--predict" in bad.stderr
+    refused(bad, 2, "--predict")

@@ -19,7 +19,7 @@ from reports import (
     summary_csv_rows,
     summary_json,
 )
-from tests.unit.test_analysis import SLO, jsonl, records, write_run
+from tests.helpers import SLO, jsonl, records, write_run
 
 
 def report_of(run: Path, by: str = "stage", **extra: object) -> AnalyzeReport:

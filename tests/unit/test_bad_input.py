@@ -3,7 +3,6 @@ analyse), never a traceback or an "internal error"."""
 
 from __future__ import annotations
 
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,21 +16,9 @@ from analysis.prices import load_prices
 from loadtest.cli.main import main
 from loadtest.errors import ConfigError
 from loadtest.sim.config import SimConfig
-from tests.conftest import run_cli
-from tests.unit.manifests import manifest_dict
-from tests.unit.test_analysis import jsonl, records, write_run
-from tests.unit.test_plan import _sim_run
+from tests.helpers import jsonl, manifest_dict, records, refused, run_cli, two_stage_run, write_run
 
 MIX = ("--peak-tpm", "1000000", "--prompt-tokens", "1000", "--output-tokens", "100")
-
-
-def refused(proc: subprocess.CompletedProcess[str], code: int, *parts: str) -> None:
-    """The command failed with ``code`` and one line on stderr holding every one of ``parts``."""
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
-    assert proc.stderr.startswith("loadtest: error: ") and proc.stderr.count("\n") == 1, proc.stderr
-    for part in parts:
-        assert part in proc.stderr
 
 
 # 1. --gpu
@@ -158,7 +145,7 @@ def test_tpot_with_no_output_is_an_error() -> None:
 
 
 def test_a_simulator_run_refuses_a_contradicting_architecture_or_band(tmp_path: Path) -> None:
-    run = str(_sim_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 2}))
+    run = str(two_stage_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 2}))
     arch = run_cli("plan", "--run", run, "--peak-tpm", "1e6", "--run-arch", "llama-3.3-70b")
     refused(arch, 2, "simulated llama-3.1-8b, not llama-3.3-70b", "already knows its architecture and band")
     band = run_cli("plan", "--run", run, "--peak-tpm", "1e6", "--run-band", "5000")

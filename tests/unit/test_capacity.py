@@ -10,47 +10,9 @@ import pytest
 
 from analysis import capacity, fit_linear, predict, predict_latency
 from analysis.frame import with_metrics
-from tests.unit.manifests import window, windows
+from tests.helpers import stage_rows, window, windows
 
 SLOS = {"chat": {"ttft_p95": 1.0}}
-
-
-def stage_rows(
-    label: str,
-    n: int,
-    duration: float,
-    ttft: float | np.ndarray,
-    out_tokens: int = 101,
-    t0: float = 0.0,
-    error_class: str | None = None,
-    errors: int = 0,
-    detail: str | None = None,
-) -> list[dict[str, Any]]:
-    """``n`` requests that all start at ``t0`` and end at ``t0 + duration``: req/s = ok / duration and, by Little's
-    law, in-flight = n (Σ e2e / duration)."""
-    ttfts = np.broadcast_to(np.asarray(ttft, dtype="float64"), (n,))
-    rows = []
-    for i in range(n):
-        failed = i < errors
-        rows.append(
-            {
-                "stage": label,
-                "request_class": "chat",
-                "scheduled_at": t0,
-                "started_at": t0,
-                "first_token_at": None if failed else t0 + float(ttfts[i]),
-                "ended_at": t0 + duration,
-                "error_class": error_class if failed else None,
-                "error_detail": detail if failed else None,
-                "prompt_tokens": None if failed else 10,
-                "output_tokens": None if failed else out_tokens,
-                "client_output_tokens": None if failed else out_tokens,
-                "token_source": None if failed else "usage",
-                "chunk_gaps": None,
-                "retry_after_s": None,
-            }
-        )
-    return rows
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -16,12 +16,11 @@ from functools import cache
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 THIS = "tests/unit/test_docs_links.py"
 HISTORY = "CHANGELOG.md"
 # Outside references still in files that another change is rewriting; each entry must still be needed.
-PENDING: dict[str, str] = {}
 OUTSIDE = re.compile(
     r"\.\./shared|\b(?:capacity|databricks|peers|style-anchors)\.md\b|\b(?:DESIGN|STYLE)\.md\b",
 )
@@ -143,15 +142,9 @@ def test_every_relative_link_resolves_inside_the_repository(doc: str) -> None:
 
 
 def test_no_file_cites_notes_outside_the_repository() -> None:
-    skipped = {THIS, HISTORY, *PENDING}
+    skipped = {THIS, HISTORY}
     found = [hit for name in sorted(repository_files() - skipped) for hit in outside_mentions(name)]
     assert not found, "cites notes outside the repository (use docs/sources.md):\n" + "\n".join(found)
-
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_each_pending_exemption_is_still_needed(name: str) -> None:
-    assert name in repository_files(), f"{name} is gone: remove it from PENDING"
-    assert outside_mentions(name), f"{name} no longer cites outside notes: remove it from PENDING"
 
 
 def test_the_checks_catch_what_they_are_for() -> None:

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import math
 from types import ModuleType
 
 import pytest
 
 from loadtest.model import architectures, hardware, roofline
 from loadtest.model.architectures import ARCHITECTURES
-from loadtest.model.hardware import GPUS, TP_EFFICIENCY
+from loadtest.model.hardware import GPUS
 from loadtest.model.roofline import (
     Deployment,
     decode_cost,
@@ -65,18 +64,16 @@ def test_moe_active_params_follow_from_expert_shapes(key: str) -> None:
     assert 0 < arch.dense_params < arch.params_active
 
 
-def test_gpu_profiles_from_capacity_md() -> None:
-    assert (GPUS["a100"].mem_bw_bytes_s, GPUS["a100"].peak_flops_fp16, GPUS["a100"].mbu) == (
-        2.039e12,
-        312e12,
-        0.75,
-    )
-    assert (GPUS["h100"].mem_bw_bytes_s, GPUS["h100"].peak_flops_fp16, GPUS["h100"].mbu) == (
-        3.35e12,
-        989e12,
-        0.80,
-    )
-    assert GPUS["a100"].mfu == GPUS["h100"].mfu == 0.65
+def test_a100_decode_reads_at_its_published_bandwidth() -> None:
+    # A100-80GB SXM: 2.039 TB/s (NVIDIA datasheet), 75 % of it achieved; batch one is memory-bound, so a step is
+    # the 16.06 GB of fp16 weights plus one context's KV read at that rate, plus the per-step overhead
+    dep = Deployment.of("llama-3.1-8b", "a100")
+    mem = (8.03e9 * 2 + 1000 * 128 * KIB) / (2.039e12 * 0.75)
+    assert decode_cost(dep, 1, 1000).bound == "memory"
+    assert decode_step_s(dep, 1, 1000) == pytest.approx(mem + 0.002 + 1e-5, rel=1e-12)
+    # the same step on an H100 (3.35 TB/s at 80 %) is faster by the ratio of achieved bandwidths, ~1.75×
+    h100 = decode_cost(Deployment.of("llama-3.1-8b", "h100"), 1, 1000)
+    assert mem / h100.memory_s == pytest.approx((3.35e12 * 0.80) / (2.039e12 * 0.75), rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +171,6 @@ def test_moe_expert_touch() -> None:
 
 
 def test_tensor_parallel_efficiency() -> None:
-    assert TP_EFFICIENCY == {1: 1.0, 2: 0.95, 4: 0.7, 8: 0.6, 16: 0.5}
     by_tp = {tp: Deployment.of("llama-3.3-70b", "h100", tp=tp) for tp in (4, 8)}
     mem = {tp: decode_cost(dep, 1, 100).memory_s for tp, dep in by_tp.items()}
     assert mem[4] / mem[8] == pytest.approx((8 * 0.6) / (4 * 0.7))
@@ -193,5 +189,3 @@ def test_embedding_models_prefill_only() -> None:
 
 def test_names_are_readable() -> None:
     assert Deployment.of("llama-3.3-70b", "a100").name == "llama-3.3-70b@a100x4-fp16"
-    assert all(not math.isnan(a.params_total) for a in ARCHITECTURES.values())
-    assert ARCHITECTURES["llama-4-maverick"].provisioning == "model_units"

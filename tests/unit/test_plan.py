@@ -13,12 +13,11 @@ from analysis.measured import Measured, measured_from_run
 from analysis.plan import Forecast, SloTargets, plan, slo_capacity
 from analysis.prices import PriceBook, PriceEntry, load_prices
 from loadtest.errors import ConfigError
-from loadtest.model.predict import predict_closed_loop
-from loadtest.model.roofline import Deployment
+from loadtest.model.predict import bounding_resource, feasible_batch, predict_closed_loop
+from loadtest.model.roofline import Deployment, decode_cost, kv_capacity_tokens
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
-from tests.conftest import ROOT, run_cli
-from tests.unit.manifests import manifest_dict
+from tests.helpers import ROOT, refused, run_cli, two_stage_run
 
 FORECAST = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=3000, output_tokens=250)
 SLO = SloTargets(ttft_s=1.0, tpot_s=0.05)
@@ -137,40 +136,11 @@ def test_plan_command_table_and_errors() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "llama-3.3-70b" in proc.stdout and "EXAMPLE" in proc.stdout and "estimated" in proc.stdout
-    missing = run_cli("plan", "--peak-tpm", "1000")
-    assert (
-        missing.returncode == 2 and "--prompt-tokens" in missing.stderr and "Traceback" not in missing.stderr
-    )
-
-
-def _sim_run(tmp_path: Path, simulator: dict[str, object] | None, rps: tuple[float, ...] = (10, 20)) -> Path:
-    """A run directory with two closed-loop stages of 200 requests (1000 in + 100 out each): TTFT 0.2 s then
-    0.6 s against an SLO of ttft_p95 = 0.4 s, so X* is interpolated halfway."""
-    from tests.unit.test_capacity import stage_rows
-
-    run = tmp_path / "run"
-    run.mkdir(parents=True)
-    rows = []
-    for i, (rate, ttft) in enumerate(zip(rps, (0.2, 0.6), strict=True)):
-        rows += stage_rows(f"s{i}", 200, 200 / rate, ttft, out_tokens=100, t0=1000.0 * i)
-    lines = b""
-    for n, row in enumerate(rows):
-        row.update(prompt_tokens=None if row["error_class"] else 1000, seq=n, run_id="r", worker="w0")
-        lines += orjson.dumps(row) + b"\n"
-    (run / "records.jsonl").write_bytes(lines)
-    manifest = manifest_dict(
-        format=1,
-        classes={"chat": {"ttft_p95": 0.4}},
-        stage_labels=(),
-        stages=[{"label": "s0"}, {"label": "s1"}],
-        simulator=simulator,
-    )
-    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
-    return run
+    refused(run_cli("plan", "--peak-tpm", "1000"), 2, "--prompt-tokens")
 
 
 def test_measured_from_a_simulator_run_uses_its_band(tmp_path: Path) -> None:
-    run = _sim_run(tmp_path, {"architecture": "llama-3.1-8b", "gpu": "h100", "chunks": 2})
+    run = two_stage_run(tmp_path, {"architecture": "llama-3.1-8b", "gpu": "h100", "chunks": 2})
     arch, measured = measured_from_run(load_run(run))
     chunk = SimConfig(architecture="llama-3.1-8b").throughput_chunk_size
     assert arch == "llama-3.1-8b" and measured.band_tokens_per_s == 2 * chunk
@@ -185,20 +155,20 @@ def test_measured_from_a_simulator_run_uses_its_band(tmp_path: Path) -> None:
 
 
 def test_measured_from_a_run_says_what_it_lacks(tmp_path: Path) -> None:
-    endpoint = load_run(_sim_run(tmp_path, None))
+    endpoint = load_run(two_stage_run(tmp_path, None))
     with pytest.raises(ConfigError, match="--run-arch"):
         measured_from_run(endpoint)
     with pytest.raises(ConfigError, match="--run-band"):
         measured_from_run(endpoint, "llama-3.1-8b")
     _, measured = measured_from_run(endpoint, "llama-3.1-8b", 5000.0)
     assert measured.band_tokens_per_s == 5000.0
-    ppt = load_run(_sim_run(tmp_path / "p", {"mode": "ppt", "qps": 5}))
+    ppt = load_run(two_stage_run(tmp_path / "p", {"mode": "ppt", "qps": 5}))
     with pytest.raises(ConfigError, match="pay-per-token"):
         measured_from_run(ppt)
 
 
 def test_plan_from_a_run_on_the_command_line(tmp_path: Path) -> None:
-    run = _sim_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1})
+    run = two_stage_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1})
     proc = run_cli(
         "plan", "--run", str(run), "--peak-tpm", "3000000", "--arch", "llama-3.3-70b", "--format", "json"
     )
@@ -211,8 +181,8 @@ def test_plan_from_a_run_on_the_command_line(tmp_path: Path) -> None:
         1000,
         100,
     )  # the run's mix
-    bad = run_cli("plan", "--run", str(_sim_run(tmp_path / "e", None)), "--peak-tpm", "1000")
-    assert bad.returncode == 2 and "--run-arch" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("plan", "--run", str(two_stage_run(tmp_path / "e", None)), "--peak-tpm", "1000")
+    refused(bad, 2, "--run-arch")
 
 
 def test_embedding_models_are_sized_on_what_they_read() -> None:
@@ -234,7 +204,7 @@ def test_embedding_models_are_sized_on_what_they_read() -> None:
 
 def test_a_run_at_another_mix_is_scaled_by_the_model(tmp_path: Path) -> None:
     _, measured = measured_from_run(
-        load_run(_sim_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1}))
+        load_run(two_stage_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1}))
     )
     assert measured.mix == (1000, 100)
     same = Forecast(peak_tokens_per_min=3_000_000, prompt_tokens=1050, output_tokens=95)  # within 10 %
@@ -263,26 +233,68 @@ def test_peak_in_requests_per_second_and_run_options(tmp_path: Path) -> None:
     by_tpm = orjson.loads(run_cli("plan", "--peak-tpm", str(20 * 1000 * 60), *common).stdout)
     assert by_rps["plans"] == by_tpm["plans"] and by_rps["forecast"]["peak_tokens_per_min"] == 1_200_000
     both = run_cli("plan", "--peak-rps", "20", "--peak-tpm", "5", *common)
-    assert both.returncode == 2 and "one of them" in both.stderr
-    run = str(_sim_run(tmp_path, {"architecture": "llama-3.1-8b"}))
+    refused(both, 2, "one of them")
+    run = str(two_stage_run(tmp_path, {"architecture": "llama-3.1-8b"}))
     two = run_cli("plan", "--peak-rps", "20", "--run", run, "--run", run, "--run-arch", "mpt-7b", *common)
-    assert two.returncode == 2 and "single --run" in two.stderr
+    refused(two, 2, "single --run")
     twice = run_cli("plan", "--peak-rps", "20", "--run", run, "--run", run, *common)
-    assert twice.returncode == 2 and "one run per architecture" in twice.stderr
+    refused(twice, 2, "one run per architecture")
 
 
 def test_estimated_rows_take_the_measured_runs_slos_unless_given(tmp_path: Path) -> None:
-    run = str(_sim_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1}))
+    run = str(two_stage_run(tmp_path, {"architecture": "llama-3.1-8b", "chunks": 1}))
     args = ("plan", "--run", run, "--peak-rps", "20", "--arch", "llama-3.3-70b", "--format", "json")
     taken = run_cli(*args)
     assert taken.returncode == 0, taken.stderr
     out = orjson.loads(taken.stdout)
     assert out["slo"] == {"ttft_s": 0.4, "tpot_s": None} and "SLOs from run" in taken.stderr
     estimated = next(p for p in out["plans"] if p["architecture"] == "llama-3.3-70b")
-    assert estimated["binding"] in ("ttft", "saturation") and estimated["resource"] in (
-        "kv",
+    # the run's TTFT ≤ 0.4 s at its 1000 in / 100 out: a 70B H100 TP4 replica holds 208 users before the next one
+    # breaks TTFT (below saturation); 208 sequences fit its KV cache (256 would), and a decode step of 208 × 1,050
+    # tokens reads 141 GB of weights + 72 GB of KV: memory-bound (28 ms of reads against 17 ms of compute)
+    config = ServingConfig(Deployment.of("llama-3.3-70b", "h100"))
+    _, concurrency, binding = slo_capacity(config, 1000, 100, SloTargets(ttft_s=0.4))
+    assert (concurrency, binding) == (208, "ttft")
+    assert decode_cost(config.deployment, 208, 1050).bound == "memory"
+    assert (estimated["slo_concurrency"], estimated["binding"], estimated["resource"]) == (
+        208,
+        "ttft",
         "memory",
-        "compute",
     )
     given = orjson.loads(run_cli(*args, "--ttft", "2s").stdout)
     assert given["slo"]["ttft_s"] == 2.0
+
+
+def test_the_bounding_resource_is_named_from_the_model() -> None:
+    # KV: MPT-7B has no GQA (512 KiB a token); on one A100 (80 GB × 0.9 − 13.4 GB of weights) its cache holds
+    # 111,770 tokens, ⌊111,770 / 2,200⌋ = 50 requests of 2000 + 200: fewer than max_batch 256, so at saturation
+    # (concurrency 0) the cache caps the batch
+    mpt = ServingConfig(Deployment.of("mpt-7b", "a100"))
+    assert kv_capacity_tokens(mpt.deployment) == int((80e9 * 0.9 - 6.7e9 * 2) // (512 * 1024)) == 111_770
+    assert feasible_batch(mpt, 2000, 200) == 50
+    assert bounding_resource(mpt, 2000, 200, 0) == bounding_resource(mpt, 2000, 200, 64) == "kv"
+    # ... but 16 users are not capped: then the decode step's larger roofline term names the resource
+    assert bounding_resource(mpt, 2000, 200, 16) == "memory"
+    # memory: 16 users of Llama 3.1 8B on an H100 read (16.06 GB + 16 × 1,050 × 128 KiB) / (3.35 TB/s × 0.80) =
+    # 6.8 ms a step against (2 × 8.03e9 × 16 + 4 × 32 × 4096 × 16 × 1,050) / (989 TFLOP/s × 0.65) = 0.41 ms
+    h100 = ServingConfig(Deployment.of("llama-3.1-8b", "h100"))
+    cost = decode_cost(h100.deployment, 16, 1050)
+    assert (cost.memory_s, cost.compute_s) == (
+        pytest.approx(6.81e-3, rel=1e-3),
+        pytest.approx(4.13e-4, rel=1e-2),
+    )
+    assert bounding_resource(h100, 1000, 100, 16) == "memory"
+    # compute: at saturation 256 sequences of Llama 3.3 70B on 4 A100s (128 + 128: mean context 192) compute
+    # (2 × 70.6e9 × 256 + 4 × 80 × 8192 × 256 × 192) / (4 × 0.7 × 312 TFLOP/s × 0.65) = 63.9 ms a step but read
+    # only (141.2 GB + 256 × 192 × 320 KiB) / (4 × 0.7 × 2.039 TB/s × 0.75) = 36.74 ms
+    a100 = ServingConfig(Deployment.of("llama-3.3-70b", "a100"))
+    assert feasible_batch(a100, 128, 128) == a100.max_batch == 256
+    cost = decode_cost(a100.deployment, 256, 192)
+    assert (cost.memory_s, cost.compute_s) == (
+        pytest.approx(36.74e-3, rel=1e-3),
+        pytest.approx(63.9e-3, rel=1e-3),
+    )
+    assert bounding_resource(a100, 128, 128, 0) == "compute"
+    assert bounding_resource(a100, 128, 128, 1) == "memory"  # one user: the weights dominate
+    # an embedding model only prefills: compute
+    assert bounding_resource(ServingConfig(Deployment.of("bge-large", "a100")), 512, 0, 0) == "compute"

@@ -14,7 +14,7 @@ import pytest
 from loadtest.client.records import GAPS_FILE, RequestRecord, dump_record, read_records
 from loadtest.engine.conduct import Recorder
 from loadtest.engine.sweep import StageObservation
-from tests.unit.test_analysis import BASE as ANALYSIS_BASE
+from tests.helpers import BASE as ANALYSIS_BASE
 
 BASE = replace(
     ANALYSIS_BASE, output_tokens=4, client_output_tokens=4, max_tokens=4, chunk_gaps=(0.1, 0.02, 0.003)

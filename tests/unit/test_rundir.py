@@ -30,10 +30,7 @@ from loadtest.rundir import (
 from loadtest.sim.config import SimConfig
 from loadtest.spec.runspec import RetryPolicy, RunSpec, SweepPlan
 from loadtest.spec.simulator import SIM_KEYS, SIZING_KEYS, SimSettings, default, flag_of
-from tests.conftest import run_cli
-from tests.unit.manifests import manifest_dict
-from tests.unit.test_analysis import jsonl, records
-from tests.unit.test_bad_input import refused
+from tests.helpers import jsonl, manifest_dict, records, refused, run_cli
 
 FIXTURE = Path(__file__).parent / "data" / "manifest-format2.json"  # written by `loadtest run -c 1,8 -d 3s`
 

@@ -12,7 +12,7 @@ from loadtest.errors import ConfigError
 from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
 from loadtest.spec.scenario import load_scenario, parse_scenario
 from loadtest.spec.workload import RequestFactory
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
 

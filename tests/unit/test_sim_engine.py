@@ -253,7 +253,13 @@ def simulate(config: ServingConfig, clients: int, p: int, n: int, start: Start, 
     )
 
 
-def assert_close(predicted: ClosedLoopPrediction, measured: Measured, rel: float = 0.10) -> None:
+# Deterministic runs (no jitter, one replica, or replicas that stay in step) agree with the prediction to rounding:
+# at most 5.7e-14 relative over all of test_prediction_matches_discrete_event_run's 32 cases. 1e-12 leaves room for
+# summation order and no more.
+EXACT = 1e-12
+
+
+def assert_close(predicted: ClosedLoopPrediction, measured: Measured, rel: float = EXACT) -> None:
     assert predicted.ttft_s == pytest.approx(measured.ttft_s, rel=rel)
     assert predicted.e2e_s == pytest.approx(measured.e2e_s, rel=rel)
     assert predicted.requests_per_s == pytest.approx(measured.requests_per_s, rel=rel)
@@ -276,24 +282,31 @@ def test_prediction_matches_discrete_event_run(
     assert predicted.output_tokens_per_s == pytest.approx(predicted.requests_per_s * n)
 
 
+# Where the measurement itself is approximate the bound says so (measured error in brackets, over 20 periods):
+# - replicas: the window is whole periods of client 0's replica only; the other replicas' requests are counted
+#   by end time, so a partial cycle of theirs at each edge shifts req/s by up to a few requests over the window.
+#   The error falls as 1/periods (2 replicas: 3.1e-3 at 20 periods, 1.0e-3 at 60, 3.1e-4 at 200; 3 replicas of
+#   6/5/5 clients, whose cycles differ: 2.3e-2, 2.6e-3, 1.6e-3): a window effect, not the prediction's.
+# - jitter: the prediction uses the mean step (jitter has mean 1); 20 periods of 201 steps sample ~4,000 jittered
+#   steps, whose mean strays by ~0.1/√4000 = 0.16 % (seed 3: 2.4e-3).
 @pytest.mark.parametrize(
-    ("max_batch", "replicas", "clients", "p", "n", "start", "jitter_cv"),
+    ("max_batch", "replicas", "clients", "p", "n", "start", "jitter_cv", "rel"),
     [
-        (8, 1, 20, 128, 128, "spread", 0.0),  # saturated: queueing for the 8 slots
-        (8, 1, 40, 2000, 200, "burst", 0.0),
-        (256, 2, 16, 128, 128, "burst", 0.0),  # least-outstanding routing over replicas
-        (256, 3, 16, 2000, 200, "burst", 0.0),
-        (256, 1, 16, 2000, 0, "spread", 0.0),  # prefill-only (embeddings)
-        (256, 1, 5, 128, 2, "spread", 0.0),
-        (256, 1, 64, 2000, 200, "spread", 0.1),  # jitter: the prediction ignores it (mean 1)
+        (8, 1, 20, 128, 128, "spread", 0.0, EXACT),  # saturated: queueing for the 8 slots
+        (8, 1, 40, 2000, 200, "burst", 0.0, EXACT),
+        (256, 2, 16, 128, 128, "burst", 0.0, 0.005),  # least-outstanding routing over replicas [3.1e-3]
+        (256, 3, 16, 2000, 200, "burst", 0.0, 0.03),  # [2.3e-2]
+        (256, 1, 16, 2000, 0, "spread", 0.0, EXACT),  # prefill-only (embeddings)
+        (256, 1, 5, 128, 2, "spread", 0.0, EXACT),
+        (256, 1, 64, 2000, 200, "spread", 0.1, 0.005),  # jitter: the prediction ignores it (mean 1) [2.4e-3]
     ],
 )
 def test_prediction_matches_in_other_regimes(
-    max_batch: int, replicas: int, clients: int, p: int, n: int, start: Start, jitter_cv: float
+    max_batch: int, replicas: int, clients: int, p: int, n: int, start: Start, jitter_cv: float, rel: float
 ) -> None:
     config = ServingConfig(H100_8B, max_batch=max_batch, replicas=replicas, jitter_cv=jitter_cv, seed=3)
     assert_close(
-        predict_closed_loop(config, clients, p, n, start), simulate(config, clients, p, n, start, 20)
+        predict_closed_loop(config, clients, p, n, start), simulate(config, clients, p, n, start, 20), rel
     )
 
 

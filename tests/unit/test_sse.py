@@ -166,9 +166,12 @@ def test_keep_gaps_false_keeps_no_list() -> None:
 def test_completion_text_chunks() -> None:
     clock = FakeClock()
     text = b'data: {"id":"c","object":"text_completion","choices":[{"index":0,"text":" hi","finish_reason":null}]}\n'
+    start = clock.now
     out = consume_sse(timed([(0.1, text), (0.2, text), (0.3, b"data: [DONE]\n")], clock), clock)
     assert out.content_chunks == 2
-    assert out.first_token_at is not None
+    assert out.first_token_at == pytest.approx(
+        start + 0.1
+    )  # a text completion's first "text" is its first token
 
 
 def test_parse_non_streamed_body() -> None:
@@ -187,7 +190,10 @@ def test_parse_non_streamed_body() -> None:
 
 def test_parse_rejects_html_and_foreign_json() -> None:
     assert parse_completion_body(b"<html></html>")[0].error == ("protocol", "response body is not JSON")
-    assert parse_completion_body(b'{"hello": 1}')[0].error is not None
+    assert parse_completion_body(b'{"hello": 1}')[0].error == (
+        "protocol",
+        "response has neither 'choices' nor 'data'",
+    )
     embeddings = parse_completion_body(b'{"data": [{"embedding": [0.1]}], "usage": {"prompt_tokens": 3}}')[0]
     assert embeddings.error is None
     assert embeddings.prompt_tokens == 3

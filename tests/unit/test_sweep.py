@@ -7,7 +7,7 @@ import pytest
 from loadtest.engine.sweep import observe, sweep_rates, sweep_verdict
 from loadtest.errors import ConfigError
 from loadtest.spec.assemble import Overrides, scenario_from_flags
-from tests.unit.manifests import window
+from tests.helpers import window
 
 
 def record(scheduled: float, latency: float, cls: str = "chat", ttft: float = 0.1, ok: bool = True) -> dict:

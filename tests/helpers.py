@@ -1,0 +1,349 @@
+"""Helpers shared by the tests, one version of each: run the CLI as a user would (a child process), check a refusal
+is one line, wait for a condition, find the run directory a run wrote, and build records and run directories by
+hand, with manifests built by the run-directory contract's own types. Test modules import from here (or take
+the fixtures in ``conftest.py``), never from one another."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from loadtest.client.protocol import EndpointSpec, RequestClass
+from loadtest.client.records import RequestRecord, dump_record
+from loadtest.rundir import Host, Manifest, RunDistribution, SimulatedEndpoint, StageWindow
+from loadtest.rundir.jsonshape import JsonObject
+from loadtest.spec.runspec import RunSpec, Stage
+from loadtest.spec.simulator import SimSettings
+
+__all__ = [
+    "BASE",
+    "ROOT",
+    "SLO",
+    "free_port",
+    "jsonl",
+    "manifest_dict",
+    "only_run_dir",
+    "records",
+    "refused",
+    "run_cli",
+    "stage_rows",
+    "start_cli",
+    "two_stage_run",
+    "wait_for",
+    "window",
+    "windows",
+    "write_rows_run",
+    "write_run",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- the CLI as a child process ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(
+    *args: str, timeout: float = 120.0, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m loadtest ARGS`` in a child process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd or ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """``python -m loadtest ARGS`` started in the background (text pipes), for tests that signal or pair it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadtest", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def refused(proc: subprocess.CompletedProcess[str], code: int, *parts: str) -> None:
+    """The command failed with ``code`` and one line on stderr, ``loadtest: error: …``, holding every one of
+    ``parts``: no traceback, no "internal error"."""
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("loadtest: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    for part in parts:
+        assert part in proc.stderr, proc.stderr
+
+
+def only_run_dir(out: Path) -> Path:
+    """The one run directory a run wrote under its ``--out`` directory ``out``."""
+    runs = sorted(out.iterdir())
+    assert len(runs) == 1, [p.name for p in runs]
+    return runs[0]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` every 10 ms until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# -- records and run directories built by hand -------------------------------------------------------------------
+
+BASE = RequestRecord(
+    run_id="r1",
+    stage="s1",
+    request_class="chat",
+    endpoint="http://x/v1/chat/completions",
+    worker="w0",
+    seq=0,
+    scheduled_at=100.0,
+    started_at=100.0,
+    first_token_at=100.2,
+    last_token_at=100.5,
+    ended_at=101.0,
+    status=200,
+    error_class=None,
+    error_detail=None,
+    retry_after_s=None,
+    prompt_tokens=20,
+    output_tokens=11,
+    token_source="usage",
+    client_output_tokens=11,
+    max_tokens=11,
+    finish_reason="length",
+    chunk_gaps=(0.01, 0.02, 0.03),
+    server_request_id=None,
+)
+SLO = {"chat": {"ttft_p95": 0.5, "tpot_p50": 0.1}}
+
+
+def records() -> list[RequestRecord]:
+    """Eight records over two stages (s1, s2) and two classes (chat, batch), each with a known verdict against
+    ``SLO``."""
+    limited = "REQUEST_LIMIT_EXCEEDED: Exceeded workspace output tokens per minute rate limit"
+    return [
+        BASE,  # good: ttft 0.2, tpot (1.0 − 0.2) / 10 = 0.08
+        replace(BASE, seq=1, first_token_at=100.8),  # ttft 0.8 > 0.5: not good
+        replace(BASE, seq=2, ended_at=103.0, chunk_gaps=None),  # tpot 0.28 > 0.1: not good; unstreamed
+        replace(BASE, seq=3, client_output_tokens=8),  # good; client count 27 % off usage
+        replace(
+            BASE,
+            seq=4,
+            first_token_at=None,
+            error_class="rate_limited",
+            status=429,
+            error_detail=limited,
+            retry_after_s=2.0,
+            output_tokens=None,
+            token_source=None,
+            client_output_tokens=None,
+            chunk_gaps=None,
+        ),
+        replace(
+            BASE, seq=5, error_class="stream_cut", error_detail="cut", chunk_gaps=(9.0,), first_token_at=100.1
+        ),
+        # another class and stage
+        replace(
+            BASE,
+            seq=6,
+            request_class="batch",
+            stage="s2",
+            started_at=200.0,
+            scheduled_at=199.9,
+            first_token_at=200.3,
+            ended_at=202.0,
+            chunk_gaps=None,
+        ),
+        replace(
+            BASE,
+            seq=7,
+            request_class="chat",
+            stage="s2",
+            started_at=200.0,
+            scheduled_at=200.0,
+            first_token_at=200.1,
+            ended_at=201.0,
+            chunk_gaps=(0.5, 0.5),
+        ),
+    ]
+
+
+def jsonl(recs: list[RequestRecord]) -> bytes:
+    return b"".join(dump_record(r) for r in recs)
+
+
+def write_run(tmp_path: Path, lines: bytes, slo: dict[str, dict[str, float]] | None = None) -> Path:
+    """``tmp_path/run``: ``lines`` as its records, a manifest with the classes chat (``slo``, default ``SLO``) and
+    batch and the stages s1 and s2."""
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    manifest = manifest_dict(
+        classes={"chat": (slo or SLO)["chat"], "batch": {}},
+        stage_labels=("s1", "s2"),
+        stages=[{"label": "s1", "target": {"kind": "concurrency"}}, {"label": "s2"}],
+    )
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    (run / "records.jsonl").write_bytes(lines)
+    return run
+
+
+def stage_rows(
+    label: str,
+    n: int,
+    duration: float,
+    ttft: float | np.ndarray,
+    out_tokens: int = 101,
+    t0: float = 0.0,
+    error_class: str | None = None,
+    errors: int = 0,
+    detail: str | None = None,
+) -> list[dict[str, Any]]:
+    """``n`` requests that all start at ``t0`` and end at ``t0 + duration``: req/s = ok / duration and, by Little's
+    law, in-flight = n (Σ e2e / duration)."""
+    ttfts = np.broadcast_to(np.asarray(ttft, dtype="float64"), (n,))
+    rows = []
+    for i in range(n):
+        failed = i < errors
+        rows.append(
+            {
+                "stage": label,
+                "request_class": "chat",
+                "scheduled_at": t0,
+                "started_at": t0,
+                "first_token_at": None if failed else t0 + float(ttfts[i]),
+                "ended_at": t0 + duration,
+                "error_class": error_class if failed else None,
+                "error_detail": detail if failed else None,
+                "prompt_tokens": None if failed else 10,
+                "output_tokens": None if failed else out_tokens,
+                "client_output_tokens": None if failed else out_tokens,
+                "token_source": None if failed else "usage",
+                "chunk_gaps": None,
+                "retry_after_s": None,
+            }
+        )
+    return rows
+
+
+def write_rows_run(
+    run: Path, rows: list[dict[str, Any]], manifest: Mapping[str, Any], prompt_tokens: int, worker: str = "w0"
+) -> Path:
+    """The run directory ``run`` holding ``rows`` (from ``stage_rows``; ``prompt_tokens`` on each that did not
+    fail, numbered in order) and ``manifest``."""
+    run.mkdir(parents=True)
+    lines = b"".join(
+        orjson.dumps(
+            {
+                **row,
+                "prompt_tokens": None if row["error_class"] else prompt_tokens,
+                "seq": n,
+                "run_id": "r",
+                "worker": worker,
+            }
+        )
+        + b"\n"
+        for n, row in enumerate(rows)
+    )
+    (run / "records.jsonl").write_bytes(lines)
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    return run
+
+
+def two_stage_run(
+    tmp_path: Path, simulator: dict[str, object] | None, rps: tuple[float, ...] = (10, 20)
+) -> Path:
+    """``tmp_path/run`` with two closed-loop stages of 200 requests (1000 in + 100 out each): TTFT 0.2 s then 0.6 s
+    against an SLO of ttft_p95 = 0.4 s, so X* is interpolated halfway. Its target is the simulator with the
+    settings ``simulator``, or an endpoint when None."""
+    rows = []
+    for i, (rate, ttft) in enumerate(zip(rps, (0.2, 0.6), strict=True)):
+        rows += stage_rows(f"s{i}", 200, 200 / rate, ttft, out_tokens=100, t0=1000.0 * i)
+    manifest = manifest_dict(
+        format=1,
+        classes={"chat": {"ttft_p95": 0.4}},
+        stage_labels=(),
+        stages=[{"label": "s0"}, {"label": "s1"}],
+        simulator=simulator,
+    )
+    return write_rows_run(tmp_path / "run", rows, manifest, prompt_tokens=1000)
+
+
+def manifest_dict(
+    *,
+    classes: Mapping[str, Mapping[str, float]] | None = None,
+    stage_labels: Iterable[str] = ("s1",),
+    stages: list[dict[str, Any]] | None = None,
+    simulator: Mapping[str, Any] | None = None,
+    status: str = "complete",
+    **top: Any,
+) -> dict[str, Any]:
+    """A complete format-2 manifest as a dict: ``classes`` ``{name: slo}`` (default one ``chat`` class without
+    SLOs), spec stages named ``stage_labels``, the stage windows ``stages`` (raw dicts, as written), a simulator
+    target with the given settings (else an endpoint run); ``top`` replaces top-level keys."""
+    spec = RunSpec(
+        run_id="r1",
+        name="test",
+        out_dir="runs/r1",
+        endpoint=EndpointSpec(base_url="http://127.0.0.1:9/v1", model="m"),
+        request_classes=tuple(
+            RequestClass(name=name, slo=dict(slo)) for name, slo in (classes or {"chat": {}}).items()
+        ),
+        stages=tuple(
+            Stage(kind="concurrency", users=1, duration_s=1.0, name=label) for label in stage_labels
+        ),
+    )
+    manifest = Manifest(
+        format=2,
+        run_id="r1",
+        name="test",
+        status=status,
+        seed=0,
+        created_at=0.0,
+        command=("loadtest", "run"),
+        versions={},
+        host=Host("test", 1),
+        spec=spec,
+        simulator=SimulatedEndpoint(SimSettings.from_mapping(simulator), 0)
+        if simulator is not None
+        else None,
+        distribution=RunDistribution(1, 0),
+    )
+    out = manifest.to_dict()
+    if stages is not None:
+        out["stages"] = stages
+    out.update(top)
+    return out
+
+
+def window(raw: Mapping[str, Any]) -> StageWindow:
+    """A stage window from its manifest form (``{"label": "s1", "target": {"kind": "rate", "rate": 4.0}}``)."""
+    return StageWindow.read(JsonObject(raw, Path("manifest.json"), "stages[0]."))
+
+
+def windows(raws: Iterable[Mapping[str, Any]]) -> list[StageWindow]:
+    return [window(raw) for raw in raws]
