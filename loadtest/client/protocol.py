@@ -26,7 +26,6 @@ __all__ = [
     "RequestClass",
     "RequestKind",
     "build_request",
-    "public_url",  # re-exported for loadtest.runner.launch, which has not moved to loadtest.client.scrub yet
 ]
 
 RequestKind = Literal["chat", "completions", "embeddings"]

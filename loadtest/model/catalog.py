@@ -14,7 +14,8 @@ __all__ = ["architecture", "check_architecture", "check_gpu", "gpu", "unknown_na
 
 def unknown_name(kind: str, name: object, known: list[str], where: str | None = None) -> ConfigError:
     """``unknown KIND 'NAME'[ for WHERE] (did you mean 'X'?); known: A, B, C`` as a :class:`ConfigError`."""
-    close = difflib.get_close_matches(str(name), known, n=1)
+    text = str(name)
+    close = [k for k in known if k.lower() == text.lower()] or difflib.get_close_matches(text, known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     place = f" for {where}" if where else ""
     return ConfigError(f"unknown {kind} {name!r}{place}{hint}; known: {', '.join(known)}")

@@ -15,7 +15,8 @@ from typing import Any
 from analysis import StageLoad, StageSummary, check_load, load_run, summarize_stages
 from loadtest.client.auth import AuthOptions, resolve_auth, serialize_for_child
 from loadtest.client.probe import first_model_id, preflight
-from loadtest.client.protocol import EndpointSpec, public_url
+from loadtest.client.protocol import EndpointSpec
+from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
 from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir

@@ -6,7 +6,8 @@ import pytest
 
 from loadtest.errors import ConfigError
 from loadtest.model.catalog import architecture, check_architecture, check_gpu, gpu, unknown_name
-from loadtest.model.roofline import ARCHITECTURES, GPUS
+from loadtest.model.architectures import ARCHITECTURES
+from loadtest.model.hardware import GPUS
 
 KNOWN_ARCHITECTURES = ", ".join(sorted(ARCHITECTURES))  # the message lists them sorted
 
@@ -58,3 +59,10 @@ def test_unknown_name_builds_the_error_for_any_kind() -> None:
     assert (
         str(unknown_name("mode", "x", ["ppt", "band"])) == "unknown mode 'x'; known: ppt, band"
     )  # order kept
+
+
+def test_a_name_in_the_wrong_case_is_pointed_at_its_key() -> None:
+    # difflib alone would say 'h100' for 'A100' (it breaks the tie by the larger string)
+    with pytest.raises(ConfigError) as err:
+        check_gpu("A100", "--gpu")
+    assert str(err.value) == "unknown GPU 'A100' for --gpu (did you mean 'a100'?); known: a100, h100"
