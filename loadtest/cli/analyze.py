@@ -1,0 +1,97 @@
+"""``loadtest analyze RUN``: a run directory's summaries, capacity and predictions again, at any time, as a
+table, JSON or CSV (formatted by :mod:`reports.analyze_output`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from loadtest.cli.options import numbers as _numbers
+from loadtest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from reports.analyze_output import AnalyzeFormat
+
+__all__ = ["analyze"]
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+@click.option(
+    "--by",
+    type=click.Choice(["stage", "class", "stage,class"]),
+    default="stage",
+    show_default=True,
+    help="Group the summary by stage, by request class, or by both.",
+)
+@click.option(
+    "--out", "out_file", type=click.Path(path_type=Path), help="Write to this file instead of stdout."
+)
+@click.option(
+    "--predict",
+    "predict_at",
+    multiple=True,
+    metavar="RPS[,RPS...]",
+    help="Predict TPOT and E2E at these arrival rates from the run's TPOT fit and Little's law (flagged when "
+    "beyond twice the measured range).",
+)
+def analyze(
+    run_dir: Path, fmt: AnalyzeFormat, by: str, out_file: Path | None, predict_at: tuple[str, ...]
+) -> None:
+    """Summarise a run directory: throughput, latency percentiles, goodput, errors, and capacity.
+
+    Goodput counts requests that meet every SLO of their class (the scenario's [class.slo]); capacity gives the
+    highest SLO-compliant throughput over the run's stages, the knee, saturation and the binding limit.
+    """
+    from analysis import (
+        SKIPPED_LINES,
+        capacity_from_run,
+        class_slos,
+        load_run,
+        predict,
+        require_records,
+        summarize_classes,
+        summarize_stages,
+    )
+    from reports import AnalyzeReport, render_analysis
+
+    data = require_records(load_run(run_dir))
+    order = data.manifest.stage_order
+    slos = class_slos(data.manifest.spec.request_classes)
+    if by == "stage":
+        summaries = summarize_stages(data.records, order, slos=slos)
+    else:
+        summaries = summarize_classes(data.records, slos=slos, by_stage=by == "stage,class", order=order)
+    capacity = capacity_from_run(data)
+    predictions = [predict(capacity, rate) for rate in _numbers(predict_at, "--predict", float)]
+    report = AnalyzeReport(
+        run_id=data.manifest.run_id,
+        status=data.manifest.status,
+        by=by,
+        slos=slos,
+        skipped_lines=data.skipped_lines,
+        summaries=summaries,
+        capacity=capacity,
+        predictions=predictions,
+        predicted=bool(predict_at),
+        # no group at all (e.g. --by class where no record names its class): the CSV header is the per-stage one
+        csv_header_from=summarize_stages(data.records, order) if fmt == "csv" and not summaries else (),
+    )
+    text = render_analysis(report, fmt)
+    if out_file is not None:
+        try:
+            out_file.write_text(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out_file}: {exc.strerror}") from None
+    else:
+        click.echo(text, nl=False)
+    if data.skipped_lines:
+        click.echo(f"note: {data.skipped_lines} {SKIPPED_LINES}", err=True)
+    status = data.manifest.status
+    if status not in (None, "complete"):
+        click.echo(f"note: the run is {status}: its last stage may be cut short", err=True)

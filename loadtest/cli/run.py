@@ -1,0 +1,267 @@
+"""``loadtest run``: flags (and a scenario file) → a run against an endpoint or the embedded simulator → the
+per-stage tables and a run directory. The run itself is :func:`loadtest.runner.launch.launch`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from loadtest.cli.options import numbers as _numbers
+from loadtest.cli.options import seconds as _seconds
+from loadtest.errors import ConfigError, EndpointError, LoadtestError
+
+if TYPE_CHECKING:
+    from loadtest.spec.simulator import SimSettings
+
+__all__ = ["run"]
+
+
+@click.command()
+@click.argument("scenario", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1). "
+    "Omitted (and none in the scenario): an embedded simulator on a free 127.0.0.1 port.",
+)
+@click.option(
+    "--model", metavar="NAME", help="Model name sent in each request (default: the first of /models)."
+)
+@click.option("--api-key-env", metavar="VAR", help="Environment variable holding the bearer token.")
+@click.option(
+    "--usage/--no-usage",
+    "include_usage",
+    default=None,
+    help="Ask for a final usage chunk (stream_options.include_usage; default on).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    multiple=True,
+    metavar="N[,N...]",
+    help="Closed-loop stages of N users (default 1,4,16 on the simulator, 1 otherwise).",
+)
+@click.option(
+    "--rate", "-r", multiple=True, metavar="RPS[,RPS...]", help="Open-loop stages at RPS requests/s."
+)
+@click.option(
+    "--tokens-per-min",
+    "-t",
+    multiple=True,
+    metavar="TPM[,TPM...]",
+    help="Open-loop stages at a total token rate (input + output tokens per minute).",
+)
+@click.option(
+    "--arrival",
+    type=click.Choice(["constant", "poisson", "gamma"]),
+    default=None,
+    help="Arrival process of open-loop stages (default poisson).",
+)
+@click.option(
+    "--burstiness",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Gamma arrivals: shape b, gap CV = 1/sqrt(b) (b<1 burstier than Poisson).",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Open loop: most requests in flight at once (default 256).",
+)
+@click.option(
+    "--duration",
+    "-d",
+    metavar="DURATION",
+    help="Length of each stage, e.g. 30s, 2m (default 8s on the simulator, 30s otherwise).",
+)
+@click.option("--max-requests", type=click.IntRange(min=1), help="Stop a stage after this many requests.")
+@click.option(
+    "--sweep",
+    "sweep_points",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="POINTS",
+    help="Automatic sweep: 1-user baseline, saturation probe at --max-concurrency users, then POINTS "
+    "open-loop rates between, stopping early when an SLO is clearly broken or the queue grows.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["chat", "completions", "embeddings"]),
+    default=None,
+    help="Request kind (default chat).",
+)
+@click.option(
+    "--prompt-tokens", type=click.IntRange(min=1), default=None, help="Prompt length (default 128)."
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), default=None, help="Output length asked for (default 128)."
+)
+@click.option("--stream/--no-stream", default=None, help="Stream responses (default on).")
+@click.option(
+    "--ignore-eos/--no-ignore-eos",
+    default=None,
+    help="Send ignore_eos so output lengths are exact (vLLM, llama.cpp; default on).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Parent directory of run directories.",
+)
+@click.option("--name", default=None, help="Run name (default: the scenario's, 'sim' or 'endpoint').")
+@click.option(
+    "--seed", type=int, default=None, help="Seed for prompts, arrivals and the simulator (default 0)."
+)
+@click.option(
+    "--drain-timeout", default=None, help="How long in-flight requests may finish after a stage (30s)."
+)
+@click.option(
+    "--read-timeout",
+    default="120s",
+    show_default=True,
+    help="Longest silence on a stream before it counts as a timeout.",
+)
+@click.option("--skip-preflight", is_flag=True, help="Do not send the one-request probe before the run.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Locust worker processes on this machine (a master coordinates them when > 1).",
+)
+@click.option(
+    "--expect-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Be a Locust master for N workers started elsewhere with 'loadtest worker'.",
+)
+@click.option(
+    "--master-bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the master listens on for workers (with --expect-workers).",
+)
+@click.option(
+    "--master-port",
+    type=click.IntRange(min=0, max=65535),
+    default=0,
+    help="Port the master listens on (default: a free port; set it with --expect-workers).",
+)
+@click.option("--architecture", default=None, help="Simulator: model architecture (default llama-3.1-8b).")
+@click.option("--gpu", default=None, help="Simulator: GPU profile (default h100).")
+@click.option("--replicas", type=click.IntRange(min=1), default=None, help="Simulator: replicas (default 1).")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Simulator: max sequences per replica (default 256).",
+)
+def run(scenario: Path | None, **opts: Any) -> None:
+    """Run a load test and print a per-stage summary.
+
+    SCENARIO is a TOML file (see scenarios/); flags override it. With no endpoint anywhere, the run goes to the
+    embedded simulator.
+    """
+    from loadtest.rundir import SUMMARY_FILE
+    from loadtest.runner.launch import launch
+    from loadtest.runner.run import Distribution
+    from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
+    from loadtest.spec.scenario import load_scenario
+    from loadtest.spec.simulator import SimSettings
+    from reports import render_load_table, render_quota_note, render_stage_table, summary_json
+    from scenarios import find_shipped
+
+    if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
+        raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
+    sim_opts = SimSettings(**{k: opts[k] for k in ("architecture", "gpu", "replicas", "max_batch")})
+    overrides = Overrides(
+        endpoint=opts["endpoint"],
+        model=opts["model"],
+        api_key_env=opts["api_key_env"],
+        include_usage=opts["include_usage"],
+        concurrency=_numbers(opts["concurrency"], "--concurrency", int),
+        rates=_numbers(opts["rate"], "--rate", float),
+        tokens_per_min=_numbers(opts["tokens_per_min"], "--tokens-per-min", float),
+        arrival=opts["arrival"],
+        burstiness=opts["burstiness"],
+        max_concurrency=opts["max_concurrency"],
+        duration_s=_seconds(opts["duration"], "--duration"),
+        max_requests=opts["max_requests"],
+        drain_timeout_s=_seconds(opts["drain_timeout"], "--drain-timeout"),
+        kind=opts["kind"],
+        prompt_tokens=opts["prompt_tokens"],
+        max_tokens=opts["max_tokens"],
+        stream=opts["stream"],
+        ignore_eos=opts["ignore_eos"],
+        seed=opts["seed"],
+        name=opts["name"],
+        sweep_points=opts["sweep_points"],
+        simulator=sim_opts,
+    )
+    if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):
+        raise ConfigError(f"--endpoint must be an http(s) URL, got {opts['endpoint']!r}")
+    if scenario is not None:
+        if not scenario.exists() and (shipped := find_shipped(str(scenario))) is not None:
+            scenario = shipped  # a shipped scenario by name, e.g. `loadtest run chat` after pip install
+        chosen = apply_overrides(load_scenario(scenario), overrides)
+    else:
+        chosen = scenario_from_flags(overrides)
+    read_timeout = _seconds(opts["read_timeout"], "--read-timeout") or 120.0
+    if chosen.endpoint is None:
+        _check_simulator(chosen.simulator)
+    if opts["expect_workers"] and not opts["master_port"]:
+        raise ConfigError("--expect-workers needs --master-port, so the workers know where to connect")
+    distribution = Distribution(
+        processes=opts["processes"],
+        expect_workers=opts["expect_workers"] or 0,
+        bind_host=opts["master_bind"],
+        port=opts["master_port"],
+    )
+    result = launch(
+        chosen,
+        out=opts["out"],
+        skip_preflight=opts["skip_preflight"],
+        read_timeout_s=read_timeout,
+        echo=lambda line: click.echo(line, err=True),
+        distribution=distribution,
+    )
+    outcome = result.outcome
+    click.echo(render_stage_table(result.summaries))
+    click.echo()
+    click.echo(render_load_table(result.loads))
+    quota = render_quota_note(result.summaries, result.loads)
+    if quota:
+        click.echo(quota)
+    for load in result.loads:
+        if not load.kept_up:
+            click.echo(f"warning: {load.stage}: the generator did not keep up: {load.reason}", err=True)
+        elif load.capped:
+            click.echo(f"note: {load.stage}: did not offer its target load: {load.reason}", err=True)
+    click.echo(f"records: {outcome.records} in {outcome.run_dir}/records.jsonl ({outcome.status})")
+    (outcome.run_dir / SUMMARY_FILE).write_bytes(summary_json(result.summaries))
+    if outcome.status == "interrupted":
+        raise SystemExit(130)
+    if outcome.status == "failed":
+        raise LoadtestError(
+            f"the load engine failed (exit {outcome.engine_exit_code}); see {outcome.run_dir}/engine.log"
+        )
+    if outcome.records and not any(s.ok for s in result.summaries):
+        raise EndpointError(
+            f"no request succeeded ({outcome.records} failed), most often: {result.most_common_error}"
+        )
+
+
+def _check_simulator(settings: SimSettings) -> None:
+    """The simulator's architecture and GPU names, checked before anything starts (as the flags name them)."""
+    from loadtest.model.catalog import check_architecture, check_gpu
+    from loadtest.spec.simulator import flag_of
+
+    if settings.architecture is not None:
+        check_architecture(settings.architecture, flag_of("architecture"))
+    if settings.gpu is not None:
+        check_gpu(settings.gpu, flag_of("gpu"))
