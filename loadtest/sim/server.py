@@ -1,4 +1,4 @@
-"""The simulated endpoint: a real HTTP/1.1 server (stdlib asyncio) in front of the engine model.
+"""The simulated endpoint: a real HTTP/1.1 server (stdlib asyncio) in front of the batching model.
 
 Paths (``{name}`` is ``SimConfig.endpoint_name``):
 
