@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from loadtest.errors import ConfigError
-from loadtest.model.catalog import architecture, check_architecture, check_gpu, gpu, unknown_name
 from loadtest.model.architectures import ARCHITECTURES
+from loadtest.model.catalog import architecture, check_architecture, check_gpu, gpu, unknown_name
 from loadtest.model.hardware import GPUS
 
 KNOWN_ARCHITECTURES = ", ".join(sorted(ARCHITECTURES))  # the message lists them sorted

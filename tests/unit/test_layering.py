@@ -124,3 +124,41 @@ def test_imports_go_one_way(module: str, forbidden: tuple[str, ...]) -> None:
     loaded = out.stdout.strip().split(",")
     bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
     assert bad == [], f"{module} imports {bad}"
+
+
+def _contracts() -> list[dict[str, object]]:
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    return list(config["tool"]["importlinter"]["contracts"])
+
+
+def test_the_layer_contract_places_every_part_of_the_tree() -> None:
+    """A subpackage (or top-level module) missing from the layers would be free to import anything."""
+    (layers,) = [c["layers"] for c in _contracts() if c["type"] == "layers"]
+    placed = {name.strip() for layer in layers for name in str(layer).split("|")}  # type: ignore[attr-defined]
+    loadtest = importlib.import_module("loadtest")
+    parts = {
+        f"loadtest.{m.name}" for m in pkgutil.iter_modules(loadtest.__path__) if m.name not in ("__main__",)
+    }
+    assert parts | {"analysis", "reports"} == placed
+
+
+def test_the_gevent_contract_covers_everything_outside_the_door() -> None:
+    (contract,) = [c for c in _contracts() if str(c["name"]).startswith("Only the engine's door")]
+    sources = set(contract["source_modules"])  # type: ignore[call-overload]
+    uncovered = [
+        name
+        for name in all_modules()
+        if name.split(".")[0] != "tests"
+        and not any(name == s or name.startswith(s + ".") for s in sources)
+        and name not in ("loadtest", "loadtest.engine")
+    ]
+    assert uncovered == []
+
+
+def test_import_contracts_hold() -> None:
+    """The contracts in pyproject.toml, as CI checks them (``lint-imports``)."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout[-3000:]
