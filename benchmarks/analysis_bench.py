@@ -25,8 +25,11 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtest.client.protocol import EndpointSpec, RequestClass  # noqa: E402
 from loadtest.client.records import GAPS_FILE  # noqa: E402
 from loadtest.engine.procstat import peak_rss_mb  # noqa: E402
+from loadtest.rundir import FORMAT, MANIFEST_FILE, Host, Manifest, RunDistribution  # noqa: E402
+from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 
 USERS = (1, 4, 8, 16, 32, 64)
 ERROR_SHARE = (0.002, 0.005, 0.01, 0.03, 0.06, 0.073)  # about 3 % over the run, growing with load
@@ -139,24 +142,37 @@ def generate(run_dir: Path, n: int, seed: int = 7) -> None:
                 }
             )
             t = end + 1.0
-    spec_classes = [{"name": c[0], "weight": c[1], "stream": c[2], "slo": c[3]} for c in CLASSES]
-    manifest = {
-        "format": 2,
-        "run_id": "bench",
-        "status": "complete",
-        "spec": {
-            "request_classes": spec_classes,
-            "stages": [{"kind": "concurrency", "users": u, "label": f"concurrency@{u}"} for u in USERS],
-        },
-        "stages": stages,
-    }
-    (run_dir / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    spec = RunSpec(
+        run_id="bench",
+        name="bench",
+        out_dir=str(run_dir),
+        endpoint=EndpointSpec(base_url="http://127.0.0.1:9/v1", model="bench"),
+        request_classes=tuple(RequestClass(name=c[0], weight=c[1], stream=c[2], slo=c[3]) for c in CLASSES),
+        stages=tuple(Stage(kind="concurrency", users=u, duration_s=1.0) for u in USERS),  # windows below
+    )
+    manifest = Manifest(
+        format=FORMAT,
+        run_id="bench",
+        name="bench",
+        status="complete",
+        seed=0,
+        created_at=0.0,
+        command=("analysis_bench",),
+        versions={},
+        host=Host("bench", os.cpu_count()),
+        spec=spec,
+        simulator=None,
+        distribution=RunDistribution(1, 0),
+    ).to_dict()
+    manifest["stages"] = stages  # the windows as the runner writes them
+    (run_dir / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
 
 
 def measure(run_dir: Path) -> dict[str, float]:
     """Load + summaries + capacity in this process; returns seconds per phase and peak RSS (MB)."""
     from analysis import (
         capacity_from_run,
+        class_slos,
         load_run,
         summarize_classes,
         summarize_stages,
@@ -165,8 +181,8 @@ def measure(run_dir: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     data = load_run(run_dir)
     t1 = time.perf_counter()
-    order = [s["label"] for s in data.manifest["spec"]["stages"]]
-    slos = {c["name"]: c["slo"] for c in data.manifest["spec"]["request_classes"]}
+    order = data.manifest.stage_order
+    slos = class_slos(data.manifest.spec.request_classes)
     stages = summarize_stages(data.records, order, slos=slos)
     classes = summarize_classes(data.records, slos=slos)
     t2 = time.perf_counter()

@@ -67,7 +67,7 @@ def ceiling(users: int, duration: float) -> dict[str, float]:
     ):
         run_dir = loadtest_run(server.url + "/v1", Path(tmp), users, duration, 64)
         data = load_run(run_dir)
-        stage = data.manifest["stages"][0]
+        (stage, *_) = data.manifest.stages or ()
         df = data.records
         wall = df["ended_at"].max() - df["started_at"].min()
         ok = df[df["ok"]]
@@ -77,9 +77,9 @@ def ceiling(users: int, duration: float) -> dict[str, float]:
             "errors": int((~df["ok"]).sum()),
             "req_per_s": len(ok) / wall,
             "chunks_per_s": float(ok["client_output_tokens"].sum()) / wall,
-            "engine_cpu_share": stage["generator_cpu_share"],
-            "req_per_s_per_core": len(ok) / wall / stage["generator_cpu_share"],
-            "engine_rss_max_mb": stage["generator_rss_max_mb"],
+            "engine_cpu_share": stage.generator_cpu_share,
+            "req_per_s_per_core": len(ok) / wall / (stage.generator_cpu_share or float("nan")),
+            "engine_rss_max_mb": stage.generator_rss_max_mb,
         }
 
 
@@ -110,14 +110,14 @@ def timing_error(users: int, duration: float) -> dict[str, float]:
         df = load_run(run_dir).records
         df = df[df["ok"] & df["server_request_id"].isin(list(truth))]
         err_ms = (df["first_token_at"] - df["server_request_id"].map(truth).astype(float)).to_numpy() * 1000
-        stage = load_run(run_dir).manifest["stages"][0]
+        (stage, *_) = load_run(run_dir).manifest.stages or ()
         return {
             "users": users,
             "requests": len(df),
             "ttft_error_ms_p50": float(np.percentile(err_ms, 50)),
             "ttft_error_ms_p99": float(np.percentile(err_ms, 99)),
             "ttft_error_ms_max": float(err_ms.max()),
-            "engine_cpu_share": stage["generator_cpu_share"],
+            "engine_cpu_share": stage.generator_cpu_share or float("nan"),
         }
 
 

@@ -52,7 +52,7 @@ def test_streaming_run_against_llamacpp(llamacpp_url: str, tmp_path: Path) -> No
     assert "concurrency@3" in proc.stdout
     data = load_run(only_run_dir(tmp_path))
     df = data.records
-    assert data.manifest["status"] == "complete"
+    assert data.manifest.status == "complete"
     assert len(df) >= 4
     assert df["ok"].all(), df.loc[~df["ok"], "error_detail"].tolist()
     assert (df["token_source"] == "usage").all()

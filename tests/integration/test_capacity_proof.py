@@ -112,6 +112,7 @@ stages = [ {stages} ]
     run_dir = run(scenario, tmp_path / "runs")
     exact = exact_slo_rate(case)
     cap = capacity_from_run(load_run(run_dir))
+    assert cap.max_rps is not None, cap.basis
     print(
         f"\n{case.id}: measured {cap.max_rps:.3f} req/s, exact {exact:.3f} ({cap.max_rps / exact - 1:+.1%})"
     )
@@ -172,6 +173,7 @@ stages = [ {{ rate = 5 }}, {{ rate = 8 }}, {{ rate = 12.5 }}, {{ rate = 16 }} ]
     exact, limit = ppt_admitted_rate(QuotaLimits(qps=qps), 16.0, prompt, output)
     assert limit == "queries_per_second"
     cap = capacity_from_run(load_run(run_dir))
+    assert cap.max_rps is not None, cap.basis
     print(f"\nquota: measured {cap.max_rps:.3f} req/s, exact {exact:.3f} ({cap.max_rps / exact - 1:+.1%})")
     assert cap.limit == "quota" and "queries_per_second" in cap.limit_detail
     assert cap.max_rps == pytest.approx(exact, rel=0.05), (cap.max_rps, exact, cap.basis)

@@ -401,8 +401,8 @@ def test_many_faulted_streams_leave_the_engine_clean() -> None:
 
 
 def test_scenario_simulator_tables_become_sim_flags() -> None:
-    args = SimSettings(
-        **{
+    args = SimSettings.from_mapping(
+        {
             "architecture": "llama-3.1-8b",
             "tp": 1,
             "mode": "ppt",
@@ -425,7 +425,7 @@ def test_scenario_simulator_tables_become_sim_flags() -> None:
         "min_provisioned_throughput": 0,
         "max_provisioned_throughput": 1_940,
     }
-    assert SimSettings(**band).sim_args(0)[2:] == [
+    assert SimSettings.from_mapping(band).sim_args(0)[2:] == [
         "--chunks", "2", "--chunk-size", "970", "--min-provisioned-throughput", "0",
         "--max-provisioned-throughput", "1940",
     ]  # fmt: skip
@@ -435,7 +435,10 @@ def test_scenario_simulator_tables_become_sim_flags() -> None:
 
 def test_loadtest_sim_serves_the_new_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     ppt = {"mode": "ppt", "itpm": 20, "faults": {"http_503": 0.5, "stall_seconds": 2}}
-    with SimulatorProcess(SimSettings(**ppt).sim_args(1)) as proc, httpx.Client(base_url=proc.url) as c:
+    with (
+        SimulatorProcess(SimSettings.from_mapping(ppt).sim_args(1)) as proc,
+        httpx.Client(base_url=proc.url) as c,
+    ):
         codes = {c.post("/v1/chat/completions", json=chat()).status_code for _ in range(12)}
         assert codes == {200, 429, 503}
         refused = next(
@@ -445,7 +448,10 @@ def test_loadtest_sim_serves_the_new_modes(monkeypatch: pytest.MonkeyPatch) -> N
         )
         assert int(refused.headers["retry-after"]) >= 1
     band = {"chunks": 2, "chunk_size": 970, "max_batch": 64}
-    with SimulatorProcess(SimSettings(**band).sim_args(1)) as proc, httpx.Client(base_url=proc.url) as c:
+    with (
+        SimulatorProcess(SimSettings.from_mapping(band).sim_args(1)) as proc,
+        httpx.Client(base_url=proc.url) as c,
+    ):
         entity = served_entity(c)
         assert (entity["max_provisioned_throughput"], entity["throughput_chunk_size"]) == (1_940, 970)
     with pytest.raises(EndpointError, match="unknown fault 'boom'"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from loadtest.model.hardware import Dtype
 from loadtest.model.predict import saturation
@@ -58,7 +58,10 @@ def _trt(
             p,
             o,
         )
-        for gpu, dt, v in (("h100", "fp8", h100_fp8), ("h100", "fp16", h100_fp16), ("a100", "fp16", a100))
+        for gpu, dt, v in cast(
+            "tuple[tuple[str, Dtype, float], ...]",
+            (("h100", "fp8", h100_fp8), ("h100", "fp16", h100_fp16), ("a100", "fp16", a100)),
+        )
     ]
 
 

@@ -118,7 +118,7 @@ def test_linear_tpot_data_gives_exact_fit() -> None:
         pytest.approx(32.0),
     )  # Little's law in-flight = users
     near = predict(result, 3.0)  # measured 2.1–4.3 req/s, the fit saturates at 5 req/s
-    assert near is not None and not near.extrapolated
+    assert near is not None and not near.extrapolated and near.e2e_s is not None
     assert near.concurrency == pytest.approx(3.0 * near.e2e_s)  # Little's law holds in the prediction
     measured_max = max(p.req_per_s or 0 for p in result.points)
     far = predict(result, 2.5 * measured_max)
@@ -193,7 +193,7 @@ def test_a_token_rate_stage_that_falls_behind_its_rate_is_queue_growth() -> None
 @pytest.mark.parametrize("n", [3, 20, 59, 60, 500, 4001])
 @pytest.mark.parametrize("q", [50.0, 90.0, 95.0, 99.0])
 def test_percentile_ci_is_scipys_quantile_test_interval(n: int, q: float) -> None:
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]
 
     from analysis.capacity import percentile_ci
 
@@ -277,4 +277,4 @@ def test_429s_from_bursts_below_the_quota_are_interpolated_not_a_ceiling() -> No
         {"label": "r15", "target": {"kind": "rate", "rate": 15.0}},
     ]
     result = capacity(frame(rows), windows(stages), SLOS)
-    assert result.basis.startswith("interpolated") and result.max_rps < 15.0
+    assert result.basis.startswith("interpolated") and result.max_rps is not None and result.max_rps < 15.0

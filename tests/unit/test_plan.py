@@ -86,6 +86,7 @@ def test_pay_per_token_quota_fit_and_costs() -> None:
     assert over.ppt_limit == "queries_per_hour"
     assert over.ppt_rate_limited_share == pytest.approx(1 - (2400 / 3600) / FORECAST.peak_requests_per_s)
     per_token = (3000 * 0.5 + 250 * 1.5) / 3250 / 1e6
+    assert over.pt_cost_per_month is not None
     assert over.ppt_cost_per_month == pytest.approx(FORECAST.tokens_per_month * per_token)
     assert over.break_even_tokens_per_month == pytest.approx(over.pt_cost_per_month / per_token)
 

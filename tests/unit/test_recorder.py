@@ -66,7 +66,7 @@ def test_read_records_joins_the_gaps_back_within_float32_precision(tmp_path: Pat
             assert r.chunk_gaps is None
         else:
             assert r.chunk_gaps == pytest.approx(s.chunk_gaps, rel=1e-7)
-            assert all(type(g) is float for g in r.chunk_gaps)
+            assert r.chunk_gaps is not None and all(type(g) is float for g in r.chunk_gaps)
     assert got[4].chunk_gaps is not None and abs(got[4].chunk_gaps[0] - 7.999999) < 1e-6  # < 1 µs below 8 s
 
 

@@ -10,7 +10,9 @@ from loadtest.spec.assemble import Overrides, scenario_from_flags
 from tests.helpers import window
 
 
-def record(scheduled: float, latency: float, cls: str = "chat", ttft: float = 0.1, ok: bool = True) -> dict:
+def record(
+    scheduled: float, latency: float, cls: str = "chat", ttft: float = 0.1, ok: bool = True
+) -> dict[str, object]:
     return {
         "error_class": None if ok else "server_error",
         "scheduled_at": scheduled,
