@@ -26,13 +26,13 @@ class Measured:
     """A measured SLO capacity for one architecture: tokens/s meeting the SLOs at the user's mix on an endpoint
     whose band was ``band_tokens_per_s`` (nominal), with a relative 95 % interval (``None``: no interval, e.g. too
     few requests for the percentile's bound). ``lower_bound``: every tested stage met the SLOs, so the capacity is
-    at least this. ``breached_slo``: what limited it (from the run)."""
+    at least this. ``limit_detail``: what bound the run's capacity (a quota or the server, and why)."""
 
     slo_tokens_per_s: float
     band_tokens_per_s: float
     relative_ci: float | None = 0.05
     run: str | None = None
-    breached_slo: str | None = None
+    limit_detail: str | None = None
     lower_bound: bool = False
     mix: tuple[int, int] | None = None  # the run's mean (input, output) tokens per request
     slos: str | None = None  # the run's SLOs, as text
@@ -54,8 +54,8 @@ def simulated_band(sim: SimSettings, max_batch: int) -> float:
         )
     if band is not None:
         return float(band[1])
-    engine = ServingConfig(config.deployment(), max_batch=config.max_batch or max_batch)
-    return replicas * saturation(engine, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
+    serving = ServingConfig(config.deployment(), max_batch=config.max_batch or max_batch)
+    return replicas * saturation(serving, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
 
 
 def measured_from_run(
@@ -111,7 +111,7 @@ def measured_from_run(
         band_tokens_per_s=band_tokens_per_s,
         relative_ci=rel,
         run=data.run_dir.name,
-        breached_slo=f"measured: {limit}",
+        limit_detail=limit,
         lower_bound=all(point.meets() for point in cap.points),
         mix=mix,
         slos="; ".join(

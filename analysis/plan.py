@@ -41,7 +41,7 @@ from loadtest.model.predict import (
     predict_closed_loop,
     saturation,
 )
-from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
+from loadtest.model.quota import LimitType, QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 
@@ -49,7 +49,7 @@ __all__ = [
     "HOURS_PER_MONTH",
     "ArchitecturePlan",
     "Forecast",
-    "SloTargets",
+    "PlanSlos",
     "plan",
     "slo_capacity",
 ]
@@ -85,15 +85,15 @@ class Forecast:
 
 
 @dataclass(frozen=True, slots=True)
-class SloTargets:
-    """Latency targets the plan must meet (seconds); the model predicts means, so these are checked on means."""
+class PlanSlos:
+    """The latency SLOs the plan must meet (seconds); the model predicts means, so these are checked on means."""
 
     ttft_s: float | None = None
     tpot_s: float | None = None
 
 
 # plan --format json keeps its keys until its schema is versioned
-_JSON_KEYS = {"breached_slo": "binding", "ppt_limit": "ppt_binding_limit"}
+_JSON_KEYS = {"breached_slo": "binding", "ppt_quota": "ppt_binding_limit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +107,8 @@ class ArchitecturePlan:
     replica_reference_tokens_per_s: float
     mix_ratio: float
     slo_concurrency: int | None  # None when measured
-    breached_slo: (
-        str  # the SLO one more user would break (ttft / tpot), or saturation; measured: the run's limit
-    )
+    breached_slo: str | None  # estimated: the SLO one more user would break (ttft / tpot), or saturation
+    measured_limit: str | None  # measured: what bound the run's capacity (CapacityResult.limit_detail)
     resource: Resource  # what bounds a replica at that load (loadtest.model.predict.bounding_resource)
     chunk_size: float | None
     chunks: int | None
@@ -119,16 +118,29 @@ class ArchitecturePlan:
     pt_cost_per_month: float | None
     ppt_fits: bool | None
     ppt_rate_limited_share: float | None
-    ppt_limit: str | None  # the quota that binds at the peak (loadtest.model.quota.LIMIT_TYPES)
+    ppt_quota: LimitType | None  # the quota that binds at the peak
     ppt_cost_per_month: float | None
     break_even_tokens_per_month: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {_JSON_KEYS.get(name, name): getattr(self, name) for name in self.__dataclass_fields__}
+        out = {}
+        for name in self.__dataclass_fields__:
+            if name == "measured_limit":
+                continue  # shown in `binds`, where the JSON has always had it
+            out[_JSON_KEYS.get(name, name)] = self.binds if name == "breached_slo" else getattr(self, name)
+        return out
+
+    @property
+    def binds(self) -> str:
+        """What bounds the row's capacity, as the table and the JSON say it: the breached SLO (estimated) or
+        ``measured: <the run's limit>``."""
+        if self.breached_slo is not None:
+            return self.breached_slo
+        return f"measured: {self.measured_limit}" if self.measured_limit else "measured"
 
 
-def _meets(pred_ttft: float, pred_tpot: float | None, slo: SloTargets) -> str | None:
+def _meets(pred_ttft: float, pred_tpot: float | None, slo: PlanSlos) -> str | None:
     """Which SLO a prediction breaks, or None."""
     if slo.ttft_s is not None and pred_ttft > slo.ttft_s:
         return "ttft"
@@ -137,7 +149,7 @@ def _meets(pred_ttft: float, pred_tpot: float | None, slo: SloTargets) -> str | 
     return None
 
 
-def slo_capacity(config: ServingConfig, prompt: int, output: int, slo: SloTargets) -> tuple[float, int, str]:
+def slo_capacity(config: ServingConfig, prompt: int, output: int, slo: PlanSlos) -> tuple[float, int, str]:
     """(tokens/s, concurrency, breached SLO) of one replica at the largest closed-loop concurrency meeting ``slo``.
 
     Searched by doubling then bisection up to the saturation concurrency; the SLO is the one that the next
@@ -170,7 +182,7 @@ def _measured_ratio(
     measured: Measured,
     config: ServingConfig,
     mix: tuple[int, int],
-    slo: SloTargets,
+    slo: PlanSlos,
     k_slo_model: float,
     notes: list[str],
 ) -> float:
@@ -198,7 +210,7 @@ def _plan_one(
     arch_key: str,
     gpu: str,
     forecast: Forecast,
-    slo: SloTargets,
+    slo: PlanSlos,
     headroom: float,
     prices: PriceBook,
     measured: Measured | None,
@@ -228,7 +240,6 @@ def _plan_one(
     if measured is not None:
         ratio = _measured_ratio(measured, config, (p, o), slo, k_slo, notes)
         k_slo, conc = ratio * k_ref, None
-        breached = measured.breached_slo or "measured"
         source = f"measured ({measured.run or 'run'})"
         if measured.relative_ci is None:
             confidence = "measured; no 95 % CI (too few requests for the SLO percentiles' bounds)"
@@ -261,12 +272,12 @@ def _plan_one(
         replicas = math.ceil(band / k_ref)
         if price.pt_per_chunk_hour is not None:
             pt_cost = chunks * price.pt_per_chunk_hour * HOURS_PER_MONTH
-    ppt_fits = share = ppt_limit = ppt_cost = break_even = None
+    ppt_fits = share = ppt_quota = ppt_cost = break_even = None
     if any(q is not None for q in (price.itpm, price.otpm, price.qph, price.qps)):
         limits = QuotaLimits(itpm=price.itpm, otpm=price.otpm, qph=price.qph, qps=price.qps)
         offered = forecast.peak_requests_per_s
-        admitted, ppt_limit = ppt_admitted_rate(limits, offered, p, forecast.max_tokens or o, o)
-        ppt_fits = ppt_limit is None
+        admitted, ppt_quota = ppt_admitted_rate(limits, offered, p, forecast.max_tokens or o, o)
+        ppt_fits = ppt_quota is None
         share = 1.0 - admitted / offered if offered > 0 else 0.0
     if price.ppt_input_per_million is not None and (o == 0 or price.ppt_output_per_million is not None):
         per_token = (
@@ -285,7 +296,8 @@ def _plan_one(
         replica_reference_tokens_per_s=k_ref,
         mix_ratio=ratio,
         slo_concurrency=conc,
-        breached_slo=breached,
+        breached_slo=None if measured is not None else breached,
+        measured_limit=measured.limit_detail if measured is not None else None,
         resource=bounding_resource(config, p, o, conc or slo_conc),
         chunk_size=chunk,
         chunks=chunks,
@@ -295,7 +307,7 @@ def _plan_one(
         pt_cost_per_month=pt_cost,
         ppt_fits=ppt_fits,
         ppt_rate_limited_share=share,
-        ppt_limit=ppt_limit,
+        ppt_quota=ppt_quota,
         ppt_cost_per_month=ppt_cost,
         break_even_tokens_per_month=break_even,
         notes=tuple(notes),
@@ -304,7 +316,7 @@ def _plan_one(
 
 def plan(
     forecast: Forecast,
-    slo: SloTargets,
+    slo: PlanSlos,
     architectures: Sequence[str],
     *,
     gpu: str = "h100",

@@ -41,7 +41,7 @@ class ConfigError(LoadtestError):
 
 
 class EndpointError(LoadtestError):
-    """The target endpoint cannot be reached or does not answer like an OpenAI-compatible server."""
+    """The endpoint cannot be reached or does not answer like an OpenAI-compatible server."""
 
     exit_code: ClassVar[int] = 3
 

@@ -38,7 +38,7 @@ def _ppt(p: ArchitecturePlan) -> str:
     if p.ppt_fits:
         return "fits"
     share = p.ppt_rate_limited_share or 0.0
-    return f"{share:.0%} of peak 429 ({p.ppt_limit})"
+    return f"{share:.0%} of peak 429 ({p.ppt_quota})"
 
 
 def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, price_label: str) -> str:
@@ -65,7 +65,7 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
                 p.architecture,
                 f"{p.replica_slo_tokens_per_s:,.0f}",
                 f"{p.mix_ratio:.2f}",
-                p.breached_slo,
+                p.binds,
                 _provisioned(p),
                 str(p.replicas),
                 _money(p.pt_cost_per_month),

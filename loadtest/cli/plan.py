@@ -13,7 +13,7 @@ from loadtest.errors import ConfigError
 
 if TYPE_CHECKING:
     from analysis.frame import RunData
-    from analysis.plan import SloTargets
+    from analysis.plan import PlanSlos
 
 __all__ = ["plan"]
 
@@ -114,7 +114,7 @@ def plan(**opts: Any) -> None:
     import orjson
 
     from analysis.measured import measured_from_run
-    from analysis.plan import Forecast, SloTargets
+    from analysis.plan import Forecast, PlanSlos
     from analysis.plan import plan as make_plan
     from analysis.prices import load_prices
     from loadtest.model.catalog import check_gpu
@@ -161,8 +161,8 @@ def plan(**opts: Any) -> None:
     forecast = Forecast(
         peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
     )
-    slo = SloTargets(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
-    if runs and slo == SloTargets():
+    slo = PlanSlos(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
+    if runs and slo == PlanSlos():
         slo = _slos_of(runs[0], output)
     prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
     prices = load_prices(prices_path)
@@ -252,11 +252,11 @@ def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> 
             )
 
 
-def _slos_of(run: RunData, output: int) -> SloTargets:
+def _slos_of(run: RunData, output: int) -> PlanSlos:
     """The plan's SLOs from a measured run's, so that estimated and measured rows answer the same question: the
     tightest TTFT and TPOT percentile limits over its classes (the model checks them on means)."""
     from analysis.goodput import class_slos, slo_metric
-    from analysis.plan import SloTargets
+    from analysis.plan import PlanSlos
 
     limits: dict[str, float] = {}
     for slo in class_slos(run.manifest.spec.request_classes).values():
@@ -264,8 +264,8 @@ def _slos_of(run: RunData, output: int) -> SloTargets:
             metric = slo_metric(key)
             if metric is not None and metric[0] in ("ttft", "tpot"):
                 limits[metric[0]] = min(value, limits.get(metric[0], value))
-    chosen = SloTargets(limits.get("ttft"), limits.get("tpot") if output > 0 else None)
-    if chosen != SloTargets():
+    chosen = PlanSlos(limits.get("ttft"), limits.get("tpot") if output > 0 else None)
+    if chosen != PlanSlos():
         given = " ".join(f"--{k} {v:g}s" for k, v in (("ttft", chosen.ttft_s), ("tpot", chosen.tpot_s)) if v)
         click.echo(
             f"note: SLOs from {run.run_dir.name}: {given} (its tightest; the model checks them on means)",

@@ -1,6 +1,6 @@
 """What the batching model does in a closed loop, derived rather than simulated: the truth the load tests check.
 
-See :func:`predict_closed_loop` for the derivation. ``tests/unit/test_sim_engine.py`` checks it against a
+See :func:`predict_closed_loop` for the derivation. ``tests/unit/test_batching.py`` checks it against a
 discrete-event run of :class:`loadtest.sim.batching.Replica` itself.
 """
 

@@ -1,4 +1,4 @@
-"""The roofline model of one engine step: a :class:`Deployment` (an architecture on TP GPUs in a dtype), decode and
+"""The roofline model of one serving step: a :class:`Deployment` (an architecture on TP GPUs in a dtype), decode and
 prefill step times, KV cache capacity.
 
 Symbols as in :mod:`loadtest.model.hardware` and :mod:`loadtest.model.architectures` (``docs/capacity-model.md``).
@@ -9,8 +9,8 @@ Symbols as in :mod:`loadtest.model.hardware` and :mod:`loadtest.model.architectu
   ``mem = (W_read + B·ctx̄·KV_tok) / (TP·η·BW·MBU)``, ``compute = (2·P_act·B + 4·L·d_a·B·ctx̄) / (TP·η·peak·MFU)``,
   ``comm = 2·L · B·hidden·2 B · 2(TP−1)/TP / (NCCL_EFF·NVLink)`` (two ring all-reduces of fp16 activations per layer;
   0 at TP 1) and a per-sequence step overhead ``c1`` (sampling, scheduling, detokenisation bookkeeping).
-- Prefill of one sequence of ``n`` tokens: ``(2·P_act·n + 2·L·d_a·n²) / (TP·η·peak·MFU)`` (no ``c0``: the engine adds
-  it once per step).
+- Prefill of one sequence of ``n`` tokens: ``(2·P_act·n + 2·L·d_a·n²) / (TP·η·peak·MFU)`` (no ``c0``: the batching model
+  adds it once per step).
 - KV capacity in tokens: ``(TP·mem·0.9 − P_tot·b) / KV_tok``.
 
 Constants and their sources (``docs/capacity-model.md`` has the calibration table that holds them):

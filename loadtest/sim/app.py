@@ -4,7 +4,7 @@ Lives on one event loop; :mod:`loadtest.sim.server` runs it. The HTTP surface is
 
 Order of the gates on a model request: route, method, auth (``api_token`` and/or OAuth tokens), body, an injected
 HTTP fault (:mod:`loadtest.sim.faults`), the PPT quotas (:mod:`loadtest.sim.quota`; a 429 consumes nothing), the
-engine. A request admitted by the quotas but refused by the engine (400) is refunded.
+batching model. A request admitted by the quotas but refused by the model (400) is refunded.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def rate_limit_error(rejection: Rejection, endpoint: str) -> HttpError:
 
 
 class App:
-    """Routing, auth, quotas, faults, the engine's replicas and their step timers, counters. One event loop.
+    """Routing, auth, quotas, faults, the batching model's replicas and their step timers, counters. One event loop.
 
     ``clock`` (default ``loop.time``) times the quotas and OAuth token expiry; tests inject a fake one.
     """
@@ -71,14 +71,14 @@ class App:
     ) -> None:
         self.config, self.loop = config, loop
         self.clock = clock or loop.time
-        self.engine = config.engine_config()
-        self.cluster = Cluster(self.engine)
-        self.deployment = self.engine.deployment
+        self.serving = config.serving_config()
+        self.cluster = Cluster(self.serving)
+        self.deployment = self.serving.deployment
         self.arch = self.deployment.architecture
         self.model = config.served_model_name
         self.text = TokenText(config.seed)
-        self.jobs: dict[int, tuple[Job, int]] = {}  # engine id -> (job, replica index)
-        self.tickets: dict[int, Ticket] = {}  # engine id -> what a generation charged the quotas
+        self.jobs: dict[int, tuple[Job, int]] = {}  # sequence id -> (job, replica index)
+        self.tickets: dict[int, Ticket] = {}  # sequence id -> what a generation charged the quotas
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
         self.by_path: Counter[str] = Counter()
@@ -86,10 +86,10 @@ class App:
         self.rate_limited: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
         self.max_lag_s = 0.0
-        n = self.engine.replicas
+        n = self.serving.replicas
         self._deadlines = [0.0] * n
         self._timers: list[asyncio.TimerHandle | None] = [None] * n
-        self._ids, self._engine_ids, self._prefix = 0, 0, os.urandom(3).hex()
+        self._ids, self._seq_ids, self._prefix = 0, 0, os.urandom(3).hex()
         self._auth = ("Bearer " + config.api_token).encode() if config.api_token else None
         limits = config.quota_limits()
         self.quota = Quota(limits, self.clock) if limits is not None else None
@@ -126,9 +126,9 @@ class App:
         self._ids += 1
         return f"{self._prefix}-{self._ids:08x}"
 
-    def new_engine_id(self) -> int:
-        self._engine_ids += 1
-        return self._engine_ids
+    def new_seq_id(self) -> int:
+        self._seq_ids += 1
+        return self._seq_ids
 
     def count_status(self, status: int) -> None:
         self.by_status[status] += 1
@@ -247,9 +247,9 @@ class App:
         params = parse_generation(body, chat, self.arch.context, self.config.reject_stream_options)
         plan, ticket = self._gate(params.prompt_tokens, params.max_tokens, params.stream)
         job = Generation(self, conn, req.request_id, chat, params, plan)
-        self._submit(conn, job, [(job.engine_id, params.prompt_tokens, params.max_tokens)], ticket)
+        self._submit(conn, job, [(job.seq_id, params.prompt_tokens, params.max_tokens)], ticket)
         if ticket is not None:
-            self.tickets[job.engine_id] = ticket
+            self.tickets[job.seq_id] = ticket
         if params.stream:
             conn.start_stream(req.request_id)
 
@@ -257,7 +257,7 @@ class App:
         inputs = parse_embedding(body)
         _, ticket = self._gate(sum(n for _, n in inputs), 0, False)
         job = EmbeddingJob(self, conn, req.request_id, inputs)
-        seqs = [(eid, n, 0) for eid, (_, n) in zip(job.engine_ids, inputs, strict=True)]
+        seqs = [(eid, n, 0) for eid, (_, n) in zip(job.seq_ids, inputs, strict=True)]
         self._submit(conn, job, seqs, ticket)
 
     def _submit(
@@ -298,29 +298,29 @@ class App:
         self.counters["requests_received"] += 1
         conn.respond(status, error_body(HttpError(status, message), False), self.new_request_id())
 
-    def _forget(self, engine_id: int) -> None:
-        entry = self.jobs.pop(engine_id, None)
+    def _forget(self, seq_id: int) -> None:
+        entry = self.jobs.pop(seq_id, None)
         if entry is not None:
-            self.cluster.replicas[entry[1]].cancel(engine_id)
+            self.cluster.replicas[entry[1]].cancel(seq_id)
 
-    def drop(self, engine_ids: list[int]) -> None:
+    def drop(self, seq_ids: list[int]) -> None:
         """The client went away: its sequences leave the batch."""
         self.counters["requests_cancelled"] += 1
-        for eid in engine_ids:
+        for eid in seq_ids:
             self._forget(eid)
 
-    def abandon(self, engine_id: int, produced: int) -> None:
+    def abandon(self, seq_id: int, produced: int) -> None:
         """A faulted stream ended early: the sequence leaves the batch and its quota settles."""
-        self._forget(engine_id)
-        self.release(engine_id, produced)
+        self._forget(seq_id)
+        self.release(seq_id, produced)
 
-    def release(self, engine_id: int, produced: int) -> None:
+    def release(self, seq_id: int, produced: int) -> None:
         """A generation is over after ``produced`` tokens: credit its unused OTPM reservation back (once)."""
-        ticket = self.tickets.pop(engine_id, None)
+        ticket = self.tickets.pop(seq_id, None)
         if ticket is not None and self.quota is not None:
             self.quota.release(ticket, produced)
 
-    # -- engine steps --------------------------------------------------------------------------------------------
+    # -- replica steps --------------------------------------------------------------------------------------------
 
     def _start_step(self, index: int, t0: float) -> None:
         plan = self.cluster.replicas[index].next_step()
@@ -372,7 +372,7 @@ class App:
             "connections": len(self.connections),
             "deployment": self.deployment.name,
             "replicas": len(reps),
-            "max_batch": self.engine.max_batch,
+            "max_batch": self.serving.max_batch,
             "kv_capacity_tokens": kv_capacity_tokens(self.deployment),
             "throughput_chunk_size": self.chunk,
             "mode": self.config.mode,

@@ -84,7 +84,7 @@ class _Seq:
 
 
 class Replica:
-    """One engine replica: FCFS queue, running set, KV accounting, one step at a time."""
+    """One replica: FCFS queue, running set, KV accounting, one step at a time."""
 
     def __init__(
         self,

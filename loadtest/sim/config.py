@@ -2,7 +2,7 @@
 
 Rules:
 
-- **Provisioned throughput** (``mode="pt"``, the default). Capacity is ``replicas`` engine replicas. A tokens/s band
+- **Provisioned throughput** (``mode="pt"``, the default). Capacity is ``replicas`` replicas. A tokens/s band
   sizes it instead: ``chunks=k`` is ``k`` replicas, one per ``throughput_chunk_size`` (one replica's saturated
   tokens/s at the reference mix, :func:`loadtest.model.predict.reference_chunk_size`, unless ``chunk_size``
   overrides the reported value); ``min/max_provisioned_throughput`` (tokens/s, multiples of the chunk; one given
@@ -105,7 +105,7 @@ class SimConfig:
         if self.mode == "ppt" and (self.chunks is not None or self._band_given):
             raise ConfigError("chunks and provisioned throughput describe a PT endpoint: they need mode='pt'")
         try:
-            self.engine_config()
+            self.serving_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -170,5 +170,5 @@ class SimConfig:
             return None
         return QuotaLimits(self.itpm, self.otpm, self.qph, self.qps)
 
-    def engine_config(self) -> ServingConfig:
+    def serving_config(self) -> ServingConfig:
         return ServingConfig(self.deployment(), self.max_batch, self.replica_count, self.seed, self.jitter_cv)

@@ -7,14 +7,14 @@ Rules:
   probability and two never strike the same request (their sum must be ≤ 1). The draw happens for every valid
   request, so the same requests in the same order get the same faults.
 - ``http_429`` / ``http_500`` / ``http_503``: the request is answered at once with that status (429 with
-  ``Retry-After: 1``) and never reaches the engine or the quotas.
+  ``Retry-After: 1``) and never reaches the batching model or the quotas.
 - Stream faults apply to streamed chat/completions only (a non-streamed request that draws one is served normally).
   They strike when token ``k + 1`` is ready, ``k = max_tokens // 2`` (so ``k`` tokens went out before):
   ``stream_cut`` closes the connection (no final chunk, no terminating chunk); ``garbage_line`` writes one line
   that is not server-sent events, then goes on normally; ``stall`` holds the stream for ``stall_s`` seconds (the
-  engine goes on, tokens are buffered and flushed at the end of the stall); ``error_event`` sends
+  batching model goes on, tokens are buffered and flushed at the end of the stall); ``error_event`` sends
   ``data: {"error": {...}}`` and ``data: [DONE]`` and ends the response. A cut or errored sequence leaves the
-  engine's batch at once.
+  replica's batch at once.
 """
 
 from __future__ import annotations

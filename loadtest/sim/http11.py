@@ -58,7 +58,7 @@ class Request:
 
 
 class Job(Protocol):
-    """A request waiting on the engine: it receives its sequences' token events and can be cancelled."""
+    """A request waiting on the batching model: it receives its sequences' token events and can be cancelled."""
 
     def on_token(self, event: TokenEvent) -> None: ...
 

@@ -39,17 +39,17 @@ class Host(Protocol):
     text: TokenText
     loop: asyncio.AbstractEventLoop
 
-    def new_engine_id(self) -> int: ...
+    def new_seq_id(self) -> int: ...
 
     def finish(
         self, conn: Connection, request_id: str, body: bytes | None, completed: bool = True
     ) -> None: ...
 
-    def drop(self, engine_ids: list[int]) -> None: ...
+    def drop(self, seq_ids: list[int]) -> None: ...
 
-    def release(self, engine_id: int, produced: int) -> None: ...
+    def release(self, seq_id: int, produced: int) -> None: ...
 
-    def abandon(self, engine_id: int, produced: int) -> None: ...
+    def abandon(self, seq_id: int, produced: int) -> None: ...
 
     def count_fault(self, kind: str) -> None: ...
 
@@ -113,7 +113,7 @@ def parse_embedding(body: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 class Generation:
-    """One chat or completions request: one engine sequence, streamed or answered whole at its end."""
+    """One chat or completions request: one sequence of the batching model, streamed or answered whole at its end."""
 
     def __init__(
         self,
@@ -130,8 +130,8 @@ class Generation:
         self.held: list[bytes] | None = None  # frames buffered during a stall
         self.done_while_held = self.cancelled = False
         self._timer: asyncio.TimerHandle | None = None
-        self.engine_id = host.new_engine_id()
-        self.offset = TokenText.offset(self.engine_id)
+        self.seq_id = host.new_seq_id()
+        self.offset = TokenText.offset(self.seq_id)
         self.id = ("chatcmpl-" if chat else "cmpl-") + request_id
         self.created = int(time.time())
         self.role = self.pre = self.post = self.post_last = b""
@@ -213,11 +213,11 @@ class Generation:
                 "choices": [choice],
                 "usage": self._usage(n),
             }
-            self.host.release(self.engine_id, n)
+            self.host.release(self.seq_id, n)
             self.host.finish(self.conn, self.request_id, orjson.dumps(body))
 
     def _complete(self) -> None:
-        self.host.release(self.engine_id, self.emitted)
+        self.host.release(self.seq_id, self.emitted)
         self.host.finish(self.conn, self.request_id, None)
 
     def _strike(self, fault: FaultPlan) -> bool:
@@ -226,11 +226,11 @@ class Generation:
         host = self.host
         host.count_fault(fault.kind)
         if fault.kind == "stream_cut":
-            host.abandon(self.engine_id, self.emitted)
+            host.abandon(self.seq_id, self.emitted)
             self.conn.abort()
             return True
         if fault.kind == "error_event":
-            host.abandon(self.engine_id, self.emitted)
+            host.abandon(self.seq_id, self.emitted)
             error = {
                 "message": "Injected fault: the model failed mid-stream",
                 "type": "server_error",
@@ -261,8 +261,8 @@ class Generation:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.host.drop([self.engine_id])
-        self.host.release(self.engine_id, self.emitted)
+        self.host.drop([self.seq_id])
+        self.host.release(self.seq_id, self.emitted)
 
 
 class EmbeddingJob:
@@ -270,8 +270,8 @@ class EmbeddingJob:
 
     def __init__(self, host: Host, conn: Connection, request_id: str, inputs: list[tuple[str, int]]) -> None:
         self.host, self.conn, self.request_id, self.inputs = host, conn, request_id, inputs
-        self.engine_ids = [host.new_engine_id() for _ in inputs]
-        self.pending = set(self.engine_ids)
+        self.seq_ids = [host.new_seq_id() for _ in inputs]
+        self.pending = set(self.seq_ids)
 
     def on_token(self, event: TokenEvent) -> None:
         self.pending.discard(event.request_id)

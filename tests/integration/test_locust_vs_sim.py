@@ -58,7 +58,7 @@ def test_every_served_request_is_recorded_and_latencies_match_the_engine_model(
     assert df["ok"].all()
     assert (df["prompt_tokens"] == PROMPT).all() and (df["output_tokens"] == OUTPUT).all()
     assert (df["client_output_tokens"] == OUTPUT).all()
-    config = sim.config.engine_config()
+    config = sim.config.serving_config()
     for summary in summarize_stages(df, ["concurrency@1", "concurrency@8"]):
         users = int(summary.stage.split("@")[1])
         truth = predict_closed_loop(config, users, PROMPT, OUTPUT, start="burst")

@@ -364,7 +364,7 @@ def test_closed_loop_over_http_matches_the_prediction() -> None:
     with SimServer(config) as sim:
         start = asyncio.run(main(sim.port))
     steady = [r for r in records if r[0] > start + 1.0]
-    predicted = predict_closed_loop(config.engine_config(), clients, p, n, start="burst")
+    predicted = predict_closed_loop(config.serving_config(), clients, p, n, start="burst")
     assert statistics.fmean(r[1] - r[0] for r in steady) == pytest.approx(predicted.ttft_s, rel=0.10)
     assert statistics.fmean(r[2] - r[0] for r in steady) == pytest.approx(predicted.e2e_s, rel=0.10)
     tpot = statistics.fmean((r[2] - r[1]) / (n - 1) for r in steady)

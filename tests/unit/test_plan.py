@@ -10,7 +10,7 @@ import pytest
 
 from analysis import load_run
 from analysis.measured import Measured, measured_from_run
-from analysis.plan import Forecast, SloTargets, plan, slo_capacity
+from analysis.plan import Forecast, PlanSlos, plan, slo_capacity
 from analysis.prices import PriceBook, PriceEntry, load_prices
 from loadtest.errors import ConfigError
 from loadtest.model.predict import bounding_resource, feasible_batch, predict_closed_loop
@@ -20,7 +20,7 @@ from loadtest.sim.config import SimConfig
 from tests.helpers import ROOT, refused, run_cli, two_stage_run
 
 FORECAST = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=3000, output_tokens=250)
-SLO = SloTargets(ttft_s=1.0, tpot_s=0.05)
+SLO = PlanSlos(ttft_s=1.0, tpot_s=0.05)
 BOOK = PriceBook(
     label="test",
     entries={
@@ -46,12 +46,12 @@ def test_slo_capacity_is_the_largest_concurrency_meeting_the_slo() -> None:
     assert at.tpot_s is not None and beyond.tpot_s is not None
     assert at.tpot_s <= 0.05 < beyond.tpot_s
     assert tokens == pytest.approx(at.requests_per_s * 3250)
-    looser, _, _ = slo_capacity(config, 3000, 250, SloTargets(ttft_s=1.0, tpot_s=0.08))
+    looser, _, _ = slo_capacity(config, 3000, 250, PlanSlos(ttft_s=1.0, tpot_s=0.08))
     assert looser > tokens
 
 
 def test_an_impossible_slo_gives_no_capacity_and_says_why() -> None:
-    (p,) = plan(FORECAST, SloTargets(ttft_s=0.001), ["llama-3.3-70b"], prices=BOOK)
+    (p,) = plan(FORECAST, PlanSlos(ttft_s=0.001), ["llama-3.3-70b"], prices=BOOK)
     assert p.replica_slo_tokens_per_s == 0 and p.breached_slo == "ttft" and p.chunks is None and p.notes
 
 
@@ -83,7 +83,7 @@ def test_pay_per_token_quota_fit_and_costs() -> None:
     (over,) = plan(FORECAST, SLO, ["llama-3.1-8b"], prices=BOOK)
     assert over.ppt_fits is False
     # 9.23 req/s offered; QPH 2400 admits 0.667 req/s, ITPM 200k/3000 admits 1.11 req/s: QPH binds
-    assert over.ppt_limit == "queries_per_hour"
+    assert over.ppt_quota == "queries_per_hour"
     assert over.ppt_rate_limited_share == pytest.approx(1 - (2400 / 3600) / FORECAST.peak_requests_per_s)
     per_token = (3000 * 0.5 + 250 * 1.5) / 3250 / 1e6
     assert over.pt_cost_per_month is not None
@@ -148,7 +148,7 @@ def test_measured_from_a_simulator_run_uses_its_band(tmp_path: Path) -> None:
     # p95 0.2 → 0.6 s around 0.4 s: halfway between 10 and 20 req/s, at 1,100 tokens a request
     assert measured.slo_tokens_per_s == pytest.approx(15.0 * 1100)
     assert (
-        measured.breached_slo is not None and "ttft_p95" in measured.breached_slo and not measured.lower_bound
+        measured.limit_detail is not None and "ttft_p95" in measured.limit_detail and not measured.lower_bound
     )
     at_run_mix = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=1000, output_tokens=100)
     (p,) = plan(at_run_mix, SLO, [arch], prices=BOOK, measured={arch: measured})
@@ -188,15 +188,15 @@ def test_plan_from_a_run_on_the_command_line(tmp_path: Path) -> None:
 
 def test_embedding_models_are_sized_on_what_they_read() -> None:
     reads = Forecast(peak_tokens_per_min=60_000_000, prompt_tokens=1000, output_tokens=0)  # 1 M tokens/s
-    (bge,) = plan(reads, SloTargets(ttft_s=0.5), ["bge-large"], prices=BOOK)
+    (bge,) = plan(reads, PlanSlos(ttft_s=0.5), ["bge-large"], prices=BOOK)
     assert any("512-token context" in n for n in bge.notes)  # BGE reads 512 tokens at most: clipped
     assert bge.mix_ratio == pytest.approx(1.0, rel=1e-6)  # clipped input = the embedding reference (512, 0)
     assert bge.chunks == math.ceil(1_000_000 * 1.2 / (bge.mix_ratio * 1000))
     assert bge.ppt_cost_per_month == pytest.approx(reads.tokens_per_month * 0.5 / 1e6)  # input price only
-    (gte,) = plan(reads, SloTargets(ttft_s=0.5), ["gte-large"], prices=BOOK)
+    (gte,) = plan(reads, PlanSlos(ttft_s=0.5), ["gte-large"], prices=BOOK)
     assert not gte.notes and gte.replica_slo_tokens_per_s > 0 and "no published" in gte.confidence
     tight, _, binding = slo_capacity(
-        ServingConfig(Deployment.of("gte-large", "h100")), 1000, 0, SloTargets(0.01)
+        ServingConfig(Deployment.of("gte-large", "h100")), 1000, 0, PlanSlos(0.01)
     )
     assert binding == "ttft" and tight < gte.replica_slo_tokens_per_s
     with pytest.raises(ConfigError, match="generates text"):
@@ -254,7 +254,7 @@ def test_estimated_rows_take_the_measured_runs_slos_unless_given(tmp_path: Path)
     # breaks TTFT (below saturation); 208 sequences fit its KV cache (256 would), and a decode step of 208 × 1,050
     # tokens reads 141 GB of weights + 72 GB of KV: memory-bound (28 ms of reads against 17 ms of compute)
     config = ServingConfig(Deployment.of("llama-3.3-70b", "h100"))
-    _, concurrency, binding = slo_capacity(config, 1000, 100, SloTargets(ttft_s=0.4))
+    _, concurrency, binding = slo_capacity(config, 1000, 100, PlanSlos(ttft_s=0.4))
     assert (concurrency, binding) == (208, "ttft")
     assert decode_cost(config.deployment, 208, 1050).bound == "memory"
     assert (estimated["slo_concurrency"], estimated["binding"], estimated["resource"]) == (
