@@ -32,7 +32,7 @@ from loadtest.model.predict import (
     saturation,
 )
 from loadtest.model.roofline import Deployment
-from loadtest.model.serving import ServingConfig
+from loadtest.model.serving import DEFAULT_MAX_BATCH, ServingConfig
 
 __all__ = [
     "CalibratedDeployment",
@@ -112,7 +112,7 @@ def scaled(deployment: Deployment, memory_scale: float, compute_scale: float, c0
 
 
 def predict_observation(
-    deployment: Deployment, obs: Observation, max_batch: int = 256, start: Start = "spread"
+    deployment: Deployment, obs: Observation, max_batch: int = DEFAULT_MAX_BATCH, start: Start = "spread"
 ) -> tuple[float, float]:
     """(TPOT, TTFT) the simulator's closed-loop prediction gives for ``obs``'s concurrency and mix, with the
     clients' phases laid out as ``start`` says (:func:`~loadtest.model.predict.predict_closed_loop`)."""
@@ -131,7 +131,7 @@ def calibrate(
     deployment: Deployment,
     observations: Sequence[Observation],
     *,
-    max_batch: int = 256,
+    max_batch: int = DEFAULT_MAX_BATCH,
     start: Start = "spread",
 ) -> CalibratedDeployment:
     """Fit ``s_m``, ``s_c`` and ``c0`` to ``observations`` (see the module docstring); start from ``deployment``.
@@ -162,7 +162,7 @@ def calibrate(
 
 
 def predict_mix(
-    deployment: Deployment, prompt_tokens: int, output_tokens: int, max_batch: int = 256
+    deployment: Deployment, prompt_tokens: int, output_tokens: int, max_batch: int = DEFAULT_MAX_BATCH
 ) -> MixPrediction:
     """Throughput ceiling and latency of one replica for requests of ``prompt_tokens`` in / ``output_tokens`` out:
     :func:`~loadtest.model.predict.saturation` for the ceiling, one client for the unloaded TTFT."""

@@ -86,7 +86,7 @@ _STR_COLS = (
 _FREE_TEXT_COLS = ("error_detail", "server_request_id")
 _GAP_REF_COLS = ("gap_offset", "gap_count")  # format 2: where the record's gaps are in chunk_gaps.f32
 _GAPS_TYPE = pa.list_(pa.float64())  # format 1: inline lists
-_SCHEMA = RECORD_SCHEMA = pa.schema(
+RECORD_SCHEMA = pa.schema(
     [(c, pa.float64()) for c in _FLOAT_COLS]
     + [(c, pa.int64()) for c in _INT_COLS + _GAP_REF_COLS]
     + [(c, pa.string()) for c in _STR_COLS]
@@ -142,10 +142,12 @@ def _read_arrow(path: Path) -> tuple[pa.Table, int]:
     (no copy into Python bytes) and each slice's pages are let go once parsed, so they leave the RSS too."""
     length, skipped = _complete_length(path)
     if length == 0:
-        return _SCHEMA.empty_table(), skipped
+        return RECORD_SCHEMA.empty_table(), skipped
     options = {
         "read_options": pa_json.ReadOptions(block_size=2 << 20),
-        "parse_options": pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore"),
+        "parse_options": pa_json.ParseOptions(
+            explicit_schema=RECORD_SCHEMA, unexpected_field_behavior="ignore"
+        ),
     }
     tables = []
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ) as mm:
@@ -225,7 +227,7 @@ def _fits(row: Any) -> bool:
     """A JSON object whose known fields have the record schema's types (missing or null ones are fine)."""
     if not isinstance(row, dict):
         return False
-    for f in _SCHEMA:
+    for f in RECORD_SCHEMA:
         v = row.get(f.name)
         if v is None:
             continue
@@ -259,7 +261,7 @@ def _read_lines(path: Path) -> tuple[pa.Table, int]:
                 rows.append(row)
             else:
                 skipped += 1
-    return pa.Table.from_pylist(rows, schema=_SCHEMA), skipped
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA), skipped
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
@@ -286,7 +288,7 @@ def load_records(path: Path) -> tuple[pd.DataFrame, int]:
     """Parse ``records.jsonl`` (and ``chunk_gaps.f32`` beside it); a partial last line (crash mid-write) is
     skipped and counted, never fatal."""
     if not path.exists():
-        return with_metrics(_to_frame(_SCHEMA.empty_table())), 0
+        return with_metrics(_to_frame(RECORD_SCHEMA.empty_table())), 0
     try:
         table, skipped = _read_arrow(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -38,7 +38,7 @@ class Measured:
     slos: str | None = None  # the run's SLOs, as text
 
 
-def simulated_band(sim: SimSettings, max_batch: int) -> float:
+def simulated_band(sim: SimSettings) -> float:
     """Nominal tokens/s of the simulated endpoint a run measured (its sizing settings,
     :data:`loadtest.spec.simulator.SIZING_KEYS`): its PT band, or (model units) its replicas times one replica's
     tokens/s at the model-unit reference mix."""
@@ -54,7 +54,7 @@ def simulated_band(sim: SimSettings, max_batch: int) -> float:
         )
     if band is not None:
         return float(band[1])
-    serving = ServingConfig(config.deployment(), max_batch=config.max_batch or max_batch)
+    serving = ServingConfig(config.deployment(), max_batch=config.max_batch)
     return replicas * saturation(serving, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
 
 
@@ -62,7 +62,6 @@ def measured_from_run(
     data: RunData,
     architecture: str | None = None,
     band_tokens_per_s: float | None = None,
-    max_batch: int = 256,
 ) -> tuple[str, Measured]:
     """``(architecture, Measured)`` from a run: its highest SLO-compliant req/s (:func:`capacity_from_run`, with
     the 95 % CI) times the mean input + output tokens of its successful requests, against the band it ran on.
@@ -86,7 +85,7 @@ def measured_from_run(
                 f"{data.run_dir} ran against an endpoint: give its provisioned tokens/s (--run-band)"
             )
         given = sim if sim.architecture is not None else dataclasses.replace(sim, architecture=arch)
-        band_tokens_per_s = simulated_band(given, max_batch)
+        band_tokens_per_s = simulated_band(given)
     if band_tokens_per_s <= 0:
         raise ConfigError("the measured endpoint's band must be > 0 tokens/s")
     cap = capacity_from_run(data)

@@ -35,6 +35,7 @@ from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import check_architecture
 from loadtest.model.predict import (
     MODEL_UNIT_MIX,
+    MODEL_UNIT_TOKENS_PER_S,
     REFERENCE_MIX,
     Resource,
     bounding_resource,
@@ -43,7 +44,7 @@ from loadtest.model.predict import (
 )
 from loadtest.model.quota import LimitType, QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import Deployment
-from loadtest.model.serving import ServingConfig
+from loadtest.model.serving import DEFAULT_MAX_BATCH, ServingConfig
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -260,7 +261,7 @@ def _plan_one(
         notes.append(f"one replica cannot meet the SLOs at this mix ({breached} too slow even unloaded)")
         replicas = 0
     elif arch.provisioning == "model_units":
-        per_unit = price.model_unit_tokens_per_s or 65.0
+        per_unit = price.model_unit_tokens_per_s or MODEL_UNIT_TOKENS_PER_S
         units = math.ceil(demand / (ratio * per_unit))
         replicas = math.ceil(units * per_unit / k_ref)
         if price.pt_per_model_unit_hour is not None:
@@ -323,7 +324,7 @@ def plan(
     headroom: float = 0.2,
     prices: PriceBook | None = None,
     measured: Mapping[str, Measured] | None = None,
-    max_batch: int = 256,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> list[ArchitecturePlan]:
     """One :class:`ArchitecturePlan` per decoder architecture in ``architectures`` (see the module docstring)."""
     if headroom < 0:

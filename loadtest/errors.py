@@ -8,24 +8,26 @@
     ├── PortInUseError (3)       the simulator cannot bind its port
     └── RunInvalid (4)           the run finished but its numbers cannot be trusted (generator fell behind)
 
-Interrupted runs exit 130 (the engine child's code). A CI gate's failure will be its own class with exit code 99
-(k6's convention) when ``loadtest gate`` exists; nothing raises it before then, so it is not defined yet.
-
-The CLI catches ``LoadtestError`` and prints ``loadtest: error: <message>`` on stderr, never a traceback.
-Messages must not contain secrets: build them from endpoint URLs with credentials removed.
+Interrupted runs exit :data:`EXIT_INTERRUPTED` (130, the shell's code for SIGINT), the engine child too. A CI
+gate's failure will be its own class with exit code 99 (k6's convention) when ``loadtest gate`` exists; nothing
+raises it before then, so it is not defined yet.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 __all__ = [
+    "EXIT_INTERRUPTED",
     "ConfigError",
     "EndpointError",
     "LoadtestError",
     "PortInUseError",
     "RunInvalid",
 ]
+
+
+EXIT_INTERRUPTED: Final[int] = 130
 
 
 class LoadtestError(Exception):

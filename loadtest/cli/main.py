@@ -17,7 +17,7 @@ from loadtest.cli.plan import plan
 from loadtest.cli.run import run
 from loadtest.cli.sim import sim
 from loadtest.cli.worker import worker
-from loadtest.errors import LoadtestError
+from loadtest.errors import EXIT_INTERRUPTED, LoadtestError
 
 __all__ = ["cli", "main"]
 
@@ -45,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("loadtest: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except LoadtestError as exc:
         click.echo(f"loadtest: error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("loadtest: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # the last line of defence: still one line, no traceback

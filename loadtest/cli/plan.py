@@ -245,7 +245,7 @@ def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> 
     if arch is not None and arch != sim_arch:
         raise ConfigError(f"{run.run_dir} simulated {sim_arch}, not {arch}: {known} (drop --run-arch)")
     if band is not None:
-        sim_band = simulated_band(sim, 256)
+        sim_band = simulated_band(sim)
         if not math.isclose(band, sim_band, rel_tol=1e-6):
             raise ConfigError(
                 f"{run.run_dir} simulated a band of {sim_band:g} tokens/s, not {band:g}: {known} (drop --run-band)"

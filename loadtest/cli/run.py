@@ -11,7 +11,9 @@ import click
 
 from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
-from loadtest.errors import ConfigError, EndpointError, LoadtestError
+from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError
+from loadtest.model.serving import DEFAULT_MAX_BATCH
+from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from loadtest.spec.simulator import SimSettings
@@ -70,7 +72,7 @@ __all__ = ["run"]
     "--max-concurrency",
     type=click.IntRange(min=1),
     default=None,
-    help="Open loop: most requests in flight at once (default 256).",
+    help=f"Open loop: most requests in flight at once (default {DEFAULT_MAX_CONCURRENCY}).",
 )
 @click.option(
     "--duration",
@@ -159,7 +161,7 @@ __all__ = ["run"]
     "--max-batch",
     type=click.IntRange(min=1),
     default=None,
-    help="Simulator: max sequences per replica (default 256).",
+    help=f"Simulator: max sequences per replica (default {DEFAULT_MAX_BATCH}).",
 )
 def run(scenario: Path | None, **opts: Any) -> None:
     """Run a load test and print a per-stage summary.
@@ -245,7 +247,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     click.echo(f"records: {outcome.records} in {outcome.run_dir}/records.jsonl ({outcome.status})")
     (outcome.run_dir / SUMMARY_FILE).write_bytes(summary_json(result.summaries))
     if outcome.status == "interrupted":
-        raise SystemExit(130)
+        raise SystemExit(EXIT_INTERRUPTED)
     if outcome.status == "failed":
         raise LoadtestError(
             f"the load engine failed (exit {outcome.engine_exit_code}); see {outcome.run_dir}/engine.log"

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from loadtest.errors import ConfigError
+from loadtest.model.serving import DEFAULT_MAX_BATCH
 
 __all__ = ["sim"]
 
@@ -28,7 +29,7 @@ __all__ = ["sim"]
     "--tp", type=click.IntRange(min=0), default=0, show_default=True, help="Tensor parallel (0: auto)."
 )
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH, show_default=True)
 @click.option("--jitter-cv", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True)
 @click.option(
     "--reject-stream-options",

@@ -50,12 +50,12 @@ from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 from loadtest.engine.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
 from loadtest.engine.distribute import split_evenly, users_per_worker  # noqa: E402
 from loadtest.engine.users import Engine, LLMUser  # noqa: E402
+from loadtest.errors import EXIT_INTERRUPTED  # noqa: E402
 from loadtest.rundir.files import SPEC_FILE  # noqa: E402
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 
 __all__ = ["main"]
 
-EXIT_INTERRUPTED = 130
 FORWARD_EVERY_S = 0.1
 
 

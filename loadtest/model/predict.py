@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from loadtest.model.roofline import Deployment, decode_cost, decode_step_s, kv_capacity_tokens, prefill_s
-from loadtest.model.serving import ServingConfig
+from loadtest.model.serving import DEFAULT_MAX_BATCH, ServingConfig
 
 __all__ = [
     "MODEL_UNIT_MIX",
+    "MODEL_UNIT_TOKENS_PER_S",
     "REFERENCE_MIX",
     "ClosedLoopPrediction",
     "Resource",
@@ -31,6 +32,7 @@ Resource = Literal["kv", "memory", "compute"]
 # model units (the published Llama 4 Maverick point)
 REFERENCE_MIX: Final[tuple[int, int]] = (2048, 256)
 MODEL_UNIT_MIX: Final[tuple[int, int]] = (3500, 300)
+MODEL_UNIT_TOKENS_PER_S: Final[float] = 65.0  # one model unit at MODEL_UNIT_MIX: 50 MU ≈ 3,250 tokens/s
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ def saturation(
 
 
 def reference_chunk_size(
-    deployment: Deployment, max_batch: int = 256, mix: tuple[int, int] = REFERENCE_MIX
+    deployment: Deployment, max_batch: int = DEFAULT_MAX_BATCH, mix: tuple[int, int] = REFERENCE_MIX
 ) -> int:
     """Tokens/s (input + output) one replica sustains at saturation on ``mix`` (default 2048 in / 256 out;
     embeddings: input only, prompt clipped to the context), rounded down to 10: the simulator's

@@ -5,19 +5,14 @@ them (:mod:`loadtest.sim.quota`); the planner and the analysis read them from he
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 __all__ = ["LIMIT_TYPES", "QUOTA_WINDOWS", "LimitType", "QuotaLimits", "ppt_admitted_rate"]
 
 LimitType = Literal[
     "input_tokens_per_minute", "output_tokens_per_minute", "queries_per_hour", "queries_per_second"
 ]
-LIMIT_TYPES: Final[tuple[LimitType, ...]] = (
-    "input_tokens_per_minute",
-    "output_tokens_per_minute",
-    "queries_per_hour",
-    "queries_per_second",
-)
+LIMIT_TYPES: Final[tuple[LimitType, ...]] = get_args(LimitType)  # in this order: ties break by it
 # limit type -> (short name, unit, window in seconds, bucket in seconds)
 QUOTA_WINDOWS: Final[dict[LimitType, tuple[str, str, float, float]]] = {
     "input_tokens_per_minute": ("ITPM", "tokens", 60.0, 0.0),

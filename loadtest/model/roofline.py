@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from loadtest.model.architectures import ARCHITECTURES, Architecture
+from loadtest.model import catalog
+from loadtest.model.architectures import Architecture
 from loadtest.model.hardware import (
     GPU_MEMORY_UTILIZATION,
-    GPUS,
     NCCL_EFFICIENCY,
     TP_EFFICIENCY,
     Dtype,
@@ -102,8 +102,8 @@ class Deployment:
         c1_s: float = 1e-5,
     ) -> Deployment:
         """Build from catalog keys (``"llama-3.1-8b"``, ``"h100"``); ``dtype=None`` uses the model's native dtype."""
-        arch = ARCHITECTURES[architecture] if isinstance(architecture, str) else architecture
-        prof = GPUS[gpu] if isinstance(gpu, str) else gpu
+        arch = catalog.architecture(architecture) if isinstance(architecture, str) else architecture
+        prof = catalog.gpu(gpu) if isinstance(gpu, str) else gpu
         return cls(arch, prof, tp, dtype or arch.native_dtype, c0_s, c1_s)
 
     @property

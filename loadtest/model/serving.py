@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from loadtest.model.roofline import Deployment
 
-__all__ = ["Jitter", "ServingConfig"]
+__all__ = ["DEFAULT_MAX_BATCH", "Jitter", "ServingConfig"]
+
+DEFAULT_MAX_BATCH: Final[int] = 256  # sequences one replica runs at once (vLLM's max_num_seqs default)
 
 Jitter = Literal["lognormal", "normal"]
 
@@ -19,7 +21,7 @@ class ServingConfig:
     """A simulated endpoint: ``replicas`` data-parallel copies of ``deployment``, each batching up to ``max_batch``."""
 
     deployment: Deployment
-    max_batch: int = 256
+    max_batch: int = DEFAULT_MAX_BATCH
     replicas: int = 1
     seed: int = 0
     jitter_cv: float = 0.0

@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loadtest.errors import ConfigError
+from loadtest.errors import EXIT_INTERRUPTED, ConfigError
 from loadtest.rundir import (
     ENGINE_LOG,
     FORMAT,
@@ -40,8 +40,6 @@ from loadtest.rundir import (
 from loadtest.spec.runspec import RunSpec
 
 __all__ = ["Distribution", "RunOutcome", "execute_run", "new_run_dir"]
-
-ENGINE_EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +203,7 @@ def execute_run(
                 worker.wait()
         log.close()
     code = proc.returncode
-    if status == "complete" and code == ENGINE_EXIT_INTERRUPTED:
+    if status == "complete" and code == EXIT_INTERRUPTED:
         status = "interrupted"
     elif status == "complete" and code != 0:
         status = "failed"

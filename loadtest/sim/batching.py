@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from loadtest.model.roofline import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
-from loadtest.model.serving import Jitter, ServingConfig
+from loadtest.model.serving import DEFAULT_MAX_BATCH, Jitter, ServingConfig
 
 __all__ = [
     "BatchRequest",
@@ -90,7 +90,7 @@ class Replica:
         self,
         deployment: Deployment,
         *,
-        max_batch: int = 256,
+        max_batch: int = DEFAULT_MAX_BATCH,
         seed: int = 0,
         jitter_cv: float = 0.0,
         jitter: Jitter = "lognormal",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from loadtest.model.architectures import Architecture
-from loadtest.model.predict import reference_chunk_size
+from loadtest.model.predict import MODEL_UNIT_MIX, MODEL_UNIT_TOKENS_PER_S, reference_chunk_size
 from loadtest.model.roofline import Deployment
 from loadtest.sim.config import SimConfig
 
@@ -52,7 +52,9 @@ def endpoint_document(
         limits = config.quota_limits()
         simulator["quotas"] = {} if limits is None else dict(limits.by_type())
     elif arch.provisioning == "model_units":
-        units = reference_chunk_size(deployment, config.max_batch, (3500, 300)) // 65
+        units = int(
+            reference_chunk_size(deployment, config.max_batch, MODEL_UNIT_MIX) // MODEL_UNIT_TOKENS_PER_S
+        )
         entity["provisioned_model_units"] = replicas * max(1, units)
     elif band is not None:
         entity.update(min_provisioned_throughput=band[0], max_provisioned_throughput=band[1])

@@ -15,7 +15,7 @@ from typing import Any
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.loadplan import parse_sweep
-from loadtest.spec.runspec import Stage, SweepPlan
+from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, Stage, SweepPlan
 from loadtest.spec.scenario import EndpointConfig, Scenario
 from loadtest.spec.simulator import SimSettings
 
@@ -67,7 +67,8 @@ def _stages(ov: Overrides, duration: float, stage_defaults: dict[str, Any]) -> t
         "max_requests": ov.max_requests,
         "arrival": ov.arrival or stage_defaults.get("arrival", "poisson"),
         "burstiness": ov.burstiness if ov.burstiness is not None else stage_defaults.get("burstiness", 1.0),
-        "max_concurrency": ov.max_concurrency or stage_defaults.get("max_concurrency", 256),
+        "max_concurrency": ov.max_concurrency
+        or stage_defaults.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
     }
     if ov.rates:
         return tuple(Stage(kind="rate", rate=r, **common) for r in ov.rates)
@@ -124,7 +125,8 @@ def _sweep(ov: Overrides, duration: float, base: SweepPlan | None) -> SweepPlan:
         {"points": ov.sweep_points or (base.points if base else 5)},
         {
             "duration": duration,
-            "max_concurrency": ov.max_concurrency or (base.max_concurrency if base else 256),
+            "max_concurrency": ov.max_concurrency
+            or (base.max_concurrency if base else DEFAULT_MAX_CONCURRENCY),
             "arrival": ov.arrival or (base.arrival if base else "poisson"),
             "burstiness": ov.burstiness if ov.burstiness is not None else (base.burstiness if base else 1.0),
         },

@@ -11,7 +11,7 @@ from typing import Any
 
 from loadtest.errors import ConfigError
 from loadtest.spec.arrivals import ArrivalProcess
-from loadtest.spec.runspec import Stage, SweepPlan
+from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, Stage, SweepPlan
 from loadtest.spec.tables import check_keys as _check_keys
 from loadtest.spec.tables import duration as _duration
 from loadtest.spec.tables import positive as _positive
@@ -166,6 +166,6 @@ def load_defaults(load: dict[str, Any]) -> dict[str, Any]:
         "duration": load.get("duration", "30s"),
         "arrival": load.get("arrival", "poisson"),
         "burstiness": load.get("burstiness", 1.0),
-        "max_concurrency": load.get("max_concurrency", 256),
+        "max_concurrency": load.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
         "max_requests": load.get("max_requests"),
     }

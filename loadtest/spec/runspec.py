@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.spec.arrivals import token_rate_label
 
-__all__ = ["RetryPolicy", "RunSpec", "Stage", "SweepPlan", "parse_duration"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "RetryPolicy", "RunSpec", "Stage", "SweepPlan", "parse_duration"]
+
+DEFAULT_MAX_CONCURRENCY: Final[int] = 256  # an open-loop stage's most requests in flight
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -70,7 +72,7 @@ class Stage:
     tokens_per_min: float | None = None
     input_tokens_per_min: float | None = None
     output_tokens_per_min: float | None = None
-    max_concurrency: int = 256
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_requests: int | None = None
     name: str | None = None
 

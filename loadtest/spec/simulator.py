@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final
 
 from loadtest.errors import ConfigError
+from loadtest.model.serving import DEFAULT_MAX_BATCH
 
 __all__ = [
     "SIM_KEYS",
@@ -49,7 +50,7 @@ class SimSettings:
     architecture: str | None = _setting("llama-3.1-8b", sizing=True)
     gpu: str | None = _setting("h100", sizing=True)
     replicas: int | None = _setting(1, sizing=True)
-    max_batch: int | None = _setting(256, sizing=True)
+    max_batch: int | None = _setting(DEFAULT_MAX_BATCH, sizing=True)
     tp: int | None = _setting(0, sizing=True)
     jitter_cv: float | None = _setting(0.0)
     mode: str | None = _setting("pt", sizing=True)
