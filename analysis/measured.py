@@ -18,7 +18,7 @@ from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
 from loadtest.spec.simulator import SimSettings
 
-__all__ = ["Measured", "measured_from_run", "simulated_band"]
+__all__ = ["Measured", "mean_mix", "measured_from_run", "simulated_band"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,17 @@ class Measured:
     lower_bound: bool = False
     mix: tuple[int, int] | None = None  # the run's mean (input, output) tokens per request
     slos: str | None = None  # the run's SLOs, as text
+
+
+def mean_mix(data: RunData) -> tuple[float, float]:
+    """The run's mix: mean input and output tokens of its successful requests with both counts."""
+    ok = data.records
+    ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
+    if ok.empty:
+        raise ConfigError(f"{data.run_dir} has no successful request with usage counts")
+    return float(ok["prompt_tokens"].astype("float64").mean()), float(
+        ok["output_tokens"].astype("float64").mean()
+    )
 
 
 def simulated_band(sim: SimSettings) -> float:
@@ -91,28 +102,20 @@ def measured_from_run(
     cap = capacity_from_run(data)
     if cap.max_rps is None:
         raise ConfigError(f"{data.run_dir}: {cap.basis}; there is no SLO-compliant throughput to plan from")
-    ok = data.records[data.records["ok"]]
-    total = (ok["prompt_tokens"].astype("float64") + ok["output_tokens"].astype("float64")).dropna()
-    if total.empty:
-        raise ConfigError(f"{data.run_dir} has no successful request with usage counts")
-    per_request = float(total.mean())
-    mix = (
-        round(float(ok["prompt_tokens"].astype("float64").mean())),
-        round(float(ok["output_tokens"].astype("float64").mean())),
-    )
+    mix = mean_mix(data)
     lo, hi = cap.max_rps_ci
     rel = None
     if lo is not None and hi is not None:
         rel = max(cap.max_rps - lo, hi - cap.max_rps) / cap.max_rps
     limit = cap.limit_detail if cap.limit is not None else "none reached in the run"
     return arch, Measured(
-        slo_tokens_per_s=cap.max_rps * per_request,
+        slo_tokens_per_s=cap.max_rps * (mix[0] + mix[1]),
         band_tokens_per_s=band_tokens_per_s,
         relative_ci=rel,
         run=data.run_dir.name,
         limit_detail=limit,
         lower_bound=all(point.meets() for point in cap.points),
-        mix=mix,
+        mix=(round(mix[0]), round(mix[1])),
         slos="; ".join(
             f"{cls}: {_slo_text(slo)}" for cls, slo in class_slos(data.manifest.spec.request_classes).items()
         )

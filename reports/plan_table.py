@@ -1,12 +1,15 @@
-"""The `loadtest plan` table. Pure: plans in, text out."""
+"""The `loadtest plan` output: the table and the JSON. Pure: plans in, text out."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from analysis.plan import ArchitecturePlan, Forecast
+import orjson
 
-__all__ = ["render_plan_table"]
+from analysis.plan import ArchitecturePlan, Forecast, PlanSlos
+
+__all__ = ["render_plan_json", "render_plan_table"]
 
 _DASH = "–"
 
@@ -97,3 +100,28 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
         for note in p.notes:
             lines.append(f"note: {p.architecture}: {note}")
     return "\n".join(lines)
+
+
+def render_plan_json(
+    plans: Sequence[ArchitecturePlan],
+    forecast: Forecast,
+    slo: PlanSlos,
+    headroom: float,
+    price_label: str,
+    runs: Sequence[Path],
+) -> str:
+    """``plan --format json``: the forecast, the SLOs, headroom, prices and measured runs, then one object per plan."""
+    payload = {
+        "forecast": {
+            "peak_tokens_per_min": forecast.peak_tokens_per_min,
+            "prompt_tokens": forecast.prompt_tokens,
+            "output_tokens": forecast.output_tokens,
+            "tokens_per_month": forecast.tokens_per_month,
+        },
+        "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
+        "headroom": headroom,
+        "prices": price_label,
+        "measured_runs": [str(path) for path in runs],
+        "plans": [p.to_dict() for p in plans],
+    }
+    return orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode()

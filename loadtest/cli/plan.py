@@ -111,14 +111,13 @@ __all__ = ["plan"]
 def plan(**opts: Any) -> None:
     """Recommend provisioned throughput (chunks / band or model units) or pay-per-token per architecture, and the
     monthly cost of each, for a forecast peak and SLOs."""
-    import orjson
 
-    from analysis.measured import measured_from_run
+    from analysis.measured import mean_mix, measured_from_run
     from analysis.plan import Forecast, PlanSlos
     from analysis.plan import plan as make_plan
     from analysis.prices import load_prices
     from loadtest.model.catalog import check_gpu
-    from reports.plan_table import render_plan_table
+    from reports.plan_table import render_plan_json, render_plan_table
     from scenarios import SHIPPED_DIR
 
     gpu = check_gpu(opts["gpu"].lower(), "--gpu")
@@ -136,14 +135,9 @@ def plan(**opts: Any) -> None:
         measured[arch] = measured_run
     mix_from = _load_run(opts["mix_from"]) if opts["mix_from"] is not None else (runs[0] if runs else None)
     if mix_from is not None and (prompt is None or output is None):
-        ok = mix_from.records
-        ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
-        if ok.empty:
-            raise ConfigError(
-                f"{mix_from.run_dir} has no successful request with usage counts to take a mix from"
-            )
-        prompt = prompt if prompt is not None else round(float(ok["prompt_tokens"].astype("float64").mean()))
-        output = output if output is not None else round(float(ok["output_tokens"].astype("float64").mean()))
+        run_prompt, run_output = mean_mix(mix_from)
+        prompt = prompt if prompt is not None else round(run_prompt)
+        output = output if output is not None else round(run_output)
     if prompt is None or output is None:
         raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
     if (opts["peak_tpm"] is None) == (opts["peak_rps"] is None):
@@ -177,20 +171,7 @@ def plan(**opts: Any) -> None:
         except ValueError as exc:  # e.g. the request does not fit one replica's KV cache
             raise ConfigError(f"{arch} on {gpu}: {exc}") from None
     if opts["fmt"] == "json":
-        payload = {
-            "forecast": {
-                "peak_tokens_per_min": forecast.peak_tokens_per_min,
-                "prompt_tokens": prompt,
-                "output_tokens": output,
-                "tokens_per_month": forecast.tokens_per_month,
-            },
-            "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
-            "headroom": opts["headroom"],
-            "prices": prices.label,
-            "measured_runs": [str(path) for path in opts["run_dirs"]],
-            "plans": [p.to_dict() for p in plans],
-        }
-        click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        click.echo(render_plan_json(plans, forecast, slo, opts["headroom"], prices.label, opts["run_dirs"]))
         return
     click.echo(render_plan_table(plans, forecast, prices.label))
 
