@@ -5,8 +5,6 @@ the provisioning plan (:mod:`analysis.plan`). Files in, DataFrames and dataclass
 from analysis.capacity import (
     DEFAULT_MAX_ERROR_SHARE,
     CapacityResult,
-    SloCheck,
-    StagePoint,
     capacity,
     capacity_from_run,
     predict,
@@ -30,8 +28,8 @@ from analysis.goodput import (
     token_mismatch,
 )
 from analysis.load_check import DEFAULT_MAX_LAG_S, StageLoad, check_load
+from analysis.stage_points import SloCheck, StagePoint
 from analysis.summary import (
-    LIMIT_TYPES,
     PERCENTILES,
     StageSummary,
     limit_type,
@@ -43,7 +41,6 @@ from analysis.summary import (
 __all__ = [
     "DEFAULT_MAX_ERROR_SHARE",
     "DEFAULT_MAX_LAG_S",
-    "LIMIT_TYPES",
     "MISMATCH_TOLERANCE",
     "PERCENTILES",
     "SKIPPED_LINES",

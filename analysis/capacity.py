@@ -40,18 +40,15 @@ from analysis.calibrate import Observation
 from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_latency
 from analysis.frame import RunData
 from analysis.goodput import class_slos, good_mask, slo_metric
-from analysis.stage_points import SloCheck, StagePoint, View, percentile_ci, stage_point
+from analysis.stage_points import StagePoint, View, stage_point
 from loadtest.rundir import StageWindow
 
 __all__ = [
     "DEFAULT_MAX_ERROR_SHARE",
     "CapacityResult",
-    "SloCheck",
-    "StagePoint",
     "calibration_observations",
     "capacity",
     "capacity_from_run",
-    "percentile_ci",
     "predict",
 ]
 

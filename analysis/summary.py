@@ -22,7 +22,6 @@ from analysis.goodput import MISMATCH_TOLERANCE, good_mask
 from loadtest.model.quota import LIMIT_TYPES
 
 __all__ = [
-    "LIMIT_TYPES",
     "PERCENTILES",
     "StageSummary",
     "limit_type",

@@ -1,5 +1,5 @@
 import sys
 
-from loadtest.cli.main import main
+from loadtest.cli.group import main
 
 sys.exit(main())

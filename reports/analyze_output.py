@@ -11,7 +11,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
@@ -42,8 +42,8 @@ class AnalyzeReport:
     CSV header is written when ``summaries`` is empty (``--by class`` where no record names its class).
     """
 
-    run_id: Any
-    status: Any
+    run_id: str
+    status: str
     by: str
     slos: Mapping[str, Mapping[str, float]]
     skipped_lines: int

@@ -13,6 +13,7 @@ __all__ = [
     "format_ms",
     "render_capacity",
     "render_load_table",
+    "render_predictions",
     "render_quota_note",
     "render_stage_table",
     "render_summary_table",

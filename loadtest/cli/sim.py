@@ -88,8 +88,9 @@ __all__ = ["sim"]
 def sim(**opts: Any) -> None:
     """Serve the simulated OpenAI/Databricks endpoint until Ctrl-C."""
     from loadtest.model.catalog import check_architecture, check_gpu
+    from loadtest.sim.config import SimConfig
     from loadtest.sim.faults import FaultConfig
-    from loadtest.sim.server import SimConfig, run_sim_foreground
+    from loadtest.sim.server import run_sim_foreground
 
     check_architecture(opts["architecture"], "--architecture")
     check_gpu(opts["gpu"], "--gpu")

@@ -35,7 +35,7 @@ from loadtest.sim.quota import Quota, Rejection, Ticket
 from loadtest.sim.responses import EmbeddingJob, Generation, parse_embedding, parse_generation
 from loadtest.sim.tokens import TokenText
 
-__all__ = ["App", "SimConfig"]
+__all__ = ["App"]
 
 _MAX_LAG_S: Final = 0.25
 _TOKEN_PATH: Final = "/oidc/v1/token"

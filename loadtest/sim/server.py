@@ -50,7 +50,7 @@ from loadtest.sim.app import App
 from loadtest.sim.config import SimConfig
 from loadtest.sim.http11 import Connection
 
-__all__ = ["SimConfig", "SimServer", "run_sim_foreground"]
+__all__ = ["SimServer", "run_sim_foreground"]
 
 
 class SimServer:

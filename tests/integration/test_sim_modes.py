@@ -23,9 +23,10 @@ from loadtest.errors import ConfigError, EndpointError
 from loadtest.model.predict import reference_chunk_size
 from loadtest.model.roofline import Deployment
 from loadtest.runner.simproc import ManagedProcess, SimulatorProcess
+from loadtest.sim.config import SimConfig
 from loadtest.sim.documents import model_type
 from loadtest.sim.faults import FaultConfig
-from loadtest.sim.server import SimConfig, SimServer
+from loadtest.sim.server import SimServer
 from loadtest.spec.simulator import SimSettings
 from tests.helpers import wait_for
 

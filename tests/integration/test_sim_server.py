@@ -21,7 +21,8 @@ import pytest
 from loadtest.errors import PortInUseError
 from loadtest.model.predict import predict_closed_loop
 from loadtest.model.roofline import decode_step_s
-from loadtest.sim.server import SimConfig, SimServer
+from loadtest.sim.config import SimConfig
+from loadtest.sim.server import SimServer
 from loadtest.sim.tokens import EMBEDDING_DIM
 from tests.helpers import wait_for
 
@@ -279,7 +280,7 @@ def test_single_stream_gap_matches_the_batch_one_decode_step() -> None:
 def test_foreground_entry_point_announces_and_stops_on_sigterm() -> None:
     code = (
         "import sys\n"
-        "from loadtest.sim.server import SimConfig, run_sim_foreground\n"
+        "from loadtest.sim.config import SimConfig\nfrom loadtest.sim.server import run_sim_foreground\n"
         "run_sim_foreground(SimConfig(port=0), sys.stdout)\n"
     )
     with subprocess.Popen(

@@ -22,7 +22,7 @@ from analysis import (
     summarize_stages,
     token_mismatch,
 )
-from loadtest.cli.main import main
+from loadtest.cli.group import main
 from loadtest.client.protocol import RequestClass
 from loadtest.client.records import GAPS_FILE, RequestRecord
 from loadtest.engine.conduct import Recorder

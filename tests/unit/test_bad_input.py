@@ -13,7 +13,7 @@ import pytest
 from analysis import load_run
 from analysis.frame import with_metrics
 from analysis.prices import load_prices
-from loadtest.cli.main import main
+from loadtest.cli.group import main
 from loadtest.errors import ConfigError
 from loadtest.sim.config import SimConfig
 from tests.helpers import jsonl, manifest_dict, records, refused, run_cli, two_stage_run, write_run

@@ -195,7 +195,7 @@ def test_a_token_rate_stage_that_falls_behind_its_rate_is_queue_growth() -> None
 def test_percentile_ci_is_scipys_quantile_test_interval(n: int, q: float) -> None:
     from scipy import stats  # type: ignore[import-untyped]
 
-    from analysis.capacity import percentile_ci
+    from analysis.stage_points import percentile_ci
 
     values = np.random.default_rng(n).lognormal(0.0, 1.0, n)
     point, low, high = percentile_ci(values, q)
