@@ -1,8 +1,6 @@
-"""``loadtest worker``: a Locust worker for a master on another host (the engine's worker role in a child)."""
+"""``loadtest worker``: a Locust worker for a master on another host (:func:`loadtest.runner.run.serve_as_worker`)."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 
@@ -20,20 +18,8 @@ def worker(master_host: str, master_port: int) -> None:
     The worker gets the run's scenario from the master; credentials come from this host's environment
     (the variable named by api_key_env, or DATABRICKS_* / ~/.databrickscfg).
     """
-    import subprocess
+    from loadtest.runner.run import serve_as_worker
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtest.engine",
-            "--worker",
-            "--master-host",
-            master_host,
-            "--port",
-            str(master_port),
-        ],
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise LoadtestError(f"the worker stopped with exit code {proc.returncode}")
+    code = serve_as_worker(master_host, master_port)
+    if code != 0:
+        raise LoadtestError(f"the worker stopped with exit code {code}")

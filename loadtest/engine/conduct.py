@@ -15,6 +15,7 @@ import os
 import random
 import struct
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from loadtest.engine.distribute import open_loop_seq
 from loadtest.engine.procstat import peak_rss_mb
 from loadtest.engine.sweep import StageObservation, fold, sweep_rates, sweep_verdict
 from loadtest.rundir.files import EVENTS_FILE, GAPS_FILE, RECORDS_FILE
+from loadtest.rundir.manifest import StageTarget
 from loadtest.spec.arrivals import ArrivalProcess, TokenRateController
 from loadtest.spec.runspec import RunSpec, Stage, SweepPlan
 from loadtest.spec.workload import RequestFactory
@@ -149,7 +151,7 @@ class Conductor(abc.ABC):
         """Run one stage; with ``observe``, return what its successful requests showed (for the sweep)."""
         rec = self.recorder
         rec.observation = StageObservation([], [], [], []) if observe else None
-        target: dict[str, Any] = {"kind": stage.kind, "users": stage.users, "rate": stage.rate}
+        target = StageTarget(kind=stage.kind, users=stage.users, rate=stage.rate)
         rec.controller = None
         rec.stage_label = stage.label
         if stage.kind == "tokens":
@@ -161,14 +163,15 @@ class Conductor(abc.ABC):
                 expected_input=e_in,
                 expected_output=e_out,
             )
-            target.update(
+            target = replace(
+                target,
                 tokens_per_min=stage.tokens_per_min,
                 input_tokens_per_min=stage.input_tokens_per_min,
                 output_tokens_per_min=stage.output_tokens_per_min,
                 initial_rate=rec.controller.rate(),
             )
         before = rec.records
-        rec.event("stage_start", stage=stage.label, duration_s=stage.duration_s, target=target)
+        rec.event("stage_start", stage=stage.label, duration_s=stage.duration_s, target=target.to_dict())
         self.open(stage, index)
         arrivals = self.dispatch(stage, index) if stage.open_loop else self.wait_window(stage)
         rec.event("stage_window_end", stage=stage.label)

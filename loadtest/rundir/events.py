@@ -33,8 +33,7 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
 def _target(raw: dict[str, Any] | None) -> StageTarget | None:
     if raw is None:
         return None
-    keys = ("rate", "tokens_per_min", "input_tokens_per_min", "output_tokens_per_min", "initial_rate")
-    return StageTarget(kind=raw.get("kind"), users=raw.get("users"), **{k: raw.get(k) for k in keys})
+    return StageTarget.from_event(raw)
 
 
 def stage_windows(events: list[dict[str, Any]]) -> tuple[StageWindow, ...]:

@@ -21,7 +21,6 @@ from loadtest.errors import ConfigError
 from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.simproc import SimulatorProcess
-from loadtest.spec.runspec import RunSpec
 from loadtest.spec.scenario import Scenario
 
 __all__ = ["LaunchResult", "launch"]
@@ -36,9 +35,7 @@ class LaunchResult:
     most_common_error: str | None
 
 
-def _endpoint_and_auth(
-    scenario: Scenario, read_timeout: float
-) -> tuple[EndpointSpec, dict[str, str], dict[str, str]]:
+def _endpoint_and_auth(scenario: Scenario) -> tuple[EndpointSpec, dict[str, str], dict[str, str]]:
     """The endpoint spec, the request headers for the preflight, and the engine child's extra environment."""
     ep = scenario.endpoint
     assert ep is not None
@@ -98,7 +95,7 @@ def launch(
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
             simulated = SimulatedEndpoint(settings, scenario.seed)
             return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution)
-    endpoint, headers, child_env = _endpoint_and_auth(scenario, read_timeout_s)
+    endpoint, headers, child_env = _endpoint_and_auth(scenario)
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
     return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution)
@@ -115,21 +112,12 @@ def _execute(
     distribution: Distribution | None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
-    spec = RunSpec(
+    spec = scenario.run_spec(
         run_id=uuid.uuid4().hex[:12],
-        name=scenario.name,
         out_dir=str(run_dir),
         endpoint=endpoint,
-        request_classes=scenario.classes,
-        stages=scenario.stages,
-        seed=scenario.seed,
-        drain_timeout_s=scenario.drain_timeout_s,
-        retry=scenario.retry,
-        sweep=scenario.sweep,
         read_timeout_s=read_timeout_s,
         simulated=simulator is not None,
-        scenario_source=scenario.source,
-        description=scenario.description,
     )
     total = sum(s.duration_s for s in scenario.stages)
     plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load"

@@ -39,7 +39,9 @@ from loadtest.rundir import (
 )
 from loadtest.spec.runspec import RunSpec
 
-__all__ = ["Distribution", "RunOutcome", "execute_run", "new_run_dir"]
+__all__ = ["ENGINE_MODULE", "Distribution", "RunOutcome", "execute_run", "new_run_dir", "serve_as_worker"]
+
+ENGINE_MODULE = "loadtest.engine"  # the child: python -m loadtest.engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ def execute_run(
 
     def start(args: list[str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "loadtest.engine", *args],
+            [sys.executable, "-m", ENGINE_MODULE, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -226,3 +228,19 @@ def execute_run(
     )
     write_manifest(run_dir, manifest)
     return RunOutcome(run_dir=run_dir, status=status, engine_exit_code=code, records=records)
+
+
+def serve_as_worker(master_host: str, port: int) -> int:
+    """Be one Locust worker for a master on another host (``loadtest worker``): the engine child in the
+    foreground, until the master's run ends; its exit code."""
+    args = [
+        sys.executable,
+        "-m",
+        ENGINE_MODULE,
+        "--worker",
+        "--master-host",
+        master_host,
+        "--port",
+        str(port),
+    ]
+    return subprocess.run(args, check=False).returncode

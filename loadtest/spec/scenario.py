@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.client.protocol import RequestClass
+from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
-from loadtest.spec.runspec import RetryPolicy, Stage, SweepPlan
+from loadtest.spec.runspec import RetryPolicy, RunSpec, Stage, SweepPlan
 from loadtest.spec.simulator import SIM_KEYS, SimSettings
 from loadtest.spec.tables import check_keys as _check_keys
 from loadtest.spec.tables import duration as _duration
@@ -128,6 +128,27 @@ class Scenario:
     retry: RetryPolicy | None = None  # None: no [retry] table (spec.json says {}), which never retries either
     source: str | None = None
     sweep: SweepPlan | None = None
+
+    def run_spec(
+        self, *, run_id: str, out_dir: str, endpoint: EndpointSpec, read_timeout_s: float, simulated: bool
+    ) -> RunSpec:
+        """The run this scenario describes against ``endpoint``, as the engine child reads it (``spec.json``)."""
+        return RunSpec(
+            run_id=run_id,
+            name=self.name,
+            out_dir=out_dir,
+            endpoint=endpoint,
+            request_classes=self.classes,
+            stages=self.stages,
+            seed=self.seed,
+            drain_timeout_s=self.drain_timeout_s,
+            retry=self.retry,
+            sweep=self.sweep,
+            read_timeout_s=read_timeout_s,
+            simulated=simulated,
+            scenario_source=self.source,
+            description=self.description,
+        )
 
 
 def parse_slo(raw: Any, where: str) -> dict[str, float]:
