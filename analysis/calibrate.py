@@ -2,7 +2,7 @@
 
 Pure: numpy/scipy only, no I/O. Uses exactly the functions the simulator uses (:mod:`loadtest.model.roofline`,
 :func:`loadtest.model.predict.predict_closed_loop` / :func:`~loadtest.model.predict.saturation`), so a calibrated
-:class:`~loadtest.model.roofline.Deployment` drops straight into :class:`~loadtest.sim.batching.ServingConfig`.
+:class:`~loadtest.model.roofline.Deployment` drops straight into :class:`~loadtest.model.serving.ServingConfig`.
 
 **Fit.** Each observation is a measured steady-state point of a closed-loop sweep (concurrency, prompt and output
 tokens, mean TPOT, mean TTFT; e.g. one stage summary). Three parameters are fitted by bounded least squares on

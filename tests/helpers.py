@@ -278,7 +278,7 @@ def two_stage_run(
     tmp_path: Path, simulator: dict[str, object] | None, rps: tuple[float, ...] = (10, 20)
 ) -> Path:
     """``tmp_path/run`` with two closed-loop stages of 200 requests (1000 in + 100 out each): TTFT 0.2 s then 0.6 s
-    against an SLO of ttft_p95 = 0.4 s, so X* is interpolated halfway. Its target is the simulator with the
+    against an SLO of ttft_p95 = 0.4 s, so X* is interpolated halfway. Its endpoint is the simulator with the
     settings ``simulator``, or an endpoint when None."""
     rows = []
     for i, (rate, ttft) in enumerate(zip(rps, (0.2, 0.6), strict=True)):

@@ -219,8 +219,8 @@ class GeneratorVerdict:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """A run directory's ``manifest.json``. ``target`` is the simulator, or ``None`` for an endpoint (written
-    ``{}``: the endpoint is ``spec.endpoint``). The run's outcome — ``finished_at``, ``engine_exit_code``,
+    """A run directory's ``manifest.json``. ``simulator`` is the simulated endpoint, or ``None`` for a real one (written
+    ``"target": {}``: the endpoint is ``spec.endpoint``). The run's outcome — ``finished_at``, ``engine_exit_code``,
     ``records``, ``stages`` (and ``engine_log_tail`` when it failed) — is there once the engine has stopped;
     ``generator`` once ``loadtest run`` has checked the load."""
 

@@ -3,7 +3,7 @@
 
 Importing this package starts nothing and pulls in no third-party library but orjson. The server
 (:class:`SimServer`, :func:`run_sim_foreground`) is imported on first use, so that :mod:`loadtest.sim.config` can
-be read (by ``analysis.plan``, to rebuild a simulated run's band) without the asyncio server.
+be read (by ``analysis.measured``, to rebuild a simulated run's band) without the asyncio server.
 """
 
 from __future__ import annotations

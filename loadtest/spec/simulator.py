@@ -6,7 +6,7 @@ Everything else is derived from :class:`SimSettings` and the metadata of its fie
 * :data:`SIM_KEYS` — the keys a ``[simulator]`` table accepts (:mod:`loadtest.spec.scenario`);
 * :meth:`SimSettings.sim_args` — the ``loadtest sim`` flags :func:`loadtest.runner.launch.launch` passes;
 * :data:`SIZING_KEYS` and :meth:`SimSettings.sizing` — what ``loadtest plan`` reads from a simulator run's manifest
-  (``target.simulator``) to rebuild the band it ran on (:mod:`analysis.plan`);
+  (``target.simulator``) to rebuild the band it ran on (:func:`analysis.measured.simulated_band`);
 * :func:`default` — the defaults of :class:`loadtest.sim.config.SimConfig`'s fields of the same names.
 
 ``loadtest sim``'s click options are written out in :mod:`loadtest.cli.sim` (their order and help text are the

@@ -12,7 +12,7 @@ The exact values come from the simulator's own model, not from the analysis unde
   each other with it), so the exact value is one number. The stages are the coarse 8/16/24/32-user grid a user
   would run, not a grid fitted around the answer.
 * **Quota-bound** (a pay-per-token endpoint with a QPS quota, constant-rate stages past it): the admitted rate is
-  :func:`loadtest.sim.quota.ppt_admitted_rate`'s.
+  :func:`loadtest.model.quota.ppt_admitted_rate`'s.
 * **Count**: the smallest number of replicas (one chunk of the simulator's band each) whose exact SLO capacity
   covers the forecast peak with headroom, against what ``loadtest plan --run`` recommends from the measured run.
 """

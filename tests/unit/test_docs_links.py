@@ -20,7 +20,6 @@ from tests.helpers import ROOT
 
 THIS = "tests/unit/test_docs_links.py"
 HISTORY = "CHANGELOG.md"
-# Outside references still in files that another change is rewriting; each entry must still be needed.
 OUTSIDE = re.compile(
     r"\.\./shared|\b(?:capacity|databricks|peers|style-anchors)\.md\b|\b(?:DESIGN|STYLE)\.md\b",
 )

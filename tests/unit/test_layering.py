@@ -141,7 +141,7 @@ def test_the_layer_contract_places_every_part_of_the_tree() -> None:
     parts = {
         f"loadtest.{m.name}" for m in pkgutil.iter_modules(loadtest.__path__) if m.name not in ("__main__",)
     }
-    assert parts | {"analysis", "reports"} == placed
+    assert parts | {"analysis", "reports", "scenarios"} == placed
 
 
 def test_the_gevent_contract_covers_everything_outside_the_door() -> None:
