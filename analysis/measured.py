@@ -13,7 +13,7 @@ from analysis.frame import RunData
 from analysis.goodput import class_slos
 from loadtest.errors import ConfigError
 from loadtest.model.catalog import check_architecture
-from loadtest.model.predict import MODEL_UNIT_MIX, saturation
+from loadtest.model.predict import MODEL_UNIT_MIX, reference_tokens_per_s
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
 from loadtest.spec.simulator import SimSettings
@@ -66,7 +66,7 @@ def simulated_band(sim: SimSettings) -> float:
     if band is not None:
         return float(band[1])
     serving = ServingConfig(config.deployment(), max_batch=config.max_batch)
-    return replicas * saturation(serving, *MODEL_UNIT_MIX).requests_per_s * sum(MODEL_UNIT_MIX)
+    return replicas * reference_tokens_per_s(serving, MODEL_UNIT_MIX)
 
 
 def measured_from_run(

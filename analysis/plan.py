@@ -39,7 +39,9 @@ from loadtest.model.predict import (
     REFERENCE_MIX,
     Resource,
     bounding_resource,
+    chunk_of,
     predict_closed_loop,
+    reference_tokens_per_s,
     saturation,
 )
 from loadtest.model.quota import LimitType, QuotaLimits, ppt_admitted_rate
@@ -224,11 +226,11 @@ def _plan_one(
     notes: list[str] = []
     ref_mix = MODEL_UNIT_MIX if arch.provisioning == "model_units" else REFERENCE_MIX
     if arch.kind == "embedding":  # reads only: its band is quoted at a full input of up to 2,048 tokens
-        ref_mix = (min(REFERENCE_MIX[0], arch.context), 0)
+        ref_mix = REFERENCE_MIX
         if p > arch.context:
             notes.append(f"inputs of {p} tokens exceed the {arch.context}-token context: sized as truncated")
             p = arch.context
-    k_ref = saturation(config, *ref_mix).requests_per_s * sum(ref_mix)
+    k_ref = reference_tokens_per_s(config, ref_mix)
     k_slo, slo_conc, breached = slo_capacity(config, p, o, slo)
     conc: int | None = slo_conc
     source, confidence = (
@@ -267,7 +269,7 @@ def _plan_one(
         if price.pt_per_model_unit_hour is not None:
             pt_cost = units * price.pt_per_model_unit_hour * HOURS_PER_MONTH
     else:
-        chunk = price.throughput_chunk_size or float(int(k_ref) // 10 * 10)
+        chunk = price.throughput_chunk_size or float(chunk_of(k_ref))
         chunks = math.ceil(demand / (ratio * chunk))
         band = chunks * chunk
         replicas = math.ceil(band / k_ref)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from loadtest.errors import ConfigError
-from loadtest.model.serving import DEFAULT_MAX_BATCH
+from loadtest.spec.simulator import default
 
 __all__ = ["sim"]
 
@@ -23,14 +23,18 @@ __all__ = ["sim"]
     show_default=True,
     help="Port (0: any free port).",
 )
-@click.option("--architecture", default="llama-3.1-8b", show_default=True)
-@click.option("--gpu", default="h100", show_default=True)
+@click.option("--architecture", default=default("architecture"), show_default=True)
+@click.option("--gpu", default=default("gpu"), show_default=True)
 @click.option(
-    "--tp", type=click.IntRange(min=0), default=0, show_default=True, help="Tensor parallel (0: auto)."
+    "--tp",
+    type=click.IntRange(min=0),
+    default=default("tp"),
+    show_default=True,
+    help="Tensor parallel (0: auto).",
 )
-@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-batch", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH, show_default=True)
-@click.option("--jitter-cv", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True)
+@click.option("--replicas", type=click.IntRange(min=1), default=default("replicas"), show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=default("max_batch"), show_default=True)
+@click.option("--jitter-cv", type=click.FloatRange(0.0, 1.0), default=default("jitter_cv"), show_default=True)
 @click.option(
     "--reject-stream-options",
     is_flag=True,
@@ -41,7 +45,7 @@ __all__ = ["sim"]
 @click.option(
     "--mode",
     type=click.Choice(["pt", "ppt"]),
-    default="pt",
+    default=default("mode"),
     show_default=True,
     help="Provisioned throughput, or pay-per-token with quotas (429s).",
 )

@@ -20,9 +20,11 @@ __all__ = [
     "Resource",
     "Start",
     "bounding_resource",
+    "chunk_of",
     "feasible_batch",
     "predict_closed_loop",
     "reference_chunk_size",
+    "reference_tokens_per_s",
     "saturation",
 ]
 
@@ -182,15 +184,24 @@ def saturation(
     return predict_closed_loop(config, per_replica * config.replicas, prompt_tokens, output_tokens, start)
 
 
-def reference_chunk_size(
-    deployment: Deployment, max_batch: int = DEFAULT_MAX_BATCH, mix: tuple[int, int] = REFERENCE_MIX
-) -> int:
-    """Tokens/s (input + output) one replica sustains at saturation on ``mix`` (default 2048 in / 256 out;
-    embeddings: input only, prompt clipped to the context), rounded down to 10: the simulator's
-    ``throughput_chunk_size``; a PT band of ``k`` chunks is ``k`` replicas."""
-    arch = deployment.architecture
+def reference_tokens_per_s(config: ServingConfig, mix: tuple[int, int] = REFERENCE_MIX) -> float:
+    """Tokens/s (input + output) one replica sustains at saturation on ``mix`` — what a band's nominal tokens/s are
+    quoted against; embeddings read only (input clipped to the context, no output)."""
+    arch = config.deployment.architecture
     prompt, output = mix
     if arch.kind == "embedding":
         prompt, output = min(prompt, arch.context), 0
-    sat = saturation(ServingConfig(deployment, max_batch=max_batch), prompt, output)
-    return max(10, int(sat.requests_per_s * (prompt + output)) // 10 * 10)
+    return saturation(config, prompt, output).requests_per_s * (prompt + output)
+
+
+def chunk_of(tokens_per_s: float) -> int:
+    """A ``throughput_chunk_size`` from a replica's reference tokens/s: rounded down to 10, at least 10."""
+    return max(10, int(tokens_per_s) // 10 * 10)
+
+
+def reference_chunk_size(
+    deployment: Deployment, max_batch: int = DEFAULT_MAX_BATCH, mix: tuple[int, int] = REFERENCE_MIX
+) -> int:
+    """The simulator's ``throughput_chunk_size``: one replica's :func:`reference_tokens_per_s` on ``mix``
+    (default 2048 in / 256 out) as :func:`chunk_of`; a PT band of ``k`` chunks is ``k`` replicas."""
+    return chunk_of(reference_tokens_per_s(ServingConfig(deployment, max_batch=max_batch), mix))
