@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
-from loadtest.spec.arrivals import token_rate_label
+from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "RetryPolicy", "RunSpec", "Stage", "SweepPlan", "parse_duration"]
 
@@ -83,8 +83,7 @@ class Stage:
         if self.kind == "concurrency":
             return f"concurrency@{self.users}"
         if self.kind == "rate":
-            kind = self.arrival if self.arrival != "gamma" else f"gamma{self.burstiness:g}"
-            return f"{kind}@{self.rate:.2f}rps"
+            return ArrivalProcess(self.arrival, self.burstiness).label(self.rate or 0.0)  # type: ignore[arg-type]
         return token_rate_label(self.tokens_per_min, self.input_tokens_per_min, self.output_tokens_per_min)
 
     @property
