@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares  # type: ignore[import-untyped]
 
+from analysis.capacity import CapacityResult
 from loadtest.model.predict import (
     Resource,
     Start,
@@ -39,6 +40,7 @@ __all__ = [
     "MixPrediction",
     "Observation",
     "calibrate",
+    "calibration_observations",
     "predict_mix",
     "predict_observation",
     "scaled",
@@ -178,3 +180,26 @@ def predict_mix(
         batch=batch,
         resource=bounding_resource(config, prompt_tokens, output_tokens),
     )
+
+
+def calibration_observations(result: CapacityResult) -> list[Observation]:
+    """The closed-loop stages of a run (:func:`analysis.capacity.capacity_from_run`) as :class:`Observation` s
+    (users, mean input and output tokens, mean TPOT and TTFT of successful requests), to fit the model to the
+    endpoint that was measured."""
+    out = []
+    for p in result.points:
+        if None in (p.users, p.prompt_tokens_mean, p.output_tokens_mean, p.tpot_mean, p.ttft_mean):
+            continue
+        assert p.users is not None and p.prompt_tokens_mean is not None and p.output_tokens_mean is not None
+        assert p.tpot_mean is not None and p.ttft_mean is not None
+        if p.output_tokens_mean >= 2 and p.tpot_mean > 0 and p.ttft_mean > 0:
+            out.append(
+                Observation(
+                    p.users,
+                    round(p.prompt_tokens_mean),
+                    round(p.output_tokens_mean),
+                    p.tpot_mean,
+                    p.ttft_mean,
+                )
+            )
+    return out

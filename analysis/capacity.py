@@ -36,7 +36,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analysis.calibrate import Observation
 from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_latency
 from analysis.frame import RunData
 from analysis.goodput import class_slos, good_mask, slo_metric
@@ -46,7 +45,6 @@ from loadtest.rundir import StageWindow
 __all__ = [
     "DEFAULT_MAX_ERROR_SHARE",
     "CapacityResult",
-    "calibration_observations",
     "capacity",
     "capacity_from_run",
     "predict",
@@ -82,28 +80,6 @@ class CapacityResult:
         out["points"] = [p.to_dict() for p in self.points]
         out["tpot_fit"] = self.tpot_fit.to_dict() if self.tpot_fit is not None else None
         return out
-
-
-def calibration_observations(result: CapacityResult) -> list[Observation]:
-    """The closed-loop stages of a run as :class:`analysis.calibrate.Observation` s (users, mean input and output
-    tokens, mean TPOT and TTFT of successful requests), to fit the model to the endpoint that was measured."""
-    out = []
-    for p in result.points:
-        if None in (p.users, p.prompt_tokens_mean, p.output_tokens_mean, p.tpot_mean, p.ttft_mean):
-            continue
-        assert p.users is not None and p.prompt_tokens_mean is not None and p.output_tokens_mean is not None
-        assert p.tpot_mean is not None and p.ttft_mean is not None
-        if p.output_tokens_mean >= 2 and p.tpot_mean > 0 and p.ttft_mean > 0:
-            out.append(
-                Observation(
-                    p.users,
-                    round(p.prompt_tokens_mean),
-                    round(p.output_tokens_mean),
-                    p.tpot_mean,
-                    p.ttft_mean,
-                )
-            )
-    return out
 
 
 def _offered(point: StagePoint) -> float:

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from analysis import calibrate as calibrate_module
-from analysis.calibrate import Observation, calibrate, predict_mix, predict_observation, scaled
+from analysis import capacity_from_run, load_run
+from analysis.calibrate import (
+    Observation,
+    calibrate,
+    calibration_observations,
+    predict_mix,
+    predict_observation,
+    scaled,
+)
 from loadtest.model.predict import feasible_batch, saturation
 from loadtest.model.roofline import Deployment, decode_cost, prefill_s
 from loadtest.model.serving import ServingConfig
+from tests.helpers import manifest_dict, stage_rows, write_rows_run
 
 H100_8B = Deployment.of("llama-3.1-8b", "h100")
 
@@ -109,3 +120,19 @@ def test_a_simultaneous_start_is_fitted_with_the_burst_layout() -> None:
     )
     assert fit.max_abs_relative_error < 0.01
     assert calibrate(H100_8B, obs).max_abs_relative_error > 0.2  # the spread layout cannot explain them
+
+
+def test_calibration_observations_are_a_runs_closed_loop_stages(tmp_path: Path) -> None:
+    # 4 users for 10 s: every request 10 in / 101 out, TTFT 0.2 s, so TPOT = (10 − 0.2) / 100; the open-loop stage
+    # has no user count and is left out
+    rows = stage_rows("c4", 40, 10.0, 0.2) + stage_rows("r20", 200, 10.0, 0.3, t0=1000.0)
+    stages = [
+        {"label": "c4", "target": {"kind": "concurrency", "users": 4}},
+        {"label": "r20", "target": {"kind": "rate", "rate": 20.0}},
+    ]
+    run = write_rows_run(
+        tmp_path / "run", rows, manifest_dict(stage_labels=(), stages=stages), prompt_tokens=10
+    )
+    (obs,) = calibration_observations(capacity_from_run(load_run(run)))
+    assert (obs.concurrency, obs.prompt_tokens, obs.output_tokens) == (4, 10, 101)
+    assert obs.tpot_s == pytest.approx(0.098) and obs.ttft_s == pytest.approx(0.2)
