@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from loadtest.rundir.files import EVENTS_FILE
+from loadtest.rundir.jsonshape import JsonObject
 from loadtest.rundir.manifest import StageTarget, StageWindow
 
 __all__ = ["read_events", "stage_windows"]
@@ -31,9 +32,8 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _target(raw: dict[str, Any] | None) -> StageTarget | None:
-    if raw is None:
-        return None
-    return StageTarget.from_event(raw)
+    """A ``stage_start`` event's target, read as the manifest's is (:meth:`StageTarget.read`)."""
+    return None if raw is None else StageTarget.read(JsonObject(raw, Path(EVENTS_FILE), "target."))
 
 
 def stage_windows(events: list[dict[str, Any]]) -> tuple[StageWindow, ...]:

@@ -66,13 +66,6 @@ class StageTarget:
         return out
 
     @classmethod
-    def from_event(cls, raw: Mapping[str, Any]) -> StageTarget:
-        """From a ``stage_start`` event's ``target`` (written by :meth:`to_dict`)."""
-        return cls(
-            kind=raw.get("kind"), users=raw.get("users"), **{k: raw.get(k) for k in ("rate", *_TOKEN_KEYS)}
-        )
-
-    @classmethod
     def read(cls, obj: JsonObject) -> StageTarget:
         numbers = {key: obj.number(key) for key in ("rate", *_TOKEN_KEYS)}
         return cls(kind=obj.text("kind"), users=obj.integer("users"), **numbers)
