@@ -128,6 +128,26 @@ __all__ = ["run"]
     show_default=True,
     help="Longest silence on a stream before it counts as a timeout.",
 )
+@click.option(
+    "--slo",
+    "slo",
+    multiple=True,
+    metavar="METRIC_PQ=LIMIT",
+    help="An SLO on every request class, e.g. --slo ttft_p95=1s --slo tpot_p50=50ms (default on the simulator: "
+    "ttft_p95=200ms, tpot_p50=50ms, the demo's).",
+)
+@click.option(
+    "--peak-tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Forecast peak (total tokens/min) the report's plan sizes for (default on the simulator: an example).",
+)
+@click.option(
+    "--peak-rps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Forecast peak as requests/s instead.",
+)
 @click.option("--skip-preflight", is_flag=True, help="Do not send the one-request probe before the run.")
 @click.option(
     "--processes",
@@ -204,7 +224,12 @@ def run(scenario: Path | None, **opts: Any) -> None:
         name=opts["name"],
         sweep_points=opts["sweep_points"],
         simulator=sim_opts,
+        slos=_slos(opts["slo"]),
+        peak_tokens_per_min=opts["peak_tpm"],
+        peak_requests_per_s=opts["peak_rps"],
     )
+    if opts["peak_tpm"] is not None and opts["peak_rps"] is not None:
+        raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")
     if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):
         raise ConfigError(f"--endpoint must be an http(s) URL, got {opts['endpoint']!r}")
     if scenario is not None:
@@ -246,6 +271,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
             click.echo(f"note: {load.stage}: did not offer its target load: {load.reason}", err=True)
     click.echo(f"records: {outcome.records} in {outcome.run_dir}/records.jsonl ({outcome.status})")
     (outcome.run_dir / SUMMARY_FILE).write_bytes(summary_json(result.summaries))
+    _report(outcome.run_dir)
     if outcome.status == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
     if outcome.status == "failed":
@@ -256,6 +282,45 @@ def run(scenario: Path | None, **opts: Any) -> None:
         raise EndpointError(
             f"no request succeeded ({outcome.records} failed), most often: {result.most_common_error}"
         )
+
+
+def _report(run_dir: Path) -> None:
+    """Write the run's ``report.html`` (also for an interrupted or failed run: it says so) and print its path.
+    The records are already safe on disk: a report that cannot be made is a warning with the command that
+    rebuilds it, not a failed run."""
+    from loadtest.cli.report import write_report
+    from loadtest.rundir import REPORT_FILE
+
+    try:
+        path = write_report([run_dir], run_dir / REPORT_FILE)
+    except Exception as exc:
+        if os.environ.get("LOADTEST_DEBUG"):
+            raise
+        click.echo(
+            f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
+            f"rebuild it with: loadtest report {run_dir}",
+            err=True,
+        )
+        return
+    click.echo(f"report: {path}")
+
+
+def _slos(given: tuple[str, ...]) -> dict[str, float]:
+    """``("ttft_p95=1s", "tpot_p50=50ms")`` → ``{"ttft_p95": 1.0, "tpot_p50": 0.05}``, checked as a scenario's
+    ``slo`` table is."""
+    from loadtest.spec.scenario import parse_slo
+
+    table: dict[str, str | float] = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--slo takes METRIC_PQ=LIMIT, e.g. ttft_p95=1s, got {item!r}")
+        text = value.strip()
+        try:
+            table[key.strip()] = float(text) if key.strip() == "attainment" else text
+        except ValueError:
+            raise ConfigError(f"--slo attainment must be a fraction in (0, 1], got {text!r}") from None
+    return parse_slo(table, "--slo")
 
 
 def _check_simulator(settings: SimSettings) -> None:

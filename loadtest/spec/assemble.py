@@ -2,30 +2,46 @@
 
 Flags given on the command line override the scenario: ``--endpoint``/``--model`` replace its endpoint,
 ``-c``/``--rate``/``--tokens-per-min`` replace its stages, ``--duration`` and ``--max-requests`` apply to every
-stage, ``--seed`` and ``--name`` replace its own. Without a scenario, the flags describe one request class and
-the stages (default: a 1, 4, 16-user sweep of 8 s each on the simulator, or 1 user for 30 s on an endpoint).
+stage, ``--seed`` and ``--name`` replace its own, ``--slo`` sets SLOs on every class, ``--peak-tpm`` /
+``--peak-rps`` the forecast the report plans for. Without a scenario, the flags describe one request class and
+the stages (default: a 1, 4, 16, 64-user sweep of 8 s each on the simulator, or 1 user for 30 s on an endpoint).
+
+A flags-only run on the simulator without ``--slo`` gets the demo's SLOs (:data:`SIM_DEMO_SLO`), and any simulator
+run without a forecast the example peak (:data:`SIM_EXAMPLE_PEAK_TPM`, marked ``example`` in the spec and the
+report), so that the first run ends in a capacity verdict and a provisioning recommendation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.loadplan import parse_sweep
-from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, Stage, SweepPlan
+from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, PlanRequest, Stage, SweepPlan
 from loadtest.spec.scenario import EndpointConfig, Scenario
 from loadtest.spec.simulator import SimSettings
 
-__all__ = ["SIM_DEFAULTS", "Overrides", "apply_overrides", "scenario_from_flags"]
+__all__ = [
+    "SIM_DEFAULTS",
+    "SIM_DEMO_SLO",
+    "SIM_EXAMPLE_PEAK_TPM",
+    "Overrides",
+    "apply_overrides",
+    "scenario_from_flags",
+]
 
 # what a flags-only run tells the simulator (and records in its manifest): these four, at the simulator's defaults
 SIM_DEFAULTS = SimSettings(
     **{name: SimSettings().value(name) for name in ("architecture", "gpu", "replicas", "max_batch")}
 )
-SIM_DEFAULT_SWEEP = (1, 4, 16)
+SIM_DEFAULT_SWEEP = (1, 4, 16, 64)
+# the simulator demo's SLOs and forecast, when a simulator run names none (the report labels both as the demo's)
+SIM_DEMO_SLO: Final[Mapping[str, float]] = {"ttft_p95": 0.2, "tpot_p50": 0.05}
+SIM_EXAMPLE_PEAK_TPM: Final[float] = 1_000_000.0
 SIM_DEFAULT_DURATION_S = 8.0
 ENDPOINT_DEFAULT_DURATION_S = 30.0
 
@@ -56,6 +72,9 @@ class Overrides:
     name: str | None = None
     sweep_points: int | None = None
     simulator: SimSettings = field(default_factory=SimSettings)
+    slos: Mapping[str, float] = field(default_factory=dict)
+    peak_tokens_per_min: float | None = None
+    peak_requests_per_s: float | None = None
 
 
 def _stages(ov: Overrides, duration: float, stage_defaults: dict[str, Any]) -> tuple[Stage, ...]:
@@ -81,6 +100,9 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
     """The scenario the flags describe when no scenario file is given."""
     simulated = ov.endpoint is None
     kind = ov.kind or "chat"
+    slo = dict(ov.slos) or (dict(SIM_DEMO_SLO) if simulated else {})
+    if kind == "embeddings":
+        slo = {k: v for k, v in slo.items() if not k.startswith(("tpot", "itl"))}
     cls = RequestClass(
         name=kind,
         kind=kind,  # type: ignore[arg-type]
@@ -88,6 +110,7 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         output_tokens=(ov.max_tokens or 128) if kind != "embeddings" else 1,
         stream=(ov.stream if ov.stream is not None else True) and kind != "embeddings",
         ignore_eos=ov.ignore_eos if ov.ignore_eos is not None else True,
+        slo=slo,
     )
     duration = ov.duration_s or (SIM_DEFAULT_DURATION_S if simulated else ENDPOINT_DEFAULT_DURATION_S)
     sweep = None
@@ -117,6 +140,7 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         stages=() if sweep else _stages(ov, duration, {}),
         drain_timeout_s=ov.drain_timeout_s or 30.0,
         sweep=sweep,
+        plan=_plan(ov, None, simulated),
     )
 
 
@@ -198,4 +222,28 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             )
             for c in scenario.classes
         )
+    if ov.slos:
+        base = changes.get("classes", scenario.classes)
+        changes["classes"] = tuple(dataclasses.replace(c, slo={**c.slo, **ov.slos}) for c in base)
+    changes["plan"] = _plan(ov, scenario.plan, "endpoint" not in changes and scenario.endpoint is None)
     return dataclasses.replace(scenario, **changes)
+
+
+def _plan(ov: Overrides, given: PlanRequest | None, simulated: bool) -> PlanRequest | None:
+    """The forecast the report plans for: the flags' peak over the scenario's; the demo's example on the
+    simulator when neither gives one."""
+    if ov.peak_tokens_per_min is not None or ov.peak_requests_per_s is not None:
+        base = given or PlanRequest()
+        return dataclasses.replace(
+            base,
+            peak_tokens_per_min=ov.peak_tokens_per_min,
+            peak_requests_per_s=ov.peak_requests_per_s,
+            example=False,
+        )
+    if given is not None and (given.peak_tokens_per_min or given.peak_requests_per_s):
+        return given
+    if simulated:
+        return dataclasses.replace(
+            given or PlanRequest(), peak_tokens_per_min=SIM_EXAMPLE_PEAK_TPM, example=True
+        )
+    return given

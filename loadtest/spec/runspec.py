@@ -14,9 +14,19 @@ import orjson
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "RetryPolicy", "RunSpec", "Stage", "SweepPlan", "parse_duration"]
+__all__ = [
+    "DEFAULT_HEADROOM",
+    "DEFAULT_MAX_CONCURRENCY",
+    "PlanRequest",
+    "RetryPolicy",
+    "RunSpec",
+    "Stage",
+    "SweepPlan",
+    "parse_duration",
+]
 
 DEFAULT_MAX_CONCURRENCY: Final[int] = 256  # an open-loop stage's most requests in flight
+DEFAULT_HEADROOM: Final[float] = 0.2  # capacity above the forecast peak a plan provisions
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -120,10 +130,24 @@ class SweepPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanRequest:
+    """What the run's report plans for (a scenario's ``[plan]`` table, ``--peak-tpm`` / ``--peak-rps``): the
+    forecast peak — total tokens/min or requests/s, at most one — the headroom above it, and architectures to
+    estimate beside the measured one. ``example`` marks a forecast the tool chose because none was given (the
+    simulator's demo run), so that the report says so."""
+
+    peak_tokens_per_min: float | None = None
+    peak_requests_per_s: float | None = None
+    headroom: float = DEFAULT_HEADROOM
+    architectures: tuple[str, ...] = ()
+    example: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RunSpec:
     """One run as the engine runs it. In ``spec.json`` (and the manifest's ``spec``) ``retry`` is ``{}`` when
     ``None`` (no ``[retry]`` table: no retries), and ``scenario_source`` / ``description`` are the ``extra``
-    object's ``scenario`` / ``description``."""
+    object's ``scenario`` / ``description``; ``plan`` is written only when there is one."""
 
     run_id: str
     name: str
@@ -141,6 +165,7 @@ class RunSpec:
     sweep: SweepPlan | None = None
     scenario_source: str | None = None
     description: str = ""
+    plan: PlanRequest | None = None
 
     @property
     def pool_size(self) -> int:
@@ -157,6 +182,8 @@ class RunSpec:
             raw["label"] = stage.label
         data["retry"] = data["retry"] or {}
         data["extra"] = {"scenario": data.pop("scenario_source"), "description": data.pop("description")}
+        if data["plan"] is None:
+            del data["plan"]  # written only when there is one: older spec files have no such key
         return data
 
     @staticmethod
@@ -180,6 +207,9 @@ class RunSpec:
         raw["stages"] = tuple(cls.stage_from_dict(s) for s in raw["stages"])
         raw["retry"] = RetryPolicy(**raw["retry"]) if raw.get("retry") else None
         raw["sweep"] = SweepPlan(**raw["sweep"]) if raw.get("sweep") is not None else None
+        plan = raw.get("plan")
+        if plan is not None:
+            raw["plan"] = PlanRequest(**{**plan, "architectures": tuple(plan.get("architectures", ()))})
         extra = raw.pop("extra", None) or {}
         raw["scenario_source"] = extra.get("scenario")
         raw["description"] = extra.get("description", "")

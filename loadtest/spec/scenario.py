@@ -23,6 +23,11 @@ A scenario names its endpoint (or none: the embedded simulator), its request cla
     output_tokens = {dist = "uniform", min = 50, max = 300}
     slo = {ttft_p95 = "1s", tpot_p50 = "50ms"}
 
+    [plan]                          # what the report plans for (optional)
+    peak_tpm = 1800000              # forecast peak, tokens/min (or peak_rps = 40)
+    headroom = 0.2
+    architectures = ["llama-3.3-70b"]  # estimated beside the measured endpoint
+
     [load]
     duration = "30s"                # default for every stage
     stages = [{concurrency = 1}, {rate = 2.0, arrival = "poisson"}, {tokens_per_min = 120000}]
@@ -47,7 +52,7 @@ from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
-from loadtest.spec.runspec import RetryPolicy, RunSpec, Stage, SweepPlan
+from loadtest.spec.runspec import DEFAULT_HEADROOM, PlanRequest, RetryPolicy, RunSpec, Stage, SweepPlan
 from loadtest.spec.simulator import SIM_KEYS, SimSettings
 from loadtest.spec.tables import check_keys as _check_keys
 from loadtest.spec.tables import duration as _duration
@@ -64,7 +69,8 @@ __all__ = [
 ]
 
 SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
-_TOP = {"name", "description", "seed", "endpoint", "simulator", "classes", "load", "retry"}
+_TOP = {"name", "description", "seed", "endpoint", "simulator", "classes", "load", "retry", "plan"}
+_PLAN = {"peak_tpm", "peak_rps", "headroom", "architectures"}
 _ENDPOINT = {
     "url",
     "model",
@@ -128,6 +134,7 @@ class Scenario:
     retry: RetryPolicy | None = None  # None: no [retry] table (spec.json says {}), which never retries either
     source: str | None = None
     sweep: SweepPlan | None = None
+    plan: PlanRequest | None = None
 
     def run_spec(
         self, *, run_id: str, out_dir: str, endpoint: EndpointSpec, read_timeout_s: float, simulated: bool
@@ -148,6 +155,7 @@ class Scenario:
             simulated=simulated,
             scenario_source=self.source,
             description=self.description,
+            plan=self.plan,
         )
 
 
@@ -231,6 +239,28 @@ def _parse_retry(raw: Any) -> RetryPolicy:
     )
 
 
+def parse_plan(raw: Any) -> PlanRequest:
+    """``[plan] peak_tpm = 1800000`` (or ``peak_rps``), ``headroom = 0.2``, ``architectures = [...]``: what the
+    run's report plans for. Architecture names are checked when the plan is made (the catalog is the model's)."""
+    table = _table(raw, "[plan]")
+    _check_keys(table, _PLAN, "[plan]")
+    if "peak_tpm" in table and "peak_rps" in table:
+        raise ConfigError("[plan]: give peak_tpm or peak_rps, not both")
+    peaks = {key: _positive(table[key], f"[plan].{key}") for key in ("peak_tpm", "peak_rps") if key in table}
+    headroom = table.get("headroom", DEFAULT_HEADROOM)
+    if isinstance(headroom, bool) or not isinstance(headroom, int | float) or headroom < 0:
+        raise ConfigError(f"[plan].headroom must be a fraction ≥ 0, got {headroom!r}")
+    archs = table.get("architectures", [])
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ConfigError("[plan].architectures must be a list of architecture names")
+    return PlanRequest(
+        peak_tokens_per_min=peaks.get("peak_tpm"),
+        peak_requests_per_s=peaks.get("peak_rps"),
+        headroom=float(headroom),
+        architectures=tuple(archs),
+    )
+
+
 def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenario:
     """Validate a scenario's TOML table."""
     _check_keys(raw, _TOP, "scenario")
@@ -280,6 +310,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         retry=retry,
         source=str(source) if source else None,
         sweep=parse_sweep(load["sweep"], defaults) if "sweep" in load else None,
+        plan=parse_plan(raw["plan"]) if "plan" in raw else None,
     )
 
 
