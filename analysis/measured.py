@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from analysis.capacity import capacity_from_run
+from analysis.capacity import CapacityResult, capacity_from_run
 from analysis.frame import RunData
 from analysis.goodput import class_slos
 from loadtest.errors import ConfigError
@@ -73,12 +73,15 @@ def measured_from_run(
     data: RunData,
     architecture: str | None = None,
     band_tokens_per_s: float | None = None,
+    *,
+    capacity: CapacityResult | None = None,
 ) -> tuple[str, Measured]:
     """``(architecture, Measured)`` from a run: its highest SLO-compliant req/s (:func:`capacity_from_run`, with
     the 95 % CI) times the mean input + output tokens of its successful requests, against the band it ran on.
 
     A simulator run knows both its architecture and its band (``manifest.simulator``); a run against a
     real endpoint needs them given: the architecture served and its provisioned tokens/s (``max`` of the band).
+    ``capacity``: the run's :func:`capacity_from_run`, when the caller has it already.
     """
     simulated = data.manifest.simulator
     sim = simulated.settings if simulated is not None else None
@@ -99,7 +102,7 @@ def measured_from_run(
         band_tokens_per_s = simulated_band(given)
     if band_tokens_per_s <= 0:
         raise ConfigError("the measured endpoint's band must be > 0 tokens/s")
-    cap = capacity_from_run(data)
+    cap = capacity if capacity is not None else capacity_from_run(data)
     if cap.max_rps is None:
         raise ConfigError(f"{data.run_dir}: {cap.basis}; there is no SLO-compliant throughput to plan from")
     mix = mean_mix(data)

@@ -116,9 +116,9 @@ def plan(**opts: Any) -> None:
     from analysis.plan import Forecast, PlanSlos
     from analysis.plan import plan as make_plan
     from analysis.prices import load_prices
+    from analysis.run_plan import EXAMPLE_PRICES
     from loadtest.model.catalog import check_gpu
     from reports.plan_table import render_plan_json, render_plan_table
-    from scenarios import SHIPPED_DIR
 
     gpu = check_gpu(opts["gpu"].lower(), "--gpu")
     prompt, output = opts["prompt_tokens"], opts["output_tokens"]
@@ -158,7 +158,7 @@ def plan(**opts: Any) -> None:
     slo = PlanSlos(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
     if runs and slo == PlanSlos():
         slo = _slos_of(runs[0], output)
-    prices_path = opts["prices"] or SHIPPED_DIR / "prices" / "example.toml"
+    prices_path = opts["prices"] or EXAMPLE_PRICES
     prices = load_prices(prices_path)
     kind = "embedding" if output == 0 else "decoder"
     archs = _candidates(opts["architectures"], tuple(measured), kind, prompt, opts["max_tokens"] or output)
@@ -234,18 +234,11 @@ def _check_simulator_run(run: RunData, arch: str | None, band: float | None) -> 
 
 
 def _slos_of(run: RunData, output: int) -> PlanSlos:
-    """The plan's SLOs from a measured run's, so that estimated and measured rows answer the same question: the
-    tightest TTFT and TPOT percentile limits over its classes (the model checks them on means)."""
-    from analysis.goodput import class_slos, slo_metric
+    """The plan's SLOs from a measured run's (:func:`analysis.run_plan.slos_of_classes`), said in a note."""
     from analysis.plan import PlanSlos
+    from analysis.run_plan import slos_of_classes
 
-    limits: dict[str, float] = {}
-    for slo in class_slos(run.manifest.spec.request_classes).values():
-        for key, value in slo.items():
-            metric = slo_metric(key)
-            if metric is not None and metric[0] in ("ttft", "tpot"):
-                limits[metric[0]] = min(value, limits.get(metric[0], value))
-    chosen = PlanSlos(limits.get("ttft"), limits.get("tpot") if output > 0 else None)
+    chosen = slos_of_classes(run.manifest.spec.request_classes, output)
     if chosen != PlanSlos():
         given = " ".join(f"--{k} {v:g}s" for k, v in (("ttft", chosen.ttft_s), ("tpot", chosen.tpot_s)) if v)
         click.echo(

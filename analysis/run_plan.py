@@ -1,0 +1,99 @@
+"""The plan a run's report carries: the forecast the run asked for (its spec's :class:`PlanRequest`), sized with
+the run's measured SLO capacity for the architecture it ran on (a simulator run knows it), and estimated by the
+model for the other architectures it names — the same computation as ``loadtest plan --run RUN``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from analysis.capacity import CapacityResult
+from analysis.frame import RunData
+from analysis.goodput import class_slos, slo_metric
+from analysis.measured import Measured, mean_mix, measured_from_run
+from analysis.plan import ArchitecturePlan, Forecast, PlanSlos, plan
+from analysis.prices import PriceBook, load_prices
+from loadtest.client.protocol import RequestClass
+from loadtest.errors import ConfigError
+from loadtest.spec.runspec import PlanRequest
+from scenarios import SHIPPED_DIR
+
+__all__ = ["EXAMPLE_PRICES", "RunPlan", "plan_for_run", "slos_of_classes"]
+
+EXAMPLE_PRICES = SHIPPED_DIR / "prices" / "example.toml"
+
+
+def slos_of_classes(classes: Iterable[RequestClass], output_tokens: float) -> PlanSlos:
+    """The plan's SLOs from a run's classes, so that estimated and measured rows answer the same question: the
+    tightest TTFT and TPOT percentile limits over its classes (the model checks them on means); no TPOT when
+    requests produce no output."""
+    limits: dict[str, float] = {}
+    for slo in class_slos(classes).values():
+        for key, value in slo.items():
+            metric = slo_metric(key)
+            if metric is not None and metric[0] in ("ttft", "tpot"):
+                limits[metric[0]] = min(value, limits.get(metric[0], value))
+    return PlanSlos(limits.get("ttft"), limits.get("tpot") if output_tokens > 0 else None)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """A run's plan: the request, the forecast it became (the run's mean mix), the SLOs, one row per
+    architecture (the measured one first), the GPU and price table used, and what could not be planned."""
+
+    request: PlanRequest
+    forecast: Forecast
+    slos: PlanSlos
+    rows: tuple[ArchitecturePlan, ...]
+    measured: Measured | None
+    gpu: str
+    prices: PriceBook
+    notes: tuple[str, ...]
+
+
+def plan_for_run(
+    data: RunData, capacity: CapacityResult, request: PlanRequest | None, *, prices: PriceBook | None = None
+) -> RunPlan | str:
+    """The plan ``request`` asks for (a run's own is ``data.manifest.spec.plan``), or one line saying why there
+    is none (no forecast, no usable mix, nothing to plan)."""
+    if request is None or (request.peak_tokens_per_min is None and request.peak_requests_per_s is None):
+        return "no forecast given: set [plan] peak_tpm in the scenario, or --peak-tpm / --peak-rps"
+    try:
+        prompt, output = (round(v) for v in mean_mix(data))
+    except ConfigError as exc:
+        return str(exc)
+    peak = request.peak_tokens_per_min or (request.peak_requests_per_s or 0.0) * (prompt + output) * 60.0
+    forecast = Forecast(peak, prompt, output)
+    slos = slos_of_classes(data.manifest.spec.request_classes, output)
+    simulated = data.manifest.simulator
+    gpu = str(simulated.settings.value("gpu")) if simulated is not None else "h100"
+    notes: list[str] = []
+    measured: dict[str, Measured] = {}
+    if simulated is not None:
+        try:
+            arch, found = measured_from_run(data, capacity=capacity)
+            measured[arch] = found
+        except ConfigError as exc:
+            notes.append(f"no measured row: {exc}")
+    else:
+        notes.append(
+            "the endpoint's architecture and band are not known to the run: its rows are the model's estimates "
+            "(measure with `loadtest plan --run RUN --run-arch A --run-band TOKENS_PER_S`)"
+        )
+    archs = tuple(measured) + tuple(a for a in request.architectures if a not in measured)
+    if not archs:
+        return "; ".join([*notes, "no architecture to plan: name some in [plan].architectures"])
+    book = prices or load_prices(EXAMPLE_PRICES)
+    rows: list[ArchitecturePlan] = []
+    for arch in archs:
+        try:
+            rows += plan(
+                forecast, slos, [arch], gpu=gpu, headroom=request.headroom, prices=book, measured=measured
+            )
+        except (ConfigError, ValueError) as exc:
+            notes.append(f"{arch} on {gpu}: {exc}")
+    if not rows:
+        return "; ".join(notes)
+    return RunPlan(
+        request, forecast, slos, tuple(rows), next(iter(measured.values()), None), gpu, book, tuple(notes)
+    )
