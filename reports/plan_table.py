@@ -9,16 +9,23 @@ import orjson
 
 from analysis.plan import ArchitecturePlan, Forecast, PlanSlos
 
-__all__ = ["render_plan_json", "render_plan_table"]
+__all__ = [
+    "format_money",
+    "format_ppt",
+    "format_provisioned",
+    "format_tokens",
+    "render_plan_json",
+    "render_plan_table",
+]
 
 _DASH = "–"
 
 
-def _money(value: float | None) -> str:
+def format_money(value: float | None) -> str:
     return _DASH if value is None else f"${value:,.0f}"
 
 
-def _tokens(value: float | None) -> str:
+def format_tokens(value: float | None) -> str:
     if value is None:
         return _DASH
     for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -27,7 +34,7 @@ def _tokens(value: float | None) -> str:
     return f"{value:,.0f}"
 
 
-def _provisioned(p: ArchitecturePlan) -> str:
+def format_provisioned(p: ArchitecturePlan) -> str:
     if p.model_units is not None:
         return f"{p.model_units} model units"
     if p.chunks is None or p.band_tokens_per_s is None:
@@ -35,7 +42,7 @@ def _provisioned(p: ArchitecturePlan) -> str:
     return f"{p.chunks} × {p.chunk_size:,.0f} = {p.band_tokens_per_s:,.0f} tok/s"
 
 
-def _ppt(p: ArchitecturePlan) -> str:
+def format_ppt(p: ArchitecturePlan) -> str:
     if p.ppt_fits is None:
         return "no quotas given"
     if p.ppt_fits:
@@ -69,12 +76,12 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
                 f"{p.replica_slo_tokens_per_s:,.0f}",
                 f"{p.mix_ratio:.2f}",
                 p.binds,
-                _provisioned(p),
+                format_provisioned(p),
                 str(p.replicas),
-                _money(p.pt_cost_per_month),
-                _ppt(p),
-                _money(p.ppt_cost_per_month),
-                _tokens(p.break_even_tokens_per_month),
+                format_money(p.pt_cost_per_month),
+                format_ppt(p),
+                format_money(p.ppt_cost_per_month),
+                format_tokens(p.break_even_tokens_per_month),
                 p.resource,
                 p.source,
                 p.confidence,
@@ -93,7 +100,7 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
             lines.append("  ".join("-" * w for w in widths))
     lines.append(
         f"forecast: peak {forecast.peak_tokens_per_min:,.0f} tokens/min ({forecast.peak_requests_per_s:.2f} req/s) "
-        f"at {forecast.prompt_tokens} in / {forecast.output_tokens} out; {_tokens(forecast.tokens_per_month)} "
+        f"at {forecast.prompt_tokens} in / {forecast.output_tokens} out; {format_tokens(forecast.tokens_per_month)} "
         f"tokens/month; prices: {price_label}"
     )
     for p in plans:

@@ -15,6 +15,7 @@ from loadtest.rundir.files import (
     GAPS_FILE,
     MANIFEST_FILE,
     RECORDS_FILE,
+    REPORT_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "MANIFEST_FILE",
     "READ_FORMATS",
     "RECORDS_FILE",
+    "REPORT_FILE",
     "SPEC_FILE",
     "SUMMARY_FILE",
     "GeneratorVerdict",

@@ -8,6 +8,7 @@
 ``events.jsonl``      the engine's events: stage starts and ends, sweep decisions (:mod:`loadtest.rundir.events`)
 ``engine.log``        the engine child's output
 ``summary.json``      the per-stage summary ``loadtest run`` prints
+``report.html``       the self-contained HTML report ``loadtest run`` writes at its end (:mod:`reports.html`)
 ==================== ====================================================================================
 
 The two record files are named in :mod:`loadtest.client.records` (below this package: the recorder and the record
@@ -26,6 +27,7 @@ __all__ = [
     "GAPS_FILE",
     "MANIFEST_FILE",
     "RECORDS_FILE",
+    "REPORT_FILE",
     "SPEC_FILE",
     "SUMMARY_FILE",
 ]
@@ -35,3 +37,4 @@ SPEC_FILE: Final = "spec.json"
 EVENTS_FILE: Final = "events.jsonl"
 ENGINE_LOG: Final = "engine.log"
 SUMMARY_FILE: Final = "summary.json"
+REPORT_FILE: Final = "report.html"

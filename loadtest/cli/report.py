@@ -1,0 +1,87 @@
+"""``loadtest report RUN [RUN ...]``: the self-contained HTML report of a run, or of several runs compared
+(:mod:`reports.html`), rebuilt from their run directories at any time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from loadtest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from loadtest.spec.runspec import PlanRequest
+
+__all__ = ["report", "write_report"]
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the HTML (default: RUN/report.html for one run, comparison.html here for several).",
+)
+@click.option(
+    "--peak-tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Plan for this forecast peak (total tokens/min) instead of the run's.",
+)
+@click.option(
+    "--peak-rps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Plan for this forecast peak in requests/s instead of the run's.",
+)
+@click.option(
+    "--arch",
+    "architectures",
+    multiple=True,
+    help="Also estimate this architecture in the plan (repeatable; replaces the run's list).",
+)
+def report(
+    run_dirs: tuple[Path, ...],
+    out_file: Path | None,
+    peak_tpm: float | None,
+    peak_rps: float | None,
+    architectures: tuple[str, ...],
+) -> None:
+    """Write the HTML report of RUN: what was run, the verdict, validity, capacity, plan, charts and tables.
+
+    Several RUNs are compared against the first: capacity curves on one chart and a table of the key figures.
+    The same run directories always give the same bytes.
+    """
+    from loadtest.rundir import REPORT_FILE
+    from loadtest.spec.runspec import PlanRequest
+
+    if peak_tpm is not None and peak_rps is not None:
+        raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")
+    if len(set(run_dirs)) != len(run_dirs):
+        raise ConfigError("a run directory is named twice")
+    replan = None
+    if peak_tpm is not None or peak_rps is not None or architectures:
+        replan = PlanRequest(
+            peak_tokens_per_min=peak_tpm, peak_requests_per_s=peak_rps, architectures=architectures
+        )
+    if out_file is None:
+        out_file = run_dirs[0] / REPORT_FILE if len(run_dirs) == 1 else Path("comparison.html")
+    path = write_report(list(run_dirs), out_file, replan)
+    click.echo(f"report: {path}")
+
+
+def write_report(run_dirs: list[Path], out_file: Path, replan: PlanRequest | None = None) -> Path:
+    """Render and write the report (``replan``: plan for this instead of each run's own request); a file that
+    cannot be written is a one-line error (exit 2)."""
+    from reports.html import render_html
+
+    text = render_html(run_dirs, replan)
+    try:
+        out_file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out_file}: {exc.strerror}") from None
+    return out_file

@@ -1,0 +1,361 @@
+"""The report's charts: matplotlib figures rendered to inline SVG, byte-identical for the same input.
+
+Each function returns a :class:`Chart` (title, a one-line caption saying how to read it, the SVG) or ``None``
+when there is nothing to draw. Determinism: no date in the SVG metadata, text kept as text (``svg.fonttype:
+none``), and each chart's own hash salt and root id (``svg.hashsalt``, ``svg.id``), so that ids are fixed and
+never collide between the charts of one page. The :class:`~matplotlib.figure.Figure` is built without pyplot:
+no global state, no GUI backend.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analysis.capacity import CapacityResult
+from analysis.plan import ArchitecturePlan, Forecast
+from analysis.timeline import Histogram, Timeline
+
+__all__ = [
+    "Chart",
+    "capacity_chart",
+    "cdf_chart",
+    "cost_volume_chart",
+    "figure_html",
+    "plan_chart",
+    "timeline_chart",
+    "token_chart",
+    "tpot_fit_chart",
+]
+
+_RC: dict[Any, Any] = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.size": 8.5,
+    "axes.titlesize": 9.0,
+    "axes.labelsize": 8.5,
+    "legend.fontsize": 7.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "lines.linewidth": 1.4,
+    "path.simplify": True,
+}
+_WIDTH_IN = 7.6
+_SLO_COLOR = "#b91c1c"
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    key: str  # the chart's id on the page
+    title: str
+    caption: str
+    svg: str
+
+
+def figure_html(chart: Chart | None) -> str:
+    """The chart as an HTML ``<figure>`` with its title and caption (escaped); empty for no chart."""
+    if chart is None:
+        return ""
+    title, caption = html.escape(chart.title), html.escape(chart.caption)
+    return (
+        f'<figure id="{html.escape(chart.key)}" class="chart"><figcaption><strong>{title}</strong> — {caption}'
+        f"</figcaption>{chart.svg}</figure>"
+    )
+
+
+@contextmanager
+def _figure(
+    key: str, height_in: float, ncols: int = 1, nrows: int = 1
+) -> Iterator[tuple[Figure, list[Axes]]]:
+    rc: dict[Any, Any] = {**_RC, "svg.hashsalt": f"loadtest-{key}", "svg.id": f"chart-{key}"}
+    with matplotlib.rc_context(rc):
+        fig = Figure(figsize=(_WIDTH_IN, height_in), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+        yield fig, axes
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    start = text.index("<svg")
+    svg = text[start:]
+    # scale with the page: drop the fixed size, keep the viewBox
+    return re.sub(r'<svg([^>]*?) width="[^"]+" height="[^"]+"', r"<svg\1", svg, count=1)
+
+
+def _ms(values: np.ndarray | float) -> np.ndarray | float:
+    return np.asarray(values) * 1000.0 if isinstance(values, np.ndarray) else values * 1000.0
+
+
+_METRIC_TITLES = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
+
+
+def capacity_chart(
+    key: str,
+    curves: Sequence[tuple[str, CapacityResult]],
+    slos: Mapping[str, float],
+) -> Chart | None:
+    """Achieved req/s against TTFT p95, TPOT p50 and E2E p95 per stage (one line per run), with the SLO limits
+    and each run's SLO-compliant maximum X* and its 95 % interval."""
+    views = (("ttft", "p95"), ("tpot", "p50"), ("e2e", "p95"))
+    if not any(p.req_per_s is not None for _, cap in curves for p in cap.points):
+        return None
+    with _figure(key, 2.6, ncols=3) as (fig, axes):
+        for ax, (metric, pct) in zip(axes, views, strict=True):
+            for n, (name, cap) in enumerate(curves):
+                pts = [(p.req_per_s, getattr(p, metric).get(pct)) for p in cap.points]
+                xy = [(x, y) for x, y in pts if x is not None and y is not None]
+                color = f"C{n}"
+                if xy:
+                    xs, ys = zip(*xy, strict=True)
+                    label = name if metric == "ttft" else None
+                    ax.plot(xs, _ms(np.asarray(ys)), marker="o", markersize=3.5, color=color, label=label)
+                if cap.max_rps is not None:
+                    ax.axvline(cap.max_rps, color=color, linewidth=0.9, alpha=0.8)
+                    lo, hi = cap.max_rps_ci
+                    if lo is not None and hi is not None:
+                        ax.axvspan(lo, hi, color=color, alpha=0.12, linewidth=0)
+            limit = slos.get(f"{metric}_{pct}")
+            if limit is not None:
+                label = "SLO" if metric == "ttft" else None
+                ax.axhline(limit * 1000.0, color=_SLO_COLOR, linestyle="--", linewidth=1.0, label=label)
+            ax.set_xlabel("achieved throughput (req/s)")
+            ax.set_ylabel(f"{_METRIC_TITLES[metric]} {pct} (ms)")
+            ax.set_ylim(bottom=0)
+            ax.set_xlim(left=0)
+        fig.legend(loc="outside lower center", ncols=min(len(curves) + 1, 5), frameon=False)
+        svg = _svg(fig)
+    return Chart(
+        key,
+        "Capacity: throughput against latency",
+        "Each point is a stage; a dashed red line is an SLO, the vertical line the highest SLO-compliant "
+        "throughput X* and the shaded band its 95 % interval. Read where a curve crosses its SLO.",
+        svg,
+    )
+
+
+def cdf_chart(key: str, cdfs: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> Chart | None:
+    """Latency distributions per stage: the share of successful requests at or below each latency."""
+    if not any(cdfs.values()):
+        return None
+    with _figure(key, 2.5, ncols=3) as (fig, axes):
+        for ax, metric in zip(axes, ("ttft", "tpot", "e2e"), strict=True):
+            for n, (stage, (p, v)) in enumerate(cdfs.get(metric, {}).items()):
+                ax.plot(
+                    _ms(v),
+                    p,
+                    color=f"C{n % 10}",
+                    label=stage if metric == "ttft" else None,
+                    drawstyle="steps-post",
+                )
+            ax.set_xlabel(f"{_METRIC_TITLES[metric]} (ms)")
+            ax.set_ylabel("share of requests ≤ x")
+            ax.set_ylim(0, 1.0)
+            ax.set_xlim(left=0)
+        stages = len(cdfs.get("ttft", {}))
+        fig.legend(loc="outside lower center", ncols=min(max(stages, 1), 6), frameon=False)
+        svg = _svg(fig)
+    return Chart(
+        key,
+        "Latency distributions per stage",
+        "Cumulative distribution of TTFT, TPOT and E2E over successful requests: a curve further right is slower; "
+        "its height at x is the share of requests at or below x (0.95 is the p95).",
+        svg,
+    )
+
+
+def timeline_chart(key: str, line: Timeline, windows: Sequence[tuple[str, float, float]]) -> Chart:
+    """The run over time with its stage boundaries: req/s, output tok/s, in flight, errors, 429s."""
+    panels = 5 if line.rate_limited_per_s else 4
+    with _figure(key, 1.35 * panels + 0.4, nrows=panels) as (fig, axes):
+        axes[0].plot(line.t, line.completed_per_s, color="C0", drawstyle="steps-mid")
+        axes[0].set_ylabel("completed\n(req/s)")
+        axes[1].plot(line.t, line.output_tok_per_s, color="C1", drawstyle="steps-mid")
+        axes[1].set_ylabel("output\n(tok/s)")
+        axes[2].plot(line.t, line.in_flight, color="C2")
+        axes[2].set_ylabel("in flight\n(requests)")
+        for n, (name, series) in enumerate(sorted(line.errors_per_s.items())):
+            axes[3].plot(line.t, series, color=f"C{(n + 3) % 10}", label=name)
+        axes[3].set_ylabel("errors\n(per s)")
+        if line.errors_per_s:
+            axes[3].legend(loc="upper left", frameon=False, ncols=4)
+        else:
+            axes[3].text(0.5, 0.5, "no errors", transform=axes[3].transAxes, ha="center", va="center")
+        if panels == 5:
+            for n, (name, series) in enumerate(sorted(line.rate_limited_per_s.items())):
+                axes[4].plot(line.t, series, color=f"C{(n + 6) % 10}", label=name)
+            axes[4].set_ylabel("429s\n(per s)")
+            axes[4].legend(loc="upper left", frameon=False, ncols=3)
+        top = axes[0].get_ylim()[1]
+        for ax in axes:
+            ax.set_ylim(bottom=0)
+            ax.set_xlim(0, line.t[-1] + line.bin_s / 2)
+            for _, start, end in windows:
+                ax.axvline(start, color="#555", linewidth=0.6, linestyle=":")
+                ax.axvline(end, color="#555", linewidth=0.6, linestyle=":")
+        for label, start, end in windows:
+            axes[0].text((start + end) / 2, top, label, ha="center", va="bottom", fontsize=6.5, clip_on=False)
+        axes[-1].set_xlabel(f"time since the first request (s); bins of {line.bin_s:g} s")
+        svg = _svg(fig)
+    return Chart(
+        key,
+        "The run over time",
+        "Per time bin: requests completed, output tokens, mean requests in flight, errors by class and 429s by "
+        "limit type; dotted lines are stage boundaries (a stage's drain runs to its second line).",
+        svg,
+    )
+
+
+def token_chart(
+    key: str, inputs: Histogram | None, outputs: Histogram | None, asked_input: str
+) -> Chart | None:
+    """Input and output token lengths, asked against served."""
+    if inputs is None and outputs is None:
+        return None
+    with _figure(key, 2.4, ncols=2) as (fig, axes):
+        for ax, hist, what in ((axes[0], inputs, "input"), (axes[1], outputs, "output")):
+            if hist is None:
+                ax.text(0.5, 0.5, f"no {what} token counts", transform=ax.transAxes, ha="center")
+                continue
+            if "served" in hist.counts:
+                ax.stairs(hist.counts["served"], hist.edges, color="C0", label="served", fill=True, alpha=0.5)
+            if "asked" in hist.counts:
+                ax.stairs(hist.counts["asked"], hist.edges, color="#222", label="asked", linestyle="--")
+            ax.set_xlabel(f"{what} tokens per request")
+            ax.set_ylabel("requests")
+            ax.legend(loc="upper right", frameon=False)
+        svg = _svg(fig)
+    return Chart(
+        key,
+        "Token lengths: asked against served",
+        "Input: the scenario's prompt-length distribution (drawn) against the prompt tokens the server counted; "
+        f"output: max_tokens asked against output tokens served. Asked input: {asked_input}.",
+        svg,
+    )
+
+
+def tpot_fit_chart(key: str, cap: CapacityResult) -> Chart | None:
+    """Mean TPOT against mean requests in flight per stage, with the run's linear fit."""
+    pts = [
+        (p.concurrency, p.tpot_mean, p.stage)
+        for p in cap.points
+        if p.concurrency is not None and p.tpot_mean is not None
+    ]
+    if not pts:
+        return None
+    with _figure(key, 2.6) as (fig, axes):
+        ax = axes[0]
+        xs = np.asarray([c for c, _, _ in pts])
+        ax.scatter(xs, _ms(np.asarray([t for _, t, _ in pts])), color="C0", zorder=3, label="stages (mean)")
+        for c, t, stage in pts:
+            ax.annotate(stage, (c, t * 1000.0), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+        fit = cap.tpot_fit
+        if fit is not None:
+            grid = np.linspace(0, fit.x_max * 1.1, 50)
+            r2 = f", R² {fit.r2:.3f}" if fit.r2 is not None else ""
+            ax.plot(
+                grid,
+                _ms(fit.t0 + fit.t1 * grid),
+                color="C1",
+                label=f"fit: {fit.t0 * 1000:.2f} ms + {fit.t1 * 1000:.3f} ms × in flight{r2}",
+            )
+        ax.set_xlabel("mean requests in flight")
+        ax.set_ylabel("mean TPOT (ms)")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="lower right", frameon=False)
+        svg = _svg(fig)
+    return Chart(
+        key,
+        "TPOT against requests in flight",
+        "Continuous batching makes each decode step slower as the batch grows: TPOT ≈ t0 + t1·(in flight). "
+        "The fit predicts latency at loads the run did not test (see loadtest analyze --predict).",
+        svg,
+    )
+
+
+def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
+    """Units to provision and monthly cost per architecture."""
+    if not rows:
+        return None
+    with _figure(key, 0.5 + 0.35 * max(len(rows), 2), ncols=2) as (fig, axes):
+        names = [f"{r.architecture} ({r.source})" for r in rows]
+        y = np.arange(len(rows))
+        units = [r.chunks or r.model_units or r.replicas for r in rows]
+        axes[0].barh(y, units, color="C0")
+        axes[0].set_yticks(y, names)
+        axes[0].invert_yaxis()
+        axes[0].set_xlabel("units to provision (chunks or model units)")
+        pt = [r.pt_cost_per_month or 0.0 for r in rows]
+        ppt = [r.ppt_cost_per_month or 0.0 for r in rows]
+        axes[1].barh(y - 0.2, pt, height=0.4, color="C0", label="provisioned throughput")
+        axes[1].barh(y + 0.2, ppt, height=0.4, color="C1", label="pay-per-token")
+        axes[1].set_yticks(y, [""] * len(rows))
+        axes[1].invert_yaxis()
+        axes[1].set_xlabel("cost per month (USD)")
+        axes[1].legend(loc="lower right", frameon=False)
+        svg = _svg(fig)
+    return Chart(
+        key,
+        "Provisioning per architecture",
+        "Units (token-band chunks or model units) that meet the SLOs at the forecast peak plus headroom, and what "
+        "each option costs a month at the forecast volume (prices from the table named above).",
+        svg,
+    )
+
+
+def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Chart | None:
+    """Monthly cost against monthly token volume: pay-per-token (linear) against provisioned (flat at the
+    forecast's size), with the break-even volume marked."""
+    if row.pt_cost_per_month is None or row.ppt_cost_per_month is None or forecast.tokens_per_month <= 0:
+        return None
+    per_token = row.ppt_cost_per_month / forecast.tokens_per_month
+    volume = forecast.tokens_per_month
+    high = max(volume, row.break_even_tokens_per_month or 0.0) * 3.0
+    grid = np.geomspace(high / 1000.0, high, 200)
+    with _figure(key, 2.6) as (fig, axes):
+        ax = axes[0]
+        ax.plot(grid, grid * per_token, color="C1", label="pay-per-token")
+        ax.plot(
+            grid,
+            np.full_like(grid, row.pt_cost_per_month),
+            color="C0",
+            label="provisioned (sized for the peak)",
+        )
+        ax.axvline(volume, color="#555", linestyle=":", linewidth=0.9, label="forecast volume")
+        if row.break_even_tokens_per_month:
+            be = row.break_even_tokens_per_month
+            ax.plot([be], [be * per_token], marker="o", color="#b91c1c", zorder=3)
+            ax.annotate(
+                f"break-even {be / 1e9:,.2f} B tokens/month",
+                (be, be * per_token),
+                xytext=(6, -12),
+                textcoords="offset points",
+                fontsize=7,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens per month")
+        ax.set_ylabel("cost per month (USD)")
+        ax.legend(loc="upper left", frameon=False)
+        svg = _svg(fig)
+    return Chart(
+        key,
+        f"Cost against volume: {row.architecture}",
+        "Pay-per-token grows with volume; provisioned throughput costs the same whatever flows through it. Left of "
+        "the break-even, pay-per-token is cheaper (if the quotas admit the peak).",
+        svg,
+    )
