@@ -56,9 +56,12 @@ def report(
     Several RUNs are compared against the first: capacity curves on one chart and a table of the key figures.
     The same run directories always give the same bytes.
     """
+    from loadtest.model.catalog import check_architecture
     from loadtest.rundir import REPORT_FILE
     from loadtest.spec.runspec import PlanRequest
 
+    for arch in architectures:
+        check_architecture(arch, "--arch")
     if peak_tpm is not None and peak_rps is not None:
         raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")
     if len(set(run_dirs)) != len(run_dirs):

@@ -50,6 +50,7 @@ from typing import Any
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.errors import ConfigError
+from loadtest.model.catalog import check_architecture
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
 from loadtest.spec.runspec import DEFAULT_HEADROOM, PlanRequest, RetryPolicy, RunSpec, Stage, SweepPlan
@@ -240,8 +241,8 @@ def _parse_retry(raw: Any) -> RetryPolicy:
 
 
 def parse_plan(raw: Any) -> PlanRequest:
-    """``[plan] peak_tpm = 1800000`` (or ``peak_rps``), ``headroom = 0.2``, ``architectures = [...]``: what the
-    run's report plans for. Architecture names are checked when the plan is made (the catalog is the model's)."""
+    """``[plan] peak_tpm = 1800000`` (or ``peak_rps``), ``headroom = 0.2``, ``architectures = [...]`` (names from
+    the model's catalog): what the run's report plans for."""
     table = _table(raw, "[plan]")
     _check_keys(table, _PLAN, "[plan]")
     if "peak_tpm" in table and "peak_rps" in table:
@@ -253,6 +254,8 @@ def parse_plan(raw: Any) -> PlanRequest:
     archs = table.get("architectures", [])
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         raise ConfigError("[plan].architectures must be a list of architecture names")
+    for arch in archs:
+        check_architecture(arch, "[plan].architectures")
     return PlanRequest(
         peak_tokens_per_min=peaks.get("peak_tpm"),
         peak_requests_per_s=peaks.get("peak_rps"),

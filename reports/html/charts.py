@@ -79,21 +79,26 @@ def figure_html(chart: Chart | None) -> str:
 def _figure(
     key: str, height_in: float, ncols: int = 1, nrows: int = 1
 ) -> Iterator[tuple[Figure, list[Axes]]]:
-    rc: dict[Any, Any] = {**_RC, "svg.hashsalt": f"loadtest-{key}", "svg.id": f"chart-{key}"}
+    rc: dict[Any, Any] = {**_RC, "svg.hashsalt": f"loadtest-{key}", "svg.id": "svg"}
     with matplotlib.rc_context(rc):
         fig = Figure(figsize=(_WIDTH_IN, height_in), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
         yield fig, axes
 
 
-def _svg(fig: Figure) -> str:
+def _svg(fig: Figure, key: str) -> str:
+    """The figure as an inline ``<svg>``: no XML prolog or metadata, sized by the page (the viewBox kept), and every id
+    prefixed with the chart's key — matplotlib numbers its groups ``axes_1``, ``patch_1``, … in every figure,
+    which would repeat across the page's charts."""
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    start = text.index("<svg")
-    svg = text[start:]
-    # scale with the page: drop the fixed size, keep the viewBox
-    return re.sub(r'<svg([^>]*?) width="[^"]+" height="[^"]+"', r"<svg\1", svg, count=1)
+    svg = text[text.index("<svg") :]
+    svg = re.sub(r'<svg([^>]*?) width="[^"]+" height="[^"]+"', r"<svg\1", svg, count=1)
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.DOTALL)  # RDF boilerplate
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{key}-\1"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{key}-\1)", svg)
+    return re.sub(r'href="#([^"]+)"', rf'href="#{key}-\1"', svg)
 
 
 def _ms(values: np.ndarray | float) -> np.ndarray | float:
@@ -137,7 +142,7 @@ def capacity_chart(
             ax.set_ylim(bottom=0)
             ax.set_xlim(left=0)
         fig.legend(loc="outside lower center", ncols=min(len(curves) + 1, 5), frameon=False)
-        svg = _svg(fig)
+        svg = _svg(fig, key)
     return Chart(
         key,
         "Capacity: throughput against latency",
@@ -167,7 +172,7 @@ def cdf_chart(key: str, cdfs: Mapping[str, Mapping[str, tuple[np.ndarray, np.nda
             ax.set_xlim(left=0)
         stages = len(cdfs.get("ttft", {}))
         fig.legend(loc="outside lower center", ncols=min(max(stages, 1), 6), frameon=False)
-        svg = _svg(fig)
+        svg = _svg(fig, key)
     return Chart(
         key,
         "Latency distributions per stage",
@@ -209,7 +214,7 @@ def timeline_chart(key: str, line: Timeline, windows: Sequence[tuple[str, float,
         for label, start, end in windows:
             axes[0].text((start + end) / 2, top, label, ha="center", va="bottom", fontsize=6.5, clip_on=False)
         axes[-1].set_xlabel(f"time since the first request (s); bins of {line.bin_s:g} s")
-        svg = _svg(fig)
+        svg = _svg(fig, key)
     return Chart(
         key,
         "The run over time",
@@ -237,7 +242,7 @@ def token_chart(
             ax.set_xlabel(f"{what} tokens per request")
             ax.set_ylabel("requests")
             ax.legend(loc="upper right", frameon=False)
-        svg = _svg(fig)
+        svg = _svg(fig, key)
     return Chart(
         key,
         "Token lengths: asked against served",
@@ -277,7 +282,7 @@ def tpot_fit_chart(key: str, cap: CapacityResult) -> Chart | None:
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower right", frameon=False)
-        svg = _svg(fig)
+        svg = _svg(fig, key)
     return Chart(
         key,
         "TPOT against requests in flight",
@@ -307,7 +312,7 @@ def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
         axes[1].invert_yaxis()
         axes[1].set_xlabel("cost per month (USD)")
         axes[1].legend(loc="lower right", frameon=False)
-        svg = _svg(fig)
+        svg = _svg(fig, key)
     return Chart(
         key,
         "Provisioning per architecture",
@@ -351,7 +356,7 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
         ax.set_xlabel("tokens per month")
         ax.set_ylabel("cost per month (USD)")
         ax.legend(loc="upper left", frameon=False)
-        svg = _svg(fig)
+        svg = _svg(fig, key)
     return Chart(
         key,
         f"Cost against volume: {row.architecture}",

@@ -91,7 +91,7 @@ def test_ctrl_c_keeps_every_record(sim: SimServer, tmp_path: Path) -> None:
         while time.monotonic() < deadline and sim.stats()["requests_completed"] < 12:
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -114,3 +114,6 @@ def test_ctrl_c_keeps_every_record(sim: SimServer, tmp_path: Path) -> None:
     read = list(read_records(run_dir))
     assert [r.seq for r in read] == [r["seq"] for r in records]
     assert all(r.chunk_gaps is not None and len(r.chunk_gaps) == 199 for r in read if r.ok)
+    # the report is written all the same, and says first that the run was cut short
+    assert f"report: {run_dir / 'report.html'}" in out
+    assert "This run is <strong>interrupted</strong>" in (run_dir / "report.html").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import pytest
 
 from loadtest.client.protocol import EndpointSpec
 from loadtest.errors import ConfigError
-from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
+from loadtest.spec.assemble import (
+    SIM_DEMO_SLO,
+    SIM_EXAMPLE_PEAK_TPM,
+    Overrides,
+    apply_overrides,
+    scenario_from_flags,
+)
+from loadtest.spec.runspec import PlanRequest, RunSpec
 from loadtest.spec.scenario import load_scenario, parse_scenario
 from loadtest.spec.workload import RequestFactory
 from tests.helpers import ROOT
@@ -128,3 +136,87 @@ def test_shipped_scenarios_are_found_by_name() -> None:
     assert find_shipped("chat") == ROOT / "scenarios" / "chat.toml"
     assert find_shipped("scenarios/rag.toml") == ROOT / "scenarios" / "rag.toml"
     assert find_shipped("nope") is None
+
+
+# what the report plans for, and the simulator demo's SLOs
+
+
+def test_a_plan_table_is_read_and_checked() -> None:
+    plan = parse_scenario(
+        {"plan": {"peak_tpm": 1_800_000, "headroom": 0.3, "architectures": ["llama-3.3-70b"]}}
+    ).plan
+    assert plan == PlanRequest(
+        peak_tokens_per_min=1_800_000.0, headroom=0.3, architectures=("llama-3.3-70b",)
+    )
+    assert parse_scenario({"plan": {"peak_rps": 40}}).plan == PlanRequest(peak_requests_per_s=40.0)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"peak_tpm": 1, "peak_rps": 1}, "give peak_tpm or peak_rps, not both"),
+        ({"peak_tpm": 0}, "[plan].peak_tpm must be a positive number"),
+        ({"headroom": -0.1}, "[plan].headroom must be a fraction ≥ 0"),
+        ({"architectures": "llama-3.3-70b"}, "[plan].architectures must be a list"),
+        ({"peak": 1}, "peak"),
+    ],
+)
+def test_a_wrong_plan_table_is_one_line(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_scenario({"plan": table})
+
+
+def test_the_simulator_demo_gets_slos_and_an_example_forecast() -> None:
+    demo = scenario_from_flags(Overrides())
+    assert demo.classes[0].slo == dict(SIM_DEMO_SLO)
+    assert demo.plan == PlanRequest(peak_tokens_per_min=SIM_EXAMPLE_PEAK_TPM, example=True)
+    assert [s.users for s in demo.stages] == [1, 4, 16, 64]
+    mine = scenario_from_flags(Overrides(slos={"ttft_p99": 2.0}, peak_requests_per_s=5.0))
+    assert mine.classes[0].slo == {"ttft_p99": 2.0}
+    assert mine.plan == PlanRequest(peak_requests_per_s=5.0)
+    endpoint = scenario_from_flags(Overrides(endpoint="http://127.0.0.1:8000/v1"))
+    assert endpoint.classes[0].slo == {} and endpoint.plan is None
+
+
+def test_flags_override_a_scenarios_slos_and_forecast() -> None:
+    scenario = parse_scenario(
+        {
+            "classes": [{"name": "a", "slo": {"ttft_p95": "1s", "tpot_p50": "50ms"}}],
+            "plan": {"peak_tpm": 100, "architectures": ["llama-3.1-8b"]},
+        }
+    )
+    assert scenario.plan is not None and not scenario.plan.example
+    changed = apply_overrides(scenario, Overrides(slos={"ttft_p95": 0.5}, peak_tokens_per_min=900.0))
+    assert changed.classes[0].slo == {"ttft_p95": 0.5, "tpot_p50": 0.05}
+    assert changed.plan == PlanRequest(peak_tokens_per_min=900.0, architectures=("llama-3.1-8b",))
+    # a simulator scenario without a forecast gets the example one; its own SLOs stay (none: none)
+    bare = apply_overrides(parse_scenario({}), Overrides())
+    assert bare.plan == PlanRequest(peak_tokens_per_min=SIM_EXAMPLE_PEAK_TPM, example=True)
+    assert bare.classes[0].slo == {}
+
+
+def test_a_plan_travels_in_the_spec_and_back() -> None:
+    scenario = scenario_from_flags(Overrides(peak_tokens_per_min=1234.0))
+    spec = scenario.run_spec(
+        run_id="r",
+        out_dir="o",
+        endpoint=EndpointSpec(base_url="http://x/v1", model="m"),
+        read_timeout_s=1.0,
+        simulated=True,
+    )
+    assert RunSpec.from_dict(spec.to_public_dict()).plan == PlanRequest(peak_tokens_per_min=1234.0)
+    no_plan = scenario_from_flags(Overrides(endpoint="http://x/v1")).run_spec(
+        run_id="r",
+        out_dir="o",
+        endpoint=EndpointSpec(base_url="http://x/v1", model="m"),
+        read_timeout_s=1.0,
+        simulated=False,
+    )
+    assert "plan" not in no_plan.to_public_dict()  # older spec files have no such key: none is written
+
+
+def test_an_unknown_architecture_in_the_plan_is_named() -> None:
+    with pytest.raises(
+        ConfigError, match=r"llama-9.*\[plan\]\.architectures|\[plan\]\.architectures.*llama-9"
+    ):
+        parse_scenario({"plan": {"peak_tpm": 1, "architectures": ["llama-9"]}})
