@@ -48,6 +48,23 @@ def test_slo_crossing_between_stages_is_interpolated_linearly() -> None:
     assert "ttft_p95" in result.limit_detail and "s4" in result.limit_detail
 
 
+def test_a_short_baseline_without_a_bound_does_not_leave_x_star_unbounded() -> None:
+    # s0: 5 requests, too few to bound a p95; s1 passes on its bound; s2 breaks the SLO
+    rows = stage_rows("s0", 5, 5.0, 0.2) + stage_rows("s1", 300, 15.0, 0.6, t0=1000.0)
+    rows += stage_rows("s2", 300, 10.0, 1.4, t0=2000.0)
+    result = capacity(frame(rows), ["s0", "s1", "s2"], SLOS)
+    assert result.points[0].checks[0].ci_high is None and result.points[0].meets()
+    # f = (1.0 − 0.6) / (1.4 − 0.6) = 0.5 between 20 and 30 req/s, for the point and the (collapsed) bounds
+    assert result.max_rps == pytest.approx(25.0)
+    assert result.max_rps_ci == (pytest.approx(25.0), pytest.approx(25.0))
+    # with nothing more loaded that meets the SLOs on its bounds, an unbounded stage stays a failure
+    alone = capacity(
+        frame(stage_rows("s0", 5, 5.0, 0.2) + stage_rows("s2", 300, 10.0, 1.4, t0=2000.0)), ["s0", "s2"], SLOS
+    )
+    # (the point: f = (1.0 − 0.2) / (1.4 − 0.2) = 2/3 between 1 and 30 req/s)
+    assert alone.max_rps == pytest.approx(1.0 + 29.0 * 2 / 3) and alone.max_rps_ci[0] is None
+
+
 def test_percentile_ci_brackets_the_point_and_is_conservative() -> None:
     rng = np.random.default_rng(1)
     rows: list[dict[str, Any]] = []
