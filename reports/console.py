@@ -11,6 +11,7 @@ from analysis.summary import StageSummary
 
 __all__ = [
     "format_ms",
+    "format_number",
     "render_capacity",
     "render_load_table",
     "render_predictions",
@@ -34,7 +35,7 @@ def format_ms(seconds: float | None) -> str:
     return f"{ms:.2f}"
 
 
-def _num(value: float | None, digits: int = 1) -> str:
+def format_number(value: float | None, digits: int = 1) -> str:
     return _DASH if value is None else f"{value:,.{digits}f}"
 
 
@@ -67,8 +68,8 @@ def _target(load: StageLoad) -> tuple[str, str]:
             _DASH if offered is None else f"{offered:,.0f} tpm",
         )
     if load.target_rps is not None:
-        return f"{load.target_rps:.2f} rps", _num(load.offered_rps, 2) + " rps"
-    return "closed loop", _num(load.offered_rps, 2) + " rps"
+        return f"{load.target_rps:.2f} rps", format_number(load.offered_rps, 2) + " rps"
+    return "closed loop", format_number(load.offered_rps, 2) + " rps"
 
 
 def render_load_table(loads: Sequence[StageLoad]) -> str:
@@ -115,8 +116,8 @@ def render_stage_table(summaries: Sequence[StageSummary]) -> str:
             (
                 s.stage,
                 str(s.requests),
-                _num(s.req_per_s, 2),
-                _num(s.output_tok_per_s, 1),
+                format_number(s.req_per_s, 2),
+                format_number(s.output_tok_per_s, 1),
                 format_ms(s.ttft["p50"]),
                 format_ms(s.ttft["p95"]),
                 format_ms(s.tpot["p50"]),
@@ -193,10 +194,10 @@ def render_summary_table(summaries: Sequence[StageSummary]) -> str:
                 s.stage,
                 s.request_class or "*",
                 str(s.requests),
-                _num(s.req_per_s, 2),
-                _num(s.input_tok_per_s, 1),
-                _num(s.output_tok_per_s, 1),
-                _num(s.total_tok_per_s, 1),
+                format_number(s.req_per_s, 2),
+                format_number(s.input_tok_per_s, 1),
+                format_number(s.output_tok_per_s, 1),
+                format_number(s.total_tok_per_s, 1),
                 good,
                 _pct(s.attainment),
                 format_ms(s.ttft["p50"]),
@@ -266,9 +267,9 @@ def render_capacity(result: CapacityResult) -> str:
         rows.append(
             (
                 p.stage,
-                _num(p.req_per_s, 2),
-                _num(p.output_tok_per_s, 1),
-                _num(p.concurrency, 1),
+                format_number(p.req_per_s, 2),
+                format_number(p.output_tok_per_s, 1),
+                format_number(p.concurrency, 1),
                 format_ms(p.ttft["p95"]),
                 format_ms(p.tpot_mean),
                 format_ms(p.e2e["p50"]),
@@ -283,10 +284,10 @@ def render_capacity(result: CapacityResult) -> str:
         if low is None and high is None:
             return "no 95 % CI: too few requests"
         if high is None:
-            return f"95 % CI from {_num(low, digits)}, no upper bound"
+            return f"95 % CI from {format_number(low, digits)}, no upper bound"
         if low is None:
-            return f"95 % CI up to {_num(high, digits)}, no lower bound"
-        return f"95 % CI {_num(low, digits)} – {_num(high, digits)}"
+            return f"95 % CI up to {format_number(high, digits)}, no lower bound"
+        return f"95 % CI {format_number(low, digits)} – {format_number(high, digits)}"
 
     no_slos = result.basis.startswith("the run has no SLOs")
     what = "max throughput (no SLOs given)" if no_slos else "max SLO-compliant throughput"
@@ -295,14 +296,18 @@ def render_capacity(result: CapacityResult) -> str:
     else:
         lines.append(
             f"{what}: {result.max_rps:,.2f} req/s ({ci(result.max_rps_ci, 2)}), "
-            f"{_num(result.max_output_tok_per_s, 0)} output tok/s ({ci(result.max_output_tok_per_s_ci, 0)})"
+            f"{format_number(result.max_output_tok_per_s, 0)} output tok/s ({ci(result.max_output_tok_per_s_ci, 0)})"
         )
         lines.append(f"  {result.basis}")
-    knee = _DASH if result.knee_stage is None else f"{result.knee_stage} ({_num(result.knee_rps, 2)} req/s)"
+    knee = (
+        _DASH
+        if result.knee_stage is None
+        else f"{result.knee_stage} ({format_number(result.knee_rps, 2)} req/s)"
+    )
     lines.append(f"knee: {knee}")
     lines.append(
-        f"saturation: {_num(result.saturation_rps, 2)} req/s, {_num(result.saturation_output_tok_per_s, 0)} "
-        f"output tok/s (max achieved, {result.saturation_stage})"
+        f"saturation: {format_number(result.saturation_rps, 2)} req/s, "
+        f"{format_number(result.saturation_output_tok_per_s, 0)} output tok/s (max achieved, {result.saturation_stage})"
     )
     lines.append(f"binding limit: {result.limit or 'none reached'} — {result.limit_detail}")
     fit = result.tpot_fit
@@ -333,7 +338,7 @@ def render_predictions(predictions: Sequence[LatencyPrediction | None]) -> str:
         rows.append(
             (
                 f"{p.rate_rps:,.2f}",
-                _num(p.concurrency, 1),
+                format_number(p.concurrency, 1),
                 format_ms(p.tpot_s),
                 format_ms(p.e2e_s),
                 note.strip(),

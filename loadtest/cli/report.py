@@ -11,7 +11,9 @@ import click
 from loadtest.errors import ConfigError
 
 if TYPE_CHECKING:
-    from loadtest.spec.runspec import PlanRequest
+    from collections.abc import Sequence
+
+    from reports.html import RunView
 
 __all__ = ["report", "write_report"]
 
@@ -73,18 +75,18 @@ def report(
         )
     if out_file is None:
         out_file = run_dirs[0] / REPORT_FILE if len(run_dirs) == 1 else Path("comparison.html")
-    path = write_report(list(run_dirs), out_file, replan)
-    click.echo(f"report: {path}")
+    from reports.html import collect_run
+
+    write_report([collect_run(path, replan) for path in run_dirs], out_file)
+    click.echo(f"report: {out_file}")
 
 
-def write_report(run_dirs: list[Path], out_file: Path, replan: PlanRequest | None = None) -> Path:
-    """Render and write the report (``replan``: plan for this instead of each run's own request); a file that
-    cannot be written is a one-line error (exit 2)."""
-    from reports.html import render_html
+def write_report(views: Sequence[RunView], out_file: Path) -> None:
+    """Render and write the report of runs collected with :func:`reports.html.collect_run`; a file that cannot
+    be written is a one-line error (exit 2)."""
+    from reports.html import render_views
 
-    text = render_html(run_dirs, replan)
     try:
-        out_file.write_text(text, encoding="utf-8")
+        out_file.write_text(render_views(views), encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write {out_file}: {exc.strerror}") from None
-    return out_file

@@ -285,15 +285,18 @@ def run(scenario: Path | None, **opts: Any) -> None:
 
 
 def _report(run_dir: Path) -> None:
-    """Write the run's ``report.html`` (also for an interrupted or failed run: it says so) and print its path.
-    The records are already safe on disk: a report that cannot be made is a warning with the command that
-    rebuilds it, not a failed run."""
+    """Write the run's ``report.html`` (also for an interrupted or failed run: it says so), then print the answer
+    — the verdict, the plan — and the report's path. The records are already safe on disk: a report that cannot
+    be made is a warning with the command that rebuilds it, not a failed run."""
     from loadtest.cli.report import write_report
     from loadtest.rundir import REPORT_FILE
+    from reports.html import answer_lines, collect_run
 
+    path = run_dir / REPORT_FILE
     try:
-        path = write_report([run_dir], run_dir / REPORT_FILE)
-    except Exception as exc:
+        view = collect_run(run_dir)
+        write_report([view], path)
+    except Exception as exc:  # the run is done and recorded: say what failed and go on
         if os.environ.get("LOADTEST_DEBUG"):
             raise
         click.echo(
@@ -302,6 +305,9 @@ def _report(run_dir: Path) -> None:
             err=True,
         )
         return
+    click.echo()
+    for line in answer_lines(view):
+        click.echo(line)
     click.echo(f"report: {path}")
 
 

@@ -10,13 +10,19 @@ from pathlib import Path
 from loadtest import __version__
 from loadtest.rundir import REPORT_FILE
 from loadtest.spec.runspec import PlanRequest
+from reports.html.answer import answer_lines
 from reports.html.collect import RunView, collect_run
 from reports.html.page import render_page
 
-__all__ = ["REPORT_FILE", "RunView", "collect_run", "render_html"]
+__all__ = ["REPORT_FILE", "RunView", "answer_lines", "collect_run", "render_html", "render_views"]
 
 
 def render_html(run_dirs: Sequence[Path], replan: PlanRequest | None = None) -> str:
     """The report for ``run_dirs`` (one run, or several compared against the first). ``replan``: plan for its
     forecast and architectures (those it gives) instead of each run's own."""
-    return render_page([collect_run(path, replan) for path in run_dirs], __version__)
+    return render_views([collect_run(path, replan) for path in run_dirs])
+
+
+def render_views(views: Sequence[RunView]) -> str:
+    """The report for runs already collected (:func:`collect_run`)."""
+    return render_page(views, __version__)

@@ -13,7 +13,8 @@ import html
 from collections.abc import Iterable, Sequence
 
 from analysis.summary import StageSummary
-from reports.console import format_ms
+from reports.console import format_ms, format_number
+from reports.html.answer import plan_line, verdict_lines
 from reports.html.charts import (
     capacity_chart,
     cdf_chart,
@@ -36,10 +37,6 @@ _DASH = "–"
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    return _DASH if value is None else f"{value:,.{digits}f}"
 
 
 def _when(epoch: float | None) -> str:
@@ -116,57 +113,6 @@ def _what_was_run(view: RunView, vid: str) -> str:
     return f'<section class="card" id="{vid}-run"><h3>What was run</h3><dl>{items}</dl></section>'
 
 
-def _slo_text(view: RunView) -> str:
-    if not view.slos:
-        return "no SLOs given"
-    parts = []
-    for cls, slo in view.slos.items():
-        limits = ", ".join(
-            f"{k} ≥ {v:g}" if k == "attainment" else f"{k} ≤ {format_ms(v)} ms" for k, v in slo.items()
-        )
-        parts.append(f"{cls}: {limits}")
-    return "; ".join(parts)
-
-
-def _ci(pair: tuple[float | None, float | None], digits: int) -> str:
-    low, high = pair
-    if low is None and high is None:
-        return "no 95 % interval (too few requests)"
-    if high is None:
-        return f"95 % CI from {_num(low, digits)}, no upper bound (too few requests)"
-    if low is None:
-        return f"95 % CI up to {_num(high, digits)}, no lower bound (too few requests)"
-    return f"95 % CI {_num(low, digits)} – {_num(high, digits)}"
-
-
-def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
-    """(headline, interval, details) of the verdict, as text."""
-    cap = view.capacity
-    no_slos = not view.slos
-    if cap.max_rps is None:
-        headline = "no SLO-compliant throughput" if not no_slos else "no throughput measured"
-        interval = cap.basis
-    else:
-        what = "max throughput" if no_slos else "max SLO-compliant throughput"
-        headline = f"{what}: {cap.max_rps:,.2f} req/s · {_num(cap.max_output_tok_per_s, 0)} output tok/s"
-        interval = f"{_ci(cap.max_rps_ci, 2)} req/s; {cap.basis}"
-    details = [f"SLOs: {_slo_text(view)}"]
-    behind = [load.stage for load in view.loads if not load.kept_up]
-    if behind:
-        details.append(
-            "binding limit: possibly the generator — it did not keep up in "
-            + ", ".join(behind)
-            + " (see validity)"
-        )
-    elif cap.limit is not None:
-        details.append(f"binding limit: {cap.limit} — {cap.limit_detail}")
-    else:
-        details.append(f"binding limit: none reached — {cap.limit_detail}")
-    if cap.knee_stage is not None:
-        details.append(f"knee: {cap.knee_stage} ({_num(cap.knee_rps, 2)} req/s)")
-    return headline, interval, details
-
-
 def _verdict(view: RunView, vid: str) -> str:
     headline, interval, details = verdict_lines(view)
     no_verdict = view.capacity.max_rps is None
@@ -180,18 +126,7 @@ def _verdict(view: RunView, vid: str) -> str:
 
 
 def _plan_headline(view: RunView) -> str:
-    plan = view.plan
-    if isinstance(plan, str):
-        return f'<p class="plan-line">Plan: {_e(plan)}</p>'
-    row = plan.rows[0]
-    example = " (example forecast — set yours with --peak-tpm)" if plan.request.example else ""
-    size = format_provisioned(row)
-    text = (
-        f"Provision {row.architecture} ({row.source}): {size}, {format_money(row.pt_cost_per_month)}/month; "
-        f"pay-per-token: {format_ppt(row)}, {format_money(row.ppt_cost_per_month)}/month — for a peak of "
-        f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{example}."
-    )
-    return f'<p class="plan-line">{_e(text)}</p>'
+    return f'<p class="plan-line">{_e(plan_line(view))}</p>'
 
 
 def _validity(view: RunView, vid: str) -> str:
@@ -224,8 +159,8 @@ def _summary_rows(summaries: Sequence[StageSummary], by_class: bool) -> list[lis
             [
                 *first,
                 f"{s.requests:,}",
-                _num(s.req_per_s, 2),
-                _num(s.output_tok_per_s, 1),
+                format_number(s.req_per_s, 2),
+                format_number(s.output_tok_per_s, 1),
                 format_ms(s.ttft.get("p50")),
                 format_ms(s.ttft.get("p95")),
                 format_ms(s.tpot.get("p50")),
@@ -262,8 +197,8 @@ def _tables(view: RunView, vid: str) -> str:
     load_rows = [
         [
             load.stage,
-            _num(load.target_rps, 2) if load.target_rps is not None else (load.kind or _DASH),
-            _num(load.offered_rps, 2),
+            format_number(load.target_rps, 2) if load.target_rps is not None else (load.kind or _DASH),
+            format_number(load.offered_rps, 2),
             format_ms(load.lag_p99_s),
             f"{load.no_free_user:,}",
             f"{load.dropped:,}",
@@ -411,8 +346,9 @@ def _run_body(view: RunView, vid: str) -> str:
     cap = view.capacity
     if cap.points:
         sat = (
-            f"saturation: {_num(cap.saturation_rps, 2)} req/s, {_num(cap.saturation_output_tok_per_s, 0)} "
-            f"output tok/s ({cap.saturation_stage}, the most achieved)"
+            f"saturation: {format_number(cap.saturation_rps, 2)} req/s, "
+            f"{format_number(cap.saturation_output_tok_per_s, 0)} output tok/s "
+            f"({cap.saturation_stage}: the most achieved)"
         )
         cap_text = f'<p class="note">{_e(sat)}</p>'
     return (

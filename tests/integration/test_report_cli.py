@@ -68,8 +68,11 @@ def test_the_default_run_ends_in_a_report_with_a_verdict_and_a_plan(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     run = only_run_dir(tmp_path)
     assert f"report: {run / 'report.html'}" in proc.stdout
+    # the terminal ends in the same answer as the report's first screen
+    assert "verdict: max SLO-compliant throughput: " in proc.stdout
+    assert "plan: Provision llama-3.1-8b — measured" in proc.stdout
     page = (run / "report.html").read_text()
     assert "SLOs: chat: tpot_p50 ≤ 50.0 ms, ttft_p95 ≤ 200 ms" in page
     assert "max SLO-compliant throughput" in page
-    assert "Provision llama-3.1-8b (measured" in page
+    assert "Provision llama-3.1-8b — measured" in page
     assert "example forecast — set yours with --peak-tpm" in page

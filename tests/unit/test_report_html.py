@@ -117,7 +117,7 @@ def test_the_verdict_states_x_star_with_its_interval_and_the_plan(planned_run: P
     assert not isinstance(plan, str)
     assert [r.architecture for r in plan.rows] == ["llama-3.1-8b", "llama-3.3-70b"]
     assert plan.rows[0].source.startswith("measured")
-    assert f"Provision llama-3.1-8b ({plan.rows[0].source})" in text
+    assert f"Provision llama-3.1-8b — {plan.rows[0].source}" in text
     assert "example forecast" not in text
 
 

@@ -1,0 +1,93 @@
+"""The answer a run gives, as text: the verdict (X* with its interval, the SLOs, the binding limit, the knee) and
+the plan's headline. One source for the report's first screen and the lines ``loadtest run`` ends with."""
+
+from __future__ import annotations
+
+from reports.console import format_ms, format_number
+from reports.html.collect import RunView
+from reports.plan_table import format_money, format_ppt, format_provisioned
+
+__all__ = ["answer_lines", "plan_line", "slo_text", "verdict_lines"]
+
+_DASH = "–"
+
+
+def slo_text(view: RunView) -> str:
+    if not view.slos:
+        return "no SLOs given"
+    parts = []
+    for cls, slo in view.slos.items():
+        limits = ", ".join(
+            f"{k} ≥ {v:g}" if k == "attainment" else f"{k} ≤ {format_ms(v)} ms" for k, v in slo.items()
+        )
+        parts.append(f"{cls}: {limits}")
+    return "; ".join(parts)
+
+
+def _ci(pair: tuple[float | None, float | None], digits: int) -> str:
+    low, high = pair
+    if low is None and high is None:
+        return "no 95 % interval (too few requests)"
+    if high is None:
+        return f"95 % CI from {format_number(low, digits)}, no upper bound (too few requests)"
+    if low is None:
+        return f"95 % CI up to {format_number(high, digits)}, no lower bound (too few requests)"
+    return f"95 % CI {format_number(low, digits)} – {format_number(high, digits)}"
+
+
+def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
+    """(headline, interval, details) of the verdict, as text."""
+    cap = view.capacity
+    no_slos = not view.slos
+    if cap.max_rps is None:
+        headline = "no SLO-compliant throughput" if not no_slos else "no throughput measured"
+        interval = cap.basis
+    else:
+        what = "max throughput" if no_slos else "max SLO-compliant throughput"
+        headline = (
+            f"{what}: {cap.max_rps:,.2f} req/s · {format_number(cap.max_output_tok_per_s, 0)} output tok/s"
+        )
+        interval = f"{_ci(cap.max_rps_ci, 2)} req/s; {cap.basis}"
+    details = [f"SLOs: {slo_text(view)}"]
+    behind = [load.stage for load in view.loads if not load.kept_up]
+    if behind:
+        details.append(
+            "binding limit: possibly the generator — it did not keep up in "
+            + ", ".join(behind)
+            + " (see validity)"
+        )
+    elif cap.limit is not None:
+        details.append(f"binding limit: {cap.limit} — {cap.limit_detail}")
+    else:
+        details.append(f"binding limit: none reached — {cap.limit_detail}")
+    if cap.knee_stage is not None:
+        details.append(f"knee: {cap.knee_stage} ({format_number(cap.knee_rps, 2)} req/s)")
+    return headline, interval, details
+
+
+def plan_line(view: RunView) -> str:
+    """The plan's headline: the first (measured) row's provisioning and both costs, for the forecast."""
+    plan = view.plan
+    if isinstance(plan, str):
+        return f"Plan: {plan}"
+    row = plan.rows[0]
+    example = " (example forecast — set yours with --peak-tpm)" if plan.request.example else ""
+    return (
+        f"Provision {row.architecture} — {row.source}: {format_provisioned(row)}, "
+        f"{format_money(row.pt_cost_per_month)}/month; pay-per-token: {format_ppt(row)}, "
+        f"{format_money(row.ppt_cost_per_month)}/month — for a peak of "
+        f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{example}."
+    )
+
+
+def answer_lines(view: RunView) -> list[str]:
+    """What ``loadtest run`` prints last: the verdict, its interval, the binding limit, the plan, and a warning
+    when the run is doubtful."""
+    headline, interval, details = verdict_lines(view)
+    lines = [f"verdict: {headline}", f"  {interval}"]
+    lines += [f"  {d}" for d in details if d.startswith(("binding limit", "SLOs"))]
+    lines.append(f"plan: {plan_line(view).removeprefix('Plan: ')}")
+    doubtful = [label for label, _, flag in view.validity.items if flag]
+    if doubtful:
+        lines.append(f"validity: doubtful ({', '.join(doubtful)}): see the report")
+    return lines
