@@ -69,18 +69,21 @@ def plan_for_run(
     gpu = str(simulated.settings.value("gpu")) if simulated is not None else "h100"
     notes: list[str] = []
     measured: dict[str, Measured] = {}
+    estimated: tuple[str, ...] = ()
     if simulated is not None:
         try:
             arch, found = measured_from_run(data, capacity=capacity)
             measured[arch] = found
-        except ConfigError as exc:
+        except ConfigError as exc:  # e.g. a pay-per-token run: the model estimates its architecture instead
             notes.append(f"no measured row: {exc}")
+            estimated = (str(simulated.settings.value("architecture")),)
     else:
         notes.append(
             "the endpoint's architecture and band are not known to the run: its rows are the model's estimates "
             "(measure with `loadtest plan --run RUN --run-arch A --run-band TOKENS_PER_S`)"
         )
-    archs = tuple(measured) + tuple(a for a in request.architectures if a not in measured)
+    archs = tuple(measured) + estimated
+    archs += tuple(a for a in request.architectures if a not in archs)
     if not archs:
         return "; ".join([*notes, "no architecture to plan: name some in [plan].architectures"])
     book = prices or load_prices(EXAMPLE_PRICES)

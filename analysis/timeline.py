@@ -50,7 +50,7 @@ def _bin_width(span_s: float, target_bins: int) -> float:
     return 3600.0 * math.ceil(span_s / 3600.0 / target_bins)
 
 
-def timeline(records: pd.DataFrame, target_bins: int = 120) -> Timeline | None:
+def timeline(records: pd.DataFrame, target_bins: int = 80) -> Timeline | None:
     """The run's series (see the module docstring); ``None`` when no record has both a start and an end."""
     started = records["started_at"].to_numpy(dtype="float64")
     ended = records["ended_at"].to_numpy(dtype="float64")

@@ -24,15 +24,15 @@ def slo_text(view: RunView) -> str:
     return "; ".join(parts)
 
 
-def _ci(pair: tuple[float | None, float | None], digits: int) -> str:
+def _ci(pair: tuple[float | None, float | None], digits: int, unit: str) -> str:
     low, high = pair
     if low is None and high is None:
         return "no 95 % interval (too few requests)"
     if high is None:
-        return f"95 % CI from {format_number(low, digits)}, no upper bound (too few requests)"
+        return f"95 % CI from {format_number(low, digits)} {unit}, no upper bound (too few requests)"
     if low is None:
-        return f"95 % CI up to {format_number(high, digits)}, no lower bound (too few requests)"
-    return f"95 % CI {format_number(low, digits)} – {format_number(high, digits)}"
+        return f"95 % CI up to {format_number(high, digits)} {unit}, no lower bound (too few requests)"
+    return f"95 % CI {format_number(low, digits)} – {format_number(high, digits)} {unit}"
 
 
 def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
@@ -47,7 +47,7 @@ def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
         headline = (
             f"{what}: {cap.max_rps:,.2f} req/s · {format_number(cap.max_output_tok_per_s, 0)} output tok/s"
         )
-        interval = f"{_ci(cap.max_rps_ci, 2)} req/s; {cap.basis}"
+        interval = f"{_ci(cap.max_rps_ci, 2, 'req/s')}; {cap.basis}"
     details = [f"SLOs: {slo_text(view)}"]
     behind = [load.stage for load in view.loads if not load.kept_up]
     if behind:

@@ -296,12 +296,11 @@ def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
     """Units to provision and monthly cost per architecture."""
     if not rows:
         return None
-    with _figure(key, 0.5 + 0.35 * max(len(rows), 2), ncols=2) as (fig, axes):
-        names = [f"{r.architecture} ({r.source})" for r in rows]
+    with _figure(key, 0.9 + 0.35 * max(len(rows), 2), ncols=2) as (fig, axes):
         y = np.arange(len(rows))
         units = [r.chunks or r.model_units or r.replicas for r in rows]
-        axes[0].barh(y, units, color="C0")
-        axes[0].set_yticks(y, names)
+        axes[0].barh(y, units, color="C2")
+        axes[0].set_yticks(y, [r.architecture for r in rows])
         axes[0].invert_yaxis()
         axes[0].set_xlabel("units to provision (chunks or model units)")
         pt = [r.pt_cost_per_month or 0.0 for r in rows]
@@ -311,7 +310,7 @@ def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
         axes[1].set_yticks(y, [""] * len(rows))
         axes[1].invert_yaxis()
         axes[1].set_xlabel("cost per month (USD)")
-        axes[1].legend(loc="lower right", frameon=False)
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
         svg = _svg(fig, key)
     return Chart(
         key,
