@@ -67,6 +67,9 @@ footer { margin-top: 28px; color: var(--muted); font-size: 0.85rem; border-top: 
   h2, h3 { break-after: avoid; }
   article.run + article.run { break-before: page; }
   .scroll { overflow: visible; }
+  table { font-size: 0.8em; width: 100%; }
+  th, td { padding: 2px 4px; }
+  td.num { white-space: normal; }
   pre.sample { max-height: none; }
 }
 """
