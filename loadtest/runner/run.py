@@ -109,8 +109,12 @@ def execute_run(
     progress: Callable[[dict[str, Any]], None] | None = None,
     env: dict[str, str] | None = None,
     distribution: Distribution | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> RunOutcome:
     """Run the engine for ``spec`` into ``run_dir`` and write ``manifest.json``. Never loses written records.
+
+    ``progress`` gets each new event of ``events.jsonl``; ``tick`` is called after them on every poll (every
+    0.2 s) while the engine runs (the live progress line, :func:`loadtest.runner.live.watch`).
 
     ``distribution``: ``processes > 1`` starts a Locust master and that many local workers on 127.0.0.1;
     ``expect_workers`` starts only the master and waits for workers started elsewhere (``loadtest worker``).
@@ -185,6 +189,8 @@ def execute_run(
                 for ev in events[seen:]:
                     progress(ev)
                 seen = len(events)
+            if tick is not None:
+                tick()
     except KeyboardInterrupt:
         status = "interrupted"
         proc.send_signal(signal.SIGINT)

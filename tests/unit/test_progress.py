@@ -1,7 +1,9 @@
-"""The live progress of a run: the model over a run directory written by hand, with a fake clock."""
+"""The live progress of a run: the model over a run directory written by hand, with a fake clock; the line it
+makes; and how the line is drawn on a terminal and in a log."""
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +17,8 @@ from loadtest.client.clock import FakeClock
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.client.records import RequestRecord, dump_record
 from loadtest.engine.conduct import Recorder
+from loadtest.errors import ConfigError
+from loadtest.runner.live import INTERVAL_ENV, LiveLine, fit, watch
 from loadtest.runner.progress import LineTail, ProgressSnapshot, RunMedian, RunProgress, describe
 from loadtest.spec.runspec import RunSpec, Stage, SweepPlan
 from tests.helpers import BASE
@@ -227,3 +231,105 @@ def test_the_running_median_is_numpy_s(n: int) -> None:
     assert len(median) == len(values)
     assert median.median() == float(np.median(values))
     assert RunMedian().median() is None
+
+
+# -- the line ----------------------------------------------------------------------------------------------------
+
+
+def test_the_line_s_parts() -> None:
+    snap = ProgressSnapshot(
+        "running", 2, 3, False, "concurrency@4", 65.4, 120.0, 1234, 15, 12, "OTPM", 3.456, 1234.5, 0.0221
+    )
+    assert describe(snap) == [
+        "stage 2/3 concurrency@4 1m05s/2m00s",
+        "1,234 req, 15 errors, 12 429s (OTPM)",
+        "3.46 req/s",
+        "1,234 out tok/s",
+        "TTFT p50 22.1 ms",
+    ]
+    draining = replace(snap, phase="draining", requests=0, errors=0, rate_limited=0, limit=None)
+    assert describe(replace(draining, req_per_s=None, ttft_p50_s=None, draining_s=12.0))[:2] == [
+        "stage 2/3 concurrency@4 2m00s/2m00s draining 12s",
+        "0 req, 0 errors, 0 429s",
+    ]
+    assert describe(replace(draining, req_per_s=None))[2] == "– req/s"
+    starting = ProgressSnapshot("starting", 0, None, False, None, 2.5, None)
+    assert describe(starting) == ["stage 0/? starting the load engine (2s)"]
+
+
+def test_fit_drops_whole_parts_from_the_end() -> None:
+    parts = ["stage 1/1 s 1s/8s", "3 req", "2.00 req/s"]
+    assert fit(parts, None) == "  stage 1/1 s 1s/8s · 3 req · 2.00 req/s"
+    assert fit(parts, 30) == "  stage 1/1 s 1s/8s · 3 req"
+    assert fit(parts, 10) == "  stage 1/"
+
+
+def test_on_a_terminal_the_line_is_rewritten_in_place_once_a_second() -> None:
+    out, clock = io.StringIO(), FakeClock(start=0.0)
+    live = LiveLine(out, tty=True, interval_s=1.0, clock=clock, width=lambda: 40)
+    live.begin()
+    assert live.due()
+    live.show(["stage 1/2 s 0s/8s", "0 req"])
+    clock.advance(0.5)
+    assert not live.due()
+    clock.advance(0.5)
+    assert live.due()
+    live.show(["stage 1/2 s 1s/8s", "12 req", "a part too long for 40 columns"])
+    echoed: list[str] = []
+    live.echo_through(echoed.append)("  s: 12 requests")
+    assert echoed == ["  s: 12 requests"]
+    assert live.due()  # wiped by the echo: drawn again on the next tick
+    live.clear()  # nothing on screen: nothing written
+    drawn = ["\r  stage 1/2 s 0s/8s · 0 req", "\r  stage 1/2 s 1s/8s · 12 req", "\r" + " " * 28 + "\r"]
+    assert out.getvalue() == "".join(drawn)
+
+
+def test_in_a_log_a_full_line_every_interval() -> None:
+    out, clock = io.StringIO(), FakeClock(start=0.0)
+    live = LiveLine(out, tty=False, interval_s=10.0, clock=clock, width=lambda: 20)
+    live.begin()
+    assert not live.due()  # not a line at the start of a log: the first after one interval
+    clock.advance(10.0)
+    assert live.due()
+    live.show(["stage 1/2 s 10s/30s", "40 req", "4.00 req/s"])
+    live.echo_through(lambda line: print(line, file=out))("  s: 90 requests")
+    assert not live.due()
+    assert out.getvalue() == "  stage 1/2 s 10s/30s · 40 req · 4.00 req/s\n  s: 90 requests\n"
+
+
+def test_a_closed_stream_does_not_stop_the_run() -> None:
+    out = io.StringIO()
+    live = LiveLine(out, tty=True, interval_s=1.0, clock=FakeClock())
+    out.close()
+    live.show(["x"])  # no exception
+    assert not live.due()
+
+
+def test_the_log_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
+    assert LiveLine.for_stderr({}).interval_s == 10.0
+    assert LiveLine.for_stderr({INTERVAL_ENV: "500ms"}).interval_s == 0.5
+    with pytest.raises(ConfigError, match=INTERVAL_ENV):
+        LiveLine.for_stderr({INTERVAL_ENV: "soon"})
+
+
+def test_watch_reads_on_every_tick_and_draws_when_due(tmp_path: Path) -> None:
+    out, clock = io.StringIO(), FakeClock(start=T0)
+    live = LiveLine(out, tty=False, interval_s=1.0, clock=clock)
+    tick = watch(live, TWO, tmp_path, clock)
+    event(tmp_path, "stage_start", T0, stage="concurrency@1", duration_s=8.0)
+    tick()
+    assert out.getvalue() == ""
+    records(
+        tmp_path, ok("concurrency@1", T0, 0.25, T0 + 1.0, 10), ok("concurrency@1", T0 + 1, 0.25, T0 + 2, 10)
+    )
+    clock.now = T0 + 2.0
+    tick()
+    assert out.getvalue() == (
+        "  stage 1/2 concurrency@1 2s/8s · 2 req, 0 errors, 0 429s · 1.00 req/s · 10.0 out tok/s · TTFT p50 250 ms\n"
+    )
+    event(tmp_path, "stage_window_end", T0 + 8.0, stage="concurrency@1")
+    event(tmp_path, "stage_end", T0 + 8.5, stage="concurrency@1")
+    clock.now = T0 + 9.0
+    tick()  # a finished stage is not shown again
+    assert out.getvalue().count("\n") == 1
