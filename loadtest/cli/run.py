@@ -150,6 +150,12 @@ __all__ = ["run"]
 )
 @click.option("--skip-preflight", is_flag=True, help="Do not send the one-request probe before the run.")
 @click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No live progress line and no notes while the run runs: warnings, errors and the results only.",
+)
+@click.option(
     "--processes",
     type=click.IntRange(min=1),
     default=1,
@@ -191,6 +197,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     """
     from loadtest.rundir import SUMMARY_FILE
     from loadtest.runner.launch import launch
+    from loadtest.runner.live import LiveLine
     from loadtest.runner.run import Distribution
     from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.spec.scenario import load_scenario
@@ -254,8 +261,9 @@ def run(scenario: Path | None, **opts: Any) -> None:
         out=opts["out"],
         skip_preflight=opts["skip_preflight"],
         read_timeout_s=read_timeout,
-        echo=lambda line: click.echo(line, err=True),
+        echo=(lambda _line: None) if opts["quiet"] else (lambda line: click.echo(line, err=True)),
         distribution=distribution,
+        live=None if opts["quiet"] else LiveLine.for_stderr(),
     )
     outcome = result.outcome
     click.echo(render_stage_table(result.summaries))

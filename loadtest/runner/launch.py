@@ -19,6 +19,7 @@ from loadtest.client.protocol import EndpointSpec
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
 from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
+from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.simproc import SimulatorProcess
 from loadtest.spec.scenario import Scenario
@@ -85,7 +86,11 @@ def launch(
     read_timeout_s: float = 120.0,
     echo: Callable[[str], None] = lambda _line: None,
     distribution: Distribution | None = None,
+    live: LiveLine | None = None,
 ) -> LaunchResult:
+    """``live``: the progress line to draw while the engine runs (``echo``'s lines wipe it first)."""
+    if live is not None:
+        echo = live.echo_through(echo)
     if scenario.endpoint is None:
         settings = scenario.simulator
         with SimulatorProcess(settings.sim_args(scenario.seed)) as sim:
@@ -94,11 +99,11 @@ def launch(
             model = first_model_id(base, {}) or str(settings.architecture or "sim")
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
             simulated = SimulatedEndpoint(settings, scenario.seed)
-            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution)
+            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution, live)
     endpoint, headers, child_env = _endpoint_and_auth(scenario)
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
-    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution)
+    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live)
 
 
 def _execute(
@@ -110,6 +115,7 @@ def _execute(
     echo: Callable[[str], None],
     simulator: SimulatedEndpoint | None,
     distribution: Distribution | None,
+    live: LiveLine | None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
     spec = scenario.run_spec(
@@ -133,9 +139,19 @@ def _execute(
         if event.get("event") == "stage_end":
             echo(f"  {event['stage']}: {event.get('records', 0)} requests")
 
-    outcome = execute_run(
-        spec, run_dir, simulator=simulator, progress=progress, env=child_env, distribution=distribution
-    )
+    try:
+        outcome = execute_run(
+            spec,
+            run_dir,
+            simulator=simulator,
+            progress=progress,
+            env=child_env,
+            distribution=distribution,
+            tick=watch(live, spec, run_dir) if live is not None else None,
+        )
+    finally:
+        if live is not None:
+            live.clear()
     data = load_run(run_dir)
     summaries = summarize_stages(data.records, [s.label for s in scenario.stages])
     loads = check_load(data.records, data.manifest.stages or ())
