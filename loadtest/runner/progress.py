@@ -151,6 +151,7 @@ class _Stage:
         if self.start is None or now - self.start < MIN_SPAN_S:
             return None, None
         span = min(WINDOW_S, now - self.start)
+        # lines come in completion order, to within a worker's 100 ms batch when distributed: that fuzzy an edge
         while self.recent and self.recent[0][0] <= now - span:
             self.recent_tokens -= self.recent.popleft()[1]
         return len(self.recent) / span, self.recent_tokens / span
