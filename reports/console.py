@@ -10,6 +10,7 @@ from analysis.load_check import StageLoad
 from analysis.summary import StageSummary
 
 __all__ = [
+    "format_ci",
     "format_ms",
     "format_number",
     "render_capacity",
@@ -256,6 +257,19 @@ def summary_csv_rows(summaries: Sequence[StageSummary]) -> list[dict[str, object
     return out
 
 
+def format_ci(pair: tuple[float | None, float | None], digits: int, unit: str = "") -> str:
+    """A 95 % interval as text, saying which bound is missing (too few requests to find it)."""
+    low, high = pair
+    unit = f" {unit}" if unit else ""
+    if low is None and high is None:
+        return "no 95 % CI: too few requests"
+    if high is None:
+        return f"95 % CI from {format_number(low, digits)}{unit}, no upper bound"
+    if low is None:
+        return f"95 % CI up to {format_number(high, digits)}{unit}, no lower bound"
+    return f"95 % CI {format_number(low, digits)} – {format_number(high, digits)}{unit}"
+
+
 def render_capacity(result: CapacityResult) -> str:
     """The capacity curve (one row per stage) and the answers under it."""
     header = ("stage", "req/s", "out tok/s", "in flight", "TTFT p95", "TPOT mean", "E2E p50", "429", "SLOs")
@@ -279,24 +293,15 @@ def render_capacity(result: CapacityResult) -> str:
         )
     lines = _table(rows)
 
-    def ci(pair: tuple[float | None, float | None], digits: int) -> str:
-        low, high = pair
-        if low is None and high is None:
-            return "no 95 % CI: too few requests"
-        if high is None:
-            return f"95 % CI from {format_number(low, digits)}, no upper bound"
-        if low is None:
-            return f"95 % CI up to {format_number(high, digits)}, no lower bound"
-        return f"95 % CI {format_number(low, digits)} – {format_number(high, digits)}"
-
     no_slos = result.basis.startswith("the run has no SLOs")
     what = "max throughput (no SLOs given)" if no_slos else "max SLO-compliant throughput"
     if result.max_rps is None:
         lines.append(f"{what}: none ({result.basis})")
     else:
         lines.append(
-            f"{what}: {result.max_rps:,.2f} req/s ({ci(result.max_rps_ci, 2)}), "
-            f"{format_number(result.max_output_tok_per_s, 0)} output tok/s ({ci(result.max_output_tok_per_s_ci, 0)})"
+            f"{what}: {result.max_rps:,.2f} req/s ({format_ci(result.max_rps_ci, 2)}), "
+            f"{format_number(result.max_output_tok_per_s, 0)} output tok/s "
+            f"({format_ci(result.max_output_tok_per_s_ci, 0)})"
         )
         lines.append(f"  {result.basis}")
     knee = (

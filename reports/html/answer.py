@@ -3,7 +3,7 @@ the plan's headline. One source for the report's first screen and the lines ``lo
 
 from __future__ import annotations
 
-from reports.console import format_ms, format_number
+from reports.console import format_ci, format_ms, format_number
 from reports.html.collect import RunView
 from reports.plan_table import format_money, format_ppt, format_provisioned
 
@@ -24,17 +24,6 @@ def slo_text(view: RunView) -> str:
     return "; ".join(parts)
 
 
-def _ci(pair: tuple[float | None, float | None], digits: int, unit: str) -> str:
-    low, high = pair
-    if low is None and high is None:
-        return "no 95 % interval (too few requests)"
-    if high is None:
-        return f"95 % CI from {format_number(low, digits)} {unit}, no upper bound (too few requests)"
-    if low is None:
-        return f"95 % CI up to {format_number(high, digits)} {unit}, no lower bound (too few requests)"
-    return f"95 % CI {format_number(low, digits)} – {format_number(high, digits)} {unit}"
-
-
 def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
     """(headline, interval, details) of the verdict, as text."""
     cap = view.capacity
@@ -47,7 +36,7 @@ def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
         headline = (
             f"{what}: {cap.max_rps:,.2f} req/s · {format_number(cap.max_output_tok_per_s, 0)} output tok/s"
         )
-        interval = f"{_ci(cap.max_rps_ci, 2, 'req/s')}; {cap.basis}"
+        interval = f"{format_ci(cap.max_rps_ci, 2, 'req/s')}; {cap.basis}"
     details = [f"SLOs: {slo_text(view)}"]
     behind = [load.stage for load in view.loads if not load.kept_up]
     if behind:
