@@ -19,7 +19,7 @@ import orjson
 from loadtest.client.clock import Clock
 from loadtest.client.protocol import PreparedRequest
 from loadtest.client.records import ErrorClass, RequestRecord
-from loadtest.client.scrub import redact
+from loadtest.client.scrub import header_secrets, redact
 from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body
 
 __all__ = [
@@ -95,7 +95,7 @@ def parse_retry_after(header: str | None, body: Any = None, now: float | None = 
     return None
 
 
-def _error_detail(status: int, raw_body: bytes) -> tuple[str, Any]:
+def _error_detail(status: int, raw_body: bytes, secrets: list[str]) -> tuple[str, Any]:
     try:
         body: Any = orjson.loads(raw_body) if raw_body else None
     except orjson.JSONDecodeError:
@@ -117,7 +117,7 @@ def _error_detail(status: int, raw_body: bytes) -> tuple[str, Any]:
                 parts.append(str(message))
     elif raw_body:
         parts.append(raw_body[:120].decode("utf-8", "replace"))
-    return redact(": ".join(parts)), body
+    return redact(": ".join(parts), secrets), body
 
 
 def execute_request(
@@ -152,7 +152,7 @@ def execute_request(
             server_id = response.header("x-request-id")
             status_class = classify_status(status)
             if status_class is not None:
-                detail, body = _error_detail(status, response.read())
+                detail, body = _error_detail(status, response.read(), header_secrets(headers))
                 error = (status_class, detail)
                 retry_after = parse_retry_after(response.header("retry-after"), body)
             elif request.stream:
@@ -184,6 +184,8 @@ def execute_request(
         error = ("cancelled", "request cancelled before it completed")
         raise
     finally:  # one record, whatever happened: the cancelled one is emitted before the exception propagates
+        if error is not None and headers:  # a server may echo the request's credentials in what it says
+            error = (error[0], redact(error[1], header_secrets(headers)))
         record = _record(
             request,
             ctx,

@@ -144,6 +144,13 @@ def test_error_body_echoing_the_token_is_redacted() -> None:
     assert SECRET not in dump_record(record).decode()
 
 
+def test_an_error_body_echoing_the_bare_token_loses_it_too() -> None:
+    record, _ = run(
+        lambda r: httpx.Response(401, text=f"unknown key ({SECRET}) for this workspace"), FakeClock()
+    )
+    assert record.error_detail == "HTTP 401: unknown key (***) for this workspace"
+
+
 def test_connection_refused() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused")

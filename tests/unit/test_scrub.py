@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from loadtest.client.auth import AuthOptions, OAuthM2MAuth, PatAuth, resolve_auth
 from loadtest.client.protocol import EndpointSpec
-from loadtest.client.scrub import MAX_DETAIL, public_url, redact
+from loadtest.client.scrub import MAX_DETAIL, header_secrets, public_url, redact, redact_content
 from loadtest.errors import EndpointError
 
 
@@ -91,3 +93,32 @@ def test_an_oauth_failure_shows_neither_the_secret_nor_url_credentials() -> None
 def test_resolved_auth_describes_its_host_without_credentials() -> None:
     auth = resolve_auth(AuthOptions(host="https://me:pw@adb-1.net", token="dapi0123456789"), env={})
     assert auth.describe()["host"] == "https://adb-1.net"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Authorization: Bearer dapi0123456789abcdef\n", "Authorization: Bearer ***\n"),
+        ('{"api_key": "k1",\n "n": 2}', '{"api_key": "***",\n "n": 2}'),
+        ("token=abc rest", "token=*** rest"),
+        ("each token is one word;  password words stay", "each token is one word;  password words stay"),
+        ("see http://u:p@host/x", "see http://***@host/x"),
+    ],
+)
+def test_redact_content_keeps_the_text_and_its_shape(text: str, shown: str) -> None:
+    assert redact_content(text) == shown
+    assert redact_content("x" * 1000 + " s3cr3t", ["s3cr3t"]) == "x" * 1000 + " ***"
+
+
+def test_redaction_takes_linear_time_on_long_text() -> None:
+    """A long run of letters (a base64 blob in a response) once took quadratic time in the URL pattern."""
+    started = time.perf_counter()
+    for text in ("r" * 200_000, "ab/" * 70_000, "a1" * 100_000):
+        redact_content(text)
+        redact(text)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_header_secrets_are_the_values_and_a_bearer_token_alone() -> None:
+    assert header_secrets({"Authorization": "Bearer abc", "X-Api-Key": "k1"}) == ["Bearer abc", "abc", "k1"]
+    assert header_secrets({}) == []
