@@ -1,11 +1,14 @@
 """How fast is the load generator, and how wrong are its clocks? (run by hand; results go in docs/performance.md)
 
-    python benchmarks/generator_bench.py [--duration 10] [--users 64] [--timing-users 50,200]
+    python benchmarks/generator_bench.py [--duration 10] [--users 64] [--timing-users 50,200] [--pin 0,1]
 
 1. Ceiling: a cheap SSE server (benchmarks/sse_server.py) writes each 64-chunk response at once; the generator runs
    closed loop with ``--users`` users. Reports requests/s, SSE chunks/s, the engine's CPU share and peak RSS.
 2. Timing error: the server paces chunks (TTFT 50 ms, ITL 20 ms) and records when it wrote each first content chunk;
    the error is the client's ``first_token_at`` minus that server truth (same host, same wall clock).
+
+``--pin S,G`` runs the benchmark server on CPU ``S`` and ``loadtest run`` (its CLI and the engine child, which
+inherit the mask) on CPU ``G`` with ``taskset``, so the two never share a core and the scheduler does not move them.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ sys.path.insert(0, str(ROOT))
 from analysis import load_run  # noqa: E402
 from loadtest.runner.simproc import ManagedProcess  # noqa: E402
 
+PIN: dict[str, list[str]] = {"server": [], "generator": []}  # a taskset prefix per side (--pin)
+
 
 def loadtest_run(url: str, out: Path, users: int, duration: float, tokens: int) -> Path:
     subprocess.run(
         [
+            *PIN["generator"],
             sys.executable,
             "-m",
             "loadtest",
@@ -61,7 +67,7 @@ def ceiling(users: int, duration: float) -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         ManagedProcess(
-            [sys.executable, str(ROOT / "benchmarks" / "sse_server.py"), "--tokens", "64"],
+            [*PIN["server"], sys.executable, str(ROOT / "benchmarks" / "sse_server.py"), "--tokens", "64"],
             what="bench server",
         ) as server,
     ):
@@ -88,6 +94,7 @@ def timing_error(users: int, duration: float) -> dict[str, float]:
         truth_file = Path(tmp) / "truth.json"
         server = ManagedProcess(
             [
+                *PIN["server"],
                 sys.executable,
                 str(ROOT / "benchmarks" / "sse_server.py"),
                 "--tokens",
@@ -126,7 +133,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=64)
     parser.add_argument("--timing-users", default="50,200")
+    parser.add_argument("--pin", metavar="S,G", help="taskset: the server on CPU S, loadtest run on CPU G")
     args = parser.parse_args()
+    if args.pin:
+        server_cpu, generator_cpu = args.pin.split(",")
+        PIN.update(server=["taskset", "-c", server_cpu], generator=["taskset", "-c", generator_cpu])
     print(json.dumps({"ceiling": ceiling(args.users, args.duration)}, indent=1))
     for n in (int(x) for x in args.timing_users.split(",")):
         print(json.dumps({"timing": timing_error(n, args.duration)}, indent=1))
