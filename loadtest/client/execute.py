@@ -4,6 +4,10 @@ The seam is :class:`Transport` — one method, ``send(url, body, headers) -> Raw
 geventhttpclient in the Locust engine and over httpx for probes and unit tests. Transports translate their library's
 exceptions into :class:`TransportFailure` with one of the record's error classes; everything else (HTTP status,
 SSE content, usage, timing) is decided here, once.
+
+A request chosen as a sample (a few per class; :mod:`loadtest.rundir.samples`) is sent with a :class:`Capture`: it
+collects the response's text (which costs decoding every chunk, so only those few requests do) and keeps an error
+response's body. Every other request goes through the same path with ``capture=None``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from loadtest.client.scrub import header_secrets, redact
 from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body
 
 __all__ = [
+    "Capture",
     "RawResponse",
     "RecordContext",
     "Transport",
@@ -56,6 +61,17 @@ class RawResponse(Protocol):
 
 class Transport(Protocol):
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> RawResponse: ...
+
+
+@dataclass(slots=True)
+class Capture:
+    """What a sampled request's response said beyond its record. ``content`` (when a list) collects the text:
+    streamed chunks in order, a non-streamed body's content, or an embeddings summary; None leaves the stream's
+    fast path on. ``error_body`` is the body of a response that failed without a stream to read: an HTTP error, a
+    response that is not the event stream asked for, or a non-streamed body that is not a valid answer."""
+
+    content: list[str] | None = None
+    error_body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +147,10 @@ def execute_request(
     scheduled_at: float,
     emit: Callable[[RequestRecord], None],
     attempt: int = 0,
+    capture: Capture | None = None,
 ) -> RequestRecord:
-    """Send ``request``, emit exactly one record for it and return it.
+    """Send ``request``, emit exactly one record for it and return it; with ``capture``, keep what the response
+    said in it (before the record is emitted).
 
     A ``BaseException`` that is not an ``Exception`` (greenlet kill, KeyboardInterrupt) still emits a ``cancelled``
     record before it propagates, so an interrupted run keeps every request it started.
@@ -152,27 +170,39 @@ def execute_request(
             server_id = response.header("x-request-id")
             status_class = classify_status(status)
             if status_class is not None:
-                detail, body = _error_detail(status, response.read(), header_secrets(headers))
+                raw_body = response.read()
+                if capture is not None:
+                    capture.error_body = raw_body
+                detail, body = _error_detail(status, raw_body, header_secrets(headers))
                 error = (status_class, detail)
                 retry_after = parse_retry_after(response.header("retry-after"), body)
             elif request.stream:
                 ctype = (response.header("content-type") or "").lower()
                 if "event-stream" not in ctype:
-                    response.read()
+                    raw_body = response.read()
+                    if capture is not None:
+                        capture.error_body = raw_body
                     error = (
                         "protocol",
                         redact(f"expected text/event-stream, got {ctype or 'no content-type'}"),
                     )
                 else:
-                    consume_sse(response.lines(), clock, keep_gaps=ctx.keep_gaps, into=outcome)
+                    content = capture.content if capture is not None else None
+                    consume_sse(
+                        response.lines(), clock, keep_gaps=ctx.keep_gaps, into=outcome, content=content
+                    )
                     if outcome.error is not None:
                         error = (outcome.error[0], outcome.error[1])  # type: ignore[assignment]
                     elif not outcome.complete:
                         error = ("stream_cut", "stream ended without finish_reason or [DONE]")
             else:
-                outcome, client_tokens = parse_completion_body(response.read())
+                raw_body = response.read()
+                content = capture.content if capture is not None else None
+                outcome, client_tokens = parse_completion_body(raw_body, content)
                 if outcome.error is not None:
                     error = (outcome.error[0], outcome.error[1])  # type: ignore[assignment]
+                    if capture is not None:
+                        capture.error_body = raw_body
         except TransportFailure as exc:
             error = (exc.error_class, exc.detail)
         finally:

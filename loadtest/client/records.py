@@ -26,7 +26,7 @@ of run directory (format 1 lines carry the inline list).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
@@ -99,10 +99,15 @@ RECORDS_FILE: Final = "records.jsonl"
 GAPS_FILE: Final = "chunk_gaps.f32"
 
 
-def dump_record(record: RequestRecord) -> bytes:
-    """One JSON line (with trailing newline) for a record, ``chunk_gaps`` inline (the wire form)."""
+def dump_record(record: RequestRecord, sample: Mapping[str, Any] | None = None) -> bytes:
+    """One JSON line (with trailing newline) for a record, ``chunk_gaps`` inline (the wire form). A record chosen as
+    a sample carries it under ``"sample"`` (:func:`loadtest.rundir.samples.sample_extras`); the writer of the run
+    directory moves it to ``samples.jsonl``."""
     # not dataclasses.asdict: it deep-copies every gap (≈ 60 µs for 64 gaps); orjson writes a tuple as a list
-    return orjson.dumps({name: getattr(record, name) for name in RECORD_FIELDS}) + b"\n"
+    line = {name: getattr(record, name) for name in RECORD_FIELDS}
+    if sample is not None:
+        line["sample"] = sample
+    return orjson.dumps(line) + b"\n"
 
 
 def _record(raw: dict[str, Any]) -> RequestRecord:

@@ -13,7 +13,8 @@ Timing rules (``docs/metrics.md``):
 
 Hot path: after the first token, a chunk that is plainly an ordinary content chunk (``"finish_reason":null``, no
 ``usage`` object, no empty content) is counted without decoding its JSON. Everything else — the first content chunk,
-the finish chunk, the usage chunk, anything unusual — is decoded with orjson.
+the finish chunk, the usage chunk, anything unusual — is decoded with orjson. A request chosen as a sample (a few
+per class, :mod:`loadtest.rundir.samples`) passes ``content``: then every chunk is decoded and its text collected.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def _content_of(choice: dict[str, Any]) -> str | None:
     return str(text) if text else None
 
 
-def _absorb(out: StreamOutcome, obj: Any) -> bool:
-    """Fold one decoded chunk into ``out``. Returns True when the chunk carried content."""
+def _absorb(out: StreamOutcome, obj: Any, content: list[str] | None = None) -> bool:
+    """Fold one decoded chunk into ``out`` (and its text into ``content``, when given). Returns True when the chunk
+    carried content."""
     if not isinstance(obj, dict):
         out.error = out.error or ("protocol", "SSE data is not a JSON object")
         return False
@@ -89,8 +91,11 @@ def _absorb(out: StreamOutcome, obj: Any) -> bool:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            if _content_of(choice) is not None:
+            text = _content_of(choice)
+            if text is not None:
                 has_content = True
+                if content is not None:
+                    content.append(text)
             reason = choice.get("finish_reason")
             if reason:
                 out.finish_reason = str(reason)
@@ -103,8 +108,10 @@ def consume_sse(
     *,
     keep_gaps: bool = True,
     into: StreamOutcome | None = None,
+    content: list[str] | None = None,
 ) -> StreamOutcome:
-    """Read an SSE stream to its end and return what it said with client-side timestamps.
+    """Read an SSE stream to its end and return what it said with client-side timestamps; with ``content``, decode
+    every chunk (no fast path) and append each chunk's text to it.
 
     Never raises for bad content: a garbage line or bad JSON becomes ``error=("protocol", ...)`` and reading goes on
     so the connection is drained. Transport exceptions raised by ``lines`` propagate to the caller; pass ``into``
@@ -113,6 +120,7 @@ def consume_sse(
     out = into if into is not None else StreamOutcome()
     out.gaps = [] if keep_gaps else None
     gaps = out.gaps
+    fast = content is None
     last = 0.0
     for raw in lines:
         now = clock()
@@ -133,7 +141,8 @@ def consume_sse(
             out.saw_done = True
             break
         if (
-            out.first_token_at is not None
+            fast
+            and out.first_token_at is not None
             and (_FIN_NULL[0] in payload or _FIN_NULL[1] in payload)
             and not any(marker in payload for marker in _SLOW_MARKERS)
         ):
@@ -145,7 +154,7 @@ def consume_sse(
                 if out.error is None:
                     out.error = ("protocol", "invalid JSON in SSE data line")
                 continue
-            has_content = _absorb(out, obj)
+            has_content = _absorb(out, obj, content)
         if has_content:
             if out.first_token_at is None:
                 out.first_token_at = now
@@ -165,10 +174,12 @@ def count_text_tokens(text: str) -> int:
     return len(_TOKEN_RE.findall(text))
 
 
-def parse_completion_body(body: bytes) -> tuple[StreamOutcome, int]:
+def parse_completion_body(body: bytes, content: list[str] | None = None) -> tuple[StreamOutcome, int]:
     """Decode a non-streamed chat / completions / embeddings response.
 
-    Returns the outcome (usage, finish reason, error) and a client-side token count of the generated text.
+    Returns the outcome (usage, finish reason, error) and a client-side token count of the generated text. With
+    ``content``, the generated text is appended to it — for embeddings, a summary (``2 embeddings × 384
+    dimensions: [0.0123, -0.0456, 0.0789, …]``).
     """
     out = StreamOutcome()
     try:
@@ -188,6 +199,25 @@ def parse_completion_body(body: bytes) -> tuple[StreamOutcome, int]:
                 text = message.get("content") if isinstance(message, dict) else choice.get("text")
                 if isinstance(text, str):
                     client_tokens += count_text_tokens(text)
-        elif not isinstance(obj.get("data"), list) and out.error is None:
+                    if content is not None:
+                        content.append(text)
+        elif isinstance(obj.get("data"), list):
+            if content is not None:
+                content.append(_embeddings_summary(obj["data"]))
+        elif out.error is None:
             out.error = ("protocol", "response has neither 'choices' nor 'data'")
     return out, client_tokens
+
+
+def _embeddings_summary(data: list[Any]) -> str:
+    """``2 embeddings × 384 dimensions: [0.0123, -0.0456, 0.0789, …]`` (the first vector's first values), or
+    ``1 embedding (base64, 2048 characters)``."""
+    vectors = [d.get("embedding") for d in data if isinstance(d, dict)]
+    noun = "embedding" if len(vectors) == 1 else "embeddings"
+    first = vectors[0] if vectors else None
+    if isinstance(first, str):
+        return f"{len(vectors)} {noun} (base64, {len(first)} characters)"
+    values = first if isinstance(first, list) else []
+    shown = ", ".join(f"{v:.4g}" if isinstance(v, int | float) else repr(v) for v in values[:3])
+    more = ", …" if len(values) > 3 else ""
+    return f"{len(vectors)} {noun} × {len(values)} dimensions: [{shown}{more}]"

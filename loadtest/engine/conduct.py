@@ -2,7 +2,8 @@
 
 :class:`Recorder` is where records land (the local engine process, or the master): appended to ``records.jsonl``
 as they come, each record's ``chunk_gaps`` moved to the binary side file ``chunk_gaps.f32`` (see
-:mod:`loadtest.client.records`), with stage events in ``events.jsonl``. :class:`Conductor` runs each stage — opens
+:mod:`loadtest.client.records`) and a sampled record's ``sample`` to ``samples.jsonl``
+(:mod:`loadtest.rundir.samples`), with stage events in ``events.jsonl``. :class:`Conductor` runs each stage — opens
 it, draws open-loop arrivals from one seeded process and deals them out a little ahead of time, closes it, and
 writes what happened — or runs the automatic sweep. How a stage is opened, dealt and closed is the role's business
 (in this process, or over Locust messages), implemented in :mod:`loadtest.engine.roles`.
@@ -27,6 +28,7 @@ from loadtest.engine.procstat import peak_rss_mb
 from loadtest.engine.sweep import StageObservation, fold, sweep_rates, sweep_verdict
 from loadtest.rundir.files import EVENTS_FILE, GAPS_FILE, RECORDS_FILE
 from loadtest.rundir.manifest import StageTarget
+from loadtest.rundir.samples import SampleWriter
 from loadtest.spec.arrivals import ArrivalProcess, TokenRateController
 from loadtest.spec.runspec import RunSpec, Stage, SweepPlan
 from loadtest.spec.workload import RequestFactory
@@ -52,7 +54,8 @@ class Recorder:
     written in the disk form: the gaps go to ``chunk_gaps.f32`` as float32 and the line gets ``gap_offset`` /
     ``gap_count``.
     A batch's gaps are written before its lines, so a crash between the two leaves orphan gaps, never a line
-    pointing at gaps that are not there."""
+    pointing at gaps that are not there; its samples (a line's ``sample``, :class:`SampleWriter`) after them, so a
+    sample's record is always on disk."""
 
     def __init__(self, run_dir: Path, name: str) -> None:
         self.name = name
@@ -67,12 +70,14 @@ class Recorder:
         self._gaps_fd = os.open(run_dir / GAPS_FILE, flags, 0o644)
         self._gaps_written = os.fstat(self._gaps_fd).st_size // 4  # float32 elements in the side file
         self._events_fd = os.open(run_dir / EVENTS_FILE, flags, 0o644)
+        self.samples = SampleWriter(run_dir)
 
     def write(self, lines: bytes) -> None:
         """Append one or more complete JSON lines in the wire form (as orjson writes them: no spaces)."""
         self.errors += lines.count(b'"error_class":"')
         out: list[bytes] = []
         gaps: list[bytes] = []
+        samples: list[bytes] = []
         for line in lines.splitlines():
             try:
                 obj = orjson.loads(line)
@@ -80,6 +85,7 @@ class Recorder:
                 if line.strip():
                     out.append(line)
                 continue
+            sample = obj.pop("sample", None)
             values = obj.pop("chunk_gaps", None)
             if values:
                 gaps.append(struct.pack(f"<{len(values)}f", *values))
@@ -89,11 +95,15 @@ class Recorder:
                 obj["gap_offset"] = obj["gap_count"] = None
             out.append(orjson.dumps(obj))
             self._observe(obj)
+            if sample is not None and (kept := self.samples.line(obj, sample)) is not None:
+                samples.append(kept)
         if gaps:
             _write_all(self._gaps_fd, b"".join(gaps))
         if out:
             _write_all(self._fd, b"\n".join(out) + b"\n")
             self.records += len(out)
+        if samples:
+            self.samples.write(samples)
 
     def _observe(self, obj: dict[str, Any]) -> None:
         if (self.controller is None and self.observation is None) or obj.get("stage") != self.stage_label:
@@ -118,6 +128,7 @@ class Recorder:
         os.close(self._fd)
         os.close(self._gaps_fd)
         os.close(self._events_fd)
+        self.samples.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -4,7 +4,7 @@
 in-flight count; :class:`Engine` is one process's state (request factory, transport, credentials, record sink) and
 sends one request with its retries; :class:`LLMUser` is the Locust user that takes the next closed-loop turn or
 open-loop arrival. The rules applied are pure functions elsewhere (:mod:`loadtest.engine.distribute`,
-:mod:`loadtest.client.execute`).
+:mod:`loadtest.client.execute`, :mod:`loadtest.engine.sampling` for which requests become samples).
 
 Part of the engine's gevent door: imported only in ``python -m loadtest.engine``, after
 :mod:`loadtest.engine.roles` has monkey-patched the process. The role running the process installs its engine
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import gevent
@@ -26,10 +27,13 @@ from locust.env import Environment
 
 from loadtest.client.auth import AuthOptions, AuthProvider, resolve_auth
 from loadtest.client.clock import EpochClock
-from loadtest.client.execute import RecordContext, execute_request
+from loadtest.client.execute import Capture, RecordContext, execute_request
+from loadtest.client.protocol import PreparedRequest
 from loadtest.client.records import RequestRecord, dump_record
+from loadtest.client.scrub import header_secrets
 from loadtest.engine.distribute import closed_loop_seq, users_per_worker
 from loadtest.engine.gevent_transport import GeventTransport
+from loadtest.engine.sampling import Sampler
 from loadtest.errors import LoadtestError
 from loadtest.spec.runspec import RunSpec, Stage
 from loadtest.spec.workload import RequestFactory
@@ -118,6 +122,7 @@ class Engine:
             spec.endpoint.base_url, pool, spec.connect_timeout_s, spec.read_timeout_s
         )
         self.auth = _auth_for(spec)
+        self.sampler = Sampler()
         self.cpu_at_open = 0.0
         self.wall_at_open = 0.0
         self.report: Callable[[str, dict[str, Any]], None] = lambda _kind, _fields: None
@@ -141,8 +146,10 @@ class Engine:
         except LoadtestError as exc:
             report("auth_refresh_failed", {"detail": str(exc), "by": self.name})
 
-    def emit(self, record: RequestRecord) -> None:
-        self.sink(dump_record(record))
+    def emit(self, request: PreparedRequest, capture: Capture, record: RequestRecord) -> None:
+        """Send ``record`` to the sink, with its sample when it is one (:class:`Sampler`)."""
+        sample = self.sampler.finish(record, request, capture, lambda: header_secrets(self.auth.headers()))
+        self.sink(dump_record(record, sample))
 
     def open_stage(self, stage: Stage, index: int, share: int) -> None:
         ctx = RecordContext(
@@ -203,6 +210,7 @@ class Engine:
             attempt = 0
             while True:
                 request = self.factory.make(seq)
+                capture = self.sampler.capture(request.request_class)
                 record = execute_request(
                     self.transport,
                     request,
@@ -211,8 +219,9 @@ class Engine:
                     ctx,
                     seq=seq,
                     scheduled_at=scheduled_at,
-                    emit=self.emit,
+                    emit=partial(self.emit, request, capture),
                     attempt=attempt,
+                    capture=capture,
                 )
                 if record.status == 400 and b'"stream_options"' in request.body:
                     # external models (e.g. Bedrock behind Databricks) reject stream_options: send this request

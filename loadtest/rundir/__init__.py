@@ -1,6 +1,6 @@
-"""The run directory: its file names, the typed manifest and stage windows, and the engine's events — the one
-contract between the writer (:mod:`loadtest.runner`, the engine's recorder) and the readers (``analysis``,
-``reports``, the CLI).
+"""The run directory: its file names, the typed manifest and stage windows, the engine's events and the samples of
+requests and responses — the one contract between the writer (:mod:`loadtest.runner`, the engine's recorder) and
+the readers (``analysis``, ``reports``, the CLI).
 
 Sits above :mod:`loadtest.spec` and :mod:`loadtest.client`, below :mod:`loadtest.engine`, :mod:`loadtest.runner` and
 ``analysis``; imports no pandas, pyarrow or gevent.
@@ -16,6 +16,7 @@ from loadtest.rundir.files import (
     MANIFEST_FILE,
     RECORDS_FILE,
     REPORT_FILE,
+    SAMPLES_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
 )
@@ -32,6 +33,7 @@ from loadtest.rundir.manifest import (
     read_manifest,
     write_manifest,
 )
+from loadtest.rundir.samples import Sample, SampleMessage, SampleRequest, SampleText, read_samples
 
 __all__ = [
     "ENGINE_LOG",
@@ -42,17 +44,23 @@ __all__ = [
     "READ_FORMATS",
     "RECORDS_FILE",
     "REPORT_FILE",
+    "SAMPLES_FILE",
     "SPEC_FILE",
     "SUMMARY_FILE",
     "GeneratorVerdict",
     "Host",
     "Manifest",
     "RunDistribution",
+    "Sample",
+    "SampleMessage",
+    "SampleRequest",
+    "SampleText",
     "SimulatedEndpoint",
     "StageTarget",
     "StageWindow",
     "read_events",
     "read_manifest",
+    "read_samples",
     "stage_windows",
     "write_manifest",
 ]

@@ -6,6 +6,7 @@
 ``records.jsonl``     one request record a line (:mod:`loadtest.client.records`)
 ``chunk_gaps.f32``    the records' chunk gaps, float32 (format 2; :mod:`loadtest.client.records`)
 ``events.jsonl``      the engine's events: stage starts and ends, sweep decisions (:mod:`loadtest.rundir.events`)
+``samples.jsonl``     a few requests and responses per request class (:mod:`loadtest.rundir.samples`)
 ``engine.log``        the engine child's output
 ``summary.json``      the per-stage summary ``loadtest run`` prints
 ``report.html``       the self-contained HTML report ``loadtest run`` writes at its end (:mod:`reports.html`)
@@ -28,6 +29,7 @@ __all__ = [
     "MANIFEST_FILE",
     "RECORDS_FILE",
     "REPORT_FILE",
+    "SAMPLES_FILE",
     "SPEC_FILE",
     "SUMMARY_FILE",
 ]
@@ -35,6 +37,7 @@ __all__ = [
 MANIFEST_FILE: Final = "manifest.json"
 SPEC_FILE: Final = "spec.json"
 EVENTS_FILE: Final = "events.jsonl"
+SAMPLES_FILE: Final = "samples.jsonl"
 ENGINE_LOG: Final = "engine.log"
 SUMMARY_FILE: Final = "summary.json"
 REPORT_FILE: Final = "report.html"
