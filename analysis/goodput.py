@@ -10,7 +10,7 @@ requests, failures included.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,16 +54,23 @@ def class_slos(classes: Iterable[RequestClass]) -> dict[str, dict[str, float]]:
     return out
 
 
-def request_itl_percentile(values: np.ndarray, lengths: np.ndarray, q: float) -> np.ndarray:
-    """Each row's own ``q``-th percentile (linear) of its gaps; NaN for rows without gaps. Rows of equal length are
-    handled together as one 2-D block, so the cost is one vectorised percentile per distinct length."""
-    out = np.full(lengths.size, np.nan)
+def request_itl_percentile(values: np.ndarray, lengths: np.ndarray, q: float | Sequence[float]) -> np.ndarray:
+    """Each row's own ``q``-th percentile (linear) of its gaps; NaN for rows without gaps. Several ``q`` give one
+    row per ``q`` (shape ``(len(q), rows)``) from one selection. Rows of equal length are handled together as one 2-D
+    block, so the cost is one vectorised percentile per distinct length; when every row with gaps has the same
+    length (the usual case: fixed output lengths) the block is a view of ``values``, not a gathered copy."""
+    qs = np.atleast_1d(np.asarray(q, dtype="float64"))
+    out = np.full((qs.size, lengths.size), np.nan)
     offsets = np.concatenate(([0], np.cumsum(lengths)))
-    for length in np.unique(lengths[lengths > 0]):
+    distinct = np.unique(lengths[lengths > 0])
+    for length in distinct:
         rows = np.flatnonzero(lengths == length)
-        block = values[offsets[rows][:, None] + np.arange(length)]
-        out[rows] = np.percentile(block, q, axis=1)
-    return out
+        if distinct.size == 1:  # the values are exactly these rows' gaps, back to back
+            block = values[: rows.size * length].reshape(rows.size, length)
+        else:
+            block = values[offsets[rows][:, None] + np.arange(length)]
+        out[:, rows] = np.percentile(block, qs, axis=1)
+    return out if np.ndim(q) else out[0]
 
 
 def good_mask(records: pd.DataFrame, slos: Mapping[str, Mapping[str, float]]) -> np.ndarray:

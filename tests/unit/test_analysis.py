@@ -157,6 +157,20 @@ def test_itl_slo_is_checked_on_each_requests_own_percentile() -> None:
     assert got[2] == pytest.approx(0.5) and got[3] == pytest.approx(0.1)
 
 
+def test_request_itl_percentiles_several_at_once_and_for_one_length() -> None:
+    values = np.array([0.01, 0.02, 0.03, 0.5, 0.5, 0.1])
+    lengths = np.array([3, 0, 2, 1])
+    both = request_itl_percentile(values, lengths, (50, 99))
+    assert both.shape == (2, 4)
+    np.testing.assert_array_equal(both[0], request_itl_percentile(values, lengths, 50))
+    np.testing.assert_array_equal(both[1], request_itl_percentile(values, lengths, 99))
+    # every row with gaps of one length: the block is a view of the values, same answer as gathering it
+    same = np.array([0.04, 0.01, 0.02, 0.5, 0.3, 0.1])
+    got = request_itl_percentile(same, np.array([0, 3, 0, 3]), (0, 50, 100))
+    np.testing.assert_array_equal(got[:, [1, 3]], [[0.01, 0.1], [0.02, 0.3], [0.04, 0.5]])
+    assert np.isnan(got[:, [0, 2]]).all()
+
+
 def test_itl_slo_in_goodput(tmp_path: Path) -> None:
     slo = {"chat": {"itl_p99": 0.1}}
     data = load_run(write_run(tmp_path, jsonl(records()), slo=slo))
