@@ -1,12 +1,15 @@
 """How fast is the analysis of a big run? (run by hand; results go in docs/performance.md)
 
     python benchmarks/analysis_bench.py [--records 1000000] [--dir /tmp/loadtest-analysis-bench] [--repeat 1]
+                                        [--export parquet|csv]
 
 Writes a synthetic run directory once in the recorder's format 2 (manifest + ``records.jsonl`` + ``chunk_gaps.f32``:
 6 closed-loop stages, 3 request classes, about 3 % errors growing with load, half of them 429s, 64 chunk gaps per
 streamed record as float32 in the side file, ``gap_offset`` / ``gap_count`` on the line), then,
 in a fresh child process per repeat, times ``load_run`` + per-stage and per-class summaries + capacity, and reports
 the child's peak RSS (``VmHWM``, :func:`loadtest.engine.procstat.peak_rss_mb`; interpreter and libraries included).
+With ``--export FORMAT`` the child times ``loadtest export`` instead — what the command does, without click: load,
+build the table (:func:`reports.export.export_table`), write it to ``DIR/export.FORMAT`` — with the same peak RSS.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from loadtest.client.records import GAPS_FILE  # noqa: E402
 from loadtest.engine.procstat import peak_rss_mb  # noqa: E402
 from loadtest.rundir import FORMAT, MANIFEST_FILE, Host, Manifest, RunDistribution  # noqa: E402
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
+from reports.export import ExportFormat  # noqa: E402
 
 USERS = (1, 4, 8, 16, 32, 64)
 ERROR_SHARE = (0.002, 0.005, 0.01, 0.03, 0.06, 0.073)  # about 3 % over the run, growing with load
@@ -200,16 +204,43 @@ def measure(run_dir: Path) -> dict[str, float]:
     }
 
 
+def measure_export(run_dir: Path, fmt: ExportFormat, out: Path) -> dict[str, float]:
+    """``loadtest export``'s work in this process: seconds per phase, peak RSS (MB) and the file's size (MB)."""
+    from analysis import load_run, require_records
+    from reports.export import export_table, write_export
+
+    t0 = time.perf_counter()
+    data = require_records(load_run(run_dir))
+    t1 = time.perf_counter()
+    table = export_table(data, fmt)
+    t2 = time.perf_counter()
+    write_export(table, fmt, str(out))
+    t3 = time.perf_counter()
+    return {
+        "records": float(table.num_rows),
+        "load_s": t1 - t0,
+        "table_s": t2 - t1,
+        "write_s": t3 - t2,
+        "total_s": t3 - t0,
+        "peak_rss_mb": peak_rss_mb(),
+        "file_mb": out.stat().st_size / 1e6,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/loadtest-analysis-bench"))
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--export", choices=["parquet", "csv"], help="time loadtest export instead")
     parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     run_dir: Path = args.dir / f"run-{args.records}"
     if args.measure_only:
-        print(json.dumps(measure(run_dir)))
+        if args.export:
+            print(json.dumps(measure_export(run_dir, args.export, args.dir / f"export.{args.export}")))
+        else:
+            print(json.dumps(measure(run_dir)))
         return
     if not (run_dir / "manifest.json").exists():
         t0 = time.perf_counter()
@@ -231,6 +262,7 @@ def main() -> None:
                 "--dir",
                 str(args.dir),
                 "--measure-only",
+                *(["--export", args.export] if args.export else []),
             ],
             check=True,
             capture_output=True,

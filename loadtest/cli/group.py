@@ -1,5 +1,5 @@
 """The ``loadtest`` command group and its entry point: each command lives in its own module (``run``, ``analyze``,
-``report``, ``plan``, ``sim``, ``worker``); :func:`main` maps every failure to one line and an exit code.
+``report``, ``export``, ``plan``, ``sim``, ``worker``); :func:`main` maps every failure to one line and an exit code.
 
 Heavy imports (pandas, httpx) happen inside commands so ``loadtest --help`` is fast; locust/gevent are never
 imported here (the engine runs in a child process).
@@ -13,6 +13,7 @@ import click
 
 from loadtest import __version__
 from loadtest.cli.analyze import analyze
+from loadtest.cli.export import export
 from loadtest.cli.plan import plan
 from loadtest.cli.report import report
 from loadtest.cli.run import run
@@ -29,7 +30,7 @@ def cli() -> None:
     """Load testing and capacity planning for LLM serving endpoints."""
 
 
-for command in (run, analyze, report, plan, sim, worker):
+for command in (run, analyze, report, export, plan, sim, worker):
     cli.add_command(command)
 
 
