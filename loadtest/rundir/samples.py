@@ -26,6 +26,7 @@ keeps every sample written so far; :func:`read_samples` leaves out a partial las
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ MAX_TEXT: Final = 2000  # characters per text
 MAX_MESSAGES: Final = 8  # chat messages kept per request
 MAX_FILE_BYTES: Final = 1 << 20
 _REQUEST_KEYS: Final = frozenset({"model", "max_tokens", "stream", "messages", "prompt", "input"})
+_CREDENTIAL_KEY: Final = re.compile(r"(?i)secret|password|token|api[_-]?key|authorization|credential")
 
 Param = bool | int | float | str
 
@@ -108,7 +110,8 @@ class SampleRequest:
     """The request as sent, from its JSON body (never its headers). ``messages`` for chat (the first
     :data:`MAX_MESSAGES` of ``messages_total``), ``prompt`` for completions (the prompt) and embeddings (the input);
     ``params``: the body's other settings (``temperature``, ``ignore_eos``, ``stream_options``, a class's
-    ``extra_body``), objects as redacted JSON text."""
+    ``extra_body``), objects as redacted JSON text, a text under a credential's name (``api_key``, ``*token*``, …)
+    as ``***``."""
 
     kind: str
     model: str | None
@@ -133,6 +136,10 @@ class SampleRequest:
                 continue
             if isinstance(value, bool | int | float):
                 params[key] = value
+            elif isinstance(value, str) and _CREDENTIAL_KEY.search(
+                key
+            ):  # {"api_key": "..."} in an extra body
+                params[key] = "***"
             else:
                 params[key] = redact(
                     value if isinstance(value, str) else orjson.dumps(value).decode(), secrets

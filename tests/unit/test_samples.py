@@ -209,7 +209,7 @@ def test_no_secret_reaches_a_sample() -> None:
             return streamed(clock, payloads)(request)
         return httpx.Response(401, text=f"bad credentials: {auth} ({SECRET})")
 
-    cls = RequestClass(extra_body={"api_key": SECRET})
+    cls = RequestClass(extra_body={"api_key": SECRET, "other_service_token": "ghp_unrelated0123"})
     for request in (
         build_request(ENDPOINT, cls, f"my token is {SECRET}"),
         build_request(ENDPOINT, replace(cls, stream=False), "x"),
@@ -217,7 +217,7 @@ def test_no_secret_reaches_a_sample() -> None:
         capture = Capture(content=[])
         record = execute(echo, capture, request, clock)
         line = dump_record(record, sample_extras(request, capture, header_secrets(HEADERS)))
-        assert SECRET not in line.decode() and b"Bearer sk-" not in line
+        assert SECRET not in line.decode() and b"Bearer sk-" not in line and b"ghp_" not in line
         assert b"authorization" not in line.lower()
         assert b"***" in line
 
