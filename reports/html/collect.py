@@ -30,7 +30,8 @@ from analysis import (
 )
 from analysis.run_plan import RunPlan, plan_for_run
 from analysis.timeline import Histogram, Timeline, histogram, quantile_curve, timeline
-from loadtest.rundir import Manifest
+from loadtest.errors import ConfigError
+from loadtest.rundir import Manifest, Sample, read_samples
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.runspec import PlanRequest
 
@@ -84,6 +85,8 @@ class RunView:
     output_tokens: Histogram | None
     asked_input: str  # how the asked input lengths were drawn
     plan: RunPlan | str  # the plan, or why there is none
+    samples: tuple[Sample, ...]  # a few requests and responses per class, stored at run time
+    samples_note: str | None  # why there are none (an older run), or why they could not be read
 
     @property
     def duration_s(self) -> float | None:
@@ -110,6 +113,7 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
     request = _request(manifest.spec.plan, replan)
     plan: RunPlan | str = "the run has no records" if records.empty else plan_for_run(data, cap, request)
     asked, asked_how = _asked_input(manifest, records)
+    samples, samples_note = _samples(run_dir)
     return RunView(
         name=run_dir.name,
         run_dir=run_dir,
@@ -130,7 +134,18 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
         output_tokens=_tokens(records, "output_tokens", _asked_output(records)),
         asked_input=asked_how,
         plan=plan,
+        samples=samples,
+        samples_note=samples_note,
     )
+
+
+def _samples(run_dir: Path) -> tuple[tuple[Sample, ...], str | None]:
+    """The run's samples; an unreadable file is said in the report, not a failed report."""
+    try:
+        samples = read_samples(run_dir)
+    except ConfigError as exc:
+        return (), f"the samples could not be read: {exc}"
+    return samples, None if samples else "the run stored no samples (runs before samples were kept have none)"
 
 
 def _request(given: PlanRequest | None, replan: PlanRequest | None) -> PlanRequest | None:

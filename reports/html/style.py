@@ -54,7 +54,9 @@ figure.chart figcaption strong { color: var(--fg); }
 figure.chart svg { width: 100%; height: auto; display: block; }
 pre.sample { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f8fa; border-radius: 6px; padding: 6px 8px;
              margin: 2px 0; max-height: 16em; overflow-y: auto; font-size: 0.82rem; }
-details { margin: 6px 0; }
+.sample-card { border: 1px solid var(--line); border-radius: 6px; padding: 6px 10px; margin: 8px 0;
+               break-inside: avoid; }
+.sample-card p { margin: 2px 0; }
 footer { margin-top: 28px; color: var(--muted); font-size: 0.85rem; border-top: 1px solid var(--line);
          padding-top: 8px; }
 @media (max-width: 820px) { .first-screen { grid-template-columns: 1fr; } }

@@ -62,6 +62,44 @@ def text_of(document: str) -> str:
     return " ".join("".join(parse(document).text).split())
 
 
+def sample_line(text: str, **changes: object) -> bytes:
+    """One ``samples.jsonl`` line (format 1) of a successful chat request answered ``text``; ``changes`` replace
+    fields."""
+    sample = {
+        "format": 1,
+        "stage": "s1",
+        "request_class": "chat",
+        "worker": "w0",
+        "seq": 0,
+        "attempt": 0,
+        "started_at": 100.0,
+        "status": 200,
+        "error_class": None,
+        "error_detail": None,
+        "prompt_tokens": 20,
+        "output_tokens": 11,
+        "finish_reason": "length",
+        "server_request_id": None,
+        "ttft_s": 0.2,
+        "e2e_s": 1.0,
+        "captured": True,
+        "request": {
+            "kind": "chat",
+            "model": "m",
+            "max_tokens": 11,
+            "stream": True,
+            "messages": [{"role": "user", "content": {"text": "say </pre> <b>hi</b>", "chars": 20}}],
+            "messages_total": 1,
+            "prompt": None,
+            "params": {"temperature": 0.0},
+        },
+        "response": {"text": text, "chars": len(text)},
+        "error_body": None,
+        **changes,
+    }
+    return orjson.dumps(sample) + b"\n"
+
+
 SECTIONS = (
     "verdict",
     "validity",
@@ -73,6 +111,7 @@ SECTIONS = (
     "token-lengths",
     "tables",
     "errors",
+    "samples",
 )
 CHARTS = ("capacity", "cdf", "tpot-fit", "timeline", "tokens", "plan-chart", "cost-volume")
 
@@ -231,3 +270,28 @@ def test_replanning_replaces_the_forecast_and_the_architectures(planned_run: Pat
     assert not isinstance(plan, str)
     assert plan.forecast.peak_tokens_per_min == 1_200_000.0
     assert [r.architecture for r in plan.rows] == ["llama-3.1-8b", "llama-3.1-70b"]
+
+
+def test_sample_requests_and_responses_are_shown_as_text(tmp_path: Path) -> None:
+    run = write_run(tmp_path, jsonl(records()))
+    hostile = "</pre></table><script>alert('model')</script>"
+    long_text = "x" * 2000
+    (run / "samples.jsonl").write_bytes(
+        sample_line(hostile) + sample_line(long_text, seq=1, response={"text": long_text, "chars": 5000})
+    )
+    document = render_html([run])
+    page = parse(document)
+    assert [tag for tag, _ in page.tags if tag in ("script", "b")] == []
+    text = "".join(page.text)
+    assert hostile in text and "say </pre> <b>hi</b>" in text  # exactly what was sent and answered, as text
+    assert "… (cut at 2,000 of 5,000 characters)" in text
+    assert sum(1 for tag, attrs in page.tags if attrs.get("class") == "sample-card") == 2
+
+
+def test_unreadable_samples_are_said_not_fatal(tmp_path: Path) -> None:
+    run = write_run(tmp_path, jsonl(records()))
+    (run / "samples.jsonl").write_bytes(b'{"format": 99}\n')
+    text = text_of(render_html([run]))
+    assert "the samples could not be read:" in text and "samples.jsonl:1" in text
+    (run / "samples.jsonl").unlink()
+    assert "the run stored no samples" in text_of(render_html([run]))
