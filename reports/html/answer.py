@@ -61,11 +61,17 @@ def plan_line(view: RunView) -> str:
         return f"Plan: {plan}"
     row = plan.rows[0]
     example = " (example forecast — set yours with --peak-tpm)" if plan.request.example else ""
+    caveat = ""
+    if plan.measured is not None and plan.measured.lower_bound and row.source.startswith("measured"):
+        caveat = (
+            " An upper bound on the count: every stage met the SLOs, so the endpoint was never pushed to its "
+            "limit — sweep higher to size it."
+        )
     return (
         f"Provision {row.architecture} — {row.source}: {format_provisioned(row)}, "
         f"{format_money(row.pt_cost_per_month)}/month; pay-per-token: {format_ppt(row)}, "
         f"{format_money(row.ppt_cost_per_month)}/month — for a peak of "
-        f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{example}."
+        f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{example}.{caveat}"
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from loadtest.spec.runspec import PlanRequest
 from reports.html import collect_run, render_html
+from reports.html.answer import plan_line
 from reports.html.compare import key_figures
 from tests.helpers import (
     BASE,
@@ -295,3 +296,18 @@ def test_unreadable_samples_are_said_not_fatal(tmp_path: Path) -> None:
     assert "the samples could not be read:" in text and "samples.jsonl:1" in text
     (run / "samples.jsonl").unlink()
     assert "the run stored no samples" in text_of(render_html([run]))
+
+
+def test_a_plan_from_a_run_that_never_reached_its_limit_says_the_count_is_an_upper_bound(
+    tmp_path: Path,
+) -> None:
+    run = two_stage_run(tmp_path, SIM)
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest["spec"]["request_classes"][0]["slo"] = {"ttft_p95": 5.0}  # both stages meet it
+    manifest["spec"]["plan"] = {"peak_tokens_per_min": 600000.0}
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    line = plan_line(collect_run(run))
+    assert line.endswith(
+        "An upper bound on the count: every stage met the SLOs, so the endpoint was never pushed "
+        "to its limit — sweep higher to size it."
+    )
