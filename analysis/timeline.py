@@ -83,9 +83,13 @@ def timeline(records: pd.DataFrame, target_bins: int = 80) -> Timeline | None:
         is_429 = classes == "rate_limited"
         if is_429.any():
             details = records["error_detail"].to_numpy(dtype=object)[timed][is_429]
-            kinds = pd.Series(details).map(lambda d: limit_type(d if isinstance(d, str) else None))
-            for kind in sorted(set(kinds)):
-                rows = end_bin[is_429][(kinds == kind).to_numpy()]
+            # each distinct detail read once (a quota-bound run has hundreds of thousands of 429s, few bodies);
+            # a missing one (code -1) is the last entry
+            codes, distinct = pd.factorize(details)
+            names = [limit_type(d if isinstance(d, str) else None) for d in distinct] + [limit_type(None)]
+            kinds = np.asarray(names, dtype=object)[codes]
+            for kind in sorted(set(names[c] for c in np.unique(codes))):
+                rows = end_bin[is_429][kinds == kind]
                 limited[kind] = np.bincount(rows, minlength=n) / width
     centres = (np.arange(n) + 0.5) * width
     return Timeline(start, width, centres, completed, out_tokens, in_flight, errors, limited)
