@@ -132,7 +132,7 @@ def execute_run(
         status="running",
         seed=spec.seed,
         created_at=time.time(),
-        command=(os.path.basename(sys.argv[0]), *sys.argv[1:]),
+        command=(_program(), *sys.argv[1:]),
         versions=_versions(),
         host=Host(platform=platform.platform(), cpus=os.cpu_count()),
         spec=spec,
@@ -234,6 +234,13 @@ def execute_run(
     )
     write_manifest(run_dir, manifest)
     return RunOutcome(run_dir=run_dir, status=status, engine_exit_code=code, records=records)
+
+
+def _program() -> str:
+    """The command's name as the user typed it: ``loadtest`` also for ``python -m loadtest`` (whose ``argv[0]``
+    is the package's ``__main__.py``)."""
+    name = os.path.basename(sys.argv[0])
+    return "loadtest" if name == "__main__.py" else name
 
 
 def serve_as_worker(master_host: str, port: int) -> int:

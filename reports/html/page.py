@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from analysis.summary import StageSummary
 from loadtest.rundir import Sample, SampleText
@@ -53,14 +53,17 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int = 1, cls: str = "") -> str:
-    """An HTML table; cells are escaped here. Columns from ``numeric_from`` on are right-aligned."""
+def _table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], text: Collection[int] = (0,), cls: str = ""
+) -> str:
+    """An HTML table; cells are escaped here. The columns ``text`` (indices, negative from the end) are text,
+    left-aligned and wrapped; the others numbers, right-aligned."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    texts = {i % len(header) for i in text}
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="num">{_e(c)}</td>' if i >= numeric_from else f"<td>{_e(c)}</td>"
-            for i, c in enumerate(row)
+            f"<td>{_e(c)}</td>" if i in texts else f'<td class="num">{_e(c)}</td>' for i, c in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
     klass = f' class="{cls}"' if cls else ""
@@ -191,9 +194,9 @@ _SUMMARY_HEADER = [
 
 
 def _tables(view: RunView, vid: str) -> str:
-    stage_table = _table(["stage", *_SUMMARY_HEADER], _summary_rows(view.stages, False))
+    stage_table = _table(["stage", *_SUMMARY_HEADER], _summary_rows(view.stages, False), text=(0, -1))
     class_table = _table(
-        ["stage", "class", *_SUMMARY_HEADER], _summary_rows(view.classes, True), numeric_from=2
+        ["stage", "class", *_SUMMARY_HEADER], _summary_rows(view.classes, True), text=(0, 1, -1)
     )
     load_rows = [
         [
@@ -220,6 +223,7 @@ def _tables(view: RunView, vid: str) -> str:
             "kept up",
         ],
         load_rows,
+        text=(0, -1),
     )
     return (
         f'<section id="{vid}-tables"><h3>Per stage</h3><p class="note">Latencies in ms over successful requests; '
@@ -240,7 +244,9 @@ def _errors(view: RunView, vid: str) -> str:
         ]
         for row in view.errors
     ]
-    table = _table(["error class", "requests", "share", "most common messages"], rows, cls="errors")
+    table = _table(
+        ["error class", "requests", "share", "most common messages"], rows, text=(0, 3), cls="errors"
+    )
     return f'<section id="{vid}-errors"><h3>Errors</h3>{table}</section>'
 
 
@@ -357,7 +363,7 @@ def _plan_section(view: RunView, vid: str) -> str:
             "break-even tokens/month",
         ],
         rows,
-        numeric_from=2,
+        text=(0, 1, 4, 5, 7),
     )
     measured = plan.measured
     basis = ""
