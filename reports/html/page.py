@@ -396,9 +396,14 @@ def _run_body(view: RunView, vid: str) -> str:
     kind = "good" if status == "complete" else "bad"
     banner = ""
     if status != "complete":
+        what = {
+            "interrupted": "This run was <strong>interrupted</strong>",
+            "failed": "This run <strong>failed</strong>: the load engine stopped with an error (see engine.log)",
+            "running": "This run was <strong>still running</strong> (or its runner died) when the report was made",
+        }.get(status, f"This run's status is <strong>{_e(status)}</strong>")
         banner = (
-            f'<p class="banner bad">This run is <strong>{_e(status)}</strong>: the figures cover what was recorded '
-            "before it stopped; its last stage may be cut short.</p>"
+            f'<p class="banner bad">{what}: the figures cover what was recorded before it stopped; its last stage '
+            "may be cut short.</p>"
         )
     if view.requests == 0:
         banner += '<p class="banner bad">The run recorded no requests: there is nothing to chart.</p>'

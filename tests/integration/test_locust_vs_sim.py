@@ -116,4 +116,4 @@ def test_ctrl_c_keeps_every_record(sim: SimServer, tmp_path: Path) -> None:
     assert all(r.chunk_gaps is not None and len(r.chunk_gaps) == 199 for r in read if r.ok)
     # the report is written all the same, and says first that the run was cut short
     assert f"report: {run_dir / 'report.html'}" in out
-    assert "This run is <strong>interrupted</strong>" in (run_dir / "report.html").read_text()
+    assert "This run was <strong>interrupted</strong>" in (run_dir / "report.html").read_text()

@@ -212,8 +212,23 @@ def test_an_interrupted_run_says_so_first(tmp_path: Path) -> None:
     manifest["status"] = "interrupted"
     (run / "manifest.json").write_bytes(orjson.dumps(manifest))
     text = text_of(render_html([run]))
-    assert "This run is interrupted" in text
+    assert "This run was interrupted: the figures cover what was recorded before it stopped" in text
     assert "the run is interrupted: its last stage may be cut short" in text
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("failed", "This run failed: the load engine stopped with an error (see engine.log)"),
+        ("running", "This run was still running (or its runner died) when the report was made"),
+    ],
+)
+def test_a_failed_or_unfinished_run_says_so_first(tmp_path: Path, status: str, said: str) -> None:
+    run = write_run(tmp_path, jsonl(records()))
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest["status"] = status
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    assert said in text_of(render_html([run]))
 
 
 def test_a_run_without_records_still_renders_and_says_there_is_nothing(tmp_path: Path) -> None:
