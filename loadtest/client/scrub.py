@@ -5,6 +5,8 @@ keeps scheme, host (as written, IPv6 brackets and port included) and path, and d
 query string and fragment (which may carry ``?token=`` / ``?api_key=``). It is plain string work, so it never raises
 on a malformed URL and a URL without a scheme loses its credentials too.
 
+:func:`public_argv` is for a command line: its URLs as :func:`public_url` shows them, the rest redacted.
+
 :func:`redact` is for every piece of text from outside (server error bodies, stream errors, exception messages)
 before it is shown or recorded: the given secret values, bearer tokens, ``dapi…`` tokens,
 ``client_secret`` / ``api_key`` / ``token`` / ``password`` values and credentials inside URLs become ``***``
@@ -23,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["MAX_DETAIL", "header_secrets", "public_url", "redact", "redact_content"]
+__all__ = ["MAX_DETAIL", "header_secrets", "public_argv", "public_url", "redact", "redact_content"]
 
 MAX_DETAIL = 160
 
@@ -50,6 +52,19 @@ def public_url(url: str) -> str:
     authority, slash, path = rest.partition("/")
     authority = authority.rpartition("@")[2]
     return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def public_argv(args: Iterable[str]) -> tuple[str, ...]:
+    """A command line safe to show (a manifest's ``command``, the report): each URL through :func:`public_url`
+    (``--endpoint https://user:pw@host/v1?token=…``, also inside ``--opt=URL``), every argument through
+    :func:`redact_content` (``--token=…``, ``Bearer …``)."""
+    out = []
+    for arg in args:
+        flag, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        if "://" in value:
+            value = public_url(value)
+        out.append(redact_content(f"{flag}{eq}{value}"))
+    return tuple(out)
 
 
 def _scrub(

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loadtest.client.scrub import public_argv
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError
 from loadtest.rundir import (
     ENGINE_LOG,
@@ -132,7 +133,7 @@ def execute_run(
         status="running",
         seed=spec.seed,
         created_at=time.time(),
-        command=(_program(), *sys.argv[1:]),
+        command=public_argv([_program(), *sys.argv[1:]]),
         versions=_versions(),
         host=Host(platform=platform.platform(), cpus=os.cpu_count()),
         spec=spec,

@@ -13,6 +13,7 @@ import html
 from collections.abc import Collection, Iterable, Sequence
 
 from analysis.summary import StageSummary
+from loadtest.client.scrub import public_argv
 from loadtest.rundir import Sample, SampleText
 from reports.console import format_ms, format_number
 from reports.html.answer import plan_line, verdict_lines
@@ -111,7 +112,10 @@ def _what_was_run(view: RunView, vid: str) -> str:
             f"{m.host.platform}, {m.host.cpus or '?'} CPUs; {m.distribution.processes} load process(es)",
         ),
         ("versions", versions),
-        ("command", " ".join(m.command)),
+        (
+            "command",
+            " ".join(public_argv(m.command)),
+        ),  # again: a manifest written before commands were cleaned
     ]
     items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
     return f'<section class="card" id="{vid}-run"><h3>What was run</h3><dl>{items}</dl></section>'

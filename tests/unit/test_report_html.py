@@ -326,3 +326,18 @@ def test_a_plan_from_a_run_that_never_reached_its_limit_says_the_count_is_an_upp
         "An upper bound on the count: every stage met the SLOs, so the endpoint was never pushed "
         "to its limit — sweep higher to size it."
     )
+
+
+def test_the_command_shown_has_no_credentials_even_from_an_older_manifest(tmp_path: Path) -> None:
+    run = write_run(tmp_path, jsonl(records()))
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest["command"] = [
+        "loadtest",
+        "run",
+        "--endpoint",
+        "http://alice:s3cretPASS@127.0.0.1:9/v1?token=t0k",
+    ]
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    document = render_html([run])
+    assert "s3cretPASS" not in document and "t0k" not in document
+    assert "loadtest run --endpoint http://127.0.0.1:9/v1" in text_of(document)

@@ -9,7 +9,7 @@ import pytest
 
 from loadtest.client.auth import AuthOptions, OAuthM2MAuth, PatAuth, resolve_auth
 from loadtest.client.protocol import EndpointSpec
-from loadtest.client.scrub import MAX_DETAIL, header_secrets, public_url, redact, redact_content
+from loadtest.client.scrub import MAX_DETAIL, header_secrets, public_argv, public_url, redact, redact_content
 from loadtest.errors import EndpointError
 
 
@@ -122,3 +122,26 @@ def test_redaction_takes_linear_time_on_long_text() -> None:
 def test_header_secrets_are_the_values_and_a_bearer_token_alone() -> None:
     assert header_secrets({"Authorization": "Bearer abc", "X-Api-Key": "k1"}) == ["Bearer abc", "abc", "k1"]
     assert header_secrets({}) == []
+
+
+def test_a_command_line_loses_its_credentials_and_keeps_its_shape() -> None:
+    argv = [
+        "loadtest",
+        "run",
+        "--endpoint",
+        "http://alice:s3cretPASS@127.0.0.1:18931/v1?api_key=zz",
+        "--proxy=https://u:pw@h:1/v1",
+        "--token=abc123",
+        "--slo",
+        "ttft_p95=1s",
+    ]
+    assert public_argv(argv) == (
+        "loadtest",
+        "run",
+        "--endpoint",
+        "http://127.0.0.1:18931/v1",
+        "--proxy=https://h:1/v1",
+        "--token=***",
+        "--slo",
+        "ttft_p95=1s",
+    )
