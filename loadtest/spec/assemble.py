@@ -22,7 +22,7 @@ from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.loadplan import parse_sweep
 from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, PlanRequest, Stage, SweepPlan
-from loadtest.spec.scenario import EndpointConfig, Scenario
+from loadtest.spec.scenario import EndpointConfig, Scenario, slo_for
 from loadtest.spec.simulator import SimSettings
 
 __all__ = [
@@ -100,9 +100,7 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
     """The scenario the flags describe when no scenario file is given."""
     simulated = ov.endpoint is None
     kind = ov.kind or "chat"
-    slo = dict(ov.slos) or (dict(SIM_DEMO_SLO) if simulated else {})
-    if kind == "embeddings":
-        slo = {k: v for k, v in slo.items() if not k.startswith(("tpot", "itl"))}
+    slo = slo_for(kind, dict(ov.slos) or (dict(SIM_DEMO_SLO) if simulated else {}))
     cls = RequestClass(
         name=kind,
         kind=kind,  # type: ignore[arg-type]
@@ -224,7 +222,9 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
         )
     if ov.slos:
         base = changes.get("classes", scenario.classes)
-        changes["classes"] = tuple(dataclasses.replace(c, slo={**c.slo, **ov.slos}) for c in base)
+        changes["classes"] = tuple(
+            dataclasses.replace(c, slo=slo_for(c.kind, {**c.slo, **ov.slos})) for c in base
+        )
     changes["plan"] = _plan(ov, scenario.plan, "endpoint" not in changes and scenario.endpoint is None)
     return dataclasses.replace(scenario, **changes)
 

@@ -67,6 +67,7 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "parse_slo",
+    "slo_for",
 ]
 
 SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
@@ -160,6 +161,17 @@ class Scenario:
         )
 
 
+TOKEN_SLO_METRICS = ("tpot", "itl")  # need output tokens: an embeddings class has none
+
+
+def slo_for(kind: str, slo: dict[str, float]) -> dict[str, float]:
+    """``slo`` without the SLOs a class of this kind cannot have: no TPOT or ITL for embeddings (a ``--slo`` given
+    to every class applies where it means something)."""
+    if kind != "embeddings":
+        return slo
+    return {k: v for k, v in slo.items() if k.rpartition("_p")[0] not in TOKEN_SLO_METRICS}
+
+
 def parse_slo(raw: Any, where: str) -> dict[str, float]:
     """``{ttft_p95 = "1s", tpot_p50 = "50ms", attainment = 0.9}`` → ``{"ttft_p95": 1.0, ...}`` (seconds)."""
     slo: dict[str, float] = {}
@@ -201,6 +213,11 @@ def _parse_class(raw: Any, i: int, base: Path | None) -> RequestClass:
     prefix = table.get("shared_prefix_tokens", 0)
     if isinstance(prefix, bool) or not isinstance(prefix, int) or prefix < 0:
         raise ConfigError(f"{where}.shared_prefix_tokens must be a whole number ≥ 0")
+    slo = parse_slo(table.get("slo", {}), f"{where}.slo")
+    if slo_for(kind, slo) != slo:
+        raise ConfigError(
+            f"{where}.slo: an embeddings class produces no tokens, so it has no tpot or itl SLO"
+        )
     for flag in ("stream", "ignore_eos", "min_tokens"):
         if flag in table and not isinstance(table[flag], bool):
             raise ConfigError(f"{where}.{flag} must be true or false")
@@ -217,7 +234,7 @@ def _parse_class(raw: Any, i: int, base: Path | None) -> RequestClass:
         shared_prefix_tokens=prefix,
         dataset=dataset,
         extra_body=_table(table.get("extra_body", {}), f"{where}.extra_body"),
-        slo=parse_slo(table.get("slo", {}), f"{where}.slo"),
+        slo=slo,
     )
 
 

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _RC: dict[Any, Any] = {
+    "text.parse_math": False,  # a name with $…$ is text, not mathtext (and never an error)
     "svg.fonttype": "none",
     "font.family": "sans-serif",
     "font.size": 8.5,

@@ -27,7 +27,7 @@ from tests.helpers import (
     write_run,
 )
 
-HOSTILE = "<script>alert(1)</script></table><img src=x onerror=alert(2)>"
+HOSTILE = "<script>alert(1)</script></table><img src=x onerror=alert(2)> $\\foo{$ price $5 and $6"
 SIM = {"architecture": "llama-3.1-8b", "gpu": "h100", "chunks": 1}
 
 
@@ -186,6 +186,9 @@ def test_hostile_text_is_escaped_everywhere(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in document  # shown as text, in the tables
     joined = "".join(page.text)
     assert HOSTILE in joined  # the reader sees exactly what the server said
+    # ... in the charts' legends too, where matplotlib would read $…$ as math (and fail on \foo)
+    charts = "".join(re.findall(r"<svg.*?</svg>", document, flags=re.DOTALL))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in charts and "$\\foo{$ price $5 and $6" in charts
 
 
 def test_two_renders_are_byte_identical(planned_run: Path) -> None:

@@ -220,3 +220,18 @@ def test_an_unknown_architecture_in_the_plan_is_named() -> None:
         ConfigError, match=r"llama-9.*\[plan\]\.architectures|\[plan\]\.architectures.*llama-9"
     ):
         parse_scenario({"plan": {"peak_tpm": 1, "architectures": ["llama-9"]}})
+
+
+def test_token_slos_never_reach_an_embeddings_class() -> None:
+    with pytest.raises(ConfigError, match=r"classes\[0\]\.slo: an embeddings class produces no tokens"):
+        parse_scenario({"classes": [{"kind": "embeddings", "slo": {"tpot_p50": "50ms"}}]})
+    mix = load_scenario(ROOT / "scenarios" / "mix.toml")
+    given = apply_overrides(mix, Overrides(slos={"tpot_p50": 0.05, "ttft_p95": 1.0}))
+    slos = {c.name: c.slo for c in given.classes}
+    assert slos["embed"] == {
+        "e2e_p95": 0.5,
+        "ttft_p95": 1.0,
+    }  # --slo tpot_p50 applies where it means something
+    assert slos["chat"]["tpot_p50"] == 0.05 and slos["rag"]["tpot_p50"] == 0.05
+    embed = scenario_from_flags(Overrides(kind="embeddings", slos={"tpot_p50": 0.05, "e2e_p95": 0.3}))
+    assert embed.classes[0].slo == {"e2e_p95": 0.3}
