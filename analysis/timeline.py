@@ -3,7 +3,9 @@
 Everything here is computed from the raw records in a handful of vectorised passes, so that a run of a million
 records reduces in well under a second, and what comes out is small (hundreds of points, not a million):
 
-* :func:`timeline` — per time bin of ``bin_s`` seconds from the run's first start: requests completed per second,
+* :func:`timeline` — per time bin of ``bin_s`` seconds from the run's first start (a readable width of at least a
+  second and at least ``min_bin_s``: the report asks for twice the median request, so that a closed loop's waves
+  of completions read as a rate): requests completed per second,
   output tokens per second (a request's output tokens counted in the bin it ended in), requests in flight (the
   mean over the bin, from the started/ended intervals), errors per second by class and 429s per second by limit
   type (:func:`analysis.summary.limit_type`).
@@ -50,7 +52,7 @@ def _bin_width(span_s: float, target_bins: int) -> float:
     return 3600.0 * math.ceil(span_s / 3600.0 / target_bins)
 
 
-def timeline(records: pd.DataFrame, target_bins: int = 80) -> Timeline | None:
+def timeline(records: pd.DataFrame, target_bins: int = 80, min_bin_s: float = 1.0) -> Timeline | None:
     """The run's series (see the module docstring); ``None`` when no record has both a start and an end."""
     started = records["started_at"].to_numpy(dtype="float64")
     ended = records["ended_at"].to_numpy(dtype="float64")
@@ -60,7 +62,7 @@ def timeline(records: pd.DataFrame, target_bins: int = 80) -> Timeline | None:
     started, ended = started[timed], ended[timed]
     start = float(started.min())
     span = max(float(ended.max()) - start, 1e-9)
-    width = _bin_width(span, target_bins)
+    width = _bin_width(max(span, min_bin_s * target_bins), target_bins)
     n = int(np.ceil(span / width)) or 1
     end_bin = np.minimum(((ended - start) / width).astype(np.int64), n - 1)
     completed = np.bincount(end_bin, minlength=n) / width

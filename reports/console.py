@@ -13,6 +13,7 @@ __all__ = [
     "format_ci",
     "format_ms",
     "format_number",
+    "format_target",
     "render_capacity",
     "render_load_table",
     "render_predictions",
@@ -59,7 +60,7 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return lines
 
 
-def _target(load: StageLoad) -> tuple[str, str]:
+def format_target(load: StageLoad) -> tuple[str, str]:
     """(target, offered) as text, in the stage's own unit."""
     if load.target_tokens_per_min:
         key = next(iter(load.target_tokens_per_min))
@@ -79,7 +80,7 @@ def render_load_table(loads: Sequence[StageLoad]) -> str:
         ("stage", "target", "offered", "lag p50", "lag p99", "no free user", "dropped", "gen CPU", "kept up")
     ]
     for load in loads:
-        target, offered = _target(load)
+        target, offered = format_target(load)
         cpu = _DASH if load.generator_cpu_share is None else f"{load.generator_cpu_share:.0%}"
         rows.append(
             (

@@ -28,7 +28,9 @@ def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
     """(headline, interval, details) of the verdict, as text."""
     cap = view.capacity
     no_slos = not view.slos
-    if cap.max_rps is None:
+    if view.requests == 0:
+        headline, interval = "no requests recorded", "the run has no records: there is nothing to judge"
+    elif cap.max_rps is None:
         headline = "no SLO-compliant throughput" if not no_slos else "no throughput measured"
         interval = cap.basis
     else:
@@ -61,14 +63,15 @@ def plan_line(view: RunView) -> str:
         return f"Plan: {plan}"
     row = plan.rows[0]
     example = " (example forecast — set yours with --peak-tpm)" if plan.request.example else ""
-    caveat = ""
+    caveat, verb = "", "Provision"
     if plan.measured is not None and plan.measured.lower_bound and row.source.startswith("measured"):
+        verb = "Provision at most"
         caveat = (
             " An upper bound on the count: every stage met the SLOs, so the endpoint was never pushed to its "
             "limit — sweep higher to size it."
         )
     return (
-        f"Provision {row.architecture} — {row.source}: {format_provisioned(row)}, "
+        f"{verb} {row.architecture} — {row.source}: {format_provisioned(row)}, "
         f"{format_money(row.pt_cost_per_month)}/month; pay-per-token: {format_ppt(row)}, "
         f"{format_money(row.ppt_cost_per_month)}/month — for a peak of "
         f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{example}.{caveat}"

@@ -55,6 +55,7 @@ _RC: dict[Any, Any] = {
 }
 _WIDTH_IN = 7.6
 _SLO_COLOR = "#b91c1c"
+_ASKED: dict[str, Any] = {"color": "#222", "linestyle": "--"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +221,8 @@ def timeline_chart(key: str, line: Timeline, windows: Sequence[tuple[str, float,
         key,
         "The run over time",
         "Per time bin: requests completed, output tokens, mean requests in flight, errors by class and 429s by "
-        "limit type; dotted lines are stage boundaries (a stage's drain runs to its second line).",
+        "limit type; dotted lines mark where each stage started and ended (its drain included). Bins are at least "
+        "twice the median request, so a closed loop's waves of completions read as a rate.",
         svg,
     )
 
@@ -236,18 +238,19 @@ def token_chart(
             if hist is None:
                 ax.text(0.5, 0.5, f"no {what} token counts", transform=ax.transAxes, ha="center")
                 continue
-            if "served" in hist.counts:
-                ax.stairs(hist.counts["served"], hist.edges, color="C0", label="served", fill=True, alpha=0.5)
-            if "asked" in hist.counts:
-                ax.stairs(hist.counts["asked"], hist.edges, color="#222", label="asked", linestyle="--")
+            for name, style in (("served", {"color": "C0", "fill": True, "alpha": 0.5}), ("asked", _ASKED)):
+                counts = hist.counts.get(name)
+                if counts is not None and counts.sum():
+                    ax.stairs(counts / counts.sum(), hist.edges, label=name, **style)
             ax.set_xlabel(f"{what} tokens per request")
-            ax.set_ylabel("requests")
+            ax.set_ylabel("share of requests")
             ax.legend(loc="upper right", frameon=False)
         svg = _svg(fig, key)
     return Chart(
         key,
         "Token lengths: asked against served",
-        "Input: the scenario's prompt-length distribution (drawn) against the prompt tokens the server counted; "
+        "Shares of requests per length. Input: the scenario's prompt-length distribution (drawn with the run's seed) "
+        "against the prompt tokens the server counted; "
         f"output: max_tokens asked against output tokens served. Asked input: {asked_input}.",
         svg,
     )

@@ -111,7 +111,7 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
     )
     loads = check_load(flat, manifest.stages or ())
     cap = capacity_from_run(data)
-    line = timeline(flat)
+    line = timeline(flat, min_bin_s=2.0 * _median_e2e(flat))
     windows = _windows(manifest, line)
     request = _request(manifest.spec.plan, replan)
     plan: RunPlan | str = (
@@ -153,6 +153,14 @@ def _samples(run_dir: Path) -> tuple[tuple[Sample, ...], str | None]:
     except ConfigError as exc:
         return (), f"the samples could not be read: {exc}"
     return samples, None if samples else "the run stored no samples (runs before samples were kept have none)"
+
+
+def _median_e2e(records: pd.DataFrame) -> float:
+    """The median successful request's E2E (seconds; 0 without one)."""
+    e2e = (
+        records.loc[records["ok"], "e2e"].to_numpy(dtype="float64", na_value=np.nan) if len(records) else None
+    )
+    return float(np.nanmedian(e2e)) if e2e is not None and (~np.isnan(e2e)).any() else 0.0
 
 
 def _request(given: PlanRequest | None, replan: PlanRequest | None) -> PlanRequest | None:
@@ -302,18 +310,27 @@ def _validity(
         mismatched += s.mismatch_count
     if sources:
         text = ", ".join(f"{source} {n:,}" for source, n in sorted(sources.items()))
-        doubtful = sources.get("client", 0) > 0
+        doubtful = (
+            False  # a client count is the fallback (embeddings, no usage): only a disagreement is doubtful
+        )
         if checked:
             text += f"; client count off the usage count by > 10 % in {mismatched:,} of {checked:,}"
             doubtful = doubtful or mismatched / checked > 0.05
         items.append(("token counts", text, doubtful))
-    if len(records):
+    if not len(records):
+        items.append(("records", "none: the run recorded no request, so nothing here is measured", True))
+    else:
         failed = int((~records["ok"]).sum())
         limited = int((records["error_class"] == "rate_limited").sum())
-        other = failed - limited
+        cancelled = int((records["error_class"] == "cancelled").sum())
+        other = failed - limited - cancelled
         text = f"{failed:,} of {len(records):,} requests failed ({failed / len(records):.1%})"
         if limited:
             text += f", {limited:,} of them 429s (a quota, reported as its own limit)"
+        if cancelled:
+            text += (
+                f", {cancelled:,} cancelled by the generator (Ctrl-C or a drain timeout: not the endpoint's)"
+            )
         items.append(("errors", text, other / len(records) > 0.01))
     if skipped:
         items.append(("records", f"{skipped:,} {SKIPPED_LINES}", True))

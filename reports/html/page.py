@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Sequence
 from analysis.summary import StageSummary
 from loadtest.client.scrub import public_argv
 from loadtest.rundir import Sample, SampleText
-from reports.console import format_ms, format_number
+from reports.console import format_ms, format_number, format_target
 from reports.html.answer import plan_line, verdict_lines
 from reports.html.charts import (
     capacity_chart,
@@ -202,24 +202,31 @@ def _tables(view: RunView, vid: str) -> str:
     class_table = _table(
         ["stage", "class", *_SUMMARY_HEADER], _summary_rows(view.classes, True), text=(0, 1, -1)
     )
-    load_rows = [
-        [
-            load.stage,
-            format_number(load.target_rps, 2) if load.target_rps is not None else (load.kind or _DASH),
-            format_number(load.offered_rps, 2),
-            format_ms(load.lag_p99_s),
-            f"{load.no_free_user:,}",
-            f"{load.dropped:,}",
-            _DASH if load.generator_cpu_share is None else f"{load.generator_cpu_share:.0%}",
-            "yes" if load.kept_up else f"no: {load.reason}",
-        ]
-        for load in view.loads
-    ]
+    load_rows = []
+    for load in view.loads:
+        target, offered = format_target(load)
+        kept = "yes" if load.kept_up else f"no: {load.reason}"
+        if load.kept_up and load.capped:
+            kept += f", capped: {load.reason}"
+        load_rows.append(
+            [
+                load.stage,
+                target,
+                offered,
+                format_ms(load.lag_p50_s),
+                format_ms(load.lag_p99_s),
+                f"{load.no_free_user:,}",
+                f"{load.dropped:,}",
+                _DASH if load.generator_cpu_share is None else f"{load.generator_cpu_share:.0%}",
+                kept,
+            ]
+        )
     load_table = _table(
         [
             "stage",
-            "target req/s",
-            "offered req/s",
+            "target",
+            "offered",
+            "lag p50 (ms)",
             "lag p99 (ms)",
             "no free user",
             "dropped",
@@ -231,7 +238,9 @@ def _tables(view: RunView, vid: str) -> str:
     )
     return (
         f'<section id="{vid}-tables"><h3>Per stage</h3><p class="note">Latencies in ms over successful requests; '
-        f"rates over each stage's window; SLO met = share of requests meeting every SLO of their class.</p>"
+        f"rates over each stage's span, first start to last end (vLLM's benchmark duration; the capacity curve's "
+        f"rates are over the stage's sending window, so they can be higher); SLO met = share of requests meeting "
+        f"every SLO of their class.</p>"
         f"{stage_table}<h3>Per class</h3>{class_table}<h3>The generator</h3>{load_table}</section>"
     )
 
@@ -333,6 +342,11 @@ def _plan_section(view: RunView, vid: str) -> str:
         )
         or "none"
     )
+    if plan.slos.ttft_s is not None or plan.slos.tpot_s is not None:
+        slos += (
+            " — the tightest of the run's percentile SLOs, which the model checks on its mean latencies, so "
+            "estimated rows are optimistic against a percentile"
+        )
     intro = (
         f"Forecast: peak {f.peak_tokens_per_min:,.0f} tokens/min ({f.peak_requests_per_s:,.2f} req/s) at the run's "
         f"mix of {f.prompt_tokens} in / {f.output_tokens} out, {format_tokens(f.tokens_per_month)} tokens/month; "
@@ -372,11 +386,11 @@ def _plan_section(view: RunView, vid: str) -> str:
     measured = plan.measured
     basis = ""
     if measured is not None:
-        ci = f"± {measured.relative_ci:.0%}" if measured.relative_ci is not None else "no interval"
+        ci = f"± {measured.relative_ci:.0%}, 95 %" if measured.relative_ci is not None else "no interval"
         bound = " (a lower bound: every stage met the SLOs)" if measured.lower_bound else ""
         basis = (
             f"<p>Measured row: {measured.slo_tokens_per_s:,.0f} tokens/s within the SLOs on a band of "
-            f"{measured.band_tokens_per_s:,.0f} tokens/s ({_e(ci)}, 95 %){_e(bound)}; "
+            f"{measured.band_tokens_per_s:,.0f} tokens/s ({_e(ci)}){_e(bound)}; "
             f"limit: {_e(measured.limit_detail)}. Estimated rows are the roofline model's "
             "(docs/capacity-model.md), not measured.</p>"
         )

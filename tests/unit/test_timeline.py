@@ -88,3 +88,9 @@ def test_histogram_shares_integer_bins_between_series() -> None:
 def test_bins_are_never_under_a_second(span: float) -> None:
     line = timeline(frame([(0.0, span, 1, None, None)]))
     assert line is not None and line.bin_s >= 1.0
+
+
+def test_bins_can_be_asked_to_be_wider_than_a_request() -> None:
+    records = frame([(0.0, 4.0, 1, None, None), (60.0, 64.0, 1, None, None)])
+    line = timeline(records, min_bin_s=8.0)
+    assert line is not None and line.bin_s == 10.0  # the first readable width of at least 8 s
