@@ -44,7 +44,7 @@ __all__ = ["run"]
     "-c",
     multiple=True,
     metavar="N[,N...]",
-    help="Closed-loop stages of N users (default 1,4,16 on the simulator, 1 otherwise).",
+    help="Closed-loop stages of N users (default 1,4,16,64 on the simulator, 1 otherwise).",
 )
 @click.option(
     "--rate", "-r", multiple=True, metavar="RPS[,RPS...]", help="Open-loop stages at RPS requests/s."
@@ -329,11 +329,18 @@ def _slos(given: tuple[str, ...]) -> dict[str, float]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise ConfigError(f"--slo takes METRIC_PQ=LIMIT, e.g. ttft_p95=1s, got {item!r}")
-        text = value.strip()
-        try:
-            table[key.strip()] = float(text) if key.strip() == "attainment" else text
-        except ValueError:
-            raise ConfigError(f"--slo attainment must be a fraction in (0, 1], got {text!r}") from None
+        name, text = key.strip(), value.strip()
+        if name in table:
+            raise ConfigError(f"--slo {name} is given twice")
+        if name == "attainment":
+            try:
+                table[name] = float(text)
+            except ValueError:
+                raise ConfigError(f"--slo attainment must be a fraction in (0, 1], got {text!r}") from None
+            continue
+        if not text.rstrip(".0123456789"):  # a bare number: seconds? milliseconds? say it
+            raise ConfigError(f"--slo {name}={text}: give a unit, e.g. {name}={text}ms or {name}={text}s")
+        table[name] = text
     return parse_slo(table, "--slo")
 
 

@@ -142,6 +142,25 @@ class PlanRequest:
     architectures: tuple[str, ...] = ()
     example: bool = False
 
+    @classmethod
+    def from_dict(cls, raw: object) -> PlanRequest:
+        """The spec's ``plan`` object; ``TypeError`` naming the field when it has another shape."""
+        if not isinstance(raw, dict):
+            raise TypeError("plan must be an object")
+        for key in ("peak_tokens_per_min", "peak_requests_per_s", "headroom"):
+            value = raw.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                raise TypeError(f"plan.{key} must be a number ≥ 0, got {value!r}")
+        archs = raw.get("architectures", [])
+        if not isinstance(archs, list | tuple) or not all(isinstance(a, str) for a in archs):
+            raise TypeError(f"plan.architectures must be a list of names, got {archs!r}")
+        if not isinstance(raw.get("example", False), bool):
+            raise TypeError("plan.example must be true or false")
+        try:
+            return cls(**{**raw, "architectures": tuple(archs)})
+        except TypeError as exc:
+            raise TypeError(f"plan: {exc}") from None
+
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
@@ -207,9 +226,8 @@ class RunSpec:
         raw["stages"] = tuple(cls.stage_from_dict(s) for s in raw["stages"])
         raw["retry"] = RetryPolicy(**raw["retry"]) if raw.get("retry") else None
         raw["sweep"] = SweepPlan(**raw["sweep"]) if raw.get("sweep") is not None else None
-        plan = raw.get("plan")
-        if plan is not None:
-            raw["plan"] = PlanRequest(**{**plan, "architectures": tuple(plan.get("architectures", ()))})
+        if raw.get("plan") is not None:
+            raw["plan"] = PlanRequest.from_dict(raw["plan"])
         extra = raw.pop("extra", None) or {}
         raw["scenario_source"] = extra.get("scenario")
         raw["description"] = extra.get("description", "")

@@ -110,18 +110,37 @@ def _ms(values: np.ndarray | float) -> np.ndarray | float:
 _METRIC_TITLES = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
 
 
+_DEFAULT_VIEWS = (("ttft", "p95"), ("tpot", "p50"), ("e2e", "p95"))
+
+
+def _views(slos: Mapping[str, Mapping[str, float]]) -> list[tuple[str, str]]:
+    """The percentile each panel shows: the first SLO's on that metric (``ttft_p99`` → TTFT p99), else the
+    default; the curve has p50, p90, p95 and p99."""
+    out = []
+    for metric, default in _DEFAULT_VIEWS:
+        given = [
+            key.rpartition("_p")[2]
+            for slo in slos.values()
+            for key in slo
+            if key.rpartition("_p")[0] == metric
+        ]
+        pct = next((f"p{q}" for q in given if q in ("50", "90", "95", "99")), default)
+        out.append((metric, pct))
+    return out
+
+
 def capacity_chart(
     key: str,
     curves: Sequence[tuple[str, CapacityResult]],
-    slos: Mapping[str, float],
+    slos: Mapping[str, Mapping[str, float]],
 ) -> Chart | None:
-    """Achieved req/s against TTFT p95, TPOT p50 and E2E p95 per stage (one line per run), with the SLO limits
-    and each run's SLO-compliant maximum X* and its 95 % interval."""
-    views = (("ttft", "p95"), ("tpot", "p50"), ("e2e", "p95"))
+    """Achieved req/s against TTFT, TPOT and E2E per stage (one line per run; at the percentiles the SLOs name,
+    else p95 / p50 / p95), with every class's SLO limit at that percentile and each run's SLO-compliant maximum
+    X* and its 95 % interval. ``slos``: ``{class: {slo key: limit}}``."""
     if not any(p.req_per_s is not None for _, cap in curves for p in cap.points):
         return None
     with _figure(key, 2.6, ncols=3) as (fig, axes):
-        for ax, (metric, pct) in zip(axes, views, strict=True):
+        for ax, (metric, pct) in zip(axes, _views(slos), strict=True):
             for n, (name, cap) in enumerate(curves):
                 pts = [(p.req_per_s, getattr(p, metric).get(pct)) for p in cap.points]
                 xy = [(x, y) for x, y in pts if x is not None and y is not None]
@@ -135,21 +154,31 @@ def capacity_chart(
                     lo, hi = cap.max_rps_ci
                     if lo is not None and hi is not None:
                         ax.axvspan(lo, hi, color=color, alpha=0.12, linewidth=0)
-            limit = slos.get(f"{metric}_{pct}")
-            if limit is not None:
-                label = "SLO" if metric == "ttft" else None
-                ax.axhline(limit * 1000.0, color=_SLO_COLOR, linestyle="--", linewidth=1.0, label=label)
+            limits = [(cls, slo[f"{metric}_{pct}"]) for cls, slo in slos.items() if f"{metric}_{pct}" in slo]
+            for m, (cls, limit) in enumerate(limits):
+                style = ("--", ":", "-.")[m % 3]
+                ax.axhline(limit * 1000.0, color=_SLO_COLOR, linestyle=style, linewidth=1.0)
+                ax.annotate(
+                    f"SLO {cls}" if len(slos) > 1 else "SLO",
+                    (1.0, limit * 1000.0),
+                    xycoords=("axes fraction", "data"),
+                    ha="right",
+                    va="bottom",
+                    fontsize=6.5,
+                    color=_SLO_COLOR,
+                )
             ax.set_xlabel("achieved throughput (req/s)")
             ax.set_ylabel(f"{_METRIC_TITLES[metric]} {pct} (ms)")
             ax.set_ylim(bottom=0)
             ax.set_xlim(left=0)
-        fig.legend(loc="outside lower center", ncols=min(len(curves) + 1, 5), frameon=False)
+        fig.legend(loc="outside lower center", ncols=min(len(curves), 5), frameon=False)
         svg = _svg(fig, key)
+    pooled = " Latency is over every class's requests; each class's SLO is drawn." if len(slos) > 1 else ""
     return Chart(
         key,
         "Capacity: throughput against latency",
-        "Each point is a stage; a dashed red line is an SLO, the vertical line the highest SLO-compliant "
-        "throughput X* and the shaded band its 95 % interval. Read where a curve crosses its SLO.",
+        "Each point is a stage; a red line is an SLO, the vertical line the highest SLO-compliant throughput X* "
+        f"and the shaded band its 95 % interval. Read where a curve crosses its SLO.{pooled}",
         svg,
     )
 
@@ -302,15 +331,23 @@ def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
         return None
     with _figure(key, 0.9 + 0.35 * max(len(rows), 2), ncols=2) as (fig, axes):
         y = np.arange(len(rows))
-        units = [r.chunks or r.model_units or r.replicas for r in rows]
-        axes[0].barh(y, units, color="C2")
+        units = [_units(r) for r in rows]
+        axes[0].barh(y, [n for n, _ in units], color="C2")
+        for i, (n, unit) in enumerate(units):
+            axes[0].annotate(f" {n:,} {unit}", (n, i), va="center", fontsize=7)
         axes[0].set_yticks(y, [r.architecture for r in rows])
         axes[0].invert_yaxis()
-        axes[0].set_xlabel("units to provision (chunks or model units)")
-        pt = [r.pt_cost_per_month or 0.0 for r in rows]
-        ppt = [r.ppt_cost_per_month or 0.0 for r in rows]
-        axes[1].barh(y - 0.2, pt, height=0.4, color="C0", label="provisioned throughput")
-        axes[1].barh(y + 0.2, ppt, height=0.4, color="C1", label="pay-per-token")
+        axes[0].set_xlabel("count to provision (each bar says its unit)")
+        axes[0].margins(x=0.25)
+        for offset, attr, color, label in (
+            (-0.2, "pt_cost_per_month", "C0", "provisioned throughput"),
+            (0.2, "ppt_cost_per_month", "C1", "pay-per-token"),
+        ):
+            costs = [getattr(r, attr) for r in rows]
+            axes[1].barh(y + offset, [c or 0.0 for c in costs], height=0.4, color=color, label=label)
+            for i, cost in enumerate(costs):
+                if cost is None:
+                    axes[1].annotate(" no price", (0, i + offset), va="center", fontsize=7)
         axes[1].set_yticks(y, [""] * len(rows))
         axes[1].invert_yaxis()
         axes[1].set_xlabel("cost per month (USD)")
@@ -319,10 +356,20 @@ def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
     return Chart(
         key,
         "Provisioning per architecture",
-        "Units (token-band chunks or model units) that meet the SLOs at the forecast peak plus headroom, and what "
-        "each option costs a month at the forecast volume (prices from the table named above).",
+        "What meets the SLOs at the forecast peak plus headroom — token-band chunks, model units or replicas, as "
+        "each bar says — and what each option costs a month at the forecast volume (prices from the table named "
+        "above; 'no price' where it has none).",
         svg,
     )
+
+
+def _units(row: ArchitecturePlan) -> tuple[int, str]:
+    """What a plan row provisions, with its unit: token-band chunks, model units, or (neither priced) replicas."""
+    if row.model_units is not None:
+        return row.model_units, "model units"
+    if row.chunks is not None:
+        return row.chunks, f"chunks of {row.chunk_size:,.0f} tok/s" if row.chunk_size else "chunks"
+    return row.replicas, "replicas"
 
 
 def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Chart | None:

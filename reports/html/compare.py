@@ -52,11 +52,23 @@ class Figure:
         return "better" if (change > 0) == self.higher_is_better else "worse"
 
     def best(self, names: Sequence[str]) -> str:
-        present = [(v, n) for v, n in zip(self.values, names, strict=True) if v is not None]
+        """The run whose value is best, or "–" when fewer than two runs have one or the best is not clearly
+        better than the baseline (or than the baseline's rivals: a tie)."""
+        present = [(v, i) for i, v in enumerate(self.values) if v is not None]
         if len(present) < 2:
             return "–"
         top = max(present) if self.higher_is_better else min(present)
-        return top[1]
+        ties = [i for v, i in present if v == top[0]]
+        if len(ties) > 1:
+            return "–"
+        if top[1] == 0:  # the baseline: best only when every other run is clearly worse
+            return names[0] if all(self.verdict(i) == "worse" for _, i in present if i != 0) else "–"
+        return names[top[1]] if self.verdict(top[1]) == "better" else "–"
+
+
+def _forecast(view: RunView) -> float | None:
+    """The peak tokens/min a run's plan sized for (None: no plan)."""
+    return None if isinstance(view.plan, str) else view.plan.forecast.peak_tokens_per_min
 
 
 def _first_stage(view: RunView) -> str | None:
@@ -139,10 +151,26 @@ def comparison_section(views: Sequence[RunView]) -> str:
         f'<div class="scroll"><table><thead><tr><th>figure</th>{head}<th>best</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
-    slos = next((next(iter(v.slos.values())) for v in views if v.slos), {})
+    slos = next(
+        (v.slos for v in views if v.slos), {}
+    )  # the first run's that has any (differences are said above)
     chart = capacity_chart("compare-capacity", [(v.name, v.capacity) for v in views], slos)
     figure = figure_html(dataclasses.replace(chart, title=f"{chart.title}, all runs") if chart else None)
     stages = {v.name: _first_stage(v) for v in views}
+    differ = [
+        what
+        for what, values in (
+            ("SLOs", [dict(v.slos) for v in views]),
+            ("forecasts", [_forecast(v) for v in views]),
+        )
+        if any(x != values[0] for x in values)
+    ]
+    differ_note = (
+        f'<p class="note warn-note">The runs were judged against different {" and ".join(differ)}: their X* '
+        "and plan figures answer different questions; compare them with the same --slo and --peak-tpm.</p>"
+        if differ
+        else ""
+    )
     mismatch = len({tuple(s.stage for s in v.stages) for v in views}) > 1
     note = (
         '<p class="note">The runs ran different stages: per-stage figures compare each run at the highest stage '
@@ -154,5 +182,5 @@ def comparison_section(views: Sequence[RunView]) -> str:
         '<section id="comparison"><h2>Comparison</h2>'
         f'<p class="note">Changes are against the first run. ▲ clearly better, ▼ clearly worse, ≈ not clearly '
         f"different (X*: the 95 % intervals overlap; other figures: within {CLEAR_CHANGE:.0%}).</p>"
-        f"{table}{note}{figure}</section>"
+        f"{differ_note}{table}{note}{figure}</section>"
     )

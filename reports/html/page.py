@@ -425,9 +425,8 @@ def _run_body(view: RunView, vid: str) -> str:
         )
     if view.requests == 0:
         banner += '<p class="banner bad">The run recorded no requests: there is nothing to chart.</p>'
-    first_slo = next(iter(view.slos.values()), {})
     charts = [
-        capacity_chart(f"{vid}-capacity", [(view.name, view.capacity)], first_slo),
+        capacity_chart(f"{vid}-capacity", [(view.name, view.capacity)], view.slos),
         cdf_chart(f"{vid}-cdf", view.cdfs),
         tpot_fit_chart(f"{vid}-tpot-fit", view.capacity),
     ]

@@ -40,6 +40,7 @@ dd { margin: 0; overflow-wrap: anywhere; }
 .banner { padding: 8px 12px; border-radius: 6px; }
 .banner.bad { background: var(--bad-bg); }
 .note { color: var(--muted); font-size: 0.9rem; }
+.warn-note { color: var(--warn); font-weight: 600; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.86rem; margin: 4px 0 10px; }
 th, td { border-bottom: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }

@@ -55,6 +55,8 @@ def test_report_refusals_are_one_line(tmp_path: Path) -> None:
         (("--slo", "speed_p95=1s"), "unknown SLO 'speed_p95'"),
         (("--slo", "ttft_p95=fast"), "ttft_p95"),
         (("--slo", "attainment=high"), "attainment must be a fraction"),
+        (("--slo", "tpot_p50=50"), "--slo tpot_p50=50: give a unit, e.g. tpot_p50=50ms or tpot_p50=50s"),
+        (("--slo", "ttft_p95=1s", "--slo", "ttft_p95=2s"), "--slo ttft_p95 is given twice"),
         (("--peak-tpm", "1", "--peak-rps", "1"), "not both"),
     ],
 )

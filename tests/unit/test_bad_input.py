@@ -295,3 +295,19 @@ def test_analyze_prints_no_numpy_warning_for_records_without_timestamps(tmp_path
     proc = run_cli("analyze", str(run))
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("plan", "named"),
+    [
+        ({"peak_tokens_per_min": "abc"}, "plan.peak_tokens_per_min must be a number"),
+        ({"architectures": "llama"}, "plan.architectures must be a list of names"),
+        ({"peak": 1}, "plan:"),
+    ],
+)
+def test_a_manifest_with_a_wrong_plan_is_one_line(tmp_path: Path, plan: dict[str, Any], named: str) -> None:
+    run = write_run(tmp_path, jsonl(records()))
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest["spec"]["plan"] = plan
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    refused(run_cli("report", str(run)), 2, named)

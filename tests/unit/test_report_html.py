@@ -4,6 +4,7 @@ verdict with its interval, the plan, what is doubtful)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -15,12 +16,14 @@ import pytest
 from loadtest.spec.runspec import PlanRequest
 from reports.html import collect_run, render_html
 from reports.html.answer import plan_line
+from reports.html.charts import _views
 from reports.html.compare import key_figures
 from tests.helpers import (
     BASE,
     jsonl,
     manifest_dict,
     records,
+    run_cli,
     stage_rows,
     two_stage_run,
     write_rows_run,
@@ -277,7 +280,9 @@ def test_a_comparison_overlays_runs_and_names_the_better_one(tmp_path: Path, pla
     assert x_star.values == pytest.approx((15.0, 30.0))
     assert x_star.verdict(1) == "better" and x_star.best(["a", "b"]) == "b"
     ttft = figures["TTFT p95 at the highest shared stage (ms)"]
-    assert ttft.verdict(1) == "same"  # both runs' s1 have TTFT 0.6 s
+    assert ttft.verdict(1) == "same" and ttft.best(["a", "b"]) == "–"  # both runs' s1 have TTFT 0.6 s: a tie
+    # the baseline plans for a forecast, the other run for none: the page says they answer different questions
+    assert "The runs were judged against different forecasts" in text_of(document)
     assert "+100.0%" in "".join(page.text)
 
 
@@ -344,3 +349,42 @@ def test_the_command_shown_has_no_credentials_even_from_an_older_manifest(tmp_pa
     document = render_html([run])
     assert "s3cretPASS" not in document and "t0k" not in document
     assert "loadtest run --endpoint http://127.0.0.1:9/v1" in text_of(document)
+
+
+def test_the_measured_plan_row_is_the_hand_computed_count(tmp_path: Path) -> None:
+    # X* = 15 req/s at 1000 in + 100 out: 16,500 tokens/s within the SLO
+    run = two_stage_run(tmp_path, SIM)
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest["spec"]["plan"] = {"peak_tokens_per_min": 6_000_000.0, "headroom": 0.2}
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    plan = collect_run(run).plan
+    assert not isinstance(plan, str) and plan.measured is not None
+    row = plan.rows[0]
+    # r = measured / nominal tokens/s of the band it ran on; chunks = ⌈D·(1 + h) / (r·c)⌉, c the price table's chunk
+    assert plan.measured.slo_tokens_per_s == pytest.approx(16_500.0)
+    ratio = 16_500.0 / plan.measured.band_tokens_per_s
+    assert row.mix_ratio == pytest.approx(ratio)
+    assert row.chunk_size is not None and row.chunks is not None
+    assert row.chunks == math.ceil(6_000_000 / 60 * 1.2 / (ratio * row.chunk_size))
+    assert row.band_tokens_per_s == pytest.approx(row.chunks * row.chunk_size)
+
+
+def test_a_capacity_panel_shows_the_percentile_an_slo_names() -> None:
+    assert _views({"a": {"ttft_p99": 1.0}, "b": {"e2e_p90": 2.0, "tpot_p50": 0.1}}) == [
+        ("ttft", "p99"),
+        ("tpot", "p50"),
+        ("e2e", "p90"),
+    ]
+    assert _views({}) == [("ttft", "p95"), ("tpot", "p50"), ("e2e", "p95")]
+
+
+def test_renders_in_two_processes_are_byte_identical(planned_run: Path, tmp_path: Path) -> None:
+    outs = []
+    for n, seed in enumerate(("1", "2")):
+        out = tmp_path / f"r{n}.html"
+        proc = run_cli(
+            "report", str(planned_run), "-o", str(out), env={"PYTHONHASHSEED": seed, "TZ": f"UTC+{n}"}
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
