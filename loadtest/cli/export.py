@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
+from loadtest.cli.options import write_atomically
 from loadtest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def export(run_dir: Path, fmt: ExportFormat, out: str | None, force: bool) -> No
     if target is None:
         _write_stdout(lambda stream: write_export(table, fmt, stream))
     else:
-        _write_file(target, lambda path: write_export(table, fmt, str(path)))
+        write_atomically(target, lambda path: write_export(table, fmt, str(path)))
         click.echo(f"wrote {table.num_rows:,} records to {target}", err=True)
     if data.skipped_lines:
         click.echo(f"note: {data.skipped_lines} {SKIPPED_LINES}", err=True)
@@ -70,20 +70,3 @@ def _write_stdout(write: Callable[[BinaryIO], None]) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-
-
-def _write_file(target: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file beside ``target`` and rename it into place."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {target}: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="loadtest", standalone_mode=False)
     except click.UsageError as exc:
         hint = f" (see 'loadtest {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
-        click.echo(f"loadtest: error: {exc.format_message()}{hint}", err=True)
+        message = " ".join(exc.format_message().split())  # click spreads a choice list over lines
+        click.echo(f"loadtest: error: {message}{hint}", err=True)
         return 2
     except click.ClickException as exc:
         click.echo(f"loadtest: error: {exc.format_message()}", err=True)

@@ -1,12 +1,16 @@
-"""Option parsing shared by the CLI's commands."""
+"""Option parsing and file writing shared by the CLI's commands."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from loadtest.errors import ConfigError
 
-__all__ = ["numbers", "seconds"]
+__all__ = ["numbers", "seconds", "write_atomically"]
 
 
 def numbers(values: tuple[str, ...], flag: str, kind: type[int] | type[float]) -> tuple[Any, ...]:
@@ -36,3 +40,25 @@ def seconds(value: str | None, flag: str) -> float | None:
         return parse_duration(value)
     except ValueError as exc:
         raise ConfigError(f"{flag}: {exc}") from None
+
+
+def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file beside ``target`` and rename it into place, so that an interrupted write
+    never leaves half a file; the file gets the usual permissions (0666 less the umask). A file that cannot be
+    written is one line (exit 2)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror}") from None
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

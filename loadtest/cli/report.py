@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from loadtest.cli.options import write_atomically
 from loadtest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
 
     from reports.html import RunView
 
-__all__ = ["report", "write_report"]
+__all__ = ["REPLANNED_FILE", "report", "write_report"]
+
+REPLANNED_FILE = "report-replanned.html"
 
 
 @click.command()
@@ -26,7 +29,8 @@ __all__ = ["report", "write_report"]
     "out_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the HTML (default: RUN/report.html for one run, comparison.html here for several).",
+    help="Where to write the HTML (default: RUN/report.html for one run — RUN/report-replanned.html with "
+    "--peak-tpm, --peak-rps or --arch — and comparison.html here for several).",
 )
 @click.option(
     "--peak-tpm",
@@ -73,8 +77,10 @@ def report(
         replan = PlanRequest(
             peak_tokens_per_min=peak_tpm, peak_requests_per_s=peak_rps, architectures=architectures
         )
-    if out_file is None:
-        out_file = run_dirs[0] / REPORT_FILE if len(run_dirs) == 1 else Path("comparison.html")
+    if out_file is None and len(run_dirs) > 1:
+        out_file = Path("comparison.html")
+    elif out_file is None:  # a replanned report never replaces the run's own
+        out_file = run_dirs[0] / (REPLANNED_FILE if replan is not None else REPORT_FILE)
     from reports.html import collect_run
 
     write_report([collect_run(path, replan) for path in run_dirs], out_file)
@@ -86,7 +92,9 @@ def write_report(views: Sequence[RunView], out_file: Path) -> None:
     be written is a one-line error (exit 2)."""
     from reports.html import render_views
 
-    try:
-        out_file.write_text(render_views(views), encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out_file}: {exc.strerror}") from None
+    text = render_views(views).encode("utf-8")
+
+    def write(path: Path) -> None:
+        path.write_bytes(text)
+
+    write_atomically(out_file, write)

@@ -8,7 +8,7 @@ on a malformed URL and a URL without a scheme loses its credentials too.
 :func:`public_argv` is for a command line: its URLs as :func:`public_url` shows them, the rest redacted.
 
 :func:`redact` is for every piece of text from outside (server error bodies, stream errors, exception messages)
-before it is shown or recorded: the given secret values, bearer tokens, ``dapi…`` tokens,
+before it is shown or recorded: the given secret values, bearer tokens, ``dapi…`` and ``sk-…`` keys,
 ``client_secret`` / ``api_key`` / ``token`` / ``password`` values and credentials inside URLs become ``***``
 (:func:`header_secrets` gives the values a request's headers carry);
 whitespace runs collapse to one space and the text is capped at 160 characters.
@@ -35,6 +35,7 @@ _CREDENTIALS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}://)[^\s/?#]*@"), r"\1***@"),  # a bounded scheme: linear time
     (re.compile(r"(?i)(bearer\s+)\S+"), r"\1***"),
     (re.compile(r"\bdapi[0-9a-zA-Z-]{8,}"), "dapi***"),
+    (re.compile(r"\bsk-(?:[a-z]+-)?[0-9a-zA-Z_-]{16,}"), "sk-***"),  # OpenAI-style keys (sk-…, sk-proj-…)
 )
 _KEYS = r"(?i)(client_secret|password|api[_-]?key|token)"
 _PATTERNS = (*_CREDENTIALS, (re.compile(_KEYS + r"([\"'=:\s]+)[^\s\"',}]+"), r"\1\2***"))

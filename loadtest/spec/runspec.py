@@ -149,7 +149,9 @@ class PlanRequest:
             raise TypeError("plan must be an object")
         for key in ("peak_tokens_per_min", "peak_requests_per_s", "headroom"):
             value = raw.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
                 raise TypeError(f"plan.{key} must be a number ≥ 0, got {value!r}")
         archs = raw.get("architectures", [])
         if not isinstance(archs, list | tuple) or not all(isinstance(a, str) for a in archs):

@@ -21,6 +21,7 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from analysis.capacity import CapacityResult
 from analysis.plan import ArchitecturePlan, Forecast
@@ -187,22 +188,19 @@ def cdf_chart(key: str, cdfs: Mapping[str, Mapping[str, tuple[np.ndarray, np.nda
     """Latency distributions per stage: the share of successful requests at or below each latency."""
     if not any(cdfs.values()):
         return None
+    stages = list(dict.fromkeys(stage for curves in cdfs.values() for stage in curves))
+    colors = {stage: f"C{n % 10}" for n, stage in enumerate(stages)}  # one colour per stage in every panel
     with _figure(key, 2.5, ncols=3) as (fig, axes):
         for ax, metric in zip(axes, ("ttft", "tpot", "e2e"), strict=True):
-            for n, (stage, (p, v)) in enumerate(cdfs.get(metric, {}).items()):
-                ax.plot(
-                    _ms(v),
-                    p,
-                    color=f"C{n % 10}",
-                    label=stage if metric == "ttft" else None,
-                    drawstyle="steps-post",
-                )
+            for stage, (p, v) in cdfs.get(metric, {}).items():
+                labelled = metric == "ttft" or stage not in cdfs.get("ttft", {})
+                label = stage if labelled else None
+                ax.plot(_ms(v), p, color=colors[stage], label=label, drawstyle="steps-post")
             ax.set_xlabel(f"{_METRIC_TITLES[metric]} (ms)")
             ax.set_ylabel("share of requests ≤ x")
             ax.set_ylim(0, 1.0)
             ax.set_xlim(left=0)
-        stages = len(cdfs.get("ttft", {}))
-        fig.legend(loc="outside lower center", ncols=min(max(stages, 1), 6), frameon=False)
+        fig.legend(loc="outside lower center", ncols=min(max(len(stages), 1), 6), frameon=False)
         svg = _svg(fig, key)
     return Chart(
         key,
@@ -273,6 +271,7 @@ def token_chart(
                     ax.stairs(counts / counts.sum(), hist.edges, label=name, **style)
             ax.set_xlabel(f"{what} tokens per request")
             ax.set_ylabel("share of requests")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(loc="upper right", frameon=False)
         svg = _svg(fig, key)
     return Chart(

@@ -456,6 +456,7 @@ def _run_body(view: RunView, vid: str) -> str:
 def render_page(views: Sequence[RunView], version: str) -> str:
     """The whole document for one run, or several with a comparison first."""
     title = views[0].name if len(views) == 1 else f"comparison of {len(views)} runs"
+    heading = "Load test report" if len(views) == 1 else f"Load test report — {title}"
     nav = "".join(f'<a href="#r{n}">{_e(v.name)}</a>' for n, v in enumerate(views)) if len(views) > 1 else ""
     nav_html = f'<nav><a href="#comparison">comparison</a>{nav}</nav>' if nav else ""
     compare = comparison_section(views) if len(views) > 1 else ""
@@ -465,7 +466,7 @@ def render_page(views: Sequence[RunView], version: str) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>loadtest report — {_e(title)}</title><style>{CSS}</style></head>"
-        f"<body><main><h1>Load test report — {_e(title)}</h1>{nav_html}{compare}{body}"
+        f"<body><main><h1>{_e(heading)}</h1>{nav_html}{compare}{body}"
         f"<footer>Made by llm-loadtest {_e(version)} from the run director{'y' if len(views) == 1 else 'ies'} "
         f"{_e(', '.join(v.name for v in views))}. Definitions (TTFT, TPOT, ITL, E2E, lag, goodput) are in the "
         "project's docs/metrics.md; the report can be rebuilt at any time with <code>loadtest report RUN</code>."

@@ -52,6 +52,9 @@ def test_public_url_is_what_a_manifest_and_an_auth_description_show() -> None:
     [
         ("Authorization: Bearer dapi0123456789abcdef", "Authorization: Bearer ***"),
         ("dapi0123456789abcdef was refused", "dapi*** was refused"),
+        ("Incorrect API key provided: sk-proj-abcDEF0123456789xyz", "Incorrect API key provided: sk-***"),
+        ("echoed sk-0123456789abcdefABCDEF back", "echoed sk-*** back"),
+        ("a task-based plan is fine", "a task-based plan is fine"),
         ('{"client_secret": "s3cr3t-value"}', '{"client_secret": "***"}'),
         ("token=abc.def.ghi rest", "token=*** rest"),
         ("GET /v1?api_key=k1&x=1 failed", "GET /v1?api_key=*** failed"),
