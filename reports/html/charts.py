@@ -21,7 +21,7 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from analysis.capacity import CapacityResult
 from analysis.plan import ArchitecturePlan, Forecast
@@ -371,6 +371,14 @@ def _units(row: ArchitecturePlan) -> tuple[int, str]:
     return row.replicas, "replicas"
 
 
+def _short(value: float) -> str:
+    """A tick as people write it: 1k, 10M, 2.5B."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
 def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Chart | None:
     """Monthly cost against monthly token volume: pay-per-token (linear) against provisioned (flat at the
     forecast's size), with the break-even volume marked."""
@@ -402,6 +410,11 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # plain-text ticks: with text.parse_math off, log axes' default labels would show their mathtext source
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "$" + _short(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tokens per month")
         ax.set_ylabel("cost per month (USD)")
         ax.legend(loc="upper left", frameon=False)

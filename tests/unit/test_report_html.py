@@ -144,6 +144,9 @@ def test_a_report_holds_every_section_and_chart_and_parses(planned_run: Path) ->
     assert len(figures) == len(CHARTS)
     assert sum(1 for tag, _ in page.tags if tag == "svg") == len(CHARTS)
     assert len(page.ids) == len(set(page.ids)), "ids are unique on the page"
+    assert "mathdefault" not in "".join(
+        page.text
+    )  # every tick label is plain text (no mathtext source shown)
 
 
 def test_the_verdict_states_x_star_with_its_interval_and_the_plan(planned_run: Path) -> None:
