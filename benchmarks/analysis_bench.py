@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_driver import ensure_run, repeat_in_children  # noqa: E402
 
 from loadtest.client.protocol import EndpointSpec, RequestClass  # noqa: E402
 from loadtest.client.records import GAPS_FILE  # noqa: E402
@@ -242,34 +243,19 @@ def main() -> None:
         else:
             print(json.dumps(measure(run_dir)))
         return
-    if not (run_dir / "manifest.json").exists():
-        t0 = time.perf_counter()
-        generate(run_dir, args.records)
-        size = (run_dir / "records.jsonl").stat().st_size
-        side = (run_dir / GAPS_FILE).stat().st_size
-        took = time.perf_counter() - t0
-        print(
-            f"generated {args.records:,} records (records.jsonl {size / 1e9:.2f} GB, {GAPS_FILE} {side / 1e9:.2f} GB)"
-            f" in {took:.0f} s"
-        )
-    for _ in range(args.repeat):
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--records",
-                str(args.records),
-                "--dir",
-                str(args.dir),
-                "--measure-only",
-                *(["--export", args.export] if args.export else []),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        print(out.stdout.strip())
+    ensure_run(run_dir, args.records, generate)
+    repeat_in_children(
+        __file__,
+        [
+            "--records",
+            str(args.records),
+            "--dir",
+            str(args.dir),
+            "--measure-only",
+            *(["--export", args.export] if args.export else []),
+        ],
+        args.repeat,
+    )
 
 
 if __name__ == "__main__":

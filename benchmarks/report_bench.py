@@ -29,8 +29,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -42,8 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_driver import ensure_run, repeat_in_children  # noqa: E402
+
 from loadtest.engine.procstat import peak_rss_mb  # noqa: E402
-from loadtest.rundir import GAPS_FILE, SimulatedEndpoint, read_manifest, write_manifest  # noqa: E402
+from loadtest.rundir import SimulatedEndpoint, read_manifest, write_manifest  # noqa: E402
 from loadtest.spec.runspec import PlanRequest  # noqa: E402
 from loadtest.spec.simulator import SimSettings  # noqa: E402
 
@@ -192,38 +192,19 @@ def main() -> None:
     if args.measure_only:
         print(json.dumps(measure(run_dir)))
         return
-    if not (run_dir / "manifest.json").exists():
-        t0 = time.perf_counter()
+
+    def write(path: Path, records: int) -> None:
         # the synthetic run's writer; imported here only, so that the measured child loads nothing the report
         # does not (this directory is on sys.path when the file runs as a script)
         import analysis_bench
 
-        analysis_bench.generate(run_dir, args.records)
-        complete_manifest(run_dir, args.records)
-        size = (run_dir / "records.jsonl").stat().st_size
-        side = (run_dir / GAPS_FILE).stat().st_size
-        took = time.perf_counter() - t0
-        print(
-            f"generated {args.records:,} records (records.jsonl {size / 1e9:.2f} GB, {GAPS_FILE} {side / 1e9:.2f} GB)"
-            f" in {took:.0f} s"
-        )
-    for _ in range(args.repeat):
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--records",
-                str(args.records),
-                "--dir",
-                str(args.dir),
-                "--measure-only",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        print(out.stdout.strip())
+        analysis_bench.generate(path, records)
+        complete_manifest(path, records)
+
+    ensure_run(run_dir, args.records, write)
+    repeat_in_children(
+        __file__, ["--records", str(args.records), "--dir", str(args.dir), "--measure-only"], args.repeat
+    )
 
 
 if __name__ == "__main__":
