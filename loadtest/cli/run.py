@@ -132,9 +132,9 @@ __all__ = ["run"]
     "--slo",
     "slo",
     multiple=True,
-    metavar="METRIC_PQ=LIMIT",
-    help="An SLO on every request class, e.g. --slo ttft_p95=1s --slo tpot_p50=50ms (default on the simulator: "
-    "ttft_p95=200ms, tpot_p50=50ms, the demo's).",
+    metavar="[CLASS:]METRIC<LIMIT",
+    help="An SLO on every request class (or on CLASS), e.g. --slo 'ttft_p95<1s' --slo 'tpot_p50<50ms' "
+    "--slo 'goodput>=95%' (default on the simulator: the demo's ttft_p95<200ms, tpot_p50<50ms).",
 )
 @click.option(
     "--peak-tpm",
@@ -202,6 +202,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
     from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.spec.scenario import load_scenario
     from loadtest.spec.simulator import SimSettings
+    from loadtest.spec.slo_flags import parse_slo_flags
     from reports import render_load_table, render_quota_note, render_stage_table, summary_json
     from scenarios import find_shipped
 
@@ -231,7 +232,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
         name=opts["name"],
         sweep_points=opts["sweep_points"],
         simulator=sim_opts,
-        slos=_slos(opts["slo"]),
+        slos=parse_slo_flags(opts["slo"]),
         peak_tokens_per_min=opts["peak_tpm"],
         peak_requests_per_s=opts["peak_rps"],
     )
@@ -317,31 +318,6 @@ def _report(run_dir: Path) -> None:
     for line in answer_lines(view):
         click.echo(line)
     click.echo(f"report: {path}")
-
-
-def _slos(given: tuple[str, ...]) -> dict[str, float]:
-    """``("ttft_p95=1s", "tpot_p50=50ms")`` → ``{"ttft_p95": 1.0, "tpot_p50": 0.05}``, checked as a scenario's
-    ``slo`` table is."""
-    from loadtest.spec.scenario import parse_slo
-
-    table: dict[str, str | float] = {}
-    for item in given:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"--slo takes METRIC_PQ=LIMIT, e.g. ttft_p95=1s, got {item!r}")
-        name, text = key.strip(), value.strip()
-        if name in table:
-            raise ConfigError(f"--slo {name} is given twice")
-        if name == "attainment":
-            try:
-                table[name] = float(text)
-            except ValueError:
-                raise ConfigError(f"--slo attainment must be a fraction in (0, 1], got {text!r}") from None
-            continue
-        if not text.rstrip(".0123456789"):  # a bare number: seconds? milliseconds? say it
-            raise ConfigError(f"--slo {name}={text}: give a unit, e.g. {name}={text}ms or {name}={text}s")
-        table[name] = text
-    return parse_slo(table, "--slo")
 
 
 def _check_simulator(settings: SimSettings) -> None:

@@ -72,7 +72,9 @@ class Overrides:
     name: str | None = None
     sweep_points: int | None = None
     simulator: SimSettings = field(default_factory=SimSettings)
-    slos: Mapping[str, float] = field(default_factory=dict)
+    slos: Mapping[str | None, Mapping[str, float]] = field(
+        default_factory=dict
+    )  # by class; None: every class
     peak_tokens_per_min: float | None = None
     peak_requests_per_s: float | None = None
 
@@ -100,7 +102,9 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
     """The scenario the flags describe when no scenario file is given."""
     simulated = ov.endpoint is None
     kind = ov.kind or "chat"
-    slo = slo_for(kind, dict(ov.slos) or (dict(SIM_DEMO_SLO) if simulated else {}))
+    _check_scopes(ov, (kind,))
+    given = {**ov.slos.get(None, {}), **ov.slos.get(kind, {})}
+    slo = slo_for(kind, given or (dict(SIM_DEMO_SLO) if simulated and not ov.slos else {}))
     cls = RequestClass(
         name=kind,
         kind=kind,  # type: ignore[arg-type]
@@ -222,11 +226,22 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
         )
     if ov.slos:
         base = changes.get("classes", scenario.classes)
+        _check_scopes(ov, tuple(c.name for c in base))
         changes["classes"] = tuple(
-            dataclasses.replace(c, slo=slo_for(c.kind, {**c.slo, **ov.slos})) for c in base
+            dataclasses.replace(
+                c, slo=slo_for(c.kind, {**c.slo, **ov.slos.get(None, {}), **ov.slos.get(c.name, {})})
+            )
+            for c in base
         )
     changes["plan"] = _plan(ov, scenario.plan, "endpoint" not in changes and scenario.endpoint is None)
     return dataclasses.replace(scenario, **changes)
+
+
+def _check_scopes(ov: Overrides, classes: tuple[str, ...]) -> None:
+    """Every ``--slo CLASS:…`` names a class of the run."""
+    for scope in ov.slos:
+        if scope is not None and scope not in classes:
+            raise ConfigError(f"--slo {scope}:…: no request class {scope!r} (classes: {', '.join(classes)})")
 
 
 def _plan(ov: Overrides, given: PlanRequest | None, simulated: bool) -> PlanRequest | None:

@@ -60,12 +60,13 @@ def test_report_refusals_are_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--slo", "ttft_p95"), "--slo takes METRIC_PQ=LIMIT"),
-        (("--slo", "speed_p95=1s"), "unknown SLO 'speed_p95'"),
-        (("--slo", "ttft_p95=fast"), "ttft_p95"),
-        (("--slo", "attainment=high"), "attainment must be a fraction"),
-        (("--slo", "tpot_p50=50"), "--slo tpot_p50=50: give a unit, e.g. tpot_p50=50ms or tpot_p50=50s"),
-        (("--slo", "ttft_p95=1s", "--slo", "ttft_p95=2s"), "--slo ttft_p95 is given twice"),
+        (("--slo", "ttft_p95"), "--slo takes [CLASS:]METRIC<LIMIT"),
+        (("--slo", "speed_p95<1s"), "unknown SLO 'speed_p95'"),
+        (("--slo", "ttft_p95<fast"), "ttft_p95"),
+        (("--slo", "goodput>=high"), "a share is a percentage or a fraction"),
+        (("--slo", "tpot_p50<50"), "give the limit a unit, e.g. tpot_p50<50ms"),
+        (("--slo", "ttft_p95<1s", "--slo", "ttft_p95<2s"), "--slo ttft_p95 is given twice"),
+        (("--slo", "rag:ttft_p95<1s"), "no request class 'rag' (classes: chat)"),
         (("--peak-tpm", "1", "--peak-rps", "1"), "not both"),
     ],
 )

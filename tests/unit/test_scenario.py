@@ -19,6 +19,7 @@ from loadtest.spec.assemble import (
 )
 from loadtest.spec.runspec import PlanRequest, RunSpec
 from loadtest.spec.scenario import load_scenario, parse_scenario
+from loadtest.spec.slo_flags import parse_slo_flags
 from loadtest.spec.workload import RequestFactory
 from tests.helpers import ROOT
 
@@ -171,7 +172,7 @@ def test_the_simulator_demo_gets_slos_and_an_example_forecast() -> None:
     assert demo.classes[0].slo == dict(SIM_DEMO_SLO)
     assert demo.plan == PlanRequest(peak_tokens_per_min=SIM_EXAMPLE_PEAK_TPM, example=True)
     assert [s.users for s in demo.stages] == [1, 4, 16, 64]
-    mine = scenario_from_flags(Overrides(slos={"ttft_p99": 2.0}, peak_requests_per_s=5.0))
+    mine = scenario_from_flags(Overrides(slos={None: {"ttft_p99": 2.0}}, peak_requests_per_s=5.0))
     assert mine.classes[0].slo == {"ttft_p99": 2.0}
     assert mine.plan == PlanRequest(peak_requests_per_s=5.0)
     endpoint = scenario_from_flags(Overrides(endpoint="http://127.0.0.1:8000/v1"))
@@ -186,7 +187,7 @@ def test_flags_override_a_scenarios_slos_and_forecast() -> None:
         }
     )
     assert scenario.plan is not None and not scenario.plan.example
-    changed = apply_overrides(scenario, Overrides(slos={"ttft_p95": 0.5}, peak_tokens_per_min=900.0))
+    changed = apply_overrides(scenario, Overrides(slos={None: {"ttft_p95": 0.5}}, peak_tokens_per_min=900.0))
     assert changed.classes[0].slo == {"ttft_p95": 0.5, "tpot_p50": 0.05}
     assert changed.plan == PlanRequest(peak_tokens_per_min=900.0, architectures=("llama-3.1-8b",))
     # a simulator scenario without a forecast gets the example one; its own SLOs stay (none: none)
@@ -226,12 +227,47 @@ def test_token_slos_never_reach_an_embeddings_class() -> None:
     with pytest.raises(ConfigError, match=r"classes\[0\]\.slo: an embeddings class produces no tokens"):
         parse_scenario({"classes": [{"kind": "embeddings", "slo": {"tpot_p50": "50ms"}}]})
     mix = load_scenario(ROOT / "scenarios" / "mix.toml")
-    given = apply_overrides(mix, Overrides(slos={"tpot_p50": 0.05, "ttft_p95": 1.0}))
+    given = apply_overrides(mix, Overrides(slos={None: {"tpot_p50": 0.05, "ttft_p95": 1.0}}))
     slos = {c.name: c.slo for c in given.classes}
     assert slos["embed"] == {
         "e2e_p95": 0.5,
         "ttft_p95": 1.0,
     }  # --slo tpot_p50 applies where it means something
     assert slos["chat"]["tpot_p50"] == 0.05 and slos["rag"]["tpot_p50"] == 0.05
-    embed = scenario_from_flags(Overrides(kind="embeddings", slos={"tpot_p50": 0.05, "e2e_p95": 0.3}))
+    embed = scenario_from_flags(Overrides(kind="embeddings", slos={None: {"tpot_p50": 0.05, "e2e_p95": 0.3}}))
     assert embed.classes[0].slo == {"e2e_p95": 0.3}
+
+
+def test_slo_flags_read_the_threshold_form_scoped_or_not() -> None:
+    assert parse_slo_flags(["ttft_p95<800ms", "tpot_p50 <= 40ms", "goodput>=95%", "chat:e2e_p99<2s"]) == {
+        None: {"ttft_p95": 0.8, "tpot_p50": 0.04, "attainment": 0.95},
+        "chat": {"e2e_p99": 2.0},
+    }
+    assert parse_slo_flags(["attainment>=0.9"]) == {None: {"attainment": 0.9}}
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("ttft_p95=1s", "--slo takes [CLASS:]METRIC<LIMIT"),
+        ("ttft_p95>1s", "a latency SLO is a ceiling, write ttft_p95<1s"),
+        ("goodput<95%", "goodput is a floor, write goodput>=95%"),
+        ("tpot_p50<50", "give the limit a unit, e.g. tpot_p50<50ms"),
+        ("speed_p95<1s", "unknown SLO 'speed_p95'"),
+        ("goodput>=120%", "a share must be in (0, 100 %]"),
+        ("goodput>=lots", "a share is a percentage or a fraction"),
+    ],
+)
+def test_a_wrong_slo_flag_is_one_line(flag: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_slo_flags([flag])
+
+
+def test_an_slo_flag_twice_or_for_an_unknown_class_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--slo ttft_p95 is given twice"):
+        parse_slo_flags(["ttft_p95<1s", "ttft_p95<2s"])
+    mix = load_scenario(ROOT / "scenarios" / "mix.toml")
+    with pytest.raises(ConfigError, match=r"no request class 'chta' \(classes: chat, rag, embed\)"):
+        apply_overrides(mix, Overrides(slos=parse_slo_flags(["chta:ttft_p95<1s"])))
+    scoped = apply_overrides(mix, Overrides(slos=parse_slo_flags(["rag:ttft_p95<3s"])))
+    assert {c.name: c.slo.get("ttft_p95") for c in scoped.classes} == {"chat": 1.0, "rag": 3.0, "embed": None}
