@@ -9,36 +9,30 @@ offline, forwarded by mail, or printed to PDF.
 from __future__ import annotations
 
 import datetime as dt
-import html
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Sequence
 
 from analysis.summary import StageSummary
 from loadtest.client.scrub import public_argv
-from loadtest.rundir import Sample, SampleText
 from reports.console import format_ms, format_number, format_target
 from reports.html.answer import plan_line, verdict_lines
+from reports.html.blocks import DASH as _DASH
+from reports.html.blocks import escape as _e
+from reports.html.blocks import table as _table
 from reports.html.charts import (
     capacity_chart,
     cdf_chart,
-    cost_volume_chart,
     figure_html,
-    plan_chart,
     timeline_chart,
     token_chart,
     tpot_fit_chart,
 )
 from reports.html.collect import RunView
 from reports.html.compare import comparison_section
+from reports.html.plan_section import plan_section
+from reports.html.samples_section import samples_section
 from reports.html.style import CSS
-from reports.plan_table import format_money, format_ppt, format_provisioned, format_tokens
 
 __all__ = ["render_page"]
-
-_DASH = "–"
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _when(epoch: float | None) -> str:
@@ -52,24 +46,6 @@ def _duration(seconds: float | None) -> str:
         return _DASH
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
-def _table(
-    header: Sequence[str], rows: Iterable[Sequence[str]], text: Collection[int] = (0,), cls: str = ""
-) -> str:
-    """An HTML table; cells are escaped here. The columns ``text`` (indices, negative from the end) are text,
-    left-aligned and wrapped; the others numbers, right-aligned."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    texts = {i % len(header) for i in text}
-    body = []
-    for row in rows:
-        cells = "".join(
-            f"<td>{_e(c)}</td>" if i in texts else f'<td class="num">{_e(c)}</td>' for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    klass = f' class="{cls}"' if cls else ""
-    table = f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    return f'<div class="scroll">{table}</div>'
 
 
 def _badge(text: str, kind: str) -> str:
@@ -263,151 +239,6 @@ def _errors(view: RunView, vid: str) -> str:
     return f'<section id="{vid}-errors"><h3>Errors</h3>{table}</section>'
 
 
-def _text(value: SampleText | None) -> str:
-    """A stored text, escaped, in a ``<pre>``, saying when it was cut."""
-    if value is None:
-        return '<p class="note">not collected</p>'
-    cut = f"\n… (cut at {len(value.text):,} of {value.chars:,} characters)" if value.truncated else ""
-    return f'<pre class="sample">{_e(value.text + cut)}</pre>'
-
-
-def _sample(sample: Sample) -> str:
-    outcome = "ok" if sample.ok else f"{sample.error_class} ({sample.status or 'no status'})"
-    facts = [
-        f"stage {sample.stage}",
-        f"seq {sample.seq}",
-        outcome,
-        f"TTFT {format_ms(sample.ttft_s)} ms",
-        f"E2E {format_ms(sample.e2e_s)} ms",
-        f"{sample.prompt_tokens if sample.prompt_tokens is not None else _DASH} in / "
-        f"{sample.output_tokens if sample.output_tokens is not None else _DASH} out",
-    ]
-    if sample.finish_reason:
-        facts.append(f"finish {sample.finish_reason}")
-    req = sample.request
-    params = ", ".join(f"{k}={v}" for k, v in req.params.items())
-    head = f"{req.kind} · model {req.model or _DASH} · max_tokens {req.max_tokens or _DASH}"
-    head += f" · {'streamed' if req.stream else 'not streamed'}" + (f" · {params}" if params else "")
-    if req.messages:
-        shown = "\n\n".join(
-            f"[{m.role}] {m.content.text}" + ("…" if m.content.truncated else "") for m in req.messages
-        )
-        more = req.messages_total - len(req.messages)
-        if more > 0:
-            shown += f"\n\n… and {more} more messages"
-        asked = f'<pre class="sample">{_e(shown)}</pre>'
-    else:
-        asked = _text(req.prompt)
-    parts = [
-        f'<div class="sample-card"><p class="sample-head"><strong>{_e(sample.request_class)}</strong> — '
-        f"{_e(' · '.join(facts))}</p>",
-        f'<p class="note">request: {_e(head)}</p>{asked}',
-    ]
-    if sample.error_detail:
-        parts.append(f'<p class="note">error: {_e(sample.error_detail)}</p>')
-    if sample.response is not None or sample.ok:
-        parts.append(f'<p class="note">response:</p>{_text(sample.response)}')
-    if sample.error_body is not None:
-        parts.append(f'<p class="note">error body:</p>{_text(sample.error_body)}')
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def _samples(view: RunView, vid: str) -> str:
-    intro = (
-        "A few requests per class as sent and what came back, stored while the run ran — the first successes of "
-        "each class and the first failures of each error class; texts redacted and cut at 2,000 characters, "
-        "shown as text."
-    )
-    body = "".join(_sample(s) for s in view.samples) or f"<p>{_e(view.samples_note or 'no samples')}</p>"
-    head = f'<h3>Sample requests and responses</h3><p class="note">{_e(intro)}</p>'
-    return f'<section id="{vid}-samples">{head}{body}</section>'
-
-
-def _plan_section(view: RunView, vid: str) -> str:
-    plan = view.plan
-    if isinstance(plan, str):
-        return f'<section id="{vid}-plan"><h3>Provisioning plan</h3><p>{_e(plan)}</p></section>'
-    f = plan.forecast
-    example = (
-        " This is an example forecast, not yours: set [plan] peak_tpm or --peak-tpm."
-        if plan.request.example
-        else ""
-    )
-    slos = (
-        ", ".join(
-            f"{name} ≤ {format_ms(value)} ms (mean)"
-            for name, value in (("TTFT", plan.slos.ttft_s), ("TPOT", plan.slos.tpot_s))
-            if value
-        )
-        or "none"
-    )
-    if plan.slos.ttft_s is not None or plan.slos.tpot_s is not None:
-        slos += (
-            " — the tightest of the run's percentile SLOs, which the model checks on its mean latencies, so "
-            "estimated rows are optimistic against a percentile"
-        )
-    intro = (
-        f"Forecast: peak {f.peak_tokens_per_min:,.0f} tokens/min ({f.peak_requests_per_s:,.2f} req/s) at the run's "
-        f"mix of {f.prompt_tokens} in / {f.output_tokens} out, {format_tokens(f.tokens_per_month)} tokens/month; "
-        f"headroom {plan.request.headroom:.0%}; SLOs {slos}; GPU {plan.gpu}; prices: {plan.prices.label}.{example}"
-    )
-    rows = [
-        [
-            r.architecture,
-            r.source,
-            f"{r.replica_slo_tokens_per_s:,.0f}",
-            f"{r.mix_ratio:.2f}",
-            r.binds,
-            format_provisioned(r),
-            format_money(r.pt_cost_per_month),
-            format_ppt(r),
-            format_money(r.ppt_cost_per_month),
-            format_tokens(r.break_even_tokens_per_month),
-        ]
-        for r in plan.rows
-    ]
-    table = _table(
-        [
-            "architecture",
-            "basis",
-            "SLO tok/s per replica",
-            "mix / reference",
-            "binds",
-            "provisioned throughput",
-            "PT $/month",
-            "pay-per-token",
-            "PPT $/month",
-            "break-even tokens/month",
-        ],
-        rows,
-        text=(0, 1, 4, 5, 7),
-    )
-    measured = plan.measured
-    basis = ""
-    if measured is not None:
-        ci = f"± {measured.relative_ci:.0%}, 95 %" if measured.relative_ci is not None else "no interval"
-        bound = " (a lower bound: every stage met the SLOs)" if measured.lower_bound else ""
-        basis = (
-            f"<p>Measured row: {measured.slo_tokens_per_s:,.0f} tokens/s within the SLOs on a band of "
-            f"{measured.band_tokens_per_s:,.0f} tokens/s ({_e(ci)}){_e(bound)}; "
-            f"limit: {_e(measured.limit_detail)}. Estimated rows are the roofline model's "
-            "(docs/capacity-model.md), not measured.</p>"
-        )
-    notes = "".join(f"<li>{_e(r.architecture)}: confidence {_e(r.confidence)}</li>" for r in plan.rows)
-    notes += "".join(f"<li>{_e(r.architecture)}: {_e(n)}</li>" for r in plan.rows for n in r.notes) + "".join(
-        f"<li>{_e(n)}</li>" for n in plan.notes
-    )
-    notes_html = f'<ul class="note">{notes}</ul>' if notes else ""
-    charts = figure_html(plan_chart(f"{vid}-plan-chart", plan.rows)) + figure_html(
-        cost_volume_chart(f"{vid}-cost-volume", plan.rows[0], f)
-    )
-    return (
-        f'<section id="{vid}-plan"><h3>Provisioning plan</h3><p>{_e(intro)}</p>{basis}{table}{notes_html}{charts}'
-        "</section>"
-    )
-
-
 def _run_body(view: RunView, vid: str) -> str:
     """One run's article; ``vid`` (``r0``, ``r1``, …) prefixes its ids on the page."""
     status = view.manifest.status
@@ -445,11 +276,11 @@ def _run_body(view: RunView, vid: str) -> str:
         f'<article class="run" id="{vid}"><header><h2>{_e(view.name)} {_badge(status, kind)}</h2></header>{banner}'
         f'<div class="first-screen">{_verdict(view, vid)}{_validity(view, vid)}{_what_was_run(view, vid)}</div>'
         f'<section id="{vid}-capacity-section"><h3>Capacity</h3>{cap_text}{figure_html(charts[0])}</section>'
-        f"{_plan_section(view, vid)}"
+        f"{plan_section(view, vid)}"
         f'<section id="{vid}-latency"><h3>Latency</h3>{figure_html(charts[1])}{figure_html(charts[2])}</section>'
         f'<section id="{vid}-time"><h3>Over time</h3>{figure_html(line)}</section>'
         f'<section id="{vid}-token-lengths"><h3>Token lengths</h3>{figure_html(tokens)}</section>'
-        f"{_tables(view, vid)}{_errors(view, vid)}{_samples(view, vid)}</article>"
+        f"{_tables(view, vid)}{_errors(view, vid)}{samples_section(view, vid)}</article>"
     )
 
 

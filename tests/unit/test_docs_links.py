@@ -159,14 +159,10 @@ def test_the_checks_catch_what_they_are_for() -> None:
         "#nothing-here (no heading #nothing-here in docs/plan.md)",
         "../../elsewhere.md (outside the repository)",
     ]
-    notes = "/".join(("..", "shared"))  # spelled in parts so that this file cites nothing itself
-    assert OUTSIDE.findall(
-        f"see {notes}/DESIGN.md and reference/capacity.md, not docs/capacity-model.md"
-    ) == [
-        notes,
-        "DESIGN.md",
-        "capacity.md",
-    ]
+    # spelled in parts so that this file names no outside note itself
+    notes, design, capacity = "/".join(("..", "shared")), "DESIGN" + ".md", "capacity" + ".md"
+    text = f"see {notes}/{design} and {'reference'}/{capacity}, not docs/capacity-model.md"
+    assert OUTSIDE.findall(text) == [notes, design, capacity]
 
 
 def test_heading_ids_follow_github() -> None:
