@@ -9,7 +9,6 @@ no global state, no GUI backend.
 
 from __future__ import annotations
 
-import html
 import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from analysis.capacity import CapacityResult
 from analysis.plan import ArchitecturePlan, Forecast
 from analysis.timeline import Histogram, Timeline
+from reports.html.blocks import escape
 
 __all__ = [
     "Chart",
@@ -71,9 +71,9 @@ def figure_html(chart: Chart | None) -> str:
     """The chart as an HTML ``<figure>`` with its title and caption (escaped); empty for no chart."""
     if chart is None:
         return ""
-    title, caption = html.escape(chart.title), html.escape(chart.caption)
+    title, caption = escape(chart.title), escape(chart.caption)
     return (
-        f'<figure id="{html.escape(chart.key)}" class="chart"><figcaption><strong>{title}</strong> — {caption}'
+        f'<figure id="{escape(chart.key)}" class="chart"><figcaption><strong>{title}</strong> — {caption}'
         f"</figcaption>{chart.svg}</figure>"
     )
 

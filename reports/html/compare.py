@@ -6,11 +6,11 @@ for the other figures, when it exceeds :data:`CLEAR_CHANGE` (they have no interv
 from __future__ import annotations
 
 import dataclasses
-import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reports.console import format_ms
+from reports.html.blocks import escape
 from reports.html.charts import capacity_chart, figure_html
 from reports.html.collect import RunView
 from reports.plan_table import format_money
@@ -127,7 +127,7 @@ def key_figures(views: Sequence[RunView]) -> list[Figure]:
 
 def comparison_section(views: Sequence[RunView]) -> str:
     names = [v.name for v in views]
-    e = html.escape
+    e = escape
     figures = key_figures(views)
     head = "".join(f"<th>{e(n)}{' (baseline)' if i == 0 else ''}</th>" for i, n in enumerate(names))
     rows = []
