@@ -44,9 +44,9 @@ class Timeline:
 
 
 def _bin_width(span_s: float, target_bins: int) -> float:
-    """A readable bin width (1, 2, 5, 10, 15, 30, 60, … seconds) giving at most about ``target_bins`` bins; never
+    """A readable bin width (1, 2, 3, 4, 5, 10, 15, 30, 60, … seconds) giving at most about ``target_bins`` bins; never
     under a second, where a closed loop's batches would show as spikes rather than a rate."""
-    for width in (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0):
+    for width in (1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0):
         if span_s / width <= target_bins:
             return width
     return 3600.0 * math.ceil(span_s / 3600.0 / target_bins)

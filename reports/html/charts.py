@@ -297,8 +297,9 @@ def tpot_fit_chart(key: str, cap: CapacityResult) -> Chart | None:
         ax = axes[0]
         xs = np.asarray([c for c, _, _ in pts])
         ax.scatter(xs, _ms(np.asarray([t for _, t, _ in pts])), color="C0", zorder=3, label="stages (mean)")
-        for c, t, stage in pts:
-            ax.annotate(stage, (c, t * 1000.0), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+        for n, (c, t, stage) in enumerate(pts):  # labels above and below in turn, so close stages stay apart
+            offset = (3, 4) if n % 2 == 0 else (3, -10)
+            ax.annotate(stage, (c, t * 1000.0), fontsize=6.5, xytext=offset, textcoords="offset points")
         fit = cap.tpot_fit
         if fit is not None:
             grid = np.linspace(0, fit.x_max * 1.1, 50)
