@@ -66,15 +66,9 @@ _COLLECT_PHASES: dict[str, tuple[str, ...]] = {
     "quantile curves": ("_cdfs",),
     "histograms": ("_asked_input", "_asked_output", "_tokens"),  # with the asked-input draws
 }
-_CHARTS = (
-    "capacity_chart",
-    "cdf_chart",
-    "cost_volume_chart",
-    "plan_chart",
-    "timeline_chart",
-    "token_chart",
-    "tpot_fit_chart",
-)
+_PAGE_CHARTS = ("capacity_chart", "cdf_chart", "timeline_chart", "token_chart", "tpot_fit_chart")
+_PLAN_CHARTS = ("cost_volume_chart", "plan_chart")  # drawn by the plan section's module
+_CHARTS = _PAGE_CHARTS + _PLAN_CHARTS
 
 
 def complete_manifest(run_dir: Path, records: int) -> None:
@@ -151,10 +145,12 @@ def measure(run_dir: Path) -> dict[str, object]:
     import reports.html as report
     import reports.html.collect as collect
     import reports.html.page as page
+    import reports.html.plan_section as plan_section
 
     spent = _Spent()
     spent.wrap(collect, tuple(f for fns in _COLLECT_PHASES.values() for f in fns))
-    spent.wrap(page, _CHARTS)
+    spent.wrap(page, _PAGE_CHARTS)
+    spent.wrap(plan_section, _PLAN_CHARTS)
     spent.wrap(report, ("collect_run", "render_page"))  # render_html calls them through its module's globals
 
     t0 = time.perf_counter()
