@@ -364,7 +364,7 @@ def load_run(run_dir: Path) -> RunData:
 
 
 def require_records(data: RunData) -> RunData:
-    """``data``, or :class:`RunInvalid` (exit 4) when it has no records: nothing to analyse or plan from."""
+    """``data``, or :class:`RunInvalid` (exit 98) when it has no records: nothing to analyse or plan from."""
     if data.records.empty:
         raise RunInvalid(
             f"invalid run: {data.run_dir} has no records"

@@ -6,11 +6,12 @@
     ├── ConfigError (2)          bad scenario, option or input file; the user fixes the command
     ├── EndpointError (3)        the endpoint is unreachable or does not speak the OpenAI protocol
     ├── PortInUseError (3)       the simulator cannot bind its port
-    └── RunInvalid (4)           the run finished but its numbers cannot be trusted (generator fell behind)
+    ├── RunInvalid (98)          the run's numbers cannot be trusted or do not exist (no records, the generator
+    │                            could not offer the load, its engine was saturated, too few samples for a gated
+    │                            percentile): never a pass or a fail
+    └── GateFailed (99)          ``loadtest gate``: a threshold or a regression limit failed (k6's convention)
 
-Interrupted runs exit :data:`EXIT_INTERRUPTED` (130, the shell's code for SIGINT), the engine child too. A CI
-gate's failure will be its own class with exit code 99 (k6's convention) when ``loadtest gate`` exists; nothing
-raises it before then, so it is not defined yet.
+Interrupted runs exit :data:`EXIT_INTERRUPTED` (130, the shell's code for SIGINT), the engine child too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "ConfigError",
     "EndpointError",
+    "GateFailed",
     "LoadtestError",
     "PortInUseError",
     "RunInvalid",
@@ -55,6 +57,12 @@ class PortInUseError(LoadtestError):
 
 
 class RunInvalid(LoadtestError):
-    """The run completed, but the generator's own lag makes its latencies untrustworthy."""
+    """The run's numbers cannot be trusted (or there are none): a gate can neither pass nor fail it."""
 
-    exit_code: ClassVar[int] = 4
+    exit_code: ClassVar[int] = 98
+
+
+class GateFailed(LoadtestError):
+    """A valid run broke a gate's threshold or regression limit."""
+
+    exit_code: ClassVar[int] = 99

@@ -18,6 +18,7 @@ import orjson
 from analysis.capacity import CapacityResult
 from analysis.fit import LatencyPrediction
 from analysis.summary import StageSummary
+from analysis.validity import Validity
 from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "analyze_json",
     "analyze_table",
     "render_analysis",
+    "render_validity",
     "summary_json",
 ]
 
@@ -52,6 +54,7 @@ class AnalyzeReport:
     predictions: Sequence[LatencyPrediction | None] = ()
     predicted: bool = False
     csv_header_from: Sequence[StageSummary] = ()
+    validity: Validity | None = None
 
 
 def analyze_table(report: AnalyzeReport) -> str:
@@ -62,7 +65,22 @@ def analyze_table(report: AnalyzeReport) -> str:
     parts.append(render_capacity(report.capacity))
     if report.predicted:
         parts.append(render_predictions(report.predictions))
+    if report.validity is not None:
+        parts.append(render_validity(report.validity))
     return "\n\n".join(parts) + "\n"
+
+
+def render_validity(validity: Validity) -> str:
+    """Whether the run can be trusted: each item (``!`` when doubtful), then what would make a gate call it
+    invalid (:mod:`analysis.validity`)."""
+    lines = ["validity:"]
+    lines += [f"  {'!' if doubtful else ' '} {label}: {text}" for label, text, doubtful in validity.items]
+    if validity.invalid:
+        lines.append("invalid for a gate over these stages (loadtest gate exits 98):")
+        lines += [f"  - {problem}" for problem in validity.problems]
+    else:
+        lines.append("valid: a gate can judge every stage")
+    return "\n".join(lines)
 
 
 def analyze_json(report: AnalyzeReport) -> str:
@@ -77,6 +95,15 @@ def analyze_json(report: AnalyzeReport) -> str:
         "capacity": report.capacity.to_dict(),
         "predictions": [p.to_dict() for p in report.predictions if p is not None],
     }
+    if report.validity is not None:
+        payload["validity"] = {
+            "invalid": report.validity.invalid,
+            "problems": [{"stage": p.stage, "text": p.text} for p in report.validity.problems],
+            "items": [
+                {"label": label, "text": text, "doubtful": doubtful}
+                for label, text, doubtful in report.validity.items
+            ],
+        }
     return orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
 
 

@@ -58,6 +58,7 @@ def analyze(
         summarize_classes,
         summarize_stages,
     )
+    from analysis.validity import validity_of
     from reports import AnalyzeReport, render_analysis
 
     data = require_records(load_run(run_dir))
@@ -68,6 +69,7 @@ def analyze(
     else:
         summaries = summarize_classes(data.records, slos=slos, by_stage=by == "stage,class", order=order)
     capacity = capacity_from_run(data)
+    validity = validity_of(data, capacity)
     predictions = [predict(capacity, rate) for rate in _numbers(predict_at, "--predict", float)]
     report = AnalyzeReport(
         run_id=data.manifest.run_id,
@@ -81,6 +83,7 @@ def analyze(
         predicted=bool(predict_at),
         # no group at all (e.g. --by class where no record names its class): the CSV header is the per-stage one
         csv_header_from=summarize_stages(data.records, order) if fmt == "csv" and not summaries else (),
+        validity=validity,
     )
     text = render_analysis(report, fmt)
     if out_file is not None:

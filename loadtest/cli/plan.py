@@ -207,7 +207,7 @@ def _candidates(
 
 
 def _load_run(path: Path) -> RunData:
-    """:func:`analysis.load_run`, refusing a run with no records (exit 4, as ``loadtest analyze`` does)."""
+    """:func:`analysis.load_run`, refusing a run with no records (exit 98, as ``loadtest analyze`` does)."""
     from analysis import load_run, require_records
 
     return require_records(load_run(path))

@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 
 from analysis import (
-    DEFAULT_MAX_LAG_S,
-    SKIPPED_LINES,
     CapacityResult,
     StageLoad,
     StageSummary,
@@ -30,6 +28,7 @@ from analysis import (
 )
 from analysis.run_plan import RunPlan, plan_for_run
 from analysis.timeline import Histogram, Timeline, histogram, quantile_curve, timeline
+from analysis.validity import Validity, assess
 from loadtest.errors import ConfigError
 from loadtest.rundir import Manifest, Sample, read_samples
 from loadtest.spec.distributions import parse_length
@@ -38,7 +37,6 @@ from loadtest.spec.runspec import PlanRequest
 __all__ = ["LATENCY_METRICS", "ErrorRow", "RunView", "Validity", "collect_run"]
 
 LATENCY_METRICS = ("ttft", "tpot", "e2e")
-P99_MIN_REQUESTS = 1000  # below this a p99's 95 % interval spans the top few values (docs/metrics.md)
 ASKED_SAMPLE = 20_000  # draws from a class's prompt-length distribution, to draw "asked" beside "served"
 EXAMPLES_PER_ERROR = 3
 
@@ -51,17 +49,6 @@ class ErrorRow:
     count: int
     share: float
     examples: tuple[tuple[str, int], ...]  # (message, how many times)
-
-
-@dataclass(frozen=True, slots=True)
-class Validity:
-    """Whether the run can be trusted, item by item: ``(label, statement, doubtful)``."""
-
-    items: tuple[tuple[str, str, bool], ...]
-
-    @property
-    def doubtful(self) -> bool:
-        return any(flag for _, _, flag in self.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +119,7 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
         classes=tuple(classes),
         loads=tuple(loads),
         capacity=cap,
-        validity=_validity(manifest, stages, loads, records, data.skipped_lines, cap),
+        validity=assess(manifest, stages, loads, flat, data.skipped_lines, cap),
         errors=_errors(flat),
         timeline=line,
         stage_windows=windows,
@@ -264,74 +251,3 @@ def _errors(records: pd.DataFrame) -> tuple[ErrorRow, ...]:
             )
         )
     return tuple(sorted(rows, key=lambda r: (-r.count, r.error_class)))
-
-
-def _validity(
-    manifest: Manifest,
-    stages: list[StageSummary],
-    loads: list[StageLoad],
-    records: pd.DataFrame,
-    skipped: int,
-    cap: CapacityResult,
-) -> Validity:
-    items: list[tuple[str, str, bool]] = []
-    if manifest.status != "complete":
-        items.append(("run", f"the run is {manifest.status}: its last stage may be cut short", True))
-    behind = [load for load in loads if not load.kept_up]
-    cpu = [load.generator_cpu_share for load in loads if load.generator_cpu_share is not None]
-    lag = [load.lag_p99_s for load in loads if load.lag_p99_s is not None]
-    cpu_text = f"CPU up to {max(cpu):.0%} of a core" if cpu else "CPU share unknown"
-    lag_text = f"lag p99 up to {max(lag) * 1000:.1f} ms" if lag else "lag unknown"
-    if behind:
-        which = "; ".join(f"{load.stage}: {load.reason}" for load in behind)
-        items.append(("generator", f"did not keep up ({cpu_text}, {lag_text}): {which}", True))
-    else:
-        bound = f"bound {DEFAULT_MAX_LAG_S * 1000:.0f} ms"
-        items.append(("generator", f"kept up in every stage ({cpu_text}, {lag_text}; {bound})", False))
-    capped = [load for load in loads if load.capped]
-    if capped:
-        which = "; ".join(f"{load.stage}: {load.reason}" for load in capped)
-        items.append(("offered load", f"below target: {which}", True))
-    if stages:
-        smallest = min(stages, key=lambda s: s.ok)
-        text = f"fewest successful requests in a stage: {smallest.ok:,} ({smallest.stage})"
-        if smallest.ok < P99_MIN_REQUESTS:
-            text += f"; a p99 needs ≥ {P99_MIN_REQUESTS:,} for a tight interval"
-        unbounded = cap.max_rps is not None and None in cap.max_rps_ci
-        if unbounded:
-            text += "; too few requests to bound X*'s 95 % interval on both sides: run the stages longer"
-        items.append(("sample sizes", text, unbounded))
-    sources: dict[str, int] = {}
-    checked = mismatched = 0
-    for s in stages:
-        for source, n in s.token_sources.items():
-            sources[source] = sources.get(source, 0) + n
-        checked += s.mismatch_checked
-        mismatched += s.mismatch_count
-    if sources:
-        text = ", ".join(f"{source} {n:,}" for source, n in sorted(sources.items()))
-        doubtful = (
-            False  # a client count is the fallback (embeddings, no usage): only a disagreement is doubtful
-        )
-        if checked:
-            text += f"; client count off the usage count by > 10 % in {mismatched:,} of {checked:,}"
-            doubtful = doubtful or mismatched / checked > 0.05
-        items.append(("token counts", text, doubtful))
-    if not len(records):
-        items.append(("records", "none: the run recorded no request, so nothing here is measured", True))
-    else:
-        failed = int((~records["ok"]).sum())
-        limited = int((records["error_class"] == "rate_limited").sum())
-        cancelled = int((records["error_class"] == "cancelled").sum())
-        other = failed - limited - cancelled
-        text = f"{failed:,} of {len(records):,} requests failed ({failed / len(records):.1%})"
-        if limited:
-            text += f", {limited:,} of them 429s (a quota, reported as its own limit)"
-        if cancelled:
-            text += (
-                f", {cancelled:,} cancelled by the generator (Ctrl-C or a drain timeout: not the endpoint's)"
-            )
-        items.append(("errors", text, other / len(records) > 0.01))
-    if skipped:
-        items.append(("records", f"{skipped:,} {SKIPPED_LINES}", True))
-    return Validity(tuple(items))

@@ -124,9 +124,16 @@ def _validity(view: RunView, vid: str) -> str:
         else "valid: nothing found that distorts the measurement"
     )
     kind = "warn" if view.validity.doubtful else "good"
+    gate = ""
+    if view.validity.invalid:
+        problems = "".join(f"<li>{_e(str(p))}</li>" for p in view.validity.problems)
+        gate = (
+            '<p class="gate-invalid">A CI gate (<code>loadtest gate</code>) would call the run invalid over these '
+            f"stages — its numbers there are not what was planned:</p><ul>{problems}</ul>"
+        )
     return (
         f'<section class="card validity {kind}" id="{vid}-validity"><h3>Validity</h3>'
-        f"<p>{_e(summary)}</p><ul>{rows}</ul></section>"
+        f"<p>{_e(summary)}</p><ul>{rows}</ul>{gate}</section>"
     )
 
 

@@ -1,4 +1,4 @@
-"""Bad input is one line naming the problem and a non-zero exit (2: options and files, 4: a run with nothing to
+"""Bad input is one line naming the problem and a non-zero exit (2: options and files, 98: a run with nothing to
 analyse), never a traceback or an "internal error"."""
 
 from __future__ import annotations
@@ -248,12 +248,12 @@ def test_a_run_without_records_is_an_invalid_run(tmp_path: Path, content: bytes 
     run = write_run(tmp_path, content or b"")
     if content is None:
         (run / "records.jsonl").unlink()
-    refused(run_cli("analyze", str(run), "--format", "csv"), 4, f"invalid run: {run} has no records")
+    refused(run_cli("analyze", str(run), "--format", "csv"), 98, f"invalid run: {run} has no records")
 
 
 def test_plan_refuses_a_run_without_records_too(tmp_path: Path) -> None:
     run = write_run(tmp_path, b"")
-    refused(run_cli("plan", "--run", str(run), "--peak-tpm", "1e6"), 4, "invalid run", "has no records")
+    refused(run_cli("plan", "--run", str(run), "--peak-tpm", "1e6"), 98, "invalid run", "has no records")
 
 
 def test_records_without_a_class_are_grouped_not_dropped(

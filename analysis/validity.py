@@ -1,0 +1,191 @@
+"""Can a run's numbers be trusted? Decided once, here, and shown by ``analyze``, the report and the gate.
+
+Two outcomes, kept apart:
+
+* **invalid** — the numbers do not measure what was asked, so a gate can neither pass nor fail them (exit 98):
+  the run is not ``complete`` (interrupted or failed: its last stage may be cut short) or recorded nothing; or, in a
+  stage, the generator could not offer the planned load — its own lag (or a saturated engine, see
+  :mod:`analysis.load_check`) made it late, or more than :data:`MAX_WAITED_SHARE` of the arrivals waited for a free
+  user or were dropped (the in-flight cap was reached), or it sent clearly fewer requests than its target rate
+  (under 90 % and more than three Poisson standard deviations below). Problems are kept per stage, so a gate
+  scoped to stages that were fine is not failed by one that was not; the gate adds its own sample-size check
+  (:mod:`analysis.gate`).
+* **doubtful** — worth reading before acting: too few requests for a tight p99 or a bounded X*, client token
+  counts that disagree with the usage counts, more than 1 % of requests failed for the endpoint's reasons, lines
+  that could not be read.
+
+A sweep's last stages are often capped by design (they look past saturation); the capacity analysis knows that
+and does not need them valid. A stage that is invalid here is still drawn and tabulated, with the reason beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.capacity import CapacityResult
+from analysis.frame import SKIPPED_LINES, RunData
+from analysis.load_check import DEFAULT_MAX_LAG_S, StageLoad, check_load
+from analysis.summary import StageSummary, summarize_stages
+from loadtest.rundir import Manifest
+
+__all__ = [
+    "MAX_WAITED_SHARE",
+    "P99_MIN_REQUESTS",
+    "Problem",
+    "Validity",
+    "assess",
+    "offered_short",
+    "validity_of",
+]
+
+P99_MIN_REQUESTS = 1000  # below this a p99's 95 % interval spans the top few values (docs/metrics.md)
+MAX_WAITED_SHARE = 0.01  # arrivals that waited for a free user or were dropped, of all arrivals in a stage
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a run (``stage`` None) or one of its stages cannot be trusted."""
+
+    stage: str | None
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.text}" if self.stage else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Validity:
+    """Item by item ``(label, statement, doubtful)`` for a reader, and the problems that make it invalid."""
+
+    items: tuple[tuple[str, str, bool], ...]
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def doubtful(self) -> bool:
+        return any(flag for _, _, flag in self.items)
+
+    @property
+    def invalid(self) -> bool:
+        return bool(self.problems)
+
+    def problems_for(self, stages: Iterable[str]) -> tuple[Problem, ...]:
+        """The run's own problems and those of ``stages``: what makes a gate over those stages invalid."""
+        wanted = set(stages)
+        return tuple(p for p in self.problems if p.stage is None or p.stage in wanted)
+
+
+def offered_short(load: StageLoad) -> str | None:
+    """Why a stage did not offer its planned load (the in-flight cap, dropped arrivals, too few sent), or None."""
+    window = load.window_s
+    sent = (load.offered_rps or 0.0) * window if window else 0.0
+    arrivals = sent + load.dropped
+    waited = max(load.no_free_user, load.dropped)  # a dropped arrival had found no free user too
+    if arrivals and waited / arrivals > MAX_WAITED_SHARE:
+        return (
+            f"{waited:,} of {arrivals:,.0f} arrivals ({waited / arrivals:.1%}) waited for a free user or were "
+            f"dropped (the in-flight cap was reached; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
+        )
+    if load.target_rps and window and load.offered_rps is not None:
+        expected = load.target_rps * window
+        if sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected):
+            return f"offered {load.offered_rps:.3g} req/s of the {load.target_rps:.3g} req/s planned"
+    return None
+
+
+def assess(
+    manifest: Manifest,
+    stages: list[StageSummary],
+    loads: list[StageLoad],
+    records: pd.DataFrame,
+    skipped: int,
+    cap: CapacityResult | None,
+) -> Validity:
+    """The run's :class:`Validity` from what the analysis already computed (see the module docstring)."""
+    items: list[tuple[str, str, bool]] = []
+    problems: list[Problem] = []
+    if manifest.status != "complete":
+        text = f"the run is {manifest.status}: its last stage may be cut short"
+        items.append(("run", text, True))
+        problems.append(Problem(None, text))
+    behind = [load for load in loads if not load.kept_up]
+    cpu = [load.generator_cpu_share for load in loads if load.generator_cpu_share is not None]
+    lag = [load.lag_p99_s for load in loads if load.lag_p99_s is not None]
+    cpu_text = f"CPU up to {max(cpu):.0%} of a core" if cpu else "CPU share unknown"
+    lag_text = f"lag p99 up to {max(lag) * 1000:.1f} ms" if lag else "lag unknown"
+    if behind:
+        which = "; ".join(f"{load.stage}: {load.reason}" for load in behind)
+        items.append(("generator", f"did not keep up ({cpu_text}, {lag_text}): {which}", True))
+        problems += [Problem(load.stage, f"the generator did not keep up: {load.reason}") for load in behind]
+    else:
+        bound = f"bound {DEFAULT_MAX_LAG_S * 1000:.0f} ms"
+        items.append(("generator", f"kept up in every stage ({cpu_text}, {lag_text}; {bound})", False))
+    below = []
+    for load in loads:
+        short = offered_short(load)
+        if short is not None:
+            problems.append(Problem(load.stage, f"the planned load was not offered: {short}"))
+        if load.capped or short is not None:
+            below.append(f"{load.stage}: {short or load.reason}")
+    if below:
+        items.append(("offered load", f"below target: {'; '.join(below)}", True))
+    if stages:
+        smallest = min(stages, key=lambda s: s.ok)
+        text = f"fewest successful requests in a stage: {smallest.ok:,} ({smallest.stage})"
+        if smallest.ok < P99_MIN_REQUESTS:
+            text += f"; a p99 needs ≥ {P99_MIN_REQUESTS:,} for a tight interval"
+        unbounded = cap is not None and cap.max_rps is not None and None in cap.max_rps_ci
+        if unbounded:
+            text += "; too few requests to bound X*'s 95 % interval on both sides: run the stages longer"
+        items.append(("sample sizes", text, unbounded))
+    items += _token_items(stages)
+    if not len(records):
+        text = "none: the run recorded no request, so nothing here is measured"
+        items.append(("records", text, True))
+        problems.append(Problem(None, "the run recorded no request"))
+    else:
+        items.append(_error_item(records))
+    if skipped:
+        items.append(("records", f"{skipped:,} {SKIPPED_LINES}", True))
+    return Validity(tuple(items), tuple(problems))
+
+
+def _token_items(stages: list[StageSummary]) -> list[tuple[str, str, bool]]:
+    sources: dict[str, int] = {}
+    checked = mismatched = 0
+    for s in stages:
+        for source, n in s.token_sources.items():
+            sources[source] = sources.get(source, 0) + n
+        checked += s.mismatch_checked
+        mismatched += s.mismatch_count
+    if not sources:
+        return []
+    text = ", ".join(f"{source} {n:,}" for source, n in sorted(sources.items()))
+    doubtful = False  # a client count is the fallback (embeddings, no usage): only a disagreement is doubtful
+    if checked:
+        text += f"; client count off the usage count by > 10 % in {mismatched:,} of {checked:,}"
+        doubtful = mismatched / checked > 0.05
+    return [("token counts", text, doubtful)]
+
+
+def _error_item(records: pd.DataFrame) -> tuple[str, str, bool]:
+    failed = int((~records["ok"]).sum())
+    limited = int((records["error_class"] == "rate_limited").sum())
+    cancelled = int((records["error_class"] == "cancelled").sum())
+    other = failed - limited - cancelled
+    text = f"{failed:,} of {len(records):,} requests failed ({failed / len(records):.1%})"
+    if limited:
+        text += f", {limited:,} of them 429s (a quota, reported as its own limit)"
+    if cancelled:
+        text += f", {cancelled:,} cancelled by the generator (Ctrl-C or a drain timeout: not the endpoint's)"
+    return ("errors", text, other / len(records) > 0.01)
+
+
+def validity_of(data: RunData, cap: CapacityResult | None = None) -> Validity:
+    """:func:`assess` for a run read from disk, computing the per-stage summaries and load checks it needs."""
+    stages = summarize_stages(data.records, data.manifest.stage_order)
+    loads = check_load(data.records, data.manifest.stages or ())
+    return assess(data.manifest, stages, loads, data.records, data.skipped_lines, cap)
