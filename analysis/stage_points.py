@@ -34,7 +34,7 @@ from analysis.goodput import slo_metric
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
 
-__all__ = ["SloCheck", "StagePoint", "View", "percentile_ci", "stage_point", "target_rate"]
+__all__ = ["SloCheck", "StagePoint", "View", "percentile_ci", "rate_window", "stage_point", "target_rate"]
 
 _CONFIDENCE = 0.95
 View = Literal["point", "conservative", "optimistic"]
@@ -116,13 +116,16 @@ class StagePoint:
         return out
 
 
-def percentile_ci(values: np.ndarray, q: float) -> tuple[float, float | None, float | None]:
-    """``(p_q, low, high)``: the ``q``-th percentile (numpy's linear method) and its distribution-free 95 % CI,
+def percentile_ci(
+    values: np.ndarray, q: float, confidence: float = _CONFIDENCE
+) -> tuple[float, float | None, float | None]:
+    """``(p_q, low, high)``: the ``q``-th percentile (numpy's linear method) and its distribution-free CI (95 %
+    unless ``confidence`` says otherwise),
     the order statistics ``x_(l)``, ``x_(u)`` with ``l = F⁻¹(α/2) − 1`` and ``u = F̄⁻¹(α/2)`` for ``F`` the
     Binomial(n, q/100) — ``scipy.stats.quantile_test(...).confidence_interval()``'s definition — found by one
     partition instead of scipy's sort. A bound beyond the sample (too few values) is None. ``values`` non-empty."""
     n = values.size
-    a = (1.0 - _CONFIDENCE) / 2
+    a = (1.0 - confidence) / 2
     binom = stats.binom(n, q / 100)
     lo_i, hi_i = int(binom.ppf(a)) - 1, int(binom.isf(a))
     pos = (n - 1) * q / 100
@@ -177,6 +180,15 @@ def _queue_growth(meta: StageWindow, sent_per_s: float | None, duration: float |
     return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
 
 
+def rate_window(started: np.ndarray, ended: np.ndarray, meta: StageWindow) -> tuple[float | None, np.ndarray]:
+    """The duration a stage's rates are over and which of its requests count (see the module docstring): an
+    open-loop stage's sending window and the requests started in it; else first start → last end, and all."""
+    start, end = meta.start, meta.window_end
+    if start is not None and end is not None and end > start and target_rate(meta) is not None:
+        return float(end - start), (started >= start) & (started <= end)
+    return span_s(started, ended), np.ones(started.size, dtype=bool)
+
+
 def stage_point(
     label: str,
     df: pd.DataFrame,
@@ -190,14 +202,7 @@ def stage_point(
     started, ended = df["started_at"].to_numpy(dtype="float64"), df["ended_at"].to_numpy(dtype="float64")
     e2e_all = df["e2e"].to_numpy(dtype="float64")
     out_tokens = df["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
-    start, end = meta.start, meta.window_end
-    duration: float | None
-    if start is not None and end is not None and end > start and target_rate(meta) is not None:
-        # open loop: what the sending window sustained
-        duration = float(end - start)
-        sent = (started >= start) & (started <= end)
-    else:  # closed loop (or no window known): first start to last end, which Little's law keeps unbiased
-        duration, sent = span_s(started, ended), np.ones(len(df), dtype=bool)
+    duration, sent = rate_window(started, ended, meta)
     req_per_s = (ok & sent).sum() / duration if duration else None
     sent_per_s = float(sent.sum()) / duration if duration else None
     classes = df["request_class"].to_numpy(dtype=object)

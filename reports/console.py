@@ -21,6 +21,7 @@ __all__ = [
     "render_stage_table",
     "render_summary_table",
     "summary_csv_rows",
+    "text_table",
 ]
 
 _DASH = "–"
@@ -48,7 +49,9 @@ def _errors(summary: StageSummary) -> str:
     return f"{summary.error_count} ({parts})"
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+def text_table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Rows as aligned text: the first column left-aligned, the last unpadded, the rest right-aligned; a rule
+    under the header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
@@ -95,7 +98,7 @@ def render_load_table(loads: Sequence[StageLoad]) -> str:
                 ("yes" if load.kept_up else "NO") + (", capped" if load.capped else ""),
             )
         )
-    return "\n".join(_table(rows))
+    return "\n".join(text_table(rows))
 
 
 def render_stage_table(summaries: Sequence[StageSummary]) -> str:
@@ -128,7 +131,7 @@ def render_stage_table(summaries: Sequence[StageSummary]) -> str:
                 _errors(s),
             )
         )
-    lines = _table(rows)
+    lines = text_table(rows)
     lines.append("latencies in ms; TTFT/TPOT/E2E over successful requests; lag = started − scheduled")
     return "\n".join(lines)
 
@@ -216,7 +219,7 @@ def render_summary_table(summaries: Sequence[StageSummary]) -> str:
                 _other_errors(s),
             )
         )
-    lines = _table(rows)
+    lines = text_table(rows)
     lines.append(
         "latencies in ms over successful requests; goodput = requests/s meeting every SLO of their class, "
         "attain. = good / all; tokens from = the server's usage counts or the client's chunk count; "
@@ -292,7 +295,7 @@ def render_capacity(result: CapacityResult) -> str:
                 verdict + (", queue grew" if p.queue_growth else ""),
             )
         )
-    lines = _table(rows)
+    lines = text_table(rows)
 
     no_slos = result.basis.startswith("the run has no SLOs")
     what = "max throughput (no SLOs given)" if no_slos else "max SLO-compliant throughput"
@@ -350,4 +353,4 @@ def render_predictions(predictions: Sequence[LatencyPrediction | None]) -> str:
                 note.strip(),
             )
         )
-    return "\n".join([*_table(rows), "predicted latencies in ms"])
+    return "\n".join([*text_table(rows), "predicted latencies in ms"])

@@ -1,5 +1,6 @@
 """The ``loadtest`` command group and its entry point: each command lives in its own module (``run``, ``analyze``,
-``report``, ``export``, ``plan``, ``sim``, ``worker``); :func:`main` maps every failure to one line and an exit code.
+``report``, ``export``, ``gate``, ``noise``, ``plan``, ``sim``, ``worker``); :func:`main` maps every failure to
+one line and an exit code.
 
 Heavy imports (pandas, httpx) happen inside commands so ``loadtest --help`` is fast; locust/gevent are never
 imported here (the engine runs in a child process).
@@ -14,6 +15,8 @@ import click
 from loadtest import __version__
 from loadtest.cli.analyze import analyze
 from loadtest.cli.export import export
+from loadtest.cli.gate import gate
+from loadtest.cli.noise import noise
 from loadtest.cli.plan import plan
 from loadtest.cli.report import report
 from loadtest.cli.run import run
@@ -30,7 +33,7 @@ def cli() -> None:
     """Load testing and capacity planning for LLM serving endpoints."""
 
 
-for command in (run, analyze, report, export, plan, sim, worker):
+for command in (run, analyze, report, export, gate, noise, plan, sim, worker):
     cli.add_command(command)
 
 

@@ -42,7 +42,7 @@ def seconds(value: str | None, flag: str) -> float | None:
         raise ConfigError(f"{flag}: {exc}") from None
 
 
-def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file beside ``target`` and rename it into place, so that an interrupted write
     never leaves half a file; the file gets the usual permissions (0666 less the umask). A file that cannot be
     written is one line (exit 2)."""

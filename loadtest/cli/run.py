@@ -3,12 +3,14 @@ per-stage tables and a run directory. The run itself is :func:`loadtest.runner.l
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from loadtest.cli.gate import GateOptions, gate_options, judge
 from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError
@@ -16,6 +18,7 @@ from loadtest.model.serving import DEFAULT_MAX_BATCH
 from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY
 
 if TYPE_CHECKING:
+    from loadtest.spec.scenario import Scenario
     from loadtest.spec.simulator import SimSettings
 
 __all__ = ["run"]
@@ -132,10 +135,19 @@ __all__ = ["run"]
     "--slo",
     "slo",
     multiple=True,
-    metavar="[CLASS:]METRIC<LIMIT",
-    help="An SLO on every request class (or on CLASS), e.g. --slo 'ttft_p95<1s' --slo 'tpot_p50<50ms' "
-    "--slo 'goodput>=95%' (default on the simulator: the demo's ttft_p95<200ms, tpot_p50<50ms).",
+    metavar="[SCOPE:]METRIC<LIMIT",
+    help="An SLO on every request class (or on a CLASS), e.g. --slo 'ttft_p95<1s' --slo 'tpot_p50<50ms' "
+    "--slo 'goodput>=95%' (default on the simulator: the demo's ttft_p95<200ms, tpot_p50<50ms); with --gate also "
+    "'error_rate<1%', 'output_tok_per_s>=1200' and a stage as SCOPE.",
 )
+@click.option(
+    "--gate",
+    "gate_run",
+    is_flag=True,
+    help="Gate the run when it ends, as loadtest gate does (exit 99 failed, 98 invalid): the --slo thresholds "
+    "(or the scenario's SLOs) and --baseline.",
+)
+@gate_options(slo=False)
 @click.option(
     "--peak-tpm",
     type=click.FloatRange(min=0, min_open=True),
@@ -189,7 +201,18 @@ __all__ = ["run"]
     default=None,
     help=f"Simulator: max sequences per replica (default {DEFAULT_MAX_BATCH}).",
 )
-def run(scenario: Path | None, **opts: Any) -> None:
+def run(
+    scenario: Path | None,
+    gate_run: bool,
+    baseline: Path | None,
+    max_regression: tuple[str, ...],
+    noise_floor: tuple[str, ...],
+    noise: Path | None,
+    junit: Path | None,
+    markdown: Path | None,
+    json_out: Path | None,
+    **opts: Any,
+) -> None:
     """Run a load test and print a per-stage summary.
 
     SCENARIO is a TOML file (see scenarios/); flags override it. With no endpoint anywhere, the run goes to the
@@ -202,10 +225,23 @@ def run(scenario: Path | None, **opts: Any) -> None:
     from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
     from loadtest.spec.scenario import load_scenario
     from loadtest.spec.simulator import SimSettings
-    from loadtest.spec.slo_flags import parse_slo_flags
+    from loadtest.spec.slo_flags import parse_regressions, parse_slo_flags, parse_thresholds, slo_tables
     from reports import render_load_table, render_quota_note, render_stage_table, summary_json
     from scenarios import find_shipped
 
+    gating = GateOptions(
+        opts["slo"], baseline, max_regression, noise_floor, noise, junit, markdown, json_out, fmt="table"
+    )
+    if gating.wanted and not gate_run:
+        raise ConfigError("--baseline, --max-regression, --noise, --junit, --markdown and --json need --gate")
+    thresholds = []
+    if gate_run:
+        thresholds = parse_thresholds(opts["slo"])  # checked before the run, not after it
+        parse_regressions(max_regression)
+        if max_regression and baseline is None:
+            raise ConfigError("--max-regression needs --baseline RUN (the run to compare with)")
+        if baseline is not None and not baseline.is_dir():
+            raise ConfigError(f"--baseline {baseline}: no such run directory")
     if opts["api_key_env"] and not os.environ.get(opts["api_key_env"]):
         raise ConfigError(f"environment variable {opts['api_key_env']} is not set")
     sim_opts = SimSettings(**{k: opts[k] for k in ("architecture", "gpu", "replicas", "max_batch")})
@@ -232,7 +268,7 @@ def run(scenario: Path | None, **opts: Any) -> None:
         name=opts["name"],
         sweep_points=opts["sweep_points"],
         simulator=sim_opts,
-        slos=parse_slo_flags(opts["slo"]),
+        slos={} if gate_run else parse_slo_flags(opts["slo"]),
         peak_tokens_per_min=opts["peak_tpm"],
         peak_requests_per_s=opts["peak_rps"],
     )
@@ -240,12 +276,24 @@ def run(scenario: Path | None, **opts: Any) -> None:
         raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")
     if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):
         raise ConfigError(f"--endpoint must be an http(s) URL, got {opts['endpoint']!r}")
-    if scenario is not None:
-        if not scenario.exists() and (shipped := find_shipped(str(scenario))) is not None:
-            scenario = shipped  # a shipped scenario by name, e.g. `loadtest run chat` after pip install
-        chosen = apply_overrides(load_scenario(scenario), overrides)
-    else:
-        chosen = scenario_from_flags(overrides)
+    if (
+        scenario is not None
+        and not scenario.exists()
+        and (shipped := find_shipped(str(scenario))) is not None
+    ):
+        scenario = shipped  # a shipped scenario by name, e.g. `loadtest run chat` after pip install
+
+    def assemble(overrides: Overrides) -> Scenario:
+        if scenario is not None:
+            return apply_overrides(load_scenario(scenario), overrides)
+        return scenario_from_flags(overrides)
+
+    chosen = assemble(overrides)
+    if gate_run and thresholds:
+        # the latency and goodput thresholds are the classes' SLOs too (what the report judges); a stage's are
+        # the gate's alone
+        labels = [stage.label for stage in chosen.stages]
+        chosen = assemble(dataclasses.replace(overrides, slos=slo_tables(thresholds, skip_scopes=labels)))
     read_timeout = _seconds(opts["read_timeout"], "--read-timeout") or 120.0
     if chosen.endpoint is None:
         _check_simulator(chosen.simulator)
@@ -287,6 +335,9 @@ def run(scenario: Path | None, **opts: Any) -> None:
         raise LoadtestError(
             f"the load engine failed (exit {outcome.engine_exit_code}); see {outcome.run_dir}/engine.log"
         )
+    if gate_run:
+        click.echo()
+        judge(outcome.run_dir, gating)
     if outcome.records and not any(s.ok for s in result.summaries):
         raise EndpointError(
             f"no request succeeded ({outcome.records} failed), most often: {result.most_common_error}"

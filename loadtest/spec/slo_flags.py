@@ -1,62 +1,260 @@
-"""``--slo`` on the command line: ``[CLASS:]METRIC_PQ<LIMIT`` (``ttft_p95<800ms``, ``chat:tpot_p50<=40ms``) and
-``goodput>=95%`` / ``attainment>=0.95`` — the form a CI threshold is written in — into the SLO tables a scenario's
-classes carry (``{"ttft_p95": 0.8}``, seconds; ``attainment`` a fraction). ``<`` and ``<=`` mean the same: a
-percentile meets its SLO when it is at most the limit. A latency limit needs its unit (``800ms``, ``1s``)."""
+"""Thresholds as a CI writes them: ``--slo`` and ``--max-regression``.
+
+``--slo '[SCOPE:]METRIC OP LIMIT'`` (:func:`parse_thresholds`), one metric per flag:
+
+* a latency percentile is a ceiling with its unit: ``ttft_p95<800ms``, ``chat:tpot_p50<=40ms``, ``e2e_p99<2s``
+  (``ttft``, ``ttft_from_intended``, ``tpot``, ``itl``, ``e2e``; any percentile in (0, 100));
+* ``goodput>=95%`` (or ``attainment>=0.95``): the share of requests meeting every latency SLO of their class;
+* ``error_rate<1%``: failed requests (429s included, the generator's own cancellations not) of all;
+* a throughput is a floor, per second: ``output_tok_per_s>=1200``, ``input_tok_per_s``, ``total_tok_per_s``,
+  ``req_per_s`` (successful requests).
+
+``<`` and ``<=`` mean the same (a ceiling is met at the limit), as do ``>`` and ``>=``. ``SCOPE`` names a request
+class or a stage label; the gate (:mod:`analysis.gate`) resolves it against the run. For ``loadtest run`` the
+latency and goodput thresholds are also the SLOs of the run's classes (:func:`slo_tables`), which is what its
+capacity verdict and report judge.
+
+``--max-regression '[SCOPE:]METRIC:±N%'`` (:func:`parse_regressions`): how much worse than a baseline run a metric
+may get — ``tpot_p50:+10%`` (a latency may grow by 10 %), ``output_tok_per_s:-10%`` (a throughput may fall by 10 %).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from loadtest.errors import ConfigError
-from loadtest.spec.scenario import parse_slo
+from loadtest.spec.scenario import SLO_METRICS, parse_slo
 
-__all__ = ["parse_slo_flags"]
+__all__ = [
+    "DEFAULT_REGRESSIONS",
+    "THROUGHPUT_METRICS",
+    "Regression",
+    "Threshold",
+    "metric_kind",
+    "parse_regressions",
+    "parse_slo_flags",
+    "parse_thresholds",
+    "slo_tables",
+    "thresholds_of_classes",
+]
 
+MetricKind = Literal["latency", "share", "throughput"]
+
+THROUGHPUT_METRICS = ("output_tok_per_s", "input_tok_per_s", "total_tok_per_s", "req_per_s")
+_SHARES = {"goodput": "attainment", "attainment": "attainment", "error_rate": "error_rate"}
 _FORM = re.compile(
     r"^(?:(?P<scope>[^:<>=]+):)?(?P<metric>[A-Za-z_][A-Za-z_0-9.]*)\s*(?P<op><=|<|>=|>)\s*(?P<limit>\S.*)$"
 )
-_SHARE = ("goodput", "attainment")  # the share of requests meeting every SLO of their class
+_CHANGE = re.compile(r"^(?:(?P<scope>[^:]+):)?(?P<metric>[A-Za-z_][A-Za-z_0-9.]*)\s*:\s*(?P<change>[-+]\S*)$")
+_SLO_HELP = "--slo takes [SCOPE:]METRIC<LIMIT, e.g. 'ttft_p95<800ms', 'error_rate<1%' or 'goodput>=95%'"
 
 
-def parse_slo_flags(items: Iterable[str]) -> dict[str | None, dict[str, float]]:
-    """``{class or None (every class): {slo key: limit}}`` from ``--slo`` values, each checked; one line for a
-    mistake."""
-    out: dict[str | None, dict[str, float]] = {}
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """One ``--slo``: ``metric`` is ``ttft_p95`` …, ``attainment``, ``error_rate`` or a throughput; ``limit`` in
+    seconds, as a fraction, or per second; ``scope`` a class or stage name (None: every stage, all classes)."""
+
+    text: str
+    scope: str | None
+    metric: str
+    limit: float
+
+    @property
+    def kind(self) -> MetricKind:
+        return metric_kind(self.metric)
+
+    @property
+    def ceiling(self) -> bool:
+        """A limit the value must stay at or under (latency, error rate); else a floor."""
+        return self.kind == "latency" or self.metric == "error_rate"
+
+
+@dataclass(frozen=True, slots=True)
+class Regression:
+    """One ``--max-regression``: ``change`` the largest tolerated relative change in the worse direction (+0.10
+    for a latency that may grow 10 %, −0.10 for a throughput that may fall 10 %)."""
+
+    text: str
+    scope: str | None
+    metric: str
+    change: float
+
+    @property
+    def kind(self) -> MetricKind:
+        return metric_kind(self.metric)
+
+
+DEFAULT_REGRESSIONS = ("ttft_p95:+10%", "tpot_p50:+10%", "output_tok_per_s:-10%")
+
+
+def metric_kind(metric: str) -> MetricKind:
+    if metric in THROUGHPUT_METRICS:
+        return "throughput"
+    if metric in ("attainment", "error_rate"):
+        return "share"
+    return "latency"
+
+
+def parse_thresholds(items: Iterable[str]) -> list[Threshold]:
+    """Every ``--slo`` value, each checked; one line for a mistake; a metric twice in one scope is refused."""
+    out: list[Threshold] = []
+    seen: set[tuple[str | None, str]] = set()
     for item in items:
         found = _FORM.match(item.strip())
         if found is None:
-            raise ConfigError(
-                f"--slo takes [CLASS:]METRIC<LIMIT, e.g. 'ttft_p95<800ms' or 'goodput>=95%', got {item!r}"
-            )
+            raise ConfigError(f"{_SLO_HELP}, got {item!r}")
         scope, metric, op, limit = (found.group(k) for k in ("scope", "metric", "op", "limit"))
         scope = scope.strip() if scope else None
-        if metric in _SHARE:
-            if op not in (">=", ">"):
-                raise ConfigError(f"--slo {item!r}: {metric} is a floor, write {metric}>={limit}")
-            key, value = "attainment", _share(limit, item)
+        limit = limit.strip()
+        ceiling = op in ("<", "<=")
+        if metric in _SHARES:
+            key = _SHARES[metric]
+            if (key == "error_rate") != ceiling:
+                want, fix = (
+                    ("ceiling", f"{metric}<{limit}")
+                    if key == "error_rate"
+                    else ("floor", f"{metric}>={limit}")
+                )
+                raise ConfigError(f"--slo {item!r}: {metric} is a {want}, write {fix}")
+            value = _share(limit, item, allow_zero=key == "error_rate")
+        elif metric in THROUGHPUT_METRICS:
+            key = metric
+            if ceiling:
+                raise ConfigError(f"--slo {item!r}: a throughput is a floor, write {metric}>={limit}")
+            value = _rate(limit, item)
         else:
-            if op not in ("<", "<="):
+            if not _latency_name(metric):
+                raise ConfigError(
+                    f"--slo {item!r}: unknown SLO '{metric}' (use e.g. ttft_p95, tpot_p50, itl_p99, e2e_p90, "
+                    f"error_rate, goodput, {', '.join(THROUGHPUT_METRICS)})"
+                )
+            if not ceiling:
                 raise ConfigError(f"--slo {item!r}: a latency SLO is a ceiling, write {metric}<{limit}")
-            if not limit.strip().rstrip(".0123456789"):
+            if not limit.rstrip(".0123456789"):
                 raise ConfigError(f"--slo {item!r}: give the limit a unit, e.g. {metric}<{limit}ms")
-            key, value = metric, parse_slo({metric: limit.strip()}, f"--slo {item!r}")[metric]
-        table = out.setdefault(scope, {})
-        if key in table:
+            key, value = metric, parse_slo({metric: limit}, f"--slo {item!r}")[metric]
+        if (scope, key) in seen:
             raise ConfigError(f"--slo {key} is given twice" + (f" for {scope}" if scope else ""))
-        table[key] = value
+        seen.add((scope, key))
+        out.append(Threshold(item.strip(), scope, key, value))
     return out
 
 
-def _share(text: str, item: str) -> float:
-    """``95%`` or ``0.95`` → 0.95, a fraction in (0, 1]."""
-    raw = text.strip()
+def slo_tables(
+    thresholds: Iterable[Threshold], skip_scopes: Iterable[str] = ()
+) -> dict[str | None, dict[str, float]]:
+    """``{class or None (every class): {slo key: limit}}``: the latency and goodput thresholds as the SLO tables a
+    run's classes carry; error rates and throughputs are the gate's alone, as are scopes in ``skip_scopes`` (a
+    run's stage labels)."""
+    skip = set(skip_scopes)
+    out: dict[str | None, dict[str, float]] = {}
+    for t in thresholds:
+        if t.kind == "throughput" or t.metric == "error_rate" or t.scope in skip:
+            continue
+        out.setdefault(t.scope, {})[t.metric] = t.limit
+    return out
+
+
+def parse_slo_flags(items: Iterable[str]) -> dict[str | None, dict[str, float]]:
+    """``loadtest run``'s SLO tables from ``--slo`` values when no gate follows: error rates and throughputs mean
+    something only to a gate, so they are refused here with the way to gate."""
+    thresholds = parse_thresholds(items)
+    for t in thresholds:
+        if t.kind == "throughput" or t.metric == "error_rate":
+            raise ConfigError(
+                f"--slo {t.text!r} is a gate threshold: add --gate (or run loadtest gate RUN after)"
+            )
+    return slo_tables(thresholds)
+
+
+def parse_regressions(items: Iterable[str]) -> list[Regression]:
+    """Every ``--max-regression`` value (see the module docstring), each checked; one line for a mistake."""
+    out: list[Regression] = []
+    seen: set[tuple[str | None, str]] = set()
+    for item in items:
+        found = _CHANGE.match(item.strip())
+        if found is None:
+            raise ConfigError(
+                f"--max-regression takes [SCOPE:]METRIC:±N%, e.g. 'tpot_p50:+10%' or 'output_tok_per_s:-10%', "
+                f"got {item!r}"
+            )
+        scope, metric, change = found.group("scope"), found.group("metric"), found.group("change")
+        scope = scope.strip() if scope else None
+        kind = metric_kind(metric)
+        if kind == "share":
+            raise ConfigError(
+                f"--max-regression {item!r}: compare latency percentiles or throughputs; gate {metric} with --slo"
+            )
+        if kind == "latency":
+            parse_slo({metric: "1s"}, f"--max-regression {item!r}")  # checks the metric's name
+        try:
+            if not change.endswith("%"):
+                raise ValueError
+            value = float(change[:-1]) / 100.0
+        except ValueError:
+            raise ConfigError(
+                f"--max-regression {item!r}: the change is a signed percentage, e.g. +10%"
+            ) from None
+        worse = "+" if kind == "latency" else "-"
+        if not change.startswith(worse) or not 0 < abs(value) < 10:
+            example = f"{metric}:{worse}10%"
+            what = "grows" if kind == "latency" else "falls"
+            raise ConfigError(
+                f"--max-regression {item!r}: a {kind} regresses when it {what}, write e.g. {example}"
+            )
+        if (scope, metric) in seen:
+            raise ConfigError(
+                f"--max-regression {metric} is given twice" + (f" for {scope}" if scope else "")
+            )
+        seen.add((scope, metric))
+        out.append(Regression(item.strip(), scope, metric, value))
+    return out
+
+
+def _latency_name(metric: str) -> bool:
+    """``ttft_p95``, ``itl_p99.9``: a latency metric and a percentile in (0, 100)."""
+    name, sep, pct = metric.rpartition("_p")
+    if not sep or name not in SLO_METRICS:
+        return False
     try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+        return 0 < float(pct) < 100
+    except ValueError:
+        return False
+
+
+def _share(text: str, item: str, allow_zero: bool = False) -> float:
+    """``95%`` or ``0.95`` → 0.95, a fraction in (0, 1] ([0, 1] for an error rate)."""
+    try:
+        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
     except ValueError:
         raise ConfigError(
             f"--slo {item!r}: a share is a percentage or a fraction, e.g. 95% or 0.95"
         ) from None
-    if not 0 < value <= 1:
-        raise ConfigError(f"--slo {item!r}: a share must be in (0, 100 %]")
+    if not (0 <= value <= 1 if allow_zero else 0 < value <= 1):
+        raise ConfigError(f"--slo {item!r}: a share must be in {'[' if allow_zero else '('}0, 100 %]")
     return value
+
+
+def _rate(text: str, item: str) -> float:
+    """``1200`` or ``1200/s`` → 1200.0, positive and finite."""
+    raw = text.removesuffix("/s").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"--slo {item!r}: a throughput is a number per second, e.g. 1200") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"--slo {item!r}: a throughput must be a positive number per second")
+    return value
+
+
+def thresholds_of_classes(slos: Mapping[str, Mapping[str, float]]) -> list[Threshold]:
+    """A run's class SLO tables as thresholds scoped to each class (what the gate judges when given none)."""
+    out = []
+    for cls, table in slos.items():
+        for key, limit in table.items():
+            text = f"{cls}:{key}" + (f">={limit:.4g}" if key == "attainment" else f"<{limit * 1000:.6g}ms")
+            out.append(Threshold(text, cls, key, float(limit)))
+    return out

@@ -60,7 +60,7 @@ def test_report_refusals_are_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--slo", "ttft_p95"), "--slo takes [CLASS:]METRIC<LIMIT"),
+        (("--slo", "ttft_p95"), "--slo takes [SCOPE:]METRIC<LIMIT"),
         (("--slo", "speed_p95<1s"), "unknown SLO 'speed_p95'"),
         (("--slo", "ttft_p95<fast"), "ttft_p95"),
         (("--slo", "goodput>=high"), "a share is a percentage or a fraction"),

@@ -19,7 +19,13 @@ from loadtest.spec.assemble import (
 )
 from loadtest.spec.runspec import PlanRequest, RunSpec
 from loadtest.spec.scenario import load_scenario, parse_scenario
-from loadtest.spec.slo_flags import parse_slo_flags
+from loadtest.spec.slo_flags import (
+    Regression,
+    parse_regressions,
+    parse_slo_flags,
+    parse_thresholds,
+    slo_tables,
+)
 from loadtest.spec.workload import RequestFactory
 from tests.helpers import ROOT
 
@@ -249,7 +255,7 @@ def test_slo_flags_read_the_threshold_form_scoped_or_not() -> None:
 @pytest.mark.parametrize(
     ("flag", "message"),
     [
-        ("ttft_p95=1s", "--slo takes [CLASS:]METRIC<LIMIT"),
+        ("ttft_p95=1s", "--slo takes [SCOPE:]METRIC<LIMIT"),
         ("ttft_p95>1s", "a latency SLO is a ceiling, write ttft_p95<1s"),
         ("goodput<95%", "goodput is a floor, write goodput>=95%"),
         ("tpot_p50<50", "give the limit a unit, e.g. tpot_p50<50ms"),
@@ -261,6 +267,67 @@ def test_slo_flags_read_the_threshold_form_scoped_or_not() -> None:
 def test_a_wrong_slo_flag_is_one_line(flag: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_slo_flags([flag])
+
+
+def test_gate_thresholds_read_error_rates_throughputs_and_stage_scopes() -> None:
+    found = parse_thresholds(
+        [
+            "error_rate<1%",
+            "output_tok_per_s>=1200",
+            "req_per_s > 2.5/s",
+            "concurrency@8:ttft_p95<1s",
+            "goodput>=0.9",
+        ]
+    )
+    assert [(t.scope, t.metric, t.limit, t.ceiling) for t in found] == [
+        (None, "error_rate", 0.01, True),
+        (None, "output_tok_per_s", 1200.0, False),
+        (None, "req_per_s", 2.5, False),
+        ("concurrency@8", "ttft_p95", 1.0, True),
+        (None, "attainment", 0.9, False),
+    ]
+    # the run's SLO tables: latency and goodput only, a stage's scope left to the gate
+    assert slo_tables(found, skip_scopes=["concurrency@8"]) == {None: {"attainment": 0.9}}
+    assert parse_regressions(["tpot_p50:+10%", "chat:output_tok_per_s:-5%"]) == [
+        Regression("tpot_p50:+10%", None, "tpot_p50", 0.10),
+        Regression("chat:output_tok_per_s:-5%", "chat", "output_tok_per_s", -0.05),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("error_rate>1%", "error_rate is a ceiling, write error_rate<1%"),
+        ("output_tok_per_s<1200", "a throughput is a floor, write output_tok_per_s>=1200"),
+        ("output_tok_per_s>=fast", "a throughput is a number per second"),
+        ("error_rate<-1%", "a share must be in [0, 100 %]"),
+        ("tps>=5", "unknown SLO 'tps'"),
+    ],
+)
+def test_a_wrong_gate_threshold_is_one_line(flag: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_thresholds([flag])
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("tpot_p50+10%", "--max-regression takes [SCOPE:]METRIC:±N%"),
+        ("tpot_p50:-10%", "a latency regresses when it grows, write e.g. tpot_p50:+10%"),
+        ("output_tok_per_s:+10%", "a throughput regresses when it falls, write e.g. output_tok_per_s:-10%"),
+        ("tpot_p50:+10", "the change is a signed percentage"),
+        ("error_rate:+1%", "gate error_rate with --slo"),
+        ("speed_p50:+1%", "unknown SLO 'speed_p50'"),
+    ],
+)
+def test_a_wrong_regression_limit_is_one_line(flag: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_regressions([flag])
+
+
+def test_run_without_a_gate_refuses_the_gate_only_thresholds() -> None:
+    with pytest.raises(ConfigError, match=re.escape("'error_rate<1%' is a gate threshold: add --gate")):
+        parse_slo_flags(["error_rate<1%"])
 
 
 def test_an_slo_flag_twice_or_for_an_unknown_class_is_refused() -> None:

@@ -1,0 +1,495 @@
+"""The CI gate: a run's thresholds, its regressions against a baseline run, and one verdict — pass, fail or
+invalid. Pure: runs in, a :class:`GateResult` out; :mod:`reports.gate_output` writes it, ``loadtest gate`` exits
+with it.
+
+**Where a check applies.** Each stage is judged on its own: a percentile over requests made at different loads
+describes no load the endpoint will see. A threshold without a scope is checked in every stage of the run (all
+classes together); ``CLASS:`` restricts it to that class's requests in every stage; ``STAGE:`` to that stage. The
+generator's own cancellations (Ctrl-C, a drain timeout) are not the endpoint's answers and are left out.
+
+**Measures**, each with its interval:
+
+* a latency percentile over the successful requests, with the distribution-free order-statistic interval of
+  :func:`analysis.stage_points.percentile_ci` (the binomial method, as for the capacity verdicts);
+* ``error_rate`` = failed / all, ``attainment`` (goodput) = good / all — good as in :mod:`analysis.goodput`,
+  against the gate's latency thresholds for the class when it has any, else the class's own SLOs — each with the
+  Clopper–Pearson interval;
+* a throughput over the stage's rate window (:func:`analysis.stage_points.rate_window`: an open-loop stage's
+  sending window, else first start → last end), with a batch-means interval: the steady part of the sending
+  window cut into ``k ≤ 20`` equal bins of at least one median request, what each bin delivered (output tokens as
+  they streamed, input tokens over the prefill, requests over their life), Student's *t* on the bins' spread and
+  the relative half-width applied to the value. Fewer than :data:`MIN_BINS` bins give no interval.
+
+**Thresholds** pass on the point value (the interval is shown beside it). A percentile whose interval is not
+bounded within the sample (a p99 from fewer than ~370 requests) means nothing: the check, and so the run, is
+invalid. A stage with no successful request fails its latency thresholds.
+
+**Regressions** compare each stage with the baseline's stage of the same label. The ratio current / baseline gets
+an interval from the two runs' intervals, each at ``√0.95`` so that both hold together with 95 %:
+``[low / baseline high, high / baseline low]`` — distribution-free and conservative. The run-to-run noise that no
+within-run interval sees (the machine, the simulator's seed, the endpoint's other tenants) is the **noise floor**
+``f``: configured per metric, or measured from A/A runs (:func:`noise_floors`). The interval is widened by it,
+``[low / (1 + f), high × (1 + f)]``, and the check **fails only when the widened interval lies wholly beyond the
+limit**: above ``1 + change`` for a latency, below ``1 + change`` (a negative change) for a throughput. Anything
+less is not told from noise, and passes.
+
+**Verdict.** Invalid when the run (or the baseline) is invalid for the gated stages (:mod:`analysis.validity`) or
+a check could not be measured meaningfully — never a pass or a fail then; else fail when any check fails; else
+pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats  # type: ignore[import-untyped]
+
+from analysis.frame import RunData, flat_gaps
+from analysis.goodput import class_slos, good_mask, slo_metric
+from analysis.stage_points import percentile_ci, rate_window
+from analysis.validity import Problem, Validity
+from loadtest.errors import ConfigError
+from loadtest.rundir import StageWindow
+from loadtest.spec.slo_flags import (
+    DEFAULT_REGRESSIONS,
+    Regression,
+    Threshold,
+    metric_kind,
+    parse_regressions,
+    thresholds_of_classes,
+)
+
+__all__ = [
+    "JOINT_CONFIDENCE",
+    "MIN_BINS",
+    "GateCheck",
+    "GateResult",
+    "Measure",
+    "Verdict",
+    "gate",
+    "measure",
+    "noise_floors",
+    "run_stages",
+]
+
+Verdict = Literal["pass", "fail", "invalid"]
+CONFIDENCE = 0.95
+JOINT_CONFIDENCE = math.sqrt(CONFIDENCE)  # each run's interval in a comparison: both hold together with 95 %
+MAX_BINS = 20
+MIN_BINS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One metric of one stage (and class): the value, its interval, how many samples, or why it has none."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    samples: int
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class GateCheck:
+    """One threshold or one compared metric, in one stage."""
+
+    kind: Literal["threshold", "regression"]
+    text: str  # the flag as given
+    metric: str
+    stage: str
+    request_class: str | None
+    limit: float  # a threshold's limit (seconds, fraction, per second) or a regression's allowed change
+    current: Measure
+    verdict: Verdict
+    note: str | None = None
+    baseline: Measure | None = None
+    ratio: float | None = None
+    ratio_low: float | None = None  # the ratio's interval, widened by the noise floor
+    ratio_high: float | None = None
+    noise_floor: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.text} [{self.stage}]"
+
+    @property
+    def ceiling(self) -> bool:
+        return metric_kind(self.metric) == "latency" or self.metric == "error_rate"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["current"] = self.current.to_dict()
+        out["baseline"] = self.baseline.to_dict() if self.baseline is not None else None
+        out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    run: str
+    baseline: str | None
+    checks: tuple[GateCheck, ...]
+    problems: tuple[Problem, ...]
+    noise_source: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.problems or any(c.verdict == "invalid" for c in self.checks):
+            return "invalid"
+        return "fail" if any(c.verdict == "fail" for c in self.checks) else "pass"
+
+    @property
+    def failed(self) -> tuple[GateCheck, ...]:
+        return tuple(c for c in self.checks if c.verdict == "fail")
+
+    def reasons(self) -> list[str]:
+        """Why the verdict is invalid: the run's problems and the checks that could not be measured."""
+        out = [str(p) for p in self.problems]
+        out += [f"{c.name}: {c.note}" for c in self.checks if c.verdict == "invalid"]
+        return out
+
+
+def run_stages(data: RunData) -> list[str]:
+    """The run's stage labels in order: its manifest's windows (an automatic sweep's too), else its spec's."""
+    windows = data.manifest.stages
+    return [w.label for w in windows] if windows else data.manifest.stage_order
+
+
+def _window(data: RunData, stage: str) -> StageWindow:
+    for w in data.manifest.stages or ():
+        if w.label == stage:
+            return w
+    return StageWindow(label=stage)
+
+
+def _classes(data: RunData) -> list[str]:
+    return [c.name for c in data.manifest.spec.request_classes]
+
+
+def _scope(scope: str | None, data: RunData, flag: str) -> tuple[list[str], str | None]:
+    """``(stages, class)`` a scope selects in ``data``; one line when it names nothing or both a class and a stage."""
+    stages, classes = run_stages(data), _classes(data)
+    if scope is None:
+        return stages, None
+    if scope in stages and scope in classes:
+        raise ConfigError(
+            f"{flag}: {scope!r} is both a stage and a class of the run; rename one in the scenario"
+        )
+    if scope in stages:
+        return [scope], None
+    if scope in classes:
+        return stages, scope
+    raise ConfigError(
+        f"{flag}: {scope!r} is neither a class ({', '.join(classes) or 'none'}) nor a stage "
+        f"({', '.join(stages) or 'none'}) of the run"
+    )
+
+
+def _rows(data: RunData, stage: str, cls: str | None) -> pd.DataFrame:
+    records = data.records
+    if records.empty:
+        return records
+    keep = (records["stage"] == stage).to_numpy(dtype=bool) & (
+        records["error_class"] != "cancelled"
+    ).to_numpy(dtype=bool)
+    if cls is not None:
+        keep &= (records["request_class"] == cls).to_numpy(dtype=bool)
+    return records[keep]
+
+
+def measure(
+    data: RunData,
+    stage: str,
+    cls: str | None,
+    metric: str,
+    good_slos: Mapping[str, Mapping[str, float]],
+    confidence: float = CONFIDENCE,
+) -> Measure:
+    """``metric`` in ``stage`` (of class ``cls``, or all) with its interval at ``confidence`` (module docstring)."""
+    df = _rows(data, stage, cls)
+    n = len(df)
+    kind = metric_kind(metric)
+    if kind == "share":
+        if n == 0:
+            return Measure(None, None, None, 0, "no request in the stage")
+        hit = ~df["ok"].to_numpy(dtype=bool) if metric == "error_rate" else good_mask(df, good_slos)
+        k = int(hit.sum())
+        ci = stats.binomtest(k, n).proportion_ci(confidence)
+        return Measure(k / n, float(ci.low), float(ci.high), n)
+    if kind == "throughput":
+        return _throughput(df, _window(data, stage), metric, confidence)
+    parsed = slo_metric(metric)
+    if parsed is None:  # parse_thresholds checked the name: only a metric this module does not know gets here
+        raise ConfigError(f"cannot gate on {metric}")
+    name, q = parsed
+    ok = df["ok"].to_numpy(dtype=bool) if n else np.zeros(0, dtype=bool)
+    if name == "itl":
+        gaps = flat_gaps(df["chunk_gaps"]) if n else (np.zeros(0), np.zeros(0, dtype="int64"))
+        values = np.asarray(gaps[0][np.repeat(ok, gaps[1])], dtype="float64")
+    else:
+        values = df[name].to_numpy(dtype="float64", na_value=np.nan)[ok] if n else np.zeros(0)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return Measure(None, None, None, 0, None)
+    point, low, high = percentile_ci(values, q, confidence)
+    problem = None
+    if low is None or high is None:
+        problem = f"too few samples for a p{q:g}: {values.size:,} leave its {confidence * 100:.3g} % interval unbounded"
+    return Measure(point, low, high, int(values.size), problem)
+
+
+def _throughput(df: pd.DataFrame, meta: StageWindow, metric: str, confidence: float) -> Measure:
+    if df.empty:
+        return Measure(None, None, None, 0, "no request in the stage")
+    started = df["started_at"].to_numpy(dtype="float64")
+    ended = df["ended_at"].to_numpy(dtype="float64")
+    ok = df["ok"].to_numpy(dtype=bool)
+    duration, sent = rate_window(started, ended, meta)
+    if not duration:
+        return Measure(None, None, None, len(df), "the stage has no duration to take a rate over")
+    prompt = np.where(ok, np.nan_to_num(df["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)), 0.0)
+    output = np.where(ok, np.nan_to_num(df["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)), 0.0)
+    amounts = {
+        "req_per_s": ok.astype("float64"),
+        "input_tok_per_s": prompt,
+        "output_tok_per_s": output,
+        "total_tok_per_s": prompt + output,
+    }
+    value = float(amounts[metric][sent].sum()) / duration
+    rel = _batch_spread(df, meta, ok, prompt, output, metric, confidence)
+    if rel is None:
+        return Measure(value, None, None, len(df))
+    return Measure(value, max(0.0, value * (1 - rel)), value * (1 + rel), len(df))
+
+
+def _batch_spread(
+    df: pd.DataFrame,
+    meta: StageWindow,
+    ok: np.ndarray,
+    prompt: np.ndarray,
+    output: np.ndarray,
+    metric: str,
+    confidence: float,
+) -> float | None:
+    """The relative half-width of a throughput's interval by batch means: the steady part of the sending window
+    (after the first median request) cut into ``k`` equal bins of at least one median request, ``k`` ≤
+    :data:`MAX_BINS`; what each bin delivered — output tokens spread evenly from a request's first token to its
+    end, input tokens from its start to its first token (the prefill), a request over its whole life — and
+    Student's *t* on the bins. None with fewer than :data:`MIN_BINS` bins."""
+    started = df["started_at"].to_numpy(dtype="float64")
+    ended = df["ended_at"].to_numpy(dtype="float64")
+    e2e = (ended - started)[ok]
+    if not ok.any():
+        return None
+    typical = float(np.median(e2e))
+    start = (meta.start if meta.start is not None else float(started.min())) + typical
+    end = meta.window_end if meta.window_end is not None else float(started.max())
+    span = end - start
+    bins = min(MAX_BINS, int(span / typical)) if typical > 0 else MAX_BINS
+    if span <= 0 or bins < MIN_BINS:
+        return None
+    edges = start + span * np.arange(bins + 1) / bins
+    first = started + np.nan_to_num(df["ttft"].to_numpy(dtype="float64", na_value=np.nan), nan=0.0)
+    sums = np.zeros(bins)
+    if metric in ("output_tok_per_s", "total_tok_per_s"):
+        sums += _spread(first[ok], ended[ok], output[ok], edges)
+    if metric in ("input_tok_per_s", "total_tok_per_s"):
+        sums += _spread(started[ok], first[ok], prompt[ok], edges)
+    if metric == "req_per_s":
+        sums += _spread(started[ok], ended[ok], np.ones(int(ok.sum())), edges)
+    mean = float(sums.mean())
+    if mean <= 0:
+        return None
+    t = float(stats.t.ppf((1 + confidence) / 2, bins - 1))
+    return t * float(sums.std(ddof=1)) / (mean * math.sqrt(bins))
+
+
+def _spread(a: np.ndarray, b: np.ndarray, amount: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Per bin (``edges``), the share of each ``amount`` delivered evenly over ``[a, b]`` that falls in it."""
+    b = np.maximum(b, a + 1e-9)
+    overlap = np.minimum(b[:, None], edges[None, 1:]) - np.maximum(a[:, None], edges[None, :-1])
+    return np.asarray(
+        (np.clip(overlap, 0.0, None) * (amount / (b - a))[:, None]).sum(axis=0), dtype="float64"
+    )
+
+
+def _good_slos(data: RunData, thresholds: Sequence[Threshold]) -> dict[str, dict[str, float]]:
+    """Per class, the latency limits a request must meet to be good: the gate's latency thresholds that apply to
+    the class when there are any, else the class's own SLOs."""
+    own = class_slos(data.manifest.spec.request_classes)
+    out: dict[str, dict[str, float]] = {}
+    for cls in _classes(data):
+        given = {
+            t.metric: t.limit
+            for t in thresholds
+            if t.kind == "latency" and (t.scope is None or t.scope == cls)
+        }
+        table = given or {k: v for k, v in own.get(cls, {}).items() if k != "attainment"}
+        if table:
+            out[cls] = table
+    return out
+
+
+def _threshold_check(t: Threshold, stage: str, cls: str | None, m: Measure) -> GateCheck:
+    if m.problem is not None:
+        return GateCheck("threshold", t.text, t.metric, stage, cls, t.limit, m, "invalid", m.problem)
+    if m.value is None:
+        note = "no successful request in the stage"
+        return GateCheck("threshold", t.text, t.metric, stage, cls, t.limit, m, "fail", note)
+    passed = m.value <= t.limit if t.ceiling else m.value >= t.limit
+    return GateCheck("threshold", t.text, t.metric, stage, cls, t.limit, m, "pass" if passed else "fail")
+
+
+def _regression_check(
+    r: Regression, stage: str, cls: str | None, cur: Measure, base: Measure, floor: float
+) -> GateCheck:
+    def check(verdict: Verdict, note: str | None = None, **ratio: float | None) -> GateCheck:
+        return GateCheck(
+            "regression",
+            r.text,
+            r.metric,
+            stage,
+            cls,
+            r.change,
+            cur,
+            verdict,
+            note,
+            base,
+            noise_floor=floor,
+            **ratio,
+        )
+
+    for who, m in (("this run", cur), ("the baseline", base)):
+        if m.problem is not None:
+            return check("invalid", f"{who}: {m.problem}")
+        if m.value is None:
+            return check("invalid", f"{who} has no value for {r.metric} in this stage")
+        if m.low is None or m.high is None:
+            return check(
+                "invalid", f"{who}: the stage is too short to bound {r.metric} (fewer than {MIN_BINS} bins)"
+            )
+    assert cur.value is not None and base.value is not None  # narrowed above for mypy
+    assert cur.low is not None and cur.high is not None and base.low is not None and base.high is not None
+    if base.value <= 0:
+        return check("invalid", f"the baseline's {r.metric} is 0: no ratio")
+    ratio = cur.value / base.value
+    low = cur.low / base.high / (1 + floor)
+    high = (cur.high / base.low if base.low > 0 else math.inf) * (1 + floor)
+    beyond = low > 1 + r.change if r.change > 0 else high < 1 + r.change
+    return check("fail" if beyond else "pass", None, ratio=ratio, ratio_low=low, ratio_high=high)
+
+
+def gate(
+    data: RunData,
+    validity: Validity,
+    thresholds: Sequence[Threshold],
+    baseline: RunData | None = None,
+    baseline_validity: Validity | None = None,
+    regressions: Sequence[Regression] = (),
+    noise: Mapping[str, float] | None = None,
+    noise_source: str | None = None,
+) -> GateResult:
+    """Judge ``data`` (see the module docstring). ``thresholds`` empty: the run's class SLOs; ``regressions``
+    empty with a baseline: :data:`~loadtest.spec.slo_flags.DEFAULT_REGRESSIONS` on the metrics the run has.
+    ``noise``: ``{metric: floor}``, ``"*"`` for every metric not named."""
+    notes: list[str] = []
+    if not thresholds:
+        thresholds = thresholds_of_classes(class_slos(data.manifest.spec.request_classes))
+        if thresholds:
+            notes.append("thresholds: the scenario's SLOs (no --slo given)")
+    if baseline is not None and not regressions:
+        regressions = parse_regressions(DEFAULT_REGRESSIONS)
+        notes.append(
+            f"regression limits: the defaults {', '.join(DEFAULT_REGRESSIONS)} (no --max-regression given)"
+        )
+    if not thresholds and baseline is None:
+        raise ConfigError(
+            "nothing to gate: give --slo (e.g. 'ttft_p95<800ms') or --baseline RUN, or SLOs in the scenario"
+        )
+    good = _good_slos(data, thresholds)
+    checks: list[GateCheck] = []
+    gated: set[str] = set()
+    for t in thresholds:
+        stages, cls = _scope(t.scope, data, f"--slo {t.text!r}")
+        for stage in stages:
+            gated.add(stage)
+            checks.append(_threshold_check(t, stage, cls, measure(data, stage, cls, t.metric, good)))
+    problems = list(validity.problems_for(gated))
+    if baseline is not None:
+        compared: set[str] = set()
+        floors = dict(noise or {})
+        base_stages = run_stages(baseline)
+        base_good = _good_slos(baseline, thresholds)
+        for r in regressions:
+            flag = f"--max-regression {r.text!r}"
+            stages, cls = _scope(r.scope, data, flag)
+            if cls is not None and cls not in _classes(baseline):
+                raise ConfigError(f"{flag}: the baseline {baseline.run_dir.name} has no class {cls!r}")
+            missing = [s for s in stages if s not in base_stages]
+            if missing:
+                raise ConfigError(
+                    f"{flag}: stage {missing[0]!r} is not in the baseline {baseline.run_dir.name} "
+                    f"(its stages: {', '.join(base_stages) or 'none'}); stages are matched by label"
+                )
+            floor = floors.get(r.metric, floors.get("*", 0.0))
+            made = []
+            for stage in stages:
+                cur = measure(data, stage, cls, r.metric, good, JOINT_CONFIDENCE)
+                base = measure(baseline, stage, cls, r.metric, base_good, JOINT_CONFIDENCE)
+                made.append(_regression_check(r, stage, cls, cur, base, floor))
+            if r.text in DEFAULT_REGRESSIONS and all(c.current.value is None for c in made):
+                continue  # a default on a metric this run does not have (TPOT of embeddings)
+            checks += made
+            compared.update(stages)
+            gated.update(stages)
+        problems = list(validity.problems_for(gated))
+        if baseline_validity is not None:
+            problems += [
+                Problem(p.stage, f"the baseline: {p.text}") for p in baseline_validity.problems_for(compared)
+            ]
+    return GateResult(
+        run=data.run_dir.name,
+        baseline=baseline.run_dir.name if baseline is not None else None,
+        checks=tuple(checks),
+        problems=tuple(problems),
+        noise_source=noise_source,
+        notes=tuple(notes),
+    )
+
+
+def noise_floors(runs: Sequence[RunData], metrics: Sequence[str]) -> dict[str, float]:
+    """The noise floor of each metric from A/A runs (the same scenario run several times, nothing changed): the
+    smallest ``f`` that makes every pair's widened ratio interval, in every stage they share, contain 1 — so the
+    gate would call none of those differences a change. Stages or metrics without an interval are skipped."""
+    if len(runs) < 2:
+        raise ConfigError("measuring noise needs at least two runs of the same scenario")
+    out: dict[str, float] = {}
+    for metric in metrics:
+        worst = 0.0
+        for a, b in itertools.combinations(runs, 2):
+            shared = [s for s in run_stages(a) if s in run_stages(b)]
+            for stage in shared:
+                ma = measure(a, stage, None, metric, _good_slos(a, ()), JOINT_CONFIDENCE)
+                mb = measure(b, stage, None, metric, _good_slos(b, ()), JOINT_CONFIDENCE)
+                if None in (ma.low, ma.high, mb.low, mb.high) or ma.problem or mb.problem:
+                    continue
+                assert (
+                    ma.low is not None and ma.high is not None and mb.low is not None and mb.high is not None
+                )
+                if mb.high <= 0 or mb.low <= 0:
+                    continue
+                low, high = ma.low / mb.high, ma.high / mb.low
+                worst = max(worst, low - 1 if low > 1 else 0.0, 1 / high - 1 if high < 1 else 0.0)
+        out[metric] = worst
+    return out
