@@ -36,6 +36,13 @@ __all__ = ["sim"]
 @click.option("--max-batch", type=click.IntRange(min=1), default=default("max_batch"), show_default=True)
 @click.option("--jitter-cv", type=click.FloatRange(0.0, 1.0), default=default("jitter_cv"), show_default=True)
 @click.option(
+    "--slowdown",
+    type=click.FloatRange(min=0.1, max=100.0),
+    default=default("slowdown"),
+    show_default=True,
+    help="Every step takes this factor longer (1.2: 20 % slower per token), to test a gate.",
+)
+@click.option(
     "--reject-stream-options",
     is_flag=True,
     help="Answer 400 to stream_options, as some external models behind Databricks do.",
@@ -140,6 +147,7 @@ def sim(**opts: Any) -> None:
         max_batch=opts["max_batch"],
         seed=opts["seed"],
         jitter_cv=opts["jitter_cv"],
+        slowdown=opts["slowdown"],
         reject_stream_options=opts["reject_stream_options"],
         api_token=secret(opts["api_token_env"]),
         mode=opts["mode"],

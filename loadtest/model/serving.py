@@ -26,8 +26,11 @@ class ServingConfig:
     seed: int = 0
     jitter_cv: float = 0.0
     jitter: Jitter = "lognormal"
+    slowdown: float = 1.0  # every step time times this (a slower server, for tests and demos)
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.slowdown < float("inf"):
+            raise ValueError("slowdown must be a positive factor")
         if self.max_batch < 1 or self.replicas < 1:
             raise ValueError("max_batch and replicas must be >= 1")
         if not 0.0 <= self.jitter_cv <= 1.0:

@@ -9,7 +9,7 @@ Pure and deterministic: no I/O, no clock. Whoever drives it (the asyncio server,
 2. Duration: ``decode_step_s(B, ctx̄) + Σ prefill_s(prompt_i)`` over the requests admitted in this step, where ``B``
    counts the sequences admitted in earlier steps and ``ctx̄`` their mean context (prompt + tokens emitted); with
    ``B = 0`` the decode term is just ``c0``. Times an optional jitter factor of mean 1 (lognormal or normal, CV
-   ``jitter_cv``, seeded ``random.Random``).
+   ``jitter_cv``, seeded ``random.Random``), and times ``slowdown`` (1 unless a test asks for a slower server).
 3. At the end of the step every request admitted in it emits its first token, every earlier one one more token; a
    request finishes when it has emitted ``output_tokens`` (ignore_eos); a prefill-only request (``output_tokens=0``,
    embeddings) finishes at the end of its admission step.
@@ -94,6 +94,7 @@ class Replica:
         seed: int = 0,
         jitter_cv: float = 0.0,
         jitter: Jitter = "lognormal",
+        slowdown: float = 1.0,
     ) -> None:
         self.deployment = deployment
         self.max_batch = max_batch
@@ -102,6 +103,7 @@ class Replica:
         self.steps = 0
         self._jitter_cv = jitter_cv
         self._jitter = jitter
+        self._slowdown = slowdown
         self._rng = random.Random(seed)
         self._waiting: deque[_Seq] = deque()
         self._running: dict[int, _Seq] = {}  # admitted in earlier steps: the decoders
@@ -181,7 +183,7 @@ class Replica:
         for seq in admitted:
             duration += prefill_s(dep, seq.request.prompt_tokens)
             prefill_tokens += seq.request.prompt_tokens
-        duration *= self._jitter_factor()
+        duration *= self._jitter_factor() * self._slowdown
         self._in_step = True
         plan = StepPlan(
             self.steps,
@@ -250,6 +252,7 @@ class Cluster:
                 seed=config.seed * 1_000_003 + i,
                 jitter_cv=config.jitter_cv,
                 jitter=config.jitter,
+                slowdown=config.slowdown,
             )
             for i in range(config.replicas)
         )

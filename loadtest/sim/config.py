@@ -65,6 +65,7 @@ class SimConfig:
     max_batch: int = default("max_batch")
     seed: int = 0
     jitter_cv: float = default("jitter_cv")
+    slowdown: float = default("slowdown")
     api_token: str | None = field(default=None, repr=False)
     endpoint_name: str = "sim-llama"
     model_name: str = ""
@@ -171,4 +172,11 @@ class SimConfig:
         return QuotaLimits(self.itpm, self.otpm, self.qph, self.qps)
 
     def serving_config(self) -> ServingConfig:
-        return ServingConfig(self.deployment(), self.max_batch, self.replica_count, self.seed, self.jitter_cv)
+        return ServingConfig(
+            self.deployment(),
+            self.max_batch,
+            self.replica_count,
+            self.seed,
+            self.jitter_cv,
+            slowdown=self.slowdown,
+        )

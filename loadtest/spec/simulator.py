@@ -53,6 +53,8 @@ class SimSettings:
     max_batch: int | None = _setting(DEFAULT_MAX_BATCH, sizing=True)
     tp: int | None = _setting(0, sizing=True)
     jitter_cv: float | None = _setting(0.0)
+    # every step takes this factor longer (1.2: a server 20 % slower per token); a test and demo knob, not sizing
+    slowdown: float | None = _setting(1.0)
     mode: str | None = _setting("pt", sizing=True)
     itpm: int | None = _setting(None)
     otpm: int | None = _setting(None)
