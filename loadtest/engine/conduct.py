@@ -24,6 +24,7 @@ import orjson
 
 from loadtest.client.clock import EpochClock
 from loadtest.engine.distribute import open_loop_seq
+from loadtest.engine.loopdelay import worst_worker
 from loadtest.engine.procstat import peak_rss_mb
 from loadtest.engine.sweep import StageObservation, fold, sweep_rates, sweep_verdict
 from loadtest.rundir.files import EVENTS_FILE, GAPS_FILE, RECORDS_FILE
@@ -210,6 +211,7 @@ class Conductor(abc.ABC):
             inflight=sum(r["inflight"] for r in reports),
             drained=all(r["drained"] for r in reports),
             worker_cpu_share_max=max(shares) if shares else None,
+            **worst_worker(reports),
             workers=len(reports),
             **extra,
         )

@@ -19,7 +19,8 @@ The master (or the local process) reads ``RUN_DIR/spec.json`` and appends
 * ``records.jsonl`` — one line per request as it completes, its chunk gaps in ``chunk_gaps.f32`` (workers forward
   batches every 100 ms, gaps inline; a crash or Ctrl-C loses nothing that completed; in-flight requests are
   recorded as ``cancelled``);
-* ``events.jsonl`` — stage start/end markers with the generator's CPU time, so stage windows survive a crash.
+* ``events.jsonl`` — stage start/end markers with the generator's CPU time and event-loop delay, so stage windows
+  survive a crash.
 
 Stage semantics: at a stage's start the first ``users`` users may send (closed loop), or arrivals start at their
 scheduled instants (open loop); when its duration is over no new request starts and in-flight requests drain (up to
@@ -186,6 +187,7 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
         run_stages(LocalConductor(spec, recorder, stop, engine), spec)
     finally:
         refresher.kill()
+        engine.stop_watchers()
         engine.gate.close()
         runner.quit()  # kills user greenlets; in-flight requests record themselves as cancelled
         recorder.event(
@@ -288,6 +290,7 @@ def run_worker(master_host: str, port: int) -> int:
 
     def on_finish(environment: Any, msg: Any) -> None:
         if LLMUser.engine is not None:
+            LLMUser.engine.stop_watchers()
             LLMUser.engine.gate.close()
         if msg.data.get("abort"):
             runner.stop()  # kills users: in-flight requests record themselves as cancelled

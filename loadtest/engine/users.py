@@ -6,6 +6,12 @@ sends one request with its retries; :class:`LLMUser` is the Locust user that tak
 open-loop arrival. The rules applied are pure functions elsewhere (:mod:`loadtest.engine.distribute`,
 :mod:`loadtest.client.execute`, :mod:`loadtest.engine.sampling` for which requests become samples).
 
+While a stage is open the engine watches its own event loop (:class:`loadtest.engine.loopdelay.LoopMonitor`, a
+greenlet that sleeps 10 ms at a time and records how late it woke) and reports the stage's loop delay p50 / p99 /
+max beside its CPU share. Test hook: with ``LOADTEST_TEST_ENGINE_BURN_MS=B`` in the environment, a greenlet also
+busy-loops B ms without yielding, then yields, for as long as a stage is open — a saturated engine on demand for
+the tests of the generator's self-check (:func:`loadtest.engine.loopdelay.burn_forever`); never set it otherwise.
+
 Part of the engine's gevent door: imported only in ``python -m loadtest.engine``, after
 :mod:`loadtest.engine.roles` has monkey-patched the process. The role running the process installs its engine
 with ``LLMUser.engine = ...`` (a worker's users can spawn before the run's spec arrives, so it may be unset).
@@ -33,12 +39,20 @@ from loadtest.client.records import RequestRecord, dump_record
 from loadtest.client.scrub import header_secrets
 from loadtest.engine.distribute import closed_loop_seq, users_per_worker
 from loadtest.engine.gevent_transport import GeventTransport
+from loadtest.engine.loopdelay import LoopMonitor, burn_forever, burn_seconds
 from loadtest.engine.sampling import Sampler
 from loadtest.errors import LoadtestError
 from loadtest.spec.runspec import RunSpec, Stage
 from loadtest.spec.workload import RequestFactory
 
 __all__ = ["Engine", "LLMUser", "StageGate"]
+
+
+def _next_turn() -> None:
+    """Yield until the loop's next turn: a timer due at once. ``gevent.sleep(0)`` would not do — gevent runs up to
+    50 such callbacks in a row before it polls for I/O again, so a burner yielding that way holds the loop for
+    50 burns at a time, not one."""
+    gevent.sleep(1e-6)
 
 
 class StageGate:
@@ -125,6 +139,9 @@ class Engine:
         self.sampler = Sampler()
         self.cpu_at_open = 0.0
         self.wall_at_open = 0.0
+        self.loop = LoopMonitor(time.monotonic, gevent.sleep)
+        self.burn_s = burn_seconds(os.environ)  # the test hook (module docstring); None in every real run
+        self._watchers: list[gevent.Greenlet] = []
         self.report: Callable[[str, dict[str, Any]], None] = lambda _kind, _fields: None
 
     def refresh_credentials_forever(self, report: Callable[[str, dict[str, Any]], None]) -> None:
@@ -160,8 +177,19 @@ class Engine:
             keep_gaps=self.spec.keep_gaps,
         )
         self.closed_n = 0
+        self.stop_watchers()
+        self.loop = LoopMonitor(time.monotonic, gevent.sleep)
+        self._watchers.append(gevent.spawn(self.loop.run_forever))
+        if self.burn_s is not None:
+            self.report("test_engine_burn", {"burn_ms": self.burn_s * 1000, "by": self.name})
+            self._watchers.append(gevent.spawn(burn_forever, self.burn_s, time.monotonic, _next_turn))
         self.cpu_at_open, self.wall_at_open = time.process_time(), time.monotonic()
         self.gate.open(stage, index, share, ctx)
+
+    def stop_watchers(self) -> None:
+        """End the stage's loop monitor (and the test hook's burner)."""
+        gevent.killall(self._watchers)
+        self._watchers = []
 
     def schedule(self, seq: int, due: float) -> None:
         """Hand an open-loop arrival to a free user at ``due`` (epoch seconds)."""
@@ -182,13 +210,16 @@ class Engine:
         gevent.sleep(0)
         drained = self.gate.drained.wait(self.spec.drain_timeout_s if drain else 0.0)
         wall = time.monotonic() - self.wall_at_open
+        cpu = time.process_time() - self.cpu_at_open
+        self.stop_watchers()
         return {
             "worker": self.name,
             "dropped": dropped,
             "no_free_user": self.gate.no_free_user,
             "inflight": self.gate.inflight,
             "drained": bool(drained) and self.gate.inflight == 0,
-            "cpu_share": (time.process_time() - self.cpu_at_open) / wall if wall > 0 else None,
+            "cpu_share": cpu / wall if wall > 0 else None,
+            **self.loop.histogram.summary(),
         }
 
     def next_closed_seq(self) -> int:
