@@ -39,7 +39,8 @@ def _target(raw: dict[str, Any] | None) -> StageTarget | None:
 def stage_windows(events: list[dict[str, Any]]) -> tuple[StageWindow, ...]:
     """One window per stage label, in the order the events first name it. ``generator_cpu_share``: the busiest
     worker's share when distributed (that is what can distort the measurement, not the master), else the engine's
-    CPU seconds over the stage's wall time (``None`` for a stage of no wall time)."""
+    CPU seconds over the stage's wall time (``None`` for a stage of no wall time). The loop delay is the worst
+    worker's, as the engine wrote it (``None`` in the events of a version before it measured one)."""
     stages: dict[str, StageWindow] = {}
     for ev in events:
         label = ev.get("stage")
@@ -64,6 +65,9 @@ def stage_windows(events: list[dict[str, Any]]) -> tuple[StageWindow, ...]:
                 drained=ev.get("drained"),
                 workers=ev.get("workers"),
                 worker_cpu_share_max=ev.get("worker_cpu_share_max"),
+                loop_delay_p50_s=ev.get("loop_delay_p50_s"),
+                loop_delay_p99_s=ev.get("loop_delay_p99_s"),
+                loop_delay_max_s=ev.get("loop_delay_max_s"),
                 final_rate=ev.get("final_rate"),
                 expected_input=ev.get("expected_input"),
                 expected_output=ev.get("expected_output"),

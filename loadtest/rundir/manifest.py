@@ -78,7 +78,10 @@ class StageWindow:
     (``window_end``: when sending stopped) and ``stage_end`` (``end`` after the drain, ``cpu_end_s``,
     ``generator_rss_max_mb`` and the engine's counts; a token-rate stage adds ``final_rate``, ``expected_input``,
     ``expected_output``). ``generator_cpu_share`` is written when it could be worked out
-    (:func:`loadtest.rundir.events.stage_windows`)."""
+    (:func:`loadtest.rundir.events.stage_windows`). ``loop_delay_p50_s``, ``loop_delay_p99_s`` and
+    ``loop_delay_max_s`` — the engine's event-loop delay over the stage, the worst worker's
+    (:mod:`loadtest.engine.loopdelay`) — are each written when known: runs made before the engine measured it have
+    none, and read back as ``None``."""
 
     label: str
     start: float | None = None
@@ -100,6 +103,9 @@ class StageWindow:
     expected_input: float | None = None
     expected_output: float | None = None
     generator_cpu_share: float | None = None
+    loop_delay_p50_s: float | None = None
+    loop_delay_p99_s: float | None = None
+    loop_delay_max_s: float | None = None
 
     @property
     def has_cpu_share(self) -> bool:
@@ -119,6 +125,7 @@ class StageWindow:
                 out.update({key: getattr(self, key) for key in _TOKEN_END_KEYS})
         if self.has_cpu_share:
             out["generator_cpu_share"] = self.generator_cpu_share
+        out.update({key: getattr(self, key) for key in _LOOP_DELAY_KEYS if getattr(self, key) is not None})
         return out
 
     @classmethod
@@ -129,7 +136,7 @@ class StageWindow:
             values[key] = obj.integer(key)
         for key in ("start", "cpu_start_s", "window_end", "end", "cpu_end_s", "generator_rss_max_mb"):
             values[key] = obj.number(key)
-        for key in ("worker_cpu_share_max", "generator_cpu_share", *_TOKEN_END_KEYS):
+        for key in ("worker_cpu_share_max", "generator_cpu_share", *_TOKEN_END_KEYS, *_LOOP_DELAY_KEYS):
             values[key] = obj.number(key)
         label = obj.text("label", required=True)
         assert label is not None
@@ -155,6 +162,7 @@ _END_KEYS: Final = (
     "workers",
 )
 _TOKEN_END_KEYS: Final = ("final_rate", "expected_input", "expected_output")
+_LOOP_DELAY_KEYS: Final = ("loop_delay_p50_s", "loop_delay_p99_s", "loop_delay_max_s")
 
 
 @dataclass(frozen=True, slots=True)

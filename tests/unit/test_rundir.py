@@ -82,6 +82,65 @@ def test_stage_windows_from_events_are_what_the_manifest_holds(tmp_path: Path) -
     assert cut.to_dict() == {"label": "cut", "start": 30.0, "cpu_start_s": 3.0, "target": None}
 
 
+def test_the_loop_delay_goes_from_stage_end_to_the_manifest_and_back_byte_for_byte(tmp_path: Path) -> None:
+    loop = {"loop_delay_p50_s": 0.000412, "loop_delay_p99_s": 0.041503, "loop_delay_max_s": 0.0625}
+    events: list[dict[str, typing.Any]] = [
+        {"event": "stage_start", "t": 10.0, "cpu_s": 1.0, "stage": "c", "target": {"kind": "concurrency",
+         "users": 4, "rate": None}},
+        {"event": "stage_window_end", "t": 20.0, "cpu_s": 10.5, "stage": "c"},
+        {"event": "stage_end", "t": 20.0, "cpu_s": 10.7, "stage": "c", "rss_max_mb": 70.0, "records": 5,
+         "arrivals": None, "dropped": 0, "no_free_user": 0, "inflight": 0, "drained": True,
+         "worker_cpu_share_max": 0.97, **loop, "workers": 1},
+        {"event": "stage_start", "t": 20.0, "cpu_s": 10.7, "stage": "old", "target": None},
+        {"event": "stage_end", "t": 21.0, "cpu_s": 10.8, "stage": "old", "worker_cpu_share_max": 0.1},
+    ]  # fmt: skip
+    (tmp_path / "events.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    measured, old = stage_windows(read_events(tmp_path))
+    assert (measured.loop_delay_p50_s, measured.loop_delay_p99_s, measured.loop_delay_max_s) == (
+        0.000412,
+        0.041503,
+        0.0625,
+    )
+    assert measured.to_dict() == {
+        "label": "c", "start": 10.0, "cpu_start_s": 1.0, "target": events[0]["target"], "window_end": 20.0,
+        "end": 20.0, "cpu_end_s": 10.7, "generator_rss_max_mb": 70.0, "records": 5, "arrivals": None,
+        "dropped": 0, "no_free_user": 0, "inflight": 0, "drained": True, "worker_cpu_share_max": 0.97,
+        "workers": 1, "generator_cpu_share": 0.97, **loop,
+    }  # fmt: skip
+    assert "loop_delay_p99_s" not in old.to_dict()  # the events of a version before the measurement
+    assert (old.loop_delay_p50_s, old.loop_delay_p99_s, old.loop_delay_max_s) == (None, None, None)
+    run = tmp_path / "run"
+    run.mkdir()
+    raw = manifest_dict(stage_labels=("c", "old"), stages=[measured.to_dict(), old.to_dict()])
+    data = orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    (run / "manifest.json").write_bytes(data)
+    manifest = read_manifest(run)
+    assert manifest.stages == (measured, old)
+    assert manifest.to_json() == data
+
+
+def test_a_manifest_from_before_the_loop_delay_reads_none_and_writes_back_the_same(tmp_path: Path) -> None:
+    manifest = Manifest.from_json(FIXTURE.read_bytes(), FIXTURE)
+    assert b"loop_delay" not in FIXTURE.read_bytes()
+    assert manifest.stages is not None
+    for stage in manifest.stages:
+        assert (stage.loop_delay_p50_s, stage.loop_delay_p99_s, stage.loop_delay_max_s) == (None, None, None)
+    assert manifest.to_json() == FIXTURE.read_bytes()
+
+
+@pytest.mark.parametrize(("bad", "shown"), [("0.04", '"0.04"'), (True, "true"), ([0.04], "[0.04]")])
+def test_a_loop_delay_of_the_wrong_type_is_refused_in_one_line(
+    tmp_path: Path, bad: object, shown: str
+) -> None:
+    raw = manifest_dict(stages=[{"label": "s1", "loop_delay_p99_s": bad}])
+    (tmp_path / "manifest.json").write_bytes(orjson.dumps(raw))
+    with pytest.raises(ConfigError) as caught:
+        read_manifest(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 'manifest.json'}: stages[0].loop_delay_p99_s must be a number, got {shown}"
+    )
+
+
 @pytest.mark.parametrize(("found", "shown"), [(99, "format 99"), ("2", 'format "2"'), (None, "no format")])
 def test_an_unknown_format_is_refused_in_one_line(tmp_path: Path, found: object, shown: str) -> None:
     run = tmp_path / "run"
