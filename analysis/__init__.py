@@ -27,7 +27,13 @@ from analysis.goodput import (
     slo_metric,
     token_mismatch,
 )
-from analysis.load_check import DEFAULT_MAX_LAG_S, StageLoad, check_load
+from analysis.load_check import (
+    DEFAULT_MAX_LAG_S,
+    DEFAULT_MAX_LOOP_DELAY_S,
+    SATURATED_CPU_SHARE,
+    StageLoad,
+    check_load,
+)
 from analysis.stage_points import SloCheck, StagePoint
 from analysis.summary import (
     PERCENTILES,
@@ -41,8 +47,10 @@ from analysis.summary import (
 __all__ = [
     "DEFAULT_MAX_ERROR_SHARE",
     "DEFAULT_MAX_LAG_S",
+    "DEFAULT_MAX_LOOP_DELAY_S",
     "MISMATCH_TOLERANCE",
     "PERCENTILES",
+    "SATURATED_CPU_SHARE",
     "SKIPPED_LINES",
     "CapacityResult",
     "LatencyPrediction",

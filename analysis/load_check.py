@@ -7,11 +7,21 @@ Per stage (windows come from the manifest, written by the engine):
   usage counts of those requests: ``Σ prompt_tokens`` and ``Σ output_tokens`` per minute);
 * **lag** = ``started_at − scheduled_at`` p50 / p99, arrivals that found no free user, arrivals dropped unsent at the
   end of the window, and the engine's CPU share;
+* **loop delay** p50 / p99 / max: how late the engine's event loop woke a 10 ms timer while the stage was open
+  (the worst worker's; :mod:`loadtest.engine.loopdelay`). Every timestamp the engine takes can be late by that
+  much: a chunk that arrives while the loop is busy is stamped when its reader runs. ``None`` for runs made
+  before the engine measured it;
 * **capped** when arrivals found no free user (every one of ``max_concurrency`` requests in flight: the endpoint
   is past saturation for that cap) or were dropped unsent at the end of the window. Not a generator failure, but
   the stage did not offer its target: its lag is the wait for a free slot, and TTFT from intended start shows it;
-* **kept up** unless the generator itself was late: lag p99 above ``max_lag_s`` (default 25 ms) in a stage that was
-  not capped. Such a stage's latencies omit the delay the generator caused (coordinated omission).
+* **engine saturated** when its loop delay p99 is above ``max_loop_delay_s`` (default 20 ms) or its CPU share is
+  at least ``SATURATED_CPU_SHARE`` (0.9 of a core). Closed-loop stages have no schedule to lag behind, so this is
+  what catches a generator that distorts their latencies. The 20 ms: on the project's 2-core machine a healthy
+  engine's p99 was 1.5–6 ms (4–200 streams, ≤ 33 % of a core) and a saturated one's 45–99 ms (1,000 streams,
+  the ceiling benchmark's 23 ms at 96 % of a core is caught by its CPU); see ``docs/performance.md``;
+* **kept up** unless the generator itself was late — lag p99 above ``max_lag_s`` (default 25 ms) in a stage that
+  was not capped: such a stage's latencies omit the delay the generator caused (coordinated omission) — or its
+  engine was saturated (capped or not: its timestamps are late).
 """
 
 from __future__ import annotations
@@ -25,9 +35,18 @@ import pandas as pd
 
 from loadtest.rundir import StageTarget, StageWindow
 
-__all__ = ["DEFAULT_MAX_LAG_S", "StageLoad", "check_load"]
+__all__ = [
+    "DEFAULT_MAX_LAG_S",
+    "DEFAULT_MAX_LOOP_DELAY_S",
+    "SATURATED_CPU_SHARE",
+    "StageLoad",
+    "check_load",
+    "saturation",
+]
 
 DEFAULT_MAX_LAG_S = 0.025
+DEFAULT_MAX_LOOP_DELAY_S = 0.020  # healthy 1.5–6 ms, saturated 45–99 ms (docs/performance.md)
+SATURATED_CPU_SHARE = 0.9  # of a core: the engine is one single-threaded event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +63,10 @@ class StageLoad:
     lag_p50_s: float | None
     lag_p99_s: float | None
     generator_cpu_share: float | None
+    loop_delay_p50_s: float | None
+    loop_delay_p99_s: float | None
+    loop_delay_max_s: float | None
+    engine_saturated: bool
     kept_up: bool
     capped: bool
     reason: str | None
@@ -57,8 +80,36 @@ def _pct(values: np.ndarray, q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
 
 
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms"
+
+
+def saturation(
+    loop_delay_p99_s: float | None,
+    cpu_share: float | None,
+    max_loop_delay_s: float = DEFAULT_MAX_LOOP_DELAY_S,
+) -> str | None:
+    """Why the engine was saturated — ``"engine saturated: event-loop delay p99 84.0 ms > 20 ms, CPU 96% of a
+    core ≥ 90%"``, each figure that is known, each bound only where it was crossed — or ``None`` when it was not."""
+    slow = loop_delay_p99_s is not None and loop_delay_p99_s > max_loop_delay_s
+    busy = cpu_share is not None and cpu_share >= SATURATED_CPU_SHARE
+    if not (slow or busy):
+        return None
+    parts = []
+    if loop_delay_p99_s is not None:
+        over = f" > {max_loop_delay_s * 1000:g} ms" if slow else ""
+        parts.append(f"event-loop delay p99 {_ms(loop_delay_p99_s)}{over}")
+    if cpu_share is not None:
+        parts.append(f"CPU {cpu_share:.0%} of a core" + (f" ≥ {SATURATED_CPU_SHARE:.0%}" if busy else ""))
+    return "engine saturated: " + ", ".join(parts)
+
+
 def check_load(
-    records: pd.DataFrame, stages: Sequence[StageWindow], max_lag_s: float = DEFAULT_MAX_LAG_S
+    records: pd.DataFrame,
+    stages: Sequence[StageWindow],
+    max_lag_s: float = DEFAULT_MAX_LAG_S,
+    max_loop_delay_s: float = DEFAULT_MAX_LOOP_DELAY_S,
 ) -> list[StageLoad]:
     """One :class:`StageLoad` per stage window in ``stages`` (the manifest's ``stages``)."""
     out: list[StageLoad] = []
@@ -96,7 +147,8 @@ def check_load(
         dropped = int(meta.dropped or 0)
         capped = bool(no_free or dropped)
         late = lag_p99 is not None and lag_p99 > max_lag_s and not capped
-        reasons = []
+        saturated = saturation(meta.loop_delay_p99_s, meta.generator_cpu_share, max_loop_delay_s)
+        reasons = [saturated] if saturated else []
         if late and lag_p99 is not None:
             reasons.append(
                 f"generator lag p99 {lag_p99 * 1000:.0f} ms > {max_lag_s * 1000:.0f} ms (see gen CPU)"
@@ -119,7 +171,11 @@ def check_load(
                 lag_p50_s=_pct(lag, 50),
                 lag_p99_s=lag_p99,
                 generator_cpu_share=meta.generator_cpu_share,
-                kept_up=not late,
+                loop_delay_p50_s=meta.loop_delay_p50_s,
+                loop_delay_p99_s=meta.loop_delay_p99_s,
+                loop_delay_max_s=meta.loop_delay_max_s,
+                engine_saturated=saturated is not None,
+                kept_up=not late and saturated is None,
                 capped=capped,
                 reason="; ".join(reasons) or None,
             )
