@@ -78,9 +78,20 @@ def format_target(load: StageLoad) -> tuple[str, str]:
 
 
 def render_load_table(loads: Sequence[StageLoad]) -> str:
-    """Offered load against target and the generator's self-check, per stage."""
+    """Offered load against target and the generator's self-check, per stage (lags and loop delay in ms)."""
     rows: list[tuple[str, ...]] = [
-        ("stage", "target", "offered", "lag p50", "lag p99", "no free user", "dropped", "gen CPU", "kept up")
+        (
+            "stage",
+            "target",
+            "offered",
+            "lag p50",
+            "lag p99",
+            "no free user",
+            "dropped",
+            "gen CPU",
+            "loop delay p99",
+            "kept up",
+        )
     ]
     for load in loads:
         target, offered = format_target(load)
@@ -95,6 +106,7 @@ def render_load_table(loads: Sequence[StageLoad]) -> str:
                 str(load.no_free_user),
                 str(load.dropped),
                 cpu,
+                format_ms(load.loop_delay_p99_s),
                 ("yes" if load.kept_up else "NO") + (", capped" if load.capped else ""),
             )
         )

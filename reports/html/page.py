@@ -201,6 +201,7 @@ def _tables(view: RunView, vid: str) -> str:
                 f"{load.no_free_user:,}",
                 f"{load.dropped:,}",
                 _DASH if load.generator_cpu_share is None else f"{load.generator_cpu_share:.0%}",
+                format_ms(load.loop_delay_p99_s),
                 kept,
             ]
         )
@@ -214,6 +215,7 @@ def _tables(view: RunView, vid: str) -> str:
             "no free user",
             "dropped",
             "gen CPU",
+            "loop delay p99 (ms)",
             "kept up",
         ],
         load_rows,
