@@ -7,6 +7,8 @@
 2. Timing error: the server paces chunks (TTFT 50 ms, ITL 20 ms) and records when it wrote each first content chunk;
    the error is the client's ``first_token_at`` minus that server truth (same host, same wall clock).
 
+Both report the engine's event-loop delay over the stage (p50 / p99 / max, ms: how late a 10 ms timer woke).
+
 ``--pin S,G`` runs the benchmark server on CPU ``S`` and ``loadtest run`` (its CLI and the engine child, which
 inherit the mask) on CPU ``G`` with ``taskset``, so the two never share a core and the scheduler does not move them.
 """
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis import load_run  # noqa: E402
+from loadtest.rundir import StageWindow  # noqa: E402
 from loadtest.runner.simproc import ManagedProcess  # noqa: E402
 
 PIN: dict[str, list[str]] = {"server": [], "generator": []}  # a taskset prefix per side (--pin)
@@ -63,6 +66,12 @@ def loadtest_run(url: str, out: Path, users: int, duration: float, tokens: int) 
     return run_dir
 
 
+def loop_delay_ms(stage: StageWindow) -> dict[str, float]:
+    """The engine's event-loop delay over the stage (``loadtest.engine.loopdelay``), in ms."""
+    values = {"p50": stage.loop_delay_p50_s, "p99": stage.loop_delay_p99_s, "max": stage.loop_delay_max_s}
+    return {f"loop_delay_ms_{k}": float("nan") if v is None else v * 1000 for k, v in values.items()}
+
+
 def ceiling(users: int, duration: float) -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -86,6 +95,7 @@ def ceiling(users: int, duration: float) -> dict[str, float]:
             "engine_cpu_share": stage.generator_cpu_share,
             "req_per_s_per_core": len(ok) / wall / (stage.generator_cpu_share or float("nan")),
             "engine_rss_max_mb": stage.generator_rss_max_mb,
+            **loop_delay_ms(stage),
         }
 
 
@@ -125,6 +135,7 @@ def timing_error(users: int, duration: float) -> dict[str, float]:
             "ttft_error_ms_p99": float(np.percentile(err_ms, 99)),
             "ttft_error_ms_max": float(err_ms.max()),
             "engine_cpu_share": stage.generator_cpu_share or float("nan"),
+            **loop_delay_ms(stage),
         }
 
 
