@@ -471,12 +471,13 @@ def gate(
 def noise_floors(runs: Sequence[RunData], metrics: Sequence[str]) -> dict[str, float]:
     """The noise floor of each metric from A/A runs (the same scenario run several times, nothing changed): the
     smallest ``f`` that makes every pair's widened ratio interval, in every stage they share, contain 1 — so the
-    gate would call none of those differences a change. Stages or metrics without an interval are skipped."""
+    gate would call none of those differences a change. Stages without an interval are skipped; a metric with none
+    in any stage is left out (not measured, not 0)."""
     if len(runs) < 2:
         raise ConfigError("measuring noise needs at least two runs of the same scenario")
     out: dict[str, float] = {}
     for metric in metrics:
-        worst = 0.0
+        worst: float | None = None
         for a, b in itertools.combinations(runs, 2):
             shared = [s for s in run_stages(a) if s in run_stages(b)]
             for stage in shared:
@@ -490,6 +491,7 @@ def noise_floors(runs: Sequence[RunData], metrics: Sequence[str]) -> dict[str, f
                 if mb.high <= 0 or mb.low <= 0:
                     continue
                 low, high = ma.low / mb.high, ma.high / mb.low
-                worst = max(worst, low - 1 if low > 1 else 0.0, 1 / high - 1 if high < 1 else 0.0)
-        out[metric] = worst
+                worst = max(worst or 0.0, low - 1 if low > 1 else 0.0, 1 / high - 1 if high < 1 else 0.0)
+        if worst is not None:
+            out[metric] = worst
     return out

