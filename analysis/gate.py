@@ -71,6 +71,7 @@ __all__ = [
     "GateCheck",
     "GateResult",
     "Measure",
+    "StageFrames",
     "Verdict",
     "gate",
     "measure",
@@ -196,20 +197,35 @@ def _scope(scope: str | None, data: RunData, flag: str) -> tuple[list[str], str 
     )
 
 
-def _rows(data: RunData, stage: str, cls: str | None) -> pd.DataFrame:
-    records = data.records
-    if records.empty:
-        return records
-    keep = (records["stage"] == stage).to_numpy(dtype=bool) & (
-        records["error_class"] != "cancelled"
-    ).to_numpy(dtype=bool)
-    if cls is not None:
-        keep &= (records["request_class"] == cls).to_numpy(dtype=bool)
-    return records[keep]
+class StageFrames:
+    """A run's records split by stage once (the generator's cancellations left out), so that many checks do not
+    each filter a million rows again; the chunk gaps are kept only when an ITL is measured."""
+
+    def __init__(self, data: RunData, gaps: bool = True) -> None:
+        self.data = data
+        records = (
+            data.records
+            if gaps or "chunk_gaps" not in data.records
+            else data.records.drop(columns="chunk_gaps")
+        )
+        if records.empty:
+            self._stages: dict[str, pd.DataFrame] = {}
+        else:
+            kept = records[(records["error_class"] != "cancelled").to_numpy(dtype=bool)]
+            self._stages = {
+                str(label): group for label, group in kept.groupby("stage", observed=True, sort=False)
+            }
+        self._empty = records.iloc[0:0]
+
+    def rows(self, stage: str, cls: str | None) -> pd.DataFrame:
+        df = self._stages.get(stage, self._empty)
+        if cls is None or df.empty:
+            return df
+        return df[(df["request_class"] == cls).to_numpy(dtype=bool)]
 
 
 def measure(
-    data: RunData,
+    frames: StageFrames,
     stage: str,
     cls: str | None,
     metric: str,
@@ -217,7 +233,7 @@ def measure(
     confidence: float = CONFIDENCE,
 ) -> Measure:
     """``metric`` in ``stage`` (of class ``cls``, or all) with its interval at ``confidence`` (module docstring)."""
-    df = _rows(data, stage, cls)
+    df = frames.rows(stage, cls)
     n = len(df)
     kind = metric_kind(metric)
     if kind == "share":
@@ -228,7 +244,7 @@ def measure(
         ci = stats.binomtest(k, n).proportion_ci(confidence)
         return Measure(k / n, float(ci.low), float(ci.high), n)
     if kind == "throughput":
-        return _throughput(df, _window(data, stage), metric, confidence)
+        return _throughput(df, _window(frames.data, stage), metric, confidence)
     parsed = slo_metric(metric)
     if parsed is None:  # parse_thresholds checked the name: only a metric this module does not know gets here
         raise ConfigError(f"cannot gate on {metric}")
@@ -418,19 +434,27 @@ def gate(
             "nothing to gate: give --slo (e.g. 'ttft_p95<800ms') or --baseline RUN, or SLOs in the scenario"
         )
     good = _good_slos(data, thresholds)
+    # ITL needs the chunk gaps (a threshold, a comparison, or a class's limit that goodput checks per request)
+    keys = [t.metric for t in thresholds] + [r.metric for r in regressions]
+    keys += [key for table in good.values() for key in table]
+    itl = any(key.startswith("itl_") for key in keys)
+    frames = StageFrames(data, gaps=itl)
     checks: list[GateCheck] = []
     gated: set[str] = set()
     for t in thresholds:
         stages, cls = _scope(t.scope, data, f"--slo {t.text!r}")
         for stage in stages:
             gated.add(stage)
-            checks.append(_threshold_check(t, stage, cls, measure(data, stage, cls, t.metric, good)))
+            checks.append(_threshold_check(t, stage, cls, measure(frames, stage, cls, t.metric, good)))
     problems = list(validity.problems_for(gated))
     if baseline is not None:
         compared: set[str] = set()
         floors = dict(noise or {})
         base_stages = run_stages(baseline)
         base_good = _good_slos(baseline, thresholds)
+        base_frames = StageFrames(
+            baseline, gaps=itl or any(key.startswith("itl_") for table in base_good.values() for key in table)
+        )
         for r in regressions:
             flag = f"--max-regression {r.text!r}"
             stages, cls = _scope(r.scope, data, flag)
@@ -445,8 +469,8 @@ def gate(
             floor = floors.get(r.metric, floors.get("*", 0.0))
             made = []
             for stage in stages:
-                cur = measure(data, stage, cls, r.metric, good, JOINT_CONFIDENCE)
-                base = measure(baseline, stage, cls, r.metric, base_good, JOINT_CONFIDENCE)
+                cur = measure(frames, stage, cls, r.metric, good, JOINT_CONFIDENCE)
+                base = measure(base_frames, stage, cls, r.metric, base_good, JOINT_CONFIDENCE)
                 made.append(_regression_check(r, stage, cls, cur, base, floor))
             if r.text in DEFAULT_REGRESSIONS and all(c.current.value is None for c in made):
                 continue  # a default on a metric this run does not have (TPOT of embeddings)
@@ -476,13 +500,14 @@ def noise_floors(runs: Sequence[RunData], metrics: Sequence[str]) -> dict[str, f
     if len(runs) < 2:
         raise ConfigError("measuring noise needs at least two runs of the same scenario")
     out: dict[str, float] = {}
+    frames = [StageFrames(run) for run in runs]
     for metric in metrics:
         worst: float | None = None
-        for a, b in itertools.combinations(runs, 2):
-            shared = [s for s in run_stages(a) if s in run_stages(b)]
+        for fa, fb in itertools.combinations(frames, 2):
+            shared = [s for s in run_stages(fa.data) if s in run_stages(fb.data)]
             for stage in shared:
-                ma = measure(a, stage, None, metric, _good_slos(a, ()), JOINT_CONFIDENCE)
-                mb = measure(b, stage, None, metric, _good_slos(b, ()), JOINT_CONFIDENCE)
+                ma = measure(fa, stage, None, metric, _good_slos(fa.data, ()), JOINT_CONFIDENCE)
+                mb = measure(fb, stage, None, metric, _good_slos(fb.data, ()), JOINT_CONFIDENCE)
                 if None in (ma.low, ma.high, mb.low, mb.high) or ma.problem or mb.problem:
                     continue
                 assert (

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 GATE_JSON_FORMAT = 1
+SHOWN = 3  # failed checks the verdict line spells out; the tables have them all
 _DASH = "–"
 _WORD = {"pass": "PASS", "fail": "FAIL", "invalid": "INVALID"}
 
@@ -100,9 +101,9 @@ def verdict_line(result: GateResult) -> str:
         return f"gate: INVALID — the run cannot be judged ({len(reasons)} problem(s)): " + "; ".join(reasons)
     if result.verdict == "fail":
         failed = result.failed
-        return f"gate: FAIL — {len(failed)} of {n} checks failed: " + "; ".join(
-            f"{c.name} {check_detail(c)}" for c in failed
-        )
+        shown = "; ".join(f"{c.name} {check_detail(c)}" for c in failed[:SHOWN])
+        more = f"; and {len(failed) - SHOWN} more (see the tables)" if len(failed) > SHOWN else ""
+        return f"gate: FAIL — {len(failed)} of {n} checks failed: {shown}{more}"
     return f"gate: PASS — {n} check(s) passed"
 
 

@@ -178,7 +178,9 @@ def judge(run_dir: Path, opts: GateOptions) -> None:
             f"gate: the run is invalid, neither a pass nor a fail: {'; '.join(result.reasons())}"
         )
     if result.verdict == "fail":
-        raise GateFailed("gate failed: " + ", ".join(c.name for c in result.failed))
+        names = [c.name for c in result.failed]
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise GateFailed("gate failed: " + ", ".join(names[:5]) + more)
 
 
 def _noise_flags(items: tuple[str, ...]) -> dict[str, float]:

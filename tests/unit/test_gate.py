@@ -243,6 +243,16 @@ def test_noise_floors_make_every_a_a_pair_pass(tmp_path: Path) -> None:
         noise_floors([a], ["tpot_p50"])
 
 
+def test_goodput_against_a_class_itl_limit_reads_the_gaps(tmp_path: Path) -> None:
+    body = rows("s1", np.full(10, 0.1), np.full(10, 0.01))
+    for n, row in enumerate(body):
+        row["chunk_gaps"] = [0.01] * 10 if n < 7 else [0.01] * 9 + [0.5]  # 3 requests with one 500 ms gap
+    data = make_run(tmp_path, "r", body, itl_p99=0.1)
+    check = only(gate(data, VALID, parse_thresholds(["goodput>=70%"])))
+    # a request's own p99 of its 10 gaps: 0.01 s, or 0.01 + 0.91 × 0.49 = 0.456 s for the three with a long gap
+    assert check.current.value == pytest.approx(0.7) and check.verdict == "pass"
+
+
 def test_nothing_to_gate_is_a_usage_error(tmp_path: Path) -> None:
     data = make_run(tmp_path, "r", rows("s1", np.full(10, 0.1), np.full(10, 0.01)))
     with pytest.raises(ConfigError, match="nothing to gate"):
