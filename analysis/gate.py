@@ -56,10 +56,12 @@ from analysis.stage_points import percentile_ci, rate_window
 from analysis.validity import Problem, Validity
 from loadtest.errors import ConfigError
 from loadtest.rundir import StageWindow
+from loadtest.spec.scenario import TOKEN_SLO_METRICS
 from loadtest.spec.slo_flags import (
     DEFAULT_REGRESSIONS,
     Regression,
     Threshold,
+    is_ceiling,
     metric_kind,
     parse_regressions,
     thresholds_of_classes,
@@ -75,6 +77,7 @@ __all__ = [
     "Verdict",
     "gate",
     "measure",
+    "missing_stages",
     "noise_floors",
     "run_stages",
 ]
@@ -94,7 +97,8 @@ class Measure:
     low: float | None
     high: float | None
     samples: int
-    problem: str | None = None
+    problem: str | None = None  # why it means nothing (too few samples): the check is invalid
+    ok: int = 0  # successful requests in the stage (and class)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -125,7 +129,7 @@ class GateCheck:
 
     @property
     def ceiling(self) -> bool:
-        return metric_kind(self.metric) == "latency" or self.metric == "error_rate"
+        return is_ceiling(self.metric)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -238,11 +242,12 @@ def measure(
     kind = metric_kind(metric)
     if kind == "share":
         if n == 0:
-            return Measure(None, None, None, 0, "no request in the stage")
-        hit = ~df["ok"].to_numpy(dtype=bool) if metric == "error_rate" else good_mask(df, good_slos)
+            return Measure(None, None, None, 0)
+        ok = df["ok"].to_numpy(dtype=bool)
+        hit = ~ok if metric == "error_rate" else good_mask(df, good_slos)
         k = int(hit.sum())
         ci = stats.binomtest(k, n).proportion_ci(confidence)
-        return Measure(k / n, float(ci.low), float(ci.high), n)
+        return Measure(k / n, float(ci.low), float(ci.high), n, ok=int(ok.sum()))
     if kind == "throughput":
         return _throughput(df, _window(frames.data, stage), metric, confidence)
     parsed = slo_metric(metric)
@@ -257,17 +262,17 @@ def measure(
         values = df[name].to_numpy(dtype="float64", na_value=np.nan)[ok] if n else np.zeros(0)
     values = values[~np.isnan(values)]
     if values.size == 0:
-        return Measure(None, None, None, 0, None)
+        return Measure(None, None, None, 0, None, ok=int(ok.sum()))
     point, low, high = percentile_ci(values, q, confidence)
     problem = None
     if low is None or high is None:
         problem = f"too few samples for a p{q:g}: {values.size:,} leave its {confidence * 100:.3g} % interval unbounded"
-    return Measure(point, low, high, int(values.size), problem)
+    return Measure(point, low, high, int(values.size), problem, ok=int(ok.sum()))
 
 
 def _throughput(df: pd.DataFrame, meta: StageWindow, metric: str, confidence: float) -> Measure:
     if df.empty:
-        return Measure(None, None, None, 0, "no request in the stage")
+        return Measure(None, None, None, 0)
     started = df["started_at"].to_numpy(dtype="float64")
     ended = df["ended_at"].to_numpy(dtype="float64")
     ok = df["ok"].to_numpy(dtype=bool)
@@ -283,10 +288,13 @@ def _throughput(df: pd.DataFrame, meta: StageWindow, metric: str, confidence: fl
         "total_tok_per_s": prompt + output,
     }
     value = float(amounts[metric][sent].sum()) / duration
+    n_ok = int(ok.sum())
+    if value == 0.0:  # nothing delivered (nothing succeeded, or no such tokens): exactly 0, no spread
+        return Measure(0.0, 0.0, 0.0, len(df), ok=n_ok)
     rel = _batch_spread(df, meta, ok, prompt, output, metric, confidence)
     if rel is None:
-        return Measure(value, None, None, len(df))
-    return Measure(value, max(0.0, value * (1 - rel)), value * (1 + rel), len(df))
+        return Measure(value, None, None, len(df), ok=n_ok)
+    return Measure(value, max(0.0, value * (1 - rel)), value * (1 + rel), len(df), ok=n_ok)
 
 
 def _batch_spread(
@@ -361,10 +369,35 @@ def _threshold_check(t: Threshold, stage: str, cls: str | None, m: Measure) -> G
     if m.problem is not None:
         return GateCheck("threshold", t.text, t.metric, stage, cls, t.limit, m, "invalid", m.problem)
     if m.value is None:
-        note = "no successful request in the stage"
-        return GateCheck("threshold", t.text, t.metric, stage, cls, t.limit, m, "fail", note)
+        return GateCheck("threshold", t.text, t.metric, stage, cls, t.limit, m, "fail", _missing(t.metric, m))
     passed = m.value <= t.limit if t.ceiling else m.value >= t.limit
     return GateCheck("threshold", t.text, t.metric, stage, cls, t.limit, m, "pass" if passed else "fail")
+
+
+_DELIVERED = {
+    "output_tok_per_s": "output tokens",
+    "input_tok_per_s": "input tokens",
+    "total_tok_per_s": "tokens",
+    "req_per_s": "requests",
+}
+
+
+def _missing(metric: str, m: Measure) -> str:
+    """Why a measure has no value (or a throughput is 0): nothing succeeded, or nothing had the metric."""
+    if m.ok == 0:
+        return "no successful request in the stage"
+    if metric in _DELIVERED:
+        return f"its {m.ok:,} successful requests delivered no {_DELIVERED[metric]}"
+    return f"none of the stage's {m.ok:,} successful requests has a {metric.rpartition('_p')[0]}"
+
+
+def _check_kind(data: RunData, metric: str, cls: str | None, flag: str) -> None:
+    """A TPOT or ITL where every class selected is embeddings (which stream no tokens) is a usage mistake."""
+    if metric.rpartition("_p")[0] not in TOKEN_SLO_METRICS:
+        return
+    kinds = {c.kind for c in data.manifest.spec.request_classes if cls is None or c.name == cls}
+    if kinds == {"embeddings"}:
+        raise ConfigError(f"{flag}: embeddings have no {metric.rpartition('_p')[0]} (no output tokens)")
 
 
 def _regression_check(
@@ -386,19 +419,19 @@ def _regression_check(
             **ratio,
         )
 
+    # the baseline has a value here (gate() made sure); a run that lost it entirely regressed
+    if cur.value is None:
+        return check(
+            "fail", f"this run: {_missing(r.metric, cur)} (the baseline measured it on {base.samples:,})"
+        )
     for who, m in (("this run", cur), ("the baseline", base)):
         if m.problem is not None:
             return check("invalid", f"{who}: {m.problem}")
-        if m.value is None:
-            return check("invalid", f"{who} has no value for {r.metric} in this stage")
         if m.low is None or m.high is None:
-            return check(
-                "invalid", f"{who}: the stage is too short to bound {r.metric} (fewer than {MIN_BINS} bins)"
-            )
+            bins = f"fewer than {MIN_BINS} bins of one median request"
+            return check("invalid", f"{who}: the stage is too short to bound {r.metric} ({bins})")
     assert cur.value is not None and base.value is not None  # narrowed above for mypy
     assert cur.low is not None and cur.high is not None and base.low is not None and base.high is not None
-    if base.value <= 0:
-        return check("invalid", f"the baseline's {r.metric} is 0: no ratio")
     ratio = cur.value / base.value
     low = cur.low / base.high / (1 + floor)
     high = (cur.high / base.low if base.low > 0 else math.inf) * (1 + floor)
@@ -415,16 +448,19 @@ def gate(
     regressions: Sequence[Regression] = (),
     noise: Mapping[str, float] | None = None,
     noise_source: str | None = None,
+    names: tuple[str, str | None] | None = None,
 ) -> GateResult:
     """Judge ``data`` (see the module docstring). ``thresholds`` empty: the run's class SLOs; ``regressions``
     empty with a baseline: :data:`~loadtest.spec.slo_flags.DEFAULT_REGRESSIONS` on the metrics the run has.
-    ``noise``: ``{metric: floor}``, ``"*"`` for every metric not named."""
+    ``noise``: ``{metric: floor}``, ``"*"`` for every metric not named. ``names``: how to call the run and the
+    baseline in the outputs (default: their directories' names)."""
     notes: list[str] = []
     if not thresholds:
         thresholds = thresholds_of_classes(class_slos(data.manifest.spec.request_classes))
         if thresholds:
             notes.append("thresholds: the scenario's SLOs (no --slo given)")
-    if baseline is not None and not regressions:
+    defaults = baseline is not None and not regressions
+    if defaults:
         regressions = parse_regressions(DEFAULT_REGRESSIONS)
         notes.append(
             f"regression limits: the defaults {', '.join(DEFAULT_REGRESSIONS)} (no --max-regression given)"
@@ -443,6 +479,7 @@ def gate(
     gated: set[str] = set()
     for t in thresholds:
         stages, cls = _scope(t.scope, data, f"--slo {t.text!r}")
+        _check_kind(data, t.metric, cls, f"--slo {t.text!r}")
         for stage in stages:
             gated.add(stage)
             checks.append(_threshold_check(t, stage, cls, measure(frames, stage, cls, t.metric, good)))
@@ -450,6 +487,7 @@ def gate(
     if baseline is not None:
         compared: set[str] = set()
         floors = dict(noise or {})
+        unfloored: list[str] = []
         base_stages = run_stages(baseline)
         base_good = _good_slos(baseline, thresholds)
         base_frames = StageFrames(
@@ -458,38 +496,71 @@ def gate(
         for r in regressions:
             flag = f"--max-regression {r.text!r}"
             stages, cls = _scope(r.scope, data, flag)
+            if not defaults:
+                _check_kind(data, r.metric, cls, flag)
             if cls is not None and cls not in _classes(baseline):
                 raise ConfigError(f"{flag}: the baseline {baseline.run_dir.name} has no class {cls!r}")
-            missing = [s for s in stages if s not in base_stages]
+            missing = missing_stages(stages, baseline, [r])
             if missing:
                 raise ConfigError(
                     f"{flag}: stage {missing[0]!r} is not in the baseline {baseline.run_dir.name} "
                     f"(its stages: {', '.join(base_stages) or 'none'}); stages are matched by label"
                 )
+            if floors and r.metric not in floors and "*" not in floors:
+                unfloored.append(r.metric)
             floor = floors.get(r.metric, floors.get("*", 0.0))
-            made = []
-            for stage in stages:
-                cur = measure(frames, stage, cls, r.metric, good, JOINT_CONFIDENCE)
-                base = measure(base_frames, stage, cls, r.metric, base_good, JOINT_CONFIDENCE)
-                made.append(_regression_check(r, stage, cls, cur, base, floor))
-            if r.text in DEFAULT_REGRESSIONS and all(c.current.value is None for c in made):
-                continue  # a default on a metric this run does not have (TPOT of embeddings)
+            pairs = [
+                (
+                    stage,
+                    measure(frames, stage, cls, r.metric, good, JOINT_CONFIDENCE),
+                    measure(base_frames, stage, cls, r.metric, base_good, JOINT_CONFIDENCE),
+                )
+                for stage in stages
+            ]
+            empty = [stage for stage, _, base in pairs if not base.value]
+            if empty and defaults and len(empty) == len(pairs):
+                continue  # a default on a metric the scenario does not have (TPOT or output tokens of embeddings)
+            if empty:
+                raise ConfigError(
+                    f"{flag}: the baseline has no {r.metric} in stage {empty[0]!r} to compare with "
+                    f"({_missing(r.metric, pairs[[p[0] for p in pairs].index(empty[0])][2])})"
+                )
+            made = [_regression_check(r, stage, cls, cur, base, floor) for stage, cur, base in pairs]
             checks += made
             compared.update(stages)
             gated.update(stages)
+        if unfloored:
+            notes.append(f"no noise floor for {', '.join(dict.fromkeys(unfloored))} (not measured): 0 used")
         problems = list(validity.problems_for(gated))
         if baseline_validity is not None:
             problems += [
                 Problem(p.stage, f"the baseline: {p.text}") for p in baseline_validity.problems_for(compared)
             ]
+    if names is None:
+        names = (data.run_dir.name, baseline.run_dir.name if baseline is not None else None)
+    if baseline is not None and baseline.manifest.name != data.manifest.name:
+        notes.append(
+            f"the baseline ran scenario {baseline.manifest.name!r}, this run {data.manifest.name!r}: compare runs "
+            "of one scenario"
+        )
     return GateResult(
-        run=data.run_dir.name,
-        baseline=baseline.run_dir.name if baseline is not None else None,
+        run=names[0],
+        baseline=names[1],
         checks=tuple(checks),
         problems=tuple(problems),
         noise_source=noise_source,
         notes=tuple(notes),
     )
+
+
+def missing_stages(stages: Sequence[str], baseline: RunData, regressions: Sequence[Regression]) -> list[str]:
+    """The stages of ``stages`` (a run's, in order) that ``regressions`` compare and ``baseline`` does not have:
+    a regression scoped to a stage compares that one, any other every stage (all of them with no regression: the
+    defaults)."""
+    have = set(run_stages(baseline))
+    scoped = {r.scope for r in regressions if r.scope in stages}
+    wanted = [s for s in stages if s in scoped] if regressions and len(scoped) == len(regressions) else stages
+    return [s for s in wanted if s not in have]
 
 
 def noise_floors(runs: Sequence[RunData], metrics: Sequence[str]) -> dict[str, float]:
@@ -499,6 +570,13 @@ def noise_floors(runs: Sequence[RunData], metrics: Sequence[str]) -> dict[str, f
     in any stage is left out (not measured, not 0)."""
     if len(runs) < 2:
         raise ConfigError("measuring noise needs at least two runs of the same scenario")
+    ids = [run.run_dir.resolve() for run in runs]
+    if len(set(ids)) < len(ids):
+        raise ConfigError("measuring noise needs different runs: one is given twice")
+    if not set.intersection(*(set(run_stages(run)) for run in runs)):
+        raise ConfigError(
+            "the runs share no stage (stages are matched by label): runs of one scenario, please"
+        )
     out: dict[str, float] = {}
     frames = [StageFrames(run) for run in runs]
     for metric in metrics:

@@ -34,7 +34,16 @@ from analysis.goodput import slo_metric
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
 
-__all__ = ["SloCheck", "StagePoint", "View", "percentile_ci", "rate_window", "stage_point", "target_rate"]
+__all__ = [
+    "SloCheck",
+    "StagePoint",
+    "View",
+    "falls_short",
+    "percentile_ci",
+    "rate_window",
+    "stage_point",
+    "target_rate",
+]
 
 _CONFIDENCE = 0.95
 View = Literal["point", "conservative", "optimistic"]
@@ -176,7 +185,12 @@ def _queue_growth(meta: StageWindow, sent_per_s: float | None, duration: float |
     rate = target_rate(meta)
     if rate is None or sent_per_s is None or not duration:
         return False
-    expected, sent = rate * duration, sent_per_s * duration
+    return falls_short(rate * duration, sent_per_s * duration)
+
+
+def falls_short(expected: float, sent: float) -> bool:
+    """``sent`` requests are clearly fewer than the ``expected`` of a target rate: under 90 % of it and more than
+    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance)."""
     return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
 
 

@@ -20,7 +20,6 @@ and does not need them valid. A stage that is invalid here is still drawn and ta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ import pandas as pd
 from analysis.capacity import CapacityResult
 from analysis.frame import SKIPPED_LINES, RunData
 from analysis.load_check import DEFAULT_MAX_LAG_S, DEFAULT_MAX_LOOP_DELAY_S, StageLoad, check_load
+from analysis.stage_points import falls_short
 from analysis.summary import StageSummary, summarize_stages
 from loadtest.rundir import Manifest
 
@@ -89,10 +89,9 @@ def offered_short(load: StageLoad) -> str | None:
             f"{waited:,} of {arrivals:,.0f} arrivals ({waited / arrivals:.1%}) waited for a free user or were "
             f"dropped (the in-flight cap was reached; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
         )
-    if load.target_rps and window and load.offered_rps is not None:
-        expected = load.target_rps * window
-        if sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected):
-            return f"offered {load.offered_rps:.3g} req/s of the {load.target_rps:.3g} req/s planned"
+    target = load.target_rps
+    if target and window and load.offered_rps is not None and falls_short(target * window, sent):
+        return f"offered {load.offered_rps:.3g} req/s of the {target:.3g} req/s planned"
     return None
 
 
@@ -113,7 +112,8 @@ def assess(
         problems.append(Problem(None, text))
     behind = [load for load in loads if not load.kept_up]
     cpu = [load.generator_cpu_share for load in loads if load.generator_cpu_share is not None]
-    lag = [load.lag_p99_s for load in loads if load.lag_p99_s is not None]
+    # a capped stage's lag is its arrivals' wait for a free user (said under "offered load"), not the generator's
+    lag = [load.lag_p99_s for load in loads if load.lag_p99_s is not None and not load.capped]
     delay = [load.loop_delay_p99_s for load in loads if load.loop_delay_p99_s is not None]
     cpu_text = f"CPU up to {max(cpu):.0%} of a core" if cpu else "CPU share unknown"
     lag_text = f"lag p99 up to {max(lag) * 1000:.1f} ms" if lag else "lag unknown"

@@ -12,11 +12,12 @@ Jenkins' ``junit-10.xsd`` (``tests/unit/data``), which GitHub, GitLab and Jenkin
 from __future__ import annotations
 
 import math
+import re
 from xml.etree import ElementTree as ET
 
 import orjson
 
-from analysis.gate import GateCheck, GateResult, Measure
+from analysis.gate import JOINT_CONFIDENCE, GateCheck, GateResult, Measure
 from reports.console import text_table
 
 __all__ = [
@@ -28,11 +29,16 @@ __all__ = [
     "gate_junit",
     "gate_markdown",
     "gate_table",
+    "printable",
     "verdict_line",
 ]
 
 GATE_JSON_FORMAT = 1
 SHOWN = 3  # failed checks the verdict line spells out; the tables have them all
+INTERVALS = (
+    "a change's interval: from each run's interval at 97.5 % (both hold together with 95 %), widened by the noise "
+    "floor; a regression fails only when it lies wholly beyond its limit"
+)
 _DASH = "–"
 _WORD = {"pass": "PASS", "fail": "FAIL", "invalid": "INVALID"}
 
@@ -44,7 +50,7 @@ def format_value(metric: str, value: float | None) -> str:
     if metric in ("attainment", "error_rate"):
         return f"{value * 100:.2f} %"
     if metric.endswith("_per_s"):
-        return f"{value:,.1f}/s"
+        return f"{value:,.1f} {'req/s' if metric == 'req_per_s' else 'tok/s'}"
     ms = value * 1000
     return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 1 else f"{ms:.3f} ms"
 
@@ -56,7 +62,18 @@ def _interval(metric: str, m: Measure) -> str:
 
 
 def _percent(x: float) -> str:
-    return "∞" if math.isinf(x) else f"{x * 100:+.1f} %"
+    if math.isinf(x):
+        return "∞"
+    text = f"{x * 100:+.1f} %"
+    return "0.0 %" if text in ("+0.0 %", "-0.0 %") else text
+
+
+def printable(text: str) -> str:
+    """A name from a run (a stage, a class, a run directory) with control characters spelled out, so it stays on
+    its line and in valid XML: ``two\\nlines``."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def format_limit(check: GateCheck) -> str:
@@ -83,11 +100,11 @@ def check_detail(check: GateCheck) -> str:
     if check.kind == "regression":
         base = check.baseline
         text = f"{value} vs baseline {format_value(check.metric, base.value if base else None)}"
-        text += f": change {_effect(check)}, limit {format_limit(check)}"
+        text += f" (each at {JOINT_CONFIDENCE:.1%}): change {_effect(check)}, limit {format_limit(check)}"
         if check.noise_floor:
             text += f" (interval widened by a noise floor of {check.noise_floor:.1%})"
     else:
-        text = f"{value}, limit {format_limit(check)}"
+        text = f"{value} (95 %), limit {format_limit(check)}"
     if check.note:
         text += f"; {check.note}"
     return text
@@ -98,10 +115,12 @@ def verdict_line(result: GateResult) -> str:
     n = len(result.checks)
     if result.verdict == "invalid":
         reasons = result.reasons()
-        return f"gate: INVALID — the run cannot be judged ({len(reasons)} problem(s)): " + "; ".join(reasons)
+        return f"gate: INVALID — the run cannot be judged ({len(reasons)} problem(s)): " + printable(
+            "; ".join(reasons)
+        )
     if result.verdict == "fail":
         failed = result.failed
-        shown = "; ".join(f"{c.name} {check_detail(c)}" for c in failed[:SHOWN])
+        shown = "; ".join(f"{printable(c.name)} {check_detail(c)}" for c in failed[:SHOWN])
         more = f"; and {len(failed) - SHOWN} more (see the tables)" if len(failed) > SHOWN else ""
         return f"gate: FAIL — {len(failed)} of {n} checks failed: {shown}{more}"
     return f"gate: PASS — {n} check(s) passed"
@@ -109,15 +128,17 @@ def verdict_line(result: GateResult) -> str:
 
 def gate_table(result: GateResult) -> str:
     """The console output: thresholds, then comparisons, then notes and the verdict line."""
-    parts = [f"gate {result.run}" + (f" against baseline {result.baseline}" if result.baseline else "")]
+    parts = [
+        printable(f"gate {result.run}" + (f" against baseline {result.baseline}" if result.baseline else ""))
+    ]
     thresholds = [c for c in result.checks if c.kind == "threshold"]
     if thresholds:
         rows: list[tuple[str, ...]] = [("threshold", "stage", "value", "95 % interval", "limit", "verdict")]
         for c in thresholds:
             rows.append(
                 (
-                    c.text,
-                    c.stage,
+                    printable(c.text),
+                    printable(c.stage),
                     format_value(c.metric, c.current.value),
                     _interval(c.metric, c.current) or _DASH,
                     format_limit(c),
@@ -127,12 +148,12 @@ def gate_table(result: GateResult) -> str:
         parts.append("\n".join(text_table(rows)))
     compared = [c for c in result.checks if c.kind == "regression"]
     if compared:
-        rows = [("regression", "stage", "baseline", "this run", "change [95 % interval]", "limit", "verdict")]
+        rows = [("regression", "stage", "baseline", "this run", "change [interval]", "limit", "verdict")]
         for c in compared:
             rows.append(
                 (
-                    c.text,
-                    c.stage,
+                    printable(c.text),
+                    printable(c.stage),
                     format_value(c.metric, c.baseline.value if c.baseline else None),
                     format_value(c.metric, c.current.value),
                     _effect(c),
@@ -141,10 +162,11 @@ def gate_table(result: GateResult) -> str:
                 )
             )
         parts.append("\n".join(text_table(rows)))
+        parts.append(INTERVALS)
         floor = result.noise_source or "none (configure --noise-floor, or measure one with loadtest noise)"
         parts.append(f"noise floor: {floor}")
-    parts += [f"note: {note}" for note in result.notes]
-    parts += [f"invalid: {p}" for p in result.problems]
+    parts += [printable(f"note: {note}") for note in result.notes]
+    parts += [printable(f"invalid: {p}") for p in result.problems]
     parts.append(verdict_line(result))
     return "\n\n".join(parts) + "\n"
 
@@ -169,8 +191,8 @@ def gate_junit(result: GateResult) -> bytes:
     cases = []
     failures = errors = 0
     for c in result.checks:
-        case = ET.Element("testcase", name=c.name, classname=f"loadtest.gate.{c.kind}", time="0")
-        detail = check_detail(c)
+        case = ET.Element("testcase", name=printable(c.name), classname=f"loadtest.gate.{c.kind}", time="0")
+        detail = printable(check_detail(c))
         if c.verdict == "fail":
             failures += 1
             ET.SubElement(case, "failure", message=detail, type=c.kind).text = detail
@@ -183,10 +205,12 @@ def gate_junit(result: GateResult) -> bytes:
     if result.problems:
         errors += 1
         case = ET.Element("testcase", name="run validity", classname="loadtest.gate.validity", time="0")
-        text = "; ".join(str(p) for p in result.problems)
+        text = printable("; ".join(str(p) for p in result.problems))
         ET.SubElement(case, "error", message=text, type="invalid").text = text
         cases.append(case)
-    name = f"loadtest gate {result.run}" + (f" vs {result.baseline}" if result.baseline else "")
+    name = printable(
+        f"loadtest gate {result.run}" + (f" vs baseline {result.baseline}" if result.baseline else "")
+    )
     counts = {"tests": str(len(cases)), "failures": str(failures), "errors": str(errors)}
     root = ET.Element("testsuites", attrib={"name": "loadtest gate", "time": "0", **counts})
     suite = ET.SubElement(root, "testsuite", attrib={"name": name, "skipped": "0", "time": "0", **counts})
@@ -196,13 +220,20 @@ def gate_junit(result: GateResult) -> bytes:
 
 
 def _md(text: str) -> str:
-    """Text safe in a Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+    """Text safe in a Markdown table cell: nothing in it is markup."""
+    text = printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\`*_[]|":
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 def _code(text: str) -> str:
-    """A flag as code in a table cell: entities are not decoded in code, so only the cell's ``|`` is escaped."""
-    return "`" + text.replace("`", "'").replace("|", "\\|").replace("\n", " ") + "`"
+    """A flag or name as code in a table cell, exactly as it is: entities are not decoded in code, so only the
+    cell's ``|`` is escaped, and the fence is longer than any run of backticks inside."""
+    text = printable(text).replace("|", "\\|")
+    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def gate_markdown(result: GateResult) -> str:
@@ -219,22 +250,30 @@ def gate_markdown(result: GateResult) -> str:
         lines += ["| | threshold | stage | value | 95 % interval | limit |", "|---|---|---|---:|---|---:|"]
         for c in thresholds:
             lines.append(
-                f"| {icon[c.verdict]} | {_code(c.text)} | {_md(c.stage)} | {format_value(c.metric, c.current.value)} "
+                f"| {icon[c.verdict]} | {_code(c.text)} | {_code(c.stage)} | {format_value(c.metric, c.current.value)} "
                 f"| {_interval(c.metric, c.current) or _DASH} | {_md(format_limit(c))} |"
             )
         lines.append("")
     compared = [c for c in result.checks if c.kind == "regression"]
     if compared:
         lines += [
-            "| | regression | stage | baseline | this run | change [95 % interval] | limit |",
+            "| | regression | stage | baseline | this run | change [interval] | limit |",
             "|---|---|---|---:|---:|---|---:|",
         ]
         for c in compared:
             base = format_value(c.metric, c.baseline.value if c.baseline else None)
             lines.append(
-                f"| {icon[c.verdict]} | {_code(c.text)} | {_md(c.stage)} | {base} "
+                f"| {icon[c.verdict]} | {_code(c.text)} | {_code(c.stage)} | {base} "
                 f"| {format_value(c.metric, c.current.value)} | {_md(_effect(c))} | {_md(format_limit(c))} |"
             )
-        lines += ["", f"Noise floor: {_md(result.noise_source or 'none configured or measured')}.", ""]
+        lines += [
+            "",
+            _md(INTERVALS) + ".",
+            "",
+            f"Noise floor: {_md(result.noise_source or 'none configured or measured')}.",
+            "",
+        ]
+    noted = [c for c in result.checks if c.note and c.verdict != "pass"]
+    lines += [f"- {_code(c.name)}: {_md(c.note or '')}" for c in noted] + ([""] if noted else [])
     lines += [f"_{_md(note)}_  " for note in result.notes]
     return "\n".join(lines).rstrip() + "\n"

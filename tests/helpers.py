@@ -32,6 +32,7 @@ __all__ = [
     "free_port",
     "jsonl",
     "manifest_dict",
+    "one_a_second",
     "only_run_dir",
     "records",
     "refused",
@@ -347,3 +348,26 @@ def window(raw: Mapping[str, Any]) -> StageWindow:
 
 def windows(raws: Iterable[Mapping[str, Any]]) -> list[StageWindow]:
     return [window(raw) for raw in raws]
+
+
+def one_a_second(label: str, lag: float = 0.0) -> Any:
+    """A typed frame of 100 requests of stage ``label``, one due every second from 0, each started ``lag`` after
+    it was due, 0.1 s to its first token, 1 s long (5 prompt and 10 output tokens)."""
+    import pandas as pd
+
+    from analysis.frame import with_metrics
+
+    rows = [
+        {
+            "stage": label,
+            "scheduled_at": float(i),
+            "started_at": i + lag,
+            "first_token_at": i + lag + 0.1,
+            "ended_at": i + lag + 1.0,
+            "error_class": None,
+            "output_tokens": 10,
+            "prompt_tokens": 5,
+        }
+        for i in range(100)
+    ]
+    return with_metrics(pd.DataFrame(rows))

@@ -8,14 +8,18 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from loadtest.cli.options import write_atomically
 from loadtest.errors import ConfigError, GateFailed, RunInvalid
 
-__all__ = ["GateOptions", "gate", "gate_options", "judge", "read_noise"]
+if TYPE_CHECKING:
+    from analysis.frame import RunData
+    from loadtest.spec.slo_flags import Regression, Threshold
+
+__all__ = ["GateOptions", "Prepared", "gate", "gate_options", "judge", "prepare", "read_noise"]
 
 NOISE_FILE = "noise.json"
 NOISE_FORMAT = 1
@@ -114,44 +118,105 @@ def gate(run_dir: Path, **opts: Any) -> None:
     judge(run_dir, GateOptions(**opts))
 
 
-def judge(run_dir: Path, opts: GateOptions) -> None:
-    """Gate ``run_dir`` and write every output asked for; raise :class:`GateFailed` (99) or :class:`RunInvalid`
-    (98) unless it passes. Usage mistakes are found before anything is written."""
-    from analysis import load_run, require_records
-    from analysis.gate import gate as judge_run
-    from analysis.validity import validity_of
-    from loadtest.spec.slo_flags import parse_regressions, parse_thresholds
-    from reports.gate_output import gate_json, gate_junit, gate_markdown, gate_table
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Everything about a gate that can be checked before there is a run to judge: the parsed flags, the
+    baseline (read, with records), the noise floors and where they came from."""
 
-    thresholds = parse_thresholds(opts.slo)
-    regressions = parse_regressions(opts.max_regression)
-    if regressions and opts.baseline is None:
-        raise ConfigError("--max-regression needs --baseline RUN (the run to compare with)")
-    configured = _noise_flags(opts.noise_floor)
-    data = require_records(load_run(run_dir))
-    baseline = require_records(load_run(opts.baseline)) if opts.baseline is not None else None
+    thresholds: tuple[Threshold, ...]
+    regressions: tuple[Regression, ...]
+    baseline: RunData | None
+    noise: dict[str, float]
+    noise_source: str | None
+
+
+def prepare(opts: GateOptions, stages: list[str] | None = None) -> Prepared:
+    """Check the gate's options (one line for a mistake, exit 2) and read the baseline and the noise floors;
+    with ``stages`` (the labels of a run still to come), also that the baseline has the stages to compare."""
+    from analysis import load_run
+    from analysis.gate import missing_stages
+    from loadtest.spec.slo_flags import parse_noise_floors, parse_regressions, parse_thresholds
+
+    thresholds = tuple(parse_thresholds(opts.slo))
+    regressions = tuple(parse_regressions(opts.max_regression))
+    configured = parse_noise_floors(opts.noise_floor)
+    if opts.baseline is None:
+        for given, flag in (
+            (regressions, "--max-regression"),
+            (configured, "--noise-floor"),
+            (opts.noise, "--noise"),
+        ):
+            if given:
+                raise ConfigError(f"{flag} needs --baseline RUN (the run to compare with)")
+        return Prepared(thresholds, regressions, None, {}, None)
+    baseline = load_run(opts.baseline)
+    if baseline.records.empty:
+        raise ConfigError(f"--baseline {opts.baseline}: the run has no records to compare with")
+    if stages is not None:
+        missing = missing_stages(stages, baseline, regressions)
+        if missing:
+            raise ConfigError(_missing_stage(missing[0], opts.baseline, baseline))
     noise: dict[str, float] = {}
     source: list[str] = []
-    noise_file = opts.noise or (opts.baseline / NOISE_FILE if opts.baseline is not None else None)
-    if noise_file is not None and (opts.noise is not None or noise_file.is_file()):
+    noise_file = opts.noise or opts.baseline / NOISE_FILE
+    if opts.noise is not None or noise_file.is_file():
         measured, runs = read_noise(noise_file)
         noise.update(measured)
         source.append(f"measured from {runs} A/A runs ({noise_file})")
     if configured:
+        if "*" in configured:  # a floor for every metric replaces every measured one
+            noise, source = {}, []
         noise.update(configured)
         source.append(
             "configured: "
             + ", ".join(f"{k if k != '*' else 'every metric'} {v:.1%}" for k, v in configured.items())
         )
+    return Prepared(thresholds, regressions, baseline, noise, "; ".join(source) or None)
+
+
+def _missing_stage(stage: str, path: Path, baseline: RunData) -> str:
+    from analysis.gate import run_stages
+
+    return (
+        f"--baseline {path}: it has no stage {stage!r} (its stages: {', '.join(run_stages(baseline)) or 'none'}); "
+        "stages are matched by label"
+    )
+
+
+def judge(run_dir: Path, opts: GateOptions, prepared: Prepared | None = None, run_slos: bool = False) -> None:
+    """Gate ``run_dir`` and write every output asked for; raise :class:`GateFailed` (99) or :class:`RunInvalid`
+    (98) unless it passes. Usage mistakes are found before anything is written. ``run_slos`` (``run --gate``):
+    the run's class SLOs — the scenario's merged with the latency ``--slo`` flags, what its report judges — are
+    thresholds too, beside the gate-only ones (error rates, throughputs, stage scopes)."""
+    from analysis import class_slos, load_run
+    from analysis.gate import gate as judge_run
+    from analysis.gate import run_stages
+    from analysis.validity import validity_of
+    from loadtest.spec.slo_flags import thresholds_of_classes
+    from reports.gate_output import gate_json, gate_junit, gate_markdown, gate_table, printable
+
+    prepared = prepared or prepare(opts)
+    data = load_run(run_dir)
+    if opts.baseline is not None and opts.baseline.resolve() == run_dir.resolve():
+        raise ConfigError(f"--baseline {opts.baseline} is the run being gated: compare with an earlier run")
+    thresholds = list(prepared.thresholds)
+    if run_slos:
+        labels = set(run_stages(data))
+        own = thresholds_of_classes(class_slos(data.manifest.spec.request_classes))
+        only_gate = [
+            t for t in thresholds if t.kind == "throughput" or t.metric == "error_rate" or t.scope in labels
+        ]
+        thresholds = own + only_gate
     result = judge_run(
         data,
         validity_of(data),
         thresholds,
-        baseline=baseline,
-        baseline_validity=validity_of(baseline) if baseline is not None else None,
-        regressions=regressions,
-        noise=noise,
-        noise_source="; ".join(source) or None,
+        baseline=prepared.baseline,
+        baseline_validity=validity_of(prepared.baseline) if prepared.baseline is not None else None,
+        regressions=prepared.regressions,
+        noise=prepared.noise,
+        noise_source=prepared.noise_source,
+        names=(str(run_dir), str(opts.baseline) if opts.baseline is not None else None),
     )
     if opts.junit is not None:
         write_atomically(opts.junit, lambda tmp: tmp.write_bytes(gate_junit(result)))
@@ -174,31 +239,12 @@ def judge(run_dir: Path, opts: GateOptions) -> None:
     else:
         click.echo(gate_table(result), nl=False)
     if result.verdict == "invalid":
-        raise RunInvalid(
-            f"gate: the run is invalid, neither a pass nor a fail: {'; '.join(result.reasons())}"
-        )
+        reasons = printable("; ".join(result.reasons()))
+        raise RunInvalid(f"gate: the run is invalid, neither a pass nor a fail: {reasons}")
     if result.verdict == "fail":
-        names = [c.name for c in result.failed]
+        names = [printable(c.name) for c in result.failed]
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
         raise GateFailed("gate failed: " + ", ".join(names[:5]) + more)
-
-
-def _noise_flags(items: tuple[str, ...]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in items:
-        metric, _, share = item.strip().rpartition(":")
-        try:
-            if not share.endswith("%"):
-                raise ValueError
-            value = float(share[:-1]) / 100
-        except ValueError:
-            raise ConfigError(
-                f"--noise-floor takes [METRIC:]N%, e.g. '3%' or 'ttft_p99:8%', got {item!r}"
-            ) from None
-        if not 0 <= value < 10:
-            raise ConfigError(f"--noise-floor {item!r}: a floor is a percentage from 0 %")
-        out[metric.strip() or "*"] = value
-    return out
 
 
 def read_noise(path: Path) -> tuple[dict[str, float], int]:
@@ -213,12 +259,18 @@ def read_noise(path: Path) -> tuple[dict[str, float], int]:
     except orjson.JSONDecodeError:
         raise ConfigError(f"{path} is not a noise-floor file (not JSON)") from None
     floors = body.get("floors") if isinstance(body, dict) else None
+    runs = body.get("runs") if isinstance(body, dict) else None
     if (
-        body.get("format") != NOISE_FORMAT
+        not isinstance(body, dict)
+        or body.get("format") != NOISE_FORMAT
         or not isinstance(floors, dict)
-        or not all(isinstance(v, int | float) and v >= 0 for v in floors.values())
+        or not isinstance(runs, list)
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < float("inf")
+            for v in floors.values()
+        )
     ):
         raise ConfigError(
             f"{path} is not a noise-floor file written by loadtest noise (format {NOISE_FORMAT})"
         )
-    return {str(k): float(v) for k, v in floors.items()}, len(body.get("runs", []))
+    return {str(k): float(v) for k, v in floors.items()}, len(runs)

@@ -20,6 +20,7 @@ may get — ``tpot_p50:+10%`` (a latency may grow by 10 %), ``output_tok_per_s:-
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ __all__ = [
     "THROUGHPUT_METRICS",
     "Regression",
     "Threshold",
+    "is_ceiling",
     "metric_kind",
+    "parse_noise_floors",
     "parse_regressions",
     "parse_slo_flags",
     "parse_thresholds",
@@ -46,7 +49,7 @@ MetricKind = Literal["latency", "share", "throughput"]
 THROUGHPUT_METRICS = ("output_tok_per_s", "input_tok_per_s", "total_tok_per_s", "req_per_s")
 _SHARES = {"goodput": "attainment", "attainment": "attainment", "error_rate": "error_rate"}
 _FORM = re.compile(
-    r"^(?:(?P<scope>[^:<>=]+):)?(?P<metric>[A-Za-z_][A-Za-z_0-9.]*)\s*(?P<op><=|<|>=|>)\s*(?P<limit>\S.*)$"
+    r"^(?:(?P<scope>[^:<>=]+):)?(?P<metric>[A-Za-z_][A-Za-z_0-9.]*)\s*(?P<op><=|<|>=|>)\s*(?P<limit>[^<>=\s].*)$"
 )
 _CHANGE = re.compile(r"^(?:(?P<scope>[^:]+):)?(?P<metric>[A-Za-z_][A-Za-z_0-9.]*)\s*:\s*(?P<change>[-+]\S*)$")
 _SLO_HELP = "--slo takes [SCOPE:]METRIC<LIMIT, e.g. 'ttft_p95<800ms', 'error_rate<1%' or 'goodput>=95%'"
@@ -68,8 +71,7 @@ class Threshold:
 
     @property
     def ceiling(self) -> bool:
-        """A limit the value must stay at or under (latency, error rate); else a floor."""
-        return self.kind == "latency" or self.metric == "error_rate"
+        return is_ceiling(self.metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,11 @@ class Regression:
 
 
 DEFAULT_REGRESSIONS = ("ttft_p95:+10%", "tpot_p50:+10%", "output_tok_per_s:-10%")
+
+
+def is_ceiling(metric: str) -> bool:
+    """A limit on ``metric`` is one the value must stay at or under (a latency, the error rate); else a floor."""
+    return metric_kind(metric) == "latency" or metric == "error_rate"
 
 
 def metric_kind(metric: str) -> MetricKind:
@@ -190,20 +197,20 @@ def parse_regressions(items: Iterable[str]) -> list[Regression]:
             )
         if kind == "latency":
             parse_slo({metric: "1s"}, f"--max-regression {item!r}")  # checks the metric's name
-        try:
-            if not change.endswith("%"):
-                raise ValueError
-            value = float(change[:-1]) / 100.0
-        except ValueError:
-            raise ConfigError(
-                f"--max-regression {item!r}: the change is a signed percentage, e.g. +10%"
-            ) from None
+        value = _percent(change)
+        if value is None:
+            raise ConfigError(f"--max-regression {item!r}: the change is a signed percentage, e.g. +10%")
         worse = "+" if kind == "latency" else "-"
-        if not change.startswith(worse) or not 0 < abs(value) < 10:
+        if not change.startswith(worse):
             example = f"{metric}:{worse}10%"
             what = "grows" if kind == "latency" else "falls"
             raise ConfigError(
                 f"--max-regression {item!r}: a {kind} regresses when it {what}, write e.g. {example}"
+            )
+        most = 10.0 if kind == "latency" else 1.0
+        if not 0 < abs(value) < most:
+            raise ConfigError(
+                f"--max-regression {item!r}: the change must be above 0 % and under {most:.0%} (a limit that can fail)"
             )
         if (scope, metric) in seen:
             raise ConfigError(
@@ -225,14 +232,46 @@ def _latency_name(metric: str) -> bool:
         return False
 
 
+def _percent(text: str) -> float | None:
+    """``+10%`` → 0.1, ``-5%`` → −0.05, ``3%`` → 0.03; None unless a finite number followed by ``%``."""
+    if not text.endswith("%"):
+        return None
+    try:
+        value = float(text[:-1]) / 100.0
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_noise_floors(items: Iterable[str]) -> dict[str, float]:
+    """``--noise-floor '[METRIC:]N%'`` values → ``{metric or "*" (every metric): floor}``; one line for a
+    mistake (a metric a comparison cannot have, a floor that is not a percentage from 0)."""
+    out: dict[str, float] = {}
+    for item in items:
+        metric, _, share = item.strip().rpartition(":")
+        metric = metric.strip()
+        value = _percent(share.strip())
+        if value is None or not 0 <= value < 10:
+            raise ConfigError(f"--noise-floor takes [METRIC:]N%, e.g. '3%' or 'ttft_p99:8%', got {item!r}")
+        if metric and not (_latency_name(metric) or metric in THROUGHPUT_METRICS):
+            raise ConfigError(
+                f"--noise-floor {item!r}: {metric!r} is not a metric a comparison has (a latency percentile such "
+                f"as tpot_p50, or {', '.join(THROUGHPUT_METRICS)})"
+            )
+        out[metric or "*"] = value
+    return out
+
+
 def _share(text: str, item: str, allow_zero: bool = False) -> float:
     """``95%`` or ``0.95`` → 0.95, a fraction in (0, 1] ([0, 1] for an error rate)."""
-    try:
-        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
-    except ValueError:
-        raise ConfigError(
-            f"--slo {item!r}: a share is a percentage or a fraction, e.g. 95% or 0.95"
-        ) from None
+    value = _percent(text) if text.endswith("%") else None
+    if value is None:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+    if value is None or not math.isfinite(value):
+        raise ConfigError(f"--slo {item!r}: a share is a percentage or a fraction, e.g. 95% or 0.95")
     if not (0 <= value <= 1 if allow_zero else 0 < value <= 1):
         raise ConfigError(f"--slo {item!r}: a share must be in {'[' if allow_zero else '('}0, 100 %]")
     return value
@@ -255,6 +294,10 @@ def thresholds_of_classes(slos: Mapping[str, Mapping[str, float]]) -> list[Thres
     out = []
     for cls, table in slos.items():
         for key, limit in table.items():
-            text = f"{cls}:{key}" + (f">={limit:.4g}" if key == "attainment" else f"<{limit * 1000:.6g}ms")
+            text = (
+                f"{cls}:goodput>={limit * 100:.4g}%"
+                if key == "attainment"
+                else f"{cls}:{key}<{limit * 1000:.6g}ms"
+            )
             out.append(Threshold(text, cls, key, float(limit)))
     return out

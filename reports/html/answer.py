@@ -80,12 +80,15 @@ def plan_line(view: RunView) -> str:
 
 def answer_lines(view: RunView) -> list[str]:
     """What ``loadtest run`` prints last: the verdict, its interval, the binding limit, the plan, and a warning
-    when the run is doubtful."""
+    when the run is doubtful or invalid for a gate."""
     headline, interval, details = verdict_lines(view)
     lines = [f"verdict: {headline}", f"  {interval}"]
     lines += [f"  {d}" for d in details if d.startswith(("binding limit", "SLOs"))]
     lines.append(f"plan: {plan_line(view).removeprefix('Plan: ')}")
     doubtful = [label for label, _, flag in view.validity.items if flag]
-    if doubtful:
+    if view.validity.invalid:
+        stages = sorted({p.stage or "the run" for p in view.validity.problems})
+        lines.append(f"validity: invalid for a gate over {', '.join(stages)}: see the report")
+    elif doubtful:
         lines.append(f"validity: doubtful ({', '.join(doubtful)}): see the report")
     return lines

@@ -119,11 +119,13 @@ def _validity(view: RunView, vid: str) -> str:
         for label, text, doubtful in view.validity.items
     )
     summary = (
-        "doubtful — read the flagged items before acting on the numbers"
+        "invalid in some stages — their numbers are not what was planned (below)"
+        if view.validity.invalid
+        else "doubtful — read the flagged items before acting on the numbers"
         if view.validity.doubtful
         else "valid: nothing found that distorts the measurement"
     )
-    kind = "warn" if view.validity.doubtful else "good"
+    kind = "bad" if view.validity.invalid else "warn" if view.validity.doubtful else "good"
     gate = ""
     if view.validity.invalid:
         problems = "".join(f"<li>{_e(str(p))}</li>" for p in view.validity.problems)

@@ -30,6 +30,7 @@ nav a { color: #0969da; }
 .plan-line { margin: 8px 0 0; padding-top: 6px; border-top: 1px dashed var(--line); font-weight: 550; }
 .validity.good { border-left: 6px solid var(--good); }
 .validity.warn { border-left: 6px solid var(--warn); }
+.validity.bad { border-left: 6px solid var(--bad); }
 .validity li.doubt { color: var(--bad); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 0; font-size: 0.92rem; }
 dt { color: var(--muted); }

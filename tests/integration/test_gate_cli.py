@@ -129,11 +129,13 @@ def test_run_gate_runs_and_gates_in_one_step(runs: dict[str, Path], tmp_path: Pa
         "--slo", "ttft_p95<800ms", "--slo", "concurrency@8:error_rate<1%", "--baseline", str(runs["base"]),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "report: " in proc.stdout and proc.stdout.rstrip().endswith("gate: PASS — 5 check(s) passed")
+    # the classes' SLOs (the scenario's tpot_p50, the flag's ttft_p95), the stage's error rate, 3 comparisons
+    assert "report: " in proc.stdout and proc.stdout.rstrip().endswith("gate: PASS — 6 check(s) passed")
+    assert "chat:tpot_p50<40ms" in proc.stdout and "chat:ttft_p95<800ms" in proc.stdout
     slow = run_cli(
         "run", str(scenario), "--out", str(tmp_path / "slow"), "-q", "--gate", "--slo", "tpot_p50<5ms",
     )  # fmt: skip
-    refused(slow, 99, "gate failed: tpot_p50<5ms [concurrency@8]")
+    refused(slow, 99, "gate failed: chat:tpot_p50<5ms [concurrency@8]")  # the flag became the class's SLO
 
 
 @pytest.mark.parametrize(
@@ -205,3 +207,16 @@ def test_a_saturated_engine_is_invalid_not_a_pass(tmp_path: Path) -> None:
     gated = run_cli("gate", str(only_run_dir(tmp_path)), "--slo", "tpot_p50<1s")
     refused(gated, 98, "the generator did not keep up", "engine saturated")
     assert "gate: INVALID" in gated.stdout
+
+
+def test_run_gate_refuses_a_baseline_without_its_stages_before_the_load(tmp_path: Path) -> None:
+    baseline = Path(__file__).parents[2] / "examples" / "ci" / "baseline"
+    proc = run_cli(
+        "run", "-c", "2", "-d", "1s", "--out", str(tmp_path / "out"), "--gate", "--baseline", str(baseline)
+    )
+    refused(proc, 2, "it has no stage 'concurrency@2' (its stages: concurrency@8)")
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_a_run_is_not_its_own_baseline(runs: dict[str, Path]) -> None:
+    refused(run_cli("gate", str(runs["base"]), "--baseline", str(runs["base"])), 2, "is the run being gated")

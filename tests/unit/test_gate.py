@@ -238,9 +238,13 @@ def test_noise_floors_make_every_a_a_pair_pass(tmp_path: Path) -> None:
     assert check.verdict == "fail"
     assert floors["tpot_p50"] == pytest.approx(check.ratio_low - 1)
     assert gate(a, VALID, (), b, VALID, parse_regressions(["tpot_p50:+1%"]), floors).verdict == "pass"
-    assert noise_floors([a, a], ["tpot_p50"]) == {"tpot_p50": 0.0}
+    with pytest.raises(ConfigError, match="one is given twice"):
+        noise_floors([a, a], ["tpot_p50"])
     with pytest.raises(ConfigError, match="at least two runs"):
         noise_floors([a], ["tpot_p50"])
+    elsewhere = make_run(tmp_path, "other", rows("s9", np.full(400, 0.1), np.full(400, 0.01)), labels=("s9",))
+    with pytest.raises(ConfigError, match="share no stage"):
+        noise_floors([a, elsewhere], ["tpot_p50"])
 
 
 def test_goodput_against_a_class_itl_limit_reads_the_gaps(tmp_path: Path) -> None:
@@ -308,7 +312,7 @@ def test_junit_of_an_invalid_run_has_errors_not_failures(tmp_path: Path) -> None
 def test_markdown_json_and_table(mixed: Any) -> None:
     md = gate_markdown(mixed)
     assert md.startswith("### ❌ loadtest gate: FAIL — `cur` vs baseline `base`")
-    assert "| ❌ | `tpot_p50:+10%` | s1 |" in md and "`ttft_p95<500ms`" in md  # code is not entity-escaped
+    assert "| ❌ | `tpot_p50:+10%` | `s1` |" in md and "`ttft_p95<500ms`" in md  # code is not entity-escaped
     body = orjson.loads(gate_json(mixed))
     assert body["format"] == 1 and body["verdict"] == "fail"
     assert [c["verdict"] for c in body["checks"]] == ["pass", "pass", "fail"]
@@ -321,3 +325,122 @@ def test_a_pipe_in_a_name_cannot_break_the_markdown_table(tmp_path: Path) -> Non
     data = make_run(tmp_path, "a|b", rows("s1", np.full(400, 0.1), np.full(400, 0.01)))
     md = gate_markdown(gate(data, VALID, parse_thresholds(["ttft_p95<1s"])))
     assert "`a\\|b`" in md
+
+
+# -- what a newcomer's review found -------------------------------------------------------------------------------
+
+
+def test_an_outage_against_a_baseline_fails_every_default_comparison(tmp_path: Path) -> None:
+    base = make_run(tmp_path, "base", rows("s1", np.full(400, 0.1), np.full(400, 0.01)))
+    dead = make_run(tmp_path, "dead", rows("s1", np.full(400, 0.1), np.full(400, 0.01), failed=400))
+    result = gate(dead, VALID, (), base, VALID)
+    assert [(c.metric, c.verdict) for c in result.checks] == [
+        ("ttft_p95", "fail"),
+        ("tpot_p50", "fail"),
+        ("output_tok_per_s", "fail"),
+    ]
+    assert (
+        result.checks[0].note
+        == "this run: no successful request in the stage (the baseline measured it on 400)"
+    )
+    # nothing delivered is exactly 0 tok/s: the ratio's interval is [0, 0], not "too short to bound"
+    assert (result.checks[2].ratio, result.checks[2].ratio_high) == (0.0, 0.0)
+
+
+def test_a_default_the_baseline_cannot_have_is_skipped_and_a_given_one_refused(tmp_path: Path) -> None:
+    # answers without output tokens (as embeddings have): the baseline delivered 0 output tokens per second
+    body = rows("s1", np.full(400, 0.1), np.full(400, 0.01))
+    for row in body:
+        row["output_tokens"] = row["client_output_tokens"] = 0
+    base, cur = make_run(tmp_path, "base", body), make_run(tmp_path, "cur", body)
+    result = gate(cur, VALID, (), base, VALID)
+    assert [c.metric for c in result.checks] == ["ttft_p95"]  # no TPOT and no output tokens to compare
+    with pytest.raises(
+        ConfigError, match="the baseline has no output_tok_per_s in stage 's1' to compare with"
+    ):
+        gate(cur, VALID, (), base, VALID, parse_regressions(["output_tok_per_s:-10%"]))
+
+
+def test_names_with_control_characters_stay_on_their_line_and_in_valid_xml(tmp_path: Path) -> None:
+    data = make_run(
+        tmp_path,
+        "r",
+        rows("two\nlines\x01", np.full(400, 0.1), np.full(400, 0.01)),
+        labels=("two\nlines\x01",),
+    )
+    result = gate(data, VALID, parse_thresholds(["ttft_p95<50ms"]))
+    assert verdict_line(result).count("\n") == 0 and "two\\nlines\\x01" in verdict_line(result)
+    xmlschema.XMLSchema(str(SCHEMA)).validate(gate_junit(result).decode())
+    assert "two\\nlines\\x01" in gate_table(result) and "`two\\nlines\\x01`" in gate_markdown(result)
+
+
+def test_markdown_escapes_markup_in_text_and_fences_code_with_backticks() -> None:
+    from reports.gate_output import _code, _md
+
+    assert _md("a|b&c<d>*e_[f]`g") == "a\\|b&amp;c&lt;d&gt;\\*e\\_\\[f\\]\\`g"
+    assert _code("s`1") == "``s`1``" and _code("`x") == "`` `x ``" and _code("a|b") == "`a\\|b`"
+
+
+def test_a_floor_for_every_metric_replaces_the_measured_ones(tmp_path: Path) -> None:
+    from loadtest.cli.gate import GateOptions, prepare
+
+    base = make_run(tmp_path, "base", rows("s1", np.full(10, 0.1), np.full(10, 0.01)))
+    (base.run_dir / "noise.json").write_bytes(
+        orjson.dumps({"format": 1, "runs": ["a", "b", "c"], "stages": ["s1"], "floors": {"tpot_p50": 0.0}})
+    )
+    measured = prepare(GateOptions(baseline=base.run_dir))
+    assert measured.noise == {"tpot_p50": 0.0} and measured.noise_source is not None
+    assert measured.noise_source.startswith("measured from 3 A/A runs")
+    blanket = prepare(GateOptions(baseline=base.run_dir, noise_floor=("30%",)))
+    assert blanket.noise == {"*": 0.3} and blanket.noise_source == "configured: every metric 30.0%"
+    one = prepare(GateOptions(baseline=base.run_dir, noise_floor=("tpot_p50:5%",)))
+    assert one.noise == {"tpot_p50": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[1]", "is not a noise-floor file written by loadtest noise"),
+        (b'{"format": 1, "floors": {"tpot_p50": 0.1}, "runs": 5}', "is not a noise-floor file"),
+        (b'{"format": 1, "floors": {"tpot_p50": -1}, "runs": []}', "is not a noise-floor file"),
+        (b"not json", "is not a noise-floor file (not JSON)"),
+    ],
+)
+def test_a_file_that_is_not_a_noise_file_is_one_line(tmp_path: Path, body: bytes, message: str) -> None:
+    from loadtest.cli.gate import read_noise
+
+    path = tmp_path / "noise.json"
+    path.write_bytes(body)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        read_noise(path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"noise_floor": ("tpto_p50:8%",)}, "'tpto_p50' is not a metric a comparison has"),
+        ({"noise_floor": ("chat:tpot_p50:3%",)}, "'chat:tpot_p50' is not a metric a comparison has"),
+        ({"noise_floor": ("lots",)}, "--noise-floor takes [METRIC:]N%"),
+        ({"noise_floor": ("5%",)}, "--noise-floor needs --baseline RUN"),
+        ({"noise": Path("n.json")}, "--noise needs --baseline RUN"),
+        ({"max_regression": ("tpot_p50:+10%",)}, "--max-regression needs --baseline RUN"),
+        ({"max_regression": ("output_tok_per_s:-100%",)}, "the change must be above 0 % and under 100%"),
+    ],
+)
+def test_gate_options_are_checked_before_any_run(flags: dict[str, Any], message: str) -> None:
+    from loadtest.cli.gate import GateOptions, prepare
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        prepare(GateOptions(**flags))
+
+
+def test_a_baseline_without_the_coming_runs_stages_is_refused_before_it_runs(tmp_path: Path) -> None:
+    from loadtest.cli.gate import GateOptions, prepare
+
+    base = make_run(tmp_path, "base", rows("s1", np.full(10, 0.1), np.full(10, 0.01)))
+    with pytest.raises(
+        ConfigError, match=r"it has no stage 's2' \(its stages: s1\); stages are matched by label"
+    ):
+        prepare(GateOptions(baseline=base.run_dir), stages=["s1", "s2"])
+    # a comparison scoped to s1 needs only s1
+    prepare(GateOptions(baseline=base.run_dir, max_regression=("s1:tpot_p50:+10%",)), stages=["s1", "s2"])

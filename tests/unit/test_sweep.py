@@ -7,7 +7,7 @@ import pytest
 from loadtest.engine.sweep import observe, sweep_rates, sweep_verdict
 from loadtest.errors import ConfigError
 from loadtest.spec.assemble import Overrides, scenario_from_flags
-from tests.helpers import window
+from tests.helpers import one_a_second, window
 
 
 def record(
@@ -74,23 +74,10 @@ def test_load_check_tells_a_late_generator_from_a_capped_stage() -> None:
     import pandas as pd
 
     from analysis import check_load
-    from analysis.frame import with_metrics
 
     def frame(lag: float) -> pd.DataFrame:
-        rows = [
-            {
-                "stage": "s",
-                "scheduled_at": float(i),
-                "started_at": i + lag,
-                "first_token_at": i + lag + 0.1,
-                "ended_at": i + lag + 1.0,
-                "error_class": None,
-                "output_tokens": 10,
-                "prompt_tokens": 5,
-            }
-            for i in range(100)
-        ]
-        return with_metrics(pd.DataFrame(rows))
+        rows: pd.DataFrame = one_a_second("s", lag)
+        return rows
 
     meta = {"label": "s", "start": 0.0, "window_end": 100.0, "target": {"kind": "rate", "rate": 1.0}}
     (ok,) = check_load(frame(0.001), [window(meta)])
