@@ -100,11 +100,13 @@ def check_detail(check: GateCheck) -> str:
     if check.kind == "regression":
         base = check.baseline
         text = f"{value} vs baseline {format_value(check.metric, base.value if base else None)}"
-        text += f" (each at {JOINT_CONFIDENCE:.1%}): change {_effect(check)}, limit {format_limit(check)}"
+        level = f" (each at {JOINT_CONFIDENCE:.1%})" if check.ratio_low is not None else ""
+        text += f"{level}: change {_effect(check)}, limit {format_limit(check)}"
         if check.noise_floor:
             text += f" (interval widened by a noise floor of {check.noise_floor:.1%})"
     else:
-        text = f"{value} (95 %), limit {format_limit(check)}"
+        level = " (95 %)" if check.current.low is not None and check.current.high is not None else ""
+        text = f"{value}{level}, limit {format_limit(check)}"
     if check.note:
         text += f"; {check.note}"
     return text
