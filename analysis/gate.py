@@ -113,7 +113,7 @@ class GateCheck:
     metric: str
     stage: str
     request_class: str | None
-    limit: float  # a threshold's limit (seconds, fraction, per second) or a regression's allowed change
+    threshold: float  # a threshold's value (seconds, fraction, per second) or a regression's allowed change
     current: Measure
     verdict: Verdict
     note: str | None = None

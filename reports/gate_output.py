@@ -3,7 +3,7 @@
 
 JUnit XML: one ``<testsuite>`` per gate, one ``<testcase>`` per threshold and per compared metric in each stage
 (``classname`` ``loadtest.gate.threshold`` / ``loadtest.gate.regression``, ``name`` the flag and the stage); a
-failed check carries a ``<failure>`` whose message has the measured value, the limit and the interval; a check that
+failed check carries a ``<failure>`` whose message has the measured value, the threshold and the interval; a check that
 could not be measured, and the run's own validity problems (one ``loadtest.gate.validity`` test case), carry an
 ``<error>`` — CI systems show those apart from failures, which is what an invalid run is. It validates against
 Jenkins' ``junit-10.xsd`` (``tests/unit/data``), which GitHub, GitLab and Jenkins read.
@@ -23,7 +23,7 @@ from reports.console import text_table
 __all__ = [
     "GATE_JSON_FORMAT",
     "check_detail",
-    "format_limit",
+    "format_threshold",
     "format_value",
     "gate_json",
     "gate_junit",
@@ -37,7 +37,7 @@ GATE_JSON_FORMAT = 1
 SHOWN = 3  # failed checks the verdict line spells out; the tables have them all
 INTERVALS = (
     "a change's interval: from each run's interval at 97.5 % (both hold together with 95 %), widened by the noise "
-    "floor; a regression fails only when it lies wholly beyond its limit"
+    "floor; a regression fails only when it lies wholly beyond its threshold"
 )
 _DASH = "–"
 _WORD = {"pass": "PASS", "fail": "FAIL", "invalid": "INVALID"}
@@ -76,11 +76,11 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
-def format_limit(check: GateCheck) -> str:
+def format_threshold(check: GateCheck) -> str:
     """``≤ 800 ms``, ``≥ 95.00 %``, or a regression's ``≤ +10 %`` / ``≥ −10 %`` change."""
     if check.kind == "regression":
-        return f"{'≤' if check.limit > 0 else '≥'} {_percent(check.limit)}"
-    return f"{'≤' if check.ceiling else '≥'} {format_value(check.metric, check.limit)}"
+        return f"{'≤' if check.threshold > 0 else '≥'} {_percent(check.threshold)}"
+    return f"{'≤' if check.ceiling else '≥'} {format_value(check.metric, check.threshold)}"
 
 
 def _effect(check: GateCheck) -> str:
@@ -93,7 +93,7 @@ def _effect(check: GateCheck) -> str:
 
 
 def check_detail(check: GateCheck) -> str:
-    """One line: the measured value (and interval), the limit, and for a comparison the effect and noise floor."""
+    """One line: the measured value (and interval), the threshold, and for a comparison the effect and noise floor."""
     value = (
         f"{format_value(check.metric, check.current.value)} {_interval(check.metric, check.current)}".strip()
     )
@@ -101,12 +101,12 @@ def check_detail(check: GateCheck) -> str:
         base = check.baseline
         text = f"{value} vs baseline {format_value(check.metric, base.value if base else None)}"
         level = f" (each at {JOINT_CONFIDENCE:.1%})" if check.ratio_low is not None else ""
-        text += f"{level}: change {_effect(check)}, limit {format_limit(check)}"
+        text += f"{level}: change {_effect(check)}, threshold {format_threshold(check)}"
         if check.noise_floor:
             text += f" (interval widened by a noise floor of {check.noise_floor:.1%})"
     else:
         level = " (95 %)" if check.current.low is not None and check.current.high is not None else ""
-        text = f"{value}{level}, limit {format_limit(check)}"
+        text = f"{value}{level}, threshold {format_threshold(check)}"
     if check.note:
         text += f"; {check.note}"
     return text
@@ -135,7 +135,9 @@ def gate_table(result: GateResult) -> str:
     ]
     thresholds = [c for c in result.checks if c.kind == "threshold"]
     if thresholds:
-        rows: list[tuple[str, ...]] = [("threshold", "stage", "value", "95 % interval", "limit", "verdict")]
+        rows: list[tuple[str, ...]] = [
+            ("threshold", "stage", "value", "95 % interval", "threshold", "verdict")
+        ]
         for c in thresholds:
             rows.append(
                 (
@@ -143,14 +145,14 @@ def gate_table(result: GateResult) -> str:
                     printable(c.stage),
                     format_value(c.metric, c.current.value),
                     _interval(c.metric, c.current) or _DASH,
-                    format_limit(c),
+                    format_threshold(c),
                     _WORD[c.verdict] + (f": {c.note}" if c.note else ""),
                 )
             )
         parts.append("\n".join(text_table(rows)))
     compared = [c for c in result.checks if c.kind == "regression"]
     if compared:
-        rows = [("regression", "stage", "baseline", "this run", "change [interval]", "limit", "verdict")]
+        rows = [("regression", "stage", "baseline", "this run", "change [interval]", "threshold", "verdict")]
         for c in compared:
             rows.append(
                 (
@@ -159,7 +161,7 @@ def gate_table(result: GateResult) -> str:
                     format_value(c.metric, c.baseline.value if c.baseline else None),
                     format_value(c.metric, c.current.value),
                     _effect(c),
-                    format_limit(c),
+                    format_threshold(c),
                     _WORD[c.verdict] + (f": {c.note}" if c.note else ""),
                 )
             )
@@ -249,24 +251,27 @@ def gate_markdown(result: GateResult) -> str:
         lines += ["The run cannot be judged:", ""] + [f"- {_md(r)}" for r in result.reasons()] + [""]
     thresholds = [c for c in result.checks if c.kind == "threshold"]
     if thresholds:
-        lines += ["| | threshold | stage | value | 95 % interval | limit |", "|---|---|---|---:|---|---:|"]
+        lines += [
+            "| | threshold | stage | value | 95 % interval | threshold |",
+            "|---|---|---|---:|---|---:|",
+        ]
         for c in thresholds:
             lines.append(
                 f"| {icon[c.verdict]} | {_code(c.text)} | {_code(c.stage)} | {format_value(c.metric, c.current.value)} "
-                f"| {_interval(c.metric, c.current) or _DASH} | {_md(format_limit(c))} |"
+                f"| {_interval(c.metric, c.current) or _DASH} | {_md(format_threshold(c))} |"
             )
         lines.append("")
     compared = [c for c in result.checks if c.kind == "regression"]
     if compared:
         lines += [
-            "| | regression | stage | baseline | this run | change [interval] | limit |",
+            "| | regression | stage | baseline | this run | change [interval] | threshold |",
             "|---|---|---|---:|---:|---|---:|",
         ]
         for c in compared:
             base = format_value(c.metric, c.baseline.value if c.baseline else None)
             lines.append(
                 f"| {icon[c.verdict]} | {_code(c.text)} | {_code(c.stage)} | {base} "
-                f"| {format_value(c.metric, c.current.value)} | {_md(_effect(c))} | {_md(format_limit(c))} |"
+                f"| {format_value(c.metric, c.current.value)} | {_md(_effect(c))} | {_md(format_threshold(c))} |"
             )
         lines += [
             "",

@@ -26,9 +26,16 @@ def test_the_workflow_in_the_docs_is_the_example_file() -> None:
 def test_the_committed_baseline_is_a_valid_run_of_the_ci_scenario() -> None:
     from analysis import load_run
     from analysis.validity import validity_of
+    from loadtest.spec.scenario import load_scenario
 
     data = load_run(ROOT / "examples" / "ci" / "baseline")
     assert data.manifest.name == "ci-gate" and data.manifest.status == "complete"
+    # still a run of the shipped scenario: the same classes, SLOs and stages (refresh it when the scenario changes)
+    scenario = load_scenario(ROOT / "scenarios" / "ci-gate.toml")
+    assert [(c.name, dict(c.slo)) for c in data.manifest.spec.request_classes] == [
+        (c.name, dict(c.slo)) for c in scenario.classes
+    ]
+    assert data.manifest.stage_order == [s.label for s in scenario.stages]
     assert not validity_of(data).invalid
     noise = orjson.loads((ROOT / "examples" / "ci" / "baseline" / "noise.json").read_bytes())
     assert len(noise["runs"]) >= 3 and noise["stages"] == ["concurrency@8"]

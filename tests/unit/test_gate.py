@@ -294,7 +294,11 @@ def test_junit_validates_and_failures_carry_value_limit_and_interval(mixed: Any)
     failure = re.search(r'<failure message="([^"]*)" type="regression">', text)
     assert failure is not None
     message = failure.group(1)
-    assert "vs baseline 10.5 ms" in message and "limit ≤ +10.0 %" in message and "change +20.0 % [" in message
+    assert (
+        "vs baseline 10.5 ms" in message
+        and "threshold ≤ +10.0 %" in message
+        and "change +20.0 % [" in message
+    )
     assert "noise floor of 2.0%" in message
 
 
@@ -318,7 +322,7 @@ def test_markdown_json_and_table(mixed: Any) -> None:
     assert [c["verdict"] for c in body["checks"]] == ["pass", "pass", "fail"]
     table = gate_table(mixed)
     assert "noise floor: configured: every metric 2.0%" in table
-    assert table.rstrip().endswith("limit ≤ +10.0 % (interval widened by a noise floor of 2.0%)")
+    assert table.rstrip().endswith("threshold ≤ +10.0 % (interval widened by a noise floor of 2.0%)")
 
 
 def test_a_pipe_in_a_name_cannot_break_the_markdown_table(tmp_path: Path) -> None:

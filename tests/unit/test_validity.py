@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from analysis.load_check import StageLoad
 from analysis.validity import offered_short
@@ -53,3 +54,41 @@ def test_too_few_sent_is_short_only_beyond_poisson_chance() -> None:
     assert (
         offered_short(replace(LOAD, target_rps=None, offered_rps=1.0)) is None
     )  # a closed loop has no target
+
+
+def test_assess_keeps_the_runs_problems_apart_from_each_stages(tmp_path: Path) -> None:
+    import dataclasses
+
+    import orjson
+    import pandas as pd
+
+    from analysis.validity import Problem, assess
+    from loadtest.rundir import read_manifest
+    from tests.helpers import manifest_dict
+
+    (tmp_path / "manifest.json").write_bytes(orjson.dumps(manifest_dict(status="interrupted")))
+    manifest = read_manifest(tmp_path)
+    capped = replace(LOAD, stage="s2", no_free_user=30, capped=True, reason="30 arrivals waited")
+    late = replace(
+        LOAD, stage="s3", kept_up=False, reason="engine saturated: event-loop delay p99 40.0 ms > 15 ms"
+    )
+    validity = assess(manifest, [], [LOAD, capped, late], pd.DataFrame(), 0, None)
+    assert validity.problems == (
+        Problem(None, "the run is interrupted: its last stage may be cut short"),
+        Problem(
+            "s3", "the generator did not keep up: engine saturated: event-loop delay p99 40.0 ms > 15 ms"
+        ),
+        Problem(
+            "s2",
+            "the planned load was not offered: 30 of 100 arrivals (30.0%) waited for a free user or were dropped "
+            "(the in-flight cap was reached; more than 1% is not the planned load)",
+        ),
+        Problem(None, "the run recorded no request"),
+    )
+    assert [p.text for p in validity.problems_for(["poisson@10rps"])] == [
+        "the run is interrupted: its last stage may be cut short",
+        "the run recorded no request",
+    ]
+    one = pd.DataFrame({"ok": [True], "error_class": [None]})
+    complete = assess(dataclasses.replace(manifest, status="complete"), [], [LOAD], one, 0, None)
+    assert not complete.invalid
