@@ -132,7 +132,14 @@ class ArchitecturePlan:
             if name == "measured_limit":
                 continue  # shown in `binds`, where the JSON has always had it
             out[_JSON_KEYS.get(name, name)] = self.binds if name == "breached_slo" else getattr(self, name)
+        out["feasible"] = self.feasible
         return out
+
+    @property
+    def feasible(self) -> bool:
+        """Can this architecture meet the SLOs at the forecast's mix at all? Not when one replica, unloaded, is
+        already too slow: then no count of chunks or units helps."""
+        return self.replicas > 0
 
     @property
     def binds(self) -> str:

@@ -6,6 +6,7 @@
     ├── ConfigError (2)          bad scenario, option or input file; the user fixes the command
     ├── EndpointError (3)        the endpoint is unreachable or does not speak the OpenAI protocol
     ├── PortInUseError (3)       the simulator cannot bind its port
+    ├── Infeasible (4)           ``loadtest plan``: no candidate can meet the SLOs at the forecast's mix
     ├── RunInvalid (98)          the run's numbers cannot be trusted or do not exist (no records, the generator
     │                            could not offer the load, its engine was saturated, too few samples for a gated
     │                            percentile): never a pass or a fail
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "EndpointError",
     "GateFailed",
+    "Infeasible",
     "LoadtestError",
     "PortInUseError",
     "RunInvalid",
@@ -54,6 +56,12 @@ class PortInUseError(LoadtestError):
     """The simulator could not bind the requested port."""
 
     exit_code: ClassVar[int] = 3
+
+
+class Infeasible(LoadtestError):
+    """No architecture the plan considered can meet the SLOs (the table or JSON is still printed)."""
+
+    exit_code: ClassVar[int] = 4
 
 
 class RunInvalid(LoadtestError):

@@ -10,6 +10,7 @@ import orjson
 from analysis.plan import ArchitecturePlan, Forecast, PlanSlos
 
 __all__ = [
+    "PLAN_SCHEMA_VERSION",
     "format_money",
     "format_ppt",
     "format_provisioned",
@@ -35,6 +36,8 @@ def format_tokens(value: float | None) -> str:
 
 
 def format_provisioned(p: ArchitecturePlan) -> str:
+    if not p.feasible:
+        return f"infeasible ({p.binds})"
     if p.model_units is not None:
         return f"{p.model_units} model units"
     if p.chunks is None or p.band_tokens_per_s is None:
@@ -109,6 +112,9 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, pri
     return "\n".join(lines)
 
 
+PLAN_SCHEMA_VERSION = 1
+
+
 def render_plan_json(
     plans: Sequence[ArchitecturePlan],
     forecast: Forecast,
@@ -116,19 +122,28 @@ def render_plan_json(
     headroom: float,
     price_label: str,
     runs: Sequence[Path],
+    gpu: str = "h100",
+    warnings: Sequence[str] = (),
 ) -> str:
-    """``plan --format json``: the forecast, the SLOs, headroom, prices and measured runs, then one object per plan."""
+    """``plan --format json`` (documented field by field in docs/plan.md, versioned by ``schema_version``): the
+    forecast, the SLOs, headroom, hardware, prices, measured runs and warnings, then one object per plan."""
     payload = {
+        "schema_version": PLAN_SCHEMA_VERSION,
         "forecast": {
             "peak_tokens_per_min": forecast.peak_tokens_per_min,
+            "peak_requests_per_s": forecast.peak_requests_per_s,
             "prompt_tokens": forecast.prompt_tokens,
             "output_tokens": forecast.output_tokens,
+            "max_tokens": forecast.max_tokens if forecast.max_tokens is not None else forecast.output_tokens,
+            "load_factor": forecast.load_factor if forecast.monthly_tokens is None else None,
             "tokens_per_month": forecast.tokens_per_month,
         },
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "headroom": headroom,
+        "gpu": gpu,
         "prices": price_label,
         "measured_runs": [str(path) for path in runs],
+        "warnings": list(warnings),
         "plans": [p.to_dict() for p in plans],
     }
     return orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode()

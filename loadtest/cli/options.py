@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
+
 from loadtest.errors import ConfigError
 
-__all__ = ["numbers", "seconds", "write_atomically"]
+__all__ = [
+    "MAX_PEAK_RPS",
+    "MAX_PEAK_TPM",
+    "Bounded",
+    "numbers",
+    "seconds",
+    "write_atomically",
+]
+
+# Forecasts beyond these are typing mistakes, not plans: 10 billion tokens a minute is ~170 million tokens a second,
+# a million requests a second 5,000 times a workspace's provisioned-throughput QPS limit (docs/plan.md)
+MAX_PEAK_TPM = 1e10
+MAX_PEAK_RPS = 1e6
+
+
+class Bounded(click.ParamType[float, Any]):
+    """A finite number in ``(low, high]`` (``[low, high]`` with ``low_open=False``): NaN, infinities and absurd
+    magnitudes are a usage error (one line, exit 2), not a crash or a row of ``$inf``."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, low_open: bool = True) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        above = number > self.low if self.low_open else number >= self.low
+        if not above or number > self.high:
+            bracket = "(" if self.low_open else "["
+            self.fail(f"{value} is outside {bracket}{self.low:g}, {self.high:g}]", param, ctx)
+        return number
 
 
 def numbers(values: tuple[str, ...], flag: str, kind: type[int] | type[float]) -> tuple[Any, ...]:

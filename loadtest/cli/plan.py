@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded
 from loadtest.cli.options import seconds as _seconds
-from loadtest.errors import ConfigError
+from loadtest.errors import ConfigError, Infeasible
 
 if TYPE_CHECKING:
     from analysis.frame import RunData
@@ -21,13 +22,13 @@ __all__ = ["plan"]
 @click.command()
 @click.option(
     "--peak-tpm",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Bounded(0, MAX_PEAK_TPM),
     default=None,
     help="Forecast peak: total (input + output) tokens per minute.",
 )
 @click.option(
     "--peak-rps",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Bounded(0, MAX_PEAK_RPS),
     default=None,
     help="Forecast peak as requests/s instead (tokens/min = req/s × (input + output) × 60).",
 )
@@ -54,13 +55,13 @@ __all__ = ["plan"]
 )
 @click.option(
     "--monthly-tokens",
-    type=click.FloatRange(min=0),
+    type=Bounded(0, 1e15, low_open=False),
     default=None,
     help="Monthly token volume (default: peak × minutes in a month × --load-factor).",
 )
 @click.option(
     "--load-factor",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=Bounded(0, 1),
     default=0.35,
     show_default=True,
     help="Average load as a share of peak, for the monthly volume.",
@@ -69,7 +70,7 @@ __all__ = ["plan"]
 @click.option("--tpot", default=None, help="SLO on TPOT, e.g. 50ms (checked on the model's mean).")
 @click.option(
     "--headroom",
-    type=click.FloatRange(min=0),
+    type=Bounded(0, 10, low_open=False),
     default=0.2,
     show_default=True,
     help="Capacity above the peak to provision, as a fraction.",
@@ -103,7 +104,7 @@ __all__ = ["plan"]
 )
 @click.option(
     "--run-band",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Bounded(0, MAX_PEAK_TPM),
     default=None,
     help="Provisioned tokens/s (max of the band) of the --run endpoint (simulator runs know it; with one --run).",
 )
@@ -118,6 +119,7 @@ def plan(**opts: Any) -> None:
     from analysis.prices import load_prices
     from analysis.run_plan import EXAMPLE_PRICES
     from loadtest.model.catalog import check_gpu
+    from loadtest.model.quota import WORKSPACE_QPS_LIMIT
     from reports.plan_table import render_plan_json, render_plan_table
 
     gpu = check_gpu(opts["gpu"].lower(), "--gpu")
@@ -155,6 +157,15 @@ def plan(**opts: Any) -> None:
     forecast = Forecast(
         peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
     )
+    warnings = []
+    if forecast.peak_requests_per_s > WORKSPACE_QPS_LIMIT:
+        warnings.append(
+            f"a peak of {forecast.peak_requests_per_s:,.0f} req/s is above the {WORKSPACE_QPS_LIMIT:.0f} queries per "
+            "second a workspace's provisioned-throughput endpoints allow by default: ask the account team to raise "
+            "it, or spread the load over workspaces"
+        )
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     slo = PlanSlos(_seconds(opts["ttft"], "--ttft"), _seconds(opts["tpot"], "--tpot"))
     if runs and slo == PlanSlos():
         slo = _slos_of(runs[0], output)
@@ -171,9 +182,17 @@ def plan(**opts: Any) -> None:
         except ValueError as exc:  # e.g. the request does not fit one replica's KV cache
             raise ConfigError(f"{arch} on {gpu}: {exc}") from None
     if opts["fmt"] == "json":
-        click.echo(render_plan_json(plans, forecast, slo, opts["headroom"], prices.label, opts["run_dirs"]))
-        return
-    click.echo(render_plan_table(plans, forecast, prices.label))
+        body = render_plan_json(
+            plans, forecast, slo, opts["headroom"], prices.label, opts["run_dirs"], gpu=gpu, warnings=warnings
+        )
+        click.echo(body)
+    else:
+        click.echo(render_plan_table(plans, forecast, prices.label))
+    if plans and not any(p.feasible for p in plans):
+        why = "; ".join(f"{p.architecture}: {p.binds} too slow even unloaded" for p in plans)
+        raise Infeasible(
+            f"infeasible: no candidate can meet the SLOs at this mix ({why}); relax them or add --arch"
+        )
 
 
 def _candidates(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from loadtest.cli.options import write_atomically
+from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded, write_atomically
 from loadtest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,13 +34,13 @@ REPLANNED_FILE = "report-replanned.html"
 )
 @click.option(
     "--peak-tpm",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Bounded(0, MAX_PEAK_TPM),
     default=None,
     help="Plan for this forecast peak (total tokens/min) instead of the run's.",
 )
 @click.option(
     "--peak-rps",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Bounded(0, MAX_PEAK_RPS),
     default=None,
     help="Plan for this forecast peak in requests/s instead of the run's.",
 )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loadtest.cli.gate import GateOptions, gate_options, judge, prepare
+from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded
 from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError
@@ -150,13 +151,13 @@ __all__ = ["run"]
 @gate_options(slo=False)
 @click.option(
     "--peak-tpm",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Bounded(0, MAX_PEAK_TPM),
     default=None,
     help="Forecast peak (total tokens/min) the report's plan sizes for (default on the simulator: an example).",
 )
 @click.option(
     "--peak-rps",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Bounded(0, MAX_PEAK_RPS),
     default=None,
     help="Forecast peak as requests/s instead.",
 )

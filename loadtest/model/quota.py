@@ -13,6 +13,9 @@ LimitType = Literal[
     "input_tokens_per_minute", "output_tokens_per_minute", "queries_per_hour", "queries_per_second"
 ]
 LIMIT_TYPES: Final[tuple[LimitType, ...]] = get_args(LimitType)  # in this order: ties break by it
+# provisioned throughput: "up to 200 queries per second per workspace" by default, more through the account team
+# (Databricks' model-serving limits page; docs/sources.md)
+WORKSPACE_QPS_LIMIT: Final[float] = 200.0
 # limit type -> (short name, unit, window in seconds, bucket in seconds)
 QUOTA_WINDOWS: Final[dict[LimitType, tuple[str, str, float, float]]] = {
     "input_tokens_per_minute": ("ITPM", "tokens", 60.0, 0.0),

@@ -299,3 +299,114 @@ def test_the_bounding_resource_is_named_from_the_model() -> None:
     assert bounding_resource(a100, 128, 128, 1) == "memory"  # one user: the weights dominate
     # an embedding model only prefills: compute
     assert bounding_resource(ServingConfig(Deployment.of("bge-large", "a100")), 512, 0, 0) == "compute"
+
+
+PLAN_JSON_KEYS = {
+    "schema_version",
+    "forecast",
+    "slo",
+    "headroom",
+    "gpu",
+    "prices",
+    "measured_runs",
+    "warnings",
+    "plans",
+}
+PLAN_ROW_KEYS = {
+    "architecture",
+    "deployment",
+    "provisioning",
+    "source",
+    "confidence",
+    "replica_slo_tokens_per_s",
+    "replica_reference_tokens_per_s",
+    "mix_ratio",
+    "slo_concurrency",
+    "binding",
+    "resource",
+    "chunk_size",
+    "chunks",
+    "band_tokens_per_s",
+    "model_units",
+    "replicas",
+    "pt_cost_per_month",
+    "ppt_fits",
+    "ppt_rate_limited_share",
+    "ppt_binding_limit",
+    "ppt_cost_per_month",
+    "break_even_tokens_per_month",
+    "notes",
+    "feasible",
+}
+
+
+def test_the_json_schema_is_versioned_and_its_keys_pinned() -> None:
+    # docs/plan.md documents each of these keys: a change here is a new schema_version and a docs change
+    proc = run_cli(
+        "plan", "--peak-rps", "300", "--prompt-tokens", "1000", "--output-tokens", "100", "--max-tokens", "200",
+        "--arch", "llama-3.1-8b", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    body = orjson.loads(proc.stdout)
+    assert set(body) == PLAN_JSON_KEYS and body["schema_version"] == 1 and body["gpu"] == "h100"
+    assert body["forecast"] == {
+        "peak_tokens_per_min": 300 * 1100 * 60.0,
+        "peak_requests_per_s": 300.0,
+        "prompt_tokens": 1000,
+        "output_tokens": 100,
+        "max_tokens": 200,
+        "load_factor": 0.35,
+        "tokens_per_month": pytest.approx(300 * 1100 * 60.0 * 60 * 730 * 0.35),
+    }
+    assert [set(row) for row in body["plans"]] == [PLAN_ROW_KEYS]
+    # 300 req/s is above a workspace's 200 QPS for provisioned throughput: a warning, in the JSON and on stderr
+    assert len(body["warnings"]) == 1 and "above the 200 queries per second" in body["warnings"][0]
+    assert proc.stderr.startswith("warning: a peak of 300 req/s is above the 200 queries per second")
+    docs = (ROOT / "docs" / "plan.md").read_text()
+    assert all(f"`{key}`" in docs for key in PLAN_ROW_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--peak-tpm", "nan", "'nan' is not a finite number"),
+        ("--peak-tpm", "inf", "'inf' is not a finite number"),
+        ("--peak-tpm", "1e30", "1e30 is outside (0, 1e+10]"),
+        ("--peak-rps", "-1", "-1 is outside (0, 1e+06]"),
+        ("--headroom", "inf", "'inf' is not a finite number"),
+        ("--monthly-tokens", "nan", "'nan' is not a finite number"),
+        ("--load-factor", "0", "0 is outside (0, 1]"),
+    ],
+)
+def test_non_finite_and_absurd_numbers_are_one_line(flag: str, value: str, message: str) -> None:
+    args = ["plan", "--prompt-tokens", "100", "--output-tokens", "10", "--arch", "llama-3.1-8b"]
+    if flag not in ("--peak-tpm", "--peak-rps"):
+        args += ["--peak-rps", "1"]
+    refused(run_cli(*args, flag, value), 2, f"Invalid value for '{flag}': {message}")
+
+
+def test_a_forecast_no_candidate_can_meet_is_infeasible_with_exit_4() -> None:
+    args = (
+        "plan",
+        "--peak-tpm",
+        "1000000",
+        "--prompt-tokens",
+        "1000",
+        "--output-tokens",
+        "100",
+        "--ttft",
+        "1ms",
+    )
+    proc = run_cli(*args, "--arch", "llama-3.1-8b", "--arch", "llama-3.3-70b", "--format", "json")
+    refused(
+        proc, 4, "infeasible: no candidate can meet the SLOs at this mix (llama-3.1-8b: ttft too slow even"
+    )
+    body = orjson.loads(proc.stdout)  # the answer is still printed
+    assert [(p["architecture"], p["feasible"], p["replicas"]) for p in body["plans"]] == [
+        ("llama-3.1-8b", False, 0),
+        ("llama-3.3-70b", False, 0),
+    ]
+    table = run_cli(*args, "--arch", "llama-3.1-8b")
+    assert table.returncode == 4 and "infeasible (ttft)" in table.stdout
+    # one feasible candidate is an answer: exit 0
+    assert run_cli(*args[:-1], "300ms", "--arch", "llama-3.1-8b").returncode == 0
