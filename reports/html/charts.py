@@ -172,7 +172,8 @@ def capacity_chart(
             ax.set_ylabel(f"{_METRIC_TITLES[metric]} {pct} (ms)")
             ax.set_ylim(bottom=0)
             ax.set_xlim(left=0)
-        fig.legend(loc="outside lower center", ncols=min(len(curves), 5), frameon=False)
+        if any(ax.get_legend_handles_labels()[0] for ax in fig.axes):  # nothing succeeded: no curve to name
+            fig.legend(loc="outside lower center", ncols=min(len(curves), 5), frameon=False)
         svg = _svg(fig, key)
     pooled = " Latency is over every class's requests; each class's SLO is drawn." if len(slos) > 1 else ""
     return Chart(

@@ -247,6 +247,22 @@ def test_a_run_without_records_still_renders_and_says_there_is_nothing(tmp_path:
     assert "r0-verdict" in page.ids and "r0-timeline" not in page.ids
 
 
+def test_a_run_where_nothing_succeeded_renders_without_a_warning(tmp_path: Path) -> None:
+    import warnings
+
+    failed = [
+        replace(BASE, seq=n, error_class="server_error", status=503, error_detail="503", first_token_at=None)
+        for n in range(6)
+    ]
+    run = write_run(tmp_path, jsonl(failed))
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "error"
+        )  # matplotlib's "No artists with labels found to put in legend" among them
+        page = parse(render_html([run]))
+    assert "r0-capacity" in page.ids
+
+
 def test_errors_show_their_most_common_messages(tmp_path: Path) -> None:
     recs = [
         *records(),
