@@ -123,6 +123,26 @@ _CATALOG: Final[tuple[Architecture, ...]] = (
         _gqa_kv(48, 8, 128), provisioning="model_units",
         moe_experts=128, moe_top_k=1, moe_expert_params=3 * 5120 * 8192, moe_layers=24,
     ),
+    # GPT OSS (HF configs, docs/sources.md): MoE every layer, 4 of E experts per token, head_dim 64; half the layers
+    # use a 128-token sliding window, counted here as full attention (an upper bound on the KV cache). The MoE
+    # weights ship in MXFP4; fp8 (the catalog's smallest dtype) overstates their bytes. Active parameters follow from
+    # the shapes (5.7B / 4.2B): the published 5.1B / 3.6B leave out the 0.58B input-embedding table. Model units.
+    Architecture(
+        "gpt-oss-120b", "GPT OSS 120B", 116.8e9, 5.7e9, 36, 2880, 64, 8, 64, 201088, 131072,
+        _gqa_kv(36, 8, 64), provisioning="model_units",
+        moe_experts=128, moe_top_k=4, moe_expert_params=3 * 2880 * 2880, moe_layers=36, native_dtype="fp8",
+    ),
+    Architecture(
+        "gpt-oss-20b", "GPT OSS 20B", 20.9e9, 4.2e9, 24, 2880, 64, 8, 64, 201088, 131072,
+        _gqa_kv(24, 8, 64), provisioning="model_units",
+        moe_experts=32, moe_top_k=4, moe_expert_params=3 * 2880 * 2880, moe_layers=24, native_dtype="fp8",
+    ),
+    # Gemma 3 12B (text weights; HF config): 5 of 6 layers use a 1,024-token sliding window, counted as full
+    # attention (an upper bound on the KV cache). Sized in model units.
+    Architecture(
+        "gemma-3-12b", "Gemma 3 12B", 11.77e9, 11.77e9, 48, 3840, 16, 8, 256, 262144, 131072,
+        _gqa_kv(48, 8, 256), provisioning="model_units",
+    ),
     _embedding("gte-large", "GTE-large-en-v1.5", 434e6, 8192),
     _embedding("bge-large", "BGE-large-en-v1.5", 335e6, 512),
 )
