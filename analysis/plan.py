@@ -8,14 +8,19 @@ For each candidate architecture (on one GPU type) and a forecast (peak tokens/mi
 * **Nominal capacity** at Databricks' reference mix (2,048 in / 256 out), ``K_ref``: what a band's tokens/s are
   quoted against. The ratio ``r = K_slo / K_ref`` is how many of the band's nominal tokens/s the user's mix gets.
 * **Provisioned throughput (token bands)**: chunks ``= ⌈D·(1 + h) / (r · c)⌉`` with ``D`` the peak tokens/s, ``h``
-  the headroom and ``c`` the ``throughput_chunk_size`` (from the price table, else ``K_ref``); set
-  ``min_provisioned_throughput = max_provisioned_throughput = chunks · c``. **Model units**: units ``=
-  ⌈D·(1 + h) / (r · u)⌉`` with ``u`` the tokens/s one unit delivers at the reference mix (price table).
-* **Pay-per-token**: does the peak fit the quotas (ITPM, OTPM with ``max_tokens`` reserved, QPH)? The admitted rate
-  is :func:`loadtest.model.quota.ppt_admitted_rate`; the rest of the peak would be rate-limited (HTTP 429).
-* **Cost per month** (730 h): PT ``chunks × $/chunk-hour × 730`` (it runs all month); PPT ``Σ tokens × $/1M``
-  over the monthly volume (given, or peak × minutes in a month × load factor). **Break-even**: the monthly
-  volume at which both cost the same.
+  the headroom and ``c`` the ``throughput_chunk_size``; ``max_provisioned_throughput = chunks · c``. With an hourly
+  profile the band follows it: each hour's chunks cover that hour's mean plus headroom, the quietest hour's count is
+  ``min_provisioned_throughput`` (0: scale to zero, with a cold-start caveat), and the month is billed hour by hour.
+  **Model units**: units ``= ⌈D·(1 + h) / (r · u)⌉`` with ``u`` the tokens/s of one unit at the reference mix; they
+  do not autoscale (as published for Llama 4 Maverick), so they are billed at the peak's count all month.
+  ``c``, ``u`` and their price per hour follow the hardware (:mod:`analysis.cost_basis`): from the price table when
+  it gives them, else estimated from the GPU slice one increment stands for and the plan's one GPU-hour basis.
+* **Pay-per-token**: hour by hour (the profile's hours, else the month's average rate), the admitted rate under the
+  quotas (:func:`loadtest.model.quota.ppt_admitted_rate`: input tokens against ITPM, ``max_tokens`` reserved against
+  OTPM for the request's model-predicted duration, QPH/QPS); priced for what is served. It *fits* when at most
+  ``max_refused`` of the peak's requests are refused (HTTP 429).
+* **Cost per month** (730 h). **Break-even**: the monthly volume at which pay-per-token costs what the PT plan does
+  — given only when the forecast's peak (all month) and the quotas can reach it, else the reason.
 
 Prices and quotas come from a user-editable TOML table (:mod:`analysis.prices`); a measured capacity replaces the
 estimate when a run is given (:mod:`analysis.measured`).
@@ -28,27 +33,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.cost_basis import (
+    GpuHourBasis,
+    PtRate,
+    gpu_hour_basis,
+    model_unit_gpus,
+    pt_rate,
+    reference_mix,
+)
 from analysis.measured import Measured
-from analysis.prices import PriceBook
+from analysis.prices import PriceBook, PriceEntry
+from analysis.profile import LoadProfile
 from loadtest.errors import ConfigError
 from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import check_architecture
+from loadtest.model.hardware import Dtype
 from loadtest.model.predict import (
-    MODEL_UNIT_MIX,
-    MODEL_UNIT_TOKENS_PER_S,
-    REFERENCE_MIX,
     Resource,
     bounding_resource,
-    chunk_of,
     predict_closed_loop,
     reference_tokens_per_s,
     saturation,
 )
 from loadtest.model.quota import LimitType, QuotaLimits, ppt_admitted_rate
-from loadtest.model.roofline import Deployment
+from loadtest.model.roofline import Deployment, kv_capacity_tokens
 from loadtest.model.serving import DEFAULT_MAX_BATCH, ServingConfig
 
 __all__ = [
+    "DEFAULT_MAX_REFUSED",
     "HOURS_PER_MONTH",
     "ArchitecturePlan",
     "Forecast",
@@ -59,18 +71,26 @@ __all__ = [
 
 HOURS_PER_MONTH = 730.0
 MINUTES_PER_MONTH = HOURS_PER_MONTH * 60.0
+DEFAULT_MAX_REFUSED = 0.01  # pay-per-token "fits" while at most this share of the peak is refused (HTTP 429)
 
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
-    """Peak demand and its mix. ``max_tokens`` is what requests reserve (default: the output length)."""
+    """Peak demand, its mix and its shape over time. ``max_tokens`` is what requests reserve (default: the output
+    length). The month's volume: the ``profile``'s (peak × mean share × 730 h), else ``monthly_tokens``, else
+    peak × minutes in a month × ``load_factor``."""
 
     peak_tokens_per_min: float
     prompt_tokens: int
     output_tokens: int
     max_tokens: int | None = None
     monthly_tokens: float | None = None
-    load_factor: float = 0.35  # average / peak, used when monthly_tokens is not given
+    load_factor: float = 0.35  # average / peak, used when neither monthly_tokens nor a profile is given
+    profile: LoadProfile | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile is not None and self.monthly_tokens is not None:
+            raise ValueError("a profile sets the monthly volume: give it or monthly_tokens, not both")
 
     @property
     def peak_tokens_per_s(self) -> float:
@@ -82,9 +102,16 @@ class Forecast:
 
     @property
     def tokens_per_month(self) -> float:
+        if self.profile is not None:
+            return self.peak_tokens_per_min * MINUTES_PER_MONTH * self.profile.mean_share
         if self.monthly_tokens is not None:
             return self.monthly_tokens
         return self.peak_tokens_per_min * MINUTES_PER_MONTH * self.load_factor
+
+    @property
+    def reserved_tokens(self) -> int:
+        """``max_tokens`` as requests send it: what each reserves against OTPM."""
+        return self.max_tokens if self.max_tokens is not None else self.output_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +122,7 @@ class PlanSlos:
     tpot_s: float | None = None
 
 
-# plan --format json keeps its keys until its schema is versioned
+# plan --format json's names for two fields
 _JSON_KEYS = {"breached_slo": "binding", "ppt_quota": "ppt_binding_limit"}
 
 
@@ -104,34 +131,63 @@ class ArchitecturePlan:
     architecture: str
     deployment: str
     provisioning: str
+    gpu: str  # the GPU profile's name, e.g. H100-80GB
+    tensor_parallel: int  # GPUs per replica
+    dtype: str
     source: str
     confidence: str
     replica_slo_tokens_per_s: float
     replica_reference_tokens_per_s: float
+    reference_mix: tuple[int, int]  # the mix a band's / unit's nominal tokens/s are quoted at
     mix_ratio: float
     slo_concurrency: int | None  # None when measured
     breached_slo: str | None  # estimated: the SLO one more user would break (ttft / tpot), or saturation
     measured_limit: str | None  # measured: what bound the run's capacity (CapacityResult.limit_detail)
     resource: Resource  # what bounds a replica at that load (loadtest.model.predict.bounding_resource)
+    pt_rate: PtRate  # one chunk / model unit: tokens/s, GPU slice, DBUs and $ per hour, and their basis
+    gpu_hour_basis: GpuHourBasis  # the plan's DBUs per GPU-hour, which estimated PT prices use
+    price_source: str | None  # the price-table entry's `source` (default's when the architecture has none)
     chunk_size: float | None
-    chunks: int | None
+    chunks: int | None  # the band at the peak (max_provisioned_throughput / chunk_size)
+    min_chunks: int | None  # the band in the quietest hour (min_provisioned_throughput / chunk_size)
     band_tokens_per_s: float | None
     model_units: int | None
-    replicas: int
+    replicas: int  # at the peak
+    gpus: int  # replicas × tensor_parallel, at the peak
+    pt_autoscaled: bool  # billed hour by hour between min and max band (a profile and a token band)
+    pt_chunks_by_hour: (
+        tuple[int, ...] | None
+    )  # the band each hour of the profile needs, in chunks (autoscaled)
     pt_cost_per_month: float | None
     ppt_fits: bool | None
-    ppt_rate_limited_share: float | None
+    ppt_rate_limited_share: float | None  # of the peak's requests
     ppt_quota: LimitType | None  # the quota that binds at the peak
+    ppt_refused_share: float | None  # of the month's volume
+    ppt_admitted_share_by_hour: (
+        tuple[float, ...] | None
+    )  # each profile hour's requests admitted (with quotas)
+    ppt_served_tokens_per_month: float | None
+    ppt_usd_per_token: float | None  # blended over the mix
     ppt_cost_per_month: float | None
+    ppt_ceiling_tokens_per_month: float | None  # the most the quotas admit in a month (None: no quota)
     break_even_tokens_per_month: float | None
+    break_even_note: str | None  # why there is no break-even volume, when there is none
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
+        out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             if name == "measured_limit":
-                continue  # shown in `binds`, where the JSON has always had it
-            out[_JSON_KEYS.get(name, name)] = self.binds if name == "breached_slo" else getattr(self, name)
+                continue  # shown in `binds`
+            value = getattr(self, name)
+            out[_JSON_KEYS.get(name, name)] = self.binds if name == "breached_slo" else value
+        out["pt_rate"] = self.pt_rate.to_dict()
+        out["gpu_hour_basis"] = {
+            "dbu_per_gpu_hour": self.gpu_hour_basis.dbu_per_gpu_hour,
+            "how": self.gpu_hour_basis.how,
+        }
+        out["reference_mix"] = list(self.reference_mix)
+        out["pt_estimated"] = self.pt_rate.estimated
         out["feasible"] = self.feasible
         return out
 
@@ -140,6 +196,10 @@ class ArchitecturePlan:
         """Can this architecture meet the SLOs at the forecast's mix at all? Not when one replica, unloaded, is
         already too slow: then no count of chunks or units helps."""
         return self.replicas > 0
+
+    @property
+    def scales_to_zero(self) -> bool:
+        return self.pt_autoscaled and self.min_chunks == 0
 
     @property
     def binds(self) -> str:
@@ -216,27 +276,170 @@ def _measured_ratio(
     return ratio * factor
 
 
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """What every row of one plan shares: hardware choices, the cost basis, the tolerance."""
+
+    gpu: str
+    dtype: Dtype | None
+    tp: int
+    headroom: float
+    max_batch: int
+    max_refused: float
+    prices: PriceBook
+    basis: GpuHourBasis
+    unit_gpus: float
+
+
+def _count(demand: float, per_increment: float) -> int:
+    """Increments covering ``demand`` tokens/s (0 for none); a relative 1e-9 slack keeps an exact fit exact."""
+    return 0 if demand <= 0 else math.ceil(demand / per_increment * (1 - 1e-9))
+
+
+def _provision(
+    forecast: Forecast, setup: _Setup, rate: PtRate, effective: float, k_ref: float, notes: list[str]
+) -> tuple[int, list[int], bool, float | None, int]:
+    """(increments at the peak, increments each hour, autoscaled?, $ per month, replicas at the peak).
+
+    ``effective``: tokens/s of the forecast's mix one increment delivers within the SLOs (``r × tokens``). Token
+    bands follow a profile hour by hour (each hour's band covers its mean plus headroom); model units, and every
+    forecast without a profile, hold the peak's count all month."""
+    peak = _count(forecast.peak_tokens_per_s * (1 + setup.headroom), effective)
+    replicas = math.ceil(peak * rate.tokens_per_s / k_ref * (1 - 1e-9))
+    hours = [peak]
+    autoscaled = forecast.profile is not None and rate.unit == "chunk"
+    if autoscaled:
+        assert forecast.profile is not None
+        hours = [
+            _count(forecast.peak_tokens_per_s * share * (1 + setup.headroom), effective)
+            for share in forecast.profile.shares
+        ]
+        idle = sum(1 for n in hours if n == 0)
+        if idle:
+            notes.append(
+                f"scales to zero in {idle} of the profile's {len(hours)} hours: the first request after idle waits "
+                "for a cold start, which this plan does not model (measure it before relying on it)"
+            )
+    elif forecast.profile is not None:
+        notes.append(
+            "model-unit endpoints do not autoscale (published for Llama 4 Maverick, assumed for every model-unit "
+            "model): billed at the peak's units every hour"
+        )
+    cost = None
+    if rate.usd_per_hour is not None:
+        cost = sum(hours) / len(hours) * HOURS_PER_MONTH * rate.usd_per_hour
+    return peak, hours, autoscaled, cost, replicas
+
+
+@dataclass(frozen=True, slots=True)
+class _PayPerToken:
+    fits: bool | None = None
+    peak_share: float | None = None
+    quota: LimitType | None = None
+    refused_share: float | None = None
+    by_hour: tuple[float, ...] | None = None
+    served: float | None = None
+    per_token: float | None = None
+    cost: float | None = None
+    ceiling_tokens_per_month: float | None = None  # the most the quotas admit in a month
+
+
+def _pay_per_token(
+    forecast: Forecast, entry: PriceEntry, prompt: int, output: int, hold_s: float, max_refused: float
+) -> _PayPerToken:
+    """Admitted vs refused volume under the quotas, hour by hour (the profile's hours, else the month's average
+    rate), priced for what is served; the fit judged at the peak."""
+    per_token = None
+    if entry.ppt_input_per_million is not None and (output == 0 or entry.ppt_output_per_million is not None):
+        per_token = (
+            (prompt * entry.ppt_input_per_million + output * (entry.ppt_output_per_million or 0.0))
+            / (prompt + output)
+            / 1e6
+        )
+    size = prompt + output
+    volume = forecast.tokens_per_month
+    quotas = [entry.itpm, entry.otpm, entry.qph, entry.qps]
+    if all(q is None for q in quotas):
+        cost = volume * per_token if per_token is not None else None
+        return _PayPerToken(served=volume, per_token=per_token, cost=cost)
+    limits = QuotaLimits(itpm=entry.itpm, otpm=entry.otpm, qph=entry.qph, qps=entry.qps)
+
+    def admitted(rps: float) -> tuple[float, LimitType | None]:
+        return ppt_admitted_rate(limits, rps, prompt, forecast.reserved_tokens, output, duration_s=hold_s)
+
+    peak_rps = forecast.peak_requests_per_s
+    at_peak, quota = admitted(peak_rps)
+    share = 1.0 - at_peak / peak_rps if peak_rps > 0 else 0.0
+    by_hour = None
+    if forecast.profile is not None:
+        rates = [peak_rps * s for s in forecast.profile.shares]
+        through = [admitted(r)[0] for r in rates]
+        by_hour = tuple(a / r if r > 0 else 1.0 for a, r in zip(through, rates, strict=True))
+        served = sum(through) / len(rates) * size * 3600 * HOURS_PER_MONTH
+    else:  # spread evenly: the month's average rate
+        average = volume / (HOURS_PER_MONTH * 3600) / size
+        served = volume * (admitted(average)[0] / average if average > 0 else 1.0)
+    ceiling = admitted(math.inf)[0] * size * 3600 * HOURS_PER_MONTH
+    return _PayPerToken(
+        fits=share <= max_refused,
+        peak_share=share,
+        quota=quota,
+        refused_share=1.0 - served / volume if volume > 0 else 0.0,
+        by_hour=by_hour,
+        served=served,
+        per_token=per_token,
+        cost=served * per_token if per_token is not None else None,
+        ceiling_tokens_per_month=ceiling,
+    )
+
+
+def _break_even(
+    pt_cost: float | None, ppt: _PayPerToken, forecast: Forecast
+) -> tuple[float | None, str | None]:
+    """The monthly volume at which pay-per-token costs what this PT plan costs — only within the volumes this
+    forecast's peak (all month at the peak) and the quotas can reach; otherwise None and why."""
+    if pt_cost is None or ppt.per_token is None or ppt.per_token <= 0:
+        return None, None
+    volume = pt_cost / ppt.per_token
+    at_peak = forecast.peak_tokens_per_min * MINUTES_PER_MONTH
+    ceiling = ppt.ceiling_tokens_per_month
+    if ceiling is not None and ceiling < at_peak and volume > ceiling:
+        return None, (
+            f"no break-even: the quotas admit at most {_tokens(ceiling)} tokens/month, below the "
+            f"{_tokens(volume)} at which pay-per-token would cost what PT does"
+        )
+    if volume > at_peak:
+        return None, (
+            f"no break-even: even the peak all month ({_tokens(at_peak)} tokens) costs less on pay-per-token "
+            f"(${at_peak * ppt.per_token:,.0f}) than PT (${pt_cost:,.0f})"
+        )
+    return volume, None
+
+
+def _tokens(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:,.1f}{unit}"
+    return f"{value:,.0f}"
+
+
 def _plan_one(
-    arch_key: str,
-    gpu: str,
-    forecast: Forecast,
-    slo: PlanSlos,
-    headroom: float,
-    prices: PriceBook,
-    measured: Measured | None,
-    max_batch: int,
+    arch_key: str, forecast: Forecast, slo: PlanSlos, setup: _Setup, measured: Measured | None
 ) -> ArchitecturePlan:
     arch = ARCHITECTURES[arch_key]
-    dep = Deployment.of(arch_key, gpu)
-    config = ServingConfig(dep, max_batch=max_batch)
+    dep = Deployment.of(arch_key, setup.gpu, tp=setup.tp, dtype=setup.dtype)
+    if kv_capacity_tokens(dep) == 0:
+        raise ValueError(
+            f"its weights ({dep.weight_bytes / 1e9:,.0f} GB in {dep.dtype}) leave no room for a KV cache on "
+            f"{dep.tp} × {dep.gpu.name}: give a larger --tp"
+        )
+    config = ServingConfig(dep, max_batch=setup.max_batch)
     p, o = forecast.prompt_tokens, forecast.output_tokens
     notes: list[str] = []
-    ref_mix = MODEL_UNIT_MIX if arch.provisioning == "model_units" else REFERENCE_MIX
-    if arch.kind == "embedding":  # reads only: its band is quoted at a full input of up to 2,048 tokens
-        ref_mix = REFERENCE_MIX
-        if p > arch.context:
-            notes.append(f"inputs of {p} tokens exceed the {arch.context}-token context: sized as truncated")
-            p = arch.context
+    ref_mix = reference_mix(arch_key)
+    if arch.kind == "embedding" and p > arch.context:  # reads only: clipped to its context
+        notes.append(f"inputs of {p} tokens exceed the {arch.context}-token context: sized as truncated")
+        p = arch.context
     k_ref = reference_tokens_per_s(config, ref_mix)
     k_slo, slo_conc, breached = slo_capacity(config, p, o, slo)
     conc: int | None = slo_conc
@@ -261,65 +464,90 @@ def _plan_one(
             notes.append(
                 "every measured stage met the SLOs: the capacity is a lower bound, the count an upper one"
             )
-    price = prices.get(arch_key)
-    demand = forecast.peak_tokens_per_s * (1.0 + headroom)
-    chunks = units = None
+    resolved = setup.prices.resolve(arch_key)
+    entry = resolved.entry
+    if (note := resolved.note(arch_key)) is not None:
+        notes.append(note)
+    rate = pt_rate(dep, setup.max_batch, entry, setup.basis, setup.prices.usd_per_dbu, setup.unit_gpus)
+    if dep.tp == 16:
+        notes.append(
+            "TP 16 spans two nodes: its efficiency (0.5) is an extrapolation, not a calibrated point"
+        )
+    chunks = min_chunks = units = None
     chunk = band = None
     pt_cost = None
+    autoscaled = False
+    by_hour: tuple[int, ...] | None = None
     if ratio <= 0:
         notes.append(f"one replica cannot meet the SLOs at this mix ({breached} too slow even unloaded)")
         replicas = 0
-    elif arch.provisioning == "model_units":
-        per_unit = price.model_unit_tokens_per_s or MODEL_UNIT_TOKENS_PER_S
-        units = math.ceil(demand / (ratio * per_unit))
-        replicas = math.ceil(units * per_unit / k_ref)
-        if price.pt_per_model_unit_hour is not None:
-            pt_cost = units * price.pt_per_model_unit_hour * HOURS_PER_MONTH
     else:
-        chunk = price.throughput_chunk_size or float(chunk_of(k_ref))
-        chunks = math.ceil(demand / (ratio * chunk))
-        band = chunks * chunk
-        replicas = math.ceil(band / k_ref)
-        if price.pt_per_chunk_hour is not None:
-            pt_cost = chunks * price.pt_per_chunk_hour * HOURS_PER_MONTH
-    ppt_fits = share = ppt_quota = ppt_cost = break_even = None
-    if any(q is not None for q in (price.itpm, price.otpm, price.qph, price.qps)):
-        limits = QuotaLimits(itpm=price.itpm, otpm=price.otpm, qph=price.qph, qps=price.qps)
-        offered = forecast.peak_requests_per_s
-        admitted, ppt_quota = ppt_admitted_rate(limits, offered, p, forecast.max_tokens or o, o)
-        ppt_fits = ppt_quota is None
-        share = 1.0 - admitted / offered if offered > 0 else 0.0
-    if price.ppt_input_per_million is not None and (o == 0 or price.ppt_output_per_million is not None):
-        per_token = (
-            (p * price.ppt_input_per_million + o * (price.ppt_output_per_million or 0.0)) / (p + o) / 1e6
+        if abs(1 / ratio - 1) > 0.2:
+            unit = "chunks" if rate.unit == "chunk" else "model units"
+            notes.append(
+                f"mix / reference {ratio:.2f}: a {rate.unit}'s nominal {rate.tokens_per_s:,.0f} tokens/s are quoted at "
+                f"{ref_mix[0]:,} in / {ref_mix[1]:,} out (by a saturated replica); at {p:,} in / {o:,} "
+                f"out within the SLOs it delivers {ratio * rate.tokens_per_s:,.0f}, so {1 / ratio:.2f}× the "
+                f"{unit} the nominal figure suggests"
+            )
+        count, hourly, autoscaled, pt_cost, replicas = _provision(
+            forecast, setup, rate, ratio * rate.tokens_per_s, k_ref, notes
         )
-        ppt_cost = forecast.tokens_per_month * per_token
-        if pt_cost is not None and per_token > 0:
-            break_even = pt_cost / per_token
+        low = min(hourly)
+        by_hour = tuple(hourly) if autoscaled else None
+        if rate.unit == "model unit":
+            units = count
+        else:
+            chunk, chunks, min_chunks, band = rate.tokens_per_s, count, low, count * rate.tokens_per_s
+    hold = predict_closed_loop(config, max(conc or slo_conc, 1), p, o).e2e_s if o > 0 else 0.0
+    ppt = _pay_per_token(forecast, entry, p, o, hold, setup.max_refused)
+    if ppt.quota == "output_tokens_per_minute" and forecast.reserved_tokens > o:
+        notes.append(
+            f"max_tokens {forecast.reserved_tokens:,} is reserved against OTPM for each request's ~{hold:.1f} s "
+            "(the model's end-to-end latency), then credited back to its output"
+        )
+    break_even, why_not = _break_even(pt_cost, ppt, forecast)
     return ArchitecturePlan(
         architecture=arch_key,
         deployment=dep.name,
         provisioning=arch.provisioning,
+        gpu=dep.gpu.name,
+        tensor_parallel=dep.tp,
+        dtype=dep.dtype,
         source=source,
         confidence=confidence,
         replica_slo_tokens_per_s=k_slo,
         replica_reference_tokens_per_s=k_ref,
+        reference_mix=ref_mix,
         mix_ratio=ratio,
         slo_concurrency=conc,
         breached_slo=None if measured is not None else breached,
         measured_limit=measured.limit_detail if measured is not None else None,
         resource=bounding_resource(config, p, o, conc or slo_conc),
+        pt_rate=rate,
+        gpu_hour_basis=setup.basis,
+        price_source=entry.source,
         chunk_size=chunk,
         chunks=chunks,
+        min_chunks=min_chunks,
         band_tokens_per_s=band,
         model_units=units,
         replicas=replicas,
+        gpus=replicas * dep.tp,
+        pt_autoscaled=autoscaled,
+        pt_chunks_by_hour=by_hour,
         pt_cost_per_month=pt_cost,
-        ppt_fits=ppt_fits,
-        ppt_rate_limited_share=share,
-        ppt_quota=ppt_quota,
-        ppt_cost_per_month=ppt_cost,
+        ppt_fits=ppt.fits,
+        ppt_rate_limited_share=ppt.peak_share,
+        ppt_quota=ppt.quota,
+        ppt_refused_share=ppt.refused_share,
+        ppt_admitted_share_by_hour=ppt.by_hour,
+        ppt_served_tokens_per_month=ppt.served,
+        ppt_usd_per_token=ppt.per_token,
+        ppt_cost_per_month=ppt.cost,
+        ppt_ceiling_tokens_per_month=ppt.ceiling_tokens_per_month,
         break_even_tokens_per_month=break_even,
+        break_even_note=why_not,
         notes=tuple(notes),
     )
 
@@ -330,15 +558,30 @@ def plan(
     architectures: Sequence[str],
     *,
     gpu: str = "h100",
+    dtype: Dtype | None = None,
+    tp: int = 0,
     headroom: float = 0.2,
     prices: PriceBook | None = None,
     measured: Mapping[str, Measured] | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    max_refused: float = DEFAULT_MAX_REFUSED,
 ) -> list[ArchitecturePlan]:
-    """One :class:`ArchitecturePlan` per decoder architecture in ``architectures`` (see the module docstring)."""
+    """One :class:`ArchitecturePlan` per architecture in ``architectures`` (see the module docstring). ``dtype``
+    None: each model's native one; ``tp`` 0: the smallest that fits."""
     if headroom < 0:
         raise ConfigError("headroom must be ≥ 0")
     book = prices or PriceBook(label="no prices", entries={})
+    setup = _Setup(
+        gpu,
+        dtype,
+        tp,
+        headroom,
+        max_batch,
+        max_refused,
+        book,
+        gpu_hour_basis(book, gpu, max_batch),
+        model_unit_gpus(gpu, max_batch),
+    )
     out = []
     for key in architectures:
         check_architecture(key, "--arch")
@@ -346,5 +589,5 @@ def plan(
             raise ConfigError(f"{key} is an embedding model (it only reads): plan it with 0 output tokens")
         if ARCHITECTURES[key].kind == "decoder" and forecast.output_tokens == 0:
             raise ConfigError(f"{key} generates text: give the output tokens per request (> 0)")
-        out.append(_plan_one(key, gpu, forecast, slo, headroom, book, (measured or {}).get(key), max_batch))
+        out.append(_plan_one(key, forecast, slo, setup, (measured or {}).get(key)))
     return out

@@ -15,6 +15,7 @@ from loadtest.errors import ConfigError, Infeasible
 if TYPE_CHECKING:
     from analysis.frame import RunData
     from analysis.plan import PlanSlos
+    from analysis.profile import LoadProfile
 
 __all__ = ["plan"]
 
@@ -82,7 +83,32 @@ __all__ = ["plan"]
     help="Candidate architecture (repeatable; default: every generative model in the catalog, or every "
     "embedding model with --output-tokens 0).",
 )
-@click.option("--gpu", default="h100", show_default=True)
+@click.option("--gpu", default="h100", show_default=True, help="GPU every candidate runs on (h100, a100).")
+@click.option(
+    "--dtype",
+    type=click.Choice(["fp16", "fp8"]),
+    default=None,
+    help="Weights and KV cache in this precision (default: each model's native one).",
+)
+@click.option(
+    "--tp",
+    type=click.Choice(["1", "2", "4", "8", "16"]),
+    default=None,
+    help="Tensor-parallel GPUs per replica (default: the fewest the weights fit on, per model).",
+)
+@click.option(
+    "--profile",
+    default=None,
+    help="Hourly load: flat, business-hours, diurnal (scaled to the peak), or a CSV with a 'tokens' or "
+    "'requests' column per hour (its busiest hour is the peak unless --peak-* is given).",
+)
+@click.option(
+    "--max-refused",
+    type=Bounded(0, 1, low_open=False),
+    default=0.01,
+    show_default=True,
+    help="Pay-per-token fits while at most this share of the peak's requests get HTTP 429.",
+)
 @click.option(
     "--prices",
     type=click.Path(path_type=Path),
@@ -108,6 +134,11 @@ __all__ = ["plan"]
     default=None,
     help="Provisioned tokens/s (max of the band) of the --run endpoint (simulator runs know it; with one --run).",
 )
+@click.option(
+    "--hourly",
+    is_flag=True,
+    help="With --profile, also print each hour: its load, the chunks each band needs, the share PPT admits.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def plan(**opts: Any) -> None:
     """Recommend provisioned throughput (chunks / band or model units) or pay-per-token per architecture, and the
@@ -120,9 +151,14 @@ def plan(**opts: Any) -> None:
     from analysis.run_plan import EXAMPLE_PRICES
     from loadtest.model.catalog import check_gpu
     from loadtest.model.quota import WORKSPACE_QPS_LIMIT
-    from reports.plan_table import render_plan_json, render_plan_table
+    from reports.plan_table import PlanContext, render_hourly, render_plan_json, render_plan_table
 
     gpu = check_gpu(opts["gpu"].lower(), "--gpu")
+    tp = int(opts["tp"] or 0)
+    opts["load_factor_given"] = click.get_current_context().get_parameter_source("load_factor") not in (
+        click.core.ParameterSource.DEFAULT,
+        None,
+    )
     prompt, output = opts["prompt_tokens"], opts["output_tokens"]
     runs = [_load_run(path) for path in opts["run_dirs"]]
     if len(runs) > 1 and (opts["run_arch"] or opts["run_band"]):
@@ -142,8 +178,20 @@ def plan(**opts: Any) -> None:
         output = output if output is not None else round(run_output)
     if prompt is None or output is None:
         raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
-    if (opts["peak_tpm"] is None) == (opts["peak_rps"] is None):
-        raise ConfigError("give the forecast peak: --peak-tpm or --peak-rps (one of them)")
+    if opts["peak_tpm"] is not None and opts["peak_rps"] is not None:
+        raise ConfigError("give the forecast peak once: --peak-tpm or --peak-rps")
+    profile = _profile(opts["profile"])
+    if opts["hourly"] and profile is None:
+        raise ConfigError("--hourly shows the hours of a --profile: give one")
+    if profile is not None and (opts["monthly_tokens"] is not None or opts["load_factor_given"]):
+        raise ConfigError("--profile sets the monthly volume: drop --monthly-tokens / --load-factor")
+    if opts["peak_tpm"] is None and opts["peak_rps"] is None:
+        if profile is None or profile.peak is None:
+            raise ConfigError(
+                "give the forecast peak: --peak-tpm or --peak-rps, or a --profile CSV (its busiest hour)"
+            )
+        per_hour = profile.peak if profile.unit == "tokens" else profile.peak * (prompt + output)
+        opts["peak_tpm"] = per_hour / 60.0
     if opts["max_tokens"] is not None and opts["max_tokens"] < output:
         raise ConfigError(
             f"--max-tokens {opts['max_tokens']} is below the {output} output tokens per request: "
@@ -155,7 +203,7 @@ def plan(**opts: Any) -> None:
         )
     peak_tpm = opts["peak_tpm"] or opts["peak_rps"] * (prompt + output) * 60.0
     forecast = Forecast(
-        peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"]
+        peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"], profile
     )
     warnings = []
     if forecast.peak_requests_per_s > WORKSPACE_QPS_LIMIT:
@@ -177,22 +225,60 @@ def plan(**opts: Any) -> None:
     for arch in archs:  # one at a time, so that a model limit names its architecture
         try:
             plans += make_plan(
-                forecast, slo, [arch], gpu=gpu, headroom=opts["headroom"], prices=prices, measured=measured
+                forecast,
+                slo,
+                [arch],
+                gpu=gpu,
+                dtype=opts["dtype"],
+                tp=tp,
+                headroom=opts["headroom"],
+                prices=prices,
+                measured=measured,
+                max_refused=opts["max_refused"],
             )
         except ValueError as exc:  # e.g. the request does not fit one replica's KV cache
-            raise ConfigError(f"{arch} on {gpu}: {exc}") from None
+            where = (
+                f"{arch} on {gpu}"
+                + (f" at TP {tp}" if tp else "")
+                + (f" in {opts['dtype']}" if opts["dtype"] else "")
+            )
+            raise ConfigError(f"{where}: {exc}") from None
+    context = PlanContext(
+        slo=slo,
+        headroom=opts["headroom"],
+        prices=prices,
+        gpu=gpu,
+        dtype=opts["dtype"],
+        tp=tp,
+        max_refused=opts["max_refused"],
+        runs=tuple(opts["run_dirs"]),
+        warnings=tuple(warnings),
+    )
     if opts["fmt"] == "json":
-        body = render_plan_json(
-            plans, forecast, slo, opts["headroom"], prices.label, opts["run_dirs"], gpu=gpu, warnings=warnings
-        )
-        click.echo(body)
+        click.echo(render_plan_json(plans, forecast, context))
     else:
-        click.echo(render_plan_table(plans, forecast, prices.label))
+        click.echo(render_plan_table(plans, forecast, context))
+        if opts["hourly"]:
+            click.echo("\n" + render_hourly(plans, forecast))
     if plans and not any(p.feasible for p in plans):
         why = "; ".join(f"{p.architecture}: {p.binds} too slow even unloaded" for p in plans)
         raise Infeasible(
             f"infeasible: no candidate can meet the SLOs at this mix ({why}); relax them or add --arch"
         )
+
+
+def _profile(given: str | None) -> LoadProfile | None:
+    """``--profile``: a named shape, else a CSV file."""
+    from analysis.profile import SHAPES, read_profile, shape
+
+    if given is None:
+        return None
+    if given in SHAPES:
+        return shape(given)
+    path = Path(given)
+    if not path.is_file():
+        raise ConfigError(f"--profile {given}: neither a shape ({', '.join(SHAPES)}) nor a CSV file")
+    return read_profile(path)
 
 
 def _candidates(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from reports.console import format_ci, format_ms, format_number
 from reports.html.collect import RunView
-from reports.plan_table import format_money, format_ppt, format_provisioned
+from reports.plan_table import format_ppt, format_ppt_cost, format_provisioned, format_pt_cost
 
 __all__ = ["answer_lines", "plan_line", "slo_text", "verdict_lines"]
 
@@ -72,8 +72,8 @@ def plan_line(view: RunView) -> str:
         )
     return (
         f"{verb} {row.architecture} — {row.source}: {format_provisioned(row)}, "
-        f"{format_money(row.pt_cost_per_month)}/month; pay-per-token: {format_ppt(row)}, "
-        f"{format_money(row.ppt_cost_per_month)}/month — for a peak of "
+        f"{format_pt_cost(row)}/month; pay-per-token: {format_ppt(row)}, "
+        f"{format_ppt_cost(row)}/month — for a peak of "
         f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{example}.{caveat}"
     )
 

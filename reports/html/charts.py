@@ -384,15 +384,19 @@ def _short(value: float) -> str:
 def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Chart | None:
     """Monthly cost against monthly token volume: pay-per-token (linear) against provisioned (flat at the
     forecast's size), with the break-even volume marked."""
-    if row.pt_cost_per_month is None or row.ppt_cost_per_month is None or forecast.tokens_per_month <= 0:
+    per_token = row.ppt_usd_per_token
+    if row.pt_cost_per_month is None or per_token is None or forecast.tokens_per_month <= 0:
         return None
-    per_token = row.ppt_cost_per_month / forecast.tokens_per_month
     volume = forecast.tokens_per_month
     high = max(volume, row.break_even_tokens_per_month or 0.0) * 3.0
     grid = np.geomspace(high / 1000.0, high, 200)
     with _figure(key, 2.6) as (fig, axes):
         ax = axes[0]
-        ax.plot(grid, grid * per_token, color="C1", label="pay-per-token")
+        ceiling = row.ppt_ceiling_tokens_per_month
+        admitted = grid if ceiling is None else grid[grid <= ceiling]
+        ax.plot(admitted, admitted * per_token, color="C1", label="pay-per-token")
+        if ceiling is not None and ceiling < high:
+            ax.axvline(ceiling, color="C1", linestyle="--", linewidth=0.9, label="most the quotas admit")
         ax.plot(
             grid,
             np.full_like(grid, row.pt_cost_per_month),
@@ -425,6 +429,6 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
         key,
         f"Cost against volume: {row.architecture}",
         "Pay-per-token grows with volume; provisioned throughput costs the same whatever flows through it. Left of "
-        "the break-even, pay-per-token is cheaper (if the quotas admit the peak).",
+        "the break-even, pay-per-token is cheaper, up to the most its quotas admit in a month (dashed).",
         svg,
     )

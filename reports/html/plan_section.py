@@ -8,7 +8,17 @@ from reports.html.blocks import escape as _e
 from reports.html.blocks import table as _table
 from reports.html.charts import cost_volume_chart, figure_html, plan_chart
 from reports.html.collect import RunView
-from reports.plan_table import format_money, format_ppt, format_provisioned, format_tokens
+from reports.plan_table import (
+    basis_line,
+    format_break_even,
+    format_gpu_hour,
+    format_hardware,
+    format_ppt,
+    format_ppt_cost,
+    format_provisioned,
+    format_pt_cost,
+    format_tokens,
+)
 
 __all__ = ["plan_section"]
 
@@ -44,33 +54,42 @@ def plan_section(view: RunView, vid: str) -> str:
     rows = [
         [
             r.architecture,
+            format_hardware(r),
             r.source,
             f"{r.replica_slo_tokens_per_s:,.0f}",
             f"{r.mix_ratio:.2f}",
             r.binds,
             format_provisioned(r),
-            format_money(r.pt_cost_per_month),
+            str(r.gpus),
+            format_pt_cost(r),
+            format_gpu_hour(r),
             format_ppt(r),
-            format_money(r.ppt_cost_per_month),
-            format_tokens(r.break_even_tokens_per_month),
+            format_ppt_cost(r),
+            format_break_even(r),
         ]
         for r in plan.rows
     ]
-    table = _table(
-        [
-            "architecture",
-            "basis",
-            "SLO tok/s per replica",
-            "mix / reference",
-            "binds",
-            "provisioned throughput",
-            "PT $/month",
-            "pay-per-token",
-            "PPT $/month",
-            "break-even tokens/month",
-        ],
-        rows,
-        text=(0, 1, 4, 5, 7),
+    table = (
+        _table(
+            [
+                "architecture",
+                "hardware",
+                "basis",
+                "SLO tok/s per replica",
+                "mix / reference",
+                "binds",
+                "provisioned throughput",
+                "GPUs",
+                "PT $/month",
+                "$ per GPU-hour",
+                "pay-per-token",
+                "PPT $/month",
+                "break-even tokens/month",
+            ],
+            rows,
+            text=(0, 1, 2, 5, 6, 10),
+        )
+        + f'<p class="note">{_e(basis_line(plan.rows, plan.prices))}</p>'
     )
     measured = plan.measured
     basis = ""
@@ -84,9 +103,11 @@ def plan_section(view: RunView, vid: str) -> str:
             "(docs/capacity-model.md), not measured.</p>"
         )
     notes = "".join(f"<li>{_e(r.architecture)}: confidence {_e(r.confidence)}</li>" for r in plan.rows)
-    notes += "".join(f"<li>{_e(r.architecture)}: {_e(n)}</li>" for r in plan.rows for n in r.notes) + "".join(
-        f"<li>{_e(n)}</li>" for n in plan.notes
-    )
+    notes += "".join(
+        f"<li>{_e(r.architecture)}: {_e(n)}</li>"
+        for r in plan.rows
+        for n in (*r.notes, *([r.break_even_note] if r.break_even_note else []))
+    ) + "".join(f"<li>{_e(n)}</li>" for n in plan.notes)
     notes_html = f'<ul class="note">{notes}</ul>' if notes else ""
     charts = figure_html(plan_chart(f"{vid}-plan-chart", plan.rows)) + figure_html(
         cost_volume_chart(f"{vid}-cost-volume", plan.rows[0], f)

@@ -38,23 +38,29 @@ def test_the_gpu_is_case_insensitive() -> None:
 # 2. price tables
 
 
+_M = '[models."llama-3.1-8b"]'
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ("[models.default]\nitpm = 0\n", "itpm must be a positive integer, got 0"),
-        ('[models.default]\nitpm = "x"\n', "itpm must be a positive integer, got 'x'"),
-        ("[models.default]\nqph = 1.5\n", "qph must be a positive integer, got 1.5"),
+        ("[models.default]\nitpm = 0\n", 'itpm must be a positive integer (or "none"), got 0'),
+        ('[models.default]\nitpm = "x"\n', "itpm must be a positive integer (or \"none\"), got 'x'"),
+        ("[models.default]\nqph = 1.5\n", 'qph must be a positive integer (or "none"), got 1.5'),
         ("[models.default]\nqps = true\n", "qps must be a positive integer"),
-        ('[models.default]\npt_per_chunk_hour = "1.68"\n', "pt_per_chunk_hour must be a number ≥ 0"),
+        (f'{_M}\ndbu_per_chunk_hour = "24"\n', "dbu_per_chunk_hour must be a number ≥ 0"),
         ("[models.default]\nppt_input_per_million = -0.5\n", "ppt_input_per_million must be a number ≥ 0"),
-        ("[models.default]\npt_per_chunk_hour = nan\n", "pt_per_chunk_hour must be a number ≥ 0"),
-        ('[models.default]\nthroughput_chunk_size = "970"\n', "throughput_chunk_size must be a number > 0"),
-        ("[models.default]\nthroughput_chunk_size = -970\n", "throughput_chunk_size must be a number > 0"),
-        ("[models.default]\nthroughput_chunk_size = 0\n", "throughput_chunk_size must be a number > 0"),
-        ("[models.default]\nmodel_unit_tokens_per_s = 0\n", "model_unit_tokens_per_s must be a number > 0"),
+        (f"{_M}\ndbu_per_chunk_hour = nan\n", "dbu_per_chunk_hour must be a number ≥ 0"),
+        (f'{_M}\nthroughput_chunk_size = "970"\n', "throughput_chunk_size must be a number > 0"),
+        (f"{_M}\nthroughput_chunk_size = -970\n", "throughput_chunk_size must be a number > 0"),
+        (f"{_M}\nthroughput_chunk_size = 0\n", "throughput_chunk_size must be a number > 0"),
+        (
+            '[models."llama-4-maverick"]\nmodel_unit_tokens_per_s = 0\n',
+            "model_unit_tokens_per_s must be a number > 0",
+        ),
         ('[models."llama-3.1-8bb"]\nqph = 10\n', "(did you mean 'llama-3.1-8b'?); known: default, bge-large"),
         ('[models."gpt-9"]\nqph = 10\n', "unknown architecture 'gpt-9' for"),
-        ("[models.default]\npt_per_chunk_hr = 1\n", "did you mean 'pt_per_chunk_hour'?"),
+        (f"{_M}\ndbu_per_chunk_hr = 1\n", "did you mean 'dbu_per_chunk_hour'?"),
         ("[model.default]\nqph = 10\n", "unknown key 'model' (did you mean 'models'?)"),
         ("label = 5\n", "label must be a string, got 5"),
     ],
@@ -69,14 +75,16 @@ def test_price_table_values_are_checked(tmp_path: Path, table: str, message: str
 
 def test_valid_edge_values_still_load(tmp_path: Path) -> None:
     path = tmp_path / "prices.toml"
-    path.write_text('label = "mine"\n[models.default]\npt_per_chunk_hour = 0\nthroughput_chunk_size = 12.5\n')
+    path.write_text(
+        'label = "mine"\n[models."llama-3.1-8b"]\ndbu_per_chunk_hour = 0\nthroughput_chunk_size = 12.5\n'
+    )
     book = load_prices(path)
     assert book.label == "mine" and book.get("llama-3.1-8b").throughput_chunk_size == 12.5
 
 
 def test_a_model_name_typo_in_the_price_table_is_an_error_on_the_command_line(tmp_path: Path) -> None:
     path = tmp_path / "prices.toml"
-    path.write_text('[models."llama-3.1-8bb"]\npt_per_chunk_hour = 1.0\n')
+    path.write_text('[models."llama-3.1-8bb"]\ndbu_per_chunk_hour = 1.0\n')
     proc = run_cli("plan", *MIX, "--arch", "llama-3.1-8b", "--prices", str(path))
     refused(proc, 2, '[models."llama-3.1-8bb"]', "did you mean 'llama-3.1-8b'?")
 
