@@ -65,6 +65,7 @@ __all__ = [
     "ArchitecturePlan",
     "Forecast",
     "PlanSlos",
+    "format_volume",
     "plan",
     "slo_capacity",
 ]
@@ -405,18 +406,19 @@ def _break_even(
     ceiling = ppt.ceiling_tokens_per_month
     if ceiling is not None and ceiling < at_peak and volume > ceiling:
         return None, (
-            f"no break-even: the quotas admit at most {_tokens(ceiling)} tokens/month, below the "
-            f"{_tokens(volume)} at which pay-per-token would cost what PT does"
+            f"no break-even: the quotas admit at most {format_volume(ceiling)} tokens/month, below the "
+            f"{format_volume(volume)} at which pay-per-token would cost what PT does"
         )
     if volume > at_peak:
         return None, (
-            f"no break-even: even the peak all month ({_tokens(at_peak)} tokens) costs less on pay-per-token "
+            f"no break-even: even the peak all month ({format_volume(at_peak)} tokens) costs less on pay-per-token "
             f"(${at_peak * ppt.per_token:,.0f}) than PT (${pt_cost:,.0f})"
         )
     return volume, None
 
 
-def _tokens(value: float) -> str:
+def format_volume(value: float) -> str:
+    """A token volume as people write it: 876.0M, 78.8B, 11.7T."""
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= scale:
             return f"{value / scale:,.1f}{unit}"

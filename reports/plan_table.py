@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from analysis.plan import DEFAULT_MAX_REFUSED, ArchitecturePlan, Forecast, PlanSlos
+from analysis.plan import DEFAULT_MAX_REFUSED, ArchitecturePlan, Forecast, PlanSlos, format_volume
 from analysis.prices import PriceBook
 
 __all__ = [
@@ -38,12 +38,7 @@ def format_money(value: float | None) -> str:
 
 
 def format_tokens(value: float | None) -> str:
-    if value is None:
-        return _DASH
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:,.1f}{unit}"
-    return f"{value:,.0f}"
+    return _DASH if value is None else format_volume(value)
 
 
 def format_hardware(p: ArchitecturePlan) -> str:
