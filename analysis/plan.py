@@ -43,7 +43,6 @@ from analysis.cost_basis import (
 )
 from analysis.measured import Measured
 from analysis.prices import PriceBook, PriceEntry
-from analysis.profile import LoadProfile
 from loadtest.errors import ConfigError
 from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import check_architecture
@@ -58,6 +57,7 @@ from loadtest.model.predict import (
 from loadtest.model.quota import LimitType, QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import Deployment, kv_capacity_tokens
 from loadtest.model.serving import DEFAULT_MAX_BATCH, ServingConfig
+from loadtest.spec.profile import LoadProfile
 
 __all__ = [
     "DEFAULT_MAX_REFUSED",

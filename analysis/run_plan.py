@@ -15,6 +15,7 @@ from analysis.plan import ArchitecturePlan, Forecast, PlanSlos, plan
 from analysis.prices import PriceBook, load_prices
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
+from loadtest.spec.profile import shape
 from loadtest.spec.runspec import PlanRequest
 from scenarios import SHIPPED_DIR
 
@@ -63,7 +64,7 @@ def plan_for_run(
     except ConfigError as exc:
         return str(exc)
     peak = request.peak_tokens_per_min or (request.peak_requests_per_s or 0.0) * (prompt + output) * 60.0
-    forecast = Forecast(peak, prompt, output)
+    forecast = Forecast(peak, prompt, output, profile=shape(request.profile) if request.profile else None)
     slos = slos_of_classes(data.manifest.spec.request_classes, output)
     simulated = data.manifest.simulator
     gpu = str(simulated.settings.value("gpu")) if simulated is not None else "h100"

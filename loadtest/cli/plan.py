@@ -15,7 +15,7 @@ from loadtest.errors import ConfigError, Infeasible
 if TYPE_CHECKING:
     from analysis.frame import RunData
     from analysis.plan import PlanSlos
-    from analysis.profile import LoadProfile
+    from loadtest.spec.profile import LoadProfile
 
 __all__ = ["plan"]
 
@@ -269,7 +269,7 @@ def plan(**opts: Any) -> None:
 
 def _profile(given: str | None) -> LoadProfile | None:
     """``--profile``: a named shape, else a CSV file."""
-    from analysis.profile import SHAPES, read_profile, shape
+    from loadtest.spec.profile import SHAPES, read_profile, shape
 
     if given is None:
         return None

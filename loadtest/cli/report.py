@@ -10,6 +10,7 @@ import click
 
 from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded, write_atomically
 from loadtest.errors import ConfigError
+from loadtest.spec.profile import SHAPES
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,6 +46,12 @@ REPLANNED_FILE = "report-replanned.html"
     help="Plan for this forecast peak in requests/s instead of the run's.",
 )
 @click.option(
+    "--profile",
+    type=click.Choice(SHAPES),
+    default=None,
+    help="Plan for this hourly shape of the forecast instead of the run's.",
+)
+@click.option(
     "--arch",
     "architectures",
     multiple=True,
@@ -56,6 +63,7 @@ def report(
     peak_tpm: float | None,
     peak_rps: float | None,
     architectures: tuple[str, ...],
+    profile: str | None,
 ) -> None:
     """Write the HTML report of RUN: what was run, the verdict, validity, capacity, plan, charts and tables.
 
@@ -73,9 +81,12 @@ def report(
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("a run directory is named twice")
     replan = None
-    if peak_tpm is not None or peak_rps is not None or architectures:
+    if peak_tpm is not None or peak_rps is not None or architectures or profile is not None:
         replan = PlanRequest(
-            peak_tokens_per_min=peak_tpm, peak_requests_per_s=peak_rps, architectures=architectures
+            peak_tokens_per_min=peak_tpm,
+            peak_requests_per_s=peak_rps,
+            architectures=architectures,
+            profile=profile,
         )
     if out_file is None and len(run_dirs) > 1:
         out_file = Path("comparison.html")

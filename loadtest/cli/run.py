@@ -16,6 +16,7 @@ from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError
 from loadtest.model.serving import DEFAULT_MAX_BATCH
+from loadtest.spec.profile import SHAPES
 from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY
 
 if TYPE_CHECKING:
@@ -161,6 +162,12 @@ __all__ = ["run"]
     default=None,
     help="Forecast peak as requests/s instead.",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(SHAPES),
+    default=None,
+    help="The forecast's hourly shape for the report's plan (token bands autoscale hour by hour; see loadtest plan).",
+)
 @click.option("--skip-preflight", is_flag=True, help="Do not send the one-request probe before the run.")
 @click.option(
     "--quiet",
@@ -267,6 +274,7 @@ def run(
         slos={} if gate_run else parse_slo_flags(opts["slo"]),
         peak_tokens_per_min=opts["peak_tpm"],
         peak_requests_per_s=opts["peak_rps"],
+        profile=opts["profile"],
     )
     if opts["peak_tpm"] is not None and opts["peak_rps"] is not None:
         raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")

@@ -77,6 +77,7 @@ class Overrides:
     )  # by class; None: every class
     peak_tokens_per_min: float | None = None
     peak_requests_per_s: float | None = None
+    profile: str | None = None  # a named hourly shape for the plan
 
 
 def _stages(ov: Overrides, duration: float, stage_defaults: dict[str, Any]) -> tuple[Stage, ...]:
@@ -245,8 +246,10 @@ def _check_scopes(ov: Overrides, classes: tuple[str, ...]) -> None:
 
 
 def _plan(ov: Overrides, given: PlanRequest | None, simulated: bool) -> PlanRequest | None:
-    """The forecast the report plans for: the flags' peak over the scenario's; the demo's example on the
-    simulator when neither gives one."""
+    """The forecast the report plans for: the flags' peak (and profile) over the scenario's; the demo's example on
+    the simulator when neither gives one."""
+    if ov.profile is not None:
+        given = dataclasses.replace(given or PlanRequest(), profile=ov.profile)
     if ov.peak_tokens_per_min is not None or ov.peak_requests_per_s is not None:
         base = given or PlanRequest()
         return dataclasses.replace(

@@ -13,6 +13,7 @@ import orjson
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
+from loadtest.spec.profile import SHAPES
 
 __all__ = [
     "DEFAULT_HEADROOM",
@@ -141,6 +142,7 @@ class PlanRequest:
     headroom: float = DEFAULT_HEADROOM
     architectures: tuple[str, ...] = ()
     example: bool = False
+    profile: str | None = None  # a named hourly shape (loadtest.spec.profile.SHAPES)
 
     @classmethod
     def from_dict(cls, raw: object) -> PlanRequest:
@@ -158,6 +160,8 @@ class PlanRequest:
             raise TypeError(f"plan.architectures must be a list of names, got {archs!r}")
         if not isinstance(raw.get("example", False), bool):
             raise TypeError("plan.example must be true or false")
+        if raw.get("profile") is not None and raw.get("profile") not in SHAPES:
+            raise TypeError(f"plan.profile must be one of {', '.join(SHAPES)}, got {raw.get('profile')!r}")
         try:
             return cls(**{**raw, "architectures": tuple(archs)})
         except TypeError as exc:
@@ -205,6 +209,8 @@ class RunSpec:
         data["extra"] = {"scenario": data.pop("scenario_source"), "description": data.pop("description")}
         if data["plan"] is None:
             del data["plan"]  # written only when there is one: older spec files have no such key
+        elif data["plan"]["profile"] is None:
+            del data["plan"]["profile"]  # likewise
         return data
 
     @staticmethod

@@ -53,6 +53,7 @@ from loadtest.errors import ConfigError
 from loadtest.model.catalog import check_architecture
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
+from loadtest.spec.profile import SHAPES
 from loadtest.spec.runspec import DEFAULT_HEADROOM, PlanRequest, RetryPolicy, RunSpec, Stage, SweepPlan
 from loadtest.spec.simulator import SIM_KEYS, SimSettings
 from loadtest.spec.tables import check_keys as _check_keys
@@ -72,7 +73,7 @@ __all__ = [
 
 SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
 _TOP = {"name", "description", "seed", "endpoint", "simulator", "classes", "load", "retry", "plan"}
-_PLAN = {"peak_tpm", "peak_rps", "headroom", "architectures"}
+_PLAN = {"peak_tpm", "peak_rps", "headroom", "architectures", "profile"}
 _ENDPOINT = {
     "url",
     "model",
@@ -259,7 +260,7 @@ def _parse_retry(raw: Any) -> RetryPolicy:
 
 def parse_plan(raw: Any) -> PlanRequest:
     """``[plan] peak_tpm = 1800000`` (or ``peak_rps``), ``headroom = 0.2``, ``architectures = [...]`` (names from
-    the model's catalog): what the run's report plans for."""
+    the model's catalog), ``profile = "business-hours"`` (a named hourly shape): what the run's report plans for."""
     table = _table(raw, "[plan]")
     _check_keys(table, _PLAN, "[plan]")
     if "peak_tpm" in table and "peak_rps" in table:
@@ -273,11 +274,15 @@ def parse_plan(raw: Any) -> PlanRequest:
         raise ConfigError("[plan].architectures must be a list of architecture names")
     for arch in archs:
         check_architecture(arch, "[plan].architectures")
+    profile = table.get("profile")
+    if profile is not None and profile not in SHAPES:
+        raise ConfigError(f"[plan].profile must be one of {', '.join(SHAPES)}, got {profile!r}")
     return PlanRequest(
         peak_tokens_per_min=peaks.get("peak_tpm"),
         peak_requests_per_s=peaks.get("peak_rps"),
         headroom=float(headroom),
         architectures=tuple(archs),
+        profile=profile,
     )
 
 

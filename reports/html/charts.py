@@ -401,7 +401,9 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
             grid,
             np.full_like(grid, row.pt_cost_per_month),
             color="C0",
-            label="provisioned (sized for the peak)",
+            label="provisioned (autoscaled to the profile)"
+            if row.pt_autoscaled
+            else "provisioned (sized for the peak)",
         )
         ax.axvline(volume, color="#555", linestyle=":", linewidth=0.9, label="forecast volume")
         if row.break_even_tokens_per_month:

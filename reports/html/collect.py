@@ -163,6 +163,8 @@ def _request(given: PlanRequest | None, replan: PlanRequest | None) -> PlanReque
         )
     if replan.architectures:
         base = dataclasses.replace(base, architectures=replan.architectures)
+    if replan.profile is not None:
+        base = dataclasses.replace(base, profile=replan.profile)
     return base
 
 

@@ -46,9 +46,16 @@ def plan_section(view: RunView, vid: str) -> str:
             " — the tightest of the run's percentile SLOs, which the model checks on its mean latencies, so "
             "estimated rows are optimistic against a percentile"
         )
+    shape = (
+        f" (hourly profile {f.profile.name}: mean {f.profile.mean_share:.0%} of the peak; token bands autoscale "
+        "hour by hour)"
+        if f.profile is not None
+        else " (the peak's band held all month)"
+    )
     intro = (
         f"Forecast: peak {f.peak_tokens_per_min:,.0f} tokens/min ({f.peak_requests_per_s:,.2f} req/s) at the run's "
-        f"mix of {f.prompt_tokens} in / {f.output_tokens} out, {format_tokens(f.tokens_per_month)} tokens/month; "
+        f"mix of {f.prompt_tokens} in / {f.output_tokens} out, {format_tokens(f.tokens_per_month)} tokens/month"
+        f"{shape}; "
         f"headroom {plan.request.headroom:.0%}; SLOs {slos}; GPU {plan.gpu}; prices: {plan.prices.label}.{example}"
     )
     rows = [

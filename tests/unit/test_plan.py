@@ -13,7 +13,6 @@ from analysis import load_run
 from analysis.measured import Measured, measured_from_run
 from analysis.plan import Forecast, PlanSlos, plan, slo_capacity
 from analysis.prices import PriceBook, PriceEntry, load_prices
-from analysis.profile import read_profile, shape
 from loadtest.errors import ConfigError
 from loadtest.model.predict import (
     bounding_resource,
@@ -25,6 +24,7 @@ from loadtest.model.predict import (
 from loadtest.model.roofline import Deployment, decode_cost, kv_capacity_tokens
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
+from loadtest.spec.profile import read_profile, shape
 from tests.helpers import ROOT, refused, run_cli, two_stage_run
 
 FORECAST = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=3000, output_tokens=250)

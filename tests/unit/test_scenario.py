@@ -156,6 +156,8 @@ def test_a_plan_table_is_read_and_checked() -> None:
         peak_tokens_per_min=1_800_000.0, headroom=0.3, architectures=("llama-3.3-70b",)
     )
     assert parse_scenario({"plan": {"peak_rps": 40}}).plan == PlanRequest(peak_requests_per_s=40.0)
+    shaped = parse_scenario({"plan": {"peak_rps": 40, "profile": "diurnal"}}).plan
+    assert shaped == PlanRequest(peak_requests_per_s=40.0, profile="diurnal")
 
 
 @pytest.mark.parametrize(
@@ -166,6 +168,7 @@ def test_a_plan_table_is_read_and_checked() -> None:
         ({"headroom": -0.1}, "[plan].headroom must be a fraction ≥ 0"),
         ({"architectures": "llama-3.3-70b"}, "[plan].architectures must be a list"),
         ({"peak": 1}, "peak"),
+        ({"profile": "weekly"}, "[plan].profile must be one of flat, business-hours, diurnal, got 'weekly'"),
     ],
 )
 def test_a_wrong_plan_table_is_one_line(table: dict[str, object], message: str) -> None:
@@ -181,6 +184,8 @@ def test_the_simulator_demo_gets_slos_and_an_example_forecast() -> None:
     mine = scenario_from_flags(Overrides(slos={None: {"ttft_p99": 2.0}}, peak_requests_per_s=5.0))
     assert mine.classes[0].slo == {"ttft_p99": 2.0}
     assert mine.plan == PlanRequest(peak_requests_per_s=5.0)
+    shaped = scenario_from_flags(Overrides(peak_requests_per_s=5.0, profile="business-hours"))
+    assert shaped.plan == PlanRequest(peak_requests_per_s=5.0, profile="business-hours")
     endpoint = scenario_from_flags(Overrides(endpoint="http://127.0.0.1:8000/v1"))
     assert endpoint.classes[0].slo == {} and endpoint.plan is None
 
