@@ -20,7 +20,6 @@ the generator's, not the endpoint's answers, and are left out. Per stage, for ev
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from analysis.frame import flat_gaps
 from analysis.goodput import slo_metric
+from analysis.load_check import falls_short
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
 
@@ -186,12 +186,6 @@ def _queue_growth(meta: StageWindow, sent_per_s: float | None, duration: float |
     if rate is None or sent_per_s is None or not duration:
         return False
     return falls_short(rate * duration, sent_per_s * duration)
-
-
-def falls_short(expected: float, sent: float) -> bool:
-    """``sent`` requests are clearly fewer than the ``expected`` of a target rate: under 90 % of it and more than
-    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance)."""
-    return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
 
 
 def rate_window(started: np.ndarray, ended: np.ndarray, meta: StageWindow) -> tuple[float | None, np.ndarray]:
