@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "EIGHT",
+    "TWO",
     "SlotServer",
     "erlang_c_mean_wait",
     "exact_rate",
@@ -58,6 +60,14 @@ class SlotServer:
     def capacity_rps(self) -> float:
         """``c / D``: the rate at which the queue stops being stable."""
         return self.slots / self.service_s
+
+
+# the servers of the proofs (tests/unit/test_queueing_truth.py, test_capacity_coverage.py, and
+# tests/integration/test_capacity_proof.py): eight slots holding a request 10 + 3 × 2 = 16 ms (500 req/s at most),
+# met by TTFT p95 ≤ 30 ms up to 437.4 req/s; two slots holding one 20 + 3 × 5 = 35 ms (57 req/s), met by TTFT
+# p95 ≤ 80 ms up to 38.37 req/s
+EIGHT = SlotServer(slots=8, prefill_ms=10.0, tpot_ms=2.0, output_tokens=4)
+TWO = SlotServer(slots=2, prefill_ms=20.0, tpot_ms=5.0, output_tokens=4)
 
 
 def poisson_arrivals(rate: float, n: int, seed: int) -> np.ndarray:

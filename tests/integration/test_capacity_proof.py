@@ -35,7 +35,7 @@ from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 from tests.helpers import only_run_dir, run_cli
-from tests.queueing import SlotServer, exact_rate
+from tests.queueing import EIGHT, exact_rate
 
 pytestmark = pytest.mark.slow
 
@@ -188,7 +188,7 @@ def test_a_poisson_sweep_of_an_m_d_c_server_finds_queueing_theorys_rate(tmp_path
     (500 req/s at most); TTFT p95 ≤ 30 ms is met up to 437.4 req/s. Four 12 s Poisson stages at 80–95 % of c/D
     (~5,000 requests each): X* on the target rates within ±5 % (its s.d. over seeds is ~2.2 %,
     tests/unit/test_capacity_coverage.py)."""
-    server = SlotServer(slots=8, prefill_ms=10.0, tpot_ms=2.0, output_tokens=4)
+    server = EIGHT
     scenario = write_scenario(
         tmp_path / "queue.toml",
         f"""name = "queue-proof"

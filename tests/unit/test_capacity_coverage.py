@@ -19,8 +19,7 @@ from analysis import capacity
 from analysis.frame import with_metrics
 from loadtest.rundir import StageWindow
 from tests.helpers import window
-from tests.queueing import SlotServer, exact_rate, mdc_waits
-from tests.unit.test_queueing_truth import EIGHT, TWO
+from tests.queueing import EIGHT, TWO, SlotServer, exact_rate, mdc_waits
 
 REPS = 25
 # (server, SLO TTFT p95, the sweep's rates, each stage's seconds, X* held to ±5 %): the eight-slot sweep is the real

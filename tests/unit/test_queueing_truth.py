@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from tests.queueing import (
+    EIGHT,
+    TWO,
     SlotServer,
     erlang_c_mean_wait,
     exact_rate,
@@ -18,12 +20,6 @@ from tests.queueing import (
     poisson_arrivals,
     ttft_p95,
 )
-
-# the servers of the proofs (tests/unit/test_capacity_coverage.py, tests/integration/test_capacity_proof.py):
-# eight slots holding a request 10 + 3 × 2 = 16 ms (500 req/s at most), SLO TTFT p95 ≤ 30 ms; two slots holding one
-# 20 + 3 × 5 = 35 ms (57 req/s), SLO TTFT p95 ≤ 80 ms
-EIGHT = SlotServer(slots=8, prefill_ms=10.0, tpot_ms=2.0, output_tokens=4)
-TWO = SlotServer(slots=2, prefill_ms=20.0, tpot_ms=5.0, output_tokens=4)
 
 
 def test_the_fifo_queue_simulation_meets_erlang_c() -> None:
