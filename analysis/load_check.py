@@ -31,6 +31,7 @@ Per stage (windows come from the manifest, written by the engine):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,15 +44,19 @@ from loadtest.rundir import StageTarget, StageWindow
 __all__ = [
     "DEFAULT_MAX_LAG_S",
     "DEFAULT_MAX_LOOP_DELAY_S",
+    "MAX_WAITED_SHARE",
     "SATURATED_CPU_SHARE",
     "StageLoad",
     "check_load",
+    "falls_short",
+    "offered_short",
     "saturation",
 ]
 
 DEFAULT_MAX_LAG_S = 0.025
 DEFAULT_MAX_LOOP_DELAY_S = 0.015  # measured p99: healthy 1.1–5.9 ms, saturated 23–99 ms (docs/performance.md)
 SATURATED_CPU_SHARE = 0.9  # of a core: the engine is one single-threaded event loop
+MAX_WAITED_SHARE = 0.01  # arrivals that waited for a free user or were dropped, of all arrivals in a stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +193,26 @@ def check_load(
             )
         )
     return out
+
+
+def falls_short(expected: float, sent: float) -> bool:
+    """``sent`` requests are clearly fewer than the ``expected`` of a target rate: under 90 % of it and more than
+    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance)."""
+    return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
+
+
+def offered_short(load: StageLoad) -> str | None:
+    """Why a stage did not offer its planned load (the in-flight cap, dropped arrivals, too few sent), or None."""
+    window = load.window_s
+    sent = (load.offered_rps or 0.0) * window if window else 0.0
+    arrivals = sent + load.dropped
+    waited = max(load.no_free_user, load.dropped)  # a dropped arrival had found no free user too
+    if arrivals and waited / arrivals > MAX_WAITED_SHARE:
+        return (
+            f"{waited:,} of {arrivals:,.0f} arrivals ({waited / arrivals:.1%}) waited for a free user or were "
+            f"dropped (the in-flight cap was reached; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
+        )
+    target = load.target_rps
+    if target and window and load.offered_rps is not None and falls_short(target * window, sent):
+        return f"offered {load.offered_rps:.3g} req/s of the {target:.3g} req/s planned"
+    return None

@@ -16,13 +16,22 @@ the generator's, not the endpoint's answers, and are left out. Per stage, for ev
   requests for a p99 — fails); **optimistic**: the lower bound is ≤ 1 s;
 * ``attainment = a``: good / all ≥ a (good as in :mod:`analysis.goodput`), with the Clopper–Pearson 95 % CI;
 * every stage also needs failed requests (429s included) ≤ ``max_error_share`` of all (point verdict only).
+
+An **open-loop** stage's CIs are the union of those and the sectioned CI (:mod:`analysis.sections`): a queue's
+latencies are correlated, which the order-statistic and Clopper–Pearson intervals (independent values) cannot see; a
+stage too short to section has no bounds. Every check also keeps its value on each of the 5 sections
+(``SloCheck.sections``) for X*'s own sectioned interval (:mod:`analysis.capacity`).
+
+X*'s axis (``x_req_per_s``, ``x_output_tok_per_s``, ``x_basis``): an open-loop *rate* stage whose generator kept up
+(:func:`analysis.load_check.check_load`'s ``kept_up``, and :func:`analysis.load_check.offered_short` found nothing)
+is taken at its target rate times the share of its requests sent in the window that succeeded ("target"); any other
+stage at ``req_per_s`` ("achieved").
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -31,6 +40,8 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from analysis.frame import flat_gaps
 from analysis.goodput import slo_metric
+from analysis.load_check import check_load, falls_short, offered_short
+from analysis.sections import percentile_sections, section_of, sectioned_ci, share_sections
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
 
@@ -47,6 +58,7 @@ __all__ = [
 
 _CONFIDENCE = 0.95
 View = Literal["point", "conservative", "optimistic"]
+XBasis = Literal["target", "achieved"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,9 @@ class SloCheck:
     ci_low: float | None
     ci_high: float | None
     higher_is_better: bool = False
+    # the value on each of the stage's sections (analysis.sections), None where a section has too few values; for
+    # X*'s sectioned interval, not in the JSON
+    sections: tuple[float | None, ...] | None = field(default=None, compare=False)
 
     def bound(self, view: View) -> float | None:
         """The value a view judges: the point, or the CI bound that is worse (conservative) or better."""
@@ -79,7 +94,7 @@ class SloCheck:
         return self.key not in ("attainment", "errors")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "sections"}
         out.update(passed=self.passed("point"), passed_ci=self.passed("conservative"))
         return out
 
@@ -109,6 +124,11 @@ class StagePoint:
     limit_types: dict[str, int]
     queue_growth: bool
     checks: tuple[SloCheck, ...]
+    # the stage's throughput on X*'s axis: an open-loop rate stage whose generator kept up, its target rate times
+    # the share of its requests that succeeded ("target"); any other stage, what it achieved ("achieved")
+    x_basis: XBasis = "achieved"
+    x_req_per_s: float | None = None
+    x_output_tok_per_s: float | None = None
 
     def meets(self, view: View = "point") -> bool:
         return all(c.passed(view) for c in self.checks)
@@ -147,20 +167,56 @@ def percentile_ci(
     return point, low, high
 
 
-def _percentile_check(key: str, cls: str, limit: float, values: np.ndarray, q: float) -> SloCheck:
-    values = values[~np.isnan(values)]
+def _percentile_check(
+    key: str, cls: str, limit: float, values: np.ndarray, q: float, sections: np.ndarray, open_loop: bool
+) -> SloCheck:
+    """The percentile with its order-statistic interval; an open-loop stage's interval also spans its sectioned one
+    (and has none when it is too short to section)."""
+    keep = ~np.isnan(values)
+    values, sections = values[keep], sections[keep]
     if values.size == 0:
         return SloCheck(key, cls, limit, None, None, None)
-    return SloCheck(key, cls, limit, *percentile_ci(values, q))
+    point, low, high = percentile_ci(values, q)
+    by_section = percentile_sections(values, sections, q)
+    if open_loop:
+        low, high = _widened(point, low, high, by_section)
+    return SloCheck(key, cls, limit, point, low, high, sections=by_section)
 
 
-def _share_check(key: str, cls: str | None, limit: float, k: int, n: int, higher: bool) -> SloCheck:
+def _widened(
+    point: float, low: float | None, high: float | None, by_section: tuple[float | None, ...] | None
+) -> tuple[float | None, float | None]:
+    """The union of an interval and the sectioned one around ``point``; no bounds when there is no sectioned one."""
+    sectioned = sectioned_ci(point, by_section)
+    if sectioned is None:
+        return None, None
+    return (
+        min(low, sectioned[0]) if low is not None else None,
+        max(high, sectioned[1]) if high is not None else None,
+    )
+
+
+def _share_check(
+    key: str,
+    cls: str | None,
+    limit: float,
+    hits: np.ndarray,
+    sections: np.ndarray,
+    higher: bool,
+    open_loop: bool,
+) -> SloCheck:
+    n, k = hits.size, int(hits.sum())
     if n == 0:
         return SloCheck(key, cls, limit, None, None, None, higher)
+    by_section = share_sections(hits, sections, limit)
     if key == "errors":  # point verdict only: a CI on a 1 % error budget would need thousands of requests
-        return SloCheck(key, cls, limit, k / n, k / n, k / n, higher)
+        return SloCheck(key, cls, limit, k / n, k / n, k / n, higher, sections=by_section)
     ci = stats.binomtest(k, n).proportion_ci(_CONFIDENCE)
-    return SloCheck(key, cls, limit, k / n, float(ci.low), float(ci.high), higher)
+    low: float | None = float(ci.low)
+    high: float | None = float(ci.high)
+    if open_loop:
+        low, high = _widened(k / n, low, high, by_section)
+    return SloCheck(key, cls, limit, k / n, low, high, higher, sections=by_section)
 
 
 def target_rate(meta: StageWindow) -> float | None:
@@ -188,12 +244,6 @@ def _queue_growth(meta: StageWindow, sent_per_s: float | None, duration: float |
     return falls_short(rate * duration, sent_per_s * duration)
 
 
-def falls_short(expected: float, sent: float) -> bool:
-    """``sent`` requests are clearly fewer than the ``expected`` of a target rate: under 90 % of it and more than
-    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance)."""
-    return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
-
-
 def rate_window(started: np.ndarray, ended: np.ndarray, meta: StageWindow) -> tuple[float | None, np.ndarray]:
     """The duration a stage's rates are over and which of its requests count (see the module docstring): an
     open-loop stage's sending window and the requests started in it; else first start → last end, and all."""
@@ -219,6 +269,8 @@ def stage_point(
     duration, sent = rate_window(started, ended, meta)
     req_per_s = (ok & sent).sum() / duration if duration else None
     sent_per_s = float(sent.sum()) / duration if duration else None
+    open_loop = target_rate(meta) is not None
+    section = section_of(started)
     classes = df["request_class"].to_numpy(dtype=object)
     errors = df["error_class"].to_numpy(dtype=object)
     limited = errors == "rate_limited"
@@ -234,7 +286,7 @@ def stage_point(
         sel = rows & ok
         for key, limit in sorted(slo.items()):
             if key == "attainment":
-                checks.append(_share_check(key, cls, limit, int(good[rows].sum()), int(rows.sum()), True))
+                checks.append(_share_check(key, cls, limit, good[rows], section[rows], True, open_loop))
                 continue
             parsed = slo_metric(key)
             if parsed is None:
@@ -242,11 +294,12 @@ def stage_point(
             metric, q = parsed
             if metric == "itl":
                 gaps = gaps or flat_gaps(df["chunk_gaps"])
-                values = gaps[0][np.repeat(sel, gaps[1])]
+                of_gap = np.repeat(sel, gaps[1])
+                values, sections = gaps[0][of_gap], np.repeat(section, gaps[1])[of_gap]
             else:
-                values = df[metric].to_numpy(dtype="float64")[sel]
-            checks.append(_percentile_check(key, cls, limit, values, q))
-    checks.append(_share_check("errors", None, max_error_share, int((~ok).sum()), len(df), False))
+                values, sections = df[metric].to_numpy(dtype="float64")[sel], section[sel]
+            checks.append(_percentile_check(key, cls, limit, values, q, sections, open_loop))
+    checks.append(_share_check("errors", None, max_error_share, ~ok, section, False, False))
     tpot_ok = df["tpot"].to_numpy(dtype="float64")[ok]
     ttft_ok = df["ttft"].to_numpy(dtype="float64")[ok]
 
@@ -254,13 +307,17 @@ def stage_point(
         values = values[~np.isnan(values)]
         return float(values.mean()) if values.size else None
 
+    output_tok_per_s = float(np.nansum(out_tokens[ok & sent])) / duration if duration else None
+    x_basis, x_req, x_tok = _x_rates(df, meta, ok & sent, int(sent.sum()), out_tokens)
+    if x_basis == "achieved":
+        x_req, x_tok = (float(req_per_s) if req_per_s is not None else None), output_tok_per_s
     return StagePoint(
         stage=label,
         requests=len(df),
         ok=int(ok.sum()),
         duration_s=duration,
         req_per_s=float(req_per_s) if req_per_s is not None else None,
-        output_tok_per_s=float(np.nansum(out_tokens[ok & sent])) / duration if duration else None,
+        output_tok_per_s=output_tok_per_s,
         sent_per_s=sent_per_s,
         target_rate=target_rate(meta),
         users=_users(meta),
@@ -276,4 +333,25 @@ def stage_point(
         limit_types=types,
         queue_growth=_queue_growth(meta, sent_per_s, duration),
         checks=tuple(checks),
+        x_basis=x_basis,
+        x_req_per_s=x_req,
+        x_output_tok_per_s=x_tok,
     )
+
+
+def _x_rates(
+    df: pd.DataFrame, meta: StageWindow, counted_ok: np.ndarray, sent: int, out_tokens: np.ndarray
+) -> tuple[XBasis, float | None, float | None]:
+    """``("target", target × ok share, target × output tokens per request sent)`` for an open-loop rate stage
+    whose generator kept up — it was not late nor saturated (:func:`analysis.load_check.check_load`) and offered the
+    planned load (:func:`analysis.load_check.offered_short`) — so that its Poisson arrivals were the target's;
+    else ``("achieved", None, None)``. A token-rate stage's rate follows its controller: achieved."""
+    target = meta.target
+    rate = target.rate if target is not None and target.kind == "rate" else None
+    if rate is None or not sent:
+        return "achieved", None, None
+    (load,) = check_load(df, [meta])
+    if not load.kept_up or offered_short(load) is not None:
+        return "achieved", None, None
+    tokens = float(np.nansum(out_tokens[counted_ok]))
+    return "target", float(rate) * int(counted_ok.sum()) / sent, float(rate) * tokens / sent

@@ -27,8 +27,14 @@ import pandas as pd
 
 from analysis.capacity import CapacityResult
 from analysis.frame import SKIPPED_LINES, RunData
-from analysis.load_check import DEFAULT_MAX_LAG_S, DEFAULT_MAX_LOOP_DELAY_S, StageLoad, check_load
-from analysis.stage_points import falls_short
+from analysis.load_check import (
+    DEFAULT_MAX_LAG_S,
+    DEFAULT_MAX_LOOP_DELAY_S,
+    MAX_WAITED_SHARE,
+    StageLoad,
+    check_load,
+    offered_short,
+)
 from analysis.summary import StageSummary, summarize_stages
 from loadtest.rundir import Manifest
 
@@ -43,7 +49,6 @@ __all__ = [
 ]
 
 P99_MIN_REQUESTS = 1000  # below this a p99's 95 % interval spans the top few values (docs/metrics.md)
-MAX_WAITED_SHARE = 0.01  # arrivals that waited for a free user or were dropped, of all arrivals in a stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +81,6 @@ class Validity:
         """The run's own problems and those of ``stages``: what makes a gate over those stages invalid."""
         wanted = set(stages)
         return tuple(p for p in self.problems if p.stage is None or p.stage in wanted)
-
-
-def offered_short(load: StageLoad) -> str | None:
-    """Why a stage did not offer its planned load (the in-flight cap, dropped arrivals, too few sent), or None."""
-    window = load.window_s
-    sent = (load.offered_rps or 0.0) * window if window else 0.0
-    arrivals = sent + load.dropped
-    waited = max(load.no_free_user, load.dropped)  # a dropped arrival had found no free user too
-    if arrivals and waited / arrivals > MAX_WAITED_SHARE:
-        return (
-            f"{waited:,} of {arrivals:,.0f} arrivals ({waited / arrivals:.1%}) waited for a free user or were "
-            f"dropped (the in-flight cap was reached; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
-        )
-    target = load.target_rps
-    if target and window and load.offered_rps is not None and falls_short(target * window, sent):
-        return f"offered {load.offered_rps:.3g} req/s of the {target:.3g} req/s planned"
-    return None
 
 
 def assess(

@@ -43,6 +43,25 @@ __all__ = ["sim"]
     help="Every step takes this factor longer (1.2: 20 % slower per token), to test a gate.",
 )
 @click.option(
+    "--slots",
+    type=click.IntRange(min=1),
+    default=default("slots"),
+    help="Fixed-slots model instead of continuous batching: at most N requests at once, one FIFO queue, fixed "
+    "times (an M/D/c server). Needs --prefill-ms and --tpot-ms.",
+)
+@click.option(
+    "--prefill-ms",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=default("prefill_ms"),
+    help="Fixed-slots model: milliseconds from taking a slot to the first token.",
+)
+@click.option(
+    "--tpot-ms",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=default("tpot_ms"),
+    help="Fixed-slots model: milliseconds between tokens after the first.",
+)
+@click.option(
     "--reject-stream-options",
     is_flag=True,
     help="Answer 400 to stream_options, as some external models behind Databricks do.",
@@ -148,6 +167,9 @@ def sim(**opts: Any) -> None:
         seed=opts["seed"],
         jitter_cv=opts["jitter_cv"],
         slowdown=opts["slowdown"],
+        slots=opts["slots"],
+        prefill_ms=opts["prefill_ms"],
+        tpot_ms=opts["tpot_ms"],
         reject_stream_options=opts["reject_stream_options"],
         api_token=secret(opts["api_token_env"]),
         mode=opts["mode"],

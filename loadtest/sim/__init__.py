@@ -1,5 +1,6 @@
 """The embedded simulator: an OpenAI/Databricks-compatible HTTP endpoint backed by a continuous-batching model
-(:mod:`loadtest.sim.batching`) whose behaviour is known exactly (:func:`loadtest.model.predict.predict_closed_loop`).
+(:mod:`loadtest.sim.batching`) whose behaviour is known exactly (:func:`loadtest.model.predict.predict_closed_loop`),
+or by the fixed-slots model (:mod:`loadtest.sim.slots`), an M/D/c server whose waiting times queueing theory knows.
 
 Importing this package starts nothing and pulls in no third-party library but orjson. The server
 (:class:`SimServer`, :func:`run_sim_foreground`) is imported on first use, so that :mod:`loadtest.sim.config` can

@@ -20,7 +20,7 @@ from typing import Any, Final
 import orjson
 
 from loadtest.model.roofline import kv_capacity_tokens
-from loadtest.sim.batching import BatchRequest, Cluster
+from loadtest.sim.batching import BatchRequest
 from loadtest.sim.config import SimConfig
 from loadtest.sim.documents import (
     endpoint_document,
@@ -72,12 +72,12 @@ class App:
         self.config, self.loop = config, loop
         self.clock = clock or loop.time
         self.serving = config.serving_config()
-        self.cluster = Cluster(self.serving)
+        self.model_server = config.serving_model()  # the batching model's replicas, or the fixed slots
         self.deployment = self.serving.deployment
         self.arch = self.deployment.architecture
         self.model = config.served_model_name
         self.text = TokenText(config.seed)
-        self.jobs: dict[int, tuple[Job, int]] = {}  # sequence id -> (job, replica index)
+        self.jobs: dict[int, tuple[Job, int]] = {}  # sequence id -> (job, its home: the replica index)
         self.tickets: dict[int, Ticket] = {}  # sequence id -> what a generation charged the quotas
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
@@ -86,7 +86,7 @@ class App:
         self.rate_limited: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
         self.max_lag_s = 0.0
-        n = self.serving.replicas
+        n = len(self.model_server.lanes)
         self._deadlines = [0.0] * n
         self._timers: list[asyncio.TimerHandle | None] = [None] * n
         self._ids, self._seq_ids, self._prefix = 0, 0, os.urandom(3).hex()
@@ -263,23 +263,21 @@ class App:
     def _submit(
         self, conn: Connection, job: Job, seqs: list[tuple[int, int, int]], ticket: Ticket | None
     ) -> None:
-        index = self.cluster.route()
-        replica = self.cluster.replicas[index]
-        for k, (eid, prompt, out) in enumerate(seqs):
-            try:
-                replica.submit(BatchRequest(eid, prompt, out))
-            except ValueError as exc:
-                for done, _, _ in seqs[:k]:
-                    replica.cancel(done)
-                if ticket is not None and self.quota is not None:
-                    self.quota.cancel(ticket)
-                raise HttpError(400, str(exc)) from None
+        server = self.model_server
+        try:
+            home = server.submit_all([BatchRequest(eid, prompt, out) for eid, prompt, out in seqs])
+        except ValueError as exc:
+            if ticket is not None and self.quota is not None:
+                self.quota.cancel(ticket)
+            raise HttpError(400, str(exc)) from None
         for eid, prompt, _ in seqs:
-            self.jobs[eid] = (job, index)
+            self.jobs[eid] = (job, home)
             self.counters["prompt_tokens"] += prompt
         conn.active = job
-        if not replica.busy:
-            self._start_step(index, self.loop.time())
+        now = self.loop.time()
+        for index in server.wake(home):
+            if self._timers[index] is None:
+                self._start_step(index, now)
 
     def finish(self, conn: Connection, request_id: str, body: bytes | None, completed: bool = True) -> None:
         """A job is done: send its body (or end the stream already written), then serve what is buffered."""
@@ -301,7 +299,7 @@ class App:
     def _forget(self, seq_id: int) -> None:
         entry = self.jobs.pop(seq_id, None)
         if entry is not None:
-            self.cluster.replicas[entry[1]].cancel(seq_id)
+            self.model_server.cancel(seq_id, entry[1])
 
     def drop(self, seq_ids: list[int]) -> None:
         """The client went away: its sequences leave the batch."""
@@ -323,7 +321,7 @@ class App:
     # -- replica steps --------------------------------------------------------------------------------------------
 
     def _start_step(self, index: int, t0: float) -> None:
-        plan = self.cluster.replicas[index].next_step()
+        plan = self.model_server.lanes[index].next_step()
         if plan is None:
             self._timers[index] = None
             return
@@ -333,7 +331,7 @@ class App:
     def _end_step(self, index: int) -> None:
         jobs = self.jobs
         emitted = 0
-        for event in self.cluster.replicas[index].finish_step():
+        for event in self.model_server.lanes[index].finish_step():
             entry = jobs.get(event.request_id)
             if entry is None:
                 continue
@@ -359,20 +357,21 @@ class App:
     # -- documents -----------------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        reps = self.cluster.replicas
+        server = self.model_server
         return {
             **{k: self.counters[k] for k in ("requests_received", "requests_completed", "requests_cancelled",
                                              "prompt_tokens", "tokens_emitted", "steps", "step_resyncs")},
             "by_path": dict(self.by_path),
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
-            "running": sum(r.running for r in reps),
-            "waiting": sum(r.waiting for r in reps),
-            "kv_used_tokens": sum(r.kv_used for r in reps),
+            "running": server.running,
+            "waiting": server.waiting,
+            "kv_used_tokens": server.kv_used,
             "step_lag_max_s": round(max(self.max_lag_s, 0.0), 6),
             "connections": len(self.connections),
             "deployment": self.deployment.name,
-            "replicas": len(reps),
+            "replicas": server.replica_count,
             "max_batch": self.serving.max_batch,
+            "slots": self.config.slots,
             "kv_capacity_tokens": kv_capacity_tokens(self.deployment),
             "throughput_chunk_size": self.chunk,
             "mode": self.config.mode,

@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from loadtest.model.roofline import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
 from loadtest.model.serving import DEFAULT_MAX_BATCH, Jitter, ServingConfig
@@ -31,7 +32,9 @@ from loadtest.model.serving import DEFAULT_MAX_BATCH, Jitter, ServingConfig
 __all__ = [
     "BatchRequest",
     "Cluster",
+    "Lane",
     "Replica",
+    "ServingModel",
     "StepPlan",
     "TokenEvent",
 ]
@@ -72,6 +75,48 @@ class TokenEvent(NamedTuple):
     request_id: int
     tokens: int
     finished: bool
+
+
+class Lane(Protocol):
+    """What has its own step timer in the server: a replica of the batching model, or a slot of the fixed-slots
+    model (:mod:`loadtest.sim.slots`)."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    @property
+    def running(self) -> int: ...
+
+    def next_step(self) -> StepPlan | None: ...
+
+    def finish_step(self) -> list[TokenEvent]: ...
+
+
+class ServingModel(Protocol):
+    """What the server drives: the batching model's :class:`Cluster` or the fixed-slots
+    :class:`~loadtest.sim.slots.SlotPool`. A request's sequences are submitted together to one *home* (a replica;
+    the pool has one), and the lanes :meth:`wake` names are started if idle."""
+
+    @property
+    def lanes(self) -> Sequence[Lane]: ...
+
+    @property
+    def replica_count(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def running(self) -> int: ...
+
+    @property
+    def kv_used(self) -> int: ...
+
+    def submit_all(self, requests: Sequence[BatchRequest]) -> int: ...
+
+    def wake(self, home: int) -> list[int]: ...
+
+    def cancel(self, request_id: int, home: int) -> bool: ...
 
 
 class _Seq:
@@ -272,3 +317,46 @@ class Cluster:
         index = self.route()
         self.replicas[index].submit(request)
         return index
+
+    # -- the ServingModel protocol: what the server drives --------------------------------------------------------
+
+    @property
+    def lanes(self) -> tuple[Replica, ...]:
+        return self.replicas
+
+    @property
+    def replica_count(self) -> int:
+        return len(self.replicas)
+
+    @property
+    def waiting(self) -> int:
+        return sum(r.waiting for r in self.replicas)
+
+    @property
+    def running(self) -> int:
+        return sum(r.running for r in self.replicas)
+
+    @property
+    def kv_used(self) -> int:
+        return sum(r.kv_used for r in self.replicas)
+
+    def submit_all(self, requests: Sequence[BatchRequest]) -> int:
+        """Queue ``requests`` (one request's sequences) on the routed replica; returns its index. ``ValueError``
+        (and nothing queued) when one cannot be."""
+        index = self.route()
+        replica = self.replicas[index]
+        for k, request in enumerate(requests):
+            try:
+                replica.submit(request)
+            except ValueError:
+                for done in requests[:k]:
+                    replica.cancel(done.request_id)
+                raise
+        return index
+
+    def wake(self, home: int) -> list[int]:
+        """The replica to start after a submit, if it is idle."""
+        return [] if self.replicas[home].busy else [home]
+
+    def cancel(self, request_id: int, home: int) -> bool:
+        return self.replicas[home].cancel(request_id)

@@ -14,11 +14,16 @@ Rules:
 - **OAuth** (``oauth_client_id`` with ``oauth_client_secret``): ``POST /oidc/v1/token`` issues tokens valid for
   ``oauth_token_ttl_s`` s, and the protected paths take them (and ``api_token`` if set too).
 - **Faults**: ``faults=FaultConfig(...)`` (:mod:`loadtest.sim.faults`), seeded by ``seed`` unless it has its own.
+- **Fixed slots** (``slots=N`` with ``prefill_ms`` and ``tpot_ms``): the fixed-slots model
+  (:mod:`loadtest.sim.slots`, an M/D/c server) serves instead of continuous batching: one server, so no
+  ``replicas``, ``chunks`` or band, and fixed times, so no ``jitter_cv`` (``slowdown`` scales both times). The
+  architecture still names the model and bounds the context; pay-per-token quotas and faults apply as before.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,7 +34,9 @@ from loadtest.model.predict import reference_chunk_size
 from loadtest.model.quota import QuotaLimits
 from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
+from loadtest.sim.batching import Cluster, ServingModel
 from loadtest.sim.faults import FaultConfig
+from loadtest.sim.slots import SlotPool
 from loadtest.spec.simulator import default
 
 __all__ = ["Mode", "SimConfig"]
@@ -66,6 +73,9 @@ class SimConfig:
     seed: int = 0
     jitter_cv: float = default("jitter_cv")
     slowdown: float = default("slowdown")
+    slots: int | None = default("slots")
+    prefill_ms: float | None = default("prefill_ms")
+    tpot_ms: float | None = default("tpot_ms")
     api_token: str | None = field(default=None, repr=False)
     endpoint_name: str = "sim-llama"
     model_name: str = ""
@@ -100,6 +110,7 @@ class SimConfig:
             raise ConfigError("OAuth needs both oauth_client_id and oauth_client_secret")
         if self.oauth_client_id is not None and not (self.oauth_client_id and self.oauth_client_secret):
             raise ConfigError("oauth_client_id and oauth_client_secret must not be empty")
+        self._check_slots()
         quotas = any(getattr(self, n) is not None for n in ("itpm", "otpm", "qph", "qps"))
         if quotas and self.mode != "ppt":
             raise ConfigError("itpm, otpm, qph and qps are pay-per-token quotas: they need mode='ppt'")
@@ -109,6 +120,34 @@ class SimConfig:
             self.serving_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _check_slots(self) -> None:
+        _positive("slots", self.slots)
+        for name in ("prefill_ms", "tpot_ms"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise ConfigError(f"{name} must be a positive number of milliseconds, got {value!r}")
+            if self.slots is None:
+                raise ConfigError(f"{name} times the fixed-slots model: give slots too")
+        if self.slots is None:
+            return
+        if self.prefill_ms is None or self.tpot_ms is None:
+            raise ConfigError("the fixed-slots model needs prefill_ms and tpot_ms (its fixed times)")
+        if self.replicas != 1 or self.chunks is not None or self._band_given:
+            raise ConfigError(
+                "the fixed-slots model is one server: give slots, not replicas, chunks or a band"
+            )
+        if self.jitter_cv:
+            raise ConfigError("the fixed-slots model has fixed times: jitter_cv needs the batching model")
+
+    def serving_model(self) -> ServingModel:
+        """What serves: the fixed-slots pool when ``slots`` is given, else the batching model's replicas."""
+        if self.slots is not None and self.prefill_ms is not None and self.tpot_ms is not None:
+            scale = self.slowdown / 1000.0
+            return SlotPool(self.slots, self.prefill_ms * scale, self.tpot_ms * scale)
+        return Cluster(self.serving_config())
 
     @property
     def _band_given(self) -> bool:

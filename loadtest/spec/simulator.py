@@ -55,6 +55,11 @@ class SimSettings:
     jitter_cv: float | None = _setting(0.0)
     # every step takes this factor longer (1.2: a server 20 % slower per token); a test and demo knob, not sizing
     slowdown: float | None = _setting(1.0)
+    # the fixed-slots model instead of continuous batching (an M/D/c server, docs/simulator.md): at most `slots`
+    # requests at once from one FIFO queue, each `prefill_ms` to its first token and `tpot_ms` per further token
+    slots: int | None = _setting(None)
+    prefill_ms: float | None = _setting(None)
+    tpot_ms: float | None = _setting(None)
     mode: str | None = _setting("pt", sizing=True)
     itpm: int | None = _setting(None)
     otpm: int | None = _setting(None)

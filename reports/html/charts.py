@@ -135,15 +135,16 @@ def capacity_chart(
     curves: Sequence[tuple[str, CapacityResult]],
     slos: Mapping[str, Mapping[str, float]],
 ) -> Chart | None:
-    """Achieved req/s against TTFT, TPOT and E2E per stage (one line per run; at the percentiles the SLOs name,
-    else p95 / p50 / p95), with every class's SLO limit at that percentile and each run's SLO-compliant maximum
-    X* and its 95 % interval. ``slos``: ``{class: {slo key: limit}}``."""
+    """Req/s on X*'s axis (``StagePoint.x_req_per_s``: an open-loop stage's target rate where its generator kept
+    up, else what it achieved) against TTFT, TPOT and E2E per stage (one line per run; at the percentiles the SLOs
+    name, else p95 / p50 / p95), with every class's SLO limit at that percentile and each run's SLO-compliant
+    maximum X* and its 95 % interval. ``slos``: ``{class: {slo key: limit}}``."""
     if not any(p.req_per_s is not None for _, cap in curves for p in cap.points):
         return None
     with _figure(key, 2.6, ncols=3) as (fig, axes):
         for ax, (metric, pct) in zip(axes, _views(slos), strict=True):
             for n, (name, cap) in enumerate(curves):
-                pts = [(p.req_per_s, getattr(p, metric).get(pct)) for p in cap.points]
+                pts = [(p.x_req_per_s, getattr(p, metric).get(pct)) for p in cap.points]
                 xy = [(x, y) for x, y in pts if x is not None and y is not None]
                 color = f"C{n}"
                 if xy:
@@ -168,7 +169,7 @@ def capacity_chart(
                     fontsize=6.5,
                     color=_SLO_COLOR,
                 )
-            ax.set_xlabel("achieved throughput (req/s)")
+            ax.set_xlabel("throughput (req/s)")
             ax.set_ylabel(f"{_METRIC_TITLES[metric]} {pct} (ms)")
             ax.set_ylim(bottom=0)
             ax.set_xlim(left=0)
@@ -179,8 +180,9 @@ def capacity_chart(
     return Chart(
         key,
         "Capacity: throughput against latency",
-        "Each point is a stage; a red line is an SLO, the vertical line the highest SLO-compliant throughput X* "
-        f"and the shaded band its 95 % interval. Read where a curve crosses its SLO.{pooled}",
+        "Each point is a stage, at the throughput X* is read on (an open-loop stage whose generator kept up at its "
+        "target rate, else what it achieved); a red line is an SLO, the vertical line the highest SLO-compliant "
+        f"throughput X* and the shaded band its 95 % interval. Read where a curve crosses its SLO.{pooled}",
         svg,
     )
 

@@ -15,6 +15,9 @@ The exact values come from the simulator's own model, not from the analysis unde
   :func:`loadtest.model.quota.ppt_admitted_rate`'s.
 * **Count**: the smallest number of replicas (one chunk of the simulator's band each) whose exact SLO capacity
   covers the forecast peak with headroom, against what ``loadtest plan --run`` recommends from the measured run.
+* **Queueing theory** (the fixed-slots simulator, an M/D/c server, open-loop Poisson stages, an SLO on TTFT p95):
+  the exact rate is queueing theory's (:func:`tests.queueing.exact_rate`, itself proven against closed forms in
+  ``tests/unit/test_queueing_truth.py``). The stages are the 80–95 % of c/D a user would sweep in 5 % steps.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from loadtest.model.quota import QuotaLimits, ppt_admitted_rate
 from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 from tests.helpers import only_run_dir, run_cli
+from tests.queueing import EIGHT, exact_rate
 
 pytestmark = pytest.mark.slow
 
@@ -176,4 +180,45 @@ stages = [ {{ rate = 5 }}, {{ rate = 8 }}, {{ rate = 12.5 }}, {{ rate = 16 }} ]
     assert cap.max_rps is not None, cap.basis
     print(f"\nquota: measured {cap.max_rps:.3f} req/s, exact {exact:.3f} ({cap.max_rps / exact - 1:+.1%})")
     assert cap.limit == "quota" and "queries_per_second" in cap.limit_detail
+    assert cap.max_rps == pytest.approx(exact, rel=0.05), (cap.max_rps, exact, cap.basis)
+
+
+def test_a_poisson_sweep_of_an_m_d_c_server_finds_queueing_theorys_rate(tmp_path: Path) -> None:
+    """Eight slots, 10 ms to the first token and 2 ms per further token, 4 tokens: each request holds a slot 16 ms
+    (500 req/s at most); TTFT p95 ≤ 30 ms is met up to 437.4 req/s. Four 12 s Poisson stages at 80–95 % of c/D
+    (~5,000 requests each): X* on the target rates within ±5 % (its s.d. over seeds is ~2.2 %,
+    tests/unit/test_capacity_coverage.py)."""
+    server = EIGHT
+    scenario = write_scenario(
+        tmp_path / "queue.toml",
+        f"""name = "queue-proof"
+seed = 5
+[simulator]
+slots = {server.slots}
+prefill_ms = {server.prefill_ms}
+tpot_ms = {server.tpot_ms}
+[[classes]]
+name = "chat"
+prompt_tokens = 16
+output_tokens = {server.output_tokens}
+slo = {{ ttft_p95 = "30ms" }}
+[load]
+duration = "12s"
+arrival = "poisson"
+max_concurrency = 256
+stages = [ {{ rate = 400 }}, {{ rate = 425 }}, {{ rate = 450 }}, {{ rate = 475 }} ]
+""",
+    )
+    run_dir = run(scenario, tmp_path / "runs")
+    exact = exact_rate(server, 0.030)
+    cap = capacity_from_run(load_run(run_dir))
+    assert cap.max_rps is not None, cap.basis
+    low, high = cap.max_rps_ci
+    print(
+        f"\nM/D/8: measured {cap.max_rps:.1f} req/s ({low} – {high}), exact {exact:.1f} "
+        f"({cap.max_rps / exact - 1:+.1%}); {cap.basis}"
+    )
+    assert [p.x_basis for p in cap.points] == ["target"] * 4, [p.stage for p in cap.points]
+    assert cap.interpolated and "on their target rates" in cap.basis, cap.basis
+    assert low is not None and high is not None and low < cap.max_rps < high
     assert cap.max_rps == pytest.approx(exact, rel=0.05), (cap.max_rps, exact, cap.basis)

@@ -4,6 +4,7 @@ optimization info, OAuth tokens, and injected faults as the load generator class
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from loadtest.client.auth import OAuthM2MAuth
@@ -396,6 +398,43 @@ def test_many_faulted_streams_leave_the_engine_clean() -> None:
         assert stats["faults"]["error_event"] + stats["faults"]["garbage_line"] + stats[
             "requests_completed"
         ] >= (results.count(200))
+
+
+# -- fixed slots -------------------------------------------------------------------------------------------------
+
+
+def test_fixed_slots_serve_n_at_once_from_one_fifo_queue() -> None:
+    """Two slots, 60 ms to the first token, 20 ms per further token, 3 tokens: a request holds its slot 100 ms, so
+    of three sent together the third waits for the first slot to free. Started by `loadtest sim` from a
+    [simulator] table's settings."""
+    settings = SimSettings.from_mapping({"slots": 2, "prefill_ms": 60, "tpot_ms": 20})
+    assert settings.sim_args(1) == ["--seed", "1", "--slots", "2", "--prefill-ms", "60", "--tpot-ms", "20"]
+
+    async def one(c: httpx.AsyncClient, delay: float) -> tuple[float, list[float], Any]:
+        await asyncio.sleep(delay)  # the order of arrival
+        body = chat(max_tokens=3, stream=True, stream_options={"include_usage": True})
+        stamps, usage, t0 = [], None, asyncio.get_running_loop().time()
+        async with c.stream("POST", "/v1/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    stamps.append(asyncio.get_running_loop().time() - t0)
+                elif '"usage"' in line:
+                    usage = orjson.loads(line[len("data: ") :])["usage"]
+        return stamps[0], [b - a for a, b in itertools.pairwise(stamps)], usage
+
+    async def main(url: str) -> list[tuple[float, list[float], Any]]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            await c.get("/health")  # the connection pool warm
+            return await asyncio.gather(*(one(c, 0.01 * i) for i in range(3)))
+
+    with SimulatorProcess(settings.sim_args(1)) as proc:
+        (ttft1, gaps1, usage), (ttft2, _, _), (ttft3, gaps3, _) = asyncio.run(main(proc.url))
+        stats = httpx.get(proc.url + "/sim/stats").json()
+    assert usage == {"prompt_tokens": 10, "total_tokens": 13, "completion_tokens": 3}
+    assert 0.055 < ttft1 < 0.12 and 0.055 < ttft2 < 0.12  # a free slot each: the prefill
+    assert 0.14 < ttft3 < 0.25  # queued until the first slot freed at 100 ms, then its prefill
+    assert all(0.01 < gap < 0.04 for gap in gaps1 + gaps3) and len(gaps1) == 2
+    assert (stats["slots"], stats["running"], stats["waiting"]) == (2, 0, 0)
 
 
 # -- the CLI and scenarios -------------------------------------------------------------------------------------

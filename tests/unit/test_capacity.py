@@ -295,3 +295,104 @@ def test_429s_from_bursts_below_the_quota_are_interpolated_not_a_ceiling() -> No
     ]
     result = capacity(frame(rows), windows(stages), SLOS)
     assert result.basis.startswith("interpolated") and result.max_rps is not None and result.max_rps < 15.0
+
+
+# -- open-loop stages: X* on the target rate, intervals by sectioning ---------------------------------------------
+
+
+def open_rows(
+    label: str, ttfts: list[float], window_s: float, t0: float, lag: float = 0.0, failed: int = 0
+) -> list[dict[str, Any]]:
+    """One request per TTFT, started evenly over ``window_s`` from ``t0`` in that order (``lag`` after it was
+    due), each 1 s long; the first ``failed`` of them server errors."""
+    rows = []
+    for i, ttft in enumerate(ttfts):
+        start = t0 + i * window_s / len(ttfts)
+        (row,) = stage_rows(label, 1, 1.0, ttft, t0=start, error_class="server_error", errors=int(i < failed))
+        rows.append({**row, "scheduled_at": start - lag})
+    return rows
+
+
+def rate_window(label: str, rate: float, t0: float, window_s: float, kind: str = "rate") -> dict[str, Any]:
+    target = {"kind": kind, "rate": rate} if kind == "rate" else {"kind": kind, "initial_rate": rate}
+    return {"label": label, "start": t0, "window_end": t0 + window_s, "target": target}
+
+
+def test_an_open_loop_sweep_is_interpolated_on_its_target_rates() -> None:
+    # r20 sent 230 requests in its 10 s window (23/s realised), 2 of them failed; r30 sent 330 (33/s), none failed;
+    # TTFT p95 0.6 s then 1.4 s: f = (1 − 0.6) / (1.4 − 0.6) = 0.5
+    rows = open_rows("r20", [0.6] * 230, 10.0, 0.0, failed=2) + open_rows("r30", [1.4] * 330, 10.0, 1000.0)
+    stages = windows([rate_window("r20", 20.0, 0.0, 10.0), rate_window("r30", 30.0, 1000.0, 10.0)])
+    result = capacity(frame(rows), stages, SLOS)
+    a, b = result.points
+    assert (a.x_basis, b.x_basis) == ("target", "target")
+    assert a.req_per_s == pytest.approx(22.8) and a.x_req_per_s == pytest.approx(20 * 228 / 230)
+    assert a.x_output_tok_per_s == pytest.approx(20 * 228 * 101 / 230)
+    assert b.x_req_per_s == pytest.approx(30.0)
+    # X* = 19.826 + 0.5 × (30 − 19.826) on the target rates; on the realised ones it would be 22.8 + 0.5 × 10.2
+    assert result.max_rps == pytest.approx(20 * 228 / 230 + 0.5 * (30 - 20 * 228 / 230))
+    assert result.basis.startswith("interpolated") and "on their target rates" in result.basis
+    assert result.to_dict()["points"][0]["x_basis"] == "target"
+
+
+def test_a_stage_whose_generator_fell_behind_is_taken_at_its_achieved_rate() -> None:
+    rows = open_rows("r20", [0.6] * 230, 10.0, 0.0) + open_rows("r30", [1.4] * 330, 10.0, 1000.0, lag=0.05)
+    stages = windows([rate_window("r20", 20.0, 0.0, 10.0), rate_window("r30", 30.0, 1000.0, 10.0)])
+    result = capacity(frame(rows), stages, SLOS)
+    # r30's lag p99 is 50 ms, over the 25 ms bound: its arrivals were not the target's, so its achieved 33 req/s
+    assert [p.x_basis for p in result.points] == ["target", "achieved"]
+    assert result.points[1].x_req_per_s == pytest.approx(33.0)
+    assert result.max_rps == pytest.approx(20 + 0.5 * 13)
+    assert "on r20's target rate and r30's achieved rate: the generator did not keep up" in result.basis
+    # a token-rate stage follows its controller, and a closed-loop stage has no target: both achieved
+    tokens = windows([rate_window("r20", 20.0, 0.0, 10.0, kind="tokens"), {"label": "r30"}])
+    assert [p.x_basis for p in capacity(frame(rows), tokens, SLOS).points] == ["achieved", "achieved"]
+
+
+def test_sectioned_interval_arithmetic() -> None:
+    from analysis.sections import percentile_sections, section_of, sectioned_ci, share_sections
+
+    # S² = (0.04 + 0.01 + 0 + 0.01 + 0.04) / 4 = 0.025; half-width t₄ · S / √5 = 2.7764 × 0.15811 / 2.2361
+    low, high = sectioned_ci(1.0, [0.8, 0.9, 1.0, 1.1, 1.2]) or (0.0, 0.0)
+    assert (low, high) == (pytest.approx(1.0 - 0.19632, abs=1e-5), pytest.approx(1.0 + 0.19632, abs=1e-5))
+    assert sectioned_ci(1.0, [0.8, None, 1.0, 1.1, 1.2]) is None
+    # by start time, five equal sections; ties keep their order
+    assert section_of(np.array([5.0, 1.0, 3.0, 2.0, 4.0, 0.0, 9.0, 8.0, 7.0, 6.0])).tolist() == [
+        2, 0, 1, 1, 2, 0, 4, 4, 3, 3,
+    ]  # fmt: skip
+    sections = np.repeat(np.arange(5), 40)
+    values = np.tile(np.r_[np.zeros(38), np.ones(2)], 5)
+    # p95 of each section's 40 values: 0 + (39 × 0.95 − 37) × 1 = 0.05
+    assert percentile_sections(values, sections, 95) == pytest.approx((0.05,) * 5)
+    assert percentile_sections(values[:195], sections[:195], 95) is None  # the last section is 35 < 40 values
+    assert share_sections(values.astype(bool), sections, 0.95) == pytest.approx((0.05,) * 5)
+
+
+def test_x_stars_interval_spans_its_sections() -> None:
+    # r10: 200 requests over 20 s, TTFT 0.5 s; r20: 200 over 10 s, its five sections at 1.3 … 1.7 s (p95 1.7)
+    b = [1.3 + 0.1 * k for k in range(5) for _ in range(40)]
+    rows = open_rows("r10", [0.5] * 200, 20.0, 0.0) + open_rows("r20", b, 10.0, 1000.0)
+    stages = windows([rate_window("r10", 10.0, 0.0, 20.0), rate_window("r20", 20.0, 1000.0, 10.0)])
+    result = capacity(frame(rows), stages, SLOS)
+    check = result.points[1].checks[0]
+    # r20's p95 is 1.7 (the top 40 values) and its order-statistic interval collapses there; its sections' p95s
+    # 1.3 … 1.7 give S² = (0.16 + 0.09 + 0.04 + 0.01) / 4 = 0.075, half-width 2.7764 × 0.27386 / √5 = 0.34004
+    assert check.value == pytest.approx(1.7) and check.sections == pytest.approx((1.3, 1.4, 1.5, 1.6, 1.7))
+    half = pytest.approx(0.34004, abs=1e-5)
+    assert (1.7 - (check.ci_low or 0.0), (check.ci_high or 0.0) - 1.7) == (half, half)
+    # X* = 10 + 10 × 0.5 / 1.2; per section 10 + 10 × 0.5 / (b_k − 0.5) = 16.25, 15.556, 15, 14.545, 14.167:
+    # S² = Σ (X*_k − X*)² / 4 = 1.77679, half-width 2.7764 × 1.33297 / √5 = 1.65509 — wider than the verdicts'
+    # [10 + 5 / 1.54004, 10 + 5 / 0.85996] = [13.247, 15.814]
+    x = 10 + 5 / 1.2
+    assert result.max_rps == pytest.approx(x)
+    assert result.max_rps_ci == (pytest.approx(x - 1.65509, abs=1e-4), pytest.approx(x + 1.65509, abs=1e-4))
+    assert "5 sections" in result.basis
+
+
+def test_an_open_loop_stage_too_short_to_section_has_no_percentile_bounds() -> None:
+    # 199 requests: a p95 needs sections of 40 (two values above it in each), so 200
+    rows = open_rows("r20", [0.6] * 199, 10.0, 0.0)
+    (point,) = capacity(frame(rows), windows([rate_window("r20", 20.0, 0.0, 10.0)]), SLOS).points
+    check = point.checks[0]
+    assert check.value == pytest.approx(0.6) and (check.ci_low, check.ci_high) == (None, None)
+    assert point.meets() and not point.meets("conservative")
