@@ -53,6 +53,11 @@ def simulated_band(sim: SimSettings) -> float:
     """Nominal tokens/s of the simulated endpoint a run measured (its sizing settings,
     :data:`loadtest.spec.simulator.SIZING_KEYS`): its PT band, or (model units) its replicas times one replica's
     tokens/s at the model-unit reference mix."""
+    if sim.value("slots") is not None:
+        raise ConfigError(
+            "that run measured a fixed-slots simulator (a queueing model, not an architecture on a band): "
+            "plan from a run of the continuous-batching model"
+        )
     try:
         config = SimConfig(**sim.sizing())
         band = config.band()

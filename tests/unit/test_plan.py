@@ -755,3 +755,11 @@ def test_the_command_takes_a_profile_and_prints_its_hours(tmp_path: Path) -> Non
     refused(run_cli("plan", "--prompt-tokens", "1", "--output-tokens", "1", "--peak-rps", "1", "--hourly"), 2,
             "--hourly shows the hours of a --profile")  # fmt: skip
     refused(run_cli(*args[:-2], "--profile", "diurnal"), 2, "give the forecast peak")
+
+
+def test_a_fixed_slots_run_is_not_planned_as_a_band() -> None:
+    from analysis.measured import simulated_band
+    from loadtest.spec.simulator import SimSettings
+
+    with pytest.raises(ConfigError, match="fixed-slots simulator"):
+        simulated_band(SimSettings(slots=8, prefill_ms=10.0, tpot_ms=2.0))
