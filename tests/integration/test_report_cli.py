@@ -47,7 +47,9 @@ def test_a_new_forecast_replans_the_report(tmp_path: Path) -> None:
     assert (run / "report-replanned.html").read_text() == page
     assert "<td>llama-3.3-70b</td>" in page and "<td>llama-3.1-8b</td>" in page
     # an hourly shape: the band autoscales, the intro says so
-    shaped = run_cli("report", str(run), "-o", str(out), "--peak-tpm", "2500000", "--profile", "business-hours")
+    shaped = run_cli(
+        "report", str(run), "-o", str(out), "--peak-tpm", "2500000", "--profile", "business-hours"
+    )
     assert shaped.returncode == 0, shaped.stderr
     assert "hourly profile business-hours: mean 28% of the peak; token bands autoscale" in out.read_text()
 
