@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analysis.cost_basis import (
@@ -62,6 +62,7 @@ from loadtest.spec.profile import LoadProfile
 __all__ = [
     "DEFAULT_MAX_REFUSED",
     "HOURS_PER_MONTH",
+    "MINUTES_PER_MONTH",
     "ArchitecturePlan",
     "Forecast",
     "PlanSlos",
@@ -132,7 +133,7 @@ class ArchitecturePlan:
     architecture: str
     deployment: str
     provisioning: str
-    gpu: str  # the GPU profile's name, e.g. H100-80GB
+    gpu_name: str  # the GPU profile's name, e.g. H100-80GB (the plan's `gpu` is the catalog key, h100)
     tensor_parallel: int  # GPUs per replica
     dtype: str
     source: str
@@ -440,7 +441,17 @@ def _plan_one(
     notes: list[str] = []
     ref_mix = reference_mix(arch_key)
     if arch.kind == "embedding" and p > arch.context:  # reads only: clipped to its context
-        notes.append(f"inputs of {p} tokens exceed the {arch.context}-token context: sized as truncated")
+        notes.append(
+            f"inputs of {p:,} tokens exceed the {arch.context:,}-token context: the same requests/s sized and priced "
+            f"as truncated to {arch.context:,} tokens"
+        )
+        kept = arch.context / p
+        forecast = replace(
+            forecast,
+            peak_tokens_per_min=forecast.peak_tokens_per_min * kept,
+            prompt_tokens=arch.context,
+            monthly_tokens=None if forecast.monthly_tokens is None else forecast.monthly_tokens * kept,
+        )
         p = arch.context
     k_ref = reference_tokens_per_s(config, ref_mix)
     k_slo, slo_conc, breached = slo_capacity(config, p, o, slo)
@@ -474,6 +485,12 @@ def _plan_one(
     if dep.tp == 16:
         notes.append(
             "TP 16 spans two nodes: its efficiency (0.5) is an extrapolation, not a calibrated point"
+        )
+    if rate.unit == "model unit" and rate.tokens_basis == "estimated":
+        notes.append(
+            f"a model unit estimated as the GPU slice of the one published unit (Llama 4 Maverick: 65 tokens/s at "
+            f"3,500 in / 300 out, {setup.unit_gpus:.3f} of a GPU in the model, whose TP-16 efficiency is "
+            f"extrapolated): {rate.tokens_per_s:,.0f} tokens/s here"
         )
     chunks = min_chunks = units = None
     chunk = band = None
@@ -513,7 +530,7 @@ def _plan_one(
         architecture=arch_key,
         deployment=dep.name,
         provisioning=arch.provisioning,
-        gpu=dep.gpu.name,
+        gpu_name=dep.gpu.name,
         tensor_parallel=dep.tp,
         dtype=dep.dtype,
         source=source,

@@ -170,6 +170,8 @@ def _entry(name: str, table: object, where: str) -> PriceEntry:
             values[key] = value
             continue
         if value == "none":
+            if key in HARDWARE_FIELDS:
+                raise ConfigError(f'{where}: {key} = "none": leave it out, and the model estimates it')
             none.add(key)
             continue
         if key in _QUOTAS:
@@ -182,6 +184,22 @@ def _entry(name: str, table: object, where: str) -> PriceEntry:
             raise ConfigError(f'{where}: {key} must be {what} (or "none"), got {value!r}')
         values[key] = value
     return PriceEntry(**values, none=frozenset(none))  # type: ignore[arg-type]
+
+
+def _check_kind(name: str, entry: PriceEntry, where: str) -> None:
+    """Chunk figures only for token-band architectures, model-unit figures only for model-unit ones; a chunk's
+    DBUs only with the chunk size they were published for."""
+    bands = ARCHITECTURES[name].provisioning == "tokens_band"
+    wrong = ("model_unit_tokens_per_s", "dbu_per_model_unit_hour") if bands else HARDWARE_FIELDS[:2]
+    for key in wrong:
+        if getattr(entry, key) is not None:
+            kind = "token bands" if bands else "model units"
+            raise ConfigError(f"{where}: {key} does not apply: {name} is sized in {kind}")
+    if entry.dbu_per_chunk_hour is not None and entry.throughput_chunk_size is None:
+        raise ConfigError(
+            f"{where}: dbu_per_chunk_hour needs the throughput_chunk_size it was published for (a DBU rate for the "
+            "model's estimated chunk would price a different slice of a GPU)"
+        )
 
 
 def load_prices(path: Path) -> PriceBook:
@@ -211,12 +229,21 @@ def load_prices(path: Path) -> PriceBook:
         where = f'{path}: [models."{name}"]'
         if name != "default" and name not in ARCHITECTURES:
             raise unknown_name("architecture", name, ["default", *sorted(ARCHITECTURES)], where)
-        entries[name] = _entry(name, table, where)
+        entry = _entry(name, table, where)
+        if name != "default":
+            _check_kind(name, entry, where)
+        entries[name] = entry
     anchor = raw.get("gpu_hour_from")
     if anchor is not None:
         if "dbu_per_gpu_hour" in raw:
             raise ConfigError(f"{path}: give dbu_per_gpu_hour or gpu_hour_from, not both")
         given = entries.get(anchor)
+        arch = ARCHITECTURES.get(anchor)
+        if arch is None or arch.kind != "decoder" or arch.provisioning != "tokens_band":
+            raise ConfigError(
+                f'{path}: gpu_hour_from = "{anchor}" must name a generative model sized in token bands (its '
+                "published chunk is what a GPU-hour is derived from)"
+            )
         if given is None or given.throughput_chunk_size is None or given.dbu_per_chunk_hour is None:
             raise ConfigError(
                 f'{path}: gpu_hour_from = "{anchor}" needs [models."{anchor}"] with throughput_chunk_size and '

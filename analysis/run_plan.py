@@ -52,6 +52,18 @@ class RunPlan:
     notes: tuple[str, ...]
 
 
+def _reserved(data: RunData, output: int) -> int | None:
+    """The ``max_tokens`` the run's requests reserved (their mean), when above what they produced: the plan's
+    pay-per-token fit holds it against OTPM as the run's requests would."""
+    if "max_tokens" not in data.records:
+        return None
+    asked = data.records.loc[data.records["ok"], "max_tokens"].dropna()
+    if asked.empty:
+        return None
+    mean = round(float(asked.astype("float64").mean()))
+    return mean if mean > output else None
+
+
 def plan_for_run(
     data: RunData, capacity: CapacityResult, request: PlanRequest | None, *, prices: PriceBook | None = None
 ) -> RunPlan | str:
@@ -64,7 +76,13 @@ def plan_for_run(
     except ConfigError as exc:
         return str(exc)
     peak = request.peak_tokens_per_min or (request.peak_requests_per_s or 0.0) * (prompt + output) * 60.0
-    forecast = Forecast(peak, prompt, output, profile=shape(request.profile) if request.profile else None)
+    forecast = Forecast(
+        peak,
+        prompt,
+        output,
+        max_tokens=_reserved(data, output),
+        profile=shape(request.profile) if request.profile else None,
+    )
     slos = slos_of_classes(data.manifest.spec.request_classes, output)
     simulated = data.manifest.simulator
     gpu = str(simulated.settings.value("gpu")) if simulated is not None else "h100"

@@ -43,7 +43,7 @@ def format_tokens(value: float | None) -> str:
 
 def format_hardware(p: ArchitecturePlan) -> str:
     """``H100-80GB × 4 fp16``: the GPU, GPUs per replica (tensor-parallel size) and precision of one replica."""
-    return f"{p.gpu} × {p.tensor_parallel} {p.dtype}"
+    return f"{p.gpu_name} × {p.tensor_parallel} {p.dtype}"
 
 
 def format_provisioned(p: ArchitecturePlan) -> str:
@@ -55,7 +55,7 @@ def format_provisioned(p: ArchitecturePlan) -> str:
         return _DASH
     band = f"{p.chunks} × {p.chunk_size:,.0f} = {p.band_tokens_per_s:,.0f} tok/s"
     if p.pt_autoscaled and p.min_chunks is not None and p.min_chunks != p.chunks:
-        low = "0, scale to zero" if p.min_chunks == 0 else f"{p.min_chunks} × {p.chunk_size:,.0f}"
+        low = "0, scale to zero" if p.scales_to_zero else f"{p.min_chunks} × {p.chunk_size:,.0f}"
         band += f" (min {low})"
     return band
 
@@ -69,7 +69,7 @@ def format_pt_cost(p: ArchitecturePlan) -> str:
 
 def format_gpu_hour(p: ArchitecturePlan) -> str:
     value = p.pt_rate.usd_per_gpu_hour
-    return _DASH if value is None else f"${value:,.2f}"
+    return _DASH if value is None or not p.feasible else f"${value:,.2f}"
 
 
 _SHORT_QUOTA = {
@@ -222,9 +222,9 @@ def forecast_line(forecast: Forecast) -> str:
             f"peak × load factor {forecast.load_factor:g}; PT held at the peak's band, --profile autoscales"
         )
     return (
-        f"forecast: peak {forecast.peak_tokens_per_min:,.0f} tokens/min ({forecast.peak_requests_per_s:.2f} req/s) "
-        f"at {forecast.prompt_tokens} in / {forecast.output_tokens} out; {format_tokens(forecast.tokens_per_month)} "
-        f"tokens/month ({volume})"
+        f"forecast: peak {forecast.peak_tokens_per_min:,.0f} tokens/min ({forecast.peak_requests_per_s:,.2f} req/s) "
+        f"at {forecast.prompt_tokens:,} in / {forecast.output_tokens:,} out; "
+        f"{format_tokens(forecast.tokens_per_month)} tokens/month ({volume})"
     )
 
 
@@ -237,12 +237,13 @@ def basis_line(plans: Sequence[ArchitecturePlan], book: PriceBook) -> str:
     gpu_hour = ""
     if estimated is not None:
         basis = estimated.gpu_hour_basis
-        per = (
-            f"{basis.dbu_per_gpu_hour:,.0f} DBU per GPU-hour, " if basis.dbu_per_gpu_hour is not None else ""
-        )
-        gpu_hour = (
-            f"; est. = a chunk or model unit's size or price estimated by the model at {per}from {basis.how}"
-        )
+        if basis.dbu_per_gpu_hour is None:
+            gpu_hour = f"; {basis.how}"
+        else:
+            gpu_hour = (
+                f"; est. = a chunk or model unit's size or price estimated by the model at "
+                f"{basis.dbu_per_gpu_hour:,.0f} DBU per GPU-hour, from {basis.how}"
+            )
     return f"cost basis: {usd}{gpu_hour}"
 
 
@@ -286,7 +287,7 @@ def render_plan_json(plans: Sequence[ArchitecturePlan], forecast: Forecast, cont
             "usd_per_dbu": book.usd_per_dbu,
             "usd_per_dbu_source": book.usd_per_dbu_source,
             "dbu_per_gpu_hour": plans[0].gpu_hour_basis.dbu_per_gpu_hour if plans else book.dbu_per_gpu_hour,
-            "gpu_hour_basis": plans[0].gpu_hour_basis.how if plans else None,
+            "how": plans[0].gpu_hour_basis.how if plans else None,
         },
         "measured_runs": [str(path) for path in context.runs],
         "warnings": list(context.warnings),

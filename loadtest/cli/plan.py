@@ -145,7 +145,7 @@ def plan(**opts: Any) -> None:
     monthly cost of each, for a forecast peak and SLOs."""
 
     from analysis.measured import mean_mix, measured_from_run
-    from analysis.plan import Forecast, PlanSlos
+    from analysis.plan import MINUTES_PER_MONTH, Forecast, PlanSlos
     from analysis.plan import plan as make_plan
     from analysis.prices import load_prices
     from analysis.run_plan import EXAMPLE_PRICES
@@ -185,6 +185,14 @@ def plan(**opts: Any) -> None:
         raise ConfigError("--hourly shows the hours of a --profile: give one")
     if profile is not None and (opts["monthly_tokens"] is not None or opts["load_factor_given"]):
         raise ConfigError("--profile sets the monthly volume: drop --monthly-tokens / --load-factor")
+    if opts["monthly_tokens"] is not None and opts["load_factor_given"]:
+        raise ConfigError(
+            "--monthly-tokens sets the monthly volume: drop --load-factor (it derives one from the peak)"
+        )
+    if opts["hourly"] and opts["fmt"] == "json":
+        raise ConfigError(
+            "--hourly is for the table: the JSON already has each hour (pt_chunks_by_hour, ...)"
+        )
     if opts["peak_tpm"] is None and opts["peak_rps"] is None:
         if profile is None or profile.peak is None:
             raise ConfigError(
@@ -197,11 +205,24 @@ def plan(**opts: Any) -> None:
             f"--max-tokens {opts['max_tokens']} is below the {output} output tokens per request: "
             "a request cannot produce more than its max_tokens"
         )
+    if opts["max_tokens"] is not None and output == 0:
+        raise ConfigError("--max-tokens does not apply with 0 output tokens: embeddings generate nothing")
     if opts["tpot"] is not None and output == 0:
         raise ConfigError(
             "--tpot does not apply with 0 output tokens: embeddings produce no tokens, so no TPOT"
         )
     peak_tpm = opts["peak_tpm"] or opts["peak_rps"] * (prompt + output) * 60.0
+    if not 1.0 <= peak_tpm <= MAX_PEAK_TPM:  # a CSV's or a req/s peak, in tokens
+        raise ConfigError(
+            f"a peak of {peak_tpm:,.4g} tokens/min is outside [1, {MAX_PEAK_TPM:,.0f}]: check the forecast's units"
+        )
+    if opts["monthly_tokens"] is not None and opts["monthly_tokens"] > peak_tpm * MINUTES_PER_MONTH * (
+        1 + 1e-9
+    ):
+        raise ConfigError(
+            f"--monthly-tokens {opts['monthly_tokens']:,.4g} is more than the peak reaches running all month "
+            f"({peak_tpm * MINUTES_PER_MONTH:,.4g} tokens): raise the peak or lower the volume"
+        )
     forecast = Forecast(
         peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"], profile
     )
@@ -221,7 +242,9 @@ def plan(**opts: Any) -> None:
     prices = load_prices(prices_path)
     kind = "embedding" if output == 0 else "decoder"
     archs = _candidates(opts["architectures"], tuple(measured), kind, prompt, opts["max_tokens"] or output)
+    chosen = set(opts["architectures"]) | set(measured)
     plans = []
+    left_out = []
     for arch in archs:  # one at a time, so that a model limit names its architecture
         try:
             plans += make_plan(
@@ -242,7 +265,14 @@ def plan(**opts: Any) -> None:
                 + (f" at TP {tp}" if tp else "")
                 + (f" in {opts['dtype']}" if opts["dtype"] else "")
             )
-            raise ConfigError(f"{where}: {exc}") from None
+            if arch in chosen or not (tp or opts["dtype"]):
+                raise ConfigError(f"{where}: {exc}") from None
+            left_out.append(arch)  # a default candidate the forced hardware cannot hold
+    if left_out:
+        forced = " in ".join(x for x in (f"TP {tp}" if tp else "", opts["dtype"] or "") if x)
+        click.echo(f"note: left out, they do not fit {gpu} at {forced}: {', '.join(left_out)}", err=True)
+    if not plans:
+        raise ConfigError("no candidate fits that hardware: give a larger --tp or name one with --arch")
     context = PlanContext(
         slo=slo,
         headroom=opts["headroom"],

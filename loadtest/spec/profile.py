@@ -63,17 +63,20 @@ def shape(name: str) -> LoadProfile:
 
 def read_profile(path: Path) -> LoadProfile:
     """A CSV with a header and one row per hour: a ``tokens`` or a ``requests`` column (that hour's total, ≥ 0,
-    finite), other columns (``hour``, a date) ignored; 1 to 744 rows, at least one above 0."""
+    finite; the header's case and a UTF-8 byte-order mark do not matter), other columns (``hour``, a date)
+    ignored; 1 to 744 rows, at least one above 0. A row with more fields than the header is an error (a
+    ``1,000`` unquoted would otherwise read as 1)."""
     try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip().lower() for name in next(reader, [])]
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read profile {path}: {exc}") from None
-    columns = rows[0].keys() if rows else ()
     unit: Literal["tokens", "requests"]
-    if "tokens" in columns and "requests" not in columns:
+    if "tokens" in header and "requests" not in header:
         unit = "tokens"
-    elif "requests" in columns and "tokens" not in columns:
+    elif "requests" in header and "tokens" not in header:
         unit = "requests"
     else:
         raise ConfigError(
@@ -83,9 +86,15 @@ def read_profile(path: Path) -> LoadProfile:
         raise ConfigError(
             f"{path}: {len(rows)} hours; a profile has 1 to {MAX_HOURS} (a day, a week, a month)"
         )
+    column = header.index(unit)
     values = []
-    for line, row in enumerate(rows, start=2):
-        text = (row.get(unit) or "").strip()
+    for line, row in rows:
+        if len(row) > len(header):
+            raise ConfigError(
+                f"{path}:{line}: {len(row)} fields under a {len(header)}-column header (quote numbers with "
+                "thousands separators, or drop the separators)"
+            )
+        text = row[column].strip() if column < len(row) else ""
         try:
             value = float(text)
         except ValueError:

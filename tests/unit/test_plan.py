@@ -25,6 +25,7 @@ from loadtest.model.roofline import Deployment, decode_cost, kv_capacity_tokens
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.config import SimConfig
 from loadtest.spec.profile import read_profile, shape
+from reports.plan_table import basis_line
 from tests.helpers import ROOT, refused, run_cli, two_stage_run
 
 FORECAST = Forecast(peak_tokens_per_min=1_800_000, prompt_tokens=3000, output_tokens=250)
@@ -247,9 +248,10 @@ def test_embedding_models_are_sized_on_what_they_read() -> None:
     assert any("512-token context" in n for n in bge.notes)  # BGE reads 512 tokens at most: clipped
     assert bge.mix_ratio == pytest.approx(1.0, rel=1e-6)  # clipped input = the embedding reference (512, 0)
     assert bge.chunk_size is not None and bge.pt_rate.tokens_basis == "estimated"  # no chunk in the table
-    assert bge.chunks == math.ceil(1_000_000 * 1.2 / (bge.mix_ratio * bge.chunk_size))
+    # the same 1,000 req/s, each truncated to 512 tokens: 512,000 tokens/s to provision and to bill
+    assert bge.chunks == math.ceil(512_000 * 1.2 / (bge.mix_ratio * bge.chunk_size))
     served = bge.ppt_served_tokens_per_month
-    assert served is not None and served < reads.tokens_per_month  # the example quotas refuse most of it
+    assert served is not None and served < reads.tokens_per_month * 512 / 1000  # the quotas refuse most of it
     assert bge.ppt_cost_per_month == pytest.approx(served * 0.5 / 1e6)  # input price only, what is served
     (gte,) = plan(reads, PlanSlos(ttft_s=0.5), ["gte-large"], prices=BOOK)
     assert not gte.notes and gte.replica_slo_tokens_per_s > 0 and "no published" in gte.confidence
@@ -379,7 +381,7 @@ PLAN_ROW_KEYS = {
     "architecture",
     "deployment",
     "provisioning",
-    "gpu",
+    "gpu_name",
     "tensor_parallel",
     "dtype",
     "source",
@@ -456,13 +458,15 @@ def test_the_json_schema_is_versioned_and_its_keys_pinned() -> None:
         "usd_per_dbu",
         "usd_per_dbu_source",
         "dbu_per_gpu_hour",
-        "gpu_hour_basis",
+        "how",
     }
     # 300 req/s is above a workspace's 200 QPS for provisioned throughput: a warning, in the JSON and on stderr
     assert len(body["warnings"]) == 1 and "above the 200 queries per second" in body["warnings"][0]
     assert proc.stderr.startswith("warning: a peak of 300 req/s is above the 200 queries per second")
     docs = (ROOT / "docs" / "plan.md").read_text()
-    assert all(f"`{key}`" in docs for key in PLAN_ROW_KEYS | PLAN_JSON_KEYS | PT_RATE_KEYS)
+    section = docs[docs.index("## JSON: `--format json`") :]
+    section = section[: section.index("\n## ", 1)]  # the keys must be in the JSON section's own tables
+    assert [k for k in PLAN_ROW_KEYS | PLAN_JSON_KEYS | PT_RATE_KEYS if f"`{k}`" not in section] == []
 
 
 @pytest.mark.parametrize(
@@ -557,9 +561,13 @@ def test_estimated_rates_share_one_gpu_hour_basis_derived_from_the_published_chu
     assert eight.chunk_size == chunk_of(eight.replica_reference_tokens_per_s)
     assert seventy_one.chunk_size == chunk_of(seventy_one.replica_reference_tokens_per_s)
     assert seventy_one.tensor_parallel == 4 and seventy_one.pt_rate.gpus == pytest.approx(4, rel=2e-3)
-    assert eight.pt_cost_per_month == pytest.approx(
-        eight.chunks * eight.pt_rate.gpus * dbu_per_gpu_hour * 0.5 * 730  # type: ignore[operator]
-    )
+    # so a row costs what its GPUs do: an estimated chunk is one replica, TP GPUs (its chunk size rounded down to
+    # 10 tokens/s makes it a hair less), whatever the architecture — 405B's chunk costs 16 × an 8B's
+    gpu_hour_usd = dbu_per_gpu_hour * 0.5
+    for key, tp in (("llama-3.1-8b", 1), ("llama-3.1-70b", 4), ("mixtral-8x7b", 2)):
+        row = rows[key]
+        assert row.tensor_parallel == tp
+        assert row.pt_cost_per_month == pytest.approx(row.chunks * tp * gpu_hour_usd * 730, rel=2e-3), key
     assert seventy_one.gpus == seventy_one.replicas * 4
 
 
@@ -690,7 +698,7 @@ def test_max_tokens_is_reserved_against_otpm_for_the_requests_duration() -> None
 
 def test_dtype_and_tp_change_the_hardware_every_row_names() -> None:
     (default,) = plan(FORECAST, SLO, ["llama-3.3-70b"], prices=BOOK)
-    assert (default.gpu, default.tensor_parallel, default.dtype) == ("H100-80GB", 4, "fp16")
+    assert (default.gpu_name, default.tensor_parallel, default.dtype) == ("H100-80GB", 4, "fp16")
     (fp8,) = plan(FORECAST, SLO, ["llama-3.3-70b"], prices=BOOK, dtype="fp8", tp=8)
     assert (fp8.tensor_parallel, fp8.dtype, fp8.deployment) == (8, "fp8", "llama-3.3-70b@h100x8-fp8")
     assert (
@@ -763,3 +771,105 @@ def test_a_fixed_slots_run_is_not_planned_as_a_band() -> None:
 
     with pytest.raises(ConfigError, match="fixed-slots simulator"):
         simulated_band(SimSettings(slots=8, prefill_ms=10.0, tpot_ms=2.0))
+
+
+def test_a_table_without_a_gpu_hour_basis_says_so_in_one_clause(tmp_path: Path) -> None:
+    book = _book(tmp_path, "usd_per_dbu = 0.5\n")
+    rows = plan(FORECAST, SLO, ["llama-3.1-8b"], prices=book)
+    assert basis_line(rows, book) == (
+        "cost basis: $0.5/DBU; the price table gives no GPU-hour basis: estimated PT rates are not priced"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[models."gpt-oss-20b"]\nthroughput_chunk_size = 970\n', "throughput_chunk_size does not apply: "
+         "gpt-oss-20b is sized in model units"),
+        ('[models."llama-3.1-8b"]\nmodel_unit_tokens_per_s = 65\n', "model_unit_tokens_per_s does not apply: "
+         "llama-3.1-8b is sized in token bands"),
+        ('[models."llama-3.1-8b"]\ndbu_per_chunk_hour = 24\n', "dbu_per_chunk_hour needs the throughput_chunk_size"),
+        ('gpu_hour_from = "gpt-oss-20b"\n', "must name a generative model sized in token bands"),
+        ('gpu_hour_from = "bge-large"\n', "must name a generative model sized in token bands"),
+    ],
+)  # fmt: skip
+def test_price_figures_of_the_wrong_kind_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _book(tmp_path, text)
+
+
+def test_forced_hardware_leaves_out_default_candidates_that_cannot_hold_it() -> None:
+    base = ("plan", "--peak-tpm", "1e6", "--prompt-tokens", "1000", "--output-tokens", "100")
+    proc = run_cli(*base, "--tp", "1", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    planned = {row["architecture"] for row in orjson.loads(proc.stdout)["plans"]}
+    assert "llama-3.1-8b" in planned and "llama-3.3-70b" not in planned
+    assert "note: left out, they do not fit h100 at TP 1: llama-3.1-70b, llama-3.3-70b" in proc.stderr
+    # named, it is an error
+    refused(run_cli(*base, "--tp", "1", "--arch", "llama-3.3-70b"), 2, "llama-3.3-70b on h100 at TP 1")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--peak-rps", "1000000", "--prompt-tokens", "100000", "--output-tokens", "1"),
+         "a peak of 6e+12 tokens/min is outside [1, 10,000,000,000]"),
+        (("--peak-tpm", "1e6", "--prompt-tokens", "100", "--output-tokens", "10", "--monthly-tokens", "1e14"),
+         "--monthly-tokens 1e+14 is more than the peak reaches running all month (4.38e+10 tokens)"),
+        (("--peak-tpm", "1e6", "--prompt-tokens", "100", "--output-tokens", "10", "--monthly-tokens", "1e9",
+          "--load-factor", "0.5"), "--monthly-tokens sets the monthly volume: drop --load-factor"),
+        (("--peak-tpm", "1e6", "--prompt-tokens", "100", "--output-tokens", "10", "--profile", "flat", "--hourly",
+          "--format", "json"), "--hourly is for the table"),
+        (("--peak-tpm", "1e6", "--prompt-tokens", "100", "--output-tokens", "0", "--max-tokens", "10",
+          "--arch", "bge-large"), "--max-tokens does not apply with 0 output tokens"),
+    ],
+)  # fmt: skip
+def test_forecasts_that_cannot_be_are_one_line(args: tuple[str, ...], message: str) -> None:
+    refused(run_cli("plan", "--arch", "llama-3.1-8b", *args) if "bge-large" not in args else run_cli("plan", *args),
+            2, message)  # fmt: skip
+
+
+def test_a_csv_peak_is_held_to_the_same_bounds(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.csv"
+    huge.write_text("hour,tokens\n0,1e30\n")
+    args = ("plan", "--prompt-tokens", "100", "--output-tokens", "10", "--arch", "llama-3.1-8b", "--profile")
+    refused(run_cli(*args, str(huge)), 2, "tokens/min is outside [1, 10,000,000,000]")
+
+
+def test_profile_csvs_as_spreadsheets_write_them(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffTokens,Hour\r\n600,0\r\n\r\n1200,1\r\n".encode())  # BOM, capitals, a blank line
+    prof = read_profile(path)
+    assert (prof.peak, prof.unit, prof.shares) == (1200.0, "tokens", (0.5, 1.0))
+    split = tmp_path / "split.csv"
+    split.write_text("hour,tokens\n0,5\n\n1,1,000\n")  # an unquoted thousands separator, after a blank line
+    with pytest.raises(ConfigError, match=re.escape("split.csv:4: 3 fields under a 2-column header")):
+        read_profile(split)
+
+
+def test_the_docs_examples_are_the_commands_real_output() -> None:
+    docs = (ROOT / "docs" / "plan.md").read_text()
+    blocks = docs.split("```")
+    outputs = [b.lstrip("\n") for b in blocks if b.startswith("\narchitecture")]
+    common = ("--peak-tpm", "1800000", "--prompt-tokens", "3000", "--output-tokens", "250", "--ttft", "1s")
+    first = run_cli(
+        "plan",
+        *common,
+        "--tpot",
+        "50ms",
+        "--arch",
+        "llama-3.3-70b",
+        "--arch",
+        "llama-3.1-8b",
+        "--arch",
+        "mixtral-8x7b",
+        "--arch",
+        "llama-4-maverick",
+        "--arch",
+        "gpt-oss-120b",
+        "--arch",
+        "dbrx",
+    )
+    second = run_cli("plan", *common, "--tpot", "50ms", "--arch", "llama-3.3-70b", "--arch", "gpt-oss-120b",
+                     "--profile", "business-hours")  # fmt: skip
+    assert outputs == [first.stdout, second.stdout]
