@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from loadtest.errors import EndpointError
+from loadtest.errors import ConfigError, EndpointError
 
 __all__ = ["ManagedProcess", "SimulatorProcess"]
 
@@ -61,7 +61,13 @@ class ManagedProcess:
                     return self.url
         sel.close()
         err = self._stderr_tail()
+        refused = (
+            self.proc.returncode == 2
+        )  # the child refused its settings: the user's mistake, not the endpoint's
         self.stop()
+        if refused and err:
+            reason = err.removeprefix("loadtest: error: ").split(" (see 'loadtest ")[0]
+            raise ConfigError(f"the {self.what}'s settings ([simulator] or the sim flags): {reason}")
         raise EndpointError(f"the {self.what} did not start: {err or 'no output'}")
 
     def _stderr_tail(self) -> str:

@@ -100,3 +100,14 @@ def test_sim_port_in_use() -> None:
 def test_sim_unknown_architecture() -> None:
     proc = run_cli("sim", "--architecture", "gpt-9")
     refused(proc, 2, "unknown architecture")
+
+
+def test_simulator_settings_the_sim_refuses_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    scenario = tmp_path / "slow.toml"
+    scenario.write_text(
+        '[simulator]\nslowdown = 0\n[load]\nduration = "1s"\nstages = [{ concurrency = 1 }]\n'
+    )
+    proc = run_cli("run", str(scenario), cwd=tmp_path, timeout=60)
+    refused(proc, 2, "the embedded simulator's settings ([simulator] or the sim flags): Invalid value for "
+            "'--slowdown': 0.0 is not in the range 0.1<=x<=100.0.")  # fmt: skip
+    assert proc.stderr.count("error:") == 1 and not (tmp_path / "runs").exists()
