@@ -494,7 +494,7 @@ def test_loadtest_sim_serves_the_new_modes(monkeypatch: pytest.MonkeyPatch) -> N
     ):
         entity = served_entity(c)
         assert (entity["max_provisioned_throughput"], entity["throughput_chunk_size"]) == (1_940, 970)
-    with pytest.raises(ConfigError, match="settings .*unknown fault 'boom'"):
+    with pytest.raises(ConfigError, match=r"settings .*unknown fault 'boom'"):
         SimulatorProcess(SimSettings(faults={"boom": 0.1}).sim_args(1)).start()
     monkeypatch.setenv("SIM_OAUTH_SECRET", SECRET)
     argv = [sys.executable, "-m", "loadtest", "sim", "--port", "0", "--oauth-client-id", "cid",
