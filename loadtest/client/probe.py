@@ -50,6 +50,12 @@ def preflight(
         raise EndpointError(f"cannot reach {url}: {detail}")
     if record.status in (401, 403):
         raise EndpointError(f"{url} rejected the credentials (HTTP {record.status}); check --api-key-env")
+    if record.status == 404 and endpoint.api == "databricks":
+        raise EndpointError(
+            f"no serving endpoint named {endpoint.model!r} at {public_url(endpoint.base_url)} (HTTP 404"
+            + (f": {detail.removeprefix('HTTP 404: ')}" if detail else "")
+            + "); check the name on the workspace's Serving page or with `databricks serving-endpoints list`"
+        )
     if record.status == 404:
         raise EndpointError(
             f"no OpenAI-compatible API at {url} (HTTP 404); --endpoint is the base URL before "

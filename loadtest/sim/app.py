@@ -102,7 +102,6 @@ class App:
         self.faults = FaultInjector(faults, config.seed) if faults is not None and faults.active else None
         self.chunk = config.throughput_chunk_size
         self.created = int(time.time())
-        ep = f"/serving-endpoints/{config.endpoint_name}"
         self.routes: dict[str, tuple[str, Callable[[Connection, Request], None]]] = {
             "/health": ("GET", lambda c, r: c.respond(200, b"{}", r.request_id)),
             "/metrics": ("GET", lambda c, r: c.respond(200, metrics_text(self.model, self.snapshot()),
@@ -116,8 +115,6 @@ class App:
             "/serving-endpoints/chat/completions": ("POST", lambda c, r: self._generate(c, r, self._db(r), True)),
             "/serving-endpoints/completions": ("POST", lambda c, r: self._generate(c, r, self._db(r), False)),
             "/serving-endpoints/embeddings": ("POST", lambda c, r: self._embed(c, r, self._db(r))),
-            ep + "/invocations": ("POST", self._invocations),
-            "/api/2.0" + ep: ("GET", lambda c, r: self._json(c, r, self.endpoint())),
         }  # fmt: skip
         if self.oauth is not None:
             self.routes[_TOKEN_PATH] = ("POST", self._token)
@@ -146,6 +143,8 @@ class App:
         key = req.path
         if route is None and req.path.startswith(_OPT_INFO):
             route, key = ("GET", self._optimization_info), _OPT_INFO + "{model}/{version}"
+        elif route is None:
+            route = self._named_route(req.path)
         self.by_path[key if route else "(unknown)"] += 1
         try:
             if route is None:
@@ -190,11 +189,36 @@ class App:
             raise HttpError(400, "request body must be a JSON object")
         return body
 
+    def _named_route(self, path: str) -> tuple[str, Callable[[Connection, Request], None]] | None:
+        """``/serving-endpoints/{name}/invocations`` and ``/api/2.0/serving-endpoints/{name}`` for any name (or the
+        one ``endpoint_name`` when set)."""
+        if path.startswith("/serving-endpoints/") and path.endswith("/invocations"):
+            name = path[len("/serving-endpoints/") : -len("/invocations")]
+            if name and "/" not in name:
+                return "POST", lambda c, r: self._invocations(c, r, name)
+        elif path.startswith("/api/2.0/serving-endpoints/"):
+            name = path[len("/api/2.0/serving-endpoints/") :]
+            if name and "/" not in name:
+                return "GET", lambda c, r: self._json(c, r, self.endpoint(self._served(name)))
+        return None
+
+    def _served(self, name: object) -> str:
+        """The endpoint name a Databricks request names, if this simulator serves it; else a 404 that names it."""
+        if not isinstance(name, str) or not name:
+            raise HttpError(
+                400, "model (the serving endpoint's name) is required", code="INVALID_PARAMETER_VALUE"
+            )
+        if self.config.endpoint_name is not None and name != self.config.endpoint_name:
+            raise HttpError(
+                404,
+                f"Endpoint {name!r} does not exist (this workspace serves {self.config.endpoint_name!r})",
+                code="RESOURCE_DOES_NOT_EXIST",
+            )
+        return name
+
     def _db(self, req: Request) -> dict[str, Any]:
         body = self._body(req)
-        if body.get("model") != self.config.endpoint_name:
-            model = body.get("model")
-            raise HttpError(404, f"Endpoint {model!r} does not exist", code="RESOURCE_DOES_NOT_EXIST")
+        self._served(body.get("model"))
         return body
 
     def _token(self, conn: Connection, req: Request) -> None:
@@ -210,7 +234,8 @@ class App:
             )
         self._json(conn, req, optimization_info(self.arch, self.chunk))
 
-    def _invocations(self, conn: Connection, req: Request) -> None:
+    def _invocations(self, conn: Connection, req: Request, name: str) -> None:
+        self._served(name)
         body = self._body(req)
         if "messages" in body:
             self._generate(conn, req, body, chat=True)
@@ -238,7 +263,7 @@ class App:
         result = self.quota.admit(prompt_tokens, max_tokens)
         if isinstance(result, Rejection):
             self.rate_limited[result.limit_type] += 1
-            raise rate_limit_error(result, self.config.endpoint_name)
+            raise rate_limit_error(result, self.config.endpoint_name or "sim-llama")
         return plan, result
 
     def _generate(self, conn: Connection, req: Request, body: dict[str, Any], chat: bool) -> None:
@@ -381,7 +406,12 @@ class App:
             "oauth_tokens_issued": self.oauth.issued if self.oauth is not None else 0,
         }  # fmt: skip
 
-    def endpoint(self) -> dict[str, Any]:
+    def endpoint(self, name: str | None = None) -> dict[str, Any]:
         return endpoint_document(
-            self.config, self.deployment, self.chunk, f"sim-{self._prefix}", self.created
+            self.config,
+            self.deployment,
+            self.chunk,
+            f"sim-{self._prefix}",
+            self.created,
+            name or self.config.endpoint_name or "sim-llama",
         )

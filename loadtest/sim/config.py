@@ -77,7 +77,8 @@ class SimConfig:
     prefill_ms: float | None = default("prefill_ms")
     tpot_ms: float | None = default("tpot_ms")
     api_token: str | None = field(default=None, repr=False)
-    endpoint_name: str = "sim-llama"
+    # the one Databricks endpoint name served, or None: any name (a workspace has many); "sim-llama" when asked
+    endpoint_name: str | None = None
     model_name: str = ""
     mode: Mode = default("mode")  # noqa: RUF009 (an immutable str from the settings definition)
     itpm: int | None = default("itpm")

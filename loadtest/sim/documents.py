@@ -39,11 +39,12 @@ def optimization_info(arch: Architecture, chunk: int) -> dict[str, Any]:
 
 
 def endpoint_document(
-    config: SimConfig, deployment: Deployment, chunk: int, ident: str, created: int
+    config: SimConfig, deployment: Deployment, chunk: int, ident: str, created: int, name: str
 ) -> dict[str, Any]:
+    """``GET /api/2.0/serving-endpoints/{name}``: the served endpoint under the name it was asked by."""
     arch = deployment.architecture
     replicas = config.replica_count
-    entity: dict[str, Any] = {"name": f"{config.endpoint_name}-entity", "entity_name": f"system.ai.{arch.key}",
+    entity: dict[str, Any] = {"name": f"{name}-entity", "entity_name": f"system.ai.{arch.key}",
                               "entity_version": "1", "state": {"deployment": "DEPLOYMENT_READY"}}  # fmt: skip
     simulator: dict[str, Any] = {"deployment": deployment.name, "replicas": replicas,
                                  "max_batch": config.max_batch, "mode": config.mode}  # fmt: skip
@@ -60,7 +61,7 @@ def endpoint_document(
         entity.update(min_provisioned_throughput=band[0], max_provisioned_throughput=band[1])
         entity["throughput_chunk_size"] = chunk
     return {
-        "name": config.endpoint_name, "id": ident, "creator": "loadtest-sim",
+        "name": name, "id": ident, "creator": "loadtest-sim",
         "creation_timestamp": created * 1000, "last_updated_timestamp": created * 1000,
         "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
         "task": "llm/v1/embeddings" if arch.kind == "embedding" else "llm/v1/chat",

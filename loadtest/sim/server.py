@@ -1,11 +1,11 @@
 """The simulated endpoint: a real HTTP/1.1 server (stdlib asyncio) in front of the batching model.
 
-Paths (``{name}`` is ``SimConfig.endpoint_name``):
+Paths (``{name}`` is any Databricks endpoint name, or only ``SimConfig.endpoint_name`` when it is set):
 
 - OpenAI / vLLM: ``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``; ``GET /v1/models``,
   ``/metrics`` (Prometheus text, vLLM metric names), ``/health``.
 - Databricks: ``POST /serving-endpoints/chat/completions`` (also ``/completions`` and ``/embeddings``; the body's
-  ``model`` must be ``{name}``), ``POST /serving-endpoints/{name}/invocations`` (chat if the body has ``messages``,
+  ``model`` is ``{name}``), ``POST /serving-endpoints/{name}/invocations`` (chat if the body has ``messages``,
   completions if ``prompt``, embeddings if ``input``), ``GET /api/2.0/serving-endpoints/{name}``: the endpoint with
   its PT band (:mod:`loadtest.sim.config`: ``replicas × throughput_chunk_size`` unless a band is given), the chunk
   being one replica's saturated tokens/s (input + output) at the reference mix 2048 in / 256 out

@@ -11,7 +11,7 @@ import pytest
 
 from analysis import load_run
 from loadtest.sim import SimConfig, SimServer
-from tests.helpers import free_port, only_run_dir, run_cli, start_cli
+from tests.helpers import free_port, only_run_dir, refused, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -69,10 +69,12 @@ def test_retry_after_policy_retries_429s_after_waiting(tmp_path: Path) -> None:
 
 
 def test_databricks_invocations_path_with_a_pat(tmp_path: Path) -> None:
+    # the simulator answers any endpoint name, as a workspace serves many: a scenario keeps its real one
+    name = "databricks-meta-llama-3-3-70b-instruct"
     with SimServer(SimConfig(api_token="dapi-test-token-123456")) as sim:
         scenario = tmp_path / "s.toml"
         scenario.write_text(
-            f'[endpoint]\nhost = "{sim.url}"\nendpoint = "sim-llama"\npath = "invocations"\n'
+            f'[endpoint]\nhost = "{sim.url}"\nendpoint = "{name}"\npath = "invocations"\n'
             'auth = "pat"\n[[classes]]\noutput_tokens = 8\nslo = {ttft_p95 = "1s"}\n'
             '[load]\nduration = "2s"\nconcurrency = [2]\n'
         )
@@ -82,7 +84,7 @@ def test_databricks_invocations_path_with_a_pat(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     df = load_run(only_run_dir(tmp_path / "runs")).records
     assert len(df) > 4 and df["ok"].all()
-    assert stats["by_path"]["/serving-endpoints/sim-llama/invocations"] == len(df) + 1  # + the preflight
+    assert stats["by_path"][f"/serving-endpoints/{name}/invocations"] == len(df) + 1  # + the preflight
     assert b"dapi-test-token-123456" not in b"".join(
         p.read_bytes() for p in only_run_dir(tmp_path / "runs").iterdir()
     )
@@ -128,3 +130,19 @@ def test_a_worker_started_elsewhere_joins_the_master(tmp_path: Path) -> None:
     df = load_run(only_run_dir(tmp_path)).records
     assert len(df) == served > 30
     assert {w.split("-")[0] for w in df["worker"]} == {"worker0"}
+
+
+def test_a_databricks_endpoint_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    with SimServer(SimConfig(endpoint_name="served-one")) as sim:
+        scenario = tmp_path / "s.toml"
+        scenario.write_text(
+            f'[endpoint]\nhost = "{sim.url}"\nendpoint = "typo-endpoint"\nauth = "none"\n'
+            '[[classes]]\noutput_tokens = 8\n[load]\nduration = "1s"\nconcurrency = [1]\n'
+        )
+        proc = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"))
+        expected = (
+            f"no serving endpoint named 'typo-endpoint' at {sim.url} (HTTP 404: RESOURCE_DOES_NOT_EXIST: Endpoint "
+            "'typo-endpoint' does not exist (this workspace serves 'served-one')); check the name on the workspace's "
+            "Serving page"
+        )
+    refused(proc, 3, expected)
