@@ -11,8 +11,9 @@ Timing rules (``docs/metrics.md``):
   (vLLM's role chunk ``"content": ""`` and llama.cpp's ``"content": null`` do not count);
 * every later non-empty content chunk counts as one client-side token and adds one inter-chunk gap.
 
-Hot path: after the first token, a chunk that is plainly an ordinary content chunk (``"finish_reason":null``, no
-``usage`` object, no empty content) is counted without decoding its JSON. Everything else — the first content chunk,
+Hot path: after the first token, a chunk that is plainly an ordinary content chunk (``"finish_reason":null``, a
+``"content":"`` or ``"text":"`` string, no ``usage`` object, no empty or null text) is counted without decoding its
+JSON (a hypothesis test holds it to what full decoding says). Everything else — the first content chunk,
 the finish chunk, the usage chunk, anything unusual — is decoded with orjson. A request chosen as a sample (a few
 per class, :mod:`loadtest.rundir.samples`) passes ``content``: then every chunk is decoded and its text collected.
 """
@@ -31,7 +32,12 @@ from loadtest.client.scrub import redact
 __all__ = ["StreamOutcome", "consume_sse", "count_text_tokens", "parse_completion_body"]
 
 _FIN_NULL = (b'"finish_reason":null', b'"finish_reason": null')
-_SLOW_MARKERS = (b'"usage":{', b'"usage": {', b'"content":""', b'"content": ""', b'"text":""', b'"text": ""')
+_TEXT = (b'"content":"', b'"content": "', b'"text":"', b'"text": "')  # some text is there
+# decode after all: usage, empty or null text (llama.cpp sends "content":null), or text in a reasoning key beside it
+_SLOW_MARKERS = (
+    b'"usage":{', b'"usage": {', b'"content":""', b'"content": ""', b'"text":""', b'"text": ""',
+    b'"content":null', b'"content": null', b'"text":null', b'"text": null',
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -144,6 +150,7 @@ def consume_sse(
             fast
             and out.first_token_at is not None
             and (_FIN_NULL[0] in payload or _FIN_NULL[1] in payload)
+            and any(marker in payload for marker in _TEXT)
             and not any(marker in payload for marker in _SLOW_MARKERS)
         ):
             has_content = True  # fast path: an ordinary content chunk

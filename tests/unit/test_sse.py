@@ -87,6 +87,20 @@ def test_llamacpp_null_content_first_chunk_is_not_a_token() -> None:
     assert out.completion_tokens is None  # no usage chunk: the caller falls back to the client count
 
 
+def test_null_or_missing_content_after_the_first_token_is_not_a_token() -> None:
+    # found by tests/unit/test_sse_fuzz.py: the hot path used to count these as tokens (one gap each)
+    clock = FakeClock()
+    lines = [
+        (0.1, chat_chunk("Hi")),
+        (0.2, chat_chunk(None)),
+        (0.25, chat_chunk(None, space=True)),
+        (0.3, b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":null}]}\n'),
+        (0.4, chat_chunk("!", "stop")),
+    ]
+    out = consume_sse(timed(lines, clock), clock)
+    assert out.content_chunks == 2 and out.gaps == pytest.approx([0.3])
+
+
 def test_spaced_json_and_empty_content_chunks_are_not_counted() -> None:
     clock = FakeClock()
     lines = [

@@ -1,0 +1,119 @@
+"""The SSE parser and the body parser under hypothesis: whatever a server sends, no exception escapes them, their
+invariants hold, and the hot path (ordinary chunks counted without decoding) says exactly what full decoding says.
+
+Deterministic: hypothesis runs with a fixed seed (``derandomize``) and no example database, so CI sees the same
+examples every time; the example counts keep the module to a few seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body
+
+FUZZ = settings(
+    max_examples=250, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+# dictionaries shaped like chunks, with wrong types where a server could put them
+keys = st.sampled_from(
+    ["choices", "usage", "id", "error", "delta", "content", "text", "finish_reason", "object"]
+)
+chunkish = st.recursive(
+    json_values,
+    lambda inner: st.dictionaries(keys, inner, max_size=5) | st.lists(inner, max_size=3),
+    max_leaves=16,
+)
+
+
+def _clock() -> Any:
+    ticks = itertools.count()
+    return lambda: float(next(ticks))
+
+
+def _check(out: StreamOutcome) -> None:
+    assert out.content_chunks >= 0
+    if out.content_chunks:
+        assert out.first_token_at is not None and out.last_token_at is not None
+        assert out.first_token_at <= out.last_token_at
+    assert out.gaps is None or (
+        len(out.gaps) == max(out.content_chunks - 1, 0) and min(out.gaps, default=1) > 0
+    )
+    assert out.error is None or (isinstance(out.error[0], str) and isinstance(out.error[1], str))
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=80), max_size=12))
+def test_no_byte_sequence_makes_the_stream_parser_raise(lines: list[bytes]) -> None:
+    for content in (None, list[str]()):
+        _check(consume_sse(lines, _clock(), content=content))
+
+
+@FUZZ
+@given(st.lists(chunkish, max_size=10), st.booleans())
+def test_no_json_a_server_sends_makes_the_stream_parser_raise(chunks: list[Any], spaced: bool) -> None:
+    lines = [
+        b"data: " + orjson.dumps(c) if not spaced else b"data:" + orjson.dumps(c) + b"\r\n" for c in chunks
+    ]
+    for content in (None, list[str]()):
+        _check(consume_sse([*lines, b"data: [DONE]"], _clock(), content=content))
+
+
+@FUZZ
+@given(st.binary(max_size=200) | chunkish.map(orjson.dumps))
+def test_no_body_makes_the_body_parser_raise(body: bytes) -> None:
+    out, tokens = parse_completion_body(body, [])
+    assert tokens >= 0 and (out.error is None or isinstance(out.error[1], str))
+
+
+# well-formed OpenAI streams: a role chunk, content chunks (some empty or null), a finish chunk, maybe usage
+piece = st.one_of(st.text(max_size=6), st.none(), st.just(""))
+
+
+@st.composite
+def openai_stream(draw: st.DrawFn) -> list[bytes]:
+    lines = [
+        b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}'
+    ]
+    for text in draw(st.lists(piece, max_size=12)):
+        chunk = {"id": "c1", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+        lines.append(b"data: " + orjson.dumps(chunk))
+    lines.append(b'data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}')
+    if draw(st.booleans()):
+        usage = {"prompt_tokens": draw(st.integers(0, 9999)), "completion_tokens": draw(st.integers(0, 9999))}
+        lines.append(b"data: " + orjson.dumps({"id": "c1", "choices": [], "usage": usage}))
+    lines.append(b"data: [DONE]")
+    return lines
+
+
+@FUZZ
+@given(openai_stream())
+def test_the_hot_path_says_what_full_decoding_says(lines: list[bytes]) -> None:
+    fast = consume_sse(lines, _clock())
+    slow = consume_sse(lines, _clock(), content=[])
+    for name in (
+        "first_token_at",
+        "last_token_at",
+        "content_chunks",
+        "prompt_tokens",
+        "completion_tokens",
+        "finish_reason",
+        "saw_done",
+        "error",
+        "gaps",
+    ):
+        assert getattr(fast, name) == getattr(slow, name), name
