@@ -12,7 +12,8 @@ Per stage (windows come from the manifest, written by the engine):
   much: a chunk that arrives while the loop is busy is stamped when its reader runs. ``None`` for runs made
   before the engine measured it;
 * **capped** when arrivals found no free user (every one of ``max_concurrency`` requests in flight: the endpoint
-  is past saturation for that cap) or were dropped unsent at the end of the window. Not a generator failure, but
+  is past saturation for that cap; or users backing off after requests that got no response, which the reason
+  then says) or were dropped unsent at the end of the window. Not a generator failure, but
   the stage did not offer its target: its lag is the wait for a free slot, and TTFT from intended start shows it;
 * **engine saturated** when its loop delay p99 is above ``max_loop_delay_s`` (default 15 ms) — the delay measures
   the distortion itself, so a busy engine whose loop stays on time (one hammering a dead endpoint at 100 % of a
@@ -166,7 +167,10 @@ def check_load(
                 f"generator lag p99 {lag_p99 * 1000:.0f} ms > {max_lag_s * 1000:.0f} ms (see gen CPU)"
             )
         if no_free:
-            reasons.append(f"{no_free} arrivals waited for a free user (the in-flight cap was reached)")
+            why = "the in-flight cap was reached"
+            if unreachable := _unreachable(df):
+                why += f", or users were backing off after {unreachable:,} requests got no response"
+            reasons.append(f"{no_free} arrivals waited for a free user ({why})")
         if dropped:
             reasons.append(f"{dropped} arrivals dropped unsent at the end of the window")
         out.append(
@@ -193,6 +197,15 @@ def check_load(
             )
         )
     return out
+
+
+def _unreachable(df: pd.DataFrame) -> int:
+    """Requests that got no response at all (refused, reset, timed out before a status): after each, a user backs
+    off (:mod:`loadtest.engine.health`), so an open-loop arrival can wait for a free user below the cap."""
+    if not len(df) or "status" not in df or "error_class" not in df:  # a frame built by hand may lack them
+        return 0
+    error = df["error_class"]
+    return int((df["status"].isna() & error.isin(("connection", "timeout"))).sum())
 
 
 def falls_short(expected: float, sent: float) -> bool:
