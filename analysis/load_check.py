@@ -81,6 +81,9 @@ class StageLoad:
     kept_up: bool
     capped: bool
     reason: str | None
+    unreachable: int = (
+        0  # requests that got no response: a user backs off after each (loadtest.engine.health)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -166,11 +169,9 @@ def check_load(
             reasons.append(
                 f"generator lag p99 {lag_p99 * 1000:.0f} ms > {max_lag_s * 1000:.0f} ms (see gen CPU)"
             )
+        unreachable = _unreachable(df)
         if no_free:
-            why = "the in-flight cap was reached"
-            if unreachable := _unreachable(df):
-                why += f", or users were backing off after {unreachable:,} requests got no response"
-            reasons.append(f"{no_free} arrivals waited for a free user ({why})")
+            reasons.append(f"{no_free} arrivals waited for a free user ({_why_waited(unreachable)})")
         if dropped:
             reasons.append(f"{dropped} arrivals dropped unsent at the end of the window")
         out.append(
@@ -194,6 +195,7 @@ def check_load(
                 kept_up=not late and saturated is None,
                 capped=capped,
                 reason="; ".join(reasons) or None,
+                unreachable=unreachable,
             )
         )
     return out
@@ -206,6 +208,13 @@ def _unreachable(df: pd.DataFrame) -> int:
         return 0
     error = df["error_class"]
     return int((df["status"].isna() & error.isin(("connection", "timeout"))).sum())
+
+
+def _why_waited(unreachable: int) -> str:
+    why = "the in-flight cap was reached"
+    if unreachable:
+        why += f", or users were backing off after {unreachable:,} requests that got no response"
+    return why
 
 
 def falls_short(expected: float, sent: float) -> bool:
@@ -223,7 +232,7 @@ def offered_short(load: StageLoad) -> str | None:
     if arrivals and waited / arrivals > MAX_WAITED_SHARE:
         return (
             f"{waited:,} of {arrivals:,.0f} arrivals ({waited / arrivals:.1%}) waited for a free user or were "
-            f"dropped (the in-flight cap was reached; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
+            f"dropped ({_why_waited(load.unreachable)}; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
         )
     target = load.target_rps
     if target and window and load.offered_rps is not None and falls_short(target * window, sent):
