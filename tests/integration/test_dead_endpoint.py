@@ -56,8 +56,8 @@ def test_an_endpoint_killed_mid_stage_stops_the_run_without_a_hot_loop(
         )  # fmt: skip
         assert wait_for(lambda: any(tmp_path.iterdir()), timeout=30)
         run_dir = only_run_dir(tmp_path)
-        records = run_dir / RECORDS_FILE
-        assert wait_for(lambda: records.exists() and records.read_bytes().count(b"\n") >= 50, timeout=30)
+        lines = run_dir / RECORDS_FILE
+        assert wait_for(lambda: lines.exists() and lines.read_bytes().count(b"\n") >= 50, timeout=30)
         assert sim.proc is not None
         killed_at = time.time()
         os.kill(sim.proc.pid, signal.SIGKILL)  # the endpoint dies: its port refuses from now on
