@@ -12,7 +12,8 @@ Per stage (windows come from the manifest, written by the engine):
   much: a chunk that arrives while the loop is busy is stamped when its reader runs. ``None`` for runs made
   before the engine measured it;
 * **capped** when arrivals found no free user (every one of ``max_concurrency`` requests in flight: the endpoint
-  is past saturation for that cap) or were dropped unsent at the end of the window. Not a generator failure, but
+  is past saturation for that cap; or users backing off after requests that got no response, which the reason
+  then says) or were dropped unsent at the end of the window. Not a generator failure, but
   the stage did not offer its target: its lag is the wait for a free slot, and TTFT from intended start shows it;
 * **engine saturated** when its loop delay p99 is above ``max_loop_delay_s`` (default 15 ms) — the delay measures
   the distortion itself, so a busy engine whose loop stays on time (one hammering a dead endpoint at 100 % of a
@@ -80,6 +81,9 @@ class StageLoad:
     kept_up: bool
     capped: bool
     reason: str | None
+    unreachable: int = (
+        0  # requests that got no response: a user backs off after each (loadtest.engine.health)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -165,8 +169,9 @@ def check_load(
             reasons.append(
                 f"generator lag p99 {lag_p99 * 1000:.0f} ms > {max_lag_s * 1000:.0f} ms (see gen CPU)"
             )
+        unreachable = _unreachable(df)
         if no_free:
-            reasons.append(f"{no_free} arrivals waited for a free user (the in-flight cap was reached)")
+            reasons.append(f"{no_free} arrivals waited for a free user ({_why_waited(unreachable)})")
         if dropped:
             reasons.append(f"{dropped} arrivals dropped unsent at the end of the window")
         out.append(
@@ -190,9 +195,26 @@ def check_load(
                 kept_up=not late and saturated is None,
                 capped=capped,
                 reason="; ".join(reasons) or None,
+                unreachable=unreachable,
             )
         )
     return out
+
+
+def _unreachable(df: pd.DataFrame) -> int:
+    """Requests that got no response at all (refused, reset, timed out before a status): after each, a user backs
+    off (:mod:`loadtest.engine.health`), so an open-loop arrival can wait for a free user below the cap."""
+    if not len(df) or "status" not in df or "error_class" not in df:  # a frame built by hand may lack them
+        return 0
+    error = df["error_class"]
+    return int((df["status"].isna() & error.isin(("connection", "timeout"))).sum())
+
+
+def _why_waited(unreachable: int) -> str:
+    why = "the in-flight cap was reached"
+    if unreachable:
+        why += f", or users were backing off after {unreachable:,} requests that got no response"
+    return why
 
 
 def falls_short(expected: float, sent: float) -> bool:
@@ -210,7 +232,7 @@ def offered_short(load: StageLoad) -> str | None:
     if arrivals and waited / arrivals > MAX_WAITED_SHARE:
         return (
             f"{waited:,} of {arrivals:,.0f} arrivals ({waited / arrivals:.1%}) waited for a free user or were "
-            f"dropped (the in-flight cap was reached; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
+            f"dropped ({_why_waited(load.unreachable)}; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
         )
     target = load.target_rps
     if target and window and load.offered_rps is not None and falls_short(target * window, sent):

@@ -3,7 +3,8 @@
 Two outcomes, kept apart:
 
 * **invalid** — the numbers do not measure what was asked, so a gate can neither pass nor fail them (exit 98):
-  the run is not ``complete`` (interrupted or failed: its last stage may be cut short) or recorded nothing; or, in a
+  the run is not ``complete`` (interrupted or failed: its last stage may be cut short; stopped because its endpoint
+  was dead, with when and why) or recorded nothing; or, in a
   stage, the generator could not offer the planned load — its own lag, or a saturated engine (event-loop delay
   or CPU share, see :mod:`analysis.load_check`), made its timings late, or more than :data:`MAX_WAITED_SHARE` of
   the arrivals waited for a free user or were dropped (the in-flight cap was reached), or it sent clearly fewer
@@ -94,7 +95,11 @@ def assess(
     """The run's :class:`Validity` from what the analysis already computed (see the module docstring)."""
     items: list[tuple[str, str, bool]] = []
     problems: list[Problem] = []
-    if manifest.status != "complete":
+    if manifest.failure is not None:
+        text = f"the run was stopped: {manifest.failure.reason}"
+        items.append(("run", text, True))
+        problems.append(Problem(None, text))
+    elif manifest.status != "complete":
         text = f"the run is {manifest.status}: its last stage may be cut short"
         items.append(("run", text, True))
         problems.append(Problem(None, text))

@@ -96,5 +96,7 @@ def analyze(
     if data.skipped_lines:
         click.echo(f"note: {data.skipped_lines} {SKIPPED_LINES}", err=True)
     status = data.manifest.status
-    if status not in (None, "complete"):
+    if data.manifest.failure is not None:
+        click.echo(f"note: the run was stopped: {data.manifest.failure.reason}", err=True)
+    elif status not in (None, "complete"):
         click.echo(f"note: the run is {status}: its last stage may be cut short", err=True)

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_PEAK_RPS",
     "MAX_PEAK_TPM",
     "Bounded",
+    "abort_after",
     "numbers",
     "seconds",
     "write_atomically",
@@ -78,6 +79,19 @@ def seconds(value: str | None, flag: str) -> float | None:
         return parse_duration(value)
     except ValueError as exc:
         raise ConfigError(f"{flag}: {exc}") from None
+
+
+def abort_after(value: str | None, flag: str) -> float | None:
+    """A dead-endpoint limit (``--abort-after``): None when not given, 0.0 for ``off`` (or 0), else seconds."""
+    from loadtest.spec.runspec import parse_abort_after
+
+    if value is None:
+        return None
+    try:
+        found = parse_abort_after(value)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc} (or off)") from None
+    return 0.0 if found is None else found
 
 
 def write_atomically(target: Path, write: Callable[[Path], object]) -> None:

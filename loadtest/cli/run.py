@@ -12,9 +12,10 @@ import click
 
 from loadtest.cli.gate import GateOptions, gate_options, judge, prepare
 from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded
+from loadtest.cli.options import abort_after as _abort_after
 from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
-from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError
+from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError, RunInvalid
 from loadtest.model.serving import DEFAULT_MAX_BATCH
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY
@@ -126,6 +127,13 @@ __all__ = ["run"]
 )
 @click.option(
     "--drain-timeout", default=None, help="How long in-flight requests may finish after a stage (30s)."
+)
+@click.option(
+    "--abort-after",
+    default=None,
+    metavar="DURATION|off",
+    help="Stop the run (status failed, exit 3) when the endpoint is dead this long: every request failing to "
+    "connect or getting no response, or every one answered with a 5xx (default 10s; 'off' keeps going).",
 )
 @click.option(
     "--read-timeout",
@@ -262,6 +270,7 @@ def run(
         duration_s=_seconds(opts["duration"], "--duration"),
         max_requests=opts["max_requests"],
         drain_timeout_s=_seconds(opts["drain_timeout"], "--drain-timeout"),
+        abort_after_s=_abort_after(opts["abort_after"], "--abort-after"),
         kind=opts["kind"],
         prompt_tokens=opts["prompt_tokens"],
         max_tokens=opts["max_tokens"],
@@ -346,9 +355,20 @@ def run(
     _report(outcome.run_dir)
     if outcome.status == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
+    stopped = None
+    if outcome.failure is not None:  # the endpoint was dead: one line, exit 3 (also with --gate)
+        stopped = EndpointError(
+            f"{outcome.failure.reason}: stopped; {outcome.records:,} records kept in {outcome.run_dir}"
+        )
     if gate_run:  # a failed engine's run is judged too: invalid (98), with the outputs CI keeps
         click.echo()
-        judge(outcome.run_dir, gating, prepared, run_slos=True)
+        try:
+            judge(outcome.run_dir, gating, prepared, run_slos=True)
+        except RunInvalid:
+            if stopped is None:
+                raise
+    if stopped is not None:
+        raise stopped
     if outcome.status == "failed":
         raise LoadtestError(
             f"the load engine failed (exit {outcome.engine_exit_code}); see {outcome.run_dir}/engine.log"

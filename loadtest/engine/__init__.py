@@ -6,7 +6,8 @@ it monkey-patches the process first thing), :mod:`~loadtest.engine.users` (stage
 the Locust user) and :mod:`~loadtest.engine.gevent_transport` (the geventhttpclient transport). The rest of this
 package is pure and importable anywhere: :mod:`~loadtest.engine.conduct` (stage sequencing and the record sink),
 :mod:`~loadtest.engine.distribute` (splitting a run over workers), :mod:`~loadtest.engine.sweep` (the automatic
-sweep's rules) and :mod:`~loadtest.engine.procstat`.
+sweep's rules), :mod:`~loadtest.engine.health` (back-off and the dead-endpoint watch) and
+:mod:`~loadtest.engine.procstat`.
 """
 
 __all__: list[str] = []

@@ -16,6 +16,7 @@ import os
 import random
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,11 +25,12 @@ import orjson
 
 from loadtest.client.clock import EpochClock
 from loadtest.engine.distribute import open_loop_seq
+from loadtest.engine.health import Abort, AbortWatch
 from loadtest.engine.loopdelay import worst_worker
 from loadtest.engine.procstat import peak_rss_mb
 from loadtest.engine.sweep import StageObservation, fold, sweep_rates, sweep_verdict
 from loadtest.rundir.files import EVENTS_FILE, GAPS_FILE, RECORDS_FILE
-from loadtest.rundir.manifest import StageTarget
+from loadtest.rundir.manifest import RunFailure, StageTarget
 from loadtest.rundir.samples import SampleWriter
 from loadtest.spec.arrivals import ArrivalProcess, TokenRateController
 from loadtest.spec.runspec import RunSpec, Stage, SweepPlan
@@ -56,7 +58,10 @@ class Recorder:
     ``gap_count``.
     A batch's gaps are written before its lines, so a crash between the two leaves orphan gaps, never a line
     pointing at gaps that are not there; its samples (a line's ``sample``, :class:`SampleWriter`) after them, so a
-    sample's record is always on disk."""
+    sample's record is always on disk.
+
+    With a ``watch`` (:class:`loadtest.engine.health.AbortWatch`) every record is shown to it; when it decides the
+    endpoint is dead, a ``run_aborted`` event is written at once and ``on_abort`` is called (it stops the run)."""
 
     def __init__(self, run_dir: Path, name: str) -> None:
         self.name = name
@@ -66,6 +71,9 @@ class Recorder:
         self.controller: TokenRateController | None = None
         self.observation: StageObservation | None = None
         self.stage_label: str | None = None
+        self.watch: AbortWatch | None = None
+        self.aborted: Abort | None = None
+        self.on_abort: Callable[[Abort], None] = lambda _abort: None
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._fd = os.open(run_dir / RECORDS_FILE, flags, 0o644)
         self._gaps_fd = os.open(run_dir / GAPS_FILE, flags, 0o644)
@@ -107,12 +115,33 @@ class Recorder:
             self.samples.write(samples)
 
     def _observe(self, obj: dict[str, Any]) -> None:
+        if self.watch is not None and self.aborted is None:
+            self._watch(self.watch, obj)
         if (self.controller is None and self.observation is None) or obj.get("stage") != self.stage_label:
             return
         if self.controller is not None and obj["error_class"] is None:
             self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
         if self.observation is not None:
             fold(self.observation, obj)
+
+    def _watch(self, watch: AbortWatch, obj: dict[str, Any]) -> None:
+        try:
+            found = watch.observe(
+                obj.get("status"),
+                obj.get("error_class"),
+                float(obj["started_at"]),
+                float(obj["ended_at"]),
+                obj.get("stage"),
+                obj.get("error_detail"),
+            )
+        except (KeyError, TypeError, ValueError):  # not a record this version wrote: not the watch's to judge
+            return
+        if found is None:
+            return
+        self.aborted = found
+        failure = RunFailure(found.kind, found.reason(), found.since, found.at, found.after_s, found.stage)
+        self.event("run_aborted", failure=failure.to_dict(), failures=found.failures, detail=found.detail)
+        self.on_abort(found)
 
     def event(self, kind: str, **fields: Any) -> None:
         line = {

@@ -50,8 +50,9 @@ from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
 from loadtest.engine.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
 from loadtest.engine.distribute import split_evenly, users_per_worker  # noqa: E402
+from loadtest.engine.health import AbortWatch  # noqa: E402
 from loadtest.engine.users import Engine, LLMUser  # noqa: E402
-from loadtest.errors import EXIT_INTERRUPTED  # noqa: E402
+from loadtest.errors import EXIT_INTERRUPTED, EndpointError  # noqa: E402
 from loadtest.rundir.files import SPEC_FILE  # noqa: E402
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 
@@ -164,6 +165,21 @@ def _install_signals(stop: Event, interrupted: list[str]) -> None:
     gevent.signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
 
 
+def _watch_endpoint(recorder: Recorder, spec: RunSpec, stop: Event) -> None:
+    """Stop the run when its endpoint is dead for ``spec.abort_after_s`` (the recorder sees every record: this
+    process's, or every worker's on the master)."""
+    if spec.abort_after_s:
+        recorder.watch = AbortWatch(spec.abort_after_s)
+        recorder.on_abort = lambda _abort: stop.set()
+
+
+def _exit_code(recorder: Recorder, interrupted: list[str]) -> int:
+    """130 when a signal stopped the run, 3 (:class:`EndpointError`) when its endpoint was dead, else 0."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EndpointError.exit_code if recorder.aborted is not None else 0
+
+
 def _spawn_users(runner: Any, users: int, stop: Event) -> int:
     runner.start(users, spawn_rate=max(100.0, users * 50.0), wait=False)
     deadline = time.monotonic() + 60
@@ -176,6 +192,7 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
     stop, interrupted = Event(), []  # type: ignore[var-annotated]
     _install_signals(stop, interrupted)
     recorder = Recorder(run_dir, f"local-{os.getpid()}")
+    _watch_endpoint(recorder, spec, stop)
     engine = Engine(spec, f"local-{os.getpid()}", 0, 1, recorder.write)
     LLMUser.engine = engine
     runner = Environment(user_classes=[LLMUser]).create_local_runner()
@@ -190,17 +207,27 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
         engine.stop_watchers()
         engine.gate.close()
         runner.quit()  # kills user greenlets; in-flight requests record themselves as cancelled
-        recorder.event(
-            "run_end", interrupted=bool(interrupted), records=recorder.records, errors=recorder.errors
-        )
+        _run_end(recorder, interrupted)
         recorder.close()
-    return EXIT_INTERRUPTED if interrupted else 0
+    return _exit_code(recorder, interrupted)
+
+
+def _run_end(recorder: Recorder, interrupted: list[str]) -> None:
+    aborted = recorder.aborted.kind if recorder.aborted is not None else None
+    recorder.event(
+        "run_end",
+        interrupted=bool(interrupted),
+        records=recorder.records,
+        errors=recorder.errors,
+        **({"aborted": aborted} if aborted else {}),
+    )
 
 
 def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port: int) -> int:
     stop, interrupted = Event(), []  # type: ignore[var-annotated]
     _install_signals(stop, interrupted)
     recorder = Recorder(run_dir, f"master-{os.getpid()}")
+    _watch_endpoint(recorder, spec, stop)
     runner = Environment(user_classes=[LLMUser]).create_master_runner(bind_host, port)
     ready: dict[str, bool] = {}
     finished: dict[str, bool] = {}
@@ -237,16 +264,15 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
     try:
         run_stages(conductor, spec)
     finally:
-        runner.send_message("lt_finish", {"abort": bool(interrupted)})
+        abort = bool(interrupted) or recorder.aborted is not None
+        runner.send_message("lt_finish", {"abort": abort})
         end = time.monotonic() + 15
         while len(finished) < workers and time.monotonic() < end:
             gevent.sleep(0.05)
-        recorder.event(
-            "run_end", interrupted=bool(interrupted), records=recorder.records, errors=recorder.errors
-        )
+        _run_end(recorder, interrupted)
         runner.quit()
         recorder.close()
-    return EXIT_INTERRUPTED if interrupted else 0
+    return _exit_code(recorder, interrupted)
 
 
 def run_worker(master_host: str, port: int) -> int:

@@ -20,6 +20,7 @@ with ``LLMUser.engine = ...`` (a worker's users can spawn before the run's spec 
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
 from functools import partial
@@ -39,6 +40,7 @@ from loadtest.client.records import RequestRecord, dump_record
 from loadtest.client.scrub import header_secrets
 from loadtest.engine.distribute import closed_loop_seq, users_per_worker
 from loadtest.engine.gevent_transport import GeventTransport
+from loadtest.engine.health import Backoff
 from loadtest.engine.loopdelay import LoopMonitor, burn_forever, burn_seconds
 from loadtest.engine.sampling import Sampler
 from loadtest.errors import LoadtestError
@@ -94,8 +96,9 @@ class StageGate:
         old, self._changed = self._changed, Event()
         old.set()
 
-    def wait_change(self) -> None:
-        self._changed.wait()
+    def wait_change(self, timeout: float | None = None) -> None:
+        """Until the stage opens or closes (or ``timeout`` seconds pass)."""
+        self._changed.wait(timeout)
 
     def admits(self, index: int) -> bool:
         stage = self.stage
@@ -227,9 +230,9 @@ class Engine:
         self.closed_n += 1
         return seq
 
-    def send(self, seq: int, scheduled_at: float) -> None:
+    def send(self, seq: int, scheduled_at: float) -> RequestRecord:
         """Send request ``seq``; after a 429, retry it as the scenario's ``[retry]`` policy says; after a 400 that
-        rejects ``stream_options``, once more without it."""
+        rejects ``stream_options``, once more without it. Returns the last attempt's record."""
         gate = self.gate
         ctx = gate.ctx
         assert ctx is not None
@@ -273,14 +276,14 @@ class Engine:
                     or attempt >= retry.max_retries
                     or not gate.accepting
                 ):
-                    return
+                    return record
                 wait = min(
                     record.retry_after_s if record.retry_after_s is not None else 1.0,
                     float(retry.max_wait_s),
                 )
                 gevent.sleep(wait)
                 if not gate.accepting:
-                    return
+                    return record
                 attempt += 1
                 scheduled_at = self.clock()
         finally:
@@ -291,7 +294,12 @@ class Engine:
 
 class LLMUser(User):
     """Closed loop: while its stage admits it, the user sends its next request as soon as the last one ends.
-    Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time)."""
+    Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time).
+
+    After a request that got no response (refused, reset, timed out before any status) the user backs off before
+    its next one (:class:`loadtest.engine.health.Backoff`, jitter seeded by the run's seed and the user's index),
+    waking early when its stage ends. An open-loop arrival is never lost meanwhile: it waits in the queue for a
+    free user, and the stage's self-check counts it (``no_free_user``)."""
 
     wait_time = constant(0)
     engine: ClassVar[Engine | None] = None  # set by the role running this process
@@ -301,6 +309,7 @@ class LLMUser(User):
         super().__init__(environment)
         self.index = LLMUser._counter
         LLMUser._counter += 1
+        self.backoff: Backoff | None = None
 
     @task
     def work(self) -> None:
@@ -317,9 +326,20 @@ class LLMUser(User):
             finally:
                 gate.idle -= 1
             if item[0] >= 0:
-                engine.send(item[0], item[1])
+                self._back_off(engine, engine.send(item[0], item[1]))
             return
         if not gate.admits(self.index):
             gate.wait_change()
             return
-        engine.send(engine.next_closed_seq(), engine.clock())
+        self._back_off(engine, engine.send(engine.next_closed_seq(), engine.clock()))
+
+    def _back_off(self, engine: Engine, record: RequestRecord) -> None:
+        backoff = self.backoff
+        if backoff is None:
+            if record.status is not None or record.error_class is None:
+                return  # the hot path: the endpoint answered, and this user never had to back off
+            rand = random.Random(f"{engine.spec.seed}/backoff/{engine.index}/{self.index}").random
+            backoff = self.backoff = Backoff(rand)
+        wait = backoff.after(record.status, record.error_class)
+        if wait > 0:
+            engine.gate.wait_change(wait)

@@ -8,7 +8,7 @@ Sits above :mod:`loadtest.spec` and :mod:`loadtest.client`, below :mod:`loadtest
 
 from __future__ import annotations
 
-from loadtest.rundir.events import read_events, stage_windows
+from loadtest.rundir.events import read_events, run_failure, stage_windows
 from loadtest.rundir.files import (
     ENGINE_LOG,
     EVENTS_FILE,
@@ -27,6 +27,7 @@ from loadtest.rundir.manifest import (
     Host,
     Manifest,
     RunDistribution,
+    RunFailure,
     SimulatedEndpoint,
     StageTarget,
     StageWindow,
@@ -51,6 +52,7 @@ __all__ = [
     "Host",
     "Manifest",
     "RunDistribution",
+    "RunFailure",
     "Sample",
     "SampleMessage",
     "SampleRequest",
@@ -61,6 +63,7 @@ __all__ = [
     "read_events",
     "read_manifest",
     "read_samples",
+    "run_failure",
     "stage_windows",
     "write_manifest",
 ]

@@ -12,9 +12,9 @@ import orjson
 
 from loadtest.rundir.files import EVENTS_FILE
 from loadtest.rundir.jsonshape import JsonObject
-from loadtest.rundir.manifest import StageTarget, StageWindow
+from loadtest.rundir.manifest import RunFailure, StageTarget, StageWindow
 
-__all__ = ["read_events", "stage_windows"]
+__all__ = ["read_events", "run_failure", "stage_windows"]
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
@@ -82,3 +82,11 @@ def stage_windows(events: list[dict[str, Any]]) -> tuple[StageWindow, ...]:
             share = cpu / wall if wall > 0 else None
         out.append(replace(window, generator_cpu_share=share))
     return tuple(out)
+
+
+def run_failure(events: list[dict[str, Any]]) -> RunFailure | None:
+    """Why the engine stopped the run early (its ``run_aborted`` event), or ``None``."""
+    for ev in events:
+        if ev.get("event") == "run_aborted" and isinstance(ev.get("failure"), dict):
+            return RunFailure.read(JsonObject(ev["failure"], Path(EVENTS_FILE), "run_aborted.failure."))
+    return None

@@ -33,6 +33,7 @@ __all__ = [
     "Host",
     "Manifest",
     "RunDistribution",
+    "RunFailure",
     "SimulatedEndpoint",
     "StageTarget",
     "StageWindow",
@@ -219,10 +220,48 @@ class GeneratorVerdict:
 
 
 @dataclass(frozen=True, slots=True)
+class RunFailure:
+    """Why the engine stopped a run early (its status is then ``failed``): ``kind`` ``unreachable`` (every request
+    failed to connect or got no response) or ``server_error`` (every one answered with a 5xx) from ``since`` to
+    ``at`` (epoch seconds), for at least ``after_s`` (``--abort-after``), decided in ``stage``; ``reason`` is the
+    one line the run printed (its clock time is the run's local time). From the engine's ``run_aborted`` event
+    (:mod:`loadtest.engine.health`); ``stage`` is written as ``null`` when unknown."""
+
+    kind: str
+    reason: str
+    since: float
+    at: float
+    after_s: float
+    stage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "since": self.since,
+            "at": self.at,
+            "after_s": self.after_s,
+            "stage": self.stage,
+        }
+
+    @classmethod
+    def read(cls, obj: JsonObject) -> RunFailure:
+        return cls(
+            kind=_required(obj.text("kind", required=True)),
+            reason=_required(obj.text("reason", required=True)),
+            since=_required(obj.number("since", required=True)),
+            at=_required(obj.number("at", required=True)),
+            after_s=_required(obj.number("after_s", required=True)),
+            stage=obj.text("stage"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """A run directory's ``manifest.json``. ``simulator`` is the simulated endpoint, or ``None`` for a real one (written
     ``"target": {}``: the endpoint is ``spec.endpoint``). The run's outcome — ``finished_at``, ``engine_exit_code``,
-    ``records``, ``stages`` (and ``engine_log_tail`` when it failed) — is there once the engine has stopped;
+    ``records``, ``stages`` (and ``engine_log_tail`` when its engine failed) — is there once the engine has
+    stopped; ``failure`` when the engine stopped the run because its endpoint was dead (status ``failed``);
     ``generator`` once ``loadtest run`` has checked the load."""
 
     format: int
@@ -243,6 +282,7 @@ class Manifest:
     stages: tuple[StageWindow, ...] | None = None
     engine_log_tail: tuple[str, ...] | None = None
     generator: GeneratorVerdict | None = None
+    failure: RunFailure | None = None
 
     @property
     def stage_order(self) -> list[str]:
@@ -274,6 +314,8 @@ class Manifest:
             out["engine_log_tail"] = list(self.engine_log_tail)
         if self.generator is not None:
             out["generator"] = self.generator.to_dict()
+        if self.failure is not None:
+            out["failure"] = self.failure.to_dict()
         return out
 
     def to_json(self) -> bytes:
@@ -326,6 +368,7 @@ def _read(top: JsonObject) -> Manifest:
     dist = top.obj("distribution", required=True)
     assert host is not None and dist is not None
     generator = top.obj("generator")
+    failure = top.obj("failure")
     values = {key: top.text(key, required=True) for key in ("run_id", "name", "status")}
     return Manifest(
         format=int(top.raw["format"]),
@@ -353,6 +396,7 @@ def _read(top: JsonObject) -> Manifest:
         )
         if generator is not None
         else None,
+        failure=RunFailure.read(failure) if failure is not None else None,
         run_id=_required(values["run_id"]),
         name=_required(values["name"]),
         status=_required(values["status"]),

@@ -33,8 +33,10 @@ from loadtest.rundir import (
     Host,
     Manifest,
     RunDistribution,
+    RunFailure,
     SimulatedEndpoint,
     read_events,
+    run_failure,
     stage_windows,
     write_manifest,
 )
@@ -51,6 +53,7 @@ class RunOutcome:
     status: str  # "complete" | "interrupted" | "failed"
     engine_exit_code: int | None
     records: int
+    failure: RunFailure | None = None  # the engine stopped the run: its endpoint was dead (status "failed")
 
 
 def new_run_dir(out: Path, name: str, now: dt.datetime | None = None) -> Path:
@@ -221,8 +224,11 @@ def execute_run(
         for ev in events[seen:]:
             progress(ev)
     records = _count_lines(run_dir / RECORDS_FILE)
+    failure = run_failure(events) if status != "interrupted" else None
+    if failure is not None:
+        status = "failed"  # the engine stopped it (exit 3): the failure says why, not its log
     tail = None
-    if status == "failed":
+    if status == "failed" and failure is None:
         tail = tuple((run_dir / ENGINE_LOG).read_text(errors="replace").strip().splitlines()[-5:])
     manifest = dataclasses.replace(
         manifest,
@@ -232,9 +238,10 @@ def execute_run(
         records=records,
         stages=stage_windows(events),
         engine_log_tail=tail,
+        failure=failure,
     )
     write_manifest(run_dir, manifest)
-    return RunOutcome(run_dir=run_dir, status=status, engine_exit_code=code, records=records)
+    return RunOutcome(run_dir=run_dir, status=status, engine_exit_code=code, records=records, failure=failure)
 
 
 def _program() -> str:

@@ -21,7 +21,13 @@ from typing import Any, Final
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.loadplan import parse_sweep
-from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, PlanRequest, Stage, SweepPlan
+from loadtest.spec.runspec import (
+    DEFAULT_ABORT_AFTER_S,
+    DEFAULT_MAX_CONCURRENCY,
+    PlanRequest,
+    Stage,
+    SweepPlan,
+)
 from loadtest.spec.scenario import EndpointConfig, Scenario, slo_for
 from loadtest.spec.simulator import SimSettings
 
@@ -63,6 +69,7 @@ class Overrides:
     duration_s: float | None = None
     max_requests: int | None = None
     drain_timeout_s: float | None = None
+    abort_after_s: float | None = None  # 0.0: --abort-after off
     kind: str | None = None
     prompt_tokens: int | None = None
     max_tokens: int | None = None
@@ -144,7 +151,15 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         drain_timeout_s=ov.drain_timeout_s or 30.0,
         sweep=sweep,
         plan=_plan(ov, None, simulated),
+        abort_after_s=_abort_after(ov).get("abort_after_s", DEFAULT_ABORT_AFTER_S),
     )
+
+
+def _abort_after(ov: Overrides) -> dict[str, float | None]:
+    """``--abort-after`` when given: seconds, or ``None`` for ``off`` (given as 0.0)."""
+    if ov.abort_after_s is None:
+        return {}
+    return {"abort_after_s": ov.abort_after_s or None}
 
 
 def _sweep(ov: Overrides, duration: float, base: SweepPlan | None) -> SweepPlan:
@@ -209,6 +224,7 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
         if stage_changes:
             changes["stages"] = tuple(dataclasses.replace(s, **stage_changes) for s in scenario.stages)
     changes.update(_given(seed=ov.seed, name=ov.name, drain_timeout_s=ov.drain_timeout_s))
+    changes.update(_abort_after(ov))
     if ov.simulator.given():
         changes["simulator"] = scenario.simulator.merged(ov.simulator)
     class_changes = _given(

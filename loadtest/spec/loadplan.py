@@ -23,6 +23,7 @@ LOAD_KEYS = {
     "duration",
     "max_concurrency",
     "drain_timeout",
+    "abort_after",
     "stages",
     "concurrency",
     "rate",

@@ -16,6 +16,7 @@ from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 from loadtest.spec.profile import SHAPES
 
 __all__ = [
+    "DEFAULT_ABORT_AFTER_S",
     "DEFAULT_HEADROOM",
     "DEFAULT_MAX_CONCURRENCY",
     "PlanRequest",
@@ -23,11 +24,15 @@ __all__ = [
     "RunSpec",
     "Stage",
     "SweepPlan",
+    "parse_abort_after",
     "parse_duration",
 ]
 
 DEFAULT_MAX_CONCURRENCY: Final[int] = 256  # an open-loop stage's most requests in flight
 DEFAULT_HEADROOM: Final[float] = 0.2  # capacity above the forecast peak a plan provisions
+DEFAULT_ABORT_AFTER_S: Final[float] = (
+    10.0  # a run stops when its endpoint is dead this long (loadtest.engine.health)
+)
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -58,6 +63,18 @@ def parse_duration(text: str | float | int) -> float:
     if value <= 0:
         raise ValueError(f"duration must be positive, got {text!r}")
     return value
+
+
+def parse_abort_after(text: str | float | int) -> float | None:
+    """``--abort-after`` / ``[load] abort_after``: a duration (``"10s"``), or ``"off"`` / ``0`` for never
+    (``None``)."""
+    if isinstance(text, bool):
+        raise ValueError(f"invalid duration {text!r} (use e.g. 10s, 1m, or off)")
+    if (isinstance(text, str) and text.strip().lower() in ("off", "0", "0s")) or (
+        isinstance(text, int | float) and text == 0
+    ):
+        return None
+    return parse_duration(text)
 
 
 StageKind = Literal["concurrency", "rate", "tokens"]
@@ -172,7 +189,11 @@ class PlanRequest:
 class RunSpec:
     """One run as the engine runs it. In ``spec.json`` (and the manifest's ``spec``) ``retry`` is ``{}`` when
     ``None`` (no ``[retry]`` table: no retries), and ``scenario_source`` / ``description`` are the ``extra``
-    object's ``scenario`` / ``description``; ``plan`` is written only when there is one."""
+    object's ``scenario`` / ``description``; ``plan`` is written only when there is one.
+
+    ``abort_after_s``: stop the run when its endpoint is dead that long (:mod:`loadtest.engine.health`); ``None``
+    never stops — what ``--abort-after off`` asks for, and what a spec written before the option reads as (so it
+    is written only when set)."""
 
     run_id: str
     name: str
@@ -191,6 +212,7 @@ class RunSpec:
     scenario_source: str | None = None
     description: str = ""
     plan: PlanRequest | None = None
+    abort_after_s: float | None = None
 
     @property
     def pool_size(self) -> int:
@@ -211,6 +233,8 @@ class RunSpec:
             del data["plan"]  # written only when there is one: older spec files have no such key
         elif data["plan"]["profile"] is None:
             del data["plan"]["profile"]  # likewise
+        if data["abort_after_s"] is None:
+            del data["abort_after_s"]  # likewise
         return data
 
     @staticmethod

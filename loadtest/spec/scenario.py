@@ -54,7 +54,16 @@ from loadtest.model.catalog import check_architecture
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
 from loadtest.spec.profile import SHAPES
-from loadtest.spec.runspec import DEFAULT_HEADROOM, PlanRequest, RetryPolicy, RunSpec, Stage, SweepPlan
+from loadtest.spec.runspec import (
+    DEFAULT_ABORT_AFTER_S,
+    DEFAULT_HEADROOM,
+    PlanRequest,
+    RetryPolicy,
+    RunSpec,
+    Stage,
+    SweepPlan,
+    parse_abort_after,
+)
 from loadtest.spec.simulator import SIM_KEYS, SimSettings
 from loadtest.spec.tables import check_keys as _check_keys
 from loadtest.spec.tables import duration as _duration
@@ -138,6 +147,7 @@ class Scenario:
     source: str | None = None
     sweep: SweepPlan | None = None
     plan: PlanRequest | None = None
+    abort_after_s: float | None = DEFAULT_ABORT_AFTER_S  # None: never stop for a dead endpoint
 
     def run_spec(
         self, *, run_id: str, out_dir: str, endpoint: EndpointSpec, read_timeout_s: float, simulated: bool
@@ -159,6 +169,7 @@ class Scenario:
             scenario_source=self.source,
             description=self.description,
             plan=self.plan,
+            abort_after_s=self.abort_after_s,
         )
 
 
@@ -336,7 +347,15 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         source=str(source) if source else None,
         sweep=parse_sweep(load["sweep"], defaults) if "sweep" in load else None,
         plan=parse_plan(raw["plan"]) if "plan" in raw else None,
+        abort_after_s=_abort_after(load.get("abort_after", DEFAULT_ABORT_AFTER_S)),
     )
+
+
+def _abort_after(raw: Any) -> float | None:
+    try:
+        return parse_abort_after(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f'load.abort_after: {exc} (or "off")') from None
 
 
 def load_scenario(path: Path) -> Scenario:

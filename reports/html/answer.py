@@ -79,10 +79,12 @@ def plan_line(view: RunView) -> str:
 
 
 def answer_lines(view: RunView) -> list[str]:
-    """What ``loadtest run`` prints last: the verdict, its interval, the binding limit, the plan, and a warning
-    when the run is doubtful or invalid for a gate."""
+    """What ``loadtest run`` prints last: why the run was stopped (its endpoint dead), the verdict, its interval,
+    the binding limit, the plan, and a warning when the run is doubtful or invalid for a gate."""
     headline, interval, details = verdict_lines(view)
     lines = [f"verdict: {headline}", f"  {interval}"]
+    if view.manifest.failure is not None:
+        lines.insert(0, f"stopped: {view.manifest.failure.reason}")
     lines += [f"  {d}" for d in details if d.startswith(("binding limit", "SLOs"))]
     lines.append(f"plan: {plan_line(view).removeprefix('Plan: ')}")
     doubtful = [label for label, _, flag in view.validity.items if flag]

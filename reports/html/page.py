@@ -261,6 +261,9 @@ def _run_body(view: RunView, vid: str) -> str:
             "failed": "This run <strong>failed</strong>: the load engine stopped with an error (see engine.log)",
             "running": "This run was <strong>still running</strong> (or its runner died) when the report was made",
         }.get(status, f"This run's status is <strong>{_e(status)}</strong>")
+        failure = view.manifest.failure
+        if failure is not None:
+            what = f"This run was <strong>stopped</strong>: {_e(failure.reason)}"
         banner = (
             f'<p class="banner bad">{what}: the figures cover what was recorded before it stopped; its last stage '
             "may be cut short.</p>"
