@@ -427,7 +427,10 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tokens per month")
         ax.set_ylabel("cost per month (USD)")
-        ax.legend(loc="upper left", frameon=False)
+        # headroom above the highest line, so the flat provisioned cost is not drawn on the frame
+        top = max(row.pt_cost_per_month, float(admitted[-1] * per_token) if len(admitted) else 0.0)
+        ax.set_ylim(top=top * 3.0)
+        fig.legend(loc="outside lower center", ncols=4, frameon=False)
         svg = _svg(fig, key)
     return Chart(
         key,
