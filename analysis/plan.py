@@ -15,10 +15,10 @@ For each candidate architecture (on one GPU type) and a forecast (peak tokens/mi
   do not autoscale (as published for Llama 4 Maverick), so they are billed at the peak's count all month.
   ``c``, ``u`` and their price per hour follow the hardware (:mod:`analysis.cost_basis`): from the price table when
   it gives them, else estimated from the GPU slice one increment stands for and the plan's one GPU-hour basis.
-* **Pay-per-token**: hour by hour (the profile's hours, else the month's average rate), the admitted rate under the
-  quotas (:func:`loadtest.model.quota.ppt_admitted_rate`: input tokens against ITPM, ``max_tokens`` reserved against
-  OTPM for the request's model-predicted duration, QPH/QPS); priced for what is served. It *fits* when at most
-  ``max_refused`` of the peak's requests are refused (HTTP 429).
+* **Pay-per-token** (:mod:`analysis.pay_per_token`): hour by hour (the profile's hours, else the month's average
+  rate), the admitted rate under the quotas (:func:`loadtest.model.quota.ppt_admitted_rate`: input tokens against
+  ITPM, ``max_tokens`` reserved against OTPM for the request's model-predicted duration, QPH/QPS); priced for what
+  is served. It *fits* when at most ``max_refused`` of the peak's requests are refused (HTTP 429).
 * **Cost per month** (730 h). **Break-even**: the monthly volume at which pay-per-token costs what the PT plan does
   — given only when the forecast's peak (all month) and the quotas can reach it, else the reason.
 
@@ -41,8 +41,10 @@ from analysis.cost_basis import (
     pt_rate,
     reference_mix,
 )
+from analysis.forecast import HOURS_PER_MONTH, Forecast
 from analysis.measured import Measured
-from analysis.prices import PriceBook, PriceEntry
+from analysis.pay_per_token import DEFAULT_MAX_REFUSED, break_even, pay_per_token
+from analysis.prices import PriceBook
 from loadtest.errors import ConfigError
 from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import check_architecture
@@ -54,66 +56,16 @@ from loadtest.model.predict import (
     reference_tokens_per_s,
     saturation,
 )
-from loadtest.model.quota import LimitType, QuotaLimits, ppt_admitted_rate
+from loadtest.model.quota import LimitType
 from loadtest.model.roofline import Deployment, kv_capacity_tokens
 from loadtest.model.serving import DEFAULT_MAX_BATCH, ServingConfig
-from loadtest.spec.profile import LoadProfile
 
 __all__ = [
-    "DEFAULT_MAX_REFUSED",
-    "HOURS_PER_MONTH",
-    "MINUTES_PER_MONTH",
     "ArchitecturePlan",
-    "Forecast",
     "PlanSlos",
-    "format_volume",
     "plan",
     "slo_capacity",
 ]
-
-HOURS_PER_MONTH = 730.0
-MINUTES_PER_MONTH = HOURS_PER_MONTH * 60.0
-DEFAULT_MAX_REFUSED = 0.01  # pay-per-token "fits" while at most this share of the peak is refused (HTTP 429)
-
-
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    """Peak demand, its mix and its shape over time. ``max_tokens`` is what requests reserve (default: the output
-    length). The month's volume: the ``profile``'s (peak × mean share × 730 h), else ``monthly_tokens``, else
-    peak × minutes in a month × ``load_factor``."""
-
-    peak_tokens_per_min: float
-    prompt_tokens: int
-    output_tokens: int
-    max_tokens: int | None = None
-    monthly_tokens: float | None = None
-    load_factor: float = 0.35  # average / peak, used when neither monthly_tokens nor a profile is given
-    profile: LoadProfile | None = None
-
-    def __post_init__(self) -> None:
-        if self.profile is not None and self.monthly_tokens is not None:
-            raise ValueError("a profile sets the monthly volume: give it or monthly_tokens, not both")
-
-    @property
-    def peak_tokens_per_s(self) -> float:
-        return self.peak_tokens_per_min / 60.0
-
-    @property
-    def peak_requests_per_s(self) -> float:
-        return self.peak_tokens_per_s / (self.prompt_tokens + self.output_tokens)
-
-    @property
-    def tokens_per_month(self) -> float:
-        if self.profile is not None:
-            return self.peak_tokens_per_min * MINUTES_PER_MONTH * self.profile.mean_share
-        if self.monthly_tokens is not None:
-            return self.monthly_tokens
-        return self.peak_tokens_per_min * MINUTES_PER_MONTH * self.load_factor
-
-    @property
-    def reserved_tokens(self) -> int:
-        """``max_tokens`` as requests send it: what each reserves against OTPM."""
-        return self.max_tokens if self.max_tokens is not None else self.output_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,99 +285,6 @@ def _provision(
     return peak, hours, autoscaled, cost, replicas
 
 
-@dataclass(frozen=True, slots=True)
-class _PayPerToken:
-    fits: bool | None = None
-    peak_share: float | None = None
-    quota: LimitType | None = None
-    refused_share: float | None = None
-    by_hour: tuple[float, ...] | None = None
-    served: float | None = None
-    per_token: float | None = None
-    cost: float | None = None
-    ceiling_tokens_per_month: float | None = None  # the most the quotas admit in a month
-
-
-def _pay_per_token(
-    forecast: Forecast, entry: PriceEntry, prompt: int, output: int, hold_s: float, max_refused: float
-) -> _PayPerToken:
-    """Admitted vs refused volume under the quotas, hour by hour (the profile's hours, else the month's average
-    rate), priced for what is served; the fit judged at the peak."""
-    per_token = None
-    if entry.ppt_input_per_million is not None and (output == 0 or entry.ppt_output_per_million is not None):
-        per_token = (
-            (prompt * entry.ppt_input_per_million + output * (entry.ppt_output_per_million or 0.0))
-            / (prompt + output)
-            / 1e6
-        )
-    size = prompt + output
-    volume = forecast.tokens_per_month
-    quotas = [entry.itpm, entry.otpm, entry.qph, entry.qps]
-    if all(q is None for q in quotas):
-        cost = volume * per_token if per_token is not None else None
-        return _PayPerToken(served=volume, per_token=per_token, cost=cost)
-    limits = QuotaLimits(itpm=entry.itpm, otpm=entry.otpm, qph=entry.qph, qps=entry.qps)
-
-    def admitted(rps: float) -> tuple[float, LimitType | None]:
-        return ppt_admitted_rate(limits, rps, prompt, forecast.reserved_tokens, output, duration_s=hold_s)
-
-    peak_rps = forecast.peak_requests_per_s
-    at_peak, quota = admitted(peak_rps)
-    share = 1.0 - at_peak / peak_rps if peak_rps > 0 else 0.0
-    by_hour = None
-    if forecast.profile is not None:
-        rates = [peak_rps * s for s in forecast.profile.shares]
-        through = [admitted(r)[0] for r in rates]
-        by_hour = tuple(a / r if r > 0 else 1.0 for a, r in zip(through, rates, strict=True))
-        served = sum(through) / len(rates) * size * 3600 * HOURS_PER_MONTH
-    else:  # spread evenly: the month's average rate
-        average = volume / (HOURS_PER_MONTH * 3600) / size
-        served = volume * (admitted(average)[0] / average if average > 0 else 1.0)
-    ceiling = admitted(math.inf)[0] * size * 3600 * HOURS_PER_MONTH
-    return _PayPerToken(
-        fits=share <= max_refused,
-        peak_share=share,
-        quota=quota,
-        refused_share=1.0 - served / volume if volume > 0 else 0.0,
-        by_hour=by_hour,
-        served=served,
-        per_token=per_token,
-        cost=served * per_token if per_token is not None else None,
-        ceiling_tokens_per_month=ceiling,
-    )
-
-
-def _break_even(
-    pt_cost: float | None, ppt: _PayPerToken, forecast: Forecast
-) -> tuple[float | None, str | None]:
-    """The monthly volume at which pay-per-token costs what this PT plan costs — only within the volumes this
-    forecast's peak (all month at the peak) and the quotas can reach; otherwise None and why."""
-    if pt_cost is None or ppt.per_token is None or ppt.per_token <= 0:
-        return None, None
-    volume = pt_cost / ppt.per_token
-    at_peak = forecast.peak_tokens_per_min * MINUTES_PER_MONTH
-    ceiling = ppt.ceiling_tokens_per_month
-    if ceiling is not None and ceiling < at_peak and volume > ceiling:
-        return None, (
-            f"no break-even: the quotas admit at most {format_volume(ceiling)} tokens/month, below the "
-            f"{format_volume(volume)} at which pay-per-token would cost what PT does"
-        )
-    if volume > at_peak:
-        return None, (
-            f"no break-even: even the peak all month ({format_volume(at_peak)} tokens) costs less on pay-per-token "
-            f"(${at_peak * ppt.per_token:,.0f}) than PT (${pt_cost:,.0f})"
-        )
-    return volume, None
-
-
-def format_volume(value: float) -> str:
-    """A token volume as people write it: 876.0M, 78.8B, 11.7T."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:,.1f}{unit}"
-    return f"{value:,.0f}"
-
-
 def _plan_one(
     arch_key: str, forecast: Forecast, slo: PlanSlos, setup: _Setup, measured: Measured | None
 ) -> ArchitecturePlan:
@@ -519,13 +378,13 @@ def _plan_one(
         else:
             chunk, chunks, min_chunks, band = rate.tokens_per_s, count, low, count * rate.tokens_per_s
     hold = predict_closed_loop(config, max(conc or slo_conc, 1), p, o).e2e_s if o > 0 else 0.0
-    ppt = _pay_per_token(forecast, entry, p, o, hold, setup.max_refused)
+    ppt = pay_per_token(forecast, entry, p, o, hold, setup.max_refused)
     if ppt.quota == "output_tokens_per_minute" and forecast.reserved_tokens > o:
         notes.append(
             f"max_tokens {forecast.reserved_tokens:,} is reserved against OTPM for each request's ~{hold:.1f} s "
             "(the model's end-to-end latency), then credited back to its output"
         )
-    break_even, why_not = _break_even(pt_cost, ppt, forecast)
+    even_volume, why_not = break_even(pt_cost, ppt, forecast)
     return ArchitecturePlan(
         architecture=arch_key,
         deployment=dep.name,
@@ -565,7 +424,7 @@ def _plan_one(
         ppt_usd_per_token=ppt.per_token,
         ppt_cost_per_month=ppt.cost,
         ppt_ceiling_tokens_per_month=ppt.ceiling_tokens_per_month,
-        break_even_tokens_per_month=break_even,
+        break_even_tokens_per_month=even_volume,
         break_even_note=why_not,
         notes=tuple(notes),
     )

@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from analysis.capacity import CapacityResult
+from analysis.forecast import Forecast
 from analysis.frame import RunData
 from analysis.goodput import class_slos, slo_metric
 from analysis.measured import Measured, mean_mix, measured_from_run
-from analysis.plan import ArchitecturePlan, Forecast, PlanSlos, plan
+from analysis.plan import ArchitecturePlan, PlanSlos, plan
 from analysis.prices import PriceBook, load_prices
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError

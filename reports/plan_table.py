@@ -8,7 +8,9 @@ from pathlib import Path
 
 import orjson
 
-from analysis.plan import DEFAULT_MAX_REFUSED, ArchitecturePlan, Forecast, PlanSlos, format_volume
+from analysis.forecast import Forecast, format_volume
+from analysis.pay_per_token import DEFAULT_MAX_REFUSED
+from analysis.plan import ArchitecturePlan, PlanSlos
 from analysis.prices import PriceBook
 
 __all__ = [

@@ -144,8 +144,9 @@ def plan(**opts: Any) -> None:
     """Recommend provisioned throughput (chunks / band or model units) or pay-per-token per architecture, and the
     monthly cost of each, for a forecast peak and SLOs."""
 
+    from analysis.forecast import MINUTES_PER_MONTH, Forecast
     from analysis.measured import mean_mix, measured_from_run
-    from analysis.plan import MINUTES_PER_MONTH, Forecast, PlanSlos
+    from analysis.plan import PlanSlos
     from analysis.plan import plan as make_plan
     from analysis.prices import load_prices
     from analysis.run_plan import EXAMPLE_PRICES

@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from analysis.capacity import CapacityResult
-from analysis.plan import ArchitecturePlan, Forecast
+from analysis.forecast import Forecast
+from analysis.plan import ArchitecturePlan
 from analysis.timeline import Histogram, Timeline
 from reports.html.blocks import escape
 

@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from analysis import load_run
+from analysis.forecast import Forecast
 from analysis.measured import Measured, measured_from_run
-from analysis.plan import Forecast, PlanSlos, plan, slo_capacity
+from analysis.plan import PlanSlos, plan, slo_capacity
 from analysis.prices import PriceBook, PriceEntry, load_prices
 from loadtest.errors import ConfigError
 from loadtest.model.predict import (
