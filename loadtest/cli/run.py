@@ -17,6 +17,7 @@ from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError, RunInvalid
 from loadtest.model.serving import DEFAULT_MAX_BATCH
+from loadtest.rundir.manifest import WORKER_LOST
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY
 
@@ -356,10 +357,11 @@ def run(
     if outcome.status == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
     stopped = None
-    if outcome.failure is not None:  # the endpoint was dead: one line, exit 3 (also with --gate)
-        stopped = EndpointError(
-            f"{outcome.failure.reason}: stopped; {outcome.records:,} records kept in {outcome.run_dir}"
-        )
+    if (
+        outcome.failure is not None
+    ):  # one line; exit 3 for a dead endpoint, 1 for a lost worker (also with --gate)
+        line = f"{outcome.failure.reason}: stopped; {outcome.records:,} records kept in {outcome.run_dir}"
+        stopped = LoadtestError(line) if outcome.failure.kind == WORKER_LOST else EndpointError(line)
     if gate_run:  # a failed engine's run is judged too: invalid (98), with the outputs CI keeps
         click.echo()
         try:

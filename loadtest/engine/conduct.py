@@ -61,7 +61,8 @@ class Recorder:
     sample's record is always on disk.
 
     With a ``watch`` (:class:`loadtest.engine.health.AbortWatch`) every record is shown to it; when it decides the
-    endpoint is dead, a ``run_aborted`` event is written at once and ``on_abort`` is called (it stops the run)."""
+    endpoint is dead, a ``run_aborted`` event is written at once and ``on_abort`` is called (it stops the run). The
+    master also stops a run through :meth:`fail` when a worker is lost."""
 
     def __init__(self, run_dir: Path, name: str) -> None:
         self.name = name
@@ -74,6 +75,9 @@ class Recorder:
         self.watch: AbortWatch | None = None
         self.aborted: Abort | None = None
         self.on_abort: Callable[[Abort], None] = lambda _abort: None
+        self.failure: RunFailure | None = (
+            None  # why the run was stopped early: a dead endpoint or a lost worker
+        )
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._fd = os.open(run_dir / RECORDS_FILE, flags, 0o644)
         self._gaps_fd = os.open(run_dir / GAPS_FILE, flags, 0o644)
@@ -140,8 +144,14 @@ class Recorder:
             return
         self.aborted = found
         failure = RunFailure(found.kind, found.reason(), found.since, found.at, found.after_s, found.stage)
-        self.event("run_aborted", failure=failure.to_dict(), failures=found.failures, detail=found.detail)
+        self.fail(failure, failures=found.failures, detail=found.detail)
         self.on_abort(found)
+
+    def fail(self, failure: RunFailure, **fields: Any) -> None:
+        """Write why the run stops early (a ``run_aborted`` event: the manifest's ``failure``); the first wins."""
+        if self.failure is None:
+            self.failure = failure
+            self.event("run_aborted", failure=failure.to_dict(), **fields)
 
     def event(self, kind: str, **fields: Any) -> None:
         line = {

@@ -46,14 +46,15 @@ from typing import Any  # noqa: E402
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from locust.env import Environment  # noqa: E402
-from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
+from locust.runners import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS, STATE_MISSING, MasterRunner, WorkerRunner  # noqa: E402  # noqa: E402
 
 from loadtest.engine.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
 from loadtest.engine.distribute import split_evenly, users_per_worker  # noqa: E402
 from loadtest.engine.health import AbortWatch  # noqa: E402
 from loadtest.engine.users import Engine, LLMUser  # noqa: E402
-from loadtest.errors import EXIT_INTERRUPTED, EndpointError  # noqa: E402
+from loadtest.errors import EXIT_INTERRUPTED, EndpointError, LoadtestError  # noqa: E402
 from loadtest.rundir.files import SPEC_FILE  # noqa: E402
+from loadtest.rundir.manifest import WORKER_LOST, RunFailure  # noqa: E402
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 
 __all__ = ["main"]
@@ -91,10 +92,20 @@ class MasterConductor(Conductor):
         self.closed: dict[str, dict[str, Any]] = {}
         self.closed_event = Event()
         self.flusher: Any = None
+        self.lost: set[str] = set()
+
+    def _all_closed(self) -> bool:
+        return all(w in self.closed or w in self.lost for w in self.workers)
+
+    def on_lost(self, node_id: str) -> None:
+        """A worker stopped answering: its stage report will never come, so closing waits for the others only."""
+        self.lost.add(node_id)
+        if self._all_closed():
+            self.closed_event.set()
 
     def on_closed(self, node_id: str, data: dict[str, Any]) -> None:
         self.closed[node_id] = data
-        if len(self.closed) >= len(self.workers):
+        if self._all_closed():
             self.closed_event.set()
 
     def open(self, stage: Stage, index: int) -> None:
@@ -127,7 +138,7 @@ class MasterConductor(Conductor):
             gevent.sleep(LOOKAHEAD_S)
         self.runner.send_message("lt_close", {"drain": not self.stop.is_set()})
         self.closed_event.wait(self.spec.drain_timeout_s + 15.0)
-        missing = [w for w in self.workers if w not in self.closed]
+        missing = [w for w in self.workers if w not in self.closed and w not in self.lost]
         if missing:
             self.recorder.event("workers_lost", workers=missing)
         return list(self.closed.values())
@@ -174,10 +185,40 @@ def _watch_endpoint(recorder: Recorder, spec: RunSpec, stop: Event) -> None:
 
 
 def _exit_code(recorder: Recorder, interrupted: list[str]) -> int:
-    """130 when a signal stopped the run, 3 (:class:`EndpointError`) when its endpoint was dead, else 0."""
+    """130 when a signal stopped the run, 3 (:class:`EndpointError`) when its endpoint was dead, 1 when a worker was
+    lost, else 0."""
     if interrupted:
         return EXIT_INTERRUPTED
-    return EndpointError.exit_code if recorder.aborted is not None else 0
+    if recorder.failure is None:
+        return 0
+    return LoadtestError.exit_code if recorder.failure.kind == WORKER_LOST else EndpointError.exit_code
+
+
+def _watch_workers(
+    runner: MasterRunner, conductor: MasterConductor, names: dict[str, str], recorder: Recorder, stop: Event
+) -> None:
+    """Stop the run when a worker goes missing (Locust's heartbeats: none for ``HEARTBEAT_LIVENESS`` intervals, or
+    gone from the master's list): its users and their load are gone, so the stages would no longer offer what they
+    say. Its in-flight requests are lost with it (never recorded); everything it forwarded is kept."""
+    while not stop.is_set():
+        for node_id in conductor.workers:
+            node = runner.clients.get(node_id)
+            if node_id not in conductor.lost and (node is None or node.state == STATE_MISSING):
+                at = time.time()
+                after = float(HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL)
+                stage = recorder.stage_label
+                name = names.get(node_id, node_id)
+                reason = (
+                    f"worker {name} lost: no heartbeat for {after:.0f} s at "
+                    f"{time.strftime('%H:%M:%S', time.localtime(at))}"
+                    + (f" (stage {stage})" if stage else "")
+                    + f"; {len(conductor.workers) - len(conductor.lost) - 1} of {len(conductor.workers)} workers "
+                    "left, so the load was no longer what the stages say"
+                )
+                recorder.fail(RunFailure(WORKER_LOST, reason, at - after, at, after, stage), worker=name)
+                conductor.on_lost(node_id)
+                stop.set()
+        gevent.sleep(0.2)
 
 
 def _spawn_users(runner: Any, users: int, stop: Event) -> int:
@@ -213,7 +254,7 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
 
 
 def _run_end(recorder: Recorder, interrupted: list[str]) -> None:
-    aborted = recorder.aborted.kind if recorder.aborted is not None else None
+    aborted = recorder.failure.kind if recorder.failure is not None else None
     recorder.event(
         "run_end",
         interrupted=bool(interrupted),
@@ -233,7 +274,13 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
     finished: dict[str, bool] = {}
     conductor: MasterConductor | None = None
     runner.register_message("lt_records", lambda environment, msg: recorder.write(msg.data["lines"]))
-    runner.register_message("lt_ready", lambda environment, msg: ready.__setitem__(msg.node_id, True))
+    names: dict[str, str] = {}  # Locust's node id -> the worker's own name (workerK-PID)
+
+    def on_ready(environment: Any, msg: Any) -> None:
+        ready[msg.node_id] = True
+        names[msg.node_id] = str(msg.data.get("worker", msg.node_id))
+
+    runner.register_message("lt_ready", on_ready)
     runner.register_message("lt_finished", lambda environment, msg: finished.__setitem__(msg.node_id, True))
     runner.register_message(
         "lt_event", lambda environment, msg: recorder.event(msg.data["kind"], **msg.data["fields"])
@@ -261,13 +308,15 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
     users = _spawn_users(runner, per_worker * workers, stop)
     recorder.event("run_start", users=users, workers=workers)
     conductor = MasterConductor(spec, recorder, stop, runner, ids)
+    watcher = gevent.spawn(_watch_workers, runner, conductor, names, recorder, stop)
     try:
         run_stages(conductor, spec)
     finally:
-        abort = bool(interrupted) or recorder.aborted is not None
+        watcher.kill()
+        abort = bool(interrupted) or recorder.failure is not None
         runner.send_message("lt_finish", {"abort": abort})
         end = time.monotonic() + 15
-        while len(finished) < workers and time.monotonic() < end:
+        while len(finished) < workers - len(conductor.lost) and time.monotonic() < end:
             gevent.sleep(0.05)
         _run_end(recorder, interrupted)
         runner.quit()

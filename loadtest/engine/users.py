@@ -40,7 +40,7 @@ from loadtest.client.records import RequestRecord, dump_record
 from loadtest.client.scrub import header_secrets
 from loadtest.engine.distribute import closed_loop_seq, users_per_worker
 from loadtest.engine.gevent_transport import GeventTransport
-from loadtest.engine.health import Backoff
+from loadtest.engine.health import Backoff, backs_off
 from loadtest.engine.loopdelay import LoopMonitor, burn_forever, burn_seconds
 from loadtest.engine.sampling import Sampler
 from loadtest.errors import LoadtestError
@@ -296,10 +296,10 @@ class LLMUser(User):
     """Closed loop: while its stage admits it, the user sends its next request as soon as the last one ends.
     Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time).
 
-    After a request that got no response (refused, reset, timed out before any status) the user backs off before
-    its next one (:class:`loadtest.engine.health.Backoff`, jitter seeded by the run's seed and the user's index),
-    waking early when its stage ends. An open-loop arrival is never lost meanwhile: it waits in the queue for a
-    free user, and the stage's self-check counts it (``no_free_user``)."""
+    After a request that got no response (refused, reset, timed out before any status) — or, in a closed loop, a
+    429 or 5xx answer — the user backs off before its next one (:class:`loadtest.engine.health.Backoff`, jitter
+    seeded by the run's seed and the user's index), waking early when its stage ends. An open-loop arrival is never
+    lost meanwhile: it waits in the queue for a free user, and the stage's self-check counts it (``no_free_user``)."""
 
     wait_time = constant(0)
     engine: ClassVar[Engine | None] = None  # set by the role running this process
@@ -326,20 +326,20 @@ class LLMUser(User):
             finally:
                 gate.idle -= 1
             if item[0] >= 0:
-                self._back_off(engine, engine.send(item[0], item[1]))
+                self._back_off(engine, engine.send(item[0], item[1]), closed_loop=False)
             return
         if not gate.admits(self.index):
             gate.wait_change()
             return
-        self._back_off(engine, engine.send(engine.next_closed_seq(), engine.clock()))
+        self._back_off(engine, engine.send(engine.next_closed_seq(), engine.clock()), closed_loop=True)
 
-    def _back_off(self, engine: Engine, record: RequestRecord) -> None:
+    def _back_off(self, engine: Engine, record: RequestRecord, closed_loop: bool) -> None:
         backoff = self.backoff
         if backoff is None:
-            if record.status is not None or record.error_class is None:
-                return  # the hot path: the endpoint answered, and this user never had to back off
+            if not backs_off(record.status, record.error_class, closed_loop):
+                return  # the hot path: a success or an answer, and this user never had to back off
             rand = random.Random(f"{engine.spec.seed}/backoff/{engine.index}/{self.index}").random
             backoff = self.backoff = Backoff(rand)
-        wait = backoff.after(record.status, record.error_class)
+        wait = backoff.after(record.status, record.error_class, closed_loop)
         if wait > 0:
             engine.gate.wait_change(wait)

@@ -53,7 +53,7 @@ class RunOutcome:
     status: str  # "complete" | "interrupted" | "failed"
     engine_exit_code: int | None
     records: int
-    failure: RunFailure | None = None  # the engine stopped the run: its endpoint was dead (status "failed")
+    failure: RunFailure | None = None  # the engine stopped the run: a dead endpoint, a lost worker ("failed")
 
 
 def new_run_dir(out: Path, name: str, now: dt.datetime | None = None) -> Path:
@@ -226,7 +226,7 @@ def execute_run(
     records = _count_lines(run_dir / RECORDS_FILE)
     failure = run_failure(events) if status != "interrupted" else None
     if failure is not None:
-        status = "failed"  # the engine stopped it (exit 3): the failure says why, not its log
+        status = "failed"  # the engine stopped it (exit 3 or 1): the failure says why, not its log
     tail = None
     if status == "failed" and failure is None:
         tail = tuple((run_dir / ENGINE_LOG).read_text(errors="replace").strip().splitlines()[-5:])

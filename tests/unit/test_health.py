@@ -11,7 +11,7 @@ import pytest
 from loadtest.client.protocol import EndpointSpec
 from loadtest.client.records import dump_record
 from loadtest.engine.conduct import Recorder
-from loadtest.engine.health import Abort, AbortWatch, Backoff, outcome_of
+from loadtest.engine.health import Abort, AbortWatch, Backoff, backs_off, outcome_of
 from loadtest.rundir import read_events, run_failure
 from tests.helpers import BASE
 
@@ -63,6 +63,41 @@ def test_backoff_resets_on_any_answer_and_ignores_the_rest() -> None:
     assert backoff.after(*HTTP_503) == 0.0  # a 5xx is an answer: no back-off, and the count starts over
     assert backoff.after(*REFUSED) == 0.025
     assert backoff.after(*OK) == 0.0
+    assert backoff.failures == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class", "open_loop", "closed_loop"),
+    [
+        (None, "connection", True, True),
+        (None, "timeout", True, True),
+        (429, "rate_limited", False, True),  # answered at once: a closed loop would send again at once
+        (500, "server_error", False, True),
+        (503, "server_error", False, True),
+        (200, "server_error", False, False),  # an error event mid-stream: the endpoint served for a while
+        (200, "stream_cut", False, False),
+        (200, "timeout", False, False),
+        (404, "client_error", False, False),
+        (200, None, False, False),
+        (None, "cancelled", False, False),
+        (429, "cancelled", False, False),
+    ],
+)
+def test_who_backs_off(
+    status: int | None, error_class: str | None, open_loop: bool, closed_loop: bool
+) -> None:
+    assert backs_off(status, error_class, closed_loop=False) is open_loop
+    assert backs_off(status, error_class, closed_loop=True) is closed_loop
+
+
+def test_a_closed_loop_backs_off_from_429s_and_5xx_until_another_answer() -> None:
+    backoff = Backoff(lambda: 0.0)
+    assert [backoff.after(429, "rate_limited", True) for _ in range(3)] == [0.025, 0.05, 0.1]
+    assert backoff.after(503, "server_error", True) == 0.2  # the same streak: refusals of either kind
+    assert backoff.after(*REFUSED, True) == 0.4
+    assert backoff.after(200, "stream_cut", True) == 0.0  # an answer that is not a refusal starts it over
+    assert backoff.after(429, "rate_limited", True) == 0.025
+    assert backoff.after(429, "rate_limited", False) == 0.0  # open loop: arrivals set the pace
     assert backoff.failures == 0
 
 
