@@ -140,7 +140,12 @@ def parse_exposition(text: str) -> dict[str, list[float]]:
                 if sample.name.endswith("_created") or math.isnan(sample.value):
                     continue
                 out.setdefault(sample.name, []).append(float(sample.value))
-    except (ValueError, TypeError, IndexError, KeyError) as exc:  # the parser's ways of saying "not this format"
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+    ) as exc:  # the parser's ways of saying "not this format"
         raise MetricsTextError(f"not Prometheus text ({redact(str(exc))})") from None
     return out
 
@@ -224,7 +229,9 @@ def scrape_once(
     ``error``."""
     start, cpu = clock(), cpu_clock()
 
-    def done(kind: str | None = None, values: Mapping[str, float] | None = None, error: str | None = None) -> Scrape:
+    def done(
+        kind: str | None = None, values: Mapping[str, float] | None = None, error: str | None = None
+    ) -> Scrape:
         now = clock()
         return Scrape(now, max(now - start, 0.0), max(cpu_clock() - cpu, 0.0), kind, values, error)
 

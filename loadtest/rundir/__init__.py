@@ -1,6 +1,6 @@
 """The run directory: its file names, the typed manifest and stage windows, the engine's events, the samples of
-requests and responses and the endpoint's own metrics — the one contract between the writer (:mod:`loadtest.runner`, the engine's recorder) and
-the readers (``analysis``, ``reports``, the CLI).
+requests and responses and the endpoint's own metrics — the one contract between the writers (:mod:`loadtest.runner`,
+the engine's recorder) and the readers (``analysis``, ``reports``, the CLI).
 
 Sits above :mod:`loadtest.spec` and :mod:`loadtest.client`, below :mod:`loadtest.engine`, :mod:`loadtest.runner` and
 ``analysis``; imports no pandas, pyarrow or gevent.

@@ -112,7 +112,9 @@ def launch(
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers(), timeout_s=read_timeout_s)
     metrics = resolve_metrics(server_metrics, endpoint, headers, echo=echo)
-    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live, metrics)
+    return _execute(
+        scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live, metrics
+    )
 
 
 def _execute(

@@ -193,7 +193,9 @@ class Scraper:
                 self.failed += 0 if scrape.ok else 1
                 self._stop.wait(max(0.0, self.plan.interval_s - (time.monotonic() - began)))
         except Exception as exc:  # a bug here must not take the run with it: one last line says what happened
-            self._writer.write(Scrape(self._clock(), 0.0, 0.0, error=f"scraper stopped: {type(exc).__name__}"))
+            self._writer.write(
+                Scrape(self._clock(), 0.0, 0.0, error=f"scraper stopped: {type(exc).__name__}")
+            )
 
     def stop(self) -> None:
         """Stop after the scrape in flight (at most its timeout), then close the file and the connection."""

@@ -23,9 +23,9 @@ from loadtest.model.roofline import kv_capacity_tokens
 from loadtest.sim.batching import BatchRequest
 from loadtest.sim.config import SimConfig
 from loadtest.sim.documents import (
-    endpoint_document,
     LastMinute,
     databricks_metrics_text,
+    endpoint_document,
     metrics_text,
     models_document,
     optimization_info,
@@ -211,7 +211,9 @@ class App:
         return None
 
     def _export_metrics(self, conn: Connection, req: Request, name: str) -> None:
-        text = databricks_metrics_text(self._served(name), self.snapshot(), self.last_minute.counts(self.clock()))
+        text = databricks_metrics_text(
+            self._served(name), self.snapshot(), self.last_minute.counts(self.clock())
+        )
         conn.respond(200, text, req.request_id, "text/plain; version=0.0.4")
 
     def _served(self, name: object) -> str:

@@ -106,7 +106,9 @@ def metrics_text(model: str, snapshot: dict[str, Any]) -> bytes:
     capacity = s.get("kv_capacity_tokens")
     if s.get("slots") is None and capacity:
         usage = s["kv_used_tokens"] / (capacity * s["replicas"])
-        rows.append(("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", usage))
+        rows.append(
+            ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", usage)
+        )
     rows += [
         ("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", 0),
         ("vllm:request_success_total", "counter", "Finished requests.", s["requests_completed"]),
