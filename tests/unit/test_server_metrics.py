@@ -4,12 +4,20 @@ the file's round trip, the join to stages with exact values, and what the metric
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import orjson
 import pytest
 
-from analysis.server_metrics import binding_evidence, stage_server_metrics, summarize_server_metrics
+from analysis.server_metrics import (
+    ServerMetricsSummary,
+    ServerStageMetrics,
+    binding_evidence,
+    stage_server_metrics,
+    summarize_server_metrics,
+)
 from loadtest.client.protocol import EndpointSpec
 from loadtest.client.server_metrics import (
     MetricsTextError,
@@ -29,6 +37,8 @@ from loadtest.rundir import (
     read_server_metrics,
 )
 from loadtest.runner.scrape import MetricsPlan, Scraper, metrics_candidates, resolve_metrics
+from reports.html.collect import RunView
+from reports.html.server_section import server_section
 from tests.helpers import wait_for
 
 DATA = Path(__file__).parent / "data" / "server_metrics"
@@ -400,3 +410,17 @@ def test_the_scraper_writes_a_line_per_scrape_and_failures_do_not_stop_it(
     assert [s.ok for s in log.scrapes[:4]] == [True, False, True, False]
     assert log.scrapes[1].error == "HTTP 503"
     assert log.scrapes[0].values == {"waiting": 2, "running": 4, "prompt_tokens": 180, "generation_tokens": 0}
+
+
+def test_the_reports_section_escapes_what_the_server_sent() -> None:
+    hostile = "<script>alert(1)</script>"
+    summary = ServerMetricsSummary(
+        source=f"http://h/{hostile}", server="vllm", explicit=True, interval_s=1.0, scrapes=2, failed=1,
+        first_error=f"not Prometheus text ({hostile})", duration_mean_s=0.002, duration_max_s=0.003,
+        cpu_mean_s=0.001, stages=(ServerStageMetrics(hostile, 2, 1, {"running_mean": 3.0}),),
+    )  # fmt: skip
+    view = SimpleNamespace(server_metrics=summary, capacity=SimpleNamespace(server_evidence=(hostile,)))
+    html = server_section(cast(RunView, view), "r0")
+    assert "<script>" not in html
+    assert html.count("&lt;script&gt;") == 5  # the source (twice: with the failures), first error, evidence, stage
+    assert "src=" not in html and "href=" not in html  # nothing fetched from outside
