@@ -39,6 +39,8 @@ not count) appear in a stage no later than the first stage whose latency breaks 
 (open-loop arrivals found no free user, were dropped, or the rate of requests sent, 429s included, fell under 90 %
 of the target; for a token-rate stage, of the request rate it started at) or whose other errors pass
 ``max_error_share``; else "server" when one of those happened; else None (no limit reached in the tested range).
+When the run scraped the endpoint's own metrics, ``server_evidence`` says what they show binds — "KV cache 97 % full
+from stage X on", "queue grows from stage X on" (:func:`analysis.server_metrics.binding_evidence`).
 
 **Fit**: ``TPOT ≈ t0 + t1·C`` by least squares over stages, C the mean in-flight requests by Little's law
 (``Σ e2e / duration`` = rate × mean E2E, all requests of the stage), TPOT the mean over successful requests.
@@ -58,6 +60,7 @@ from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_laten
 from analysis.frame import RunData
 from analysis.goodput import class_slos, good_mask, slo_metric
 from analysis.sections import SECTIONS, sectioned_ci
+from analysis.server_metrics import binding_evidence, server_metrics_of
 from analysis.stage_points import StagePoint, View, stage_point
 from loadtest.rundir import StageWindow
 
@@ -93,11 +96,15 @@ class CapacityResult:
     limit: Literal["quota", "server"] | None  # what bound the capacity: a quota's 429s, or the server
     limit_detail: str
     tpot_fit: LinearFit | None
+    server_evidence: tuple[
+        str, ...
+    ] = ()  # what the endpoint's own metrics say binds (analysis.server_metrics)
 
     def to_dict(self) -> dict[str, Any]:
         out = {_JSON_KEYS.get(name, name): getattr(self, name) for name in self.__dataclass_fields__}
         out["points"] = [p.to_dict() for p in self.points]
         out["tpot_fit"] = self.tpot_fit.to_dict() if self.tpot_fit is not None else None
+        out["server_evidence"] = list(self.server_evidence)
         return out
 
 
@@ -358,10 +365,14 @@ def capacity(
 
 
 def capacity_from_run(data: RunData, max_error_share: float = DEFAULT_MAX_ERROR_SHARE) -> CapacityResult:
-    """:func:`capacity` with the stages and class SLOs of the run's manifest."""
+    """:func:`capacity` with the stages and class SLOs of the run's manifest, and what the endpoint's own metrics
+    (``server_metrics.jsonl``, when the run scraped them) say binds."""
     manifest = data.manifest
     stages: Sequence[StageWindow] | Sequence[str] = manifest.stages or manifest.stage_order
-    return capacity(data.records, stages, class_slos(manifest.spec.request_classes), max_error_share)
+    result = capacity(data.records, stages, class_slos(manifest.spec.request_classes), max_error_share)
+    server = server_metrics_of(data.run_dir, manifest.stages or ())
+    evidence = binding_evidence(server, [p.stage for p in result.points])
+    return replace(result, server_evidence=evidence) if evidence else result
 
 
 def predict(result: CapacityResult, rate_rps: float) -> LatencyPrediction | None:

@@ -17,9 +17,11 @@ import orjson
 
 from analysis.capacity import CapacityResult
 from analysis.fit import LatencyPrediction
+from analysis.server_metrics import ServerMetricsSummary
 from analysis.summary import StageSummary
 from analysis.validity import Validity
 from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
+from reports.server_table import render_server_metrics
 
 __all__ = [
     "AnalyzeFormat",
@@ -55,6 +57,9 @@ class AnalyzeReport:
     predicted: bool = False
     csv_header_from: Sequence[StageSummary] = ()
     validity: Validity | None = None
+    server_metrics: ServerMetricsSummary | None = (
+        None  # the endpoint's own metrics, when the run scraped them
+    )
 
 
 def analyze_table(report: AnalyzeReport) -> str:
@@ -63,6 +68,9 @@ def analyze_table(report: AnalyzeReport) -> str:
         [render_summary_table(report.summaries)] if report.summaries else ["no record names a request class"]
     )
     parts.append(render_capacity(report.capacity))
+    server = render_server_metrics(report.server_metrics)
+    if server is not None:
+        parts.append(server)
     if report.predicted:
         parts.append(render_predictions(report.predictions))
     if report.validity is not None:
@@ -84,7 +92,8 @@ def render_validity(validity: Validity) -> str:
 
 
 def analyze_json(report: AnalyzeReport) -> str:
-    """One JSON document: run id and status, grouping, SLOs, skipped lines, summaries, capacity, predictions."""
+    """One JSON document: run id and status, grouping, SLOs, skipped lines, summaries, capacity, predictions, the
+    server's metrics (``null`` when the run scraped none)."""
     payload = {
         "run_id": report.run_id,
         "status": report.status,
@@ -94,6 +103,7 @@ def analyze_json(report: AnalyzeReport) -> str:
         "summaries": [s.to_dict() for s in report.summaries],
         "capacity": report.capacity.to_dict(),
         "predictions": [p.to_dict() for p in report.predictions if p is not None],
+        "server_metrics": report.server_metrics.to_dict() if report.server_metrics is not None else None,
     }
     if report.validity is not None:
         payload["validity"] = {

@@ -331,6 +331,7 @@ def render_capacity(result: CapacityResult) -> str:
         f"{format_number(result.saturation_output_tok_per_s, 0)} output tok/s (max achieved, {result.saturation_stage})"
     )
     lines.append(f"binding limit: {result.limit or 'none reached'} — {result.limit_detail}")
+    lines += [f"  server metrics: {evidence}" for evidence in result.server_evidence]
     fit = result.tpot_fit
     if fit is not None:
         r2 = _DASH if fit.r2 is None else f"{fit.r2:.3f}"

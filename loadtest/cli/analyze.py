@@ -58,6 +58,7 @@ def analyze(
         summarize_classes,
         summarize_stages,
     )
+    from analysis.server_metrics import server_metrics_of
     from analysis.validity import validity_of
     from reports import AnalyzeReport, render_analysis
 
@@ -84,6 +85,7 @@ def analyze(
         # no group at all (e.g. --by class where no record names its class): the CSV header is the per-stage one
         csv_header_from=summarize_stages(data.records, order) if fmt == "csv" and not summaries else (),
         validity=validity,
+        server_metrics=server_metrics_of(run_dir, data.manifest.stages or ()),
     )
     text = render_analysis(report, fmt)
     if out_file is not None:
@@ -95,6 +97,8 @@ def analyze(
         click.echo(text, nl=False)
     if data.skipped_lines:
         click.echo(f"note: {data.skipped_lines} {SKIPPED_LINES}", err=True)
+    if fmt != "table" and report.server_metrics is not None and report.server_metrics.note is not None:
+        click.echo(f"note: {report.server_metrics.note}", err=True)
     status = data.manifest.status
     if data.manifest.failure is not None:
         click.echo(f"note: the run was stopped: {data.manifest.failure.reason}", err=True)

@@ -137,6 +137,15 @@ __all__ = ["run"]
     "connect or getting no response, or every one answered with a 5xx (default 10s; 'off' keeps going).",
 )
 @click.option(
+    "--server-metrics",
+    default="auto",
+    show_default=True,
+    metavar="URL|auto|off",
+    help="Scrape the endpoint's Prometheus metrics (queue, batch, KV cache, preemptions, tokens) about once a "
+    "second into server_metrics.jsonl: a URL, 'auto' (the endpoint's /metrics, or a Databricks endpoint's "
+    "metrics export, when it answers) or 'off'.",
+)
+@click.option(
     "--read-timeout",
     default="120s",
     show_default=True,
@@ -338,6 +347,7 @@ def run(
         echo=(lambda _line: None) if opts["quiet"] else (lambda line: click.echo(line, err=True)),
         distribution=distribution,
         live=None if opts["quiet"] else LiveLine.for_stderr(),
+        server_metrics=opts["server_metrics"],
     )
     outcome = result.outcome
     click.echo(render_stage_table(result.summaries))

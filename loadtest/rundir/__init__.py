@@ -1,6 +1,6 @@
-"""The run directory: its file names, the typed manifest and stage windows, the engine's events and the samples of
-requests and responses — the one contract between the writer (:mod:`loadtest.runner`, the engine's recorder) and
-the readers (``analysis``, ``reports``, the CLI).
+"""The run directory: its file names, the typed manifest and stage windows, the engine's events, the samples of
+requests and responses and the endpoint's own metrics — the one contract between the writers (:mod:`loadtest.runner`,
+the engine's recorder) and the readers (``analysis``, ``reports``, the CLI).
 
 Sits above :mod:`loadtest.spec` and :mod:`loadtest.client`, below :mod:`loadtest.engine`, :mod:`loadtest.runner` and
 ``analysis``; imports no pandas, pyarrow or gevent.
@@ -35,6 +35,14 @@ from loadtest.rundir.manifest import (
     write_manifest,
 )
 from loadtest.rundir.samples import Sample, SampleMessage, SampleRequest, SampleText, read_samples
+from loadtest.rundir.server_metrics import (
+    SERVER_METRICS_FILE,
+    SERVER_METRICS_FORMAT,
+    ServerMetricsHeader,
+    ServerMetricsLog,
+    ServerMetricsWriter,
+    read_server_metrics,
+)
 
 __all__ = [
     "ENGINE_LOG",
@@ -46,6 +54,8 @@ __all__ = [
     "RECORDS_FILE",
     "REPORT_FILE",
     "SAMPLES_FILE",
+    "SERVER_METRICS_FILE",
+    "SERVER_METRICS_FORMAT",
     "SPEC_FILE",
     "SUMMARY_FILE",
     "GeneratorVerdict",
@@ -57,12 +67,16 @@ __all__ = [
     "SampleMessage",
     "SampleRequest",
     "SampleText",
+    "ServerMetricsHeader",
+    "ServerMetricsLog",
+    "ServerMetricsWriter",
     "SimulatedEndpoint",
     "StageTarget",
     "StageWindow",
     "read_events",
     "read_manifest",
     "read_samples",
+    "read_server_metrics",
     "run_failure",
     "stage_windows",
     "write_manifest",

@@ -1,16 +1,17 @@
 """The file names of a run directory, in one place.
 
-==================== ====================================================================================
-``manifest.json``     what ran, against what, how it went (:class:`loadtest.rundir.manifest.Manifest`)
-``spec.json``         the run as the engine child reads it (:class:`loadtest.spec.runspec.RunSpec`)
-``records.jsonl``     one request record a line (:mod:`loadtest.client.records`)
-``chunk_gaps.f32``    the records' chunk gaps, float32 (format 2; :mod:`loadtest.client.records`)
-``events.jsonl``      the engine's events: stage starts and ends, sweep decisions (:mod:`loadtest.rundir.events`)
-``samples.jsonl``     a few requests and responses per request class (:mod:`loadtest.rundir.samples`)
-``engine.log``        the engine child's output
-``summary.json``      the per-stage summary ``loadtest run`` prints
-``report.html``       the self-contained HTML report ``loadtest run`` writes at its end (:mod:`reports.html`)
-==================== ====================================================================================
+======================== ====================================================================================
+``manifest.json``        what ran, against what, how it went (:class:`loadtest.rundir.manifest.Manifest`)
+``spec.json``            the run as the engine child reads it (:class:`loadtest.spec.runspec.RunSpec`)
+``records.jsonl``        one request record a line (:mod:`loadtest.client.records`)
+``chunk_gaps.f32``       the records' chunk gaps, float32 (format 2; :mod:`loadtest.client.records`)
+``events.jsonl``         the engine's events: stage starts and ends, sweep decisions (:mod:`loadtest.rundir.events`)
+``samples.jsonl``        a few requests and responses per request class (:mod:`loadtest.rundir.samples`)
+``server_metrics.jsonl`` the endpoint's own metrics, scraped by the CLI (:mod:`loadtest.rundir.server_metrics`)
+``engine.log``           the engine child's output
+``summary.json``         the per-stage summary ``loadtest run`` prints
+``report.html``          the self-contained HTML report ``loadtest run`` writes at its end (:mod:`reports.html`)
+======================== ====================================================================================
 
 The two record files are named in :mod:`loadtest.client.records` (below this package: the recorder and the record
 reader use them) and re-exported here.

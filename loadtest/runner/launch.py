@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from loadtest.errors import ConfigError
 from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
 from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
+from loadtest.runner.scrape import MetricsPlan, resolve_metrics
 from loadtest.runner.simproc import SimulatorProcess
 from loadtest.spec.scenario import Scenario
 
@@ -36,8 +37,11 @@ class LaunchResult:
     most_common_error: str | None
 
 
-def _endpoint_and_auth(scenario: Scenario) -> tuple[EndpointSpec, dict[str, str], dict[str, str]]:
-    """The endpoint spec, the request headers for the preflight, and the engine child's extra environment."""
+def _endpoint_and_auth(
+    scenario: Scenario,
+) -> tuple[EndpointSpec, Callable[[], Mapping[str, str]], dict[str, str]]:
+    """The endpoint spec, the request headers (a call each time: an OAuth token refreshes) for the preflight and
+    the server metrics, and the engine child's extra environment."""
     ep = scenario.endpoint
     assert ep is not None
     if ep.databricks:
@@ -57,15 +61,14 @@ def _endpoint_and_auth(scenario: Scenario) -> tuple[EndpointSpec, dict[str, str]
             name=ep.name or ep.endpoint,
             auth="databricks",
         )
-        return spec, provider.headers(), serialize_for_child(provider)
+        return spec, provider.headers, serialize_for_child(provider)
     assert ep.url is not None
     if not ep.url.startswith(("http://", "https://")):
         raise ConfigError(f"the endpoint must be an http(s) URL, got {ep.url!r}")
     provider = resolve_auth(
         AuthOptions(api_key_env=ep.api_key_env, auth_type=None if ep.api_key_env else "none")
     )
-    headers = provider.headers()
-    model = ep.model or first_model_id(ep.url, headers)
+    model = ep.model or first_model_id(ep.url, provider.headers())
     if not model:
         raise ConfigError(f"a model name is required: {public_url(ep.url)}/models lists none (use --model)")
     spec = EndpointSpec(
@@ -75,7 +78,7 @@ def _endpoint_and_auth(scenario: Scenario) -> tuple[EndpointSpec, dict[str, str]
         include_usage=ep.include_usage,
         name=ep.name or model,
     )
-    return spec, headers, {}
+    return spec, provider.headers, {}
 
 
 def launch(
@@ -87,8 +90,10 @@ def launch(
     echo: Callable[[str], None] = lambda _line: None,
     distribution: Distribution | None = None,
     live: LiveLine | None = None,
+    server_metrics: str | None = None,
 ) -> LaunchResult:
-    """``live``: the progress line to draw while the engine runs (``echo``'s lines wipe it first)."""
+    """``live``: the progress line to draw while the engine runs (``echo``'s lines wipe it first);
+    ``server_metrics``: ``--server-metrics`` (``auto`` when None, ``off`` or a URL; :mod:`loadtest.runner.scrape`)."""
     if live is not None:
         echo = live.echo_through(echo)
     if scenario.endpoint is None:
@@ -99,11 +104,17 @@ def launch(
             model = first_model_id(base, {}) or str(settings.architecture or "sim")
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
             simulated = SimulatedEndpoint(settings, scenario.seed)
-            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution, live)
+            metrics = resolve_metrics(server_metrics, endpoint, echo=echo)
+            return _execute(
+                scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution, live, metrics
+            )
     endpoint, headers, child_env = _endpoint_and_auth(scenario)
     if not skip_preflight:
-        preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
-    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live)
+        preflight(endpoint, scenario.classes[0], headers(), timeout_s=read_timeout_s)
+    metrics = resolve_metrics(server_metrics, endpoint, headers, echo=echo)
+    return _execute(
+        scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live, metrics
+    )
 
 
 def _execute(
@@ -116,6 +127,7 @@ def _execute(
     simulator: SimulatedEndpoint | None,
     distribution: Distribution | None,
     live: LiveLine | None,
+    metrics: MetricsPlan | None = None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
     spec = scenario.run_spec(
@@ -148,6 +160,7 @@ def _execute(
             env=child_env,
             distribution=distribution,
             tick=watch(live, spec, run_dir) if live is not None else None,
+            metrics=metrics,
         )
     finally:
         if live is not None:

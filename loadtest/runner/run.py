@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +41,7 @@ from loadtest.rundir import (
     stage_windows,
     write_manifest,
 )
+from loadtest.runner.scrape import MetricsPlan, scraping
 from loadtest.spec.runspec import RunSpec
 
 __all__ = ["ENGINE_MODULE", "Distribution", "RunOutcome", "execute_run", "new_run_dir", "serve_as_worker"]
@@ -114,6 +116,7 @@ def execute_run(
     env: dict[str, str] | None = None,
     distribution: Distribution | None = None,
     tick: Callable[[], None] | None = None,
+    metrics: MetricsPlan | None = None,
 ) -> RunOutcome:
     """Run the engine for ``spec`` into ``run_dir`` and write ``manifest.json``. Never loses written records.
 
@@ -122,6 +125,8 @@ def execute_run(
 
     ``distribution``: ``processes > 1`` starts a Locust master and that many local workers on 127.0.0.1;
     ``expect_workers`` starts only the master and waits for workers started elsewhere (``loadtest worker``).
+
+    ``metrics``: the endpoint's metrics to scrape while the engine runs (:mod:`loadtest.runner.scrape`).
     """
     dist = distribution or Distribution()
     try:
@@ -185,6 +190,8 @@ def execute_run(
         proc = start([str(run_dir)])
     seen = 0
     status = "complete"
+    scraper = ExitStack()  # the endpoint's metrics, scraped while the engine runs
+    scraper.enter_context(scraping(metrics, run_dir))
     try:
         while proc.poll() is None:
             time.sleep(0.2)
@@ -204,6 +211,7 @@ def execute_run(
             proc.kill()
             proc.wait()
     finally:
+        scraper.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

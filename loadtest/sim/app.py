@@ -23,6 +23,8 @@ from loadtest.model.roofline import kv_capacity_tokens
 from loadtest.sim.batching import BatchRequest
 from loadtest.sim.config import SimConfig
 from loadtest.sim.documents import (
+    LastMinute,
+    databricks_metrics_text,
     endpoint_document,
     metrics_text,
     models_document,
@@ -86,6 +88,7 @@ class App:
         self.rate_limited: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
         self.max_lag_s = 0.0
+        self.last_minute = LastMinute()  # answers by status, for the Databricks metrics export
         n = len(self.model_server.lanes)
         self._deadlines = [0.0] * n
         self._timers: list[asyncio.TimerHandle | None] = [None] * n
@@ -129,6 +132,7 @@ class App:
 
     def count_status(self, status: int) -> None:
         self.by_status[status] += 1
+        self.last_minute.add(self.clock(), status)
 
     def count_fault(self, kind: str) -> None:
         self.faults_injected[kind] += 1
@@ -196,11 +200,21 @@ class App:
             name = path[len("/serving-endpoints/") : -len("/invocations")]
             if name and "/" not in name:
                 return "POST", lambda c, r: self._invocations(c, r, name)
+        elif path.startswith("/api/2.0/serving-endpoints/") and path.endswith("/metrics"):
+            name = path[len("/api/2.0/serving-endpoints/") : -len("/metrics")]
+            if name and "/" not in name:
+                return "GET", lambda c, r: self._export_metrics(c, r, name)
         elif path.startswith("/api/2.0/serving-endpoints/"):
             name = path[len("/api/2.0/serving-endpoints/") :]
             if name and "/" not in name:
                 return "GET", lambda c, r: self._json(c, r, self.endpoint(self._served(name)))
         return None
+
+    def _export_metrics(self, conn: Connection, req: Request, name: str) -> None:
+        text = databricks_metrics_text(
+            self._served(name), self.snapshot(), self.last_minute.counts(self.clock())
+        )
+        conn.respond(200, text, req.request_id, "text/plain; version=0.0.4")
 
     def _served(self, name: object) -> str:
         """The endpoint name a Databricks request names, if this simulator serves it; else a 404 that names it."""

@@ -1,4 +1,5 @@
-"""The simulator's GET documents: the Databricks endpoint, model-optimization info, ``/v1/models``, ``/metrics``.
+"""The simulator's GET documents: the Databricks endpoint, model-optimization info, ``/v1/models``, ``/metrics`` and
+the Databricks metrics export.
 
 Rules:
 
@@ -14,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Final
 
 from loadtest.model.architectures import Architecture
@@ -21,7 +23,15 @@ from loadtest.model.predict import MODEL_UNIT_MIX, MODEL_UNIT_TOKENS_PER_S, refe
 from loadtest.model.roofline import Deployment
 from loadtest.sim.config import SimConfig
 
-__all__ = ["endpoint_document", "metrics_text", "model_type", "models_document", "optimization_info"]
+__all__ = [
+    "LastMinute",
+    "databricks_metrics_text",
+    "endpoint_document",
+    "metrics_text",
+    "model_type",
+    "models_document",
+    "optimization_info",
+]
 
 _FAMILIES: Final = ("mixtral", "mistral", "llama", "dbrx", "mpt", "deepseek", "gte", "bge")
 
@@ -76,17 +86,83 @@ def models_document(model: str, arch: Architecture, created: int) -> dict[str, A
     return {"object": "list", "data": [entry]}
 
 
+def _exposition(rows: list[tuple[str, str, str, float]], label: str) -> bytes:
+    lines = [f"# HELP {n} {h}\n# TYPE {n} {t}\n{n}{label} {v}\n" for n, t, h, v in rows]
+    return "".join(lines).encode()
+
+
 def metrics_text(model: str, snapshot: dict[str, Any]) -> bytes:
-    """Prometheus text with vLLM's metric names."""
+    """``GET /metrics``: Prometheus text with vLLM's metric names, each what the simulator's model does —
+    ``running`` / ``waiting`` its batches and queue; ``vllm:kv_cache_usage_perc`` the KV tokens reserved over the
+    replicas' capacity (absent in the fixed-slots mode and for embedding models, which model no KV cache);
+    ``vllm:num_preemptions_total`` 0 — the batching model reserves ``prompt + max_tokens`` at admission and never
+    preempts; the token counters what it prefilled and emitted."""
     label = f'{{model_name="{model}"}}'
     s = snapshot
-    rows = [
+    rows: list[tuple[str, str, str, float]] = [
         ("vllm:num_requests_running", "gauge", "Requests in model execution batches.", s["running"]),
         ("vllm:num_requests_waiting", "gauge", "Requests waiting to be processed.", s["waiting"]),
+    ]
+    capacity = s.get("kv_capacity_tokens")
+    if s.get("slots") is None and capacity:
+        usage = s["kv_used_tokens"] / (capacity * s["replicas"])
+        rows.append(
+            ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", usage)
+        )
+    rows += [
+        ("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", 0),
         ("vllm:request_success_total", "counter", "Finished requests.", s["requests_completed"]),
         ("vllm:prompt_tokens_total", "counter", "Prefill tokens processed.", s["prompt_tokens"]),
         ("vllm:generation_tokens_total", "counter", "Generation tokens processed.", s["tokens_emitted"]),
         ("sim:requests_received_total", "counter", "HTTP requests received.", s["requests_received"]),
     ]
-    lines = [f"# HELP {n} {h}\n# TYPE {n} {t}\n{n}{label} {v}\n" for n, t, h, v in rows]
-    return "".join(lines).encode()
+    return _exposition(rows, label)
+
+
+def databricks_metrics_text(name: str, snapshot: dict[str, Any], last_minute: dict[str, int]) -> bytes:
+    """``GET /api/2.0/serving-endpoints/{name}/metrics``: the workspace's export, with Databricks' names and meanings
+    — ``request_count_total`` and ``request_4xx_count_total`` / ``request_5xx_count_total`` the answers of the last
+    60 seconds (``last_minute``: ``requests``, ``4xx``, ``5xx``), ``provisioned_concurrent_requests_total`` the
+    parallel requests the simulated endpoint serves (replicas × max batch, or the slots). CPU, memory and GPU use are
+    not modelled, so they are not exported (a real export has them)."""
+    label = f'{{served_entity_name="{name}-entity"}}'
+    concurrency = snapshot["slots"] or snapshot["replicas"] * snapshot["max_batch"]
+    rows: list[tuple[str, str, str, float]] = [
+        ("request_count_total", "gauge", "Requests in the last minute.", last_minute["requests"]),
+        ("request_4xx_count_total", "gauge", "4xx answers in the last minute.", last_minute["4xx"]),
+        ("request_5xx_count_total", "gauge", "5xx answers in the last minute.", last_minute["5xx"]),
+        ("provisioned_concurrent_requests_total", "gauge", "Provisioned concurrency.", concurrency),
+    ]
+    return _exposition(rows, label)
+
+
+class LastMinute:
+    """Answers by status over the last 60 seconds of ``clock``, in one-second buckets (the Databricks export's
+    window): ``add`` each answer, ``counts(now)`` → ``{"requests", "4xx", "5xx"}``."""
+
+    WINDOW_S: Final = 60
+
+    def __init__(self) -> None:
+        self._buckets: deque[list[int]] = deque()  # [second, answers, 4xx, 5xx], oldest first
+
+    def _trim(self, now: float) -> None:
+        while self._buckets and self._buckets[0][0] <= int(now) - self.WINDOW_S:
+            self._buckets.popleft()
+
+    def add(self, now: float, status: int) -> None:
+        second = int(now)
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += 1
+        bucket[2] += 400 <= status < 500
+        bucket[3] += status >= 500
+        self._trim(now)
+
+    def counts(self, now: float) -> dict[str, int]:
+        self._trim(now)
+        return {
+            "requests": sum(b[1] for b in self._buckets),
+            "4xx": sum(b[2] for b in self._buckets),
+            "5xx": sum(b[3] for b in self._buckets),
+        }

@@ -51,6 +51,10 @@ def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
         details.append(f"binding limit: {cap.limit} — {cap.limit_detail}")
     else:
         details.append(f"binding limit: none reached — {cap.limit_detail}")
+    if (
+        cap.server_evidence
+    ):  # what the endpoint's own metrics say, on the same line (the run's answer keeps it)
+        details[-1] += "; server metrics: " + "; ".join(cap.server_evidence)
     if cap.knee_stage is not None:
         details.append(f"knee: {cap.knee_stage} ({format_number(cap.knee_rps, 2)} req/s)")
     return headline, interval, details

@@ -27,6 +27,7 @@ from analysis import (
     summarize_stages,
 )
 from analysis.run_plan import RunPlan, plan_for_run
+from analysis.server_metrics import ServerMetricsSummary, server_metrics_of
 from analysis.timeline import Histogram, Timeline, histogram, quantile_curve, timeline
 from analysis.validity import Validity, assess
 from loadtest.errors import ConfigError
@@ -74,6 +75,7 @@ class RunView:
     plan: RunPlan | str  # the plan, or why there is none
     samples: tuple[Sample, ...]  # a few requests and responses per class, stored at run time
     samples_note: str | None  # why there are none (an older run), or why they could not be read
+    server_metrics: ServerMetricsSummary | None = None  # the endpoint's own metrics per stage, when scraped
 
     @property
     def duration_s(self) -> float | None:
@@ -130,7 +132,16 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
         plan=plan,
         samples=samples,
         samples_note=samples_note,
+        server_metrics=_server_metrics(run_dir, manifest),
     )
+
+
+def _server_metrics(run_dir: Path, manifest: Manifest) -> ServerMetricsSummary | None:
+    """The run's server metrics; an unreadable file is a missing section, not a failed report."""
+    try:
+        return server_metrics_of(run_dir, manifest.stages or ())
+    except ConfigError:
+        return None
 
 
 def _samples(run_dir: Path) -> tuple[tuple[Sample, ...], str | None]:

@@ -30,6 +30,7 @@ from reports.html.collect import RunView
 from reports.html.compare import comparison_section
 from reports.html.plan_section import plan_section
 from reports.html.samples_section import samples_section
+from reports.html.server_section import server_section
 from reports.html.style import CSS
 
 __all__ = ["render_page"]
@@ -293,6 +294,7 @@ def _run_body(view: RunView, vid: str) -> str:
         f"{plan_section(view, vid)}"
         f'<section id="{vid}-latency"><h3>Latency</h3>{figure_html(charts[1])}{figure_html(charts[2])}</section>'
         f'<section id="{vid}-time"><h3>Over time</h3>{figure_html(line)}</section>'
+        f"{server_section(view, vid)}"
         f'<section id="{vid}-token-lengths"><h3>Token lengths</h3>{figure_html(tokens)}</section>'
         f"{_tables(view, vid)}{_errors(view, vid)}{samples_section(view, vid)}</article>"
     )

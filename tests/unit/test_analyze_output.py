@@ -47,7 +47,7 @@ def test_json_has_every_part_in_order(tmp_path: Path) -> None:
     report = report_of(write_run(tmp_path, jsonl(records())), by="stage,class")
     payload = json.loads(render_analysis(report, "json"))
     assert list(payload) == [
-        "run_id", "status", "by", "slos", "skipped_lines", "summaries", "capacity", "predictions",
+        "run_id", "status", "by", "slos", "skipped_lines", "summaries", "capacity", "predictions", "server_metrics",
     ]  # fmt: skip
     assert (payload["run_id"], payload["status"], payload["by"]) == ("r1", "complete", "stage,class")
     assert payload["slos"] == SLO
@@ -57,6 +57,8 @@ def test_json_has_every_part_in_order(tmp_path: Path) -> None:
         ("s2", "chat"),
     ]
     assert payload["predictions"] == []
+    assert payload["server_metrics"] is None  # the run scraped none
+    assert payload["capacity"]["server_evidence"] == []
 
 
 def test_json_leaves_out_predictions_that_could_not_be_made(tmp_path: Path) -> None:
