@@ -422,5 +422,6 @@ def test_the_reports_section_escapes_what_the_server_sent() -> None:
     view = SimpleNamespace(server_metrics=summary, capacity=SimpleNamespace(server_evidence=(hostile,)))
     html = server_section(cast(RunView, view), "r0")
     assert "<script>" not in html
-    assert html.count("&lt;script&gt;") == 5  # the source (twice: with the failures), first error, evidence, stage
+    # the source (twice: with the failures), first error, evidence, stage
+    assert html.count("&lt;script&gt;") == 5
     assert "src=" not in html and "href=" not in html  # nothing fetched from outside
