@@ -17,7 +17,7 @@ cache 97 % full from stage X on"); requests waiting in the server's queue, at le
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +32,7 @@ __all__ = [
     "ServerMetricsSummary",
     "ServerStageMetrics",
     "binding_evidence",
+    "gauge_series",
     "server_metrics_of",
     "stage_server_metrics",
     "summarize_server_metrics",
@@ -80,6 +81,8 @@ class ServerMetricsSummary:
     cpu_mean_s: float | None  # the CLI thread's CPU time per scrape
     stages: tuple[ServerStageMetrics, ...]
     skipped_lines: int = 0
+    # the gauges over time, for charts: name -> ((epoch s, value), ...) from the successful scrapes (not in JSON)
+    series: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
     @property
     def note(self) -> str | None:
@@ -173,7 +176,20 @@ def summarize_server_metrics(log: ServerMetricsLog, windows: Sequence[StageWindo
         cpu_mean_s=sum(cpu) / len(cpu) if cpu else None,
         stages=stage_server_metrics(scrapes, windows),
         skipped_lines=log.skipped_lines,
+        series=gauge_series(scrapes),
     )
+
+
+def gauge_series(scrapes: Sequence[Scrape]) -> dict[str, tuple[tuple[float, float], ...]]:
+    """Each gauge the server exposed, as (time, value) over the successful scrapes in order."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for scrape in scrapes:
+        if scrape.ok and scrape.values:
+            for name in _GAUGES:
+                value = scrape.values.get(name)
+                if value is not None:
+                    out.setdefault(name, []).append((scrape.t, value))
+    return {name: tuple(points) for name, points in out.items()}
 
 
 def server_metrics_of(run_dir: Path, windows: Sequence[StageWindow]) -> ServerMetricsSummary | None:

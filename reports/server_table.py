@@ -19,7 +19,10 @@ def _num(digits: int) -> Callable[[float | None], str]:
 
 
 def _pct(v: float | None) -> str:
-    return _DASH if v is None else f"{100 * v:.0f} %"
+    """A share as a percentage; below 10 % with a decimal, so a cache in light use does not read as empty."""
+    if v is None:
+        return _DASH
+    return f"{100 * v:.1f} %" if 0 < v < 0.1 else f"{100 * v:.0f} %"
 
 
 # (header, key in ServerStageMetrics.values, format)

@@ -35,6 +35,7 @@ __all__ = [
     "cost_volume_chart",
     "figure_html",
     "plan_chart",
+    "server_chart",
     "timeline_chart",
     "token_chart",
     "tpot_fit_chart",
@@ -254,6 +255,48 @@ def timeline_chart(key: str, line: Timeline, windows: Sequence[tuple[str, float,
         "Per time bin: requests completed, output tokens, mean requests in flight, errors by class and 429s by "
         "limit type; dotted lines mark where each stage started and ended (its drain included). Bins are at least "
         "twice the median request, so a closed loop's waves of completions read as a rate.",
+        svg,
+    )
+
+
+# the server gauges charted over time, in this order, with their axis labels and the scale shown
+_SERVER_PANELS: tuple[tuple[str, str, float], ...] = (
+    ("waiting", "waiting\n(requests)", 1.0),
+    ("running", "running\n(requests)", 1.0),
+    ("kv_cache_usage", "KV cache\n(% in use)", 100.0),
+    ("gpu_usage_pct", "GPU\n(% busy)", 1.0),
+    ("provisioned_concurrency", "provisioned\nconcurrency", 1.0),
+)
+
+
+def server_chart(
+    key: str,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    start: float,
+    windows: Sequence[tuple[str, float, float]],
+) -> Chart | None:
+    """The server's queue, running batch, KV-cache use (and Databricks' GPU use and provisioned concurrency) over
+    time, on the run timeline's clock (seconds since ``start``) with its stage boundaries."""
+    panels = [(name, label, scale) for name, label, scale in _SERVER_PANELS if series.get(name)]
+    if not panels:
+        return None
+    with _figure(key, 1.2 * len(panels) + 0.4, nrows=len(panels)) as (fig, axes):
+        for ax, (name, label, scale) in zip(axes, panels, strict=True):
+            t = np.array([p[0] for p in series[name]]) - start
+            v = np.array([p[1] for p in series[name]]) * scale
+            ax.plot(t, v, color="C4", drawstyle="steps-post")
+            ax.set_ylabel(label)
+            ax.set_ylim(bottom=0, top=max(1.0, float(v.max()) * 1.1))
+            for _, begin, end in windows:
+                ax.axvline(begin, color="#555", linewidth=0.6, linestyle=":")
+                ax.axvline(end, color="#555", linewidth=0.6, linestyle=":")
+        axes[-1].set_xlabel("time since the first request (s)")
+        svg = _svg(fig, key)
+    return Chart(
+        key,
+        "The server over time",
+        "What the endpoint's own metrics said at each scrape (about once a second): requests queued and running, "
+        "the share of its KV cache in use; dotted lines mark the stages as in the run-over-time chart.",
         svg,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from reports.html.blocks import escape as _e
 from reports.html.blocks import table as _table
+from reports.html.charts import figure_html, server_chart
 from reports.html.collect import RunView
 from reports.server_table import server_rows
 
@@ -44,4 +45,9 @@ def server_section(view: RunView, vid: str) -> str:
         "and maximum over the stage's scrapes; counters (preemptions, the server's prompt and output tokens) their "
         "increase over the stage, per second. Definitions: docs/metrics.md, \u201cServer metrics\u201d.</p>"
     )
-    return f"{head}<p>{about}</p>{failed}{evidence}{body}{note}</section>"
+    chart = ""
+    if view.timeline is not None:
+        chart = figure_html(
+            server_chart(f"{vid}-server-time", summary.series, view.timeline.start, view.stage_windows)
+        )
+    return f"{head}<p>{about}</p>{failed}{evidence}{body}{note}{chart}</section>"

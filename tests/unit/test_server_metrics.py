@@ -15,6 +15,7 @@ from analysis.server_metrics import (
     ServerMetricsSummary,
     ServerStageMetrics,
     binding_evidence,
+    gauge_series,
     stage_server_metrics,
     summarize_server_metrics,
 )
@@ -37,6 +38,7 @@ from loadtest.rundir import (
     read_server_metrics,
 )
 from loadtest.runner.scrape import MetricsPlan, Scraper, metrics_candidates, resolve_metrics
+from reports.html.charts import server_chart
 from reports.html.collect import RunView
 from reports.html.server_section import server_section
 from tests.helpers import wait_for
@@ -419,9 +421,42 @@ def test_the_reports_section_escapes_what_the_server_sent() -> None:
         first_error=f"not Prometheus text ({hostile})", duration_mean_s=0.002, duration_max_s=0.003,
         cpu_mean_s=0.001, stages=(ServerStageMetrics(hostile, 2, 1, {"running_mean": 3.0}),),
     )  # fmt: skip
-    view = SimpleNamespace(server_metrics=summary, capacity=SimpleNamespace(server_evidence=(hostile,)))
+    view = SimpleNamespace(
+        server_metrics=summary, capacity=SimpleNamespace(server_evidence=(hostile,)), timeline=None
+    )
     html = server_section(cast(RunView, view), "r0")
     assert "<script>" not in html
     # the source (twice: with the failures), first error, evidence, stage
     assert html.count("&lt;script&gt;") == 5
     assert "src=" not in html and "href=" not in html  # nothing fetched from outside
+
+
+def test_the_gauges_over_time_are_charted_on_the_runs_clock() -> None:
+    scrapes = [
+        Scrape(100.0, 0.001, 0.001, "vllm", {"waiting": 0.0, "running": 2.0, "kv_cache_usage": 0.25}),
+        Scrape(101.0, 2.0, 0.0, error="timed out"),
+        Scrape(102.0, 0.001, 0.001, "vllm", {"waiting": 3.0, "running": 8.0, "prompt_tokens": 10.0}),
+    ]
+    series = gauge_series(scrapes)
+    assert series == {
+        "waiting": ((100.0, 0.0), (102.0, 3.0)),
+        "running": ((100.0, 2.0), (102.0, 8.0)),
+        "kv_cache_usage": ((100.0, 0.25),),
+    }  # gauges only (not the token counter), from the successful scrapes
+    summary = ServerMetricsSummary(
+        source="http://h/metrics", server="vllm", explicit=False, interval_s=1.0, scrapes=3, failed=1,
+        first_error="timed out", duration_mean_s=0.7, duration_max_s=2.0, cpu_mean_s=0.001, stages=(),
+        series=series,
+    )  # fmt: skip
+    view = SimpleNamespace(
+        server_metrics=summary,
+        capacity=SimpleNamespace(server_evidence=()),
+        timeline=SimpleNamespace(start=99.0),
+        stage_windows=(("concurrency@4", 0.5, 3.5),),
+    )
+    html = server_section(cast(RunView, view), "r0")
+    assert '<figure id="r0-server-time"' in html and "The server over time" in html
+    for label in ("waiting", "running", "KV cache"):
+        assert f">{label}<" in html.replace("\n", "")  # one panel each
+    assert ">GPU<" not in html  # no panel for a gauge the server did not expose
+    assert server_chart("k", {}, 0.0, ()) is None
