@@ -19,9 +19,11 @@ from loadtest.client.protocol import EndpointSpec
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
 from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
+from loadtest.runner.calibrate import calibrate_prompts, http_counter
 from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.simproc import SimulatorProcess
+from loadtest.spec.prompts import PromptCalibration
 from loadtest.spec.scenario import Scenario
 
 __all__ = ["LaunchResult", "launch"]
@@ -99,11 +101,35 @@ def launch(
             model = first_model_id(base, {}) or str(settings.architecture or "sim")
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
             simulated = SimulatedEndpoint(settings, scenario.seed)
-            return _execute(scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution, live)
+            prompts = _calibrate(scenario, endpoint, {}, read_timeout_s, echo, skip_preflight)
+            return _execute(
+                scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution, live, prompts
+            )
     endpoint, headers, child_env = _endpoint_and_auth(scenario)
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
-    return _execute(scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live)
+    prompts = _calibrate(scenario, endpoint, headers, read_timeout_s, echo, skip_preflight)
+    return _execute(
+        scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live, prompts
+    )
+
+
+def _calibrate(
+    scenario: Scenario,
+    endpoint: EndpointSpec,
+    headers: dict[str, str],
+    read_timeout_s: float,
+    echo: Callable[[str], None],
+    skip_preflight: bool,
+) -> PromptCalibration:
+    """The prompt calibration (:mod:`loadtest.runner.calibrate`), printed in one line."""
+    counter = None if skip_preflight else http_counter(endpoint, headers, read_timeout_s)
+    prompts = calibrate_prompts(
+        scenario.classes, scenario.prompts, counter, seed=scenario.seed, skipped="--skip-preflight"
+    )
+    if prompts.fits:
+        echo(f"prompts: {prompts.describe()}")
+    return prompts
 
 
 def _execute(
@@ -116,6 +142,7 @@ def _execute(
     simulator: SimulatedEndpoint | None,
     distribution: Distribution | None,
     live: LiveLine | None,
+    prompts: PromptCalibration | None = None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
     spec = scenario.run_spec(
@@ -124,6 +151,7 @@ def _execute(
         endpoint=endpoint,
         read_timeout_s=read_timeout_s,
         simulated=simulator is not None,
+        prompts=prompts,
     )
     total = sum(s.duration_s for s in scenario.stages)
     plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load"
