@@ -114,7 +114,7 @@ def test_csv_columns_and_values(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ).split(",")
     assert second == (
         '"r1","s1","batch","http://x/v1/chat/completions","w0",1,'
-        '100,100,,,100.5,429,"rate_limited","HTTP 429: slow down, ""please""",2,,,,,11,,,0,'
+        '100,100,,,100.5,429,"rate_limited","HTTP 429: slow down, ""please""",2,,,,,11,,,0,,'
         "false,,,,0.5,0,"
         "0,,,,"
     )
