@@ -17,9 +17,11 @@ import orjson
 
 from analysis.capacity import CapacityResult
 from analysis.fit import LatencyPrediction
+from analysis.input_length import InputLengths
 from analysis.summary import StageSummary
 from analysis.validity import Validity
 from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
+from reports.input_table import render_input_lengths
 
 __all__ = [
     "AnalyzeFormat",
@@ -55,6 +57,7 @@ class AnalyzeReport:
     predicted: bool = False
     csv_header_from: Sequence[StageSummary] = ()
     validity: Validity | None = None
+    input_lengths: InputLengths | None = None  # asked vs served input length (analysis.input_length)
 
 
 def analyze_table(report: AnalyzeReport) -> str:
@@ -65,6 +68,8 @@ def analyze_table(report: AnalyzeReport) -> str:
     parts.append(render_capacity(report.capacity))
     if report.predicted:
         parts.append(render_predictions(report.predictions))
+    if report.input_lengths is not None:
+        parts.append(render_input_lengths(report.input_lengths))
     if report.validity is not None:
         parts.append(render_validity(report.validity))
     return "\n\n".join(parts) + "\n"
@@ -95,6 +100,8 @@ def analyze_json(report: AnalyzeReport) -> str:
         "capacity": report.capacity.to_dict(),
         "predictions": [p.to_dict() for p in report.predictions if p is not None],
     }
+    if report.input_lengths is not None:
+        payload["input_length"] = report.input_lengths.to_dict()
     if report.validity is not None:
         payload["validity"] = {
             "invalid": report.validity.invalid,

@@ -58,6 +58,7 @@ def analyze(
         summarize_classes,
         summarize_stages,
     )
+    from analysis.input_length import input_lengths
     from analysis.validity import validity_of
     from reports import AnalyzeReport, render_analysis
 
@@ -84,6 +85,7 @@ def analyze(
         # no group at all (e.g. --by class where no record names its class): the CSV header is the per-stage one
         csv_header_from=summarize_stages(data.records, order) if fmt == "csv" and not summaries else (),
         validity=validity,
+        input_lengths=input_lengths(data.records, order, data.manifest.spec.prompts),
     )
     text = render_analysis(report, fmt)
     if out_file is not None:

@@ -141,18 +141,20 @@ class PromptCalibration:
             raise TypeError(f"prompts: {exc}") from None
 
     def describe(self) -> str:
-        """One line per the whole calibration, as ``loadtest run`` prints it."""
+        """The whole calibration in one line, as ``loadtest run`` prints it."""
         parts = []
         for f in self.fits:
             if f.how == "none":
-                parts.append(f"{f.kind}: not calibrated")
                 continue
             text = f"{f.kind}: {f.tokens_per_word:.4g} tokens/word + {f.overhead:.4g} overhead ({f.how})"
             if f.check is not None:
                 text += f", check {f.check[0]} asked → {f.check[1]} served"
             parts.append(text)
         head = f"tokenizer {self.tokenizer}; " if self.tokenizer else ""
-        return head + "; ".join(parts) + (f" — {self.note}" if self.note else "")
+        text = head + "; ".join(parts)
+        if self.note:
+            text += (" — " if parts else "") + self.note
+        return text or "not calibrated"
 
 
 def fit_line(points: Sequence[tuple[int, int]]) -> tuple[float, float] | None:
