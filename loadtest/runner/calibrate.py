@@ -131,10 +131,12 @@ def calibrate_prompts(
     *,
     seed: int,
     skipped: str | None = None,
+    vocabulary: tuple[tuple[str, ...], str | None] | None = None,
 ) -> PromptCalibration:
     """The run's prompt calibration (module docstring). ``count`` sends a probe (``None``: no probes — then
-    ``skipped`` says why, e.g. ``--skip-preflight``)."""
-    words, path = tokenizer_words(options)
+    ``skipped`` says why, e.g. ``--skip-preflight``); ``vocabulary``: :func:`tokenizer_words` of ``options`` when
+    the caller resolved it already (so that a wrong tokenizer is refused before anything starts)."""
+    words, path = vocabulary if vocabulary is not None else tokenizer_words(options)
     kinds: dict[RequestKind, list[RequestClass]] = {}
     for cls in classes:
         if cls.dataset is None:

@@ -19,7 +19,7 @@ from loadtest.client.protocol import EndpointSpec
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
 from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
-from loadtest.runner.calibrate import calibrate_prompts, http_counter
+from loadtest.runner.calibrate import calibrate_prompts, http_counter, tokenizer_words
 from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.simproc import SimulatorProcess
@@ -93,6 +93,9 @@ def launch(
     """``live``: the progress line to draw while the engine runs (``echo``'s lines wipe it first)."""
     if live is not None:
         echo = live.echo_through(echo)
+    vocabulary = tokenizer_words(
+        scenario.prompts
+    )  # a tokenizer that is not there: refused before anything starts
     if scenario.endpoint is None:
         settings = scenario.simulator
         with SimulatorProcess(settings.sim_args(scenario.seed)) as sim:
@@ -101,14 +104,14 @@ def launch(
             model = first_model_id(base, {}) or str(settings.architecture or "sim")
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
             simulated = SimulatedEndpoint(settings, scenario.seed)
-            prompts = _calibrate(scenario, endpoint, {}, read_timeout_s, echo, skip_preflight)
+            prompts = _calibrate(scenario, endpoint, {}, read_timeout_s, echo, skip_preflight, vocabulary)
             return _execute(
                 scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution, live, prompts
             )
     endpoint, headers, child_env = _endpoint_and_auth(scenario)
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers, timeout_s=read_timeout_s)
-    prompts = _calibrate(scenario, endpoint, headers, read_timeout_s, echo, skip_preflight)
+    prompts = _calibrate(scenario, endpoint, headers, read_timeout_s, echo, skip_preflight, vocabulary)
     return _execute(
         scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live, prompts
     )
@@ -121,11 +124,17 @@ def _calibrate(
     read_timeout_s: float,
     echo: Callable[[str], None],
     skip_preflight: bool,
+    vocabulary: tuple[tuple[str, ...], str | None],
 ) -> PromptCalibration:
     """The prompt calibration (:mod:`loadtest.runner.calibrate`), printed in one line."""
     counter = None if skip_preflight else http_counter(endpoint, headers, read_timeout_s)
     prompts = calibrate_prompts(
-        scenario.classes, scenario.prompts, counter, seed=scenario.seed, skipped="--skip-preflight"
+        scenario.classes,
+        scenario.prompts,
+        counter,
+        seed=scenario.seed,
+        skipped="--skip-preflight",
+        vocabulary=vocabulary,
     )
     if prompts.fits:
         echo(f"prompts: {prompts.describe()}")
