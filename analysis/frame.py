@@ -70,6 +70,7 @@ _INT_COLS = (
     "client_output_tokens",
     "max_tokens",
     "attempt",
+    "asked_prompt_tokens",
 )
 _STR_COLS = (
     "run_id",

@@ -12,8 +12,9 @@ Two outcomes, kept apart:
   kept per stage, so a gate scoped to stages that were fine is not failed by one that was not; the gate adds its
   own sample-size check (:mod:`analysis.gate`).
 * **doubtful** — worth reading before acting: too few requests for a tight p99 or a bounded X*, client token
-  counts that disagree with the usage counts, more than 1 % of requests failed for the endpoint's reasons, lines
-  that could not be read.
+  counts that disagree with the usage counts, input lengths the server counted more than 5 % off the asked ones
+  (:mod:`analysis.input_length`), more than 1 % of requests failed for the endpoint's reasons, lines that could
+  not be read.
 
 A sweep's last stages are often capped by design (they look past saturation); the capacity analysis knows that
 and does not need them valid. A stage that is invalid here is still drawn and tabulated, with the reason beside it.
@@ -28,6 +29,7 @@ import pandas as pd
 
 from analysis.capacity import CapacityResult
 from analysis.frame import SKIPPED_LINES, RunData
+from analysis.input_length import input_lengths
 from analysis.load_check import (
     DEFAULT_MAX_LAG_S,
     DEFAULT_MAX_LOOP_DELAY_S,
@@ -138,6 +140,9 @@ def assess(
             text += "; too few requests to bound X*'s 95 % interval on both sides: run the stages longer"
         items.append(("sample sizes", text, unbounded))
     items += _token_items(stages)
+    lengths = input_lengths(records, manifest.stage_order, manifest.spec.prompts)
+    if lengths.asked_any:
+        items.append(("input length", lengths.summary(), bool(lengths.flagged)))
     if not len(records):
         text = "none: the run recorded no request, so nothing here is measured"
         items.append(("records", text, True))

@@ -17,10 +17,12 @@ import orjson
 
 from analysis.capacity import CapacityResult
 from analysis.fit import LatencyPrediction
+from analysis.input_length import InputLengths
 from analysis.server_metrics import ServerMetricsSummary
 from analysis.summary import StageSummary
 from analysis.validity import Validity
 from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
+from reports.input_table import render_input_lengths
 from reports.server_table import render_server_metrics
 
 __all__ = [
@@ -60,6 +62,7 @@ class AnalyzeReport:
     server_metrics: ServerMetricsSummary | None = (
         None  # the endpoint's own metrics, when the run scraped them
     )
+    input_lengths: InputLengths | None = None  # asked vs served input length (analysis.input_length)
 
 
 def analyze_table(report: AnalyzeReport) -> str:
@@ -73,6 +76,8 @@ def analyze_table(report: AnalyzeReport) -> str:
         parts.append(server)
     if report.predicted:
         parts.append(render_predictions(report.predictions))
+    if report.input_lengths is not None:
+        parts.append(render_input_lengths(report.input_lengths))
     if report.validity is not None:
         parts.append(render_validity(report.validity))
     return "\n\n".join(parts) + "\n"
@@ -105,6 +110,8 @@ def analyze_json(report: AnalyzeReport) -> str:
         "predictions": [p.to_dict() for p in report.predictions if p is not None],
         "server_metrics": report.server_metrics.to_dict() if report.server_metrics is not None else None,
     }
+    if report.input_lengths is not None:
+        payload["input_length"] = report.input_lengths.to_dict()
     if report.validity is not None:
         payload["validity"] = {
             "invalid": report.validity.invalid,

@@ -58,6 +58,7 @@ def analyze(
         summarize_classes,
         summarize_stages,
     )
+    from analysis.input_length import input_lengths
     from analysis.server_metrics import server_metrics_of
     from analysis.validity import validity_of
     from reports import AnalyzeReport, render_analysis
@@ -86,6 +87,7 @@ def analyze(
         csv_header_from=summarize_stages(data.records, order) if fmt == "csv" and not summaries else (),
         validity=validity,
         server_metrics=server_metrics_of(run_dir, data.manifest.stages or ()),
+        input_lengths=input_lengths(data.records, order, data.manifest.spec.prompts),
     )
     text = render_analysis(report, fmt)
     if out_file is not None:

@@ -109,6 +109,26 @@ __all__ = ["run"]
 @click.option(
     "--max-tokens", type=click.IntRange(min=1), default=None, help="Output length asked for (default 128)."
 )
+@click.option(
+    "--tokenizer",
+    metavar="NAME_OR_PATH",
+    default=None,
+    help="Size prompts in this tokenizer's tokens: a tokenizer.json (or its folder), an installed package "
+    "shipping one, or a model in the local Hugging Face cache; nothing is downloaded.",
+)
+@click.option(
+    "--prompt-overhead",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="TOKENS",
+    help="Tokens the server adds to every prompt (its chat template), when it reports no usage to measure "
+    "them from; skips the preflight's calibration probes.",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=None,
+    help="Calibrate prompt lengths from the server's usage counts in the preflight (default on).",
+)
 @click.option("--stream/--no-stream", default=None, help="Stream responses (default on).")
 @click.option(
     "--ignore-eos/--no-ignore-eos",
@@ -186,7 +206,11 @@ __all__ = ["run"]
     default=None,
     help="The forecast's hourly shape for the report's plan (token bands autoscale hour by hour; see loadtest plan).",
 )
-@click.option("--skip-preflight", is_flag=True, help="Do not send the one-request probe before the run.")
+@click.option(
+    "--skip-preflight",
+    is_flag=True,
+    help="Do not send the preflight's probes before the run (prompts are then not calibrated).",
+)
 @click.option(
     "--quiet",
     "-q",
@@ -294,6 +318,9 @@ def run(
         peak_tokens_per_min=opts["peak_tpm"],
         peak_requests_per_s=opts["peak_rps"],
         profile=opts["profile"],
+        tokenizer=opts["tokenizer"],
+        prompt_overhead=opts["prompt_overhead"],
+        calibrate=opts["calibrate"],
     )
     if opts["peak_tpm"] is not None and opts["peak_rps"] is not None:
         raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")

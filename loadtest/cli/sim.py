@@ -62,6 +62,20 @@ __all__ = ["sim"]
     help="Fixed-slots model: milliseconds between tokens after the first.",
 )
 @click.option(
+    "--tokens-per-word",
+    type=click.FloatRange(min=0.1, max=10.0),
+    default=default("tokens_per_word"),
+    show_default=True,
+    help="Count each prompt word as this many tokens (rounded over the prompt), like a real tokenizer.",
+)
+@click.option(
+    "--template-tokens",
+    type=click.IntRange(min=0),
+    default=default("template_tokens"),
+    show_default=True,
+    help="Add this many prompt tokens to every chat request, like a chat template.",
+)
+@click.option(
     "--reject-stream-options",
     is_flag=True,
     help="Answer 400 to stream_options, as some external models behind Databricks do.",
@@ -170,6 +184,8 @@ def sim(**opts: Any) -> None:
         slots=opts["slots"],
         prefill_ms=opts["prefill_ms"],
         tpot_ms=opts["tpot_ms"],
+        tokens_per_word=opts["tokens_per_word"],
+        template_tokens=opts["template_tokens"],
         reject_stream_options=opts["reject_stream_options"],
         api_token=secret(opts["api_token_env"]),
         mode=opts["mode"],

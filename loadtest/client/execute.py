@@ -283,4 +283,5 @@ def _record(
         chunk_gaps=tuple(gaps) if gaps else None,
         server_request_id=server_id or outcome.response_id,
         attempt=attempt,
+        asked_prompt_tokens=request.asked_prompt_tokens,
     )

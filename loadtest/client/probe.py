@@ -12,27 +12,37 @@ import httpx
 from loadtest.client.clock import EpochClock
 from loadtest.client.execute import RecordContext, execute_request
 from loadtest.client.httpx_transport import HttpxTransport, default_timeout
-from loadtest.client.protocol import EndpointSpec, RequestClass, build_request
+from loadtest.client.protocol import EndpointSpec, RequestClass, RequestKind, build_request
 from loadtest.client.records import RequestRecord
 from loadtest.client.scrub import public_url
 from loadtest.errors import EndpointError
 
-__all__ = ["first_model_id", "preflight"]
+__all__ = ["first_model_id", "preflight", "probe"]
 
 
-def preflight(
-    endpoint: EndpointSpec, cls: RequestClass, headers: Mapping[str, str], *, timeout_s: float = 60.0
+def probe(
+    endpoint: EndpointSpec,
+    kind: RequestKind,
+    prompt: str,
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float = 60.0,
+    extra_body: Mapping[str, object] | None = None,
 ) -> RequestRecord:
-    """Send one small request like ``cls`` (non-streamed, 1 output token). Raise :class:`EndpointError` with one
-    readable line when the endpoint cannot be used; return the record otherwise (429 is acceptable: a quota)."""
+    """Send one non-streamed request of ``kind`` carrying ``prompt`` and asking for 1 output token; its record
+    (``prompt_tokens``: what the server counted, from its usage)."""
     probe_cls = RequestClass(
-        name="preflight", kind=cls.kind, prompt_tokens=8, output_tokens=1, stream=False, ignore_eos=False
+        name="preflight",
+        kind=kind,
+        output_tokens=1,
+        stream=False,
+        ignore_eos=False,
+        extra_body=dict(extra_body or {}),
     )
-    request = build_request(endpoint, probe_cls, "Say OK.")
-    url = public_url(request.url)
+    request = build_request(endpoint, probe_cls, prompt)
     ctx = RecordContext(run_id="preflight", stage="preflight", endpoint=endpoint.name, worker="cli")
     with httpx.Client(timeout=default_timeout(connect_s=min(10.0, timeout_s), read_s=timeout_s)) as client:
-        record = execute_request(
+        return execute_request(
             HttpxTransport(client),
             request,
             headers,
@@ -42,6 +52,15 @@ def preflight(
             scheduled_at=0.0,
             emit=lambda _r: None,
         )
+
+
+def preflight(
+    endpoint: EndpointSpec, cls: RequestClass, headers: Mapping[str, str], *, timeout_s: float = 60.0
+) -> RequestRecord:
+    """Send one small request like ``cls`` (non-streamed, 1 output token). Raise :class:`EndpointError` with one
+    readable line when the endpoint cannot be used; return the record otherwise (429 is acceptable: a quota)."""
+    record = probe(endpoint, cls.kind, "Say OK.", headers, timeout_s=timeout_s)
+    url = public_url(endpoint.url_for(cls.kind))
     cls_ = record.error_class
     if cls_ is None or cls_ == "rate_limited":
         return record

@@ -104,6 +104,8 @@ class PreparedRequest:
     max_tokens: int | None
     request_class: str
     kind: RequestKind
+    # the prompt length asked for, in the server's tokens (chat template included); None: a dataset's prompt
+    asked_prompt_tokens: int | None = None
 
 
 def build_request(
@@ -113,6 +115,7 @@ def build_request(
     *,
     max_tokens: int | None = None,
     include_usage: bool | None = None,
+    asked_prompt_tokens: int | None = None,
 ) -> PreparedRequest:
     """The JSON body for one request of ``cls`` carrying ``prompt`` (text, or chat messages from a dataset).
 
@@ -153,4 +156,5 @@ def build_request(
         max_tokens=sent_max,
         request_class=cls.name,
         kind=cls.kind,
+        asked_prompt_tokens=asked_prompt_tokens,
     )

@@ -12,6 +12,10 @@ Fields (see ``docs/metrics.md`` for what is derived from them):
 ``last_token_at``  when the last content chunk arrived
 ``ended_at``       when the response was complete (``[DONE]`` or end of body) or the failure was seen
 
+``prompt_tokens`` is the input length the server counted (``usage.prompt_tokens``; ``None`` when it reported
+none), ``asked_prompt_tokens`` the length the workload asked for, in the server's tokens (``None`` for a dataset's
+prompt, and in run directories written before it was recorded); ``docs/metrics.md`` defines their deviation.
+
 ``attempt`` is 0 for a request's first attempt and counts retries after a 429 (``[retry] policy = "retry-after"``);
 ``(worker, seq, attempt)`` identifies a record.
 
@@ -88,6 +92,7 @@ class RequestRecord:
     chunk_gaps: tuple[float, ...] | None
     server_request_id: str | None
     attempt: int = 0
+    asked_prompt_tokens: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -131,7 +131,7 @@ class Engine:
         self.sink = sink
         self.clock = EpochClock()
         self.gate = StageGate()
-        self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed)
+        self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed, spec.prompts)
         self.closed_n = 0
         pool = users_per_worker(spec.pool_size, workers)
         self.users = pool

@@ -19,10 +19,12 @@ from loadtest.client.protocol import EndpointSpec
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
 from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
+from loadtest.runner.calibrate import calibrate_prompts, http_counter, tokenizer_words
 from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.scrape import MetricsPlan, resolve_metrics
 from loadtest.runner.simproc import SimulatorProcess
+from loadtest.spec.prompts import PromptCalibration
 from loadtest.spec.scenario import Scenario
 
 __all__ = ["LaunchResult", "launch"]
@@ -96,6 +98,9 @@ def launch(
     ``server_metrics``: ``--server-metrics`` (``auto`` when None, ``off`` or a URL; :mod:`loadtest.runner.scrape`)."""
     if live is not None:
         echo = live.echo_through(echo)
+    vocabulary = tokenizer_words(
+        scenario.prompts
+    )  # a tokenizer that is not there: refused before anything starts
     if scenario.endpoint is None:
         settings = scenario.simulator
         with SimulatorProcess(settings.sim_args(scenario.seed)) as sim:
@@ -105,16 +110,52 @@ def launch(
             endpoint = EndpointSpec(base_url=base, model=model, name="sim")
             simulated = SimulatedEndpoint(settings, scenario.seed)
             metrics = resolve_metrics(server_metrics, endpoint, echo=echo)
+            prompts = _calibrate(scenario, endpoint, {}, read_timeout_s, echo, skip_preflight, vocabulary)
             return _execute(
-                scenario, endpoint, {}, out, read_timeout_s, echo, simulated, distribution, live, metrics
+                scenario,
+                endpoint,
+                {},
+                out,
+                read_timeout_s,
+                echo,
+                simulated,
+                distribution,
+                live,
+                metrics,
+                prompts,
             )
     endpoint, headers, child_env = _endpoint_and_auth(scenario)
     if not skip_preflight:
         preflight(endpoint, scenario.classes[0], headers(), timeout_s=read_timeout_s)
+    prompts = _calibrate(scenario, endpoint, headers(), read_timeout_s, echo, skip_preflight, vocabulary)
     metrics = resolve_metrics(server_metrics, endpoint, headers, echo=echo)
     return _execute(
-        scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live, metrics
+        scenario, endpoint, child_env, out, read_timeout_s, echo, None, distribution, live, metrics, prompts
     )
+
+
+def _calibrate(
+    scenario: Scenario,
+    endpoint: EndpointSpec,
+    headers: Mapping[str, str],
+    read_timeout_s: float,
+    echo: Callable[[str], None],
+    skip_preflight: bool,
+    vocabulary: tuple[tuple[str, ...], str | None],
+) -> PromptCalibration:
+    """The prompt calibration (:mod:`loadtest.runner.calibrate`), printed in one line."""
+    counter = None if skip_preflight else http_counter(endpoint, headers, read_timeout_s)
+    prompts = calibrate_prompts(
+        scenario.classes,
+        scenario.prompts,
+        counter,
+        seed=scenario.seed,
+        skipped="--skip-preflight",
+        vocabulary=vocabulary,
+    )
+    if prompts.fits:
+        echo(f"prompts: {prompts.describe()}")
+    return prompts
 
 
 def _execute(
@@ -128,6 +169,7 @@ def _execute(
     distribution: Distribution | None,
     live: LiveLine | None,
     metrics: MetricsPlan | None = None,
+    prompts: PromptCalibration | None = None,
 ) -> LaunchResult:
     run_dir = new_run_dir(out, scenario.name)
     spec = scenario.run_spec(
@@ -136,6 +178,7 @@ def _execute(
         endpoint=endpoint,
         read_timeout_s=read_timeout_s,
         simulated=simulator is not None,
+        prompts=prompts,
     )
     total = sum(s.duration_s for s in scenario.stages)
     plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load"

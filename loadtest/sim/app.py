@@ -35,7 +35,7 @@ from loadtest.sim.http11 import Connection, HttpError, Job, Request, error_body
 from loadtest.sim.oauth import OAuthIssuer
 from loadtest.sim.quota import Quota, Rejection, Ticket
 from loadtest.sim.responses import EmbeddingJob, Generation, parse_embedding, parse_generation
-from loadtest.sim.tokens import TokenText
+from loadtest.sim.tokens import TokenRule, TokenText
 
 __all__ = ["App"]
 
@@ -79,6 +79,7 @@ class App:
         self.arch = self.deployment.architecture
         self.model = config.served_model_name
         self.text = TokenText(config.seed)
+        self.token_rule = TokenRule(config.tokens_per_word, config.template_tokens)
         self.jobs: dict[int, tuple[Job, int]] = {}  # sequence id -> (job, its home: the replica index)
         self.tickets: dict[int, Ticket] = {}  # sequence id -> what a generation charged the quotas
         self.connections: set[Connection] = set()
@@ -283,7 +284,9 @@ class App:
     def _generate(self, conn: Connection, req: Request, body: dict[str, Any], chat: bool) -> None:
         if self.arch.kind == "embedding":
             raise HttpError(400, f"{self.model} is an embedding model: use embeddings")
-        params = parse_generation(body, chat, self.arch.context, self.config.reject_stream_options)
+        params = parse_generation(
+            body, chat, self.arch.context, self.config.reject_stream_options, self.token_rule
+        )
         plan, ticket = self._gate(params.prompt_tokens, params.max_tokens, params.stream)
         job = Generation(self, conn, req.request_id, chat, params, plan)
         self._submit(conn, job, [(job.seq_id, params.prompt_tokens, params.max_tokens)], ticket)
@@ -293,7 +296,7 @@ class App:
             conn.start_stream(req.request_id)
 
     def _embed(self, conn: Connection, req: Request, body: dict[str, Any]) -> None:
-        inputs = parse_embedding(body)
+        inputs = parse_embedding(body, self.token_rule)
         _, ticket = self._gate(sum(n for _, n in inputs), 0, False)
         job = EmbeddingJob(self, conn, req.request_id, inputs)
         seqs = [(eid, n, 0) for eid, (_, n) in zip(job.seq_ids, inputs, strict=True)]

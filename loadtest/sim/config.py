@@ -76,6 +76,8 @@ class SimConfig:
     slots: int | None = default("slots")
     prefill_ms: float | None = default("prefill_ms")
     tpot_ms: float | None = default("tpot_ms")
+    tokens_per_word: float = default("tokens_per_word")
+    template_tokens: int = default("template_tokens")
     api_token: str | None = field(default=None, repr=False)
     # the one Databricks endpoint name served, or None: any name (a workspace has many); "sim-llama" when asked
     endpoint_name: str | None = None

@@ -27,7 +27,7 @@ import orjson
 from loadtest.sim.batching import TokenEvent
 from loadtest.sim.faults import FaultPlan
 from loadtest.sim.http11 import Connection, HttpError
-from loadtest.sim.tokens import TokenText, chat_prompt_tokens, embedding_vector, split_inputs
+from loadtest.sim.tokens import DEFAULT_RULE, TokenRule, TokenText, embedding_vector, split_inputs
 
 __all__ = ["EmbeddingJob", "Generation", "GenerationParams", "Host", "parse_embedding", "parse_generation"]
 
@@ -74,14 +74,19 @@ def _positive_int(body: dict[str, Any], *names: str, default: int) -> int:
 
 
 def parse_generation(
-    body: dict[str, Any], chat: bool, context: int, reject_stream_options: bool = False
+    body: dict[str, Any],
+    chat: bool,
+    context: int,
+    reject_stream_options: bool = False,
+    rule: TokenRule = DEFAULT_RULE,
 ) -> GenerationParams:
-    """Validate a chat or completions body; ``HttpError(400)`` with an OpenAI-style message when it is wrong."""
+    """Validate a chat or completions body; ``HttpError(400)`` with an OpenAI-style message when it is wrong.
+    ``rule``: how prompt tokens are counted (:class:`loadtest.sim.tokens.TokenRule`)."""
     try:
         if chat:
-            prompt = chat_prompt_tokens(body.get("messages"))
+            prompt = rule.chat(body.get("messages"))
         else:
-            items = split_inputs(body.get("prompt"), "prompt")
+            items = split_inputs(body.get("prompt"), "prompt", rule)
             if len(items) != 1:
                 raise ValueError("send one prompt per request")
             prompt = items[0][1]
@@ -104,10 +109,13 @@ def parse_generation(
     return GenerationParams(prompt, out, stream, bool(options and options.get("include_usage")))
 
 
-def parse_embedding(body: dict[str, Any]) -> list[tuple[str, int]]:
+def parse_embedding(
+    body: dict[str, Any],
+    rule: TokenRule = DEFAULT_RULE,
+) -> list[tuple[str, int]]:
     """The ``input`` of an embeddings body as ``(text, tokens)`` items; ``HttpError(400)`` when it is wrong."""
     try:
-        return split_inputs(body.get("input"), "input")
+        return split_inputs(body.get("input"), "input", rule)
     except ValueError as exc:
         raise HttpError(400, str(exc)) from None
 

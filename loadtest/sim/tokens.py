@@ -4,6 +4,10 @@
   string, or over the text of every chat message (string content, or the ``text`` of each content part), summed.
   A prompt of N plain words is N tokens; ``"Hello, world!"`` is 4. A prompt given as token ids counts its ids.
   No chat-template tokens are added.
+  A simulator told ``tokens_per_word`` ``r`` and ``template_tokens`` ``t`` (:class:`TokenRule`) counts a text's
+  ``n`` matches as ``floor(r · n + 0.5)`` tokens (at least 1 when ``n`` ≥ 1), and adds ``t`` once per chat request
+  — a server whose tokenizer and chat template disagree with one word per token, as real ones do. The default
+  (``r = 1``, ``t = 0``) is the rule above.
 - **Generated tokens**: each is one word of :data:`VOCABULARY` with a leading space (``" lorem"``), read from a fixed
   sequence drawn once from ``random.Random(seed)``; request ``k`` starts at its own offset, so a rerun with the
   same seed produces the same text.
@@ -16,11 +20,14 @@ import math
 import random
 import re
 import zlib
+from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "DEFAULT_RULE",
     "EMBEDDING_DIM",
     "VOCABULARY",
+    "TokenRule",
     "TokenText",
     "chat_prompt_tokens",
     "count_tokens",
@@ -41,6 +48,24 @@ _SEQUENCE_LENGTH: Final[int] = 4096  # a power of two: offsets wrap with a mask
 def count_tokens(text: str) -> int:
     """Number of ``\\w+|[^\\w\\s]`` matches in ``text``."""
     return sum(1 for _ in _TOKEN_RE.finditer(text))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRule:
+    """How many tokens a prompt is (module docstring): ``tokens_per_word`` per match, ``template_tokens`` more
+    per chat request."""
+
+    tokens_per_word: float = 1.0
+    template_tokens: int = 0
+
+    def scale(self, matches: int) -> int:
+        if self.tokens_per_word == 1.0 or matches == 0:
+            return matches
+        return max(1, math.floor(self.tokens_per_word * matches + 0.5))
+
+    def chat(self, messages: object) -> int:
+        """Prompt tokens of a chat request's ``messages`` (``ValueError`` as :func:`chat_prompt_tokens`)."""
+        return self.scale(chat_prompt_tokens(messages)) + self.template_tokens
 
 
 class TokenText:
@@ -101,16 +126,19 @@ def _is_ids(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
 
 
-def split_inputs(value: object, name: str) -> list[tuple[str, int]]:
+DEFAULT_RULE: Final = TokenRule()
+
+
+def split_inputs(value: object, name: str, rule: TokenRule = DEFAULT_RULE) -> list[tuple[str, int]]:
     """A completions ``prompt`` or an embeddings ``input`` as ``(text, tokens)`` per item: a string, a list of
-    strings, a list of token ids, or a list of lists of ids; ``ValueError`` otherwise."""
+    strings, a list of token ids (counted as they are), or a list of lists of ids; ``ValueError`` otherwise."""
     if isinstance(value, str):
-        return [(value, count_tokens(value))]
+        return [(value, rule.scale(count_tokens(value)))]
     if isinstance(value, list) and value:
         if _is_ids(value):
             return [(str(value), len(value))]
         if all(isinstance(v, str) for v in value):
-            return [(v, count_tokens(v)) for v in value if isinstance(v, str)]
+            return [(v, rule.scale(count_tokens(v))) for v in value if isinstance(v, str)]
         if all(_is_ids(v) for v in value):
             return [(str(v), len(v)) for v in value if isinstance(v, list)]
     raise ValueError(f"'{name}' must be a string, an array of strings or an array of token ids")

@@ -21,6 +21,7 @@ from typing import Any, Final
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.loadplan import parse_sweep
+from loadtest.spec.prompts import PromptOptions
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_MAX_CONCURRENCY,
@@ -85,6 +86,16 @@ class Overrides:
     peak_tokens_per_min: float | None = None
     peak_requests_per_s: float | None = None
     profile: str | None = None  # a named hourly shape for the plan
+    tokenizer: str | None = None  # --tokenizer
+    prompt_overhead: int | None = None  # --prompt-overhead
+    calibrate: bool | None = None  # --calibrate/--no-calibrate
+
+
+def _prompts(ov: Overrides, base: PromptOptions) -> PromptOptions:
+    """The scenario's ``[prompts]`` with the flags that were given on top."""
+    return dataclasses.replace(
+        base, **_given(tokenizer=ov.tokenizer, overhead=ov.prompt_overhead, calibrate=ov.calibrate)
+    )
 
 
 def _stages(ov: Overrides, duration: float, stage_defaults: dict[str, Any]) -> tuple[Stage, ...]:
@@ -152,6 +163,7 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         sweep=sweep,
         plan=_plan(ov, None, simulated),
         abort_after_s=_abort_after(ov).get("abort_after_s", DEFAULT_ABORT_AFTER_S),
+        prompts=_prompts(ov, PromptOptions()),
     )
 
 
@@ -251,6 +263,7 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             for c in base
         )
     changes["plan"] = _plan(ov, scenario.plan, "endpoint" not in changes and scenario.endpoint is None)
+    changes["prompts"] = _prompts(ov, scenario.prompts)
     return dataclasses.replace(scenario, **changes)
 
 

@@ -14,6 +14,7 @@ import orjson
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 from loadtest.spec.profile import SHAPES
+from loadtest.spec.prompts import PromptCalibration
 
 __all__ = [
     "DEFAULT_ABORT_AFTER_S",
@@ -193,7 +194,10 @@ class RunSpec:
 
     ``abort_after_s``: stop the run when its endpoint is dead that long (:mod:`loadtest.engine.health`); ``None``
     never stops — what ``--abort-after off`` asks for, and what a spec written before the option reads as (so it
-    is written only when set)."""
+    is written only when set).
+
+    ``prompts``: the prompt calibration the preflight decided (:mod:`loadtest.spec.prompts`); ``None`` — one word
+    per token, as every run made before it — is not written."""
 
     run_id: str
     name: str
@@ -213,6 +217,7 @@ class RunSpec:
     description: str = ""
     plan: PlanRequest | None = None
     abort_after_s: float | None = None
+    prompts: PromptCalibration | None = None
 
     @property
     def pool_size(self) -> int:
@@ -235,6 +240,10 @@ class RunSpec:
             del data["plan"]["profile"]  # likewise
         if data["abort_after_s"] is None:
             del data["abort_after_s"]  # likewise
+        if self.prompts is None:
+            del data["prompts"]  # likewise
+        else:
+            data["prompts"] = self.prompts.to_dict()
         return data
 
     @staticmethod
@@ -260,6 +269,8 @@ class RunSpec:
         raw["sweep"] = SweepPlan(**raw["sweep"]) if raw.get("sweep") is not None else None
         if raw.get("plan") is not None:
             raw["plan"] = PlanRequest.from_dict(raw["plan"])
+        if raw.get("prompts") is not None:
+            raw["prompts"] = PromptCalibration.from_dict(raw["prompts"])
         extra = raw.pop("extra", None) or {}
         raw["scenario_source"] = extra.get("scenario")
         raw["description"] = extra.get("description", "")

@@ -28,6 +28,11 @@ A scenario names its endpoint (or none: the embedded simulator), its request cla
     headroom = 0.2
     architectures = ["llama-3.3-70b"]  # estimated beside the measured endpoint
 
+    [prompts]                       # how prompts are sized (optional; docs/load.md)
+    tokenizer = "path/to/tokenizer.json"  # or a package / local Hugging Face model; nothing is downloaded
+    # overhead = 30                 # the chat template's tokens, when the server reports no usage
+    # calibrate = false             # one word per token, as runs before the calibration
+
     [load]
     duration = "30s"                # default for every stage
     stages = [{concurrency = 1}, {rate = 2.0, arrival = "poisson"}, {tokens_per_min = 120000}]
@@ -44,7 +49,7 @@ settings of :class:`loadtest.spec.simulator.SimSettings`.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ from loadtest.model.catalog import check_architecture
 from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
 from loadtest.spec.profile import SHAPES
+from loadtest.spec.prompts import PromptCalibration, PromptOptions
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_HEADROOM,
@@ -81,7 +87,8 @@ __all__ = [
 ]
 
 SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
-_TOP = {"name", "description", "seed", "endpoint", "simulator", "classes", "load", "retry", "plan"}
+_TOP = {"name", "description", "seed", "endpoint", "simulator", "classes", "load", "retry", "plan", "prompts"}
+_PROMPTS = {"tokenizer", "overhead", "calibrate"}
 _PLAN = {"peak_tpm", "peak_rps", "headroom", "architectures", "profile"}
 _ENDPOINT = {
     "url",
@@ -148,9 +155,17 @@ class Scenario:
     sweep: SweepPlan | None = None
     plan: PlanRequest | None = None
     abort_after_s: float | None = DEFAULT_ABORT_AFTER_S  # None: never stop for a dead endpoint
+    prompts: PromptOptions = field(default_factory=PromptOptions)
 
     def run_spec(
-        self, *, run_id: str, out_dir: str, endpoint: EndpointSpec, read_timeout_s: float, simulated: bool
+        self,
+        *,
+        run_id: str,
+        out_dir: str,
+        endpoint: EndpointSpec,
+        read_timeout_s: float,
+        simulated: bool,
+        prompts: PromptCalibration | None = None,
     ) -> RunSpec:
         """The run this scenario describes against ``endpoint``, as the engine child reads it (``spec.json``)."""
         return RunSpec(
@@ -170,6 +185,7 @@ class Scenario:
             description=self.description,
             plan=self.plan,
             abort_after_s=self.abort_after_s,
+            prompts=prompts,
         )
 
 
@@ -297,6 +313,26 @@ def parse_plan(raw: Any) -> PlanRequest:
     )
 
 
+def parse_prompts(raw: Any, base: Path | None) -> PromptOptions:
+    """``[prompts] tokenizer = "…", overhead = 30, calibrate = true``: how prompts are sized
+    (:mod:`loadtest.spec.prompts`). A relative tokenizer path that exists next to the scenario is taken from
+    there; anything else is a name, resolved when the run starts."""
+    table = _table(raw, "[prompts]")
+    _check_keys(table, _PROMPTS, "[prompts]")
+    tokenizer = table.get("tokenizer")
+    if tokenizer is not None and (not isinstance(tokenizer, str) or not tokenizer):
+        raise ConfigError("[prompts].tokenizer must be a path or a name")
+    if tokenizer is not None and base is not None and (base / tokenizer).exists():
+        tokenizer = str(base / tokenizer)
+    overhead = table.get("overhead")
+    if overhead is not None and (isinstance(overhead, bool) or not isinstance(overhead, int) or overhead < 0):
+        raise ConfigError("[prompts].overhead must be a whole number of tokens ≥ 0")
+    calibrate = table.get("calibrate", True)
+    if not isinstance(calibrate, bool):
+        raise ConfigError("[prompts].calibrate must be true or false")
+    return PromptOptions(tokenizer=tokenizer, overhead=overhead, calibrate=calibrate)
+
+
 def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenario:
     """Validate a scenario's TOML table."""
     _check_keys(raw, _TOP, "scenario")
@@ -348,6 +384,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         sweep=parse_sweep(load["sweep"], defaults) if "sweep" in load else None,
         plan=parse_plan(raw["plan"]) if "plan" in raw else None,
         abort_after_s=_abort_after(load.get("abort_after", DEFAULT_ABORT_AFTER_S)),
+        prompts=parse_prompts(raw.get("prompts", {}), base),
     )
 
 

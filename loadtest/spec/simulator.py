@@ -60,6 +60,10 @@ class SimSettings:
     slots: int | None = _setting(None)
     prefill_ms: float | None = _setting(None)
     tpot_ms: float | None = _setting(None)
+    # how the simulator counts prompt tokens (loadtest.sim.tokens): this many tokens per word, and this many more
+    # for a chat request's template — a server whose tokenizer and chat template disagree with one word per token
+    tokens_per_word: float | None = _setting(1.0)
+    template_tokens: int | None = _setting(0)
     mode: str | None = _setting("pt", sizing=True)
     itpm: int | None = _setting(None)
     otpm: int | None = _setting(None)

@@ -1,9 +1,12 @@
 """What each request carries: seeded synthetic prompts of a target token length, and the request factory.
 
-Prompts are built from short, common English words: under the simulator's token rule every word is exactly one
-token, and under BPE tokenizers (Llama, SmolLM2) such words are almost always one token too, so a prompt asked to
-be N tokens is N tokens give or take the chat template. Every request gets its own prompt (no accidental prefix
-caching), and the same seed and sequence number always give the same prompt.
+Prompts are built from short, common English words: under the simulator's default token rule every word is exactly
+one token, and under BPE tokenizers (Llama, SmolLM2) such words are almost always one token too. How many words a
+prompt asked to be N tokens gets is the run's prompt calibration (:mod:`loadtest.spec.prompts`): the server's
+tokens per word and its chat template's overhead, measured by the preflight — or, with ``--tokenizer``, a
+vocabulary of words that tokenizer counts one token each. Without one, N words. Every request gets its own prompt
+(no accidental prefix caching), and the same seed, calibration and sequence number always give the same prompt.
+Each request carries its asked length (:attr:`PreparedRequest.asked_prompt_tokens`), which its record keeps.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import orjson
 from loadtest.client.protocol import EndpointSpec, PreparedRequest, RequestClass, build_request
 from loadtest.errors import ConfigError
 from loadtest.spec.distributions import Empirical, LengthDistribution, parse_length
+from loadtest.spec.prompts import PromptCalibration
 
-__all__ = ["DatasetRow", "PromptFactory", "RequestFactory", "load_dataset"]
+__all__ = ["WORDS", "DatasetRow", "PromptFactory", "RequestFactory", "load_dataset"]
 
-_WORDS: tuple[str, ...] = tuple(
+WORDS: tuple[str, ...] = tuple(
     (
         "the of and to in is you that it he was for on are as with his they at be this have from or one "
         "had by word but not what all were we when your can said there use an each which she do how their "
@@ -40,18 +44,20 @@ def _seed_of(*parts: object) -> int:
 
 
 class PromptFactory:
-    """``prompt(seq, n_tokens)`` gives the seeded prompt for request number ``seq``."""
+    """``prompt(seq, n_words)`` gives the seeded prompt of ``n_words`` words for request number ``seq``, drawn
+    from ``words`` (default :data:`WORDS`)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, words: Sequence[str] = ()) -> None:
         self.seed = seed
+        self.words: tuple[str, ...] = tuple(words) or WORDS
 
-    def prompt(self, seq: int, n_tokens: int, rng: random.Random | None = None) -> str:
+    def prompt(self, seq: int, n_words: int, rng: random.Random | None = None) -> str:
         rng = rng or random.Random(_seed_of(self.seed, "prompt", seq))
-        return " ".join(rng.choices(_WORDS, k=max(1, n_tokens)))
+        return " ".join(rng.choices(self.words, k=max(1, n_words)))
 
-    def prefix(self, name: str, n_tokens: int) -> str:
+    def prefix(self, name: str, n_words: int) -> str:
         """The shared prefix of a class: identical for every request of that class in a run."""
-        return self.prompt(0, n_tokens, random.Random(_seed_of(self.seed, "prefix", name)))
+        return self.prompt(0, n_words, random.Random(_seed_of(self.seed, "prefix", name)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class _ClassPlan:
     prompt_len: LengthDistribution
     output_len: LengthDistribution
     prefix: str
+    prefix_words: int
     dataset: list[DatasetRow] | None
 
 
@@ -99,27 +106,38 @@ class RequestFactory:
     not depend on which worker sends it or in which order.
     """
 
-    def __init__(self, endpoint: EndpointSpec, classes: Sequence[RequestClass], seed: int) -> None:
+    def __init__(
+        self,
+        endpoint: EndpointSpec,
+        classes: Sequence[RequestClass],
+        seed: int,
+        calibration: PromptCalibration | None = None,
+    ) -> None:
         if not classes:
             raise ConfigError("a workload needs at least one request class")
         self.endpoint = endpoint
         self.seed = seed
         # None: as the endpoint says; False once the endpoint rejected stream_options (external models)
         self.include_usage: bool | None = None
-        self.prompts = PromptFactory(seed)
+        self.calibration = calibration or PromptCalibration()
+        self.prompts = PromptFactory(seed, self.calibration.words)
         self.plans: list[_ClassPlan] = []
         for i, cls in enumerate(classes):
             where = f"classes[{i}] ({cls.name})"
             dataset = load_dataset(Path(cls.dataset), where) if cls.dataset else None
-            prefix = (
-                self.prompts.prefix(cls.name, cls.shared_prefix_tokens) if cls.shared_prefix_tokens else ""
+            # the prefix is inside the prompt: its words scale with tokens per word, the overhead is counted once
+            per_word = self.calibration.fit(cls.kind).tokens_per_word
+            prefix_words = (
+                max(1, round(cls.shared_prefix_tokens / per_word)) if cls.shared_prefix_tokens else 0
             )
+            prefix = self.prompts.prefix(cls.name, prefix_words) if prefix_words else ""
             self.plans.append(
                 _ClassPlan(
                     cls,
                     parse_length(cls.prompt_tokens, f"{where}.prompt_tokens"),
                     parse_length(cls.output_tokens, f"{where}.output_tokens"),
                     prefix,
+                    prefix_words,
                     dataset,
                 )
             )
@@ -152,15 +170,23 @@ class RequestFactory:
         plan = self.plans[index]
         out_len = plan.output_len.sample(rng)
         prompt: str | list[dict[str, Any]]
-        if plan.dataset:
+        asked: int | None = None
+        if plan.dataset:  # a dataset's prompt is sent as it is: no length was asked
             row = plan.dataset[rng.randrange(len(plan.dataset))]
             prompt = row.prompt
             out_len = row.output_tokens or out_len
         else:
-            body = self.prompts.prompt(seq, plan.prompt_len.sample(rng), rng)
+            asked = plan.prompt_len.sample(rng) + plan.cls.shared_prefix_tokens
+            words = max(1, self.calibration.words_for(plan.cls.kind, asked) - plan.prefix_words)
+            body = self.prompts.prompt(seq, words, rng)
             prompt = f"{plan.prefix} {body}" if plan.prefix else body
         return build_request(
-            self.endpoint, plan.cls, prompt, max_tokens=out_len, include_usage=self.include_usage
+            self.endpoint,
+            plan.cls,
+            prompt,
+            max_tokens=out_len,
+            include_usage=self.include_usage,
+            asked_prompt_tokens=asked,
         )
 
 

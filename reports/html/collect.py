@@ -26,6 +26,7 @@ from analysis import (
     summarize_classes,
     summarize_stages,
 )
+from analysis.input_length import InputLengths, input_lengths
 from analysis.run_plan import RunPlan, plan_for_run
 from analysis.server_metrics import ServerMetricsSummary, server_metrics_of
 from analysis.timeline import Histogram, Timeline, histogram, quantile_curve, timeline
@@ -72,6 +73,7 @@ class RunView:
     input_tokens: Histogram | None
     output_tokens: Histogram | None
     asked_input: str  # how the asked input lengths were drawn
+    input_lengths: InputLengths  # asked vs served per class and stage
     plan: RunPlan | str  # the plan, or why there is none
     samples: tuple[Sample, ...]  # a few requests and responses per class, stored at run time
     samples_note: str | None  # why there are none (an older run), or why they could not be read
@@ -129,6 +131,7 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
         input_tokens=_tokens(records, "prompt_tokens", asked),
         output_tokens=_tokens(records, "output_tokens", _asked_output(records)),
         asked_input=asked_how,
+        input_lengths=input_lengths(flat, order, manifest.spec.prompts),
         plan=plan,
         samples=samples,
         samples_note=samples_note,
@@ -212,8 +215,14 @@ def _cdfs(records: pd.DataFrame, stages: list[str]) -> dict[str, dict[str, tuple
 
 
 def _asked_input(manifest: Manifest, records: pd.DataFrame) -> tuple[np.ndarray | None, str]:
-    """Draws from each class's prompt-length distribution, as many per class as the run sent (at most
+    """The records' asked lengths (``asked_prompt_tokens``) when they have them; for a run made before they were
+    recorded, draws from each class's prompt-length distribution, as many per class as the run sent (at most
     :data:`ASKED_SAMPLE` in all), seeded by the run's seed; dataset classes have no distribution to draw."""
+    recorded = (
+        records["asked_prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan) if len(records) else None
+    )
+    if recorded is not None and not np.isnan(recorded).all():
+        return recorded[~np.isnan(recorded)], "each request's asked length, as recorded"
     # on the categorical itself (a string per row took 0.2 s for a million); missing classes are not counted
     counts = records["request_class"].value_counts() if len(records) else pd.Series(dtype=int)
     total = int(counts.sum())

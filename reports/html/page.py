@@ -28,6 +28,7 @@ from reports.html.charts import (
 )
 from reports.html.collect import RunView
 from reports.html.compare import comparison_section
+from reports.html.input_section import input_length_html
 from reports.html.plan_section import plan_section
 from reports.html.samples_section import samples_section
 from reports.html.server_section import server_section
@@ -295,7 +296,8 @@ def _run_body(view: RunView, vid: str) -> str:
         f'<section id="{vid}-latency"><h3>Latency</h3>{figure_html(charts[1])}{figure_html(charts[2])}</section>'
         f'<section id="{vid}-time"><h3>Over time</h3>{figure_html(line)}</section>'
         f"{server_section(view, vid)}"
-        f'<section id="{vid}-token-lengths"><h3>Token lengths</h3>{figure_html(tokens)}</section>'
+        f'<section id="{vid}-token-lengths"><h3>Token lengths</h3>{figure_html(tokens)}'
+        f"{input_length_html(view.input_lengths)}</section>"
         f"{_tables(view, vid)}{_errors(view, vid)}{samples_section(view, vid)}</article>"
     )
 
