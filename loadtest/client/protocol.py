@@ -49,6 +49,9 @@ class EndpointSpec:
     include_usage: bool = True
     name: str = "endpoint"
     auth: Literal["none", "env", "databricks"] = "env"
+    auth_type: str | None = (
+        None  # Databricks: the SDK's auth type the CLI resolved (pat, oauth-m2m, ...); no secret
+    )
 
     def url_for(self, kind: RequestKind) -> str:
         base = self.base_url.rstrip("/")
@@ -68,6 +71,7 @@ class EndpointSpec:
             "include_usage": self.include_usage,
             "name": self.name,
             "auth": self.auth,
+            "auth_type": self.auth_type,
         }
 
 
