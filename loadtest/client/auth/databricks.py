@@ -176,8 +176,9 @@ class DatabricksAuth:
         raises :class:`EndpointError` (or :class:`ConfigError` for a refusal) and keeps the old headers."""
         now = self._clock()
         try:
-            headers = dict(self._config.authenticate())
+            # the expiry first: if the SDK fetches between the two calls, the headers' token outlives it
             expiry = self._oauth_expiry()
+            headers = dict(self._config.authenticate())
         except Exception as exc:
             kind = EndpointError if _unreachable(exc) else ConfigError
             raise kind(
