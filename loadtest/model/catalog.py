@@ -54,9 +54,16 @@ DATABRICKS_NAMES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+def _model_part(name: str) -> str:
+    """The model of a Unity Catalog name (``catalog.schema.model``), or the name itself."""
+    name = name.strip()
+    return name.split(".", 2)[2] if name.count(".") >= 2 else name
+
+
 def _normal(name: str) -> str:
-    """A Databricks name compared loosely: the last part of a Unity Catalog name, lower case, ``_`` as ``-``."""
-    return name.strip().rpartition(".")[2].lower().replace("_", "-")
+    """A Databricks name compared loosely: the model part of a Unity Catalog name, lower case, ``_`` and ``.``
+    as ``-``."""
+    return _model_part(name).lower().replace("_", "-").replace(".", "-")
 
 
 _BY_DATABRICKS_NAME: Final[dict[str, str]] = {
@@ -106,8 +113,9 @@ def architecture_of_entity(name: str, where: str) -> str:
     (``system.ai.meta_llama_v3_3_70b_instruct``), a pay-per-token endpoint name
     (``databricks-meta-llama-3-3-70b-instruct``) or a catalog key; else the one-line error, naming ``where`` it
     came from."""
-    if name in DATABRICKS_NAMES:
-        return name
+    for candidate in (name, _model_part(name)):
+        if candidate in DATABRICKS_NAMES:
+            return candidate
     key = _BY_DATABRICKS_NAME.get(_normal(name))
     if key is not None:
         return key
