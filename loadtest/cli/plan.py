@@ -140,7 +140,7 @@ __all__ = ["plan"]
     default=None,
     metavar="NAME",
     help="A Databricks serving endpoint: read its served model, configured band and the workspace's "
-    "throughput_chunk_size (credentials: the Databricks SDK's chain; docs/databricks.md) and plan it.",
+    "throughput_chunk_size (credentials: the Databricks SDK's chain; docs/databricks-auth.md) and plan it.",
 )
 @click.option(
     "--host",

@@ -5,7 +5,7 @@ By source: :mod:`~loadtest.client.auth.providers` (the :class:`AuthProvider` sea
 :mod:`~loadtest.client.auth.databricks` (the SDK's chain: every auth type it supports, its precedence and variables,
 headers cached between refreshes), :mod:`~loadtest.client.auth.resolve` (which provider a run gets, and the
 environment for the engine's child processes). This package's names are the surface the rest of the toolkit
-imports. docs/databricks.md is the user's page.
+imports. docs/databricks-auth.md is the user's page.
 
 Secrets never appear in messages, ``repr()`` or :meth:`AuthProvider.describe`, and never travel to a child
 process: each process resolves its own credentials.

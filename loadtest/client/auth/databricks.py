@@ -5,11 +5,11 @@ values, then ``DATABRICKS_*`` (and ``ARM_*``, ``GOOGLE_*``) variables, then a pr
 (``DATABRICKS_CONFIG_FILE``, ``DATABRICKS_CONFIG_PROFILE``), then the first auth type of the SDK's chain that is
 configured (:func:`sdk_auth_types`: ``pat``, ``basic``, ``metadata-service``, ``oauth-m2m``, the OIDC kinds,
 the Azure kinds, ``external-browser``, ``databricks-cli`` (the CLI's U2M login), runtime, Google, model serving),
-or the one ``DATABRICKS_AUTH_TYPE`` / ``auth_type`` names. docs/databricks.md says it for users.
+or the one ``DATABRICKS_AUTH_TYPE`` / ``auth_type`` names. docs/databricks-auth.md says it for users.
 
 :class:`DatabricksAuth` is an :class:`~loadtest.client.auth.providers.AuthProvider`: the headers of every request
 are a cached copy (``Config.authenticate()`` costs 2.4 µs per call for OAuth, and a call that finds the token
-expired fetches a new one inside the request it was called for — benchmarks/auth_bench.py, docs/databricks.md),
+expired fetches a new one inside the request it was called for — benchmarks/auth_bench.py, docs/databricks-auth.md),
 and :meth:`DatabricksAuth.refresh` asks the SDK again, off the request path: when half the token's lifetime has
 passed (at least 60 s before expiry) for credentials whose expiry the SDK shows (OAuth), and every 30 s for the
 others. The SDK decides whether that call fetches a new token (it refreshes OAuth tokens in the background once
