@@ -270,3 +270,24 @@ def test_a_child_gets_the_explicit_values_and_no_secret() -> None:
         "DATABRICKS_AUTH_TYPE": "oauth-m2m",
     }
     assert child_environment(AuthOptions(host="")) == {}
+
+
+def test_without_the_sdk_a_databricks_target_names_the_pip_command(clean_env: pytest.MonkeyPatch) -> None:
+    import sys
+
+    clean_env.setitem(sys.modules, "databricks.sdk.core", None)  # as if not installed: the import fails
+    with pytest.raises(ConfigError) as failure:
+        resolve_auth(AuthOptions(host="https://adb-1.net"))
+    assert str(failure.value) == (
+        "a Databricks target needs the Databricks SDK, which is not installed: pip install 'databricks-sdk==0.162.0'"
+    )
+    assert isinstance(resolve_auth(AuthOptions(auth_type="none")), NoAuth)  # a local target needs no SDK
+
+
+def test_the_pin_is_the_one_pyproject_installs() -> None:
+    from importlib.metadata import version
+
+    from loadtest.client.auth.databricks import SDK_PIN
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert f'"{SDK_PIN}"' in pyproject and f"databricks-sdk=={version('databricks-sdk')}" == SDK_PIN
