@@ -62,7 +62,8 @@ class EndpointSpec:
         return base + _OPENAI_PATHS[kind]
 
     def public(self) -> dict[str, Any]:
-        return {
+        """What a manifest keeps; ``auth_type`` only when known (a manifest from before it reads back the same)."""
+        out = {
             "base_url": public_url(self.base_url),
             "model": self.model,
             "api": self.api,
@@ -71,8 +72,10 @@ class EndpointSpec:
             "include_usage": self.include_usage,
             "name": self.name,
             "auth": self.auth,
-            "auth_type": self.auth_type,
         }
+        if self.auth_type is not None:
+            out["auth_type"] = self.auth_type
+        return out
 
 
 @dataclass(frozen=True, slots=True)
