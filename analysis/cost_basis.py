@@ -8,6 +8,9 @@ chunk or a model unit — stands for in GPUs, and what it costs, so that costs f
   gives one; else ESTIMATED — a chunk is one replica's reference tokens/s (:func:`loadtest.model.predict.chunk_of`,
   the simulator's chunk too), a model unit is the GPU slice of the one published model-unit figure (Llama 4 Maverick,
   50 units ≈ 3,250 tokens/s at 3,500 in / 300 out) on this architecture, an assumption stated in the output.
+* **From a workspace** (``plan --endpoint``): a :class:`WorkspaceFacts` for the architecture replaces both — the
+  chunk is the workspace's ``throughput_chunk_size`` and its DBUs the workspace's ``dbus`` when it gives them
+  (basis ``workspace API``, with where and when in ``PtRate.source``).
 * **DBUs per increment-hour**: the table's ``dbu_per_chunk_hour`` / ``dbu_per_model_unit_hour`` when given; else
   ESTIMATED as ``g × DBUs per GPU-hour``, the one GPU-hour basis of the plan (:func:`gpu_hour_basis`).
 * **$ per increment-hour** ``= DBUs × usd_per_dbu``; the **implied $ per GPU-hour** ``= $ per hour / g`` is the same
@@ -35,6 +38,7 @@ __all__ = [
     "MODEL_UNIT_ANCHOR",
     "GpuHourBasis",
     "PtRate",
+    "WorkspaceFacts",
     "gpu_hour_basis",
     "model_unit_gpus",
     "pt_rate",
@@ -93,7 +97,45 @@ def model_unit_gpus(gpu: str, max_batch: int) -> float:
     return MODEL_UNIT_TOKENS_PER_S / _per_gpu(dep, max_batch, MODEL_UNIT_MIX)
 
 
-Basis = Literal["price table", "estimated"]
+Basis = Literal["price table", "estimated", "workspace API"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceFacts:
+    """What a workspace's API said of the endpoint serving one architecture (read by the CLI, plain values):
+    its served entity, configured band or units, and the optimization info's chunk size and DBUs."""
+
+    endpoint: str
+    source: str  # "workspace API, endpoint NAME, YYYY-MM-DD"
+    entity_name: str
+    entity_version: str
+    min_provisioned_throughput: int | None = None
+    max_provisioned_throughput: int | None = None
+    provisioned_model_units: int | None = None
+    scale_to_zero_enabled: bool | None = None
+    throughput_chunk_size: int | None = None
+    dbu_per_chunk_hour: float | None = None
+
+    def configured(self) -> str:
+        """The endpoint's configured provisioning as a person reads it: ``0–1,940 tok/s`` or ``50 model units``."""
+        if self.provisioned_model_units is not None:
+            return f"{self.provisioned_model_units:,} model units"
+        low, high = self.min_provisioned_throughput, self.max_provisioned_throughput
+        return f"{low or 0:,}–{high if high is not None else low or 0:,} tok/s"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "source": self.source,
+            "entity_name": self.entity_name,
+            "entity_version": self.entity_version,
+            "min_provisioned_throughput": self.min_provisioned_throughput,
+            "max_provisioned_throughput": self.max_provisioned_throughput,
+            "provisioned_model_units": self.provisioned_model_units,
+            "scale_to_zero_enabled": self.scale_to_zero_enabled,
+            "throughput_chunk_size": self.throughput_chunk_size,
+            "dbu_per_chunk_hour": self.dbu_per_chunk_hour,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +149,7 @@ class PtRate:
     dbu_per_hour: float | None
     dbu_basis: Basis | None
     usd_per_hour: float | None
+    source: str | None = None  # where a workspace API figure came from: "workspace API, endpoint X, <date>"
 
     @property
     def usd_per_gpu_hour(self) -> float | None:
@@ -127,6 +170,7 @@ class PtRate:
             "dbu_basis": self.dbu_basis,
             "usd_per_hour": self.usd_per_hour,
             "usd_per_gpu_hour": self.usd_per_gpu_hour,
+            "source": self.source,
         }
 
 
@@ -137,9 +181,11 @@ def pt_rate(
     basis: GpuHourBasis,
     usd_per_dbu: float | None,
     unit_gpus: float,
+    workspace: WorkspaceFacts | None = None,
 ) -> PtRate:
     """The increment of ``dep``'s architecture: its tokens/s, GPU slice, DBUs and dollars per hour.
-    ``unit_gpus``: :func:`model_unit_gpus` on the plan's GPU."""
+    ``unit_gpus``: :func:`model_unit_gpus` on the plan's GPU; ``workspace``: what the endpoint's workspace said
+    (its chunk size and DBUs outrank the price table's)."""
     key = dep.architecture.key
     per_gpu = _per_gpu(dep, max_batch, reference_mix(key))
     tokens_basis: Basis = "price table"
@@ -153,13 +199,22 @@ def pt_rate(
     else:
         unit = "chunk"
         tokens = entry.throughput_chunk_size
-        if tokens is None:
-            tokens, tokens_basis = float(chunk_of(per_gpu * dep.tp)), "estimated"
         dbu = entry.dbu_per_chunk_hour
+        if workspace is not None and workspace.throughput_chunk_size is not None:
+            tokens, tokens_basis = float(workspace.throughput_chunk_size), "workspace API"
+            if workspace.dbu_per_chunk_hour is not None:
+                dbu, dbu_basis = workspace.dbu_per_chunk_hour, "workspace API"
+            elif entry.throughput_chunk_size != tokens:
+                dbu = None  # the table's DBUs are for its own chunk size
+        elif tokens is None:
+            tokens, tokens_basis = float(chunk_of(per_gpu * dep.tp)), "estimated"
     gpus = tokens / per_gpu
     if dbu is None:
         dbu_basis = None
         if basis.dbu_per_gpu_hour is not None:
             dbu, dbu_basis = gpus * basis.dbu_per_gpu_hour, "estimated"
     usd = dbu * usd_per_dbu if dbu is not None and usd_per_dbu is not None else None
-    return PtRate(unit, tokens, tokens_basis, gpus, dbu, dbu_basis, usd)
+    source = (
+        workspace.source if "workspace API" in (tokens_basis, dbu_basis) and workspace is not None else None
+    )
+    return PtRate(unit, tokens, tokens_basis, gpus, dbu, dbu_basis, usd, source)

@@ -36,6 +36,7 @@ from typing import Any
 from analysis.cost_basis import (
     GpuHourBasis,
     PtRate,
+    WorkspaceFacts,
     gpu_hour_basis,
     model_unit_gpus,
     pt_rate,
@@ -127,6 +128,19 @@ class ArchitecturePlan:
     break_even_tokens_per_month: float | None
     break_even_note: str | None  # why there is no break-even volume, when there is none
     notes: tuple[str, ...] = field(default_factory=tuple)
+    workspace: WorkspaceFacts | None = None  # plan --endpoint: what the endpoint's workspace said
+
+    def configured_vs_recommended(self) -> str | None:
+        """``configured 0–1,940 tok/s; recommended 2,910 at peak`` for a row planned from a workspace."""
+        if self.workspace is None:
+            return None
+        if self.model_units is not None:
+            recommended = f"{self.model_units:,} model units"
+        elif self.band_tokens_per_s is not None:
+            recommended = f"{self.band_tokens_per_s:,.0f} tok/s"
+        else:
+            recommended = "none (infeasible)"
+        return f"configured {self.workspace.configured()}; recommended {recommended} at peak"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -142,6 +156,7 @@ class ArchitecturePlan:
         }
         out["reference_mix"] = list(self.reference_mix)
         out["pt_estimated"] = self.pt_rate.estimated
+        out["workspace"] = None if self.workspace is None else self.workspace.to_dict()
         out["feasible"] = self.feasible
         return out
 
@@ -286,7 +301,12 @@ def _provision(
 
 
 def _plan_one(
-    arch_key: str, forecast: Forecast, slo: PlanSlos, setup: _Setup, measured: Measured | None
+    arch_key: str,
+    forecast: Forecast,
+    slo: PlanSlos,
+    setup: _Setup,
+    measured: Measured | None,
+    workspace: WorkspaceFacts | None = None,
 ) -> ArchitecturePlan:
     arch = ARCHITECTURES[arch_key]
     dep = Deployment.of(arch_key, setup.gpu, tp=setup.tp, dtype=setup.dtype)
@@ -340,7 +360,9 @@ def _plan_one(
     entry = resolved.entry
     if (note := resolved.note(arch_key)) is not None:
         notes.append(note)
-    rate = pt_rate(dep, setup.max_batch, entry, setup.basis, setup.prices.usd_per_dbu, setup.unit_gpus)
+    rate = pt_rate(
+        dep, setup.max_batch, entry, setup.basis, setup.prices.usd_per_dbu, setup.unit_gpus, workspace
+    )
     if dep.tp == 16:
         notes.append(
             "TP 16 spans two nodes: its efficiency (0.5) is an extrapolation, not a calibrated point"
@@ -385,6 +407,16 @@ def _plan_one(
             "(the model's end-to-end latency), then credited back to its output"
         )
     even_volume, why_not = break_even(pt_cost, ppt, forecast)
+    if workspace is not None and rate.source is not None:
+        dbus = (
+            f", {rate.dbu_per_hour:g} DBU/h"
+            if rate.dbu_basis == "workspace API" and rate.dbu_per_hour
+            else ""
+        )
+        notes.append(
+            f"chunk of {rate.tokens_per_s:,.0f} tokens/s{dbus} from the {rate.source} "
+            f"({workspace.entity_name} version {workspace.entity_version})"
+        )
     return ArchitecturePlan(
         architecture=arch_key,
         deployment=dep.name,
@@ -427,6 +459,7 @@ def _plan_one(
         break_even_tokens_per_month=even_volume,
         break_even_note=why_not,
         notes=tuple(notes),
+        workspace=workspace,
     )
 
 
@@ -443,9 +476,11 @@ def plan(
     measured: Mapping[str, Measured] | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_refused: float = DEFAULT_MAX_REFUSED,
+    workspace: Mapping[str, WorkspaceFacts] | None = None,
 ) -> list[ArchitecturePlan]:
     """One :class:`ArchitecturePlan` per architecture in ``architectures`` (see the module docstring). ``dtype``
-    None: each model's native one; ``tp`` 0: the smallest that fits."""
+    None: each model's native one; ``tp`` 0: the smallest that fits; ``workspace``: by architecture, what an
+    endpoint's workspace said (its chunk size and DBUs replace the price table's and the estimates)."""
     if headroom < 0:
         raise ConfigError("headroom must be ≥ 0")
     book = prices or PriceBook(label="no prices", entries={})
@@ -467,5 +502,6 @@ def plan(
             raise ConfigError(f"{key} is an embedding model (it only reads): plan it with 0 output tokens")
         if ARCHITECTURES[key].kind == "decoder" and forecast.output_tokens == 0:
             raise ConfigError(f"{key} generates text: give the output tokens per request (> 0)")
-        out.append(_plan_one(key, forecast, slo, setup, (measured or {}).get(key)))
+        facts = (workspace or {}).get(key)
+        out.append(_plan_one(key, forecast, slo, setup, (measured or {}).get(key), facts))
     return out

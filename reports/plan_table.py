@@ -52,13 +52,16 @@ def format_provisioned(p: ArchitecturePlan) -> str:
     if not p.feasible:
         return f"infeasible ({p.binds})"
     if p.model_units is not None:
-        return f"{p.model_units} model units"
+        units = f"{p.model_units} model units"
+        return units if p.workspace is None else f"{units}; configured {p.workspace.configured()}"
     if p.chunks is None or p.band_tokens_per_s is None:
         return _DASH
     band = f"{p.chunks} × {p.chunk_size:,.0f} = {p.band_tokens_per_s:,.0f} tok/s"
     if p.pt_autoscaled and p.min_chunks is not None and p.min_chunks != p.chunks:
         low = "0, scale to zero" if p.scales_to_zero else f"{p.min_chunks} × {p.chunk_size:,.0f}"
         band += f" (min {low})"
+    if p.workspace is not None:
+        band += f"; configured {p.workspace.configured()}"
     return band
 
 
@@ -121,6 +124,7 @@ class PlanContext:
     max_refused: float = DEFAULT_MAX_REFUSED
     runs: tuple[Path, ...] = ()
     warnings: tuple[str, ...] = ()
+    endpoint: str | None = None  # plan --endpoint: the serving endpoint read from its workspace
 
 
 def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, context: PlanContext) -> str:
@@ -178,6 +182,8 @@ def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, con
     lines.append(forecast_line(forecast) + f"; prices: {context.prices.label}")
     lines.append(basis_line(plans, context.prices))
     for p in plans:
+        if (versus := p.configured_vs_recommended()) is not None and p.workspace is not None:
+            lines.append(f"endpoint {p.workspace.endpoint}: {versus} ({p.architecture})")
         for note in p.notes:
             lines.append(f"note: {p.architecture}: {note}")
         if p.break_even_note:
@@ -249,7 +255,7 @@ def basis_line(plans: Sequence[ArchitecturePlan], book: PriceBook) -> str:
     return f"cost basis: {usd}{gpu_hour}"
 
 
-PLAN_SCHEMA_VERSION = 2
+PLAN_SCHEMA_VERSION = 3
 
 
 def render_plan_json(plans: Sequence[ArchitecturePlan], forecast: Forecast, context: PlanContext) -> str:
@@ -292,6 +298,7 @@ def render_plan_json(plans: Sequence[ArchitecturePlan], forecast: Forecast, cont
             "how": plans[0].gpu_hour_basis.how if plans else None,
         },
         "measured_runs": [str(path) for path in context.runs],
+        "endpoint": context.endpoint,
         "warnings": list(context.warnings),
         "plans": [p.to_dict() for p in plans],
     }

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.client.records import RequestRecord, dump_record
@@ -37,6 +38,7 @@ __all__ = [
     "records",
     "refused",
     "run_cli",
+    "sdk_time",
     "stage_rows",
     "start_cli",
     "two_stage_run",
@@ -371,3 +373,23 @@ def one_a_second(label: str, lag: float = 0.0) -> Any:
         for i in range(100)
     ]
     return with_metrics(pd.DataFrame(rows))
+
+
+# -- the Databricks SDK's clock ------------------------------------------------------------------------------------
+
+
+def sdk_time(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
+    """Make the Databricks SDK's OAuth tokens age by ``clock`` (epoch seconds) instead of the wall clock: its token
+    expiry and staleness read ``datetime.now()`` in ``databricks.sdk.oauth``. Token refreshes then run in the
+    calling thread (``DATABRICKS_DISABLE_ASYNC_TOKEN_REFRESH``), so a test sees them at once."""
+    from datetime import datetime, tzinfo
+
+    import databricks.sdk.oauth
+
+    class FakeDatetime(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> FakeDatetime:
+            return cls.fromtimestamp(clock(), tz)
+
+    monkeypatch.setattr(databricks.sdk.oauth, "datetime", FakeDatetime)
+    monkeypatch.setenv("DATABRICKS_DISABLE_ASYNC_TOKEN_REFRESH", "true")

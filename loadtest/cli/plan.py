@@ -13,6 +13,7 @@ from loadtest.cli.options import seconds as _seconds
 from loadtest.errors import ConfigError, Infeasible
 
 if TYPE_CHECKING:
+    from analysis.cost_basis import WorkspaceFacts
     from analysis.frame import RunData
     from analysis.plan import PlanSlos
     from loadtest.spec.profile import LoadProfile
@@ -135,6 +136,18 @@ __all__ = ["plan"]
     help="Provisioned tokens/s (max of the band) of the --run endpoint (simulator runs know it; with one --run).",
 )
 @click.option(
+    "--endpoint",
+    default=None,
+    metavar="NAME",
+    help="A Databricks serving endpoint: read its served model, configured band and the workspace's "
+    "throughput_chunk_size (credentials: the Databricks SDK's chain; docs/databricks-auth.md) and plan it.",
+)
+@click.option(
+    "--host",
+    default=None,
+    help="With --endpoint: the workspace URL (default: DATABRICKS_HOST or the profile's host).",
+)
+@click.option(
     "--hourly",
     is_flag=True,
     help="With --profile, also print each hour: its load, the chunks each band needs, the share PPT admits.",
@@ -242,6 +255,9 @@ def plan(**opts: Any) -> None:
     prices_path = opts["prices"] or EXAMPLE_PRICES
     prices = load_prices(prices_path)
     kind = "embedding" if output == 0 else "decoder"
+    workspace = _workspace(opts["endpoint"], opts["host"])
+    if workspace:
+        opts["architectures"] = tuple(dict.fromkeys((*workspace, *opts["architectures"])))
     archs = _candidates(opts["architectures"], tuple(measured), kind, prompt, opts["max_tokens"] or output)
     chosen = set(opts["architectures"]) | set(measured)
     plans = []
@@ -259,6 +275,7 @@ def plan(**opts: Any) -> None:
                 prices=prices,
                 measured=measured,
                 max_refused=opts["max_refused"],
+                workspace=workspace,
             )
         except ValueError as exc:  # e.g. the request does not fit one replica's KV cache
             where = (
@@ -284,6 +301,7 @@ def plan(**opts: Any) -> None:
         max_refused=opts["max_refused"],
         runs=tuple(opts["run_dirs"]),
         warnings=tuple(warnings),
+        endpoint=opts["endpoint"],
     )
     if opts["fmt"] == "json":
         click.echo(render_plan_json(plans, forecast, context))
@@ -296,6 +314,37 @@ def plan(**opts: Any) -> None:
         raise Infeasible(
             f"infeasible: no candidate can meet the SLOs at this mix ({why}); relax them or add --arch"
         )
+
+
+def _workspace(endpoint: str | None, host: str | None) -> dict[str, WorkspaceFacts]:
+    """``--endpoint``: the endpoint's facts from its workspace (:mod:`loadtest.client.workspace`), by architecture."""
+    from analysis.cost_basis import WorkspaceFacts
+    from loadtest.client.workspace import read_endpoint
+
+    if endpoint is None:
+        if host is not None:
+            raise ConfigError("--host names the workspace of an --endpoint: give one")
+        return {}
+    read = read_endpoint(endpoint, host=host)
+    facts = WorkspaceFacts(
+        endpoint=read.endpoint,
+        source=read.source,
+        entity_name=read.entity_name,
+        entity_version=read.entity_version,
+        min_provisioned_throughput=read.min_provisioned_throughput,
+        max_provisioned_throughput=read.max_provisioned_throughput,
+        provisioned_model_units=read.provisioned_model_units,
+        scale_to_zero_enabled=read.scale_to_zero_enabled,
+        throughput_chunk_size=read.throughput_chunk_size,
+        dbu_per_chunk_hour=read.dbus,
+    )
+    click.echo(
+        f"endpoint {endpoint} at {read.host} ({read.auth_type} auth): serves {read.entity_name} version "
+        f"{read.entity_version} ({read.architecture}), configured {facts.configured()}"
+        + (f", throughput_chunk_size {read.throughput_chunk_size:,}" if read.throughput_chunk_size else ""),
+        err=True,
+    )
+    return {read.architecture: facts}
 
 
 def _profile(given: str | None) -> LoadProfile | None:

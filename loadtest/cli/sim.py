@@ -105,6 +105,19 @@ __all__ = ["sim"]
 @click.option(
     "--max-provisioned-throughput", type=click.IntRange(min=1), default=None, help="PT band, tokens/s."
 )
+@click.option(
+    "--entity-name",
+    default=None,
+    help="The served entity GET /api/2.0/serving-endpoints/{name} shows (default: the architecture's system.ai "
+    "model, e.g. system.ai.meta_llama_v3_3_70b_instruct).",
+)
+@click.option("--entity-version", default="1", show_default=True, help="The served entity's version.")
+@click.option(
+    "--dbus-per-chunk",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="DBUs per chunk-hour the optimization-info API reports as 'dbus' (default: none reported).",
+)
 @click.option("--oauth-client-id", default=None, help="Serve POST /oidc/v1/token for this client id.")
 @click.option("--oauth-secret-env", metavar="VAR", default=None, help="The OAuth client secret's variable.")
 @click.option(
@@ -196,6 +209,9 @@ def sim(**opts: Any) -> None:
         oauth_client_id=opts["oauth_client_id"],
         oauth_client_secret=oauth_secret,
         oauth_token_ttl_s=opts["token_ttl"],
+        entity_name=opts["entity_name"],
+        entity_version=opts["entity_version"],
+        dbus_per_chunk=opts["dbus_per_chunk"],
         faults=faults,
         **band,
     )

@@ -49,6 +49,9 @@ class EndpointSpec:
     include_usage: bool = True
     name: str = "endpoint"
     auth: Literal["none", "env", "databricks"] = "env"
+    auth_type: str | None = (
+        None  # Databricks: the SDK's auth type the CLI resolved (pat, oauth-m2m, ...); no secret
+    )
 
     def url_for(self, kind: RequestKind) -> str:
         base = self.base_url.rstrip("/")
@@ -59,7 +62,8 @@ class EndpointSpec:
         return base + _OPENAI_PATHS[kind]
 
     def public(self) -> dict[str, Any]:
-        return {
+        """What a manifest keeps; ``auth_type`` only when known (a manifest from before it reads back the same)."""
+        out = {
             "base_url": public_url(self.base_url),
             "model": self.model,
             "api": self.api,
@@ -69,6 +73,9 @@ class EndpointSpec:
             "name": self.name,
             "auth": self.auth,
         }
+        if self.auth_type is not None:
+            out["auth_type"] = self.auth_type
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,9 +160,12 @@ class Engine:
                 self.refresh_credentials(report, "due")
 
     def refresh_credentials(self, report: Callable[[str, dict[str, Any]], None], why: str) -> None:
+        """Ask the provider again; reported when the credential changed (the headers stay in memory)."""
         try:
+            before = self.auth.headers()
             self.auth.refresh()
-            report("auth_refreshed", {"expires_at": self.auth.expires_at, "by": self.name, "why": why})
+            if self.auth.headers() != before:
+                report("auth_refreshed", {"expires_at": self.auth.expires_at, "by": self.name, "why": why})
         except LoadtestError as exc:
             report("auth_refresh_failed", {"detail": str(exc), "by": self.name})
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import StageLoad, StageSummary, check_load, load_run, summarize_stages
-from loadtest.client.auth import AuthOptions, resolve_auth, serialize_for_child
+from loadtest.client.auth import AuthOptions, child_environment, resolve_auth
 from loadtest.client.probe import first_model_id, preflight
 from loadtest.client.protocol import EndpointSpec
 from loadtest.client.scrub import public_url
@@ -47,7 +47,8 @@ def _endpoint_and_auth(
     ep = scenario.endpoint
     assert ep is not None
     if ep.databricks:
-        provider = resolve_auth(AuthOptions(host=ep.host, profile=ep.profile, auth_type=ep.auth))
+        options = AuthOptions(host=ep.host, profile=ep.profile, auth_type=ep.auth)
+        provider = resolve_auth(options)
         host = provider.host or ep.host
         if not host:
             raise ConfigError(
@@ -62,8 +63,9 @@ def _endpoint_and_auth(
             include_usage=ep.include_usage,
             name=ep.name or ep.endpoint,
             auth="databricks",
+            auth_type=str(provider.describe()["auth_type"]),
         )
-        return spec, provider.headers, serialize_for_child(provider)
+        return spec, provider.headers, child_environment(options)
     assert ep.url is not None
     if not ep.url.startswith(("http://", "https://")):
         raise ConfigError(f"the endpoint must be an http(s) URL, got {ep.url!r}")

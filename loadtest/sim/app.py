@@ -26,8 +26,10 @@ from loadtest.sim.documents import (
     LastMinute,
     databricks_metrics_text,
     endpoint_document,
+    host_metadata,
     metrics_text,
     models_document,
+    oidc_discovery,
     optimization_info,
 )
 from loadtest.sim.faults import FaultInjector, FaultPlan
@@ -41,13 +43,23 @@ __all__ = ["App"]
 
 _MAX_LAG_S: Final = 0.25
 _TOKEN_PATH: Final = "/oidc/v1/token"
-_OPEN_PATHS: Final = frozenset({"/health", "/metrics", "/sim/stats", _TOKEN_PATH})
+# what the Databricks SDK reads before it authenticates: the host's metadata, then its OIDC endpoints
+_HOST_METADATA: Final = "/.well-known/databricks-config"
+_OIDC_DISCOVERY: Final = "/oidc/.well-known/oauth-authorization-server"
+_OPEN_PATHS: Final = frozenset(
+    {"/health", "/metrics", "/sim/stats", _TOKEN_PATH, _HOST_METADATA, _OIDC_DISCOVERY}
+)
 _OPT_INFO: Final = "/api/2.0/serving-endpoints/get-model-optimization-info/"
 _HTTP_FAULTS: Final = {
     "http_429": (429, "rate_limit_exceeded", "REQUEST_LIMIT_EXCEEDED", "Injected fault: rate limit exceeded"),
     "http_500": (500, "server_error", "INTERNAL_ERROR", "Injected fault: internal server error"),
     "http_503": (503, "server_error", "TEMPORARILY_UNAVAILABLE", "Injected fault: service unavailable"),
 }
+
+
+def _base_url(req: Request) -> str:
+    """The URL the client reached this server at (its ``Host`` header), for documents that name other paths."""
+    return "http://" + (req.headers.get("host") or "127.0.0.1")
 
 
 def rate_limit_error(rejection: Rejection, endpoint: str) -> HttpError:
@@ -119,6 +131,8 @@ class App:
             "/serving-endpoints/chat/completions": ("POST", lambda c, r: self._generate(c, r, self._db(r), True)),
             "/serving-endpoints/completions": ("POST", lambda c, r: self._generate(c, r, self._db(r), False)),
             "/serving-endpoints/embeddings": ("POST", lambda c, r: self._embed(c, r, self._db(r))),
+            _HOST_METADATA: ("GET", lambda c, r: self._json(c, r, host_metadata(_base_url(r), self._prefix))),
+            _OIDC_DISCOVERY: ("GET", lambda c, r: self._json(c, r, oidc_discovery(_base_url(r)))),
         }  # fmt: skip
         if self.oauth is not None:
             self.routes[_TOKEN_PATH] = ("POST", self._token)
@@ -247,7 +261,7 @@ class App:
             raise HttpError(
                 404, "use get-model-optimization-info/{model}/{version}", code="RESOURCE_DOES_NOT_EXIST"
             )
-        self._json(conn, req, optimization_info(self.arch, self.chunk))
+        self._json(conn, req, optimization_info(self.arch, self.chunk, self.config.dbus_per_chunk))
 
     def _invocations(self, conn: Connection, req: Request, name: str) -> None:
         self._served(name)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loadtest.errors import ConfigError
-from loadtest.model.catalog import check_architecture, check_gpu
+from loadtest.model.catalog import check_architecture, check_gpu, databricks_entity
 from loadtest.model.hardware import Dtype
 from loadtest.model.predict import reference_chunk_size
 from loadtest.model.quota import QuotaLimits
@@ -81,6 +81,11 @@ class SimConfig:
     api_token: str | None = field(default=None, repr=False)
     # the one Databricks endpoint name served, or None: any name (a workspace has many); "sim-llama" when asked
     endpoint_name: str | None = None
+    # the endpoint's served entity (GET /api/2.0/serving-endpoints/{name}); None: the architecture's system.ai name
+    entity_name: str | None = None
+    entity_version: str = "1"
+    # DBUs per chunk-hour the optimization-info API reports as ``dbus`` (None: the field is left out)
+    dbus_per_chunk: float | None = None
     model_name: str = ""
     mode: Mode = default("mode")  # noqa: RUF009 (an immutable str from the settings definition)
     itpm: int | None = default("itpm")
@@ -109,6 +114,11 @@ class SimConfig:
         if low is not None and (isinstance(low, bool) or not isinstance(low, int) or low < 0):
             raise ConfigError(f"min_provisioned_throughput must be an integer >= 0, got {low!r}")
         _positive("oauth_token_ttl_s", self.oauth_token_ttl_s)
+        if self.entity_name is not None and not self.entity_name.strip():
+            raise ConfigError("entity_name must not be empty")
+        dbus = self.dbus_per_chunk
+        if dbus is not None and (isinstance(dbus, bool) or not isinstance(dbus, int | float) or not dbus > 0):
+            raise ConfigError(f"dbus_per_chunk must be a positive number, got {dbus!r}")
         if (self.oauth_client_id is None) != (self.oauth_client_secret is None):
             raise ConfigError("OAuth needs both oauth_client_id and oauth_client_secret")
         if self.oauth_client_id is not None and not (self.oauth_client_id and self.oauth_client_secret):
@@ -155,6 +165,11 @@ class SimConfig:
     @property
     def _band_given(self) -> bool:
         return self.min_provisioned_throughput is not None or self.max_provisioned_throughput is not None
+
+    @property
+    def served_entity(self) -> str:
+        """The served entity's ``entity_name``: ``entity_name``, else the architecture's ``system.ai`` model."""
+        return self.entity_name or databricks_entity(self.architecture)
 
     @property
     def served_model_name(self) -> str:

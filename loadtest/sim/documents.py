@@ -8,9 +8,15 @@ Rules:
   model-unit architecture shows ``provisioned_model_units`` (65 tokens/s per unit at 3,500 in / 300 out, the
   published 50 MU ≈ 3,250 tok/s point) per replica; a pay-per-token endpoint shows neither, and its quotas under
   ``simulator.quotas``.
+  The served entity is ``entity_name`` / ``entity_version`` (default: the architecture's ``system.ai`` model,
+  version 1); ``scale_to_zero_enabled`` is true when the band's minimum is 0.
 - ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}`` answers for the simulated
   architecture whatever the name: ``{"optimizable": true, "model_type", "throughput_chunk_size"}`` (no chunk for a
-  model-unit architecture). ``model_type`` is the family: llama, mistral, mixtral, dbrx, mpt, deepseek, gte, bge.
+  model-unit architecture), and ``dbus`` when ``dbus_per_chunk`` is set. ``model_type`` is the family: llama,
+  mistral, mixtral, dbrx, mpt, deepseek, gte, bge.
+- ``GET /.well-known/databricks-config`` (the host's metadata: ``oidc_endpoint`` ``{base}/oidc``, ``workspace_id``)
+  and ``GET /oidc/.well-known/oauth-authorization-server`` (``token_endpoint`` ``{base}/oidc/v1/token``): what the
+  Databricks SDK reads before it authenticates, with ``base`` the URL the client used.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ __all__ = [
     "LastMinute",
     "databricks_metrics_text",
     "endpoint_document",
+    "host_metadata",
     "metrics_text",
     "model_type",
     "models_document",
+    "oidc_discovery",
     "optimization_info",
 ]
 
@@ -41,11 +49,27 @@ def model_type(arch: Architecture) -> str:
     return next((family for family in _FAMILIES if arch.key.startswith(family)), "llama")
 
 
-def optimization_info(arch: Architecture, chunk: int) -> dict[str, Any]:
+def optimization_info(arch: Architecture, chunk: int, dbus: float | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {"optimizable": True, "model_type": model_type(arch)}
     if arch.provisioning == "tokens_band":
         info["throughput_chunk_size"] = chunk
+        if dbus is not None:
+            info["dbus"] = dbus
     return info
+
+
+def host_metadata(base: str, ident: str) -> dict[str, Any]:
+    """``GET /.well-known/databricks-config``: where the workspace's OIDC endpoints are, and its id."""
+    return {"oidc_endpoint": f"{base}/oidc", "workspace_id": str(int(ident, 16))}
+
+
+def oidc_discovery(base: str) -> dict[str, Any]:
+    """``GET /oidc/.well-known/oauth-authorization-server``: the workspace's OAuth endpoints."""
+    return {
+        "issuer": f"{base}/oidc",
+        "authorization_endpoint": f"{base}/oidc/v1/authorize",
+        "token_endpoint": f"{base}/oidc/v1/token",
+    }
 
 
 def endpoint_document(
@@ -54,8 +78,9 @@ def endpoint_document(
     """``GET /api/2.0/serving-endpoints/{name}``: the served endpoint under the name it was asked by."""
     arch = deployment.architecture
     replicas = config.replica_count
-    entity: dict[str, Any] = {"name": f"{name}-entity", "entity_name": f"system.ai.{arch.key}",
-                              "entity_version": "1", "state": {"deployment": "DEPLOYMENT_READY"}}  # fmt: skip
+    entity: dict[str, Any] = {"name": f"{name}-entity", "entity_name": config.served_entity,
+                              "entity_version": config.entity_version,
+                              "state": {"deployment": "DEPLOYMENT_READY"}}  # fmt: skip
     simulator: dict[str, Any] = {"deployment": deployment.name, "replicas": replicas,
                                  "max_batch": config.max_batch, "mode": config.mode}  # fmt: skip
     band = config.band()
@@ -69,7 +94,7 @@ def endpoint_document(
         entity["provisioned_model_units"] = replicas * max(1, units)
     elif band is not None:
         entity.update(min_provisioned_throughput=band[0], max_provisioned_throughput=band[1])
-        entity["throughput_chunk_size"] = chunk
+        entity.update(throughput_chunk_size=chunk, scale_to_zero_enabled=band[0] == 0)
     return {
         "name": name, "id": ident, "creator": "loadtest-sim",
         "creation_timestamp": created * 1000, "last_updated_timestamp": created * 1000,

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow
 CLIENT_ID, SECRET = "lt-client-0001", "s3cret-do-not-leak"
 
 
-def test_oauth_tokens_are_refreshed_mid_run_and_never_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_oauth_tokens_are_refreshed_mid_run_and_never_written(tmp_path: Path, processes: int) -> None:
+    """Through the Databricks SDK's chain; with 2 processes each engine resolves and refreshes its own token."""
     config = SimConfig(
         architecture="llama-3.1-8b",
         gpu="h100",
@@ -39,7 +41,8 @@ def test_oauth_tokens_are_refreshed_mid_run_and_never_written(tmp_path: Path) ->
             "DATABRICKS_HOST": "",
             "HOME": str(tmp_path),
         }
-        proc = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env, timeout=120)
+        args = ("--processes", str(processes)) if processes > 1 else ()
+        proc = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"), *args, env=env, timeout=120)
         stats = sim.stats()
     assert proc.returncode == 0, proc.stderr
     run_dir = only_run_dir(tmp_path / "runs")
@@ -48,8 +51,11 @@ def test_oauth_tokens_are_refreshed_mid_run_and_never_written(tmp_path: Path) ->
     # every request authenticated although each token lived only 4 s of a 14 s stage
     assert len(df) > 20 and df["ok"].all(), df.loc[~df["ok"], "error_detail"].tolist()[:3]
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    assert sum(e["event"] == "auth_refreshed" for e in events) >= 2
-    assert stats["oauth_tokens_issued"] >= 4  # the CLI's preflight, the engine's first token, the refreshes
+    refreshed = [e for e in events if e["event"] == "auth_refreshed"]
+    assert len(refreshed) >= 2 * processes
+    assert len({e["by"] for e in refreshed}) == processes  # every engine process refreshed its own
+    assert data.manifest.spec.endpoint.auth_type == "oauth-m2m"  # which auth type, never the secret
+    assert stats["oauth_tokens_issued"] >= 2 + 2 * processes  # the CLI's, each engine's first, the refreshes
     assert stats["by_path"]["/serving-endpoints/chat/completions"] == len(df) + 1  # + the preflight
     for path in run_dir.iterdir():
         assert SECRET not in path.read_text(errors="replace"), path.name

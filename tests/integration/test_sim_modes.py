@@ -9,19 +9,20 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from loadtest.client.auth import OAuthM2MAuth
+from loadtest.client.auth import AuthOptions, resolve_auth
 from loadtest.client.clock import EpochClock, FakeClock
 from loadtest.client.execute import RecordContext, execute_request
 from loadtest.client.httpx_transport import HttpxTransport
 from loadtest.client.protocol import EndpointSpec, RequestClass, build_request
 from loadtest.client.records import RequestRecord
-from loadtest.errors import ConfigError, EndpointError
+from loadtest.errors import ConfigError
 from loadtest.model.predict import reference_chunk_size
 from loadtest.model.roofline import Deployment
 from loadtest.runner.simproc import ManagedProcess, SimulatorProcess
@@ -30,7 +31,7 @@ from loadtest.sim.documents import model_type
 from loadtest.sim.faults import FaultConfig
 from loadtest.sim.server import SimServer
 from loadtest.spec.simulator import SimSettings
-from tests.helpers import wait_for
+from tests.helpers import sdk_time, wait_for
 
 CTX = RecordContext(run_id="r", stage="s", endpoint="sim", worker="w")
 TEN = "one two three four five six seven eight nine ten"  # 10 prompt tokens
@@ -285,21 +286,34 @@ def test_oauth_tokens_are_issued_used_and_expire() -> None:
         assert SECRET not in c.get("/sim/stats").text
 
 
-def test_the_toolkits_oauth_client_against_the_simulator() -> None:
-    clock = FakeClock(start=0.0)
+def test_the_toolkits_oauth_client_against_the_simulator(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Databricks SDK's OAuth M2M (as the toolkit resolves it) against the simulator's workspace: host metadata,
+    OIDC discovery, tokens; one fake clock ages the token for both."""
+    clock = FakeClock(start=1_800_000_000.0)
+    sdk_time(monkeypatch, clock)
     config = SimConfig(oauth_client_id="cid", oauth_client_secret=SECRET, oauth_token_ttl_s=3_600)
+    for name in [n for n in os.environ if n.startswith("DATABRICKS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
     with served(config, clock) as (sim, c):
-        auth = OAuthM2MAuth(sim.url, "cid", SECRET)
-        auth.refresh()
+        monkeypatch.setenv("DATABRICKS_HOST", sim.url)
+        monkeypatch.setenv("DATABRICKS_CLIENT_ID", "cid")
+        monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+        auth = resolve_auth(AuthOptions())
         assert c.post(
             "/v1/completions", json={"prompt": TEN, "max_tokens": 2}, headers=auth.headers()
         ).is_success
+        auth.refresh()  # a fresh token: kept
         clock.advance(3_600)
         assert c.post("/v1/completions", json={"prompt": "x"}, headers=auth.headers()).status_code == 401
         auth.refresh()
         assert c.post("/v1/completions", json={"prompt": "x"}, headers=auth.headers()).status_code == 200
-        with pytest.raises(EndpointError, match="HTTP 401") as failure:
-            OAuthM2MAuth(sim.url, "cid", "wrong-secret").refresh()
+        assert sim.stats()["oauth_tokens_issued"] == 2
+        monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "wrong-secret")
+        with pytest.raises(ConfigError, match="invalid_client") as failure:
+            resolve_auth(AuthOptions())
         assert "wrong-secret" not in str(failure.value)
 
 

@@ -1,431 +1,293 @@
-"""Credential resolution (explicit > env > profile) and the PAT / OAuth M2M providers, over MockTransport."""
+"""Credentials through the Databricks SDK's own chain, against the simulator's workspace (host metadata, OIDC
+discovery, ``/oidc/v1/token``): PAT, OAuth M2M, profiles, the SDK's precedence, one-line failures without secrets,
+the header cache and its refresh schedule (a fake clock drives both the SDK's token expiry and ours)."""
 
 from __future__ import annotations
 
-import base64
-import urllib.parse
-from collections.abc import Callable
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from loadtest.client.auth import (
     AuthOptions,
+    DatabricksAuth,
     NoAuth,
-    OAuthM2MAuth,
     PatAuth,
+    child_environment,
     resolve_auth,
-    serialize_for_child,
+    sdk_auth_types,
 )
+from loadtest.client.auth.databricks import MIN_MARGIN_S, RECHECK_S
 from loadtest.client.clock import FakeClock
 from loadtest.errors import ConfigError, EndpointError
+from loadtest.sim import SimConfig, SimServer
+from tests.helpers import sdk_time
 
 SECRET = "dose0123456789SECRETvalue"
 PAT = "dapi0123456789abcdefPAT"
 CLIENT_ID = "abcd1234-ef56-client"
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def write_cfg(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "databrickscfg"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """An environment whose default config file is an empty, isolated one unless a test writes it."""
-    return {"HOME": str(tmp_path), **extra}
-
-
-class TokenServer:
-    """A token endpoint that counts requests and hands out tok-1, tok-2, …"""
-
-    def __init__(self, expires_in: object = 3600, status: int = 200, body: bytes | None = None) -> None:
-        self.requests: list[httpx.Request] = []
-        self.expires_in = expires_in
-        self.status = status
-        self.body = body
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.body is not None or self.status != 200:
-            return httpx.Response(self.status, content=self.body or b"")
-        answer = {
-            "access_token": f"tok-{len(self.requests)}",
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-        }
-        return httpx.Response(200, content=orjson.dumps(answer), headers={"content-type": "application/json"})
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(transport=httpx.MockTransport(self))
+CHAT = {"model": "sim-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
 
 @pytest.fixture
-def server() -> TokenServer:
-    return TokenServer()
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No DATABRICKS_* / ARM_* / GOOGLE_* variable from the machine, and a HOME without ~/.databrickscfg."""
+    for name in list(os.environ):
+        if name.startswith(("DATABRICKS_", "ARM_", "GOOGLE_", "AZURE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "/nonexistent")  # no databricks / az CLI to fall back on
+    return monkeypatch
 
 
-def oauth_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return base_env(
-        tmp_path,
-        DATABRICKS_HOST="ws.example.com",
-        DATABRICKS_CLIENT_ID=CLIENT_ID,
-        DATABRICKS_CLIENT_SECRET=SECRET,
-        **extra,
+@pytest.fixture(scope="module")
+def sim_clock() -> FakeClock:
+    return FakeClock(start=0.0)
+
+
+@pytest.fixture(scope="module")
+def sim(sim_clock: FakeClock) -> Iterator[SimServer]:
+    config = SimConfig(oauth_client_id=CLIENT_ID, oauth_client_secret=SECRET, api_token=PAT)
+    with SimServer(config, clock=sim_clock) as server:
+        yield server
+
+
+def accepted(sim: SimServer, headers: dict[str, str]) -> bool:
+    return httpx.post(f"{sim.url}/serving-endpoints/chat/completions", json=CHAT, headers=headers).is_success
+
+
+def issued(sim: SimServer) -> int:
+    return int(sim.stats()["oauth_tokens_issued"])
+
+
+def test_pat_from_the_environment(clean_env: pytest.MonkeyPatch, sim: SimServer) -> None:
+    clean_env.setenv("DATABRICKS_HOST", sim.url)
+    clean_env.setenv("DATABRICKS_TOKEN", PAT)
+    auth = resolve_auth(AuthOptions())
+    assert isinstance(auth, DatabricksAuth)
+    assert auth.auth_type == "pat" and auth.expires_at is None
+    assert auth.headers() == {"Authorization": f"Bearer {PAT}"}
+    assert accepted(sim, auth.headers())
+    described = auth.describe()
+    assert described["auth_type"] == "pat" and described["env"] == ["DATABRICKS_HOST", "DATABRICKS_TOKEN"]
+    assert PAT not in repr(auth) + str(described)
+
+
+def test_oauth_m2m_against_the_token_endpoint(clean_env: pytest.MonkeyPatch, sim: SimServer) -> None:
+    clean_env.setenv("DATABRICKS_HOST", sim.url)
+    clean_env.setenv("DATABRICKS_CLIENT_ID", CLIENT_ID)
+    clean_env.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+    before = issued(sim)
+    auth = resolve_auth(AuthOptions())
+    assert isinstance(auth, DatabricksAuth) and auth.auth_type == "oauth-m2m"
+    assert issued(sim) == before + 1  # fetched once, before any request
+    assert auth.headers()["Authorization"].startswith("Bearer ") and accepted(sim, auth.headers())
+    assert auth.headers() != {"Authorization": f"Bearer {PAT}"}
+    assert auth.expires_at is not None
+    described = auth.describe()
+    assert described["client_id"] == "abcd…"
+    assert SECRET not in repr(auth) + str(described) and CLIENT_ID not in str(described)
+
+
+def write_cfg(tmp_path: Path, host: str) -> Path:
+    path = tmp_path / "databrickscfg"
+    path.write_text(
+        f"[DEFAULT]\nhost = {host}\ntoken = {PAT}\n\n"
+        f"[prod]\nhost = {host}\nclient_id = {CLIENT_ID}\nclient_secret = {SECRET}\n",
+        encoding="utf-8",
     )
+    return path
 
 
-# --- precedence --------------------------------------------------------------------------------------------------
+def test_profiles_of_a_config_file(clean_env: pytest.MonkeyPatch, sim: SimServer, tmp_path: Path) -> None:
+    clean_env.setenv("DATABRICKS_CONFIG_FILE", str(write_cfg(tmp_path, sim.url)))
+    default = resolve_auth(AuthOptions())
+    assert isinstance(default, DatabricksAuth) and default.auth_type == "pat"  # [DEFAULT]
+    named = resolve_auth(AuthOptions(profile="prod"))
+    assert isinstance(named, DatabricksAuth) and named.auth_type == "oauth-m2m"
+    assert named.describe()["profile"] == "prod" and accepted(sim, named.headers())
+    clean_env.setenv("DATABRICKS_CONFIG_PROFILE", "prod")
+    by_env = resolve_auth(AuthOptions())
+    assert isinstance(by_env, DatabricksAuth) and by_env.auth_type == "oauth-m2m"
+    with pytest.raises(ConfigError, match="has no nope profile"):
+        resolve_auth(AuthOptions(profile="nope"))
 
 
-def test_explicit_beats_env_beats_profile(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path, "[p]\nhost = profile.example.com\ntoken = dapiPROFILE000000\n")
-    env = base_env(tmp_path, DATABRICKS_TOKEN="dapiENV0000000000", DATABRICKS_CONFIG_FILE=cfg)
-
-    provider = resolve_auth(AuthOptions(profile="p", token="dapiEXPLICIT00000"), env)
-    assert provider.headers() == {"Authorization": "Bearer dapiEXPLICIT00000"}
-    assert provider.host == "https://profile.example.com"
-    assert provider.describe()["sources"] == {
-        "host": "profile:p",
-        "token": "explicit",
-        "auth_type": "inferred",
-    }
-
-    provider = resolve_auth(AuthOptions(profile="p"), env)
-    assert provider.headers() == {"Authorization": "Bearer dapiENV0000000000"}
-    assert provider.describe()["sources"] == {"host": "profile:p", "token": "env", "auth_type": "inferred"}
-    assert provider.describe()["profile"] == "p"
-
-    provider = resolve_auth(AuthOptions(profile="p"), base_env(tmp_path, DATABRICKS_CONFIG_FILE=cfg))
-    assert provider.headers() == {"Authorization": "Bearer dapiPROFILE000000"}
-
-
-def test_explicit_host_beats_env_host_and_is_normalised(tmp_path: Path) -> None:
-    env = base_env(tmp_path, DATABRICKS_HOST="https://env.example.com", DATABRICKS_TOKEN=PAT)
-    provider = resolve_auth(AuthOptions(host="explicit.example.com/"), env)
-    assert provider.host == "https://explicit.example.com"
-    assert provider.describe()["sources"] == {"host": "explicit", "token": "env", "auth_type": "inferred"}
-    assert resolve_auth(AuthOptions(), env).host == "https://env.example.com"
-
-
-def test_profile_named_by_env(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path, "[DEFAULT]\ntoken = dapiDEFAULT000000\n[staging]\ntoken = dapiSTAGING000000\n")
-    env = base_env(tmp_path, DATABRICKS_CONFIG_FILE=cfg, DATABRICKS_CONFIG_PROFILE="staging")
-    assert resolve_auth(AuthOptions(), env).headers()["Authorization"] == "Bearer dapiSTAGING000000"
-    # An explicit profile beats the env one.
-    assert (
-        resolve_auth(AuthOptions(profile="DEFAULT"), env).headers()["Authorization"]
-        == "Bearer dapiDEFAULT000000"
-    )
-
-
-def test_default_profile_setting_beats_default_section(tmp_path: Path) -> None:
-    cfg = write_cfg(
-        tmp_path,
-        "[__settings__]\ndefault_profile = prod\n"
-        "[DEFAULT]\nhost = default.example.com\ntoken = dapiDEFAULT000000\n"
-        "[prod]\nhost = prod.example.com\ntoken = dapiPROD000000000\n",
-    )
-    provider = resolve_auth(AuthOptions(config_file=cfg), base_env(tmp_path))
-    assert provider.host == "https://prod.example.com"
-    assert provider.headers()["Authorization"] == "Bearer dapiPROD000000000"
-    assert provider.describe()["profile"] == "prod"
-
-
-def test_default_section_when_nothing_named(tmp_path: Path) -> None:
-    cfg = write_cfg(
-        tmp_path, "[DEFAULT]\nhost = default.example.com\ntoken = dapiDEFAULT000000\n[other]\nx = 1\n"
-    )
-    provider = resolve_auth(AuthOptions(), base_env(tmp_path, DATABRICKS_CONFIG_FILE=cfg))
-    assert provider.host == "https://default.example.com"
-    assert provider.describe()["sources"] == {
-        "host": "profile:DEFAULT",
-        "token": "profile:DEFAULT",
-        "auth_type": "inferred",
-    }
-
-
-def test_default_config_file_is_under_home(tmp_path: Path) -> None:
-    (tmp_path / ".databrickscfg").write_text("[DEFAULT]\ntoken = dapiHOME00000000\n", encoding="utf-8")
-    provider = resolve_auth(AuthOptions(), base_env(tmp_path))
-    assert provider.headers()["Authorization"] == "Bearer dapiHOME00000000"
-
-
-def test_default_section_is_not_merged_into_named_profile(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path, "[DEFAULT]\ntoken = dapiDEFAULT000000\n[hostonly]\nhost = h.example.com\n")
-    with pytest.raises(ConfigError, match="no credentials"):
-        resolve_auth(AuthOptions(profile="hostonly", config_file=cfg), base_env(tmp_path))
-
-
-def test_missing_named_profile_is_a_config_error(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path, "[DEFAULT]\ntoken = dapiDEFAULT000000\n[a]\ntoken = dapiAAAA000000000\n")
-    with pytest.raises(ConfigError, match="'nope' not found") as info:
-        resolve_auth(AuthOptions(profile="nope", config_file=cfg), base_env(tmp_path))
-    assert "dapi" not in str(info.value)
-    with pytest.raises(ConfigError, match="does not exist"):
-        resolve_auth(AuthOptions(profile="a", config_file=str(tmp_path / "absent")), base_env(tmp_path))
-
-
-def test_missing_default_profile_target_is_a_config_error(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path, "[__settings__]\ndefault_profile = gone\n[a]\ntoken = dapiAAAA000000000\n")
-    with pytest.raises(ConfigError, match="'gone' not found"):
-        resolve_auth(AuthOptions(config_file=cfg), base_env(tmp_path))
-
-
-def test_file_is_skipped_when_env_is_complete(tmp_path: Path) -> None:
-    # A file that would fail to parse proves it is never opened.
-    cfg = write_cfg(tmp_path, "this is [not an ini file\n")
-    env = base_env(
-        tmp_path, DATABRICKS_HOST="ws.example.com", DATABRICKS_TOKEN=PAT, DATABRICKS_CONFIG_FILE=cfg
-    )
-    provider = resolve_auth(AuthOptions(), env)
-    assert provider.headers() == {"Authorization": f"Bearer {PAT}"}
-    assert provider.describe()["profile"] is None
-    # …and read (and rejected, without echoing the line) once it matters.
-    with pytest.raises(ConfigError, match="not valid INI") as info:
-        resolve_auth(AuthOptions(), base_env(tmp_path, DATABRICKS_CONFIG_FILE=cfg))
-    assert "not an ini" not in str(info.value)
-
-
-def test_file_is_skipped_when_a_host_is_given_without_a_profile(tmp_path: Path) -> None:
-    # The SDK skips the file when a host or any credential is known and no profile is named.
-    cfg = write_cfg(tmp_path, "[DEFAULT]\ntoken = dapiDEFAULT000000\n")
-    env = base_env(tmp_path, DATABRICKS_HOST="ws.example.com", DATABRICKS_CONFIG_FILE=cfg)
-    with pytest.raises(ConfigError, match="no credentials") as info:
-        resolve_auth(AuthOptions(), env)
-    assert "dapi" not in str(info.value)
-
-
-def test_nothing_configured_is_no_auth(tmp_path: Path) -> None:
-    provider = resolve_auth(AuthOptions(), base_env(tmp_path))
-    assert isinstance(provider, NoAuth)
-    assert provider.headers() == {}
-    assert provider.describe()["kind"] == "none"
-
-
-def test_api_key_env_is_a_plain_bearer_token(tmp_path: Path) -> None:
-    env = base_env(tmp_path, OPENAI_API_KEY="sk-openai-key-123", DATABRICKS_TOKEN=PAT)
-    provider = resolve_auth(AuthOptions(api_key_env="OPENAI_API_KEY"), env)
-    assert provider.headers() == {"Authorization": "Bearer sk-openai-key-123"}
-    assert provider.host is None
-    assert provider.describe()["sources"] == {"token": "env:OPENAI_API_KEY", "auth_type": "inferred"}
-    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
-        resolve_auth(AuthOptions(api_key_env="OPENAI_API_KEY"), base_env(tmp_path))
-
-
-# --- kinds ----------------------------------------------------------------------------------------------------
-
-
-def test_pat_headers_and_schedule(tmp_path: Path) -> None:
-    provider = resolve_auth(AuthOptions(host="ws.example.com", token=PAT), base_env(tmp_path))
-    assert isinstance(provider, PatAuth)
-    assert provider.headers() == {"Authorization": f"Bearer {PAT}"}
-    provider.headers()["Authorization"] = "tampered"
-    assert provider.headers() == {"Authorization": f"Bearer {PAT}"}
-    assert provider.expires_at is None
-    assert provider.refresh_due(1e12) is False
-    provider.refresh()
-    assert provider.headers() == {"Authorization": f"Bearer {PAT}"}
-
-
-def test_token_and_client_credentials_pat_wins_unless_auth_type_says(
-    tmp_path: Path, server: TokenServer
+def test_a_host_given_without_a_profile_skips_the_file(
+    clean_env: pytest.MonkeyPatch, sim: SimServer, tmp_path: Path
 ) -> None:
-    env = oauth_env(tmp_path, DATABRICKS_TOKEN=PAT)
-    with server.client() as http:
-        assert isinstance(resolve_auth(AuthOptions(), env, http=http), PatAuth)
-        assert server.requests == []
-        chosen = resolve_auth(AuthOptions(), {**env, "DATABRICKS_AUTH_TYPE": "oauth-m2m"}, http=http)
-        assert isinstance(chosen, OAuthM2MAuth)
-        assert chosen.describe()["sources"] == {
-            "host": "env",
-            "client_id": "env",
-            "client_secret": "env",
-            "auth_type": "env",
-        }
-        explicit = resolve_auth(AuthOptions(auth_type="pat"), {**env, "DATABRICKS_AUTH_TYPE": "oauth-m2m"})
-        assert isinstance(explicit, PatAuth)
+    """The SDK's rule: the config file is not read when a host or credential is given and no profile named."""
+    clean_env.setenv("DATABRICKS_CONFIG_FILE", str(write_cfg(tmp_path, sim.url)))
+    with pytest.raises(ConfigError, match="no Databricks credentials") as failure:
+        resolve_auth(AuthOptions(host=sim.url))
+    assert PAT not in str(failure.value) and "\n" not in str(failure.value)
 
 
-def test_unsupported_or_incomplete_auth_type(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"'databricks-cli' .* not supported"):
-        resolve_auth(AuthOptions(auth_type="databricks-cli", token=PAT), base_env(tmp_path))
-    with pytest.raises(ConfigError, match="missing: client_secret") as info:
-        resolve_auth(AuthOptions(host="h.example.com", client_id=CLIENT_ID), base_env(tmp_path))
-    assert CLIENT_ID not in str(info.value)
-    with pytest.raises(ConfigError, match="needs a token"):
-        resolve_auth(AuthOptions(auth_type="pat", host="h.example.com"), base_env(tmp_path))
+def test_explicit_auth_type_chooses_between_two_configured_kinds(
+    clean_env: pytest.MonkeyPatch, sim: SimServer
+) -> None:
+    clean_env.setenv("DATABRICKS_HOST", sim.url)
+    clean_env.setenv("DATABRICKS_TOKEN", PAT)
+    clean_env.setenv("DATABRICKS_CLIENT_ID", CLIENT_ID)
+    clean_env.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+    with pytest.raises(ConfigError, match="more than one authorization method configured: oauth and pat"):
+        resolve_auth(AuthOptions())
+    chosen = resolve_auth(AuthOptions(auth_type="oauth-m2m"))
+    assert isinstance(chosen, DatabricksAuth) and chosen.auth_type == "oauth-m2m"
+    clean_env.setenv("DATABRICKS_AUTH_TYPE", "pat")
+    by_env = resolve_auth(AuthOptions())
+    assert isinstance(by_env, DatabricksAuth) and by_env.auth_type == "pat"
 
 
-# --- OAuth M2M ------------------------------------------------------------------------------------------------
+def test_nothing_configured_names_what_the_sdk_tried(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as failure:
+        resolve_auth(AuthOptions())
+    text = str(failure.value)
+    assert text.startswith("no Databricks credentials: the Databricks SDK tried pat, basic, ")
+    for kind in ("oauth-m2m", "azure-cli", "databricks-cli", "azure-client-secret", "google-id"):
+        assert kind in text
+    assert "\n" not in text
+    assert sdk_auth_types()[:4] == ("pat", "basic", "metadata-service", "oauth-m2m")
 
 
-def test_oauth_request_shape(tmp_path: Path, server: TokenServer) -> None:
-    with server.client() as http:
-        provider = resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http, clock=FakeClock(1000.0))
-    assert len(server.requests) == 1
-    request = server.requests[0]
-    assert request.method == "POST"
-    assert str(request.url) == "https://ws.example.com/oidc/v1/token"
-    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-    form = urllib.parse.parse_qs(request.content.decode())
-    assert form == {"grant_type": ["client_credentials"], "scope": ["all-apis"]}
-    scheme, _, encoded = request.headers["authorization"].partition(" ")
-    assert scheme == "Basic"
-    assert base64.b64decode(encoded).decode() == f"{CLIENT_ID}:{SECRET}"
-    assert provider.headers() == {"Authorization": "Bearer tok-1"}
-    assert provider.expires_at == 1000.0 + 3600
+def test_refusals_are_one_line_without_the_secret(clean_env: pytest.MonkeyPatch, sim: SimServer) -> None:
+    clean_env.setenv("DATABRICKS_HOST", sim.url)
+    clean_env.setenv("DATABRICKS_CLIENT_ID", CLIENT_ID)
+    clean_env.setenv("DATABRICKS_CLIENT_SECRET", "wrong-" + SECRET)
+    with pytest.raises(ConfigError, match="invalid_client") as failure:
+        resolve_auth(AuthOptions())
+    assert SECRET not in str(failure.value) and "\n" not in str(failure.value)
+    with pytest.raises(
+        ConfigError, match="auth type 'magic' is not one the Databricks SDK knows; use one of: pat"
+    ):
+        resolve_auth(AuthOptions(auth_type="magic"))
 
 
-def test_oauth_token_is_cached(tmp_path: Path, server: TokenServer) -> None:
-    with server.client() as http:
-        provider = resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http, clock=FakeClock())
-        for _ in range(5):
-            assert provider.headers() == {"Authorization": "Bearer tok-1"}
-    assert len(server.requests) == 1
+def test_an_unreachable_host_is_an_endpoint_error(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABRICKS_HOST", "http://127.0.0.1:9")  # the discard port: refused
+    clean_env.setenv("DATABRICKS_CLIENT_ID", CLIENT_ID)
+    clean_env.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+    clean_env.setattr("loadtest.client.auth.databricks._RETRY_TIMEOUT_S", 1)
+    with pytest.raises(EndpointError, match="databricks-config") as failure:
+        resolve_auth(AuthOptions())
+    assert SECRET not in str(failure.value)
 
 
-def test_oauth_refresh_due_and_refresh(tmp_path: Path, server: TokenServer) -> None:
-    clock = FakeClock(1000.0)
-    with server.client() as http:
-        provider = resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http, clock=clock)
-        # 3600 s lifetime: refresh when less than max(60, 720) s remain, i.e. from t = 1000 + 2880.
-        assert provider.refresh_due(1000.0) is False
-        assert provider.refresh_due(1000.0 + 2879.0) is False
-        assert provider.refresh_due(1000.0 + 2881.0) is True
-        clock.advance(2900.0)
-        provider.refresh()
-        assert provider.headers() == {"Authorization": "Bearer tok-2"}
-        assert provider.expires_at == 3900.0 + 3600
-        assert provider.refresh_due(clock.now) is False
-    assert len(server.requests) == 2
+def test_a_one_hour_token_stays_valid_through_a_two_hour_run(
+    clean_env: pytest.MonkeyPatch, sim: SimServer, sim_clock: FakeClock
+) -> None:
+    """Ten-second steps of a fake clock shared by the simulator's token expiry, the SDK's and the provider's
+    schedule: the engine's rule (refresh when due) keeps every request authenticated, with a new token about every
+    40 minutes (the SDK refreshes a token once 2/3 of its life has passed) and no token fetched in between."""
+    clock = FakeClock(start=1_800_000_000.0)
+    sdk_time(clean_env, clock)  # async refresh off: the SDK refreshes in this thread, at once
+    clean_env.setenv("DATABRICKS_HOST", sim.url)
+    clean_env.setenv("DATABRICKS_CLIENT_ID", CLIENT_ID)
+    clean_env.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+    sim_clock.now = clock.now
+    first = issued(sim)
+    auth = resolve_auth(AuthOptions(), clock=clock)
+    assert isinstance(auth, DatabricksAuth) and auth.expires_at == pytest.approx(clock.now + 3_600)
+    tokens = {auth.headers()["Authorization"]}
+    with httpx.Client(base_url=sim.url) as http:
+        for _ in range(720):
+            clock.advance(10.0)
+            sim_clock.now = clock.now
+            if auth.refresh_due(clock.now):
+                auth.refresh()
+            tokens.add(auth.headers()["Authorization"])
+            # an authenticated path that generates nothing: 401 once the simulator's clock has passed the token
+            answer = http.get("/api/2.0/serving-endpoints/sim-llama", headers=auth.headers())
+            assert answer.status_code == 200, clock.now
+    # sync refresh (async off): the SDK fetches when less than 40 s remain, so 1 + one per hour of the run
+    assert issued(sim) - first == len(tokens) == 3
 
 
-def test_oauth_short_lifetime_uses_the_60_s_floor(tmp_path: Path) -> None:
-    server = TokenServer(expires_in="100")  # a string, as some servers send it
-    with server.client() as http:
-        provider = resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http, clock=FakeClock(0.0))
-    assert provider.expires_at == 100.0
-    assert provider.refresh_due(39.0) is False
-    assert provider.refresh_due(41.0) is True
+def test_the_header_cache_and_its_schedule(clean_env: pytest.MonkeyPatch, sim: SimServer) -> None:
+    clean_env.setenv("DATABRICKS_HOST", sim.url)
+    clean_env.setenv("DATABRICKS_TOKEN", PAT)
+    clock = FakeClock(start=100.0)
+    pat = resolve_auth(AuthOptions(), clock=clock)
+    assert not pat.refresh_due(100.0 + RECHECK_S - 1) and pat.refresh_due(100.0 + RECHECK_S)
+    clean_env.delenv("DATABRICKS_TOKEN")
+    clean_env.setenv("DATABRICKS_CLIENT_ID", CLIENT_ID)
+    clean_env.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+    oauth = resolve_auth(AuthOptions())
+    assert oauth.expires_at is not None
+    # a 3,600 s token: due at half its life, never later than 60 s before expiry
+    assert not oauth.refresh_due(oauth.expires_at - 1_801) and oauth.refresh_due(oauth.expires_at - 1_799)
+    assert MIN_MARGIN_S == 60.0
+    before = issued(sim)
+    for _ in range(1_000):
+        oauth.headers()  # a request: no call to the SDK, no token fetched
+    oauth.refresh()  # a fresh token: the SDK keeps it
+    assert issued(sim) == before
 
 
-def test_oauth_401_fails_early_without_secrets(tmp_path: Path) -> None:
-    body = orjson.dumps({"error": "invalid_client", "error_description": f"bad secret {SECRET}"})
-    server = TokenServer(status=401, body=body)
-    with server.client() as http, pytest.raises(EndpointError) as info:
-        resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http)
-    message = str(info.value)
-    assert message.startswith("OAuth token request to https://ws.example.com/oidc/v1/token failed: HTTP 401")
-    assert "invalid_client" in message
-    assert SECRET not in message
-    assert base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode() not in message
+def test_a_failed_refresh_keeps_the_headers_and_hides_the_secret(
+    clean_env: pytest.MonkeyPatch, sim: SimServer
+) -> None:
+    clean_env.setenv("DATABRICKS_HOST", sim.url)
+    clean_env.setenv("DATABRICKS_CLIENT_ID", CLIENT_ID)
+    clean_env.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+    auth = resolve_auth(AuthOptions())
+    assert isinstance(auth, DatabricksAuth)
+    kept = auth.headers()
+
+    def refuse() -> dict[str, str]:
+        raise ValueError(f"token endpoint said: bad secret {SECRET}\n for client")
+
+    clean_env.setattr(auth.config, "_header_factory", refuse)
+    with pytest.raises(ConfigError) as failure:
+        auth.refresh()
+    assert (
+        str(failure.value)
+        == "Databricks oauth-m2m credentials failed: token endpoint said: bad secret *** for client"
+    )
+    assert auth.headers() == kept
 
 
-def test_oauth_refresh_failure_keeps_the_old_token_and_hides_it(tmp_path: Path) -> None:
-    state = {"fail": False}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if state["fail"]:
-            return httpx.Response(500, content=b'{"message": "echo tok-live and ' + SECRET.encode() + b'"}')
-        return httpx.Response(
-            200, json={"access_token": "tok-live", "token_type": "bearer", "expires_in": 3600}
-        )
-
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        provider = resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http, clock=FakeClock())
-        expires = provider.expires_at
-        state["fail"] = True
-        with pytest.raises(EndpointError, match="HTTP 500") as info:
-            provider.refresh()
-    assert "tok-live" not in str(info.value)
-    assert SECRET not in str(info.value)
-    assert provider.headers() == {"Authorization": "Bearer tok-live"}
-    assert provider.expires_at == expires
+def test_api_key_env_and_none(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MY_KEY", "sk-0123456789abcdefXYZ")
+    key = resolve_auth(AuthOptions(api_key_env="MY_KEY"))
+    assert isinstance(key, PatAuth) and key.headers() == {"Authorization": "Bearer sk-0123456789abcdefXYZ"}
+    with pytest.raises(ConfigError, match="environment variable UNSET_KEY is not set"):
+        resolve_auth(AuthOptions(api_key_env="UNSET_KEY"))
+    none = resolve_auth(AuthOptions(auth_type="none", host="http://127.0.0.1:1"))
+    assert isinstance(none, NoAuth) and none.headers() == {} and not none.refresh_due(1e12)
+    clean_env.setenv("DATABRICKS_AUTH_TYPE", "none")
+    assert isinstance(resolve_auth(AuthOptions()), NoAuth)  # what an engine child sees for auth = "none"
 
 
-def test_oauth_transport_error_and_bad_answers_are_endpoint_errors(tmp_path: Path) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    def not_json(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b"<html>login</html>")
-
-    def no_token(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"token_type": "Bearer", "expires_in": 3600})
-
-    for handler, pattern in ((refuse, "ConnectError"), (not_json, "not JSON"), (no_token, "no access_token")):
-        with (
-            httpx.Client(transport=httpx.MockTransport(handler)) as http,
-            pytest.raises(EndpointError) as info,
-        ):
-            resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http)
-        assert pattern in str(info.value)
-        assert SECRET not in str(info.value)
-
-
-def test_describe_and_repr_hold_no_secret(tmp_path: Path, server: TokenServer) -> None:
-    with server.client() as http:
-        oauth = resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http, clock=FakeClock())
-    pat = resolve_auth(AuthOptions(host="ws.example.com", token=PAT), base_env(tmp_path))
-    options = AuthOptions(token=PAT, client_secret=SECRET, client_id=CLIENT_ID)
-    for text in (repr(oauth), str(oauth.describe()), repr(pat), str(pat.describe()), repr(options)):
-        assert SECRET not in text
-        assert PAT not in text
-        assert "tok-1" not in text
-        assert CLIENT_ID not in text
-    description = oauth.describe()
-    assert description["kind"] == "oauth-m2m"
-    assert description["host"] == "https://ws.example.com"
-    assert description["client_id"] == "abcd…"
-    assert description["profile"] is None
-    assert pat.describe()["kind"] == "pat"
-
-
-# --- child processes ----------------------------------------------------------------------------------------
-
-
-def test_serialize_pat_round_trips(tmp_path: Path) -> None:
-    cfg = write_cfg(tmp_path, "[p]\nhost = ws.example.com\ntoken = dapiPROFILE000000\n")
-    parent = resolve_auth(AuthOptions(profile="p", config_file=cfg), base_env(tmp_path))
-    child_env = serialize_for_child(parent)
-    assert child_env["DATABRICKS_AUTH_TYPE"] == "pat"
-    # Laid over an environment with stray credentials and a profile, the child still gets the same provider.
-    noisy = oauth_env(tmp_path, DATABRICKS_CONFIG_PROFILE="missing", DATABRICKS_TOKEN="dapiSTRAY00000000")
-    for env in (child_env, {**noisy, **child_env}):
-        child = resolve_auth(AuthOptions(), env)
-        assert isinstance(child, PatAuth)
-        assert child.headers() == parent.headers()
-        assert child.host == parent.host
-
-
-def test_serialize_oauth_round_trips(tmp_path: Path, server: TokenServer) -> None:
-    with server.client() as http:
-        parent = resolve_auth(AuthOptions(), oauth_env(tmp_path), http=http, clock=FakeClock())
-        child_env = serialize_for_child(parent)
-        assert child_env["DATABRICKS_AUTH_TYPE"] == "oauth-m2m"
-        assert child_env["DATABRICKS_CLIENT_SECRET"] == SECRET
-        child = resolve_auth(
-            AuthOptions(), {**base_env(tmp_path, DATABRICKS_TOKEN=PAT), **child_env}, http=http
-        )
-    assert isinstance(child, OAuthM2MAuth)
-    assert child.host == parent.host
-    assert child.client_id == CLIENT_ID
-    assert child.headers() == {"Authorization": "Bearer tok-2"}
-    assert {k: v for k, v in child.describe().items() if k not in ("sources", "expires_at")} == {
-        k: v for k, v in parent.describe().items() if k not in ("sources", "expires_at")
+def test_a_child_gets_the_explicit_values_and_no_secret() -> None:
+    options = AuthOptions(host=" https://adb-1.net ", profile="prod", auth_type="oauth-m2m")
+    assert child_environment(options) == {
+        "DATABRICKS_HOST": "https://adb-1.net",
+        "DATABRICKS_CONFIG_PROFILE": "prod",
+        "DATABRICKS_AUTH_TYPE": "oauth-m2m",
     }
-    assert server.requests[1].headers["authorization"] == server.requests[0].headers["authorization"]
+    assert child_environment(AuthOptions(host="")) == {}
 
 
-def test_serialize_no_auth_round_trips(tmp_path: Path) -> None:
-    (tmp_path / ".databrickscfg").write_text("[DEFAULT]\ntoken = dapiHOME00000000\n", encoding="utf-8")
-    parent = resolve_auth(AuthOptions(auth_type="none"), base_env(tmp_path))
-    assert isinstance(parent, NoAuth)
-    child = resolve_auth(AuthOptions(), {**base_env(tmp_path), **serialize_for_child(parent)})
-    assert isinstance(child, NoAuth)
-    assert child.host is None
+def test_without_the_sdk_a_databricks_target_names_the_pip_command(clean_env: pytest.MonkeyPatch) -> None:
+    import sys
+
+    clean_env.setitem(sys.modules, "databricks.sdk.core", None)  # as if not installed: the import fails
+    with pytest.raises(ConfigError) as failure:
+        resolve_auth(AuthOptions(host="https://adb-1.net"))
+    assert str(failure.value) == (
+        "a Databricks target needs the Databricks SDK, which is not installed: pip install 'databricks-sdk==0.162.0'"
+    )
+    assert isinstance(resolve_auth(AuthOptions(auth_type="none")), NoAuth)  # a local target needs no SDK
+
+
+def test_the_pin_is_the_one_pyproject_installs() -> None:
+    from importlib.metadata import version
+
+    from loadtest.client.auth.databricks import SDK_PIN
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert f'"{SDK_PIN}"' in pyproject and f"databricks-sdk=={version('databricks-sdk')}" == SDK_PIN

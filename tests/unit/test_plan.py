@@ -375,11 +375,13 @@ PLAN_JSON_KEYS = {
     "price_table",
     "cost_basis",
     "measured_runs",
+    "endpoint",
     "warnings",
     "plans",
 }
 PLAN_ROW_KEYS = {
     "architecture",
+    "workspace",
     "deployment",
     "provisioning",
     "gpu_name",
@@ -431,6 +433,7 @@ PT_RATE_KEYS = {
     "dbu_basis",
     "usd_per_hour",
     "usd_per_gpu_hour",
+    "source",
 }
 
 
@@ -442,7 +445,7 @@ def test_the_json_schema_is_versioned_and_its_keys_pinned() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     body = orjson.loads(proc.stdout)
-    assert set(body) == PLAN_JSON_KEYS and body["schema_version"] == 2 and body["gpu"] == "h100"
+    assert set(body) == PLAN_JSON_KEYS and body["schema_version"] == 3 and body["gpu"] == "h100"
     assert body["forecast"] == {
         "peak_tokens_per_min": 300 * 1100 * 60.0,
         "peak_requests_per_s": 300.0,

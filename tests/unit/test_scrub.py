@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
-from loadtest.client.auth import AuthOptions, OAuthM2MAuth, PatAuth, resolve_auth
+from loadtest.client.auth import PatAuth
 from loadtest.client.protocol import EndpointSpec
 from loadtest.client.scrub import MAX_DETAIL, header_secrets, public_argv, public_url, redact, redact_content
-from loadtest.errors import EndpointError
 
 
 @pytest.mark.parametrize(
@@ -81,21 +79,13 @@ def test_redact_caps_length() -> None:
     assert redact("x" * 160) == "x" * 160
 
 
-def test_an_oauth_failure_shows_neither_the_secret_nor_url_credentials() -> None:
-    body = "bad secret s3cr3t-value; see https://u:p@adb-1.net/docs?token=zzz"
-    refuse = httpx.MockTransport(lambda request: httpx.Response(401, text=body))
-    with httpx.Client(transport=refuse) as http:
-        auth = OAuthM2MAuth("https://me:pw@adb-1.net?o=7", "cid-123", "s3cr3t-value", http=http)
-        with pytest.raises(EndpointError) as info:
-            auth.refresh()
-    assert str(info.value) == (
-        "OAuth token request to https://adb-1.net failed: HTTP 401 bad secret ***; see https://***@adb-1.net/docs?token=***"
+def test_an_sdk_failure_shows_neither_the_secret_nor_url_credentials() -> None:
+    from loadtest.client.auth.databricks import sdk_error
+
+    failure = ValueError("bad secret s3cr3t-value;\n see https://u:p@adb-1.net/docs?token=zzz")
+    assert sdk_error(failure, "Databricks oauth-m2m credentials failed", ["s3cr3t-value"]) == (
+        "Databricks oauth-m2m credentials failed: bad secret ***; see https://***@adb-1.net/docs?token=***"
     )
-
-
-def test_resolved_auth_describes_its_host_without_credentials() -> None:
-    auth = resolve_auth(AuthOptions(host="https://me:pw@adb-1.net", token="dapi0123456789"), env={})
-    assert auth.describe()["host"] == "https://adb-1.net"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The provider seam and the credentials that never change: :class:`AuthProvider`, :class:`PatAuth`, :class:`NoAuth`.
 
 An :class:`AuthProvider` gives the headers for every request and says when its credential must be refreshed; the
-static kinds here never need it (``pat``: ``Authorization: Bearer <token>``; ``none``: no header). OAuth M2M is in
-:mod:`loadtest.client.auth.oauth`; which provider a run gets is decided in :mod:`loadtest.client.auth.resolve`.
+static kinds here never need it (``pat``: ``Authorization: Bearer <token>`` from the variable ``api_key_env``
+names; ``none``: no header). Databricks credentials are :mod:`loadtest.client.auth.databricks` (the SDK's chain);
+which provider a run gets is decided in :mod:`loadtest.client.auth.resolve`.
 Secrets never appear in ``repr()`` or :meth:`AuthProvider.describe`; hosts are shown through
 :func:`~loadtest.client.scrub.public_url`.
 """
@@ -15,9 +16,7 @@ from typing import Protocol
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
 
-__all__ = ["AUTH_KINDS", "AuthProvider", "NoAuth", "PatAuth", "mask_client_id", "normalize_host"]
-
-AUTH_KINDS = ("pat", "oauth-m2m", "none")
+__all__ = ["AuthProvider", "NoAuth", "PatAuth", "mask_client_id", "normalize_host"]
 
 
 class AuthProvider(Protocol):
@@ -46,7 +45,7 @@ class AuthProvider(Protocol):
         ...
 
     def describe(self) -> dict[str, object]:
-        """Kind, host, profile, masked client id and where each value came from; never a secret."""
+        """Kind, auth type, host, profile, masked client id; never a secret."""
         ...
 
 
@@ -105,6 +104,7 @@ class _StaticAuth:
     def describe(self) -> dict[str, object]:
         return {
             "kind": self._kind,
+            "auth_type": self._kind,
             "host": None if self._host is None else public_url(self._host),
             "profile": self._profile,
             "client_id": None,
