@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import statistics
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Final
 
 from loadtest.client.probe import probe
@@ -74,6 +75,26 @@ def _mean_asked(classes: Sequence[RequestClass]) -> float:
 
 
 def _calibrate_kind(
+    kind: RequestKind,
+    classes: Sequence[RequestClass],
+    count: Counter,
+    prompts: PromptFactory,
+    tokenizer: bool,
+    seed: int,
+) -> tuple[KindFit, str | None]:
+    """:func:`_fit_kind`, with how many probe requests it sent."""
+    sent = 0
+
+    def counted(kind: RequestKind, text: str, extra: Mapping[str, object]) -> tuple[int | None, str | None]:
+        nonlocal sent
+        sent += 1
+        return count(kind, text, extra)
+
+    fit, note = _fit_kind(kind, classes, counted, prompts, tokenizer, seed)
+    return replace(fit, sent=sent), note
+
+
+def _fit_kind(
     kind: RequestKind,
     classes: Sequence[RequestClass],
     count: Counter,

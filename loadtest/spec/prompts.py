@@ -57,7 +57,8 @@ class PromptOptions:
 @dataclass(frozen=True, slots=True)
 class KindFit:
     """The calibration of one request kind. ``probes`` are the preflight's ``(words, served tokens)`` pairs the
-    line was fitted through; ``check`` is ``(asked, served)`` of the probe built with the fitted line."""
+    line was fitted through; ``check`` is ``(asked, served)`` of the probe built with the fitted line; ``sent`` how
+    many probe requests the calibration sent the endpoint (before the run: they have no records)."""
 
     kind: str
     tokens_per_word: float = 1.0
@@ -65,6 +66,7 @@ class KindFit:
     how: FitHow = "none"
     probes: tuple[tuple[int, int], ...] = ()
     check: tuple[int, int] | None = None
+    sent: int = 0
 
     def words_for(self, tokens: int) -> int:
         """Words for a prompt the server should count as ``tokens`` tokens (at least one)."""
@@ -77,6 +79,7 @@ class KindFit:
             "overhead": self.overhead,
             "how": self.how,
             "probes": [list(p) for p in self.probes],
+            "sent": self.sent,
         }
         if self.check is not None:
             out["check"] = list(self.check)
@@ -92,6 +95,7 @@ class KindFit:
             how=raw.get("how", "none"),
             probes=tuple((int(w), int(s)) for w, s in raw.get("probes", ())),
             check=(int(check[0]), int(check[1])) if check else None,
+            sent=int(raw.get("sent", 0)),
         )
 
 

@@ -56,7 +56,11 @@ def test_oauth_tokens_are_refreshed_mid_run_and_never_written(tmp_path: Path, pr
     assert len({e["by"] for e in refreshed}) == processes  # every engine process refreshed its own
     assert data.manifest.spec.endpoint.auth_type == "oauth-m2m"  # which auth type, never the secret
     assert stats["oauth_tokens_issued"] >= 2 + 2 * processes  # the CLI's, each engine's first, the refreshes
-    assert stats["by_path"]["/serving-endpoints/chat/completions"] == len(df) + 1  # + the preflight
+    calibration = data.manifest.spec.prompts
+    assert calibration is not None
+    probes = sum(f.sent for f in calibration.fits)  # the prompt calibration's requests, before the run
+    assert probes == 3  # two probes and the check
+    assert stats["by_path"]["/serving-endpoints/chat/completions"] == len(df) + 1 + probes  # + the preflight
     for path in run_dir.iterdir():
         assert SECRET not in path.read_text(errors="replace"), path.name
     assert SECRET not in proc.stdout + proc.stderr

@@ -82,9 +82,16 @@ def test_databricks_invocations_path_with_a_pat(tmp_path: Path) -> None:
         proc = run_cli("run", str(scenario), "--out", str(tmp_path / "runs"), env=env)
         stats = sim.stats()
     assert proc.returncode == 0, proc.stderr
-    df = load_run(only_run_dir(tmp_path / "runs")).records
+    data = load_run(only_run_dir(tmp_path / "runs"))
+    df = data.records
     assert len(df) > 4 and df["ok"].all()
-    assert stats["by_path"][f"/serving-endpoints/{name}/invocations"] == len(df) + 1  # + the preflight
+    calibration = data.manifest.spec.prompts
+    assert calibration is not None
+    probes = sum(f.sent for f in calibration.fits)  # the prompt calibration's requests, before the run
+    assert probes == 3  # two probes and the check
+    assert (
+        stats["by_path"][f"/serving-endpoints/{name}/invocations"] == len(df) + 1 + probes
+    )  # + the preflight
     assert b"dapi-test-token-123456" not in b"".join(
         p.read_bytes() for p in only_run_dir(tmp_path / "runs").iterdir()
     )

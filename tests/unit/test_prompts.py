@@ -61,8 +61,10 @@ def test_calibration_against_a_known_token_rule_is_exact() -> None:
     cal = calibrate_prompts(classes, PromptOptions(), sim_counter(rule, calls), seed=3)
     chat, completions = cal.fits
     # chat: 16 words → 20 + 30, 256 words → 320 + 30; the check: 181 words → 226 + 30 = 256, as asked
-    assert chat == KindFit("chat", 1.25, 30.0, "fitted", ((16, 50), (256, 350)), (256, 256))
-    assert completions == KindFit("completions", 1.25, 0.0, "fitted", ((16, 20), (200, 250)), (200, 200))
+    assert chat == KindFit("chat", 1.25, 30.0, "fitted", ((16, 50), (256, 350)), (256, 256), sent=3)
+    assert completions == KindFit(
+        "completions", 1.25, 0.0, "fitted", ((16, 20), (200, 250)), (200, 200), sent=3
+    )
     assert calls == [
         ("chat", 16),
         ("chat", 256),
@@ -92,7 +94,7 @@ def test_a_server_with_no_usage_is_not_calibrated_and_says_so() -> None:
         return None, "the server reports no usage.prompt_tokens"
 
     cal = calibrate_prompts((RequestClass(),), PromptOptions(), no_usage, seed=0)
-    assert cal.fits == (KindFit("chat"),)
+    assert cal.fits == (KindFit("chat", sent=1),)  # the first probe told: no second
     assert cal.note == "chat: not calibrated: the server reports no usage.prompt_tokens"
     skipped = calibrate_prompts((RequestClass(),), PromptOptions(), None, seed=0, skipped="--skip-preflight")
     assert skipped.note == "not calibrated (--skip-preflight): one word per token, no overhead"
