@@ -16,9 +16,11 @@ from typing import Literal
 import orjson
 
 from analysis.capacity import CapacityResult
+from analysis.coldstart import ColdStart
 from analysis.fit import LatencyPrediction
 from analysis.summary import StageSummary
 from analysis.validity import Validity
+from reports.coldstart_text import render_cold_starts
 from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
 
 __all__ = [
@@ -55,6 +57,7 @@ class AnalyzeReport:
     predicted: bool = False
     csv_header_from: Sequence[StageSummary] = ()
     validity: Validity | None = None
+    cold_starts: Sequence[ColdStart] = ()  # the bursts after an idle stage (analysis.coldstart)
 
 
 def analyze_table(report: AnalyzeReport) -> str:
@@ -63,6 +66,8 @@ def analyze_table(report: AnalyzeReport) -> str:
         [render_summary_table(report.summaries)] if report.summaries else ["no record names a request class"]
     )
     parts.append(render_capacity(report.capacity))
+    if report.cold_starts:
+        parts.append(render_cold_starts(report.cold_starts))
     if report.predicted:
         parts.append(render_predictions(report.predictions))
     if report.validity is not None:
@@ -95,6 +100,8 @@ def analyze_json(report: AnalyzeReport) -> str:
         "capacity": report.capacity.to_dict(),
         "predictions": [p.to_dict() for p in report.predictions if p is not None],
     }
+    if report.cold_starts:
+        payload["cold_starts"] = [c.to_dict() for c in report.cold_starts]
     if report.validity is not None:
         payload["validity"] = {
             "invalid": report.validity.invalid,

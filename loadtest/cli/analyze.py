@@ -58,6 +58,7 @@ def analyze(
         summarize_classes,
         summarize_stages,
     )
+    from analysis.coldstart import cold_starts
     from analysis.validity import validity_of
     from reports import AnalyzeReport, render_analysis
 
@@ -84,6 +85,7 @@ def analyze(
         # no group at all (e.g. --by class where no record names its class): the CSV header is the per-stage one
         csv_header_from=summarize_stages(data.records, order) if fmt == "csv" and not summaries else (),
         validity=validity,
+        cold_starts=cold_starts(data.records, data.manifest.spec.stages, data.manifest.stages or ()),
     )
     text = render_analysis(report, fmt)
     if out_file is not None:

@@ -22,6 +22,7 @@ from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
 from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.simproc import SimulatorProcess
+from loadtest.spec.assemble import shorten_idle_for_simulator
 from loadtest.spec.scenario import Scenario
 
 __all__ = ["LaunchResult", "launch"]
@@ -93,6 +94,9 @@ def launch(
         echo = live.echo_through(echo)
     if scenario.endpoint is None:
         settings = scenario.simulator
+        scenario, shortened = shorten_idle_for_simulator(scenario)
+        if shortened is not None:
+            echo(shortened)
         with SimulatorProcess(settings.sim_args(scenario.seed)) as sim:
             base = sim.url + "/v1"
             echo(f"embedded simulator at {base} ({settings.describe()})")

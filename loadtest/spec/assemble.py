@@ -32,12 +32,14 @@ from loadtest.spec.scenario import EndpointConfig, Scenario, slo_for
 from loadtest.spec.simulator import SimSettings
 
 __all__ = [
+    "IDLE_MARGIN_S",
     "SIM_DEFAULTS",
     "SIM_DEMO_SLO",
     "SIM_EXAMPLE_PEAK_TPM",
     "Overrides",
     "apply_overrides",
     "scenario_from_flags",
+    "shorten_idle_for_simulator",
 ]
 
 # what a flags-only run tells the simulator (and records in its manifest): these four, at the simulator's defaults
@@ -49,6 +51,7 @@ SIM_DEFAULT_SWEEP = (1, 4, 16, 64)
 SIM_DEMO_SLO: Final[Mapping[str, float]] = {"ttft_p95": 0.2, "tpot_p50": 0.05}
 SIM_EXAMPLE_PEAK_TPM: Final[float] = 1_000_000.0
 SIM_DEFAULT_DURATION_S = 8.0
+IDLE_MARGIN_S: Final[float] = 1.0  # an idle stage against the simulator outlasts its scale-down by this much
 ENDPOINT_DEFAULT_DURATION_S = 30.0
 
 
@@ -281,3 +284,25 @@ def _plan(ov: Overrides, given: PlanRequest | None, simulated: bool) -> PlanRequ
             given or PlanRequest(), peak_tokens_per_min=SIM_EXAMPLE_PEAK_TPM, example=True
         )
     return given
+
+
+def shorten_idle_for_simulator(scenario: Scenario) -> tuple[Scenario, str | None]:
+    """Against the embedded simulator with ``scale_to_zero``, an idle stage lasts the simulator's
+    ``scale_down_after_s`` plus :data:`IDLE_MARGIN_S` when that is shorter than written: an idle stage is there to
+    let the endpoint scale down (Databricks: 30 minutes), and the simulator's scale-down time is known. Returns the
+    scenario and a line saying what was shortened (``None`` when nothing was)."""
+    settings = scenario.simulator
+    if not settings.value("scale_to_zero") or not any(s.idle for s in scenario.stages):
+        return scenario, None
+    enough = float(settings.value("scale_down_after_s")) + IDLE_MARGIN_S
+    stages = tuple(
+        dataclasses.replace(s, duration_s=enough) if s.idle and s.duration_s > enough else s
+        for s in scenario.stages
+    )
+    if stages == scenario.stages:
+        return scenario, None
+    note = (
+        f"idle stages last {enough:g}s against the simulator: it scales to zero after "
+        f"{settings.value('scale_down_after_s'):g}s without requests"
+    )
+    return dataclasses.replace(scenario, stages=stages), note

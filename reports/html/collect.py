@@ -26,6 +26,7 @@ from analysis import (
     summarize_classes,
     summarize_stages,
 )
+from analysis.coldstart import ColdStart, cold_starts
 from analysis.run_plan import RunPlan, plan_for_run
 from analysis.timeline import Histogram, Timeline, histogram, quantile_curve, timeline
 from analysis.validity import Validity, assess
@@ -74,6 +75,7 @@ class RunView:
     plan: RunPlan | str  # the plan, or why there is none
     samples: tuple[Sample, ...]  # a few requests and responses per class, stored at run time
     samples_note: str | None  # why there are none (an older run), or why they could not be read
+    cold_starts: tuple[ColdStart, ...] = ()  # the bursts after an idle stage (analysis.coldstart)
 
     @property
     def duration_s(self) -> float | None:
@@ -130,6 +132,7 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
         plan=plan,
         samples=samples,
         samples_note=samples_note,
+        cold_starts=tuple(cold_starts(flat, manifest.spec.stages, manifest.stages or ())),
     )
 
 
