@@ -14,7 +14,9 @@ What counts (:func:`outcome_of`, from a record's ``status`` and ``error_class``)
 at most ``cap_s``, times a jitter factor in [0.5, 1) (the "equal jitter" of AWS's back-off note: never less than
 half the nominal wait, so a dead endpoint sees at most about two requests per user per ``cap_s``), before its next
 request; any response resets it. 50 ms, 100 ms, … 1.6 s, then 2 s: 16 users make about 200 requests in 10 s
-against a refused port instead of about 38,000.
+against a refused port instead of about 38,000. A 503 with ``Retry-After`` ("temporarily unavailable, come back
+then": what an endpoint scaling up from zero may say, and what the Databricks SDK honours) is waited out too: the
+user waits ``Retry-After``, at most ``cap_s``, before its next request, rather than asking again at once.
 
 :class:`AbortWatch` — the run stops when, for ``after_s`` seconds, every request that completed was unreachable
 (or, separately, got a 5xx). A streak starts at the *start* of its first failing request — bounded by the end of
@@ -74,10 +76,13 @@ class Backoff:
         self.cap_s = cap_s
         self.failures = 0
 
-    def after(self, status: int | None, error_class: str | None) -> float:
-        """Seconds to wait after a request that ended so (0.0 unless it was unreachable)."""
+    def after(self, status: int | None, error_class: str | None, retry_after_s: float | None = None) -> float:
+        """Seconds to wait after a request that ended so (0.0 unless it was unreachable, or a 503 said when to
+        come back)."""
         if error_class is None or (status is not None and error_class != "cancelled"):
             self.failures = 0  # the fast path: a success, or any answer
+            if status == 503 and retry_after_s is not None:
+                return min(max(retry_after_s, 0.0), self.cap_s)
             return 0.0
         if outcome_of(status, error_class) != "unreachable":
             return 0.0

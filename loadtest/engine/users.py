@@ -296,10 +296,11 @@ class LLMUser(User):
     """Closed loop: while its stage admits it, the user sends its next request as soon as the last one ends.
     Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time).
 
-    After a request that got no response (refused, reset, timed out before any status) the user backs off before
-    its next one (:class:`loadtest.engine.health.Backoff`, jitter seeded by the run's seed and the user's index),
-    waking early when its stage ends. An open-loop arrival is never lost meanwhile: it waits in the queue for a
-    free user, and the stage's self-check counts it (``no_free_user``)."""
+    After a request that got no response (refused, reset, timed out before any status), or a 503 that said when
+    to come back (``Retry-After``), the user backs off before its next one (:class:`loadtest.engine.health.Backoff`,
+    jitter seeded by the run's seed and the user's index), waking early when its stage ends. An open-loop arrival
+    is never lost meanwhile: it waits in the queue for a free user, and the stage's self-check counts it
+    (``no_free_user``)."""
 
     wait_time = constant(0)
     engine: ClassVar[Engine | None] = None  # set by the role running this process
@@ -336,10 +337,12 @@ class LLMUser(User):
     def _back_off(self, engine: Engine, record: RequestRecord) -> None:
         backoff = self.backoff
         if backoff is None:
-            if record.status is not None or record.error_class is None:
+            if record.error_class is None or (
+                record.status is not None and (record.status != 503 or record.retry_after_s is None)
+            ):
                 return  # the hot path: the endpoint answered, and this user never had to back off
             rand = random.Random(f"{engine.spec.seed}/backoff/{engine.index}/{self.index}").random
             backoff = self.backoff = Backoff(rand)
-        wait = backoff.after(record.status, record.error_class)
+        wait = backoff.after(record.status, record.error_class, record.retry_after_s)
         if wait > 0:
             engine.gate.wait_change(wait)

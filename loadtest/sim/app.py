@@ -324,6 +324,9 @@ class App:
         if scaler is None:
             go()
             return
+        due = scaler.due()
+        if scaler.cold and due is not None and self.clock() >= due:
+            self._scale_tick()  # the replicas are up now, whether or not their timer has fired yet
         admission = scaler.arrive()
         if admission == "serve":
             go()

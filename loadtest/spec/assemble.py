@@ -2,9 +2,10 @@
 
 Flags given on the command line override the scenario: ``--endpoint``/``--model`` replace its endpoint,
 ``-c``/``--rate``/``--tokens-per-min`` replace its stages, ``--duration`` and ``--max-requests`` apply to every
-stage, ``--seed`` and ``--name`` replace its own, ``--slo`` sets SLOs on every class, ``--peak-tpm`` /
-``--peak-rps`` the forecast the report plans for. Without a scenario, the flags describe one request class and
-the stages (default: a 1, 4, 16, 64-user sweep of 8 s each on the simulator, or 1 user for 30 s on an endpoint).
+stage that sends requests (an idle stage keeps its length), ``--seed`` and ``--name`` replace its own, ``--slo``
+sets SLOs on every class, ``--peak-tpm`` / ``--peak-rps`` the forecast the report plans for. Without a scenario,
+the flags describe one request class and the stages (default: a 1, 4, 16, 64-user sweep of 8 s each on the
+simulator, or 1 user for 30 s on an endpoint).
 
 A flags-only run on the simulator without ``--slo`` gets the demo's SLOs (:data:`SIM_DEMO_SLO`), and any simulator
 run without a forecast the example peak (:data:`SIM_EXAMPLE_PEAK_TPM`, marked ``example`` in the spec and the
@@ -224,8 +225,10 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             burstiness=ov.burstiness,
             max_concurrency=ov.max_concurrency,
         )
-        if stage_changes:
-            changes["stages"] = tuple(dataclasses.replace(s, **stage_changes) for s in scenario.stages)
+        if stage_changes:  # an idle stage keeps its length: it is the endpoint's scale-down time, not a load
+            changes["stages"] = tuple(
+                s if s.idle else dataclasses.replace(s, **stage_changes) for s in scenario.stages
+            )
     changes.update(_given(seed=ov.seed, name=ov.name, drain_timeout_s=ov.drain_timeout_s))
     changes.update(_abort_after(ov))
     if ov.simulator.given():

@@ -11,6 +11,7 @@ import pytest
 from analysis.coldstart import ColdStart, cold_start_bin_s, cold_starts, error_kind
 from loadtest.rundir import StageWindow
 from loadtest.spec.runspec import Stage
+from reports.coldstart_text import cold_start_line, render_cold_starts, sparkline
 
 NAN = math.nan
 IDLE = Stage(kind="idle", duration_s=60.0, name="idle")
@@ -129,3 +130,23 @@ def test_error_kinds() -> None:
     assert error_kind(429.0, "rate_limited") == "HTTP 429"
     assert error_kind(None, "timeout") == "timeout"
     assert error_kind(200, "stream_cut") == "stream_cut"
+
+
+def test_analyze_prints_the_measures_and_the_ramp() -> None:
+    cs = only(cold_starts(frame(BURST_ROWS), [IDLE, BURST], WINDOWS, bin_s=1.0))
+    assert render_cold_starts([cs]).splitlines() == [
+        "cold start (times from the burst's first request):",
+        "  burst                            burst: 13 requests after idle (60 s without any)",
+        "  first request                    HTTP 503 after 0.1 s",
+        "  first token                      2.2 s",
+        "  first success                    2.5 s",
+        "  errors before the first success  4 (HTTP 503 × 2, HTTP 504 × 1, timeout × 1)",
+        "  error rate                       ≤ 1 % from 4.0 s on (5 errors in the stage)",
+        "  throughput ramp                  plateau 36.7 output tok/s; 90 % of it after 5.0 s (bins of 1 s)",
+        "                                   ▁▁▅▆██",
+    ]
+    assert cold_start_line(cs) == (
+        "cold start: burst after 60 s idle — first success after 2.5 s, 4 (HTTP 503 × 2, HTTP 504 × 1, "
+        "timeout × 1) errors before it; 90 % of the plateau after 5.0 s"
+    )
+    assert sparkline([0.0] * 3) == "▁▁▁" and sparkline([1.0] * 61).endswith("█…")
