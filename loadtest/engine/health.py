@@ -15,7 +15,7 @@ at most ``cap_s``, times a jitter factor in [0.5, 1) (the "equal jitter" of AWS'
 half the nominal wait, so a dead endpoint sees at most about two requests per user per ``cap_s``), before its next
 request; any response resets it. 50 ms, 100 ms, … 1.6 s, then 2 s: 16 users make about 200 requests in 10 s
 against a refused port instead of about 38,000. A 503 with ``Retry-After`` ("temporarily unavailable, come back
-then": what an endpoint scaling up from zero may say, and what the Databricks SDK honours) is waited out too: the
+then": what an endpoint scaling up from zero may say, and a wait to the Databricks SDK too) is waited out: the
 user waits ``Retry-After``, at most ``cap_s``, before its next request, rather than asking again at once.
 
 :class:`AbortWatch` — the run stops when, for ``after_s`` seconds, every request that completed was unreachable
