@@ -129,8 +129,11 @@ def _execute(
         read_timeout_s=read_timeout_s,
         simulated=simulator is not None,
     )
-    total = sum(s.duration_s for s in scenario.stages)
-    plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load"
+    total = sum(s.duration_s for s in scenario.stages if not s.idle)
+    idle = sum(s.duration_s for s in scenario.stages if s.idle)
+    plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load" + (
+        f" and {idle:.0f}s idle" if idle else ""
+    )
     if scenario.sweep:
         sw = scenario.sweep
         plan = (
