@@ -16,11 +16,13 @@ from typing import Literal
 import orjson
 
 from analysis.capacity import CapacityResult
+from analysis.coldstart import ColdStart
 from analysis.fit import LatencyPrediction
 from analysis.input_length import InputLengths
 from analysis.server_metrics import ServerMetricsSummary
 from analysis.summary import StageSummary
 from analysis.validity import Validity
+from reports.coldstart_text import render_cold_starts
 from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
 from reports.input_table import render_input_lengths
 from reports.server_table import render_server_metrics
@@ -63,6 +65,7 @@ class AnalyzeReport:
         None  # the endpoint's own metrics, when the run scraped them
     )
     input_lengths: InputLengths | None = None  # asked vs served input length (analysis.input_length)
+    cold_starts: Sequence[ColdStart] = ()  # the bursts after an idle stage (analysis.coldstart)
 
 
 def analyze_table(report: AnalyzeReport) -> str:
@@ -74,6 +77,8 @@ def analyze_table(report: AnalyzeReport) -> str:
     server = render_server_metrics(report.server_metrics)
     if server is not None:
         parts.append(server)
+    if report.cold_starts:
+        parts.append(render_cold_starts(report.cold_starts))
     if report.predicted:
         parts.append(render_predictions(report.predictions))
     if report.input_lengths is not None:
@@ -112,6 +117,8 @@ def analyze_json(report: AnalyzeReport) -> str:
     }
     if report.input_lengths is not None:
         payload["input_length"] = report.input_lengths.to_dict()
+    if report.cold_starts:
+        payload["cold_starts"] = [c.to_dict() for c in report.cold_starts]
     if report.validity is not None:
         payload["validity"] = {
             "invalid": report.validity.invalid,

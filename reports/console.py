@@ -74,6 +74,8 @@ def format_target(load: StageLoad) -> tuple[str, str]:
         )
     if load.target_rps is not None:
         return f"{load.target_rps:.2f} rps", format_number(load.offered_rps, 2) + " rps"
+    if load.kind == "idle":
+        return "idle", _DASH
     return "closed loop", format_number(load.offered_rps, 2) + " rps"
 
 

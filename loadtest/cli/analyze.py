@@ -58,6 +58,7 @@ def analyze(
         summarize_classes,
         summarize_stages,
     )
+    from analysis.coldstart import cold_starts
     from analysis.input_length import input_lengths
     from analysis.server_metrics import server_metrics_of
     from analysis.validity import validity_of
@@ -88,6 +89,7 @@ def analyze(
         validity=validity,
         server_metrics=server_metrics_of(run_dir, data.manifest.stages or ()),
         input_lengths=input_lengths(data.records, order, data.manifest.spec.prompts),
+        cold_starts=cold_starts(data.records, data.manifest.spec.stages, data.manifest.stages or ()),
     )
     text = render_analysis(report, fmt)
     if out_file is not None:

@@ -80,6 +80,47 @@ __all__ = ["sim"]
     is_flag=True,
     help="Answer 400 to stream_options, as some external models behind Databricks do.",
 )
+@click.option(
+    "--scale-to-zero",
+    is_flag=True,
+    help="Scale to zero replicas after --scale-down-after-s without requests; the next request waits for a cold "
+    "start (docs/cold-start.md).",
+)
+@click.option(
+    "--scale-down-after-s",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=default("scale_down_after_s"),
+    show_default=True,
+    help="Seconds without requests before the endpoint scales down (Databricks: 30 minutes).",
+)
+@click.option(
+    "--cold-start-s",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=default("cold_start_s"),
+    show_default=True,
+    help="Seconds from the first request at zero replicas until replicas serve (Databricks: usually 10-20).",
+)
+@click.option(
+    "--cold-start-reply",
+    type=click.Choice(["hold", "503"]),
+    default=default("cold_start_reply"),
+    show_default=True,
+    help="What a request gets meanwhile: held until a replica is up (Databricks), or 503 with Retry-After.",
+)
+@click.option(
+    "--hold-timeout-s",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=default("hold_timeout_s"),
+    show_default=True,
+    help="A request held longer than this gets 504 (Databricks' server-side timeout).",
+)
+@click.option(
+    "--scale-out-s",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=default("scale_out_s"),
+    help="Autoscale: start at the band's minimum and add one replica every N s while requests wait, up to the "
+    "maximum.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--api-token-env", metavar="VAR", help="Require 'Authorization: Bearer $VAR' (401 otherwise).")
 @click.option(
@@ -200,6 +241,17 @@ def sim(**opts: Any) -> None:
         tokens_per_word=opts["tokens_per_word"],
         template_tokens=opts["template_tokens"],
         reject_stream_options=opts["reject_stream_options"],
+        **{
+            k: opts[k]
+            for k in (
+                "scale_to_zero",
+                "scale_down_after_s",
+                "cold_start_s",
+                "cold_start_reply",
+                "hold_timeout_s",
+                "scale_out_s",
+            )
+        },
         api_token=secret(opts["api_token_env"]),
         mode=opts["mode"],
         itpm=opts["itpm"],

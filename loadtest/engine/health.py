@@ -17,6 +17,9 @@ request; any other response resets it. 50 ms, 100 ms, … 1.6 s, then 2 s: 16 us
 against a refused port instead of about 38,000. A closed-loop user also backs off after a refusal *answer* — HTTP
 429 or a 5xx status — since it would otherwise send again the instant the answer came (4 users against an endpoint
 answering only 429 sent 8,769 requests in 2 s); an open-loop user does not (its arrivals set the pace).
+A 503 with ``Retry-After`` ("temporarily unavailable, come back then": what an endpoint scaling up from zero may
+say, and a wait to the Databricks SDK too) is waited out, in either loop: at least ``Retry-After``, at most
+``cap_s``.
 
 :class:`AbortWatch` — the run stops when, for ``after_s`` seconds, every request that completed was unreachable
 (or, separately, got a 5xx). A streak starts at the *start* of its first failing request — bounded by the end of
@@ -64,14 +67,22 @@ def outcome_of(status: int | None, error_class: str | None) -> Outcome:
     return "server_error" if status >= 500 else "answered"
 
 
-def backs_off(status: int | None, error_class: str | None, closed_loop: bool) -> bool:
-    """Whether a user waits before its next request after one that ended so: no response at all (unreachable),
-    or, in a closed loop, an HTTP 429 or 5xx answer. Never after a success or a cancelled request."""
+def _refusal(status: int, closed_loop: bool) -> bool:
+    """An answer a closed-loop user would otherwise repeat at once: HTTP 429 or a 5xx status."""
+    return closed_loop and (status == 429 or status >= 500)
+
+
+def backs_off(
+    status: int | None, error_class: str | None, closed_loop: bool, retry_after_s: float | None = None
+) -> bool:
+    """Whether a user waits before its next request after one that ended so: no response at all (unreachable);
+    a 503 with ``Retry-After``; or, in a closed loop, an HTTP 429 or 5xx answer. Never after a success or a
+    cancelled request."""
     if error_class is None or error_class == "cancelled":
         return False
     if status is None:
         return outcome_of(status, error_class) == "unreachable"
-    return closed_loop and (status == 429 or status >= 500)
+    return _refusal(status, closed_loop) or (status == 503 and retry_after_s is not None)
 
 
 class Backoff:
@@ -87,16 +98,26 @@ class Backoff:
         self.cap_s = cap_s
         self.failures = 0
 
-    def after(self, status: int | None, error_class: str | None, closed_loop: bool = False) -> float:
+    def after(
+        self,
+        status: int | None,
+        error_class: str | None,
+        closed_loop: bool = False,
+        retry_after_s: float | None = None,
+    ) -> float:
         """Seconds to wait after a request that ended so: 0.0 unless :func:`backs_off` says so."""
         if error_class == "cancelled":
             return 0.0  # the run stopping says nothing: the count stays
-        if not backs_off(status, error_class, closed_loop):
+        if not backs_off(status, error_class, closed_loop, retry_after_s):
             self.failures = 0  # a success, or an answer that is not a refusal
             return 0.0
+        come_back = min(max(retry_after_s or 0.0, 0.0), self.cap_s) if status == 503 else 0.0
+        if status is not None and not _refusal(status, closed_loop):
+            self.failures = 0  # an answer that only said when to come back
+            return come_back
         self.failures += 1
         nominal = min(self.cap_s, self.base_s * 2.0 ** min(self.failures - 1, 30))
-        return nominal * (0.5 + 0.5 * self.rand())
+        return max(nominal * (0.5 + 0.5 * self.rand()), come_back)
 
 
 @dataclass(frozen=True, slots=True)

@@ -300,9 +300,10 @@ class LLMUser(User):
     Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time).
 
     After a request that got no response (refused, reset, timed out before any status) — or, in a closed loop, a
-    429 or 5xx answer — the user backs off before its next one (:class:`loadtest.engine.health.Backoff`, jitter
-    seeded by the run's seed and the user's index), waking early when its stage ends. An open-loop arrival is never
-    lost meanwhile: it waits in the queue for a free user, and the stage's self-check counts it (``no_free_user``)."""
+    429 or 5xx answer, and in either loop a 503 that said when to come back (``Retry-After``) — the user backs off
+    before its next one (:class:`loadtest.engine.health.Backoff`, jitter seeded by the run's seed and the user's
+    index), waking early when its stage ends. An open-loop arrival is never lost meanwhile: it waits in the queue for
+    a free user, and the stage's self-check counts it (``no_free_user``)."""
 
     wait_time = constant(0)
     engine: ClassVar[Engine | None] = None  # set by the role running this process
@@ -339,10 +340,10 @@ class LLMUser(User):
     def _back_off(self, engine: Engine, record: RequestRecord, closed_loop: bool) -> None:
         backoff = self.backoff
         if backoff is None:
-            if not backs_off(record.status, record.error_class, closed_loop):
+            if not backs_off(record.status, record.error_class, closed_loop, record.retry_after_s):
                 return  # the hot path: a success or an answer, and this user never had to back off
             rand = random.Random(f"{engine.spec.seed}/backoff/{engine.index}/{self.index}").random
             backoff = self.backoff = Backoff(rand)
-        wait = backoff.after(record.status, record.error_class, closed_loop)
+        wait = backoff.after(record.status, record.error_class, closed_loop, record.retry_after_s)
         if wait > 0:
             engine.gate.wait_change(wait)

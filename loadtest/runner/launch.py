@@ -24,6 +24,7 @@ from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
 from loadtest.runner.scrape import MetricsPlan, resolve_metrics
 from loadtest.runner.simproc import SimulatorProcess
+from loadtest.spec.assemble import shorten_idle_for_simulator
 from loadtest.spec.prompts import PromptCalibration
 from loadtest.spec.scenario import Scenario
 
@@ -105,6 +106,9 @@ def launch(
     )  # a tokenizer that is not there: refused before anything starts
     if scenario.endpoint is None:
         settings = scenario.simulator
+        scenario, shortened = shorten_idle_for_simulator(scenario)
+        if shortened is not None:
+            echo(shortened)
         with SimulatorProcess(settings.sim_args(scenario.seed)) as sim:
             base = sim.url + "/v1"
             echo(f"embedded simulator at {base} ({settings.describe()})")
@@ -182,8 +186,11 @@ def _execute(
         simulated=simulator is not None,
         prompts=prompts,
     )
-    total = sum(s.duration_s for s in scenario.stages)
-    plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load"
+    total = sum(s.duration_s for s in scenario.stages if not s.idle)
+    idle = sum(s.duration_s for s in scenario.stages if s.idle)
+    plan = f"{len(scenario.stages)} stage(s), {total:.0f}s of load" + (
+        f" and {idle:.0f}s idle" if idle else ""
+    )
     if scenario.sweep:
         sw = scenario.sweep
         plan = (

@@ -4,7 +4,9 @@ Lives on one event loop; :mod:`loadtest.sim.server` runs it. The HTTP surface is
 
 Order of the gates on a model request: route, method, auth (``api_token`` and/or OAuth tokens), body, an injected
 HTTP fault (:mod:`loadtest.sim.faults`), the PPT quotas (:mod:`loadtest.sim.quota`; a 429 consumes nothing), the
-batching model. A request admitted by the quotas but refused by the model (400) is refunded.
+endpoint's scale (:mod:`loadtest.sim.scaling`: at zero replicas a request is held until a replica is up — a 504 after
+``hold_timeout_s`` — or refused with 503 and ``Retry-After``), the batching model. A request admitted by the quotas
+but refused by the model (400) is refunded. A held stream's headers go out when it reaches a replica.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import asyncio
 import hmac
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from loadtest.model.roofline import kv_capacity_tokens
-from loadtest.sim.batching import BatchRequest
+from loadtest.sim.batching import BatchRequest, Cluster
 from loadtest.sim.config import SimConfig
 from loadtest.sim.documents import (
     LastMinute,
@@ -37,6 +40,7 @@ from loadtest.sim.http11 import Connection, HttpError, Job, Request, error_body
 from loadtest.sim.oauth import OAuthIssuer
 from loadtest.sim.quota import Quota, Rejection, Ticket
 from loadtest.sim.responses import EmbeddingJob, Generation, parse_embedding, parse_generation
+from loadtest.sim.scaling import Autoscaler
 from loadtest.sim.tokens import TokenRule, TokenText
 
 __all__ = ["App"]
@@ -60,6 +64,17 @@ _HTTP_FAULTS: Final = {
 def _base_url(req: Request) -> str:
     """The URL the client reached this server at (its ``Host`` header), for documents that name other paths."""
     return "http://" + (req.headers.get("host") or "127.0.0.1")
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A request that arrived while the endpoint had no replica: ``go`` sends it to one (and starts its stream)."""
+
+    conn: Connection
+    request_id: str
+    databricks: bool
+    go: Callable[[], None]
+    timer: asyncio.TimerHandle | None = field(default=None)
 
 
 def rate_limit_error(rejection: Rejection, endpoint: str) -> HttpError:
@@ -118,6 +133,18 @@ class App:
         self.faults = FaultInjector(faults, config.seed) if faults is not None and faults.active else None
         self.chunk = config.throughput_chunk_size
         self.created = int(time.time())
+        scaling = config.scaling_config()
+        self.scaler = Autoscaler(scaling, self.clock) if scaling is not None else None
+        self.held: deque[_Held] = deque()  # requests waiting for the endpoint to come up from zero
+        self.scale_counts: Counter[str] = Counter()
+        self._scale_timer: asyncio.TimerHandle | None = None
+        self._scale_due = 0.0
+        if self.scaler is not None:
+            assert isinstance(
+                self.model_server, Cluster
+            )  # SimConfig allows scaling for the batching model only
+            self.model_server.active = self.scaler.replicas
+            self._arm_scaler()
         self.routes: dict[str, tuple[str, Callable[[Connection, Request], None]]] = {
             "/health": ("GET", lambda c, r: c.respond(200, b"{}", r.request_id)),
             "/metrics": ("GET", lambda c, r: c.respond(200, metrics_text(self.model, self.snapshot()),
@@ -303,18 +330,130 @@ class App:
         )
         plan, ticket = self._gate(params.prompt_tokens, params.max_tokens, params.stream)
         job = Generation(self, conn, req.request_id, chat, params, plan)
-        self._submit(conn, job, [(job.seq_id, params.prompt_tokens, params.max_tokens)], ticket)
-        if ticket is not None:
-            self.tickets[job.seq_id] = ticket
-        if params.stream:
-            conn.start_stream(req.request_id)
+
+        def go() -> None:
+            self._submit(conn, job, [(job.seq_id, params.prompt_tokens, params.max_tokens)], ticket)
+            if ticket is not None:
+                self.tickets[job.seq_id] = ticket
+            if params.stream:
+                conn.start_stream(req.request_id)
+
+        self._when_up(conn, req, job, go)
 
     def _embed(self, conn: Connection, req: Request, body: dict[str, Any]) -> None:
         inputs = parse_embedding(body, self.token_rule)
         _, ticket = self._gate(sum(n for _, n in inputs), 0, False)
         job = EmbeddingJob(self, conn, req.request_id, inputs)
         seqs = [(eid, n, 0) for eid, (_, n) in zip(job.seq_ids, inputs, strict=True)]
-        self._submit(conn, job, seqs, ticket)
+        self._when_up(conn, req, job, lambda: self._submit(conn, job, seqs, ticket))
+
+    # -- the endpoint's scale (loadtest.sim.scaling) ---------------------------------------------------------------
+
+    def _when_up(self, conn: Connection, req: Request, job: Job, go: Callable[[], None]) -> None:
+        """Send the request to a replica now (``go``), or hold it, or refuse it with 503, as the scale says."""
+        scaler = self.scaler
+        if scaler is None:
+            go()
+            return
+        due = scaler.due()
+        if scaler.cold and due is not None and self.clock() >= due:
+            self._scale_tick()  # the replicas are up now, whether or not their timer has fired yet
+        admission = scaler.arrive()
+        if admission == "serve":
+            go()
+            self._demand()
+            return
+        self._arm_scaler()
+        if admission == "refuse":
+            self.scale_counts["requests_refused"] += 1
+            wait = scaler.retry_after_s()
+            raise HttpError(
+                503,
+                f"The endpoint is scaling up from zero; retry after {wait} s",
+                "server_error",
+                "TEMPORARILY_UNAVAILABLE",
+                headers=(("retry-after", str(wait)),),
+            )
+        held = _Held(conn, req.request_id, req.databricks, go)
+        held.timer = self.loop.call_later(scaler.config.hold_timeout_s, self._expire, held)
+        self.held.append(held)
+        self.scale_counts["requests_held"] += 1
+        conn.active = job  # the connection waits (pipelined requests too); a client that leaves cancels it
+
+    def _expire(self, held: _Held) -> None:
+        """A request held longer than ``hold_timeout_s``: 504, as a gateway whose upstream never answered."""
+        if held in self.held:
+            self.held.remove(held)
+        if self.scaler is not None:
+            self.scaler.touch()
+        conn = held.conn
+        if conn.closed:
+            return
+        self.scale_counts["requests_timed_out"] += 1
+        err = HttpError(
+            504, "upstream request timeout: the endpoint did not scale up from zero in time", "server_error",
+            "DEADLINE_EXCEEDED",
+        )  # fmt: skip
+        conn.respond(504, error_body(err, held.databricks), held.request_id)
+        if conn.buf and not conn.closed:
+            self.loop.call_soon(conn.data_received, b"")
+
+    def _release_held(self) -> None:
+        """Replicas are up: the held requests go to them, in arrival order (those whose client left are dropped)."""
+        held, self.held = self.held, deque()
+        for entry in held:
+            if entry.timer is not None:
+                entry.timer.cancel()
+            if entry.conn.closed:
+                continue
+            try:
+                entry.go()
+            except HttpError as err:
+                entry.conn.respond(err.status, error_body(err, entry.databricks), entry.request_id)
+
+    def _demand(self) -> None:
+        """Tell the scale how many requests are outstanding (it may start a replica), and re-arm its timer."""
+        assert self.scaler is not None
+        server = self.model_server
+        self.scaler.demand(server.waiting + server.running + len(self.held), self.serving.max_batch)
+        self._arm_scaler()
+
+    def _arm_scaler(self) -> None:
+        """A timer for the scale's next change, unless one is armed at or before it (an early one re-arms)."""
+        assert self.scaler is not None
+        due = self.scaler.due()
+        if due is None or (self._scale_timer is not None and self._scale_due <= due):
+            return
+        if self._scale_timer is not None:
+            self._scale_timer.cancel()
+        self._scale_due = due
+        self._scale_timer = self.loop.call_later(max(0.0, due - self.clock()), self._scale_tick)
+
+    def _scale_tick(self) -> None:
+        assert self.scaler is not None and isinstance(self.model_server, Cluster)
+        self._scale_timer = None
+        server = self.model_server
+        before = self.scaler.replicas
+        after = self.scaler.advance(server.waiting + server.running + len(self.held))
+        if after != before:
+            server.active = after
+            if before == 0:
+                self._release_held()
+            elif after > before:
+                self._rebalance(server)
+        self._demand()
+
+    def _rebalance(self, server: Cluster) -> None:
+        """New replicas take their share of the requests queued on the others (the endpoint has one queue)."""
+        woken: set[int] = set()
+        for request_id, home in server.rebalance():
+            job, _ = self.jobs[request_id]
+            self.jobs[request_id] = (job, home)
+            woken.add(home)
+        now = self.loop.time()
+        for index in sorted(woken):
+            if self._timers[index] is None:
+                self._start_step(index, now)
 
     def _submit(
         self, conn: Connection, job: Job, seqs: list[tuple[int, int, int]], ticket: Ticket | None
@@ -339,6 +478,8 @@ class App:
         """A job is done: send its body (or end the stream already written), then serve what is buffered."""
         if completed:
             self.counters["requests_completed"] += 1
+        if self.scaler is not None:
+            self.scaler.touch()
         if body is None:
             self.count_status(200)
             conn.done()
@@ -362,6 +503,8 @@ class App:
         self.counters["requests_cancelled"] += 1
         for eid in seq_ids:
             self._forget(eid)
+        if self.scaler is not None:
+            self.scaler.touch()
 
     def abandon(self, seq_id: int, produced: int) -> None:
         """A faulted stream ended early: the sequence leaves the batch and its quota settles."""
@@ -406,7 +549,7 @@ class App:
         self._start_step(index, deadline)
 
     def cancel_timers(self) -> None:
-        for timer in self._timers:
+        for timer in [*self._timers, self._scale_timer, *(h.timer for h in self.held)]:
             if timer is not None:
                 timer.cancel()
 
@@ -435,7 +578,22 @@ class App:
             "quota_usage": self.quota.usage() if self.quota is not None else {},
             "faults": dict(self.faults_injected),
             "oauth_tokens_issued": self.oauth.issued if self.oauth is not None else 0,
+            "scaling": self._scaling_snapshot(),
         }  # fmt: skip
+
+    def _scaling_snapshot(self) -> dict[str, Any]:
+        """The scale now and its changes (seconds since the simulator started, replicas); ``{}`` at a fixed size."""
+        scaler = self.scaler
+        if scaler is None:
+            return {}
+        t0 = scaler.history[0][0]
+        return {
+            "replicas": scaler.replicas,
+            "held_now": len(self.held),
+            **scaler.counts,
+            **{k: self.scale_counts[k] for k in ("requests_held", "requests_refused", "requests_timed_out")},
+            "history": [[round(t - t0, 3), n] for t, n in scaler.history],
+        }
 
     def endpoint(self, name: str | None = None) -> dict[str, Any]:
         return endpoint_document(

@@ -189,6 +189,14 @@ class Replica:
         self._index[request.request_id] = seq
         self._waiting.append(seq)
 
+    def take_waiting(self) -> BatchRequest | None:
+        """Take back the request queued last (not yet admitted), to serve it elsewhere; ``None`` if none waits."""
+        if not self._waiting:
+            return None
+        seq = self._waiting.pop()
+        del self._index[seq.request.request_id]
+        return seq.request
+
     def cancel(self, request_id: int) -> bool:
         """Drop a request wherever it is (its KV is freed now); False if unknown or already finished."""
         seq = self._index.pop(request_id, None)
@@ -286,7 +294,8 @@ class Replica:
 
 class Cluster:
     """``config.replicas`` replicas; :meth:`route` picks the one with the fewest outstanding requests (lowest index
-    on ties), which is what least-outstanding-requests load balancing does."""
+    on ties), which is what least-outstanding-requests load balancing does. Only the first ``active`` replicas take
+    requests (all of them unless an autoscaler, :mod:`loadtest.sim.scaling`, says fewer)."""
 
     def __init__(self, config: ServingConfig) -> None:
         self.config = config
@@ -301,16 +310,35 @@ class Cluster:
             )
             for i in range(config.replicas)
         )
+        self.active = len(self.replicas)
 
     def route(self) -> int:
-        """Index of the replica with the fewest outstanding requests."""
+        """Index of the active replica with the fewest outstanding requests."""
+        if not self.active:
+            raise RuntimeError("no replica takes requests (the endpoint has scaled to zero)")
         best = 0
         best_load = self.replicas[0].outstanding
-        for i in range(1, len(self.replicas)):
+        for i in range(1, self.active):
             load = self.replicas[i].outstanding
             if load < best_load:
                 best, best_load = i, load
         return best
+
+    def rebalance(self) -> list[tuple[int, int]]:
+        """Move queued requests (not yet admitted) from the busiest active replicas to the least loaded ones, the
+        last queued first, until no two differ by more than one outstanding request or nothing queued is left to
+        move (what a replica that just came up does to the endpoint's queue); returns ``(request id, new index)``."""
+        moved: list[tuple[int, int]] = []
+        active = self.replicas[: self.active]
+        while True:
+            dst = min(range(len(active)), key=lambda i: active[i].outstanding)
+            src = max(range(len(active)), key=lambda i: active[i].outstanding if active[i].waiting else -1)
+            if not active[src].waiting or active[src].outstanding - active[dst].outstanding < 2:
+                return moved
+            request = active[src].take_waiting()
+            assert request is not None
+            active[dst].submit(request)
+            moved.append((request.request_id, dst))
 
     def submit(self, request: BatchRequest) -> int:
         """Route and queue ``request``; returns the replica index."""

@@ -14,6 +14,12 @@ Rules:
 - **OAuth** (``oauth_client_id`` with ``oauth_client_secret``): ``POST /oidc/v1/token`` issues tokens valid for
   ``oauth_token_ttl_s`` s, and the protected paths take them (and ``api_token`` if set too).
 - **Faults**: ``faults=FaultConfig(...)`` (:mod:`loadtest.sim.faults`), seeded by ``seed`` unless it has its own.
+- **Scaling** (``scale_to_zero``, ``scale_out_s``; :mod:`loadtest.sim.scaling`): a provisioned-throughput endpoint
+  of the batching model may scale to zero after ``scale_down_after_s`` without requests, and come back
+  ``cold_start_s`` after the next one (holding requests meanwhile, or refusing them with 503:
+  ``cold_start_reply``); with ``scale_out_s`` it starts at the band's minimum (``min_provisioned_throughput /
+  chunk``, at least one replica; one without a band) and grows by one replica every ``scale_out_s`` while requests
+  wait, up to its maximum. Without either the endpoint keeps its size.
 - **Fixed slots** (``slots=N`` with ``prefill_ms`` and ``tpot_ms``): the fixed-slots model
   (:mod:`loadtest.sim.slots`, an M/D/c server) serves instead of continuous batching: one server, so no
   ``replicas``, ``chunks`` or band, and fixed times, so no ``jitter_cv`` (``slowdown`` scales both times). The
@@ -36,6 +42,7 @@ from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.batching import Cluster, ServingModel
 from loadtest.sim.faults import FaultConfig
+from loadtest.sim.scaling import ScalingConfig
 from loadtest.sim.slots import SlotPool
 from loadtest.spec.simulator import default
 
@@ -102,6 +109,12 @@ class SimConfig:
     faults: FaultConfig | None = None
     # behave like an external model (e.g. Bedrock behind Databricks) that rejects stream_options with HTTP 400
     reject_stream_options: bool = default("reject_stream_options")
+    scale_to_zero: bool = default("scale_to_zero")
+    scale_down_after_s: float = default("scale_down_after_s")
+    cold_start_s: float = default("cold_start_s")
+    cold_start_reply: str = default("cold_start_reply")
+    hold_timeout_s: float = default("hold_timeout_s")
+    scale_out_s: float | None = default("scale_out_s")
 
     def __post_init__(self) -> None:
         check_architecture(self.architecture, "the simulator")
@@ -131,8 +144,14 @@ class SimConfig:
             raise ConfigError("chunks and provisioned throughput describe a PT endpoint: they need mode='pt'")
         try:
             self.serving_config()
+            scaling = self.scaling_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if scaling is not None and (self.mode != "pt" or self.slots is not None):
+            raise ConfigError(
+                "scale_to_zero and scale_out_s scale a provisioned-throughput endpoint of the batching model: "
+                "they need mode='pt' and no slots"
+            )
 
     def _check_slots(self) -> None:
         _positive("slots", self.slots)
@@ -227,6 +246,27 @@ class SimConfig:
         ):
             return None
         return QuotaLimits(self.itpm, self.otpm, self.qph, self.qps)
+
+    def scaling_config(self) -> ScalingConfig | None:
+        """How the endpoint scales, or ``None`` when it keeps its size (module docstring)."""
+        config = ScalingConfig(
+            scale_to_zero=self.scale_to_zero,
+            scale_down_after_s=self.scale_down_after_s,
+            cold_start_s=self.cold_start_s,
+            cold_start_reply=self.cold_start_reply,  # type: ignore[arg-type]
+            hold_timeout_s=self.hold_timeout_s,
+            scale_out_s=self.scale_out_s,
+            min_replicas=min(self._min_replicas(), self.replica_count),
+            max_replicas=self.replica_count,
+        )
+        return config if config.enabled else None
+
+    def _min_replicas(self) -> int:
+        """Replicas at the band's minimum (at least one); one without a band."""
+        low = self.min_provisioned_throughput
+        if low is None or self.band() is None:
+            return 1
+        return max(1, low // self.throughput_chunk_size)
 
     def serving_config(self) -> ServingConfig:
         return ServingConfig(

@@ -2,9 +2,10 @@
 
 Flags given on the command line override the scenario: ``--endpoint``/``--model`` replace its endpoint,
 ``-c``/``--rate``/``--tokens-per-min`` replace its stages, ``--duration`` and ``--max-requests`` apply to every
-stage, ``--seed`` and ``--name`` replace its own, ``--slo`` sets SLOs on every class, ``--peak-tpm`` /
-``--peak-rps`` the forecast the report plans for. Without a scenario, the flags describe one request class and
-the stages (default: a 1, 4, 16, 64-user sweep of 8 s each on the simulator, or 1 user for 30 s on an endpoint).
+stage that sends requests (an idle stage keeps its length), ``--seed`` and ``--name`` replace its own, ``--slo``
+sets SLOs on every class, ``--peak-tpm`` / ``--peak-rps`` the forecast the report plans for. Without a scenario,
+the flags describe one request class and the stages (default: a 1, 4, 16, 64-user sweep of 8 s each on the
+simulator, or 1 user for 30 s on an endpoint).
 
 A flags-only run on the simulator without ``--slo`` gets the demo's SLOs (:data:`SIM_DEMO_SLO`), and any simulator
 run without a forecast the example peak (:data:`SIM_EXAMPLE_PEAK_TPM`, marked ``example`` in the spec and the
@@ -33,12 +34,14 @@ from loadtest.spec.scenario import EndpointConfig, Scenario, slo_for
 from loadtest.spec.simulator import SimSettings
 
 __all__ = [
+    "IDLE_MARGIN_S",
     "SIM_DEFAULTS",
     "SIM_DEMO_SLO",
     "SIM_EXAMPLE_PEAK_TPM",
     "Overrides",
     "apply_overrides",
     "scenario_from_flags",
+    "shorten_idle_for_simulator",
 ]
 
 # what a flags-only run tells the simulator (and records in its manifest): these four, at the simulator's defaults
@@ -50,6 +53,7 @@ SIM_DEFAULT_SWEEP = (1, 4, 16, 64)
 SIM_DEMO_SLO: Final[Mapping[str, float]] = {"ttft_p95": 0.2, "tpot_p50": 0.05}
 SIM_EXAMPLE_PEAK_TPM: Final[float] = 1_000_000.0
 SIM_DEFAULT_DURATION_S = 8.0
+IDLE_MARGIN_S: Final[float] = 1.0  # an idle stage against the simulator outlasts its scale-down by this much
 ENDPOINT_DEFAULT_DURATION_S = 30.0
 
 
@@ -233,8 +237,10 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             burstiness=ov.burstiness,
             max_concurrency=ov.max_concurrency,
         )
-        if stage_changes:
-            changes["stages"] = tuple(dataclasses.replace(s, **stage_changes) for s in scenario.stages)
+        if stage_changes:  # an idle stage keeps its length: it is the endpoint's scale-down time, not a load
+            changes["stages"] = tuple(
+                s if s.idle else dataclasses.replace(s, **stage_changes) for s in scenario.stages
+            )
     changes.update(_given(seed=ov.seed, name=ov.name, drain_timeout_s=ov.drain_timeout_s))
     changes.update(_abort_after(ov))
     if ov.simulator.given():
@@ -294,3 +300,25 @@ def _plan(ov: Overrides, given: PlanRequest | None, simulated: bool) -> PlanRequ
             given or PlanRequest(), peak_tokens_per_min=SIM_EXAMPLE_PEAK_TPM, example=True
         )
     return given
+
+
+def shorten_idle_for_simulator(scenario: Scenario) -> tuple[Scenario, str | None]:
+    """Against the embedded simulator with ``scale_to_zero``, an idle stage lasts the simulator's
+    ``scale_down_after_s`` plus :data:`IDLE_MARGIN_S` when that is shorter than written: an idle stage is there to
+    let the endpoint scale down (Databricks: 30 minutes), and the simulator's scale-down time is known. Returns the
+    scenario and a line saying what was shortened (``None`` when nothing was)."""
+    settings = scenario.simulator
+    if not settings.value("scale_to_zero") or not any(s.idle for s in scenario.stages):
+        return scenario, None
+    enough = float(settings.value("scale_down_after_s")) + IDLE_MARGIN_S
+    stages = tuple(
+        dataclasses.replace(s, duration_s=enough) if s.idle and s.duration_s > enough else s
+        for s in scenario.stages
+    )
+    if stages == scenario.stages:
+        return scenario, None
+    note = (
+        f"idle stages last {enough:g}s against the simulator: it scales to zero after "
+        f"{settings.value('scale_down_after_s'):g}s without requests"
+    )
+    return dataclasses.replace(scenario, stages=stages), note

@@ -1,8 +1,9 @@
 """The ``[load]`` table of a scenario → its stages (:class:`Stage`) or an automatic sweep (:class:`SweepPlan`).
 
-Forms: ``stages = [...]`` (tables), the shorthands ``concurrency`` / ``rate`` / ``tokens_per_min`` (a number or a
-list), ``ramp = {kind, start, stop, steps | factor}`` and ``sweep = {points}``. ``duration``, ``arrival``,
-``burstiness``, ``max_concurrency`` and ``max_requests`` in ``[load]`` are every stage's defaults.
+Forms: ``stages = [...]`` (tables; ``{idle = "35m"}`` is a stage without any request), the shorthands
+``concurrency`` / ``rate`` / ``tokens_per_min`` (a number or a list), ``ramp = {kind, start, stop, steps | factor}``
+and ``sweep = {points}``. ``duration``, ``arrival``, ``burstiness``, ``max_concurrency`` and ``max_requests`` in
+``[load]`` are every stage's defaults.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ _STAGE = {
 
 def _parse_stage(raw: Any, where: str, defaults: dict[str, Any]) -> Stage:
     table = _table(raw, where)
+    if "idle" in table:
+        _check_keys(table, {"idle", "name"}, f"{where} (an idle stage)")
+        return Stage(
+            kind="idle", duration_s=_duration(table["idle"], f"{where}.idle"), name=table.get("name")
+        )
     _check_keys(table, _STAGE, where)
     kinds: list[str] = [k for k in ("concurrency", "rate") if k in table]
     token_keys = [
@@ -61,7 +67,7 @@ def _parse_stage(raw: Any, where: str, defaults: dict[str, Any]) -> Stage:
     if len(kinds) != 1:
         raise ConfigError(
             f"{where} needs exactly one of concurrency, rate or tokens_per_min "
-            "(or input_/output_tokens_per_min)"
+            "(or input_/output_tokens_per_min), or idle"
         )
     if "tokens_per_min" in table and len(token_keys) > 1:
         raise ConfigError(f"{where}: give tokens_per_min or input_/output_tokens_per_min, not both")
@@ -158,7 +164,10 @@ def expand_load(load: dict[str, Any], defaults: dict[str, Any]) -> list[Stage]:
         raw_stages = [{key: round(v) if key == "concurrency" else v} for v in values_f]
     if not raw_stages:
         raise ConfigError("the load plan has no stages")  # pragma: no cover - lists are checked above
-    return [_parse_stage(raw, f"load.stages[{i}]", defaults) for i, raw in enumerate(raw_stages)]
+    stages = [_parse_stage(raw, f"load.stages[{i}]", defaults) for i, raw in enumerate(raw_stages)]
+    if all(s.idle for s in stages):
+        raise ConfigError("load.stages: every stage is idle; a run needs a stage that sends requests")
+    return stages
 
 
 def load_defaults(load: dict[str, Any]) -> dict[str, Any]:

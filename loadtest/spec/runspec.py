@@ -78,7 +78,7 @@ def parse_abort_after(text: str | float | int) -> float | None:
     return parse_duration(text)
 
 
-StageKind = Literal["concurrency", "rate", "tokens"]
+StageKind = Literal["concurrency", "rate", "tokens", "idle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,9 @@ class Stage:
     * ``rate`` — open loop: arrivals at ``rate`` requests/s (``arrival`` constant / poisson / gamma with
       ``burstiness``), served by a pool of at most ``max_concurrency`` users;
     * ``tokens`` — open loop at a token rate: ``tokens_per_min`` in total, or ``input_tokens_per_min`` and/or
-      ``output_tokens_per_min``; the request rate follows completed requests' usage.
+      ``output_tokens_per_min``; the request rate follows completed requests' usage;
+    * ``idle`` — no request at all for ``duration_s`` (an endpoint with scale-to-zero scales down meanwhile); the
+      stage after it is a burst after idle, whose cold start ``analysis.coldstart`` measures.
     """
 
     kind: StageKind
@@ -113,16 +115,24 @@ class Stage:
             return f"concurrency@{self.users}"
         if self.kind == "rate":
             return ArrivalProcess(self.arrival, self.burstiness).label(self.rate or 0.0)  # type: ignore[arg-type]
+        if self.kind == "idle":
+            return f"idle@{self.duration_s:g}s"
         return token_rate_label(self.tokens_per_min, self.input_tokens_per_min, self.output_tokens_per_min)
 
     @property
     def pool_size(self) -> int:
         """How many users this stage needs at most."""
+        if self.kind == "idle":
+            return 0
         return int(self.users or 0) if self.kind == "concurrency" else self.max_concurrency
 
     @property
     def open_loop(self) -> bool:
-        return self.kind != "concurrency"
+        return self.kind in ("rate", "tokens")
+
+    @property
+    def idle(self) -> bool:
+        return self.kind == "idle"
 
 
 @dataclass(frozen=True, slots=True)

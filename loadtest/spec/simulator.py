@@ -73,6 +73,17 @@ class SimSettings:
     chunk_size: int | None = _setting(None, sizing=True)
     min_provisioned_throughput: int | None = _setting(None, sizing=True)
     max_provisioned_throughput: int | None = _setting(None, sizing=True)
+    # scale-to-zero and scale-out (loadtest.sim.scaling; Databricks' semantics and their sources: docs/cold-start.md):
+    # a switch (--scale-to-zero); seconds without requests before scaling down (Databricks: 30 min); seconds from
+    # zero to serving (Databricks: usually 10-20 s); what a request gets meanwhile (hold: waits, Databricks; 503:
+    # refused with Retry-After); how long a held request waits before a 504 (Databricks' server-side timeout);
+    # seconds per extra replica while requests wait (None: a fixed size)
+    scale_to_zero: bool | None = _setting(False, flag=None)
+    scale_down_after_s: float | None = _setting(1800.0)
+    cold_start_s: float | None = _setting(15.0)
+    cold_start_reply: str | None = _setting("hold")
+    hold_timeout_s: float | None = _setting(597.0)
+    scale_out_s: float | None = _setting(None)
     # behave like an external model that rejects stream_options (a switch: --reject-stream-options)
     reject_stream_options: bool | None = _setting(False, flag=None)
     # {http_503 = 0.05, stall = 0.01, stall_seconds = 2}: --fault NAME=PROB ... and --stall-seconds
@@ -115,6 +126,8 @@ class SimSettings:
                 args += [flag, str(value)]
         if self.reject_stream_options:
             args.append("--reject-stream-options")
+        if self.scale_to_zero:
+            args.append("--scale-to-zero")
         if self.faults is not None:
             if not isinstance(self.faults, Mapping):
                 raise ConfigError(

@@ -3,6 +3,7 @@ the plan's headline. One source for the report's first screen and the lines ``lo
 
 from __future__ import annotations
 
+from reports.coldstart_text import cold_start_line
 from reports.console import format_ci, format_ms, format_number
 from reports.html.collect import RunView
 from reports.plan_table import format_ppt, format_ppt_cost, format_provisioned, format_pt_cost
@@ -90,6 +91,7 @@ def answer_lines(view: RunView) -> list[str]:
     if view.manifest.failure is not None:
         lines.insert(0, f"stopped: {view.manifest.failure.reason}")
     lines += [f"  {d}" for d in details if d.startswith(("binding limit", "SLOs"))]
+    lines += [cold_start_line(cs) for cs in view.cold_starts]
     lines.append(f"plan: {plan_line(view).removeprefix('Plan: ')}")
     doubtful = [label for label, _, flag in view.validity.items if flag]
     if view.validity.invalid:

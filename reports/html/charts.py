@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from analysis.capacity import CapacityResult
+from analysis.coldstart import ColdStart
 from analysis.forecast import Forecast
 from analysis.plan import ArchitecturePlan
 from analysis.timeline import Histogram, Timeline
@@ -32,6 +33,7 @@ __all__ = [
     "Chart",
     "capacity_chart",
     "cdf_chart",
+    "cold_start_chart",
     "cost_volume_chart",
     "figure_html",
     "plan_chart",
@@ -481,5 +483,47 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
         f"Cost against volume: {row.architecture}",
         "Pay-per-token grows with volume; provisioned throughput costs the same whatever flows through it. Left of "
         "the break-even, pay-per-token is cheaper, up to the most its quotas admit in a month (dashed).",
+        svg,
+    )
+
+
+def cold_start_chart(key: str, cs: ColdStart) -> Chart:
+    """A burst after idle from its first request: the throughput ramp with its plateau, and the errors, with the
+    first token, the first success, 90 % of the plateau and the end of the errors marked."""
+    t = (np.arange(len(cs.ramp)) + 0.5) * cs.bin_s
+    with _figure(key, 3.6, nrows=2) as (fig, axes):
+        ramp, errs = axes
+        ramp.plot(t, cs.ramp, color="C1", drawstyle="steps-mid", label=f"successful {cs.ramp_unit}")
+        if cs.plateau:
+            ramp.axhline(cs.plateau, color="#555", linewidth=0.8, linestyle="--", label="plateau")
+            ramp.axhline(0.9 * cs.plateau, color="#555", linewidth=0.6, linestyle=":", label="90 % of it")
+        ramp.set_ylabel(cs.ramp_unit)
+        errs.plot(t, cs.errors_per_s, color="C3", drawstyle="steps-mid", label="failed req/s")
+        errs.plot(t, cs.ok_per_s, color="C0", drawstyle="steps-mid", label="successful req/s")
+        errs.set_ylabel("requests/s")
+        marks = [
+            ("first token", cs.first_token_s, "C2"),
+            ("first success", cs.first_success_s, "C0"),
+            ("90 % of plateau", cs.time_to_90pct_s, "C1"),
+            ("errors ≤ 1 %", cs.errors_settled_s if cs.errors_settled else None, "C3"),
+        ]
+        for ax in axes:
+            ax.set_ylim(bottom=0)
+            ax.set_xlim(0, len(cs.ramp) * cs.bin_s)
+            if cs.window_s is not None:
+                ax.axvline(cs.window_s, color="#555", linewidth=0.6, linestyle=":")
+            for label, at, color in marks:
+                if at is not None:
+                    ax.axvline(at, color=color, linewidth=0.9, alpha=0.8, label=label if ax is ramp else None)
+        ramp.legend(loc="lower right", frameon=False, ncols=3)
+        errs.legend(loc="upper right", frameon=False, ncols=2)
+        errs.set_xlabel(f"seconds since the burst's first request; bins of {cs.bin_s:g} s")
+        svg = _svg(fig, key)
+    return Chart(
+        key,
+        f"Cold start: {cs.stage} after {cs.after}",
+        "Per bin from the burst's first request: successful throughput (its plateau dashed, 90 % of it dotted) "
+        "and requests failed and served per second; vertical lines mark the first token, the first success, "
+        "90 % of the plateau and the end of the errors (the dotted grey one: the stage's window end).",
         svg,
     )

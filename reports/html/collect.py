@@ -26,6 +26,7 @@ from analysis import (
     summarize_classes,
     summarize_stages,
 )
+from analysis.coldstart import ColdStart, cold_starts
 from analysis.input_length import InputLengths, input_lengths
 from analysis.run_plan import RunPlan, plan_for_run
 from analysis.server_metrics import ServerMetricsSummary, server_metrics_of
@@ -78,6 +79,7 @@ class RunView:
     samples: tuple[Sample, ...]  # a few requests and responses per class, stored at run time
     samples_note: str | None  # why there are none (an older run), or why they could not be read
     server_metrics: ServerMetricsSummary | None = None  # the endpoint's own metrics per stage, when scraped
+    cold_starts: tuple[ColdStart, ...] = ()  # the bursts after an idle stage (analysis.coldstart)
 
     @property
     def duration_s(self) -> float | None:
@@ -136,6 +138,7 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
         samples=samples,
         samples_note=samples_note,
         server_metrics=_server_metrics(run_dir, manifest),
+        cold_starts=tuple(cold_starts(flat, manifest.spec.stages, manifest.stages or ())),
     )
 
 

@@ -343,3 +343,17 @@ def test_reference_chunk_size() -> None:
     assert chunk == pytest.approx(sat.requests_per_s * (2048 + 256), abs=10)
     assert reference_chunk_size(A100_70B) < chunk
     assert reference_chunk_size(Deployment.of("bge-large", "a100")) > 0
+
+
+def test_a_replica_that_comes_up_takes_its_share_of_the_queue() -> None:
+    """Cluster.rebalance: queued (not admitted) requests move from the busiest replica, the last queued first."""
+    cluster = Cluster(ServingConfig(Deployment.of("llama-3.1-8b", "h100"), 2, 3, 0, 0.0))
+    cluster.active = 1
+    for rid in range(7):
+        assert cluster.submit(BatchRequest(rid, 10, 5)) == 0
+    assert cluster.replicas[0].next_step() is not None  # admits 0 and 1 (a batch of 2); 2..6 wait
+    cluster.active = 3
+    assert cluster.rebalance() == [(6, 1), (5, 2), (4, 1), (3, 2)]
+    assert [r.outstanding for r in cluster.replicas] == [3, 2, 2]  # replica 0 runs 2 and queues 1
+    assert [r.waiting for r in cluster.replicas] == [1, 2, 2]
+    assert cluster.rebalance() == []  # balanced within one request

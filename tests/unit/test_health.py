@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -99,6 +100,47 @@ def test_a_closed_loop_backs_off_from_429s_and_5xx_until_another_answer() -> Non
     assert backoff.after(429, "rate_limited", True) == 0.025
     assert backoff.after(429, "rate_limited", False) == 0.0  # open loop: arrivals set the pace
     assert backoff.failures == 0
+
+
+def test_a_503_that_says_when_to_come_back_is_waited_out_up_to_the_cap() -> None:
+    """A 503 with Retry-After (an endpoint scaling up from zero): wait what it says, at most 2 s; no count."""
+    backoff = Backoff(lambda: 0.0)
+    assert backoff.after(*REFUSED) == 0.025
+    assert backoff.after(503, "server_error", retry_after_s=1.0) == 1.0
+    assert backoff.failures == 0  # an answer: the unreachable count starts over
+    assert (
+        backoff.after(503, "server_error", retry_after_s=15.0) == 2.0
+    )  # capped: the user stays responsive to its stage
+    assert (
+        backoff.after(503, "server_error", retry_after_s=None) == 0.0
+    )  # no Retry-After: an answer like any other
+    assert backoff.after(500, "server_error", retry_after_s=5.0) == 0.0  # only a 503 means "come back then"
+    assert (
+        backoff.after(429, "rate_limited", retry_after_s=5.0) == 0.0
+    )  # 429s are the [retry] policy's business
+
+
+def test_a_cold_start_answering_503_stops_a_run_only_when_it_outlasts_abort_after() -> None:
+    """A user against an endpoint scaling up from zero for ``cold_s``: 503 with Retry-After (the remaining whole
+    seconds), waited out for at most 2 s, until an answer. The 5xx streak stops the run once a 503 ends
+    ``abort_after`` after the first began: cold-start.toml sets abort_after far above any cold start."""
+
+    def burst(after_s: float, cold_s: float) -> Abort | None:
+        watch, backoff, t = AbortWatch(after_s), Backoff(lambda: 0.0), 0.0
+        while t < cold_s:
+            found = watch.observe(
+                503, "server_error", t, t + 0.01, "burst", "HTTP 503: TEMPORARILY_UNAVAILABLE"
+            )
+            if found is not None:
+                return found
+            t += 0.01 + backoff.after(503, "server_error", retry_after_s=float(math.ceil(cold_s - t - 0.01)))
+        return watch.observe(200, None, t, t + 0.5, "burst")
+
+    stopped = burst(10.0, 15.0)  # the default bound, a 15 s cold start: 503s at 0, 2.01, ... 10.05
+    assert stopped is not None and stopped.kind == "server_error"
+    assert (stopped.since, stopped.at, stopped.failures) == (0.0, pytest.approx(10.06), 6)
+    assert burst(900.0, 15.0) is None  # the scenario's 15 minutes: the first answer ends the streak
+    assert burst(10.0, 1.5) is None  # a cold start shorter than the bound never stops a run
 
 
 def test_backoff_never_overflows() -> None:

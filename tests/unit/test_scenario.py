@@ -34,7 +34,7 @@ SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
 
 def test_the_shipped_set_is_complete() -> None:
     names = {p.stem for p in SHIPPED}
-    assert {"chat", "rag", "embeddings", "mix", "ppt-quota-probe", "pt-sizing-sweep"} <= names
+    assert {"chat", "rag", "embeddings", "mix", "ppt-quota-probe", "pt-sizing-sweep", "cold-start"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
