@@ -5,7 +5,7 @@ from __future__ import annotations
 from analysis.input_length import InputLength, InputLengths
 from reports.console import text_table
 
-__all__ = ["render_input_lengths"]
+__all__ = ["length_cells", "render_input_lengths"]
 
 _DASH = "—"
 
@@ -14,17 +14,22 @@ def _pct(value: float | None) -> str:
     return _DASH if value is None else f"{value:+.1%}"
 
 
-def _row(g: InputLength) -> tuple[str, ...]:
+def length_cells(g: InputLength, flag: str) -> tuple[str, ...]:
+    """A group's cells as the console and the report show them: requests, mean asked and served, the deviation, its
+    p5 and p95, and the verdict (``flag`` when beyond the limit)."""
     return (
-        f"{g.scope} {g.name}",
         f"{g.requests:,}",
         _DASH if g.asked is None else f"{g.asked:,.1f}",
         _DASH if g.served is None else f"{g.served:,.1f}",
         _pct(g.deviation),
         _pct(g.p5),
         _pct(g.p95),
-        "OFF" if g.flagged else ("no usage" if g.deviation is None else "ok"),
+        flag if g.flagged else ("no usage" if g.deviation is None else "ok"),
     )
+
+
+def _row(g: InputLength) -> tuple[str, ...]:
+    return (f"{g.scope} {g.name}", *length_cells(g, "OFF"))
 
 
 def render_input_lengths(lengths: InputLengths) -> str:

@@ -3,30 +3,16 @@ class and stage, and the verdict, flagged when a deviation is beyond ±5 %."""
 
 from __future__ import annotations
 
-from analysis.input_length import InputLength, InputLengths
-from reports.html.blocks import DASH as _DASH
+from analysis.input_length import DEVIATION_LIMIT, InputLength, InputLengths
 from reports.html.blocks import escape as _e
 from reports.html.blocks import table as _table
+from reports.input_table import length_cells
 
 __all__ = ["input_length_html"]
 
 
-def _pct(value: float | None) -> str:
-    return _DASH if value is None else f"{value:+.1%}"
-
-
 def _row(g: InputLength) -> list[str]:
-    return [
-        g.scope,
-        g.name,
-        f"{g.requests:,}",
-        _DASH if g.asked is None else f"{g.asked:,.1f}",
-        _DASH if g.served is None else f"{g.served:,.1f}",
-        _pct(g.deviation),
-        _pct(g.p5),
-        _pct(g.p95),
-        "beyond ±5 %" if g.flagged else ("no usage" if g.deviation is None else "ok"),
-    ]
+    return [g.scope, g.name, *length_cells(g, f"beyond ±{DEVIATION_LIMIT:.0%}")]
 
 
 def input_length_html(lengths: InputLengths) -> str:
