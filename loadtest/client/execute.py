@@ -66,9 +66,9 @@ class Transport(Protocol):
 @dataclass(slots=True)
 class Capture:
     """What a sampled request's response said beyond its record. ``content`` (when a list) collects the text:
-    streamed chunks in order, a non-streamed body's content, or an embeddings summary; None leaves the stream's
-    fast path on. ``error_body`` is the body of a response that failed without a stream to read: an HTTP error, a
-    response that is not the event stream asked for, or a non-streamed body that is not a valid answer."""
+    streamed chunks in order, a non-streamed body's content, or an embeddings summary; None collects nothing.
+    ``error_body`` is the body of a response that failed without a stream to read: an HTTP error, a response that
+    is not the event stream asked for, or a non-streamed body that is not a valid answer."""
 
     content: list[str] | None = None
     error_body: bytes | None = None

@@ -1,4 +1,4 @@
-"""Samples of requests and responses (``samples.jsonl``): only a captured request decodes its content, texts are
+"""Samples of requests and responses (``samples.jsonl``): only a captured request keeps its content, texts are
 redacted and capped, the run's credentials never reach a sample, and the writer keeps a few per class whatever the
 number of processes sending them."""
 
@@ -102,17 +102,15 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 # -- capture at run time -----------------------------------------------------------------------------------------
 
 
-def test_an_uncaptured_stream_decodes_only_the_chunks_it_must(decodes: list[bytes]) -> None:
+def test_an_uncaptured_stream_keeps_no_text(decodes: list[bytes]) -> None:
     clock = FakeClock()
     record = execute(streamed(clock), None, clock=clock)
     assert record.ok and record.output_tokens == 10 and record.client_output_tokens == 10
-    # the role chunk, the first content chunk, the finish chunk and the usage chunk; the other nine are counted
-    # from their bytes
-    assert len(decodes) == 4
+    assert len(decodes) == len(STREAM) - 1  # every chunk but [DONE] is decoded, captured or not
     clock = FakeClock()
-    capture = Capture()  # an error body only: the fast path stays on
+    capture = Capture()  # an error body only
     assert execute(streamed(clock), capture, clock=clock).ok
-    assert len(decodes) == 8 and capture.content is None and capture.error_body is None
+    assert capture.content is None and capture.error_body is None
 
 
 def test_a_captured_stream_decodes_every_chunk_and_keeps_its_text(decodes: list[bytes]) -> None:

@@ -88,7 +88,7 @@ def test_llamacpp_null_content_first_chunk_is_not_a_token() -> None:
 
 
 def test_null_or_missing_content_after_the_first_token_is_not_a_token() -> None:
-    # found by tests/unit/test_sse_fuzz.py: the hot path used to count these as tokens (one gap each)
+    # found by tests/unit/test_sse_fuzz.py: a byte-check fast path (since removed) counted these as tokens
     clock = FakeClock()
     lines = [
         (0.1, chat_chunk("Hi")),

@@ -1,5 +1,5 @@
 """The SSE parser and the body parser under hypothesis: whatever a server sends, no exception escapes them, their
-invariants hold, and the hot path (ordinary chunks counted without decoding) says exactly what full decoding says.
+invariants hold, and a well-formed stream's tokens, text and gaps are exactly those the server sent.
 
 Deterministic: hypothesis runs with a fixed seed (``derandomize``) and no example database, so CI sees the same
 examples every time; the example counts keep the module to a few seconds.
@@ -85,35 +85,38 @@ piece = st.one_of(st.text(max_size=6), st.none(), st.just(""))
 
 
 @st.composite
-def openai_stream(draw: st.DrawFn) -> list[bytes]:
+def openai_stream(draw: st.DrawFn) -> tuple[list[bytes], list[str | None], dict[str, int] | None]:
     lines = [
         b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}'
     ]
-    for text in draw(st.lists(piece, max_size=12)):
+    pieces = draw(st.lists(piece, max_size=12))
+    for text in pieces:
         chunk = {"id": "c1", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
         lines.append(b"data: " + orjson.dumps(chunk))
     lines.append(b'data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}')
+    usage = None
     if draw(st.booleans()):
         usage = {"prompt_tokens": draw(st.integers(0, 9999)), "completion_tokens": draw(st.integers(0, 9999))}
         lines.append(b"data: " + orjson.dumps({"id": "c1", "choices": [], "usage": usage}))
     lines.append(b"data: [DONE]")
-    return lines
+    return lines, pieces, usage
 
 
 @FUZZ
 @given(openai_stream())
-def test_the_hot_path_says_what_full_decoding_says(lines: list[bytes]) -> None:
-    fast = consume_sse(lines, _clock())
-    slow = consume_sse(lines, _clock(), content=[])
-    for name in (
-        "first_token_at",
-        "last_token_at",
-        "content_chunks",
-        "prompt_tokens",
-        "completion_tokens",
-        "finish_reason",
-        "saw_done",
-        "error",
-        "gaps",
-    ):
-        assert getattr(fast, name) == getattr(slow, name), name
+def test_a_well_formed_stream_says_exactly_what_the_server_sent(
+    stream: tuple[list[bytes], list[str | None], dict[str, int] | None],
+) -> None:
+    lines, pieces, usage = stream
+    texts = [p for p in pieces if p]  # a null or empty content is not a token
+    content: list[str] = []
+    out = consume_sse(lines, _clock(), content=content)
+    plain = consume_sse(lines, _clock())  # collecting the text changes nothing else
+    assert out.content_chunks == plain.content_chunks == len(texts)
+    assert "".join(content) == "".join(texts)
+    assert out.gaps == plain.gaps and len(out.gaps or ()) == max(0, len(texts) - 1)
+    assert (out.first_token_at is None) == (not texts) and out.last_token_at == plain.last_token_at
+    assert (out.prompt_tokens, out.completion_tokens) == (
+        (usage["prompt_tokens"], usage["completion_tokens"]) if usage else (None, None)
+    )
+    assert out.finish_reason == "length" and out.saw_done and out.error is None
