@@ -40,7 +40,7 @@ not count) appear in a stage no later than the first stage whose latency breaks 
 of the target; for a token-rate stage, of the request rate it started at) or whose other errors pass
 ``max_error_share``; else "server" when one of those happened; else None (no limit reached in the tested range).
 When the run scraped the endpoint's own metrics, ``server_evidence`` says what they show binds — "KV cache 97 % full
-from stage X on", "queue grows from stage X on" (:func:`analysis.server_metrics.binding_evidence`).
+from stage X on", "requests queue in the server from stage X on" (:func:`analysis.server_metrics.binding_evidence`).
 
 **Fit**: ``TPOT ≈ t0 + t1·C`` by least squares over stages, C the mean in-flight requests by Little's law
 (``Σ e2e / duration`` = rate × mean E2E, all requests of the stage), TPOT the mean over successful requests.

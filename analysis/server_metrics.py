@@ -10,8 +10,8 @@ the two scrapes (per second; ``None`` with fewer than two scrapes). Failed scrap
 **Evidence of a limit** (:func:`binding_evidence`), over the stages in increasing load, each claim from the first stage
 from which it holds in every later stage with scrapes: the KV cache at least :data:`KV_FULL` full at its peak ("KV
 cache 97 % full from stage X on"); requests waiting in the server's queue, at least :data:`QUEUED` on average
-("queue grows from stage X on"); preemptions (at least one); a Databricks endpoint's CPU or GPU use at least
-:data:`BUSY_PCT` % on average.
+("requests queue in the server from stage X on"); preemptions (at least one); a Databricks endpoint's CPU or GPU
+use at least :data:`BUSY_PCT` % on average.
 """
 
 from __future__ import annotations
@@ -225,8 +225,8 @@ def binding_evidence(summary: ServerMetricsSummary | None, order: Sequence[str])
     if queue is not None:
         last = next(s for s in reversed(stages) if s.get("waiting_mean") is not None)
         out.append(
-            f"queue grows from {queue.stage} on ({queue.get('waiting_mean') or 0.0:.1f} waiting on average there, "
-            f"{last.get('waiting_max') or 0.0:.0f} at most in {last.stage})"
+            f"requests queue in the server from {queue.stage} on ({queue.get('waiting_mean') or 0.0:.1f} waiting "
+            f"on average there, {last.get('waiting_max') or 0.0:.0f} at most in {last.stage})"
         )
     preempted = _from_on(stages, "preemptions", 1.0)
     if preempted is not None:

@@ -69,7 +69,7 @@ def cold_start_facts(cs: ColdStart) -> list[tuple[str, str]]:
     """(name, value) rows of one burst's measures, as the report's table and ``analyze`` show them."""
     return [
         (
-            "burst",
+            "stage",
             f"{cs.stage}: {cs.requests:,} requests after {cs.after} ({_duration(cs.idle_s)} without any)",
         ),
         ("first request", _first_request(cs)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.input_length import InputLength, InputLengths
+from analysis.input_length import DEVIATION_LIMIT, InputLength, InputLengths
 from reports.console import text_table
 
 __all__ = ["length_cells", "render_input_lengths"]
@@ -14,9 +14,9 @@ def _pct(value: float | None) -> str:
     return _DASH if value is None else f"{value:+.1%}"
 
 
-def length_cells(g: InputLength, flag: str) -> tuple[str, ...]:
+def length_cells(g: InputLength) -> tuple[str, ...]:
     """A group's cells as the console and the report show them: requests, mean asked and served, the deviation, its
-    p5 and p95, and the verdict (``flag`` when beyond the limit)."""
+    p5 and p95, and the verdict."""
     return (
         f"{g.requests:,}",
         _DASH if g.asked is None else f"{g.asked:,.1f}",
@@ -24,12 +24,12 @@ def length_cells(g: InputLength, flag: str) -> tuple[str, ...]:
         _pct(g.deviation),
         _pct(g.p5),
         _pct(g.p95),
-        flag if g.flagged else ("no usage" if g.deviation is None else "ok"),
+        f"beyond ±{DEVIATION_LIMIT:.0%}" if g.flagged else ("no usage" if g.deviation is None else "ok"),
     )
 
 
 def _row(g: InputLength) -> tuple[str, ...]:
-    return (f"{g.scope} {g.name}", *length_cells(g, "OFF"))
+    return (f"{g.scope} {g.name}", *length_cells(g))
 
 
 def render_input_lengths(lengths: InputLengths) -> str:

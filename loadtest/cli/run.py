@@ -121,7 +121,7 @@ __all__ = ["run"]
     type=click.IntRange(min=0),
     default=None,
     metavar="TOKENS",
-    help="Tokens the server adds to every prompt (its chat template), when it reports no usage to measure "
+    help="Tokens the server's chat template adds to every chat prompt, when it reports no usage to measure "
     "them from; skips the preflight's calibration probes.",
 )
 @click.option(
@@ -371,7 +371,7 @@ def run(
         out=opts["out"],
         skip_preflight=opts["skip_preflight"],
         read_timeout_s=read_timeout,
-        echo=(lambda _line: None) if opts["quiet"] else (lambda line: click.echo(line, err=True)),
+        echo=_quiet_echo if opts["quiet"] else (lambda line: click.echo(line, err=True)),
         distribution=distribution,
         live=None if opts["quiet"] else LiveLine.for_stderr(),
         server_metrics=opts["server_metrics"],
@@ -454,3 +454,9 @@ def _check_simulator(settings: SimSettings) -> None:
         check_architecture(settings.architecture, flag_of("architecture"))
     if settings.gpu is not None:
         check_gpu(settings.gpu, flag_of("gpu"))
+
+
+def _quiet_echo(line: str) -> None:
+    """``--quiet``: the run's notes are dropped, its warnings still said."""
+    if line.startswith("warning:"):
+        click.echo(line, err=True)

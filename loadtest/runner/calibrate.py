@@ -163,8 +163,9 @@ def calibrate_prompts(
         if cls.dataset is None:
             kinds.setdefault(cls.kind, []).append(cls)
     if options.overhead is not None:
-        fits = tuple(KindFit(k, 1.0, float(options.overhead), "given") for k in kinds)
-        return PromptCalibration(fits, words, options.tokenizer, path)
+        # the chat template's tokens: chat requests only (completions and embeddings send the prompt as it is)
+        fits = tuple(KindFit(k, 1.0, float(options.overhead) if k == "chat" else 0.0, "given") for k in kinds)
+        return PromptCalibration(fits, words, options.tokenizer, path, warnings=_too_short(fits, kinds))
     if not options.calibrate or count is None:
         why = "--no-calibrate" if not options.calibrate else (skipped or "no probe")
         return PromptCalibration(
@@ -177,9 +178,35 @@ def calibrate_prompts(
     prompts = PromptFactory(seed, words)
     measured: list[KindFit] = []
     notes: list[str] = []
+    warnings: list[str] = []
     for kind, members in kinds.items():
         fit, note = _calibrate_kind(kind, members, count, prompts, bool(words), seed)
         measured.append(fit)
         if note:
             notes.append(note)
-    return PromptCalibration(tuple(measured), words, options.tokenizer, path, "; ".join(notes) or None)
+            if fit.how == "none" or (words and fit.how == "fitted"):  # not calibrated, or not the tokenizer's
+                warnings.append(note)
+    fits = tuple(measured)
+    warnings += _too_short(fits, kinds)
+    return PromptCalibration(fits, words, options.tokenizer, path, "; ".join(notes) or None, tuple(warnings))
+
+
+def _too_short(
+    fits: Sequence[KindFit], kinds: Mapping[RequestKind, Sequence[RequestClass]]
+) -> tuple[str, ...]:
+    """A warning per class whose mean asked length is below what a one-word prompt costs on this server (its
+    template's overhead plus a word): such prompts are one word, and served longer than asked."""
+    out = []
+    for fit in fits:
+        floor = fit.overhead + fit.tokens_per_word
+        if fit.how == "none" or floor <= 1:
+            continue
+        for cls in next((m for k, m in kinds.items() if k == fit.kind), ()):
+            asked = parse_length(cls.prompt_tokens, cls.name).mean() + cls.shared_prefix_tokens
+            if asked < floor:
+                out.append(
+                    f"{cls.name}: prompts asked at {asked:,.0f} tokens cannot be that short here: the server's "
+                    f"{fit.kind} template alone counts {fit.overhead:,.0f} tokens, so they will be served at about "
+                    f"{floor:,.0f}"
+                )
+    return tuple(out)

@@ -161,6 +161,8 @@ def _calibrate(
     )
     if prompts.fits:
         echo(f"prompts: {prompts.describe()}")
+    for warning in prompts.warnings:
+        echo(f"warning: prompts: {warning}")
     return prompts
 
 

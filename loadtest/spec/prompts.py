@@ -26,7 +26,7 @@ sends the same requests. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 __all__ = [
@@ -111,6 +111,9 @@ class PromptCalibration:
     tokenizer: str | None = None
     tokenizer_file: str | None = None
     note: str | None = None
+    # what the run must say even with --quiet: a kind left uncalibrated, a tokenizer the server disagrees with,
+    # asked lengths the server's template alone exceeds (said when it runs, not kept in the spec)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def fit(self, kind: str) -> KindFit:
         """The fit of ``kind`` (one word per token, no overhead when it has none)."""
@@ -150,7 +153,7 @@ class PromptCalibration:
         for f in self.fits:
             if f.how == "none":
                 continue
-            text = f"{f.kind}: {f.tokens_per_word:.4g} tokens/word + {f.overhead:.4g} overhead ({f.how})"
+            text = f"{f.kind}: {f.tokens_per_word:.2f} tokens a word + {f.overhead:.4g} overhead ({f.how})"
             if f.check is not None:
                 text += f", check {f.check[0]} asked → {f.check[1]} served"
             parts.append(text)

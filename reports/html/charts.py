@@ -276,9 +276,10 @@ def server_chart(
     series: Mapping[str, Sequence[tuple[float, float]]],
     start: float,
     windows: Sequence[tuple[str, float, float]],
+    end: float | None = None,
 ) -> Chart | None:
     """The server's queue, running batch, KV-cache use (and Databricks' GPU use and provisioned concurrency) over
-    time, on the run timeline's clock (seconds since ``start``) with its stage boundaries."""
+    time, on the run timeline's clock (seconds since ``start``, up to ``end``) with its stage boundaries."""
     panels = [(name, label, scale) for name, label, scale in _SERVER_PANELS if series.get(name)]
     if not panels:
         return None
@@ -289,6 +290,7 @@ def server_chart(
             ax.plot(t, v, color="C4", drawstyle="steps-post")
             ax.set_ylabel(label)
             ax.set_ylim(bottom=0, top=max(1.0, float(v.max()) * 1.1))
+            ax.set_xlim(0, end)  # the run-over-time chart's axis: scrapes before the first request are off it
             for _, begin, end in windows:
                 ax.axvline(begin, color="#555", linewidth=0.6, linestyle=":")
                 ax.axvline(end, color="#555", linewidth=0.6, linestyle=":")

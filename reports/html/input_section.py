@@ -3,7 +3,7 @@ class and stage, and the verdict, flagged when a deviation is beyond ±5 %."""
 
 from __future__ import annotations
 
-from analysis.input_length import DEVIATION_LIMIT, InputLength, InputLengths
+from analysis.input_length import InputLength, InputLengths
 from reports.html.blocks import escape as _e
 from reports.html.blocks import table as _table
 from reports.input_table import length_cells
@@ -12,7 +12,7 @@ __all__ = ["input_length_html"]
 
 
 def _row(g: InputLength) -> list[str]:
-    return [g.scope, g.name, *length_cells(g, f"beyond ±{DEVIATION_LIMIT:.0%}")]
+    return [g.scope, g.name, *length_cells(g)]
 
 
 def input_length_html(lengths: InputLengths) -> str:

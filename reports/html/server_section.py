@@ -48,6 +48,12 @@ def server_section(view: RunView, vid: str) -> str:
     chart = ""
     if view.timeline is not None:
         chart = figure_html(
-            server_chart(f"{vid}-server-time", summary.series, view.timeline.start, view.stage_windows)
+            server_chart(
+                f"{vid}-server-time",
+                summary.series,
+                view.timeline.start,
+                view.stage_windows,
+                view.timeline.t[-1] + view.timeline.bin_s / 2,
+            )
         )
     return f"{head}<p>{about}</p>{failed}{evidence}{body}{note}{chart}</section>"

@@ -136,7 +136,7 @@ def test_analyze_prints_the_measures_and_the_ramp() -> None:
     cs = only(cold_starts(frame(BURST_ROWS), [IDLE, BURST], WINDOWS, bin_s=1.0))
     assert render_cold_starts([cs]).splitlines() == [
         "cold start (times from the burst's first request):",
-        "  burst                            burst: 13 requests after idle (60 s without any)",
+        "  stage                            burst: 13 requests after idle (60 s without any)",
         "  first request                    HTTP 503 after 0.1 s",
         "  first token                      2.2 s",
         "  first success                    2.5 s",

@@ -96,6 +96,7 @@ def test_a_server_with_no_usage_is_not_calibrated_and_says_so() -> None:
     cal = calibrate_prompts((RequestClass(),), PromptOptions(), no_usage, seed=0)
     assert cal.fits == (KindFit("chat", sent=1),)  # the first probe told: no second
     assert cal.note == "chat: not calibrated: the server reports no usage.prompt_tokens"
+    assert cal.warnings == (cal.note,)  # said even with --quiet
     skipped = calibrate_prompts((RequestClass(),), PromptOptions(), None, seed=0, skipped="--skip-preflight")
     assert skipped.note == "not calibrated (--skip-preflight): one word per token, no overhead"
 
@@ -294,3 +295,25 @@ def test_input_lengths_of_old_runs_and_servers_without_usage() -> None:
         not none.measured and none.summary() == "the server reported no usage: the served lengths are unknown"
     )
     assert input_lengths(old.drop(columns="asked_prompt_tokens")).groups == ()
+
+
+def test_a_length_below_the_servers_template_is_warned_about_before_the_run() -> None:
+    rule = TokenRule(tokens_per_word=1.25, template_tokens=30)
+    classes = (RequestClass(name="short", prompt_tokens=10), RequestClass(name="long", prompt_tokens=256))
+    cal = calibrate_prompts(classes, PromptOptions(), sim_counter(rule, []), seed=3)
+    assert cal.warnings == (
+        "short: prompts asked at 10 tokens cannot be that short here: the server's chat template alone counts 30 "
+        "tokens, so they will be served at about 31",
+    )
+    given = calibrate_prompts(classes[:1], PromptOptions(overhead=12), None, seed=3)
+    assert given.warnings == (
+        "short: prompts asked at 10 tokens cannot be that short here: the server's chat template alone counts 12 "
+        "tokens, so they will be served at about 13",
+    )
+    mixed = (RequestClass(), RequestClass(name="c", kind="completions", prompt_tokens=10))
+    assert calibrate_prompts(mixed, PromptOptions(overhead=12), None, seed=3).fits == (
+        KindFit("chat", 1.0, 12.0, "given"),
+        KindFit("completions", 1.0, 0.0, "given"),  # no chat template: the prompt is sent as it is
+    )
+    exact = calibrate_prompts(classes[1:], PromptOptions(), sim_counter(rule, []), seed=3)
+    assert exact.warnings == () and exact.note is None

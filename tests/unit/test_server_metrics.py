@@ -315,7 +315,7 @@ def test_what_the_server_says_binds() -> None:
     assert summary.note == "1 of 8 server-metrics scrapes of http://h/metrics failed; the first: timed out"
     assert binding_evidence(summary, ["c@1", "c@8"]) == (
         "KV cache 98 % full from c@8 on",
-        "queue grows from c@8 on (4.0 waiting on average there, 6 at most in c@8)",
+        "requests queue in the server from c@8 on (4.0 waiting on average there, 6 at most in c@8)",
         "3 preemptions from c@8 on",
     )
     # a claim holds from a stage on only when every later stage bears it out
@@ -451,7 +451,7 @@ def test_the_gauges_over_time_are_charted_on_the_runs_clock() -> None:
     view = SimpleNamespace(
         server_metrics=summary,
         capacity=SimpleNamespace(server_evidence=()),
-        timeline=SimpleNamespace(start=99.0),
+        timeline=SimpleNamespace(start=99.0, t=[0.5, 1.5, 2.5], bin_s=1.0),
         stage_windows=(("concurrency@4", 0.5, 3.5),),
     )
     html = server_section(cast(RunView, view), "r0")
