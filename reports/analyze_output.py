@@ -103,7 +103,8 @@ def render_validity(validity: Validity) -> str:
 
 def analyze_json(report: AnalyzeReport) -> str:
     """One JSON document: run id and status, grouping, SLOs, skipped lines, summaries, capacity, predictions, the
-    server's metrics (``null`` when the run scraped none)."""
+    server's metrics and the input lengths (``null`` when the run has none), the cold starts (``[]`` when none):
+    every key always there."""
     payload = {
         "run_id": report.run_id,
         "status": report.status,
@@ -114,11 +115,9 @@ def analyze_json(report: AnalyzeReport) -> str:
         "capacity": report.capacity.to_dict(),
         "predictions": [p.to_dict() for p in report.predictions if p is not None],
         "server_metrics": report.server_metrics.to_dict() if report.server_metrics is not None else None,
+        "input_length": report.input_lengths.to_dict() if report.input_lengths is not None else None,
+        "cold_starts": [c.to_dict() for c in report.cold_starts],
     }
-    if report.input_lengths is not None:
-        payload["input_length"] = report.input_lengths.to_dict()
-    if report.cold_starts:
-        payload["cold_starts"] = [c.to_dict() for c in report.cold_starts]
     if report.validity is not None:
         payload["validity"] = {
             "invalid": report.validity.invalid,

@@ -48,7 +48,9 @@ def test_json_has_every_part_in_order(tmp_path: Path) -> None:
     payload = json.loads(render_analysis(report, "json"))
     assert list(payload) == [
         "run_id", "status", "by", "slos", "skipped_lines", "summaries", "capacity", "predictions", "server_metrics",
+        "input_length", "cold_starts",
     ]  # fmt: skip
+    assert (payload["server_metrics"], payload["input_length"], payload["cold_starts"]) == (None, None, [])
     assert (payload["run_id"], payload["status"], payload["by"]) == ("r1", "complete", "stage,class")
     assert payload["slos"] == SLO
     assert [(s["stage"], s["request_class"]) for s in payload["summaries"]] == [
