@@ -13,8 +13,8 @@ Two outcomes, kept apart:
   own sample-size check (:mod:`analysis.gate`).
 * **doubtful** — worth reading before acting: too few requests for a tight p99 or a bounded X*, client token
   counts that disagree with the usage counts, input lengths the server counted more than 5 % off the asked ones
-  (:mod:`analysis.input_length`), more than 1 % of requests failed for the endpoint's reasons, lines that could
-  not be read.
+  (:mod:`analysis.input_length`), a stage after an idle stage (a cold start: not steady state), more than 1 % of
+  requests failed for the endpoint's reasons, lines that could not be read.
 
 A sweep's last stages are often capped by design (they look past saturation); the capacity analysis knows that
 and does not need them valid. A stage that is invalid here is still drawn and tabulated, with the reason beside it.
@@ -22,6 +22,7 @@ and does not need them valid. A stage that is invalid here is still drawn and ta
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -140,6 +141,17 @@ def assess(
             text += "; too few requests to bound X*'s 95 % interval on both sides: run the stages longer"
         items.append(("sample sizes", text, unbounded))
     items += _token_items(stages)
+    after_idle = _after_idle(manifest)
+    if after_idle:
+        items.append(
+            (
+                "steady state",
+                f"{', '.join(after_idle)} follow{'s' if len(after_idle) == 1 else ''} an idle stage: a cold start "
+                "is measured there (the scale-up's waits and errors are in its latencies), so the capacity and the "
+                "plan from this run are not steady-state figures — take those from a run without idle stages",
+                True,
+            )
+        )
     lengths = input_lengths(records, manifest.stage_order, manifest.spec.prompts)
     if lengths.asked_any:
         items.append(("input length", lengths.summary(), bool(lengths.flagged)))
@@ -183,6 +195,12 @@ def _error_item(records: pd.DataFrame) -> tuple[str, str, bool]:
     if cancelled:
         text += f", {cancelled:,} cancelled by the generator (Ctrl-C or a drain timeout: not the endpoint's)"
     return ("errors", text, other / len(records) > 0.01)
+
+
+def _after_idle(manifest: Manifest) -> list[str]:
+    """The stages that follow an idle stage (bursts after idle: cold starts)."""
+    stages = manifest.spec.stages
+    return [b.label for a, b in itertools.pairwise(stages) if a.kind == "idle" and b.kind != "idle"]
 
 
 def validity_of(data: RunData, cap: CapacityResult | None = None) -> Validity:

@@ -83,6 +83,9 @@ def test_the_cold_start_is_measured_first_success_after_the_scale_up_errors_befo
     assert cs["bin_s"] == 1.0 and cs["plateau"] > 0
     assert COLD_S < cs["time_to_90pct_s"] < cs["window_s"]
     assert 'id="r0-cold-start"' in (run / "report.html").read_text()
+    validity = orjson.loads(analyzed.stdout)["validity"]
+    steady = [i for i in validity["items"] if i["label"] == "steady state"]
+    assert steady and steady[0]["doubtful"] and steady[0]["text"].startswith("burst follows an idle stage")
 
 
 def test_a_dead_endpoint_bound_shorter_than_the_cold_start_stops_the_run(tmp_path: Path) -> None:
