@@ -563,7 +563,7 @@ class App:
             "by_path": dict(self.by_path),
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "running": server.running,
-            "waiting": server.waiting,
+            "waiting": server.waiting + self.held_waiting(),
             "kv_used_tokens": server.kv_used,
             "step_lag_max_s": round(max(self.max_lag_s, 0.0), 6),
             "connections": len(self.connections),
@@ -581,6 +581,10 @@ class App:
             "scaling": self._scaling_snapshot(),
         }  # fmt: skip
 
+    def held_waiting(self) -> int:
+        """Requests held for a cold start whose client is still there: they wait, as the replicas' queue does."""
+        return sum(not entry.conn.closed for entry in self.held)
+
     def _scaling_snapshot(self) -> dict[str, Any]:
         """The scale now and its changes (seconds since the simulator started, replicas); ``{}`` at a fixed size."""
         scaler = self.scaler
@@ -589,7 +593,7 @@ class App:
         t0 = scaler.history[0][0]
         return {
             "replicas": scaler.replicas,
-            "held_now": len(self.held),
+            "held_now": self.held_waiting(),
             **scaler.counts,
             **{k: self.scale_counts[k] for k in ("requests_held", "requests_refused", "requests_timed_out")},
             "history": [[round(t - t0, 3), n] for t, n in scaler.history],

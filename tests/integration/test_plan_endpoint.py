@@ -32,6 +32,7 @@ def workspace() -> Iterator[SimServer]:
         min_provisioned_throughput=0,
         max_provisioned_throughput=1_940,
         dbus_per_chunk=24,
+        scale_to_zero=True,  # after the default 30 min without requests: never during these tests
     )
     with SimServer(config) as sim:
         yield sim
