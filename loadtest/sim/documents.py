@@ -11,10 +11,12 @@ Rules:
   The served entity is ``entity_name`` / ``entity_version`` (default: the architecture's ``system.ai`` model,
   version 1). Every provisioned-throughput served entity (band or model units) shows ``scale_to_zero_enabled``, as
   Databricks' does: true when the simulator models scale to zero (``SimConfig.scale_to_zero``), else false.
-- ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}`` answers for the simulated
-  architecture whatever the name: ``{"optimizable": true, "model_type", "throughput_chunk_size"}`` (no chunk for a
-  model-unit architecture), and ``dbus`` when ``dbus_per_chunk`` is set. ``model_type`` is the family: llama,
-  mistral, mixtral, dbrx, mpt, deepseek, gte, bge.
+- ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}`` answers for the served entity
+  (the workspace's one registered model) at versions 1 to ``entity_version`` (or that version alone when it is not
+  a number): ``{"optimizable": true, "model_type", "throughput_chunk_size"}`` (no chunk for a model-unit
+  architecture), and ``dbus`` when ``dbus_per_chunk`` is set; ``{"optimizable": false}`` with
+  ``optimizable=False``. Any other model or version is a 404 (``RESOURCE_DOES_NOT_EXIST``) naming it.
+  ``model_type`` is the family: llama, mistral, mixtral, dbrx, mpt, deepseek, gte, bge.
 - ``GET /.well-known/databricks-config`` (the host's metadata: ``oidc_endpoint`` ``{base}/oidc``, ``workspace_id``)
   and ``GET /oidc/.well-known/oauth-authorization-server`` (``token_endpoint`` ``{base}/oidc/v1/token``): what the
   Databricks SDK reads before it authenticates, with ``base`` the URL the client used.
@@ -50,7 +52,11 @@ def model_type(arch: Architecture) -> str:
     return next((family for family in _FAMILIES if arch.key.startswith(family)), "llama")
 
 
-def optimization_info(arch: Architecture, chunk: int, dbus: float | None = None) -> dict[str, Any]:
+def optimization_info(
+    arch: Architecture, chunk: int, dbus: float | None = None, optimizable: bool = True
+) -> dict[str, Any]:
+    if not optimizable:
+        return {"optimizable": False}
     info: dict[str, Any] = {"optimizable": True, "model_type": model_type(arch)}
     if arch.provisioning == "tokens_band":
         info["throughput_chunk_size"] = chunk
