@@ -8,9 +8,9 @@ chunk or a model unit — stands for in GPUs, and what it costs, so that costs f
   gives one; else ESTIMATED — a chunk is one replica's reference tokens/s (:func:`loadtest.model.predict.chunk_of`,
   the simulator's chunk too), a model unit is the GPU slice of the one published model-unit figure (Llama 4 Maverick,
   50 units ≈ 3,250 tokens/s at 3,500 in / 300 out) on this architecture, an assumption stated in the output.
-* **From a workspace** (``plan --endpoint``): a :class:`WorkspaceFacts` for the architecture replaces both — the
-  chunk is the workspace's ``throughput_chunk_size`` and its DBUs the workspace's ``dbus`` when it gives them
-  (basis ``workspace API``, with where and when in ``PtRate.source``).
+* **From a workspace** (``plan --endpoint`` or ``--registered-model``): a :class:`WorkspaceFacts` for the
+  architecture replaces both — the chunk is the workspace's ``throughput_chunk_size`` and its DBUs the workspace's
+  ``dbus`` when it gives them (basis ``workspace API``, with where and when in ``PtRate.source``).
 * **DBUs per increment-hour**: the table's ``dbu_per_chunk_hour`` / ``dbu_per_model_unit_hour`` when given; else
   ESTIMATED as ``g × DBUs per GPU-hour``, the one GPU-hour basis of the plan (:func:`gpu_hour_basis`).
 * **$ per increment-hour** ``= DBUs × usd_per_dbu``; the **implied $ per GPU-hour** ``= $ per hour / g`` is the same
@@ -103,10 +103,13 @@ Basis = Literal["price table", "estimated", "workspace API"]
 @dataclass(frozen=True, slots=True)
 class WorkspaceFacts:
     """What a workspace's API said of the endpoint serving one architecture (read by the CLI, plain values):
-    its served entity, configured band or units, and the optimization info's chunk size and DBUs."""
+    its served entity, configured band or units, and the optimization info's chunk size and DBUs. ``endpoint`` is
+    None for a registered model read without an endpoint: there is no configured band then."""
 
-    endpoint: str
-    source: str  # "workspace API, endpoint NAME, YYYY-MM-DD"
+    endpoint: str | None
+    source: (
+        str  # "workspace API, endpoint NAME, YYYY-MM-DD" or "workspace API, model M version V, YYYY-MM-DD"
+    )
     entity_name: str
     entity_version: str
     min_provisioned_throughput: int | None = None
@@ -116,8 +119,11 @@ class WorkspaceFacts:
     throughput_chunk_size: int | None = None
     dbu_per_chunk_hour: float | None = None
 
-    def configured(self) -> str:
-        """The endpoint's configured provisioning as a person reads it: ``0–1,940 tok/s`` or ``50 model units``."""
+    def configured(self) -> str | None:
+        """The endpoint's configured provisioning as a person reads it: ``0–1,940 tok/s`` or ``50 model units``;
+        None without an endpoint."""
+        if self.endpoint is None:
+            return None
         if self.provisioned_model_units is not None:
             return f"{self.provisioned_model_units:,} model units"
         low, high = self.min_provisioned_throughput, self.max_provisioned_throughput

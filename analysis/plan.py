@@ -128,11 +128,12 @@ class ArchitecturePlan:
     break_even_tokens_per_month: float | None
     break_even_note: str | None  # why there is no break-even volume, when there is none
     notes: tuple[str, ...] = field(default_factory=tuple)
-    workspace: WorkspaceFacts | None = None  # plan --endpoint: what the endpoint's workspace said
+    workspace: WorkspaceFacts | None = None  # plan --endpoint / --registered-model: what the workspace said
 
     def configured_vs_recommended(self) -> str | None:
-        """``configured 0–1,940 tok/s; recommended 2,910 at peak`` for a row planned from a workspace."""
-        if self.workspace is None:
+        """``configured 0–1,940 tok/s; recommended 2,910 at peak`` for a row planned from an endpoint's workspace."""
+        configured = None if self.workspace is None else self.workspace.configured()
+        if configured is None:
             return None
         if self.model_units is not None:
             recommended = f"{self.model_units:,} model units"
@@ -140,7 +141,7 @@ class ArchitecturePlan:
             recommended = f"{self.band_tokens_per_s:,.0f} tok/s"
         else:
             recommended = "none (infeasible)"
-        return f"configured {self.workspace.configured()}; recommended {recommended} at peak"
+        return f"configured {configured}; recommended {recommended} at peak"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -413,10 +414,10 @@ def _plan_one(
             if rate.dbu_basis == "workspace API" and rate.dbu_per_hour
             else ""
         )
-        notes.append(
-            f"chunk of {rate.tokens_per_s:,.0f} tokens/s{dbus} from the {rate.source} "
-            f"({workspace.entity_name} version {workspace.entity_version})"
-        )
+        entity = (
+            f" ({workspace.entity_name} version {workspace.entity_version})" if workspace.endpoint else ""
+        )  # a registered model's source names it already
+        notes.append(f"chunk of {rate.tokens_per_s:,.0f} tokens/s{dbus} from the {rate.source}{entity}")
     return ArchitecturePlan(
         architecture=arch_key,
         deployment=dep.name,

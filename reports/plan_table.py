@@ -53,15 +53,16 @@ def format_provisioned(p: ArchitecturePlan) -> str:
         return f"infeasible ({p.binds})"
     if p.model_units is not None:
         units = f"{p.model_units} model units"
-        return units if p.workspace is None else f"{units}; configured {p.workspace.configured()}"
+        configured = None if p.workspace is None else p.workspace.configured()
+        return units if configured is None else f"{units}; configured {configured}"
     if p.chunks is None or p.band_tokens_per_s is None:
         return _DASH
     band = f"{p.chunks} × {p.chunk_size:,.0f} = {p.band_tokens_per_s:,.0f} tok/s"
     if p.pt_autoscaled and p.min_chunks is not None and p.min_chunks != p.chunks:
         low = "0, scale to zero" if p.scales_to_zero else f"{p.min_chunks} × {p.chunk_size:,.0f}"
         band += f" (min {low})"
-    if p.workspace is not None:
-        band += f"; configured {p.workspace.configured()}"
+    if p.workspace is not None and (configured := p.workspace.configured()) is not None:
+        band += f"; configured {configured}"
     return band
 
 
@@ -125,6 +126,7 @@ class PlanContext:
     runs: tuple[Path, ...] = ()
     warnings: tuple[str, ...] = ()
     endpoint: str | None = None  # plan --endpoint: the serving endpoint read from its workspace
+    registered_model: tuple[str, str] | None = None  # plan --registered-model: (name, version) read from it
 
 
 def render_plan_table(plans: Sequence[ArchitecturePlan], forecast: Forecast, context: PlanContext) -> str:
@@ -255,7 +257,7 @@ def basis_line(plans: Sequence[ArchitecturePlan], book: PriceBook) -> str:
     return f"cost basis: {usd}{gpu_hour}"
 
 
-PLAN_SCHEMA_VERSION = 3
+PLAN_SCHEMA_VERSION = 4
 
 
 def render_plan_json(plans: Sequence[ArchitecturePlan], forecast: Forecast, context: PlanContext) -> str:
@@ -299,6 +301,9 @@ def render_plan_json(plans: Sequence[ArchitecturePlan], forecast: Forecast, cont
         },
         "measured_runs": [str(path) for path in context.runs],
         "endpoint": context.endpoint,
+        "registered_model": None
+        if context.registered_model is None
+        else {"name": context.registered_model[0], "version": context.registered_model[1]},
         "warnings": list(context.warnings),
         "plans": [p.to_dict() for p in plans],
     }

@@ -94,6 +94,19 @@ def abort_after(value: str | None, flag: str) -> float | None:
     return 0.0 if found is None else found
 
 
+def server_metrics(value: str | None, flag: str) -> str | None:
+    """``--server-metrics``: None when not given (the scenario's ``[load] server_metrics`` then, else ``auto``),
+    else ``auto``, ``off`` or an http(s) URL."""
+    from loadtest.spec.runspec import parse_server_metrics
+
+    if value is None:
+        return None
+    try:
+        return parse_server_metrics(value)
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {exc}") from None
+
+
 def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file beside ``target`` and rename it into place, so that an interrupted write
     never leaves half a file; the file gets the usual permissions (0666 less the umask). A file that cannot be

@@ -143,9 +143,24 @@ __all__ = ["plan"]
     "throughput_chunk_size (credentials: the Databricks SDK's chain; docs/databricks-auth.md) and plan it.",
 )
 @click.option(
+    "--registered-model",
+    default=None,
+    metavar="NAME",
+    help="A registered model with no endpoint yet, e.g. system.ai.meta_llama_v3_3_70b_instruct (with "
+    "--model-version): read the workspace's throughput_chunk_size for it and plan it.",
+)
+@click.option(
+    "--model-version",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --registered-model: its version (the optimization info is per version).",
+)
+@click.option(
     "--host",
     default=None,
-    help="With --endpoint: the workspace URL (default: DATABRICKS_HOST or the profile's host).",
+    help="With --endpoint or --registered-model: the workspace URL (default: DATABRICKS_HOST or the profile's "
+    "host).",
 )
 @click.option(
     "--hourly",
@@ -255,7 +270,7 @@ def plan(**opts: Any) -> None:
     prices_path = opts["prices"] or EXAMPLE_PRICES
     prices = load_prices(prices_path)
     kind = "embedding" if output == 0 else "decoder"
-    workspace = _workspace(opts["endpoint"], opts["host"])
+    workspace = _workspace(opts["endpoint"], opts["registered_model"], opts["model_version"], opts["host"])
     if workspace:
         opts["architectures"] = tuple(dict.fromkeys((*workspace, *opts["architectures"])))
     archs = _candidates(opts["architectures"], tuple(measured), kind, prompt, opts["max_tokens"] or output)
@@ -302,6 +317,9 @@ def plan(**opts: Any) -> None:
         runs=tuple(opts["run_dirs"]),
         warnings=tuple(warnings),
         endpoint=opts["endpoint"],
+        registered_model=None
+        if opts["registered_model"] is None
+        else (opts["registered_model"], str(opts["model_version"])),
     )
     if opts["fmt"] == "json":
         click.echo(render_plan_json(plans, forecast, context))
@@ -316,14 +334,31 @@ def plan(**opts: Any) -> None:
         )
 
 
-def _workspace(endpoint: str | None, host: str | None) -> dict[str, WorkspaceFacts]:
-    """``--endpoint``: the endpoint's facts from its workspace (:mod:`loadtest.client.workspace`), by architecture."""
+def _workspace(
+    endpoint: str | None, model: str | None, version: int | None, host: str | None
+) -> dict[str, WorkspaceFacts]:
+    """``--endpoint`` or ``--registered-model``: what the workspace says (:mod:`loadtest.client.workspace`), by
+    architecture."""
     from analysis.cost_basis import WorkspaceFacts
     from loadtest.client.workspace import read_endpoint
 
+    if endpoint is not None and model is not None:
+        raise ConfigError(
+            "give --endpoint (an endpoint that serves a model) or --registered-model (a model with no endpoint "
+            "yet), not both"
+        )
+    if version is not None and model is None:
+        raise ConfigError("--model-version is the version of a --registered-model: give one")
+    if model is not None:
+        if version is None:
+            raise ConfigError(
+                f"--registered-model {model}: give its version with --model-version N (the workspace's "
+                "optimization info is per version)"
+            )
+        return _registered_model(model, version, host)
     if endpoint is None:
         if host is not None:
-            raise ConfigError("--host names the workspace of an --endpoint: give one")
+            raise ConfigError("--host names the workspace of an --endpoint or a --registered-model: give one")
         return {}
     read = read_endpoint(endpoint, host=host)
     facts = WorkspaceFacts(
@@ -342,6 +377,34 @@ def _workspace(endpoint: str | None, host: str | None) -> dict[str, WorkspaceFac
         f"endpoint {endpoint} at {read.host} ({read.auth_type} auth): serves {read.entity_name} version "
         f"{read.entity_version} ({read.architecture}), configured {facts.configured()}"
         + (f", throughput_chunk_size {read.throughput_chunk_size:,}" if read.throughput_chunk_size else ""),
+        err=True,
+    )
+    return {read.architecture: facts}
+
+
+def _registered_model(name: str, version: int, host: str | None) -> dict[str, WorkspaceFacts]:
+    """``--registered-model``: its optimization info's chunk size and DBUs, by architecture; no configured band."""
+    from analysis.cost_basis import WorkspaceFacts
+    from loadtest.client.workspace import read_registered_model
+
+    read = read_registered_model(name, version, host=host)
+    facts = WorkspaceFacts(
+        endpoint=None,
+        source=read.source,
+        entity_name=read.entity_name,
+        entity_version=read.entity_version,
+        throughput_chunk_size=read.throughput_chunk_size,
+        dbu_per_chunk_hour=read.dbus,
+    )
+    found = (
+        f"throughput_chunk_size {read.throughput_chunk_size:,}"
+        + (f", {read.dbus:g} DBUs per chunk-hour" if read.dbus is not None else "")
+        if read.throughput_chunk_size
+        else "no throughput_chunk_size (sized in model units)"
+    )
+    click.echo(
+        f"registered model {name} version {version} at {read.host} ({read.auth_type} auth): "
+        f"{read.architecture}, {found}; no endpoint, so no configured band",
         err=True,
     )
     return {read.architecture: facts}

@@ -15,6 +15,7 @@ from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded
 from loadtest.cli.options import abort_after as _abort_after
 from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
+from loadtest.cli.options import server_metrics as _server_metrics
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError, RunInvalid
 from loadtest.model.serving import DEFAULT_MAX_BATCH
 from loadtest.rundir.manifest import WORKER_LOST
@@ -158,12 +159,11 @@ __all__ = ["run"]
 )
 @click.option(
     "--server-metrics",
-    default="auto",
-    show_default=True,
+    default=None,
     metavar="URL|auto|off",
     help="Scrape the endpoint's Prometheus metrics (queue, batch, KV cache, preemptions, tokens) about once a "
     "second into server_metrics.jsonl: a URL, 'auto' (the endpoint's /metrics, or a Databricks endpoint's "
-    "metrics export, when it answers) or 'off'.",
+    "metrics export, when it answers) or 'off' (default: the scenario's [load] server_metrics, else auto).",
 )
 @click.option(
     "--read-timeout",
@@ -305,6 +305,7 @@ def run(
         max_requests=opts["max_requests"],
         drain_timeout_s=_seconds(opts["drain_timeout"], "--drain-timeout"),
         abort_after_s=_abort_after(opts["abort_after"], "--abort-after"),
+        server_metrics=_server_metrics(opts["server_metrics"], "--server-metrics"),
         kind=opts["kind"],
         prompt_tokens=opts["prompt_tokens"],
         max_tokens=opts["max_tokens"],
@@ -374,7 +375,7 @@ def run(
         echo=_quiet_echo if opts["quiet"] else (lambda line: click.echo(line, err=True)),
         distribution=distribution,
         live=None if opts["quiet"] else LiveLine.for_stderr(),
-        server_metrics=opts["server_metrics"],
+        server_metrics=chosen.server_metrics,
     )
     outcome = result.outcome
     click.echo(render_stage_table(result.summaries))

@@ -1,4 +1,5 @@
-"""What a Databricks workspace says of a serving endpoint, for ``loadtest plan --endpoint``.
+"""What a Databricks workspace says of a serving endpoint, for ``loadtest plan --endpoint``, or of a registered model
+that has no endpoint yet, for ``loadtest plan --registered-model``.
 
 Two calls through the Databricks SDK's API client, with the credentials of its own chain
 (:mod:`loadtest.client.auth.databricks`):
@@ -10,10 +11,15 @@ Two calls through the Databricks SDK's API client, with the credentials of its o
   (the SDK has no method for it): ``throughput_chunk_size`` and, when the workspace gives it, ``dbus`` (DBUs per
   chunk-hour).
 
-Every failure is one line: a missing endpoint (404), credentials that may not read it (401 / 403), an endpoint
-that is not provisioned throughput and a served model the architecture catalog does not know are
-:class:`~loadtest.errors.ConfigError` (exit 2); a workspace that does not answer (unreachable, 5xx, a time-out) is
-:class:`~loadtest.errors.EndpointError` (exit 3). Plain values out: :class:`WorkspaceEndpoint`.
+A registered model (:func:`read_registered_model`) is read from the optimization-info API alone: there is no
+endpoint, so no band. A model-unit architecture has no chunk there (it is sized in model units), which is no error.
+
+Every failure is one line: a missing endpoint or model version (404), credentials that may not read it (401 / 403),
+an endpoint that is not provisioned throughput, a model the optimization info says is not ``optimizable`` and a
+served model the architecture catalog does not know are :class:`~loadtest.errors.ConfigError` (exit 2); a workspace
+that does not answer (unreachable, 5xx, a time-out) or answers without a chunk size for a tokens/s band is
+:class:`~loadtest.errors.EndpointError` (exit 3). Plain values out: :class:`WorkspaceEndpoint`,
+:class:`WorkspaceModel`.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from loadtest.client.auth import DatabricksAuth, databricks_auth
 from loadtest.client.auth.databricks import sdk_error
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError, EndpointError
+from loadtest.model.architectures import ARCHITECTURES
 from loadtest.model.catalog import architecture_of_entity
 
-__all__ = ["WorkspaceEndpoint", "read_endpoint"]
+__all__ = ["WorkspaceEndpoint", "WorkspaceModel", "read_endpoint", "read_registered_model"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,24 @@ class WorkspaceEndpoint:
     @property
     def source(self) -> str:
         return f"workspace API, endpoint {self.endpoint}, {self.read_on}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceModel:
+    """A registered model version's optimization info, as its workspace reported it (no endpoint: no band)."""
+
+    host: str  # as public_url shows it
+    read_on: str  # the UTC date of the read, YYYY-MM-DD
+    auth_type: str
+    entity_name: str
+    entity_version: str
+    architecture: str  # the catalog's key for entity_name
+    throughput_chunk_size: int | None  # None for a model-unit architecture
+    dbus: float | None  # DBUs per chunk-hour, when the optimization-info API gives them
+
+    @property
+    def source(self) -> str:
+        return f"workspace API, model {self.entity_name} version {self.entity_version}, {self.read_on}"
 
 
 def _number(entity: dict[str, Any], key: str) -> int | None:
@@ -139,21 +164,7 @@ def read_endpoint(
     chunk: int | None = None
     dbus: float | None = None
     if units is None:
-        info_path = (
-            "/api/2.0/serving-endpoints/get-model-optimization-info/"
-            f"{urllib.parse.quote(entity_name, safe='')}/{urllib.parse.quote(version, safe='')}"
-        )
-        info = _get(auth, info_path, f"the optimization info of {entity_name} version {version}")
-        chunk = _number(info, "throughput_chunk_size")
-        if chunk is None or chunk <= 0:
-            raise EndpointError(
-                f"the optimization info of {entity_name} version {version} has no throughput_chunk_size "
-                f"(optimizable: {info.get('optimizable')!r})"
-            )
-        raw_dbus = info.get("dbus")
-        dbus = (
-            float(raw_dbus) if isinstance(raw_dbus, int | float) and not isinstance(raw_dbus, bool) else None
-        )
+        chunk, dbus = _optimization_info(auth, entity_name, version, need_chunk=True)
     scale = entity.get("scale_to_zero_enabled")
     return WorkspaceEndpoint(
         endpoint=name,
@@ -167,6 +178,68 @@ def read_endpoint(
         max_provisioned_throughput=high,
         provisioned_model_units=units,
         scale_to_zero_enabled=scale if isinstance(scale, bool) else None,
+        throughput_chunk_size=chunk,
+        dbus=dbus,
+    )
+
+
+def _optimization_info(
+    auth: DatabricksAuth, entity_name: str, version: str, *, need_chunk: bool, what: str | None = None
+) -> tuple[int | None, float | None]:
+    """``(throughput_chunk_size, dbus)`` of a model version from the optimization-info API (``what`` names it in a
+    404 or a refusal); ``optimizable: false`` is a :class:`ConfigError`, a missing chunk when ``need_chunk`` (a
+    tokens/s band) an :class:`EndpointError`."""
+    what = what or f"the optimization info of {entity_name} version {version}"
+    info_path = (
+        "/api/2.0/serving-endpoints/get-model-optimization-info/"
+        f"{urllib.parse.quote(entity_name, safe='')}/{urllib.parse.quote(version, safe='')}"
+    )
+    info = _get(auth, info_path, what)
+    if info.get("optimizable") is False:
+        raise ConfigError(
+            f"{entity_name} version {version} is not optimizable (the workspace's optimization info says "
+            "optimizable: false): provisioned throughput cannot serve it, so there is no chunk to plan with"
+        )
+    chunk = _number(info, "throughput_chunk_size")
+    if chunk is not None and chunk <= 0:
+        chunk = None
+    if chunk is None and need_chunk:
+        raise EndpointError(f"{what} has no throughput_chunk_size (optimizable: {info.get('optimizable')!r})")
+    raw_dbus = info.get("dbus")
+    dbus = float(raw_dbus) if isinstance(raw_dbus, int | float) and not isinstance(raw_dbus, bool) else None
+    return chunk, dbus
+
+
+def read_registered_model(
+    name: str,
+    version: int | str,
+    *,
+    host: str | None = None,
+    profile: str | None = None,
+    auth: DatabricksAuth | None = None,
+) -> WorkspaceModel:
+    """Read registered model ``name`` at ``version`` from its workspace's optimization-info API (module docstring):
+    its architecture from the catalog (checked first: a model it does not know cannot be planned, whatever the
+    workspace says), and for a tokens/s band the real chunk size (and DBUs when given)."""
+    architecture = architecture_of_entity(name, f"registered model {name!r}", served=False)
+    if auth is None:
+        auth = databricks_auth(host, profile)
+    version = str(version)
+    chunk, dbus = _optimization_info(
+        auth, name, version, need_chunk=False, what=f"registered model {name!r} version {version}"
+    )
+    if chunk is None and ARCHITECTURES[architecture].provisioning == "tokens_band":
+        raise EndpointError(
+            f"the optimization info of {name} version {version} has no throughput_chunk_size, but "
+            f"{architecture} is sized in tokens/s chunks"
+        )
+    return WorkspaceModel(
+        host=public_url(auth.host or ""),
+        read_on=datetime.datetime.now(datetime.UTC).date().isoformat(),
+        auth_type=auth.auth_type,
+        entity_name=name,
+        entity_version=version,
+        architecture=architecture,
         throughput_chunk_size=chunk,
         dbus=dbus,
     )

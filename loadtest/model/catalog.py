@@ -108,18 +108,19 @@ def databricks_entity(key: str) -> str:
     return f"system.ai.{aliases[0] if aliases else key}"
 
 
-def architecture_of_entity(name: str, where: str) -> str:
+def architecture_of_entity(name: str, where: str, *, served: bool = True) -> str:
     """The catalog architecture a Databricks served entity or endpoint name stands for: a ``system.ai`` model
     (``system.ai.meta_llama_v3_3_70b_instruct``), a pay-per-token endpoint name
     (``databricks-meta-llama-3-3-70b-instruct``) or a catalog key; else the one-line error, naming ``where`` it
-    came from."""
+    came from (``WHERE serves NAME, which is not …``; with ``served=False``, ``WHERE is not …``)."""
     for candidate in (name, _model_part(name)):
         if candidate in DATABRICKS_NAMES:
             return candidate
     key = _BY_DATABRICKS_NAME.get(_normal(name))
     if key is not None:
         return key
+    subject = f"{where} serves {name!r}, which is" if served else f"{where} is"
     raise ConfigError(
-        f"{where} serves {name!r}, which is not a model the architecture catalog knows (it knows Databricks' "
+        f"{subject} not a model the architecture catalog knows (it knows Databricks' "
         f"system.ai models for: {', '.join(sorted(DATABRICKS_NAMES))}): plan a custom model with --arch instead"
     )

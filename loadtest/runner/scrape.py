@@ -6,13 +6,13 @@ scrape there (a blocking GET, a parse of ~20 KB of text) would show up as lag in
 mostly idle while the engine runs (it polls two files five times a second); one short GET and a parse a second
 cost it a few milliseconds (docs/performance.md, "Server metrics").
 
-**Where** (:func:`metrics_candidates`): ``--server-metrics URL`` names it; by default (``auto``) the endpoint's own
-``/metrics`` — for an OpenAI-compatible base URL ``http://host:port/v1`` that is ``http://host:port/metrics`` (vLLM,
-SGLang, llama.cpp and TGI serve it at the root), then ``{base}/metrics``; for a Databricks endpoint the workspace's
-export ``{host}/api/2.0/serving-endpoints/{name}/metrics``, with the endpoint's own credentials. The default probes
-its candidates once before the run and silently goes without when none answers with known metric names;
-``--server-metrics URL`` is used whatever its probe said (a failing probe is a warning), and ``off`` scrapes
-nothing.
+**Where** (:func:`metrics_candidates`): ``--server-metrics URL`` (or a scenario's ``[load] server_metrics``) names
+it; by default (``auto``) the endpoint's own ``/metrics`` — for an OpenAI-compatible base URL ``http://host:port/v1``
+that is ``http://host:port/metrics`` (vLLM, SGLang, llama.cpp and TGI serve it at the root), then
+``{base}/metrics``; for a Databricks endpoint the workspace's export
+``{host}/api/2.0/serving-endpoints/{name}/metrics``, with the endpoint's own credentials. The default probes its
+candidates once before the run and silently goes without when none answers with known metric names; a named URL is
+used whatever its probe said (a failing probe is a warning), and ``off`` scrapes nothing.
 
 **Credentials**: the endpoint's headers go with a scrape only to the endpoint's own origin (scheme, host and port)
 — a URL elsewhere gets none, so a token never travels to a host the user did not point the run at. Nothing about
@@ -41,6 +41,7 @@ from loadtest.client.scrub import public_url
 from loadtest.client.server_metrics import Scrape, scrape_once
 from loadtest.errors import ConfigError
 from loadtest.rundir import ServerMetricsHeader, ServerMetricsWriter
+from loadtest.spec.runspec import parse_server_metrics
 
 __all__ = [
     "INTERVAL_S",
@@ -122,12 +123,13 @@ def resolve_metrics(
 ) -> MetricsPlan | None:
     """The plan for ``--server-metrics`` (``None``/``auto``, ``off`` or a URL) against ``endpoint``: probed once.
     ``echo`` gets one line on what was found (and the warning when a named URL fails)."""
-    choice = (option or "auto").strip()
-    if choice.lower() == "off":
+    try:
+        choice = parse_server_metrics(option or "auto")
+    except ValueError as exc:
+        raise ConfigError(f"--server-metrics {exc}") from None
+    if choice == "off":
         return None
-    if choice.lower() != "auto":
-        if not choice.startswith(("http://", "https://")):
-            raise ConfigError(f"--server-metrics must be an http(s) URL, 'auto' or 'off', got {choice!r}")
+    if choice != "auto":
         chosen = _headers_for(choice, endpoint, headers)
         probe = _probe(choice, chosen, timeout_s, transport)
         shown = public_url(choice)

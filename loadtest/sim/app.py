@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import os
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -283,12 +284,29 @@ class App:
         self._json(conn, req, document, status)
 
     def _optimization_info(self, conn: Connection, req: Request) -> None:
-        model, _, version = req.path[len(_OPT_INFO) :].rpartition("/")
+        """For the served entity at its versions (:mod:`loadtest.sim.documents`); any other is a 404 naming it."""
+        model, _, version = (urllib.parse.unquote(p) for p in req.path[len(_OPT_INFO) :].rpartition("/"))
         if not model or not version:
             raise HttpError(
                 404, "use get-model-optimization-info/{model}/{version}", code="RESOURCE_DOES_NOT_EXIST"
             )
-        self._json(conn, req, optimization_info(self.arch, self.chunk, self.config.dbus_per_chunk))
+        served, latest = self.config.served_entity, self.config.entity_version
+        if model != served:
+            raise HttpError(
+                404,
+                f"Registered model {model!r} does not exist (this workspace has {served!r})",
+                code="RESOURCE_DOES_NOT_EXIST",
+            )
+        if version != latest and not (
+            version.isdigit() and latest.isdigit() and 1 <= int(version) <= int(latest)
+        ):
+            raise HttpError(
+                404,
+                f"Version {version} of registered model {model!r} does not exist (its latest is {latest})",
+                code="RESOURCE_DOES_NOT_EXIST",
+            )
+        info = optimization_info(self.arch, self.chunk, self.config.dbus_per_chunk, self.config.optimizable)
+        self._json(conn, req, info)
 
     def _invocations(self, conn: Connection, req: Request, name: str) -> None:
         self._served(name)
@@ -563,7 +581,7 @@ class App:
             "by_path": dict(self.by_path),
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "running": server.running,
-            "waiting": server.waiting,
+            "waiting": server.waiting + self.held_waiting(),
             "kv_used_tokens": server.kv_used,
             "step_lag_max_s": round(max(self.max_lag_s, 0.0), 6),
             "connections": len(self.connections),
@@ -581,6 +599,10 @@ class App:
             "scaling": self._scaling_snapshot(),
         }  # fmt: skip
 
+    def held_waiting(self) -> int:
+        """Requests held for a cold start whose client is still there: they wait, as the replicas' queue does."""
+        return sum(not entry.conn.closed for entry in self.held)
+
     def _scaling_snapshot(self) -> dict[str, Any]:
         """The scale now and its changes (seconds since the simulator started, replicas); ``{}`` at a fixed size."""
         scaler = self.scaler
@@ -589,7 +611,7 @@ class App:
         t0 = scaler.history[0][0]
         return {
             "replicas": scaler.replicas,
-            "held_now": len(self.held),
+            "held_now": self.held_waiting(),
             **scaler.counts,
             **{k: self.scale_counts[k] for k in ("requests_held", "requests_refused", "requests_timed_out")},
             "history": [[round(t - t0, 3), n] for t, n in scaler.history],

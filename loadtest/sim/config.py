@@ -93,6 +93,8 @@ class SimConfig:
     entity_version: str = "1"
     # DBUs per chunk-hour the optimization-info API reports as ``dbus`` (None: the field is left out)
     dbus_per_chunk: float | None = None
+    # False: the optimization info says {"optimizable": false}, as for a model provisioned throughput cannot serve
+    optimizable: bool = True
     model_name: str = ""
     mode: Mode = default("mode")  # noqa: RUF009 (an immutable str from the settings definition)
     itpm: int | None = default("itpm")

@@ -9,11 +9,14 @@ Rules:
   published 50 MU ≈ 3,250 tok/s point) per replica; a pay-per-token endpoint shows neither, and its quotas under
   ``simulator.quotas``.
   The served entity is ``entity_name`` / ``entity_version`` (default: the architecture's ``system.ai`` model,
-  version 1); ``scale_to_zero_enabled`` is true when the band's minimum is 0.
-- ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}`` answers for the simulated
-  architecture whatever the name: ``{"optimizable": true, "model_type", "throughput_chunk_size"}`` (no chunk for a
-  model-unit architecture), and ``dbus`` when ``dbus_per_chunk`` is set. ``model_type`` is the family: llama,
-  mistral, mixtral, dbrx, mpt, deepseek, gte, bge.
+  version 1). Every provisioned-throughput served entity (band or model units) shows ``scale_to_zero_enabled``, as
+  Databricks' does: true when the simulator models scale to zero (``SimConfig.scale_to_zero``), else false.
+- ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}`` answers for the served entity
+  (the workspace's one registered model) at versions 1 to ``entity_version`` (or that version alone when it is not
+  a number): ``{"optimizable": true, "model_type", "throughput_chunk_size"}`` (no chunk for a model-unit
+  architecture), and ``dbus`` when ``dbus_per_chunk`` is set; ``{"optimizable": false}`` with
+  ``optimizable=False``. Any other model or version is a 404 (``RESOURCE_DOES_NOT_EXIST``) naming it.
+  ``model_type`` is the family: llama, mistral, mixtral, dbrx, mpt, deepseek, gte, bge.
 - ``GET /.well-known/databricks-config`` (the host's metadata: ``oidc_endpoint`` ``{base}/oidc``, ``workspace_id``)
   and ``GET /oidc/.well-known/oauth-authorization-server`` (``token_endpoint`` ``{base}/oidc/v1/token``): what the
   Databricks SDK reads before it authenticates, with ``base`` the URL the client used.
@@ -49,7 +52,11 @@ def model_type(arch: Architecture) -> str:
     return next((family for family in _FAMILIES if arch.key.startswith(family)), "llama")
 
 
-def optimization_info(arch: Architecture, chunk: int, dbus: float | None = None) -> dict[str, Any]:
+def optimization_info(
+    arch: Architecture, chunk: int, dbus: float | None = None, optimizable: bool = True
+) -> dict[str, Any]:
+    if not optimizable:
+        return {"optimizable": False}
     info: dict[str, Any] = {"optimizable": True, "model_type": model_type(arch)}
     if arch.provisioning == "tokens_band":
         info["throughput_chunk_size"] = chunk
@@ -92,9 +99,10 @@ def endpoint_document(
             reference_chunk_size(deployment, config.max_batch, MODEL_UNIT_MIX) // MODEL_UNIT_TOKENS_PER_S
         )
         entity["provisioned_model_units"] = replicas * max(1, units)
+        entity["scale_to_zero_enabled"] = config.scale_to_zero
     elif band is not None:
         entity.update(min_provisioned_throughput=band[0], max_provisioned_throughput=band[1])
-        entity.update(throughput_chunk_size=chunk, scale_to_zero_enabled=band[0] == 0)
+        entity.update(throughput_chunk_size=chunk, scale_to_zero_enabled=config.scale_to_zero)
     return {
         "name": name, "id": ident, "creator": "loadtest-sim",
         "creation_timestamp": created * 1000, "last_updated_timestamp": created * 1000,
@@ -118,10 +126,11 @@ def _exposition(rows: list[tuple[str, str, str, float]], label: str) -> bytes:
 
 def metrics_text(model: str, snapshot: dict[str, Any]) -> bytes:
     """``GET /metrics``: Prometheus text with vLLM's metric names, each what the simulator's model does —
-    ``running`` / ``waiting`` its batches and queue; ``vllm:kv_cache_usage_perc`` the KV tokens reserved over the
-    replicas' capacity (absent in the fixed-slots mode and for embedding models, which model no KV cache);
-    ``vllm:num_preemptions_total`` 0 — the batching model reserves ``prompt + max_tokens`` at admission and never
-    preempts; the token counters what it prefilled and emitted."""
+    ``running`` / ``waiting`` its batches and queue (``waiting`` counts the requests held for a cold start too);
+    ``vllm:kv_cache_usage_perc`` the KV tokens reserved over the replicas' capacity (absent in the fixed-slots mode
+    and for embedding models, which model no KV cache); ``vllm:num_preemptions_total`` 0 — the batching model
+    reserves ``prompt + max_tokens`` at admission and never preempts; the token counters what it prefilled and
+    emitted."""
     label = f'{{model_name="{model}"}}'
     s = snapshot
     rows: list[tuple[str, str, str, float]] = [

@@ -2,7 +2,8 @@
 
 Flags given on the command line override the scenario: ``--endpoint``/``--model`` replace its endpoint,
 ``-c``/``--rate``/``--tokens-per-min`` replace its stages, ``--duration`` and ``--max-requests`` apply to every
-stage that sends requests (an idle stage keeps its length), ``--seed`` and ``--name`` replace its own, ``--slo``
+stage that sends requests (an idle stage keeps its length), ``--seed``, ``--name``, ``--abort-after`` and
+``--server-metrics`` replace its own, ``--slo``
 sets SLOs on every class, ``--peak-tpm`` / ``--peak-rps`` the forecast the report plans for. Without a scenario,
 the flags describe one request class and the stages (default: a 1, 4, 16, 64-user sweep of 8 s each on the
 simulator, or 1 user for 30 s on an endpoint).
@@ -75,6 +76,7 @@ class Overrides:
     max_requests: int | None = None
     drain_timeout_s: float | None = None
     abort_after_s: float | None = None  # 0.0: --abort-after off
+    server_metrics: str | None = None  # --server-metrics: "auto", "off" or a URL
     kind: str | None = None
     prompt_tokens: int | None = None
     max_tokens: int | None = None
@@ -168,6 +170,7 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
         plan=_plan(ov, None, simulated),
         abort_after_s=_abort_after(ov).get("abort_after_s", DEFAULT_ABORT_AFTER_S),
         prompts=_prompts(ov, PromptOptions()),
+        server_metrics=ov.server_metrics or "auto",
     )
 
 
@@ -241,7 +244,11 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             changes["stages"] = tuple(
                 s if s.idle else dataclasses.replace(s, **stage_changes) for s in scenario.stages
             )
-    changes.update(_given(seed=ov.seed, name=ov.name, drain_timeout_s=ov.drain_timeout_s))
+    changes.update(
+        _given(
+            seed=ov.seed, name=ov.name, drain_timeout_s=ov.drain_timeout_s, server_metrics=ov.server_metrics
+        )
+    )
     changes.update(_abort_after(ov))
     if ov.simulator.given():
         changes["simulator"] = scenario.simulator.merged(ov.simulator)

@@ -25,6 +25,7 @@ LOAD_KEYS = {
     "max_concurrency",
     "drain_timeout",
     "abort_after",
+    "server_metrics",
     "stages",
     "concurrency",
     "rate",

@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 import orjson
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
+from loadtest.client.scrub import public_url
 from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.prompts import PromptCalibration
@@ -27,6 +29,7 @@ __all__ = [
     "SweepPlan",
     "parse_abort_after",
     "parse_duration",
+    "parse_server_metrics",
 ]
 
 DEFAULT_MAX_CONCURRENCY: Final[int] = 256  # an open-loop stage's most requests in flight
@@ -76,6 +79,19 @@ def parse_abort_after(text: str | float | int) -> float | None:
     ):
         return None
     return parse_duration(text)
+
+
+def parse_server_metrics(value: object) -> str:
+    """``--server-metrics`` / ``[load] server_metrics``: ``auto`` or ``off`` (any case; returned in lower case) or
+    an http(s) URL with a host (returned as given, stripped) — what :mod:`loadtest.runner.scrape` takes. A bad value
+    is a ``ValueError`` whose message shows it without user-info or query (it may hold a token)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if text.lower() in ("auto", "off"):
+        return text.lower()
+    if not text.startswith(("http://", "https://")) or not urlsplit(text).hostname:
+        shown = public_url(value) if isinstance(value, str) else value
+        raise ValueError(f"must be an http(s) URL, 'auto' or 'off', got {shown!r}")
+    return text
 
 
 StageKind = Literal["concurrency", "rate", "tokens", "idle"]

@@ -35,6 +35,7 @@ A scenario names its endpoint (or none: the embedded simulator), its request cla
 
     [load]
     duration = "30s"                # default for every stage
+    # abort_after = "10s"; server_metrics = "auto"   # run options; the flags --abort-after / --server-metrics win
     stages = [{concurrency = 1}, {rate = 2.0, arrival = "poisson"}, {tokens_per_min = 120000}]
     # shorthands: concurrency = [1, 4, 16] / rate = [1, 2, 4] / tokens_per_min = [60000, 120000]
     # ramp = {kind = "rate", start = 1, stop = 8, steps = 4}   (or kind = "concurrency", factor = 2)
@@ -69,6 +70,7 @@ from loadtest.spec.runspec import (
     Stage,
     SweepPlan,
     parse_abort_after,
+    parse_server_metrics,
 )
 from loadtest.spec.simulator import SIM_KEYS, SimSettings
 from loadtest.spec.tables import check_keys as _check_keys
@@ -156,6 +158,7 @@ class Scenario:
     plan: PlanRequest | None = None
     abort_after_s: float | None = DEFAULT_ABORT_AFTER_S  # None: never stop for a dead endpoint
     prompts: PromptOptions = field(default_factory=PromptOptions)
+    server_metrics: str = "auto"  # [load] server_metrics: "auto", "off" or a URL (loadtest.runner.scrape)
 
     def run_spec(
         self,
@@ -385,6 +388,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         plan=parse_plan(raw["plan"]) if "plan" in raw else None,
         abort_after_s=_abort_after(load.get("abort_after", DEFAULT_ABORT_AFTER_S)),
         prompts=parse_prompts(raw.get("prompts", {}), base),
+        server_metrics=_server_metrics(load.get("server_metrics", "auto")),
     )
 
 
@@ -393,6 +397,13 @@ def _abort_after(raw: Any) -> float | None:
         return parse_abort_after(raw)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f'load.abort_after: {exc} (or "off")') from None
+
+
+def _server_metrics(raw: Any) -> str:
+    try:
+        return parse_server_metrics(raw)
+    except ValueError as exc:
+        raise ConfigError(f"load.server_metrics {exc}") from None
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -165,18 +165,33 @@ def test_a_band_of_chunks_is_that_many_replicas() -> None:
         assert chunk == sim.stats()["throughput_chunk_size"] == expected
         assert entity["min_provisioned_throughput"] == entity["max_provisioned_throughput"] == 2 * chunk
         assert sim.stats()["replicas"] == 2
-        info = c.get("/api/2.0/serving-endpoints/get-model-optimization-info/system.ai.llama_v3_1_8b/2")
+        opt_info = "/api/2.0/serving-endpoints/get-model-optimization-info/"
+        info = c.get(opt_info + "system.ai.meta_llama_v3_1_8b_instruct/1")  # the served entity, its version
         assert info.json() == {"optimizable": True, "model_type": "llama", "throughput_chunk_size": chunk}
-        assert (
-            sim.stats()["by_path"]["/api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}"]
-            == 1
-        )
-        bad = c.get("/api/2.0/serving-endpoints/get-model-optimization-info/only-a-name")
+        assert sim.stats()["by_path"][opt_info + "{model}/{version}"] == 1
+        bad = c.get(opt_info + "only-a-name")
         assert bad.status_code == 404 and bad.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        # the workspace has one registered model, at versions 1 to entity_version: any other is a 404 naming it
+        other = c.get(opt_info + "system.ai.meta_llama_v3_3_70b_instruct/1")
+        assert other.status_code == 404 and other.json() == {
+            "error_code": "RESOURCE_DOES_NOT_EXIST",
+            "message": "Registered model 'system.ai.meta_llama_v3_3_70b_instruct' does not exist "
+            "(this workspace has 'system.ai.meta_llama_v3_1_8b_instruct')",
+        }
+        later = c.get(opt_info + "system.ai.meta_llama_v3_1_8b_instruct/2")
+        assert later.status_code == 404 and later.json()["message"] == (
+            "Version 2 of registered model 'system.ai.meta_llama_v3_1_8b_instruct' does not exist (its latest is 1)"
+        )
 
 
 def test_a_tokens_per_second_band_with_a_reported_chunk() -> None:
-    config = SimConfig(chunk_size=970, min_provisioned_throughput=970, max_provisioned_throughput=2_910)
+    config = SimConfig(
+        chunk_size=970,
+        min_provisioned_throughput=970,
+        max_provisioned_throughput=2_910,
+        entity_name="ml.cat.model",
+        entity_version="3",
+    )
     assert config.replica_count == 3
     with served(config) as (sim, c):
         entity = served_entity(c)
@@ -192,7 +207,9 @@ def test_a_tokens_per_second_band_with_a_reported_chunk() -> None:
 
 def test_embedding_and_model_unit_architectures_and_ppt_documents() -> None:
     with served(SimConfig(architecture="bge-large", gpu="a100")) as (_, c):
-        info = c.get("/api/2.0/serving-endpoints/get-model-optimization-info/system.ai.bge/1").json()
+        info = c.get(
+            "/api/2.0/serving-endpoints/get-model-optimization-info/system.ai.bge_large_en_v1_5/1"
+        ).json()
         assert info["model_type"] == "bge"
         assert info["throughput_chunk_size"] == served_entity(c)["throughput_chunk_size"]
     with served(SimConfig(architecture="llama-4-maverick", chunks=2)) as (sim, c):

@@ -376,6 +376,7 @@ PLAN_JSON_KEYS = {
     "cost_basis",
     "measured_runs",
     "endpoint",
+    "registered_model",
     "warnings",
     "plans",
 }
@@ -445,7 +446,7 @@ def test_the_json_schema_is_versioned_and_its_keys_pinned() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     body = orjson.loads(proc.stdout)
-    assert set(body) == PLAN_JSON_KEYS and body["schema_version"] == 3 and body["gpu"] == "h100"
+    assert set(body) == PLAN_JSON_KEYS and body["schema_version"] == 4 and body["gpu"] == "h100"
     assert body["forecast"] == {
         "peak_tokens_per_min": 300 * 1100 * 60.0,
         "peak_requests_per_s": 300.0,
