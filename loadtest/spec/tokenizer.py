@@ -66,7 +66,9 @@ def _from_hub_cache(name: str) -> Path | None:
 def resolve_tokenizer(name: str) -> Path:
     """The local ``tokenizer.json`` that ``name`` means (module docstring); :class:`ConfigError` otherwise."""
     if not name.strip():
-        raise ConfigError("--tokenizer needs a tokenizer.json path, a package or a cached model's name; got ''")
+        raise ConfigError(
+            "--tokenizer needs a tokenizer.json path, a package or a cached model's name; got ''"
+        )
     path = Path(name).expanduser()
     if path.is_file():
         return path

@@ -240,7 +240,7 @@ def test_resolve_tokenizer_finds_local_files_only(tmp_path: Path, monkeypatch: p
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"the folder has no tokenizer\.json"):
         resolve_tokenizer(str(tmp_path / "empty"))
-    with pytest.raises(ConfigError, match="--tokenizer needs a tokenizer.json path"):
+    with pytest.raises(ConfigError, match=r"--tokenizer needs a tokenizer\.json path"):
         resolve_tokenizer(" ")  # not the current folder
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ConfigError, match="is not a tokenizer file"):
