@@ -1,6 +1,7 @@
 """How fast is the load generator, and how wrong are its clocks? (run by hand; results go in docs/performance.md)
 
     python benchmarks/generator_bench.py [--duration 10] [--users 64] [--timing-users 50,200] [--pin 0,1]
+                                         [--baseline] [--rounds 1]
 
 1. Ceiling: a cheap SSE server (benchmarks/sse_server.py) writes each 64-chunk response at once; the generator runs
    closed loop with ``--users`` users. Reports requests/s, SSE chunks/s, the engine's CPU share and peak RSS.
@@ -11,16 +12,22 @@ Both report the engine's event-loop delay over the stage (p50 / p99 / max, ms: h
 
 ``--pin S,G`` runs the benchmark server on CPU ``S`` and ``loadtest run`` (its CLI and the engine child, which
 inherit the mask) on CPU ``G`` with ``taskset``, so the two never share a core and the scheduler does not move them.
+
+``--baseline`` runs bare Locust (``benchmarks/bare_locust.py``: a ``FastHttpUser`` reading the raw stream line by
+line and ``json.loads``-ing each chunk) right after each of the project's runs, against the same server, pinned the
+same way, and prints the ratios; ``--rounds N`` repeats the alternation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -139,19 +146,125 @@ def timing_error(users: int, duration: float) -> dict[str, float]:
         }
 
 
+def bare_run(url: str, users: int, duration: float, tokens: int, out: Path) -> dict[str, Any]:
+    """Bare Locust (``benchmarks/bare_locust.py``) against ``url``: its requests and its process's CPU time."""
+    proc = subprocess.run(
+        [
+            *PIN["generator"],
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(ROOT / "benchmarks" / "bare_locust.py"),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{max(1, round(duration))}s",  # Locust takes whole seconds
+            "--host",
+            url,
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ],
+        check=False,  # locust exits 1 when a request failed; the counts say it
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "BARE_LOCUST_OUT": str(out), "BARE_LOCUST_TOKENS": str(tokens)},
+    )
+    if not out.exists():
+        raise SystemExit(
+            f"bare Locust wrote no results (exit {proc.returncode}): {proc.stderr.decode()[-2000:]}"
+        )
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def bare_ceiling(users: int, duration: float) -> dict[str, float]:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ManagedProcess(
+            [*PIN["server"], sys.executable, str(ROOT / "benchmarks" / "sse_server.py"), "--tokens", "64"],
+            what="bench server",
+        ) as server,
+    ):
+        got = bare_run(server.url, users, duration, 64, Path(tmp) / "bare.json")
+    reqs = got["requests"]
+    wall = max(r[3] for r in reqs) - min(r[1] for r in reqs)
+    ok = sum(1 for r in reqs if r[4])
+    share = got["cpu_s"] / got["wall_s"]
+    return {
+        "users": users,
+        "requests": len(reqs),
+        "errors": len(reqs) - ok,
+        "req_per_s": ok / wall,
+        "engine_cpu_share": share,
+        "req_per_s_per_core": ok / wall / share,
+    }
+
+
+def bare_timing(users: int, duration: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        truth_file = Path(tmp) / "truth.json"
+        server = ManagedProcess(
+            [
+                *PIN["server"],
+                sys.executable,
+                str(ROOT / "benchmarks" / "sse_server.py"),
+                "--tokens",
+                "32",
+                "--ttft-ms",
+                "50",
+                "--itl-ms",
+                "20",
+                "--truth",
+                str(truth_file),
+            ],
+            what="bench server",
+        )
+        server.start()
+        try:
+            got = bare_run(server.url, users, duration, 32, Path(tmp) / "bare.json")
+        finally:
+            server.stop()
+        truth = json.loads(truth_file.read_text())
+    err_ms = np.array([(r[2] - float(truth[r[0]])) * 1000 for r in got["requests"] if r[4] and r[0] in truth])
+    return {
+        "users": users,
+        "requests": len(err_ms),
+        "ttft_error_ms_p50": float(np.percentile(err_ms, 50)),
+        "ttft_error_ms_p99": float(np.percentile(err_ms, 99)),
+        "ttft_error_ms_max": float(err_ms.max()),
+        "engine_cpu_share": got["cpu_s"] / got["wall_s"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=64)
     parser.add_argument("--timing-users", default="50,200")
     parser.add_argument("--pin", metavar="S,G", help="taskset: the server on CPU S, loadtest run on CPU G")
+    parser.add_argument("--baseline", action="store_true", help="bare Locust after each run, and the ratios")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     if args.pin:
         server_cpu, generator_cpu = args.pin.split(",")
         PIN.update(server=["taskset", "-c", server_cpu], generator=["taskset", "-c", generator_cpu])
-    print(json.dumps({"ceiling": ceiling(args.users, args.duration)}, indent=1))
-    for n in (int(x) for x in args.timing_users.split(",")):
-        print(json.dumps({"timing": timing_error(n, args.duration)}, indent=1))
+    for _ in range(args.rounds):
+        ours = ceiling(args.users, args.duration)
+        print(json.dumps({"ceiling": ours}, indent=1))
+        if args.baseline:
+            bare = bare_ceiling(args.users, args.duration)
+            ratio = {k: ours[k] / bare[k] for k in ("req_per_s", "req_per_s_per_core")}
+            print(json.dumps({"bare_locust_ceiling": bare, "ratio": ratio}, indent=1))
+        for n in (int(x) for x in args.timing_users.split(",")):
+            timed = timing_error(n, args.duration)
+            print(json.dumps({"timing": timed}, indent=1))
+            if args.baseline:
+                print(json.dumps({"bare_locust_timing": bare_timing(n, args.duration)}, indent=1))
 
 
 if __name__ == "__main__":
