@@ -79,13 +79,18 @@ def loop_delay_ms(stage: StageWindow) -> dict[str, float]:
     return {f"loop_delay_ms_{k}": float("nan") if v is None else v * 1000 for k, v in values.items()}
 
 
+def ceiling_server() -> ManagedProcess:
+    """The benchmark server writing each 64-chunk response at once."""
+    return ManagedProcess(
+        [*PIN["server"], sys.executable, str(ROOT / "benchmarks" / "sse_server.py"), "--tokens", "64"],
+        what="bench server",
+    )
+
+
 def ceiling(users: int, duration: float) -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        ManagedProcess(
-            [*PIN["server"], sys.executable, str(ROOT / "benchmarks" / "sse_server.py"), "--tokens", "64"],
-            what="bench server",
-        ) as server,
+        ceiling_server() as server,
     ):
         run_dir = loadtest_run(server.url + "/v1", Path(tmp), users, duration, 64)
         data = load_run(run_dir)
@@ -106,25 +111,30 @@ def ceiling(users: int, duration: float) -> dict[str, float]:
         }
 
 
+def paced_server(truth_file: Path) -> ManagedProcess:
+    """The benchmark server pacing 32 chunks (TTFT 50 ms, a chunk per 20 ms), writing its truth to ``truth_file``."""
+    return ManagedProcess(
+        [
+            *PIN["server"],
+            sys.executable,
+            str(ROOT / "benchmarks" / "sse_server.py"),
+            "--tokens",
+            "32",
+            "--ttft-ms",
+            "50",
+            "--itl-ms",
+            "20",
+            "--truth",
+            str(truth_file),
+        ],
+        what="bench server",
+    )
+
+
 def timing_error(users: int, duration: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         truth_file = Path(tmp) / "truth.json"
-        server = ManagedProcess(
-            [
-                *PIN["server"],
-                sys.executable,
-                str(ROOT / "benchmarks" / "sse_server.py"),
-                "--tokens",
-                "32",
-                "--ttft-ms",
-                "50",
-                "--itl-ms",
-                "20",
-                "--truth",
-                str(truth_file),
-            ],
-            what="bench server",
-        )
+        server = paced_server(truth_file)
         server.start()
         try:
             run_dir = loadtest_run(server.url + "/v1", Path(tmp) / "runs", users, duration, 32)
@@ -185,10 +195,7 @@ def bare_run(url: str, users: int, duration: float, tokens: int, out: Path) -> d
 def bare_ceiling(users: int, duration: float) -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        ManagedProcess(
-            [*PIN["server"], sys.executable, str(ROOT / "benchmarks" / "sse_server.py"), "--tokens", "64"],
-            what="bench server",
-        ) as server,
+        ceiling_server() as server,
     ):
         got = bare_run(server.url, users, duration, 64, Path(tmp) / "bare.json")
     reqs = got["requests"]
@@ -208,22 +215,7 @@ def bare_ceiling(users: int, duration: float) -> dict[str, float]:
 def bare_timing(users: int, duration: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         truth_file = Path(tmp) / "truth.json"
-        server = ManagedProcess(
-            [
-                *PIN["server"],
-                sys.executable,
-                str(ROOT / "benchmarks" / "sse_server.py"),
-                "--tokens",
-                "32",
-                "--ttft-ms",
-                "50",
-                "--itl-ms",
-                "20",
-                "--truth",
-                str(truth_file),
-            ],
-            what="bench server",
-        )
+        server = paced_server(truth_file)
         server.start()
         try:
             got = bare_run(server.url, users, duration, 32, Path(tmp) / "bare.json")
