@@ -38,6 +38,7 @@ from analysis import load_run  # noqa: E402
 from loadtest.rundir import StageWindow  # noqa: E402
 from loadtest.runner.simproc import ManagedProcess  # noqa: E402
 
+PACED_TOKENS = 64  # a paced stream: 64 chunks, 1.3 s
 PIN: dict[str, list[str]] = {"server": [], "generator": []}  # a taskset prefix per side (--pin)
 
 
@@ -112,14 +113,15 @@ def ceiling(users: int, duration: float) -> dict[str, float]:
 
 
 def paced_server(truth_file: Path) -> ManagedProcess:
-    """The benchmark server pacing 32 chunks (TTFT 50 ms, a chunk per 20 ms), writing its truth to ``truth_file``."""
+    """The benchmark server pacing ``PACED_TOKENS`` chunks (TTFT 50 ms, then a chunk per 20 ms — one chunk per packet,
+    as real servers pace tokens), writing its truth to ``truth_file``."""
     return ManagedProcess(
         [
             *PIN["server"],
             sys.executable,
             str(ROOT / "benchmarks" / "sse_server.py"),
             "--tokens",
-            "32",
+            str(PACED_TOKENS),
             "--ttft-ms",
             "50",
             "--itl-ms",
@@ -137,7 +139,7 @@ def timing_error(users: int, duration: float) -> dict[str, float]:
         server = paced_server(truth_file)
         server.start()
         try:
-            run_dir = loadtest_run(server.url + "/v1", Path(tmp) / "runs", users, duration, 32)
+            run_dir = loadtest_run(server.url + "/v1", Path(tmp) / "runs", users, duration, PACED_TOKENS)
         finally:
             server.stop()
         truth = json.loads(truth_file.read_text())
@@ -218,7 +220,7 @@ def bare_timing(users: int, duration: float) -> dict[str, float]:
         server = paced_server(truth_file)
         server.start()
         try:
-            got = bare_run(server.url, users, duration, 32, Path(tmp) / "bare.json")
+            got = bare_run(server.url, users, duration, PACED_TOKENS, Path(tmp) / "bare.json")
         finally:
             server.stop()
         truth = json.loads(truth_file.read_text())

@@ -4,9 +4,11 @@
 
 Times :func:`loadtest.client.sse.consume_sse` over a vLLM-shaped stream of ``--chunks`` content chunks (a role
 chunk, the content chunks, a finish chunk, a usage chunk, ``[DONE]``), best of ``--repeat`` × 1,000 parses, with
-and without collecting the text (a sampled request collects it). With ``--against REV`` the same stream goes through
-that git revision's ``loadtest/client/sse.py`` too, alternated with this tree's, so the ratio is measured side by
-side in one process on one core.
+and without collecting the text (a sampled request collects it). Then what the engine does: the stream's bytes fed
+to :class:`loadtest.client.sse.SseParser` as reads — one read per event (a paced server: a chunk per packet) and the
+whole stream in one read (the ceiling benchmark's server writes it at once). With ``--against REV`` the same stream
+goes through that git revision's ``loadtest/client/sse.py`` too, alternated with this tree's, so the ratio is
+measured side by side in one process on one core.
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ def best_us(module: ModuleType, lines: list[bytes], repeat: int, collect: bool) 
     return min(timeit.repeat(parse, number=1000, repeat=repeat)) * 1000.0  # µs per parse
 
 
+def best_feed_us(module: ModuleType, reads: list[bytes], repeat: int) -> float:
+    def parse() -> None:
+        feed = module.SseParser(time.perf_counter).feed
+        for read in reads:
+            if feed(read):
+                break
+
+    return min(timeit.repeat(parse, number=1000, repeat=repeat)) * 1000.0  # µs per parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,6 +95,14 @@ def main() -> None:
                     f"round {round_ + 1}  {name:>12}: {plain:6.1f} µs per {args.chunks}-chunk stream, "
                     f"{text:6.1f} µs collecting its text"
                 )
+                if hasattr(module, "SseParser"):
+                    events = [line + b"\n\n" for line in lines]
+                    paced = best_feed_us(module, events, args.repeat)
+                    whole = best_feed_us(module, [b"".join(events)], args.repeat)
+                    print(
+                        f"round {round_ + 1}  {name:>12}: {paced:6.1f} µs fed a read per event, "
+                        f"{whole:6.1f} µs fed in one read"
+                    )
 
 
 if __name__ == "__main__":

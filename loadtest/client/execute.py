@@ -1,9 +1,9 @@
 """Send one prepared request through a transport and turn whatever happens into exactly one record.
 
-The seam is :class:`Transport` — one method, ``send(url, body, headers) -> RawResponse`` — implemented over
-geventhttpclient in the Locust engine and over httpx for probes and unit tests. Transports translate their library's
-exceptions into :class:`TransportFailure` with one of the record's error classes; everything else (HTTP status,
-SSE content, usage, timing) is decided here, once.
+The seam is :class:`Transport` — one method, ``send(url, body, headers) -> RawResponse`` — implemented by the
+engine's own HTTP/1.1 on gevent's loop in the Locust engine and over httpx for probes and unit tests. Transports
+translate their failures into :class:`TransportFailure` with one of the record's error classes; everything else
+(HTTP status, SSE content, usage, timing) is decided here, once.
 
 A request chosen as a sample (a few per class; :mod:`loadtest.rundir.samples`) is sent with a :class:`Capture`: it
 collects the response's text (which costs decoding every chunk, so only those few requests do) and keeps an error
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from loadtest.client.clock import Clock
 from loadtest.client.protocol import PreparedRequest
 from loadtest.client.records import ErrorClass, RequestRecord
 from loadtest.client.scrub import header_secrets, redact
-from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body
+from loadtest.client.sse import SseParser, StreamOutcome, parse_completion_body
 
 __all__ = [
     "Capture",
@@ -52,7 +52,9 @@ class RawResponse(Protocol):
 
     def header(self, name: str) -> str | None: ...
 
-    def lines(self) -> Iterator[bytes]: ...
+    def stream(self, on_data: Callable[[bytes], bool]) -> None:
+        """Hand each read's body bytes to ``on_data`` as they arrive, until it returns True or the body ends."""
+        ...
 
     def read(self) -> bytes: ...
 
@@ -188,9 +190,9 @@ def execute_request(
                     )
                 else:
                     content = capture.content if capture is not None else None
-                    consume_sse(
-                        response.lines(), clock, keep_gaps=ctx.keep_gaps, into=outcome, content=content
-                    )
+                    parser = SseParser(clock, keep_gaps=ctx.keep_gaps, into=outcome, content=content)
+                    response.stream(parser.feed)
+                    parser.finish()
                     if outcome.error is not None:
                         error = (outcome.error[0], outcome.error[1])  # type: ignore[assignment]
                     elif not outcome.complete:

@@ -5,33 +5,18 @@ Unit tests pass ``httpx.Client(transport=httpx.MockTransport(handler))`` and nee
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 
 from loadtest.client.execute import TransportFailure
 
-__all__ = ["HttpxTransport", "default_timeout", "split_lines"]
+__all__ = ["HttpxTransport", "default_timeout"]
 
 
 def default_timeout(connect_s: float = 10.0, read_s: float = 120.0) -> httpx.Timeout:
     """Generation can be slow: never use httpx's 5 s default read timeout for completions."""
     return httpx.Timeout(connect=connect_s, read=read_s, write=30.0, pool=30.0)
-
-
-def split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Yield complete ``\\n``-terminated lines from arbitrary byte chunks as soon as each line is complete."""
-    buf = b""
-    for chunk in chunks:
-        buf += chunk
-        while True:
-            cut = buf.find(b"\n")
-            if cut < 0:
-                break
-            yield buf[: cut + 1]
-            buf = buf[cut + 1 :]
-    if buf:
-        yield buf
 
 
 class _HttpxResponse:
@@ -43,9 +28,11 @@ class _HttpxResponse:
         value = self._response.headers.get(name)
         return None if value is None else str(value)
 
-    def lines(self) -> Iterator[bytes]:
+    def stream(self, on_data: Callable[[bytes], bool]) -> None:
         try:
-            yield from split_lines(self._response.iter_raw())
+            for block in self._response.iter_raw():
+                if block and on_data(block):
+                    return
         except httpx.TimeoutException as exc:
             raise TransportFailure("timeout", f"read timeout mid-stream ({type(exc).__name__})") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError) as exc:

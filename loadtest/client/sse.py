@@ -1,12 +1,14 @@
 """Incremental, tolerant parsing of an OpenAI-style Server-Sent-Events stream, with timing.
 
-This module knows nothing about HTTP libraries: :func:`consume_sse` takes an iterator of raw byte lines (as they
-arrive from the socket) and a clock, so the load path (geventhttpclient under Locust), the control path (httpx) and
-the unit tests (a list of lines and a fake clock) share one implementation.
+This module knows nothing about HTTP libraries: :class:`SseParser` takes the stream's bytes as the socket gave them
+(any number of lines, or part of one) and a clock, so the load path (the engine's transport, from its event loop),
+the control path (httpx) and the unit tests (a list of lines and a fake clock, :func:`consume_sse`) share one
+implementation.
 
 Timing rules (``docs/metrics.md``):
 
-* the clock is read the moment a line is handed over, before it is parsed;
+* the clock is read once per read from the socket, as soon as the bytes are handed over and before they are parsed;
+  every line those bytes complete carries that reading (lines that arrived together were received together);
 * the *first token* is the first chunk whose ``delta.content`` / ``delta.reasoning_content`` / ``text`` is non-empty
   (vLLM's role chunk ``"content": ""`` and llama.cpp's ``"content": null`` do not count);
 * every later non-empty content chunk counts as one client-side token and adds one inter-chunk gap.
@@ -28,7 +30,7 @@ import orjson
 
 from loadtest.client.scrub import redact
 
-__all__ = ["StreamOutcome", "consume_sse", "count_text_tokens", "parse_completion_body"]
+__all__ = ["SseParser", "StreamOutcome", "consume_sse", "count_text_tokens", "parse_completion_body"]
 
 
 @dataclass(slots=True)
@@ -99,6 +101,89 @@ def _absorb(out: StreamOutcome, obj: Any, content: list[str] | None = None) -> b
     return has_content
 
 
+class SseParser:
+    """Takes a stream's bytes as they arrive — whatever one read returned, any number of lines or part of one —
+    and folds them into :attr:`out`, reading the clock once per :meth:`feed`: every line completed by those bytes
+    is stamped with that reading. Never raises for bad content: a garbage line or bad JSON becomes
+    ``error=("protocol", ...)`` and reading goes on so the connection is drained."""
+
+    __slots__ = ("_clock", "_content", "_gaps", "_last", "_partial", "out")
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        keep_gaps: bool = True,
+        into: StreamOutcome | None = None,
+        content: list[str] | None = None,
+    ) -> None:
+        self.out = into if into is not None else StreamOutcome()
+        self._gaps: list[float] | None = [] if keep_gaps else None
+        self.out.gaps = self._gaps
+        self._clock = clock
+        self._content = content
+        self._last = 0.0
+        self._partial = b""
+
+    def feed(self, data: bytes) -> bool:
+        """Fold in the bytes one read returned; True once ``[DONE]`` was seen (the rest need not be read)."""
+        now = self._clock()
+        if self._partial:
+            data = self._partial + data
+        elif (
+            data[-2:] == b"\n\n" and data.count(b"\n") == 2
+        ):  # the common read: one event, as paced servers send
+            return self.line(data[:-2], now)
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        line = self.line
+        for raw in lines:  # noqa: SIM110 — a plain loop: any() over a generator costs more per line
+            if raw and line(raw, now):  # the blank line ending each event needs no call
+                return True
+        return False
+
+    def finish(self) -> None:
+        """The body ended: a last line without a line break still counts."""
+        if self._partial:
+            partial, self._partial = self._partial, b""
+            self.line(partial, self._clock())
+
+    def line(self, raw: bytes, now: float) -> bool:
+        """Fold in one line received at ``now``; True for ``[DONE]``."""
+        out = self.out
+        line = raw.strip()
+        if not line or line[:1] == b":":
+            return False
+        if line[:5] != b"data:":
+            if line[:6] in (b"event:", b"retry:") or line[:3] == b"id:":
+                return False
+            if out.error is None:
+                out.error = (
+                    "protocol",
+                    redact("non-SSE line in stream: " + line[:60].decode("utf-8", "replace")),
+                )
+            return False
+        payload = line[5:].lstrip()
+        if payload == b"[DONE]":
+            out.saw_done = True
+            return True
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            if out.error is None:
+                out.error = ("protocol", "invalid JSON in SSE data line")
+            return False
+        if _absorb(out, obj, self._content):
+            if out.first_token_at is None:
+                out.first_token_at = now
+            elif self._gaps is not None:
+                self._gaps.append(now - self._last)
+            self._last = now
+            out.last_token_at = now
+            out.content_chunks += 1
+        return False
+
+
 def consume_sse(
     lines: Iterable[bytes],
     clock: Callable[[], float],
@@ -107,50 +192,17 @@ def consume_sse(
     into: StreamOutcome | None = None,
     content: list[str] | None = None,
 ) -> StreamOutcome:
-    """Read an SSE stream to its end and return what it said with client-side timestamps; with ``content``, append
-    each chunk's text to it.
+    """Read an SSE stream given line by line to its end and return what it said, each line stamped with a clock
+    reading taken as it is handed over; with ``content``, append each chunk's text to it.
 
-    Never raises for bad content: a garbage line or bad JSON becomes ``error=("protocol", ...)`` and reading goes on
-    so the connection is drained. Transport exceptions raised by ``lines`` propagate to the caller; pass ``into``
-    to keep what was read before such an exception.
+    The same rules as :class:`SseParser` (which the transports feed with whole reads). Transport exceptions raised
+    by ``lines`` propagate to the caller; pass ``into`` to keep what was read before such an exception.
     """
-    out = into if into is not None else StreamOutcome()
-    out.gaps = [] if keep_gaps else None
-    gaps = out.gaps
-    last = 0.0
+    parser = SseParser(clock, keep_gaps=keep_gaps, into=into, content=content)
     for raw in lines:
-        now = clock()
-        line = raw.strip()
-        if not line or line[:1] == b":":
-            continue
-        if line[:5] != b"data:":
-            if line[:6] in (b"event:", b"retry:") or line[:3] == b"id:":
-                continue
-            if out.error is None:
-                out.error = (
-                    "protocol",
-                    redact("non-SSE line in stream: " + line[:60].decode("utf-8", "replace")),
-                )
-            continue
-        payload = line[5:].lstrip()
-        if payload == b"[DONE]":
-            out.saw_done = True
+        if parser.line(raw, clock()):
             break
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            if out.error is None:
-                out.error = ("protocol", "invalid JSON in SSE data line")
-            continue
-        if _absorb(out, obj, content):
-            if out.first_token_at is None:
-                out.first_token_at = now
-            elif gaps is not None:
-                gaps.append(now - last)
-            last = now
-            out.last_token_at = now
-            out.content_chunks += 1
-    return out
+    return parser.out
 
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")

@@ -72,7 +72,7 @@ def new_run_dir(out: Path, name: str, now: dt.datetime | None = None) -> Path:
 
 def _versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for dist in ("llm-loadtest", "locust", "geventhttpclient", "httpx", "numpy", "pandas"):
+    for dist in ("llm-loadtest", "locust", "gevent", "httpx", "numpy", "pandas"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -14,7 +14,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadtest.client.sse import StreamOutcome, consume_sse, parse_completion_body
+from loadtest.client.sse import SseParser, StreamOutcome, consume_sse, parse_completion_body
 
 FUZZ = settings(
     max_examples=250, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -45,13 +45,14 @@ def _clock() -> Any:
     return lambda: float(next(ticks))
 
 
-def _check(out: StreamOutcome) -> None:
+def _check(out: StreamOutcome, reads: bool = False) -> None:
+    """The outcome's invariants; with ``reads``, lines that came in one read share its clock reading (gap 0)."""
     assert out.content_chunks >= 0
     if out.content_chunks:
         assert out.first_token_at is not None and out.last_token_at is not None
         assert out.first_token_at <= out.last_token_at
     assert out.gaps is None or (
-        len(out.gaps) == max(out.content_chunks - 1, 0) and min(out.gaps, default=1) > 0
+        len(out.gaps) == max(out.content_chunks - 1, 0) and min(out.gaps, default=1) >= (0 if reads else 1e-9)
     )
     assert out.error is None or (isinstance(out.error[0], str) and isinstance(out.error[1], str))
 
@@ -120,3 +121,48 @@ def test_a_well_formed_stream_says_exactly_what_the_server_sent(
         (usage["prompt_tokens"], usage["completion_tokens"]) if usage else (None, None)
     )
     assert out.finish_reason == "length" and out.saw_done and out.error is None
+
+
+def _feed_in_reads(data: bytes, cuts: list[int], content: list[str] | None = None) -> StreamOutcome:
+    """``data`` fed to the engine's parser as reads split at ``cuts``, each read one clock tick."""
+    parser = SseParser(_clock(), content=content)
+    bounds = sorted({min(max(c, 0), len(data)) for c in cuts} | {0, len(data)})
+    for start, end in itertools.pairwise(bounds):
+        if end > start and parser.feed(data[start:end]):
+            return parser.out
+    parser.finish()
+    return parser.out
+
+
+@FUZZ
+@given(openai_stream(), st.lists(st.integers(0, 4000), max_size=12))
+def test_however_the_bytes_are_split_into_reads_the_stream_says_the_same(
+    stream: tuple[list[bytes], list[str | None], dict[str, int] | None], cuts: list[int]
+) -> None:
+    lines, pieces, _usage = stream
+    data = b"".join(line + b"\n\n" for line in lines)
+    content: list[str] = []
+    out = _feed_in_reads(data, cuts, content)
+    by_line = consume_sse(lines, _clock())
+    one_read = _feed_in_reads(data, [])
+    for got in (out, one_read):
+        assert got.content_chunks == by_line.content_chunks == len([p for p in pieces if p])
+        assert (got.prompt_tokens, got.completion_tokens, got.finish_reason, got.saw_done, got.error) == (
+            by_line.prompt_tokens,
+            by_line.completion_tokens,
+            by_line.finish_reason,
+            by_line.saw_done,
+            by_line.error,
+        )
+        assert len(got.gaps or ()) == len(by_line.gaps or ())
+    assert "".join(content) == "".join(p for p in pieces if p)
+    # a read stamps every line it completes with one clock reading: in one read, every gap is 0
+    assert all(g == 0 for g in one_read.gaps or ())
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=80), max_size=12), st.lists(st.integers(0, 1000), max_size=8))
+def test_no_bytes_split_any_way_make_the_engine_parser_raise(lines: list[bytes], cuts: list[int]) -> None:
+    data = b"\n".join(lines)
+    _check(_feed_in_reads(data, cuts), reads=True)
+    _check(_feed_in_reads(data + b"\n", cuts), reads=True)
