@@ -129,6 +129,29 @@ def test_a_bad_processes_value_is_one_line_and_exit_2(
     assert not any(tmp_path.iterdir())  # refused before anything started
 
 
+@pytest.mark.parametrize(
+    ("args", "processes"), [([], 6), (["--endpoint", "http://127.0.0.1:9/v1", "--model", "m"], 7)]
+)
+def test_auto_hands_the_run_one_process_per_core_to_spare(
+    args: list[str], processes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 usable CPUs: 6 workers beside the CLI and the embedded simulator, 7 against an endpoint elsewhere."""
+    from loadtest.errors import ConfigError
+    from loadtest.runner import launch
+    from loadtest.runner.run import Distribution
+
+    handed: list[Distribution] = []
+
+    def fake_launch(*_args: object, distribution: Distribution, **_kwargs: object) -> None:
+        handed.append(distribution)
+        raise ConfigError("stopped before the run")
+
+    monkeypatch.setattr("loadtest.spec.processes.usable_cpus", lambda: 8)
+    monkeypatch.setattr(launch, "launch", fake_launch)
+    assert main(["run", "--processes", "auto", *args, "--out", str(tmp_path)]) == 2
+    assert handed == [Distribution(processes=processes, auto=True)]
+
+
 def test_the_manifest_records_the_usable_cpus_and_an_automatic_count(tmp_path: Path) -> None:
     raw = manifest_dict()
     plain = orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
