@@ -187,8 +187,8 @@ def assess(
 def scale_out(manifest: Manifest, loads: list[StageLoad]) -> str | None:
     """The advice for a run whose engine passed :data:`SCALE_OUT_CPU_SHARE` of a core in some stage (its busiest
     process's share), or ``None``. The processes to suggest: enough that the busiest share, spread evenly, is back
-    at the bound — ``ceil(processes × share / bound)``, at least one more than the run had — and on this machine no
-    more than its cores to spare."""
+    at the bound — ``ceil(processes × share / bound)``, at least one more than the run had — and with
+    ``--processes`` no more than the run's machine had cores to spare."""
     busy = [
         (load.stage, load.generator_cpu_share)
         for load in loads
