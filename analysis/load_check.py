@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_MAX_LOOP_DELAY_S",
     "MAX_WAITED_SHARE",
     "SATURATED_CPU_SHARE",
+    "SCALE_OUT_CPU_SHARE",
     "StageLoad",
     "check_load",
     "falls_short",
@@ -57,6 +58,9 @@ __all__ = [
 DEFAULT_MAX_LAG_S = 0.025
 DEFAULT_MAX_LOOP_DELAY_S = 0.015  # measured p99: healthy 1.1–5.9 ms, saturated 23–99 ms (docs/performance.md)
 SATURATED_CPU_SHARE = 0.9  # of a core: the engine is one single-threaded event loop
+# of a core: above it an engine's p99 timing error grows to several ms (docs/performance.md) — not saturated, but
+# more processes would measure more truly (the validity's scale-out advice, analysis.validity)
+SCALE_OUT_CPU_SHARE = 0.5
 MAX_WAITED_SHARE = 0.01  # arrivals that waited for a free user or were dropped, of all arrivals in a stage
 
 

@@ -14,7 +14,12 @@ Two outcomes, kept apart:
 * **doubtful** — worth reading before acting: too few requests for a tight p99 or a bounded X*, client token
   counts that disagree with the usage counts, input lengths the server counted more than 5 % off the asked ones
   (:mod:`analysis.input_length`), a stage after an idle stage (a cold start: not steady state), more than 1 % of
-  requests failed for the endpoint's reasons, lines that could not be read.
+  requests failed for the endpoint's reasons, lines that could not be read; and an engine process above
+  :data:`SCALE_OUT_CPU_SHARE` (half a core) in a stage, whose p99 timings drift by several ms — saturated or not —
+  with the advice (item :data:`SCALE_OUT`) that more processes would have measured more truly: ``--processes N``
+  with N from the run's busiest share, as many as the run's machine had cores to spare
+  (:func:`loadtest.spec.processes.spare_cores` of the manifest's usable CPUs), or ``--expect-workers N`` (workers
+  on other machines). Whether the engine *kept up* is the generator item's verdict, not this one's.
 
 A sweep's last stages are often capped by design (they look past saturation); the capacity analysis knows that
 and does not need them valid. A stage that is invalid here is still drawn and tabulated, with the reason beside it.
@@ -23,6 +28,7 @@ and does not need them valid. A stage that is invalid here is still drawn and ta
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,24 +41,29 @@ from analysis.load_check import (
     DEFAULT_MAX_LAG_S,
     DEFAULT_MAX_LOOP_DELAY_S,
     MAX_WAITED_SHARE,
+    SCALE_OUT_CPU_SHARE,
     StageLoad,
     check_load,
     offered_short,
 )
 from analysis.summary import StageSummary, summarize_stages
 from loadtest.rundir import Manifest
+from loadtest.spec.processes import spare_cores
 
 __all__ = [
     "MAX_WAITED_SHARE",
     "P99_MIN_REQUESTS",
+    "SCALE_OUT",
     "Problem",
     "Validity",
     "assess",
     "offered_short",
+    "scale_out",
     "validity_of",
 ]
 
 P99_MIN_REQUESTS = 1000  # below this a p99's 95 % interval spans the top few values (docs/metrics.md)
+SCALE_OUT = "scale-out"  # the label of the item advising more load processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,10 @@ class Validity:
     @property
     def invalid(self) -> bool:
         return bool(self.problems)
+
+    def text_of(self, label: str) -> str | None:
+        """The statement of the item ``label`` (e.g. :data:`SCALE_OUT`), or ``None`` when there is none."""
+        return next((text for found, text, _ in self.items if found == label), None)
 
     def problems_for(self, stages: Iterable[str]) -> tuple[Problem, ...]:
         """The run's own problems and those of ``stages``: what makes a gate over those stages invalid."""
@@ -122,6 +137,9 @@ def assess(
     else:
         bound = f"bounds {DEFAULT_MAX_LAG_S * 1000:.0f} ms and {DEFAULT_MAX_LOOP_DELAY_S * 1000:.0f} ms"
         items.append(("generator", f"kept up in every stage ({cpu_text}, {lag_text}; {bound})", False))
+    advice = scale_out(manifest, loads)
+    if advice is not None:
+        items.append((SCALE_OUT, advice, True))
     below = []
     for load in loads:
         short = offered_short(load)
@@ -164,6 +182,47 @@ def assess(
     if skipped:
         items.append(("records", f"{skipped:,} {SKIPPED_LINES}", True))
     return Validity(tuple(items), tuple(problems))
+
+
+def scale_out(manifest: Manifest, loads: list[StageLoad]) -> str | None:
+    """The advice for a run whose engine passed :data:`SCALE_OUT_CPU_SHARE` of a core in some stage (its busiest
+    process's share), or ``None``. The processes to suggest: enough that the busiest share, spread evenly, is back
+    at the bound — ``ceil(processes × share / bound)``, at least one more than the run had — and with
+    ``--processes`` no more than the run's machine had cores to spare."""
+    busy = [
+        (load.stage, load.generator_cpu_share)
+        for load in loads
+        if load.generator_cpu_share is not None and load.generator_cpu_share > SCALE_OUT_CPU_SHARE
+    ]
+    if not busy:
+        return None
+    dist = manifest.distribution
+    had = dist.expect_workers or dist.processes
+    needed = max(had + 1, math.ceil(had * max(share for _, share in busy) / SCALE_OUT_CPU_SHARE))
+    elsewhere = f"--expect-workers {needed} (workers on other machines)"
+    usable = manifest.host.usable_cpus or manifest.host.cpus  # a run from before usable_cpus: every CPU
+    kind = "usable CPU" if manifest.host.usable_cpus else "CPU"
+    simulated = manifest.simulator is not None
+    remedy, note = elsewhere, ""
+    if dist.expect_workers:
+        pass
+    elif usable is None:
+        remedy = f"--processes {needed} (given the cores to spare) or {elsewhere}"
+    elif (spare := spare_cores(usable, simulated)) > dist.processes:
+        remedy = (
+            f"--processes {min(needed, spare)} (the run's machine had {usable} {kind}s, {spare} to spare) "
+            f"or {elsewhere}"
+        )
+    else:
+        beside = "the CLI and the simulator" if simulated else "the CLI"
+        cpus = f"{usable} {kind}{'s' if usable != 1 else ''}"
+        note = f"; the run's machine had {cpus}, none {'more ' if dist.processes > 1 else ''}to spare beside {beside}"
+    stages = ", ".join(f"{stage} {share:.0%}" for stage, share in busy)
+    which = "the busiest engine process" if had > 1 else "the engine"
+    return (
+        f"{which} passed {SCALE_OUT_CPU_SHARE:.0%} of a core ({stages}), where its p99 timings drift by several "
+        f"ms: {remedy} would have measured more truly{note}"
+    )
 
 
 def _token_items(stages: list[StageSummary]) -> list[tuple[str, str, bool]]:

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_PEAK_RPS",
     "MAX_PEAK_TPM",
     "Bounded",
+    "Processes",
     "abort_after",
     "numbers",
     "seconds",
@@ -50,6 +51,21 @@ class Bounded(click.ParamType[float, Any]):
             bracket = "(" if self.low_open else "["
             self.fail(f"{value} is outside {bracket}{self.low:g}, {self.high:g}]", param, ctx)
         return number
+
+
+class Processes(click.ParamType[int | str, Any]):
+    """``--processes``: a whole number ≥ 1 or ``auto`` (:func:`loadtest.spec.processes.parse_processes`); anything
+    else is a usage error (one line, exit 2)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        from loadtest.spec.processes import parse_processes
+
+        try:
+            return parse_processes(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def numbers(values: tuple[str, ...], flag: str, kind: type[int] | type[float]) -> tuple[Any, ...]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loadtest.cli.gate import GateOptions, gate_options, judge, prepare
-from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded
+from loadtest.cli.options import MAX_PEAK_RPS, MAX_PEAK_TPM, Bounded, Processes
 from loadtest.cli.options import abort_after as _abort_after
 from loadtest.cli.options import numbers as _numbers
 from loadtest.cli.options import seconds as _seconds
@@ -219,10 +219,11 @@ __all__ = ["run"]
 )
 @click.option(
     "--processes",
-    type=click.IntRange(min=1),
+    type=Processes(),
     default=1,
     show_default=True,
-    help="Locust worker processes on this machine (a master coordinates them when > 1).",
+    help="Locust worker processes on this machine (a master coordinates them when > 1); 'auto': one per core to "
+    "spare (the usable CPUs, less one for this process and one for an embedded simulator; at least 1).",
 )
 @click.option(
     "--expect-workers",
@@ -273,6 +274,7 @@ def run(
     from loadtest.runner.live import LiveLine
     from loadtest.runner.run import Distribution
     from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
+    from loadtest.spec.processes import AUTO, auto_processes, usable_cpus
     from loadtest.spec.scenario import load_scenario
     from loadtest.spec.simulator import SimSettings
     from loadtest.spec.slo_flags import parse_slo_flags, parse_thresholds, slo_tables
@@ -361,8 +363,17 @@ def run(
         _check_simulator(chosen.simulator)
     if opts["expect_workers"] and not opts["master_port"]:
         raise ConfigError("--expect-workers needs --master-port, so the workers know where to connect")
+    processes, auto = opts["processes"], opts["processes"] == AUTO
+    if auto:
+        if opts["expect_workers"]:
+            raise ConfigError(
+                "--processes auto starts workers on this machine, --expect-workers waits for workers on others: "
+                "give one of them"
+            )
+        processes = auto_processes(usable_cpus(), simulator=chosen.endpoint is None)
     distribution = Distribution(
-        processes=opts["processes"],
+        processes=processes,
+        auto=auto,
         expect_workers=opts["expect_workers"] or 0,
         bind_host=opts["master_bind"],
         port=opts["master_port"],

@@ -188,22 +188,37 @@ class SimulatedEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class Host:
+    """The machine the CLI ran on: ``cpus`` is ``os.cpu_count()``; ``usable_cpus`` the CPUs the run could use (its
+    CPU affinity and cgroup quota, :func:`loadtest.spec.processes.usable_cpus`) — absent from runs made before it
+    was recorded."""
+
     platform: str
     cpus: int | None
+    usable_cpus: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"platform": self.platform, "cpus": self.cpus}
+        if self.usable_cpus is not None:
+            out["usable_cpus"] = self.usable_cpus
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class RunDistribution:
-    """How many processes sent the load; ``master`` (``host:port``) only when a Locust master coordinated them."""
+    """How many processes sent the load; ``master`` (``host:port``) only when a Locust master coordinated them;
+    ``auto`` (written only when true) when ``processes`` is what ``--processes auto`` chose."""
 
     processes: int
     expect_workers: int
     master: str | None = None
+    auto: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"processes": self.processes, "expect_workers": self.expect_workers}
         if self.master is not None:
             out["master"] = self.master
+        if self.auto:
+            out["auto"] = True
         return out
 
 
@@ -306,7 +321,7 @@ class Manifest:
             "created_at": self.created_at,
             "command": list(self.command),
             "versions": dict(self.versions),
-            "host": {"platform": self.host.platform, "cpus": self.host.cpus},
+            "host": self.host.to_dict(),
             "spec": self.spec.to_public_dict(),
             # format 2 calls the endpoint description "target"; in code, "target" is only a stage's load target
             "target": {"simulator": self.simulator.to_dict()} if self.simulator is not None else {},
@@ -383,13 +398,16 @@ def _read(top: JsonObject) -> Manifest:
         created_at=_required(top.number("created_at", required=True)),
         command=_required(top.texts("command", required=True)),
         versions=_required(top.text_map("versions", required=True)),
-        host=Host(_required(host.text("platform", required=True)), host.integer("cpus")),
+        host=Host(
+            _required(host.text("platform", required=True)), host.integer("cpus"), host.integer("usable_cpus")
+        ),
         spec=run_spec,
         simulator=SimulatedEndpoint.read(simulator) if simulator is not None else None,
         distribution=RunDistribution(
             _required(dist.integer("processes", required=True)),
             _required(dist.integer("expect_workers", required=True)),
             dist.text("master"),
+            bool(dist.flag("auto")),
         ),
         finished_at=top.number("finished_at"),
         engine_exit_code=top.integer("engine_exit_code"),

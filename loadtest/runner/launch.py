@@ -25,6 +25,7 @@ from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_d
 from loadtest.runner.scrape import MetricsPlan, resolve_metrics
 from loadtest.runner.simproc import SimulatorProcess
 from loadtest.spec.assemble import shorten_idle_for_simulator
+from loadtest.spec.processes import describe_auto, usable_cpus
 from loadtest.spec.prompts import PromptCalibration
 from loadtest.spec.scenario import Scenario
 
@@ -166,6 +167,19 @@ def _calibrate(
     return prompts
 
 
+def _processes_note(dist: Distribution | None, simulated: bool) -> str:
+    """The start line's load processes: how many and, for ``--processes auto``, how it counted; nothing for one
+    process given as such."""
+    if dist is None or (not dist.distributed and not dist.auto):
+        return ""
+    if dist.expect_workers:
+        return f"; a master for {dist.expect_workers} worker(s) on other machines"
+    count = f"{dist.processes} load process{'es' if dist.processes != 1 else ''}"
+    if dist.auto:
+        count += f" ({describe_auto(usable_cpus(), simulated)})"
+    return f"; {count}"
+
+
 def _execute(
     scenario: Scenario,
     endpoint: EndpointSpec,
@@ -199,7 +213,8 @@ def _execute(
             f"automatic sweep (baseline, saturation at {sw.max_concurrency} users, up to {sw.points} "
             f"rates between; {sw.duration_s:.0f}s each)"
         )
-    echo(f"run {run_dir}: {plan} against {public_url(endpoint.base_url)} model {endpoint.model}")
+    where = _processes_note(distribution, simulated=simulator is not None)
+    echo(f"run {run_dir}: {plan} against {public_url(endpoint.base_url)} model {endpoint.model}{where}")
 
     def progress(event: dict[str, Any]) -> None:
         if event.get("event") == "stage_end":

@@ -42,6 +42,7 @@ from loadtest.rundir import (
     write_manifest,
 )
 from loadtest.runner.scrape import MetricsPlan, scraping
+from loadtest.spec.processes import usable_cpus
 from loadtest.spec.runspec import RunSpec
 
 __all__ = ["ENGINE_MODULE", "Distribution", "RunOutcome", "execute_run", "new_run_dir", "serve_as_worker"]
@@ -95,6 +96,7 @@ class Distribution:
     expect_workers: int = 0
     bind_host: str = "127.0.0.1"
     port: int = 0
+    auto: bool = False  # processes is what --processes auto chose (loadtest.spec.processes)
 
     @property
     def distributed(self) -> bool:
@@ -143,10 +145,12 @@ def execute_run(
         created_at=time.time(),
         command=public_argv([_program(), *sys.argv[1:]]),
         versions=_versions(),
-        host=Host(platform=platform.platform(), cpus=os.cpu_count()),
+        host=Host(platform=platform.platform(), cpus=os.cpu_count(), usable_cpus=usable_cpus()),
         spec=spec,
         simulator=simulator,
-        distribution=RunDistribution(processes=dist.processes, expect_workers=dist.expect_workers),
+        distribution=RunDistribution(
+            processes=dist.processes, expect_workers=dist.expect_workers, auto=dist.auto
+        ),
     )
     write_manifest(run_dir, manifest)
     log = (run_dir / ENGINE_LOG).open("wb")

@@ -3,6 +3,7 @@ the plan's headline. One source for the report's first screen and the lines ``lo
 
 from __future__ import annotations
 
+from analysis.validity import SCALE_OUT
 from reports.coldstart_text import cold_start_line
 from reports.console import format_ci, format_ms, format_number
 from reports.html.collect import RunView
@@ -85,7 +86,8 @@ def plan_line(view: RunView) -> str:
 
 def answer_lines(view: RunView) -> list[str]:
     """What ``loadtest run`` prints last: why the run was stopped (its endpoint dead), the verdict, its interval,
-    the binding limit, the plan, and a warning when the run is doubtful or invalid for a gate."""
+    the binding limit, the plan, the advice to use more load processes (:data:`analysis.validity.SCALE_OUT`) and a
+    warning when the run is doubtful or invalid for a gate."""
     headline, interval, details = verdict_lines(view)
     lines = [f"verdict: {headline}", f"  {interval}"]
     if view.manifest.failure is not None:
@@ -93,6 +95,9 @@ def answer_lines(view: RunView) -> list[str]:
     lines += [f"  {d}" for d in details if d.startswith(("binding limit", "SLOs"))]
     lines += [cold_start_line(cs) for cs in view.cold_starts]
     lines.append(f"plan: {plan_line(view).removeprefix('Plan: ')}")
+    advice = view.validity.text_of(SCALE_OUT)
+    if advice is not None:
+        lines.append(f"{SCALE_OUT}: {advice}")
     doubtful = [label for label, _, flag in view.validity.items if flag]
     if view.validity.invalid:
         stages = sorted({p.stage or "the run" for p in view.validity.problems})

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from analysis.summary import StageSummary
 from loadtest.client.scrub import public_argv
+from loadtest.rundir import Manifest
 from reports.console import format_ms, format_number, format_target
 from reports.html.answer import plan_line, verdict_lines
 from reports.html.blocks import DASH as _DASH
@@ -86,10 +87,7 @@ def _what_was_run(view: RunView, vid: str) -> str:
         ("started", _when(m.created_at)),
         ("took", _duration(view.duration_s)),
         ("requests", f"{view.requests:,}"),
-        (
-            "host",
-            f"{m.host.platform}, {m.host.cpus or '?'} CPUs; {m.distribution.processes} load process(es)",
-        ),
+        ("host", _host(m)),
         ("versions", versions),
         (
             "command",
@@ -98,6 +96,19 @@ def _what_was_run(view: RunView, vid: str) -> str:
     ]
     items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
     return f'<section class="card" id="{vid}-run"><h3>What was run</h3><dl>{items}</dl></section>'
+
+
+def _host(m: Manifest) -> str:
+    """The machine and the load processes: ``"Linux-…, 8 CPUs (4 usable); 3 load process(es) (--processes auto)"``;
+    with ``--expect-workers``, the workers on other machines."""
+    usable = m.host.usable_cpus
+    cpus = f"{m.host.cpus or '?'} CPUs" + (f" ({usable} usable)" if usable not in (None, m.host.cpus) else "")
+    dist = m.distribution
+    if dist.expect_workers:
+        load = f"a master for {dist.expect_workers} worker(s) on other machines"
+    else:
+        load = f"{dist.processes} load process(es)" + (" (--processes auto)" if dist.auto else "")
+    return f"{m.host.platform}, {cpus}; {load}"
 
 
 def _verdict(view: RunView, vid: str) -> str:

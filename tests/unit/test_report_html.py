@@ -15,7 +15,7 @@ import pytest
 
 from loadtest.spec.runspec import PlanRequest
 from reports.html import collect_run, render_html
-from reports.html.answer import plan_line
+from reports.html.answer import answer_lines, plan_line
 from reports.html.charts import _views
 from reports.html.compare import key_figures
 from tests.helpers import (
@@ -286,6 +286,41 @@ def test_the_validity_flags_a_generator_that_fell_behind(tmp_path: Path) -> None
     assert view.validity.doubtful
     generator = dict((label, (text, flag)) for label, text, flag in view.validity.items)["generator"]
     assert generator[1] and generator[0].startswith("did not keep up")
+
+
+@pytest.mark.parametrize("share", [0.5, 0.62])
+def test_an_engine_past_half_a_core_is_advised_more_processes_in_the_report_and_the_answer(
+    tmp_path: Path, share: float
+) -> None:
+    manifest = manifest_dict(
+        stage_labels=("s0",),
+        stages=[
+            {"label": "s0", "target": {"kind": "concurrency", "users": 30}, "generator_cpu_share": share}
+        ],
+        host={"platform": "linux", "cpus": 8, "usable_cpus": 4},
+    )
+    run = write_rows_run(tmp_path / "run", stage_rows("s0", 30, 3.0, 0.1), manifest, 10)
+    view, document = collect_run(run), render_html([run])
+    advice = (
+        "the engine passed 50% of a core (s0 62%), where its p99 timings drift by several ms: --processes 2 (the "
+        "run's machine had 4 usable CPUs, 3 to spare) or --expect-workers 2 (workers on other machines) would "
+        "have measured more truly"
+    )
+    validity = _section(document, "r0-validity")
+    lines = answer_lines(view)
+    if share <= 0.5:
+        assert "scale-out" not in validity and not any(line.startswith("scale-out") for line in lines)
+        return
+    assert f"<strong>scale-out</strong>: {advice}".replace("'", "&#x27;") in validity
+    assert f"scale-out: {advice}" in lines
+    assert lines[-1] == "validity: doubtful (scale-out, sample sizes): see the report"
+    assert "linux, 8 CPUs (4 usable); 1 load process(es)" in _section(document, "r0-run")
+
+
+def _section(document: str, sid: str) -> str:
+    """The HTML of the ``<section>`` whose id is ``sid``."""
+    start = document.index(f'id="{sid}"')
+    return document[start : document.index("</section>", start)]
 
 
 def test_a_comparison_overlays_runs_and_names_the_better_one(tmp_path: Path, planned_run: Path) -> None:
