@@ -186,18 +186,36 @@ class BodyReader:
 
     def _chunked(self, data: bytes) -> bytes:
         if not (self._pending or self._remaining or self._need_crlf or self._trailer):
-            # the common read: exactly one whole chunk ("SIZE\r\nDATA\r\n"), as a paced server sends a token
-            line_end = data.find(b"\r\n", 0, _MAX_SIZE_LINE)
-            if 0 < line_end <= 8:
-                digits = data[:line_end]
-                if not digits.strip(b"0123456789abcdefABCDEF"):
-                    end = line_end + 2 + int(digits, 16)
-                    if len(data) == end + 2 and end > line_end + 2 and data[end:] == b"\r\n":
-                        return data[line_end + 2 : end]
+            # a paced server's read: exactly one whole chunk, "SIZE\r\nDATA\r\n"
+            line_end = data.find(b"\r\n", 0, 10)
+            if line_end > 0 and data[:line_end].isalnum():
+                try:
+                    end = line_end + 2 + int(data[:line_end], 16)
+                except ValueError:
+                    end = -1  # not hex: the steps below say so
+                if len(data) == end + 2 and end > line_end + 2 and data[end:] == b"\r\n":
+                    return data[line_end + 2 : end]
         raw = self._pending + data if self._pending else data
         out: list[bytes] = []
         pos, size = 0, len(raw)
+        find = raw.find
         while pos < size:
+            if not (self._remaining or self._need_crlf or self._trailer):
+                # the common case first: a whole chunk, "SIZE\r\nDATA\r\n" (a paced server's read holds one, a
+                # server writing a whole answer at once many); anything else takes the steps below
+                line_end = find(b"\r\n", pos, pos + _MAX_SIZE_LINE)
+                if line_end > pos and raw[pos:line_end].isalnum():
+                    try:
+                        chunk = int(raw[pos:line_end], 16)
+                    except ValueError:
+                        raise HttpParseError(f"bad chunk size: {raw[pos:line_end][:40]!r}") from None
+                    end = line_end + 2 + chunk
+                    if chunk and end + 2 <= size:
+                        if raw[end : end + 2] != b"\r\n":
+                            raise HttpParseError("chunk not followed by CRLF")
+                        out.append(raw[line_end + 2 : end])
+                        pos = end + 2
+                        continue
             if self._remaining:
                 piece = raw[pos : pos + self._remaining]
                 out.append(piece)

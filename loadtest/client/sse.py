@@ -151,22 +151,18 @@ class SseParser:
     def line(self, raw: bytes, now: float) -> bool:
         """Fold in one line received at ``now``; True for ``[DONE]``."""
         out = self.out
-        line = raw.strip()
-        if not line or line[:1] == b":":
-            return False
-        if line[:5] != b"data:":
-            if line[:6] in (b"event:", b"retry:") or line[:3] == b"id:":
+        if (
+            raw[:7] == b"data: {"
+        ):  # the common line first: a JSON chunk (orjson allows the trailing whitespace)
+            payload = raw[6:]
+        else:
+            found = self._payload(raw)
+            if found is None:
                 return False
-            if out.error is None:
-                out.error = (
-                    "protocol",
-                    redact("non-SSE line in stream: " + line[:60].decode("utf-8", "replace")),
-                )
-            return False
-        payload = line[5:].lstrip()
-        if payload == b"[DONE]":
-            out.saw_done = True
-            return True
+            payload = found
+            if payload == b"[DONE]":
+                out.saw_done = True
+                return True
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -182,6 +178,24 @@ class SseParser:
             out.last_token_at = now
             out.content_chunks += 1
         return False
+
+    def _payload(self, raw: bytes) -> bytes | None:
+        """A ``data:`` line's payload, or None for a line that carries none (blank, comment, other fields, or not
+        SSE — which is noted as a protocol error)."""
+        out = self.out
+        line = raw.strip()
+        if not line or line[:1] == b":":
+            return None
+        if line[:5] != b"data:":
+            if line[:6] in (b"event:", b"retry:") or line[:3] == b"id:":
+                return None
+            if out.error is None:
+                out.error = (
+                    "protocol",
+                    redact("non-SSE line in stream: " + line[:60].decode("utf-8", "replace")),
+                )
+            return None
+        return line[5:].lstrip()
 
 
 def consume_sse(
