@@ -8,7 +8,9 @@
 2. Timing error: the server paces chunks (TTFT 50 ms, ITL 20 ms) and records when it wrote each first content chunk;
    the error is the client's ``first_token_at`` minus that server truth (same host, same wall clock).
 
-Both report the engine's event-loop delay over the stage (p50 / p99 / max, ms: how late a 10 ms timer woke).
+Both report the engine's event-loop delay over the stage (p50 / p99 / max, ms: how late a 10 ms timer woke), and
+``inexact``: successful records that do not hold exactly the chunks the server sent (the client's count, the usage
+count, one gap fewer) — 0 is the only right answer.
 
 ``--pin S,G`` runs the benchmark server on CPU ``S`` and ``loadtest run`` (its CLI and the engine child, which
 inherit the mask) on CPU ``G`` with ``taskset``, so the two never share a core and the scheduler does not move them.
@@ -88,6 +90,14 @@ def ceiling_server() -> ManagedProcess:
     )
 
 
+def inexact(ok: Any, tokens: int) -> int:
+    """Successful records that do not say exactly what the server sent: ``tokens`` content chunks by the client's
+    count and by usage, and one gap fewer."""
+    gaps = ok["chunk_gaps"].map(lambda g: 0 if g is None else len(g))
+    wrong = (ok["client_output_tokens"] != tokens) | (ok["output_tokens"] != tokens) | (gaps != tokens - 1)
+    return int(wrong.sum())
+
+
 def ceiling(users: int, duration: float) -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -103,6 +113,7 @@ def ceiling(users: int, duration: float) -> dict[str, float]:
             "users": users,
             "requests": len(df),
             "errors": int((~df["ok"]).sum()),
+            "inexact": inexact(ok, 64),
             "req_per_s": len(ok) / wall,
             "chunks_per_s": float(ok["client_output_tokens"].sum()) / wall,
             "engine_cpu_share": stage.generator_cpu_share,
@@ -144,6 +155,7 @@ def timing_error(users: int, duration: float) -> dict[str, float]:
             server.stop()
         truth = json.loads(truth_file.read_text())
         df = load_run(run_dir).records
+        wrong = inexact(df[df["ok"]], PACED_TOKENS)
         df = df[df["ok"] & df["server_request_id"].isin(list(truth))]
         err_ms = (df["first_token_at"] - df["server_request_id"].map(truth).astype(float)).to_numpy() * 1000
         (stage, *_) = load_run(run_dir).manifest.stages or ()
@@ -153,6 +165,7 @@ def timing_error(users: int, duration: float) -> dict[str, float]:
             "ttft_error_ms_p50": float(np.percentile(err_ms, 50)),
             "ttft_error_ms_p99": float(np.percentile(err_ms, 99)),
             "ttft_error_ms_max": float(err_ms.max()),
+            "inexact": wrong,
             "engine_cpu_share": stage.generator_cpu_share or float("nan"),
             **loop_delay_ms(stage),
         }

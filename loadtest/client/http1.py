@@ -94,7 +94,9 @@ class Head:
     keep_alive: bool
 
     def body_reader(self) -> BodyReader:
-        """The de-framer for this response's body."""
+        """The de-framer for this response's body (none for 204 and 304, which never have one)."""
+        if self.status in (204, 304):
+            return BodyReader(BodyReader.LENGTH, 0)
         encoding = self.headers.get("transfer-encoding", "").lower()
         if "chunked" in encoding:
             return BodyReader(BodyReader.CHUNKED)

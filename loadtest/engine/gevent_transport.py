@@ -24,6 +24,7 @@ Part of the engine's gevent door: imported only in ``python -m loadtest.engine``
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket as stdlib_socket
 import ssl
@@ -92,7 +93,7 @@ class _Connection:
             sock.setblocking(False)
             sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
             code = sock.connect_ex(address)
-            if code not in (0, 115, 36, 10035):  # EINPROGRESS (Linux / macOS), WSAEWOULDBLOCK
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
                 raise OSError(code, os.strerror(code))
             gevent.socket.wait_write(sock.fileno(), timeout=timeout, timeout_exc=_ReadTimeout())
             code = sock.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)

@@ -120,6 +120,11 @@ def test_content_length_body_stops_at_its_length() -> None:
         _head(b"Content-Length: -1\r\n")
 
 
+def test_no_content_has_no_body_whatever_it_says() -> None:
+    parsed = parse_head(b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert parsed is not None and parsed[0].body_reader().complete
+
+
 def test_a_body_without_framing_runs_until_the_server_closes() -> None:
     body = _head(b"")
     assert body.feed(b"abc") == b"abc"
