@@ -143,7 +143,9 @@ def side_gaps(table: pa.Table, side: np.ndarray) -> pa.Table:
     return table.drop_columns(["chunk_gaps"]).append_column("chunk_gaps", pa.chunked_array([gaps]))
 
 
-def _to_frame(table: pa.Table) -> pd.DataFrame:
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """The frame of a records table (:data:`RECORD_SCHEMA`'s columns, or some of them; gaps joined), without the
+    derived metrics (:func:`with_metrics`)."""
     data: dict[str, Any] = {}
     for col in FLOAT_COLS:
         data[col] = table.column(col).to_numpy().astype("float64", copy=False)
@@ -151,6 +153,8 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
         ints = table.column(col)
         data[col] = pd.arrays.IntegerArray(pc.fill_null(ints, 0).to_numpy(), ints.is_null().to_numpy())
     for col in STR_COLS:
+        if col not in table.column_names:
+            continue
         if col in FREE_TEXT_COLS:
             data[col] = table.column(col).to_pandas().astype("object")
         else:  # few distinct values: a categorical holds one Python string per value, not per row
@@ -163,19 +167,33 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def load_records(path: Path) -> tuple[pd.DataFrame, int]:
+def load_records(path: Path, gaps: bool = True, request_ids: bool = True) -> tuple[pd.DataFrame, int]:
     """Parse ``records.jsonl`` (and ``chunk_gaps.f32`` beside it) — through its columnar copy
     ``records.cache.parquet`` (:mod:`analysis.columnar`), written first when missing or stale; a partial last line
-    (crash mid-write) is skipped and counted, never fatal."""
+    (crash mid-write) is skipped and counted, never fatal. Without ``gaps`` every record's ``chunk_gaps`` is null
+    (none are read); without ``request_ids`` the frame has no ``server_request_id`` column (a Python string a
+    record: the largest column of a big run's frame)."""
     if not path.exists():
-        return with_metrics(_to_frame(RECORD_SCHEMA.empty_table())), 0
+        return with_metrics(to_frame(RECORD_SCHEMA.empty_table())), 0
+    names = [
+        c
+        for c in RECORD_SCHEMA.names
+        if (gaps or c != "chunk_gaps") and (request_ids or c != "server_request_id")
+    ]
     cache = open_cache(path)
     if cache is not None:
-        table, skipped = read_cache(cache), cache.skipped
+        table, skipped = read_cache(cache, columns=names), cache.skipped
     else:  # a directory that cannot be written: from the JSON, as before there was a cache
         slices = list(read_slices(path))
         table, skipped = one_gaps_buffer([t for t, _ in slices]), sum(n for _, n in slices)
-    frame = with_metrics(_to_frame(_side_gaps(table, path.parent / GAPS_FILE)))
+        table = table.select(names)
+    if gaps:
+        table = _side_gaps(table, path.parent / GAPS_FILE)
+    else:
+        table = table.append_column(
+            "chunk_gaps", pa.nulls(len(table), RECORD_SCHEMA.field("chunk_gaps").type)
+        )
+    frame = with_metrics(to_frame(table))
     del table  # the Arrow columns, now in the frame; then hand what Arrow's allocator kept back to the system
     pa.default_memory_pool().release_unused()
     return frame, skipped
@@ -235,9 +253,9 @@ def with_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_run(run_dir: Path) -> RunData:
+def load_run(run_dir: Path, gaps: bool = True, request_ids: bool = True) -> RunData:
     """Read ``manifest.json`` (:func:`loadtest.rundir.read_manifest`: typed, its format and fields checked) and
-    ``records.jsonl`` from a run directory.
+    ``records.jsonl`` from a run directory (``gaps``, ``request_ids``: :func:`load_records`).
 
     Records with a wrongly typed field or without a stage label are left out and counted in ``skipped_lines``;
     records without a request class are kept, as class :data:`UNNAMED_CLASS`.
@@ -245,17 +263,21 @@ def load_run(run_dir: Path) -> RunData:
     if not run_dir.is_dir():
         raise ConfigError(f"no run directory at {run_dir}")
     manifest = read_manifest(run_dir)
-    records, skipped = load_records(run_dir / RECORDS_FILE)
+    records, skipped = load_records(run_dir / RECORDS_FILE, gaps=gaps, request_ids=request_ids)
     no_stage = records["stage"].isna().to_numpy()
     if no_stage.any():
         records = records[~no_stage].reset_index(drop=True)
         skipped += int(no_stage.sum())
-    if (
-        records["request_class"].isna().any()
-    ):  # foreign records: grouped by class as UNNAMED_CLASS, not dropped
+    return RunData(run_dir=run_dir, manifest=manifest, records=name_classes(records), skipped_lines=skipped)
+
+
+def name_classes(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with the records that name no class as class :data:`UNNAMED_CLASS` (foreign records: grouped,
+    not dropped)."""
+    if records["request_class"].isna().any():
         named = records["request_class"].astype("category")
         records["request_class"] = named.cat.add_categories([UNNAMED_CLASS]).fillna(UNNAMED_CLASS)
-    return RunData(run_dir=run_dir, manifest=manifest, records=records, skipped_lines=skipped)
+    return records
 
 
 def require_records(data: RunData) -> RunData:
