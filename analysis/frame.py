@@ -147,13 +147,16 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     """The frame of a records table (:data:`RECORD_SCHEMA`'s columns, or some of them; gaps joined), without the
     derived metrics (:func:`with_metrics`)."""
     data: dict[str, Any] = {}
+    names = set(table.column_names)
     for col in FLOAT_COLS:
-        data[col] = table.column(col).to_numpy().astype("float64", copy=False)
+        if col in names:
+            data[col] = table.column(col).to_numpy().astype("float64", copy=False)
     for col in INT_COLS:
-        ints = table.column(col)
-        data[col] = pd.arrays.IntegerArray(pc.fill_null(ints, 0).to_numpy(), ints.is_null().to_numpy())
+        if col in names:
+            ints = table.column(col)
+            data[col] = pd.arrays.IntegerArray(pc.fill_null(ints, 0).to_numpy(), ints.is_null().to_numpy())
     for col in STR_COLS:
-        if col not in table.column_names:
+        if col not in names:
             continue
         if col in FREE_TEXT_COLS:
             data[col] = table.column(col).to_pandas().astype("object")
@@ -163,7 +166,8 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
             data[col] = pd.Categorical.from_codes(cat.codes, pd.Index(cat.categories, dtype=object))
     data["chunk_gaps"] = pd.arrays.ArrowExtensionArray(table.column("chunk_gaps"))
     frame = pd.DataFrame(data, copy=False)
-    frame["attempt"] = frame["attempt"].fillna(0)
+    if "attempt" in frame:
+        frame["attempt"] = frame["attempt"].fillna(0)
     return frame
 
 

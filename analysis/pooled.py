@@ -113,7 +113,8 @@ class PooledClass:
         duration: float | None,
     ) -> None:
         """The class's ``rows`` (a mask) of one stage, their goodput verdicts among ``good`` and the stage's
-        duration."""
+        duration. The chunk gaps of an ``exact`` class are not counted here: the caller counts every class's at once
+        (:func:`analysis.selection.grouped_counts`) into :attr:`exact`."""
         floats, values, lengths = stage.floats, stage.gaps, stage.lengths
         ok = rows & stage.ok
         failed = rows & ~stage.ok
@@ -143,11 +144,7 @@ class PooledClass:
         off = np.abs(client[both] - output[both]) / output[both] > MISMATCH_TOLERANCE
         self.mismatch_checked += int(both.sum())
         self.mismatch_count += int(off.sum())
-        if self.exact is not None:
-            for piece in gap_pieces(values, lengths, ok, stage.offsets):
-                self.exact.count(piece)
-                self.gap_count += piece.size
-        else:
+        if self.exact is None:  # else counted by the caller, for every class of the stage at once
             gaps = values[np.repeat(ok, lengths)]
             self.gaps.append(gaps)
             self.gap_count += gaps.size

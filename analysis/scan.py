@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -55,9 +56,8 @@ from analysis.frame import (
     with_metrics,
 )
 from analysis.goodput import class_slos, good_mask
-from analysis.jsonl import RECORD_SCHEMA
 from analysis.pooled import PooledClass, StageColumns, gap_pieces
-from analysis.selection import ExactPercentiles
+from analysis.selection import ExactPercentiles, grouped_counts
 from analysis.server_metrics import binding_evidence, server_metrics_of
 from analysis.stage_points import StagePoint, stage_point
 from analysis.summary import PERCENTILES, StageSummary, percentiles, summarize_classes, summarize_stages
@@ -69,7 +69,25 @@ __all__ = ["IN_MEMORY_GAPS", "RunScan", "ScanResult", "open_scan", "summarize_sc
 IN_MEMORY_GAPS = 1 << 26  # a class's chunk gaps gathered in memory up to this many (256 MB of float32)
 _PASS_GAPS = 1 << 23  # gaps per piece of the second pass over the side file
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
-_COLUMNS = [c for c in RECORD_SCHEMA.names if c != "server_request_id"]  # a stage's frame: no request ids
+# a stage's frame: the columns the summaries, goodput and capacity read (and the derived metrics need)
+_COLUMNS = [
+    "stage",
+    "request_class",
+    "scheduled_at",
+    "started_at",
+    "first_token_at",
+    "ended_at",
+    "error_class",
+    "error_detail",
+    "retry_after_s",
+    "prompt_tokens",
+    "output_tokens",
+    "client_output_tokens",
+    "token_source",
+    "gap_offset",
+    "gap_count",
+    "chunk_gaps",
+]
 _REFS = ("gap_offset", "gap_count")
 
 
@@ -149,8 +167,8 @@ class RunScan:
         return sum(rows.size for rows in self._rows.values())
 
     def stage_frame(self, label: str) -> pd.DataFrame:
-        """The stage's records as ``load_run`` gives them (its rows of the whole frame, in order), but for
-        ``server_request_id``."""
+        """The stage's records as ``load_run`` gives them (its rows of the whole frame, in order), with the columns
+        the analysis reads (:data:`_COLUMNS`)."""
         assert self.cache is not None
         rows = self._rows[label]
         groups = np.unique(np.searchsorted(self._group_start, rows, side="right") - 1)
@@ -178,6 +196,19 @@ class RunScan:
     def refinable(self) -> bool:
         """Whether the chunk gaps can be read again by reference (format 2: a side file)."""
         return self._side.size > 0
+
+    @property
+    def side(self) -> np.ndarray:
+        """``chunk_gaps.f32``'s values, memory-mapped."""
+        return self._side
+
+    def side_offset(self, values: np.ndarray) -> int | None:
+        """Where ``values`` starts in the side file (in values) when it is a view of it, else None."""
+        if not self._side.size or values.dtype != self._side.dtype or values.strides != (4,):
+            return None
+        base, at = self._side.__array_interface__["data"][0], values.__array_interface__["data"][0]
+        inside = base <= at and at + values.nbytes <= base + self._side.nbytes
+        return (at - base) // 4 if inside else None
 
     def release(self) -> None:
         """Let go of the side file's pages read so far (they are the file's: nothing is lost)."""
@@ -246,20 +277,68 @@ def open_scan(run_dir: Path) -> RunScan:
     return RunScan(run_dir, manifest, cache)
 
 
-def _stage_itl(cols: StageColumns) -> dict[str, float | None]:
-    """The stage's ITL percentiles: its successful records' chunk gaps in one selection as
-    :func:`analysis.summary.summarize_stages` does when there are at most :data:`IN_MEMORY_GAPS` (the same result),
-    else by :class:`ExactPercentiles` over them in place."""
+def _row_pieces(
+    cols: StageColumns, row_group: np.ndarray, per_piece: int = 1 << 16
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(gaps, their group)`` of the stage's rows, ``per_piece`` rows at a time (views of its gaps)."""
+    for a in range(0, row_group.size, per_piece):
+        b = min(a + per_piece, row_group.size)
+        yield cols.gaps[cols.offsets[a] : cols.offsets[b]], np.repeat(row_group[a:b], cols.lengths[a:b])
+
+
+def _count_stage(
+    cols: StageColumns, classes: np.ndarray, exact: Mapping[str, ExactPercentiles]
+) -> tuple[dict[str, float | None], np.ndarray]:
+    """The stage's ITL percentiles, counting the chunk gaps of the ``exact`` classes on the way (pass 1, one pass
+    for all of them and the stage); and each row's group (the index of its class among ``exact``, −1 for others
+    and failed rows), for the classes' second pass.
+
+    At most :data:`IN_MEMORY_GAPS` of the stage's successful records' gaps are selected in memory as
+    :func:`analysis.summary.summarize_stages` does (the same result); more go through :class:`ExactPercentiles`."""
     values, lengths, ok = cols.gaps, cols.lengths, cols.ok
-    if int(lengths[ok].sum()) <= IN_MEMORY_GAPS:
-        gaps = values.copy() if not lengths[~ok].any() else values[np.repeat(ok, lengths)]
-        return percentiles(gaps, in_place=True)  # as stored (float32): the same selection, the same mean
-    exact = ExactPercentiles(PERCENTILES)
-    for piece in gap_pieces(values, lengths, ok, cols.offsets):
-        exact.count(piece)
-    for piece in gap_pieces(values, lengths, ok, cols.offsets):
-        exact.refine(piece)
-    return exact.result()
+    row_group = np.full(ok.size, -1, dtype="int8")
+    row_group[ok] = len(exact)  # successful, of a class gathered in memory: the stage's only
+    for i, name in enumerate(exact):
+        row_group[ok & (classes == name)] = i
+    big = int(lengths[ok].sum()) > IN_MEMORY_GAPS
+    stage = ExactPercentiles(PERCENTILES) if big else None
+    if exact or big:
+        targets = list(exact.values())
+        for span, groups in _row_pieces(cols, row_group):
+            upper, n, sums = grouped_counts(span, groups, len(targets) + 1)
+            for i, target in enumerate(targets):
+                target.add(upper[i], n[i], sums[i])
+            if stage is not None:
+                stage.add(upper.sum(axis=0), n.sum(), sums.sum())
+    if stage is not None:
+        for piece in gap_pieces(values, lengths, ok, cols.offsets):
+            stage.refine(piece)
+        return stage.result(), row_group
+    gaps = values.copy() if not lengths[~ok].any() else values[np.repeat(ok, lengths)]
+    return percentiles(gaps, in_place=True), row_group  # as stored (float32): the same selection and mean
+
+
+@dataclass(frozen=True, slots=True)
+class _Refs:
+    """Where a stage's gaps are in the side file, for the classes' second pass: from ``start`` on, ``lengths`` per
+    row, each row's group (:func:`_count_stage`) and the classes the groups stand for."""
+
+    start: int
+    lengths: np.ndarray
+    row_group: np.ndarray
+    names: tuple[str, ...]
+
+
+def _refine(scan: RunScan, ref: _Refs, pooled: Mapping[str, PooledClass]) -> None:
+    offsets = np.concatenate(([0], np.cumsum(ref.lengths, dtype="int64")))
+    side = scan.side[ref.start : ref.start + int(offsets[-1])]
+    per_piece = 1 << 16
+    for a in range(0, ref.lengths.size, per_piece):
+        b = min(a + per_piece, ref.lengths.size)
+        span = side[offsets[a] : offsets[b]]
+        groups = np.repeat(ref.row_group[a:b], ref.lengths[a:b])
+        for i, name in enumerate(ref.names):
+            pooled[name].refine(span[groups == i])
 
 
 def _stage_point(
@@ -292,37 +371,56 @@ def summarize_scan(
     points: dict[str, StagePoint] = {}
     pooled: dict[str, PooledClass] = {}
     firsts: dict[str, float] = {}
+    refs: dict[str, _Refs | None] = {}
     interleaved = scan.interleaved
+    pool = ThreadPoolExecutor(max_workers=1)
     for label in scan.stages:
         frame = scan.stage_frame(label)
         cols = StageColumns(frame)
+        classes = frame["request_class"].to_numpy(dtype=object)
+        names = sorted(set(classes))
+        for name in names:
+            if name not in pooled:
+                big = scan.class_gaps.get(name, 0) > IN_MEMORY_GAPS
+                pooled[name] = PooledClass(name, exact=scan.refinable and (big or interleaved))
+        exact = {n: ex for n in names if (ex := pooled[n].exact) is not None}
+        # the gaps' selection (NumPy, which lets go of the GIL) on the other core while the rest is computed
+        counting = pool.submit(_count_stage, cols, classes, exact)
         (summary,) = summarize_stages(frame, slos=slos, itl=False)
-        stage_sums[label] = replace(summary, itl=_stage_itl(cols))
-        firsts[label] = frame["started_at"].min()
-        if by_stage:
-            per_class[label] = summarize_classes(frame, slos=slos, by_stage=True)
         if capacity:
             point = _stage_point(frame, label, metas[label], run_slos, max_error_share)
             if point is not None:
                 points[label] = point
         good = good_mask(frame, slos) if slos is not None else None
-        classes = frame["request_class"].to_numpy(dtype=object)
-        for name in sorted(set(classes)):
-            rows = classes == name
-            if name not in pooled:
-                big = scan.class_gaps.get(name, 0) > IN_MEMORY_GAPS
-                pooled[name] = PooledClass(name, exact=scan.refinable and (big or interleaved))
-            acc = pooled[name]
-            acc.add(cols, rows, good, stage_sums[label].duration_s)
+        for name in names:
+            pooled[name].add(cols, classes == name, good, summary.duration_s)
+        firsts[label] = frame["started_at"].min()
+        if by_stage:
+            per_class[label] = summarize_classes(frame, slos=slos, by_stage=True)
+        itl, row_group = counting.result()
+        stage_sums[label] = replace(summary, itl=itl)
+        if exact:
+            start = scan.side_offset(cols.gaps)
+            refs[label] = (
+                _Refs(start, cols.lengths.astype("int32"), row_group, tuple(exact))
+                if start is not None
+                else None
+            )
         del frame, cols, summary
         scan.release()
         pa.default_memory_pool().release_unused()
-    exact = {name: acc for name, acc in pooled.items() if acc.needs_second_pass}
-    if exact:
-        for label in scan.stages:
-            for name, (offsets, counts) in scan.gap_refs(label, exact).items():
+    pool.shutdown()
+    for label, ref in refs.items():  # the second pass of the classes counted in the first
+        if (
+            ref is not None
+        ):  # the stage's gaps were one run of the side file: read it again, row piece by piece
+            _refine(scan, ref, pooled)
+        else:
+            wanted = {name: acc for name, acc in pooled.items() if acc.needs_second_pass}
+            for name, (offsets, counts) in scan.gap_refs(label, wanted).items():
                 for piece in scan.gaps_at(offsets, counts):
-                    exact[name].refine(piece)
+                    wanted[name].refine(piece)
+        scan.release()
     stage_order = [s for s in order if s in stage_sums] + [
         s for s in pd.Series(firsts, dtype="float64").sort_values().index if s not in order
     ]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["ExactPercentiles"]
+__all__ = ["ExactPercentiles", "grouped_counts"]
 
 _BINS = 1 << 16
 _PIECE = 1 << 22  # values per step: bounds the temporaries (keys, bin numbers) to a few tens of MB
@@ -79,6 +79,12 @@ class ExactPercentiles:
             self.total += total
             self._upper += np.bincount(_upper(piece), minlength=_BINS)
 
+    def add(self, upper: np.ndarray, n: int, total: float) -> None:
+        """Pass 1 done elsewhere (:func:`grouped_counts`): ``n`` values, their sum and their upper-bin counts."""
+        self._upper += upper
+        self.n += int(n)
+        self.total += float(total)
+
     def _ranks(self) -> np.ndarray:
         pos = np.asarray(self.qs, dtype="float64") / 100.0 * (self.n - 1)
         lo = np.floor(pos).astype("int64")
@@ -130,3 +136,21 @@ class ExactPercentiles:
             "mean": self.total / self.n,
             "max": self._order_statistic(self.n - 1),
         }
+
+
+def grouped_counts(
+    values: np.ndarray, groups: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 1 of :class:`ExactPercentiles` for several groups at once (value ``i`` belongs to group ``groups[i]``,
+    none when negative; NaN values to none): ``(upper-bin counts (n_groups × 65,536), values, sums)`` per group,
+    for :meth:`ExactPercentiles.add`."""
+    groups = groups.astype("int64")
+    nan = np.isnan(values)
+    if nan.any():
+        groups[nan] = -1
+    kept = groups >= 0
+    if not kept.all():
+        values, groups = values[kept], groups[kept]
+    upper = np.bincount(groups * _BINS + _upper(values), minlength=n_groups * _BINS).reshape(n_groups, _BINS)
+    sums = np.bincount(groups, weights=values, minlength=n_groups)
+    return upper, upper.sum(axis=1), sums
