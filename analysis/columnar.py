@@ -8,11 +8,11 @@ copied: they stay in ``chunk_gaps.f32``, already a flat binary column. The first
 (``loadtest run`` analyses its run at the end, so normally the run's own command): slice by slice, so its memory is
 one slice's (about 128 MB of JSON), into a temporary name renamed into place when complete.
 
-A cache is used only when its metadata names the records file's current size and modification time and this
-module's cache format (:data:`CACHE_FORMAT`); otherwise (the run was still being written, a file copied over, an
-older cache) it is written again. A run directory that cannot be written (read-only) is read from the JSON each
-time, as before there was a cache. Row groups hold :data:`ROW_GROUP` rows, so a stage's records are read without
-the rest of the run (:mod:`analysis.scan`).
+A cache is used only when its metadata names the records file's current size and modification time and this module's
+cache format (:data:`CACHE_FORMAT`), and its columns are the record schema's; otherwise (the run was still being
+written, a file copied over, an older cache) it is written again. A run directory that cannot be written (read-only)
+is read from the JSON each time, as before there was a cache. Row groups hold :data:`ROW_GROUP` rows, so a stage's
+records are read without the rest of the run (:mod:`analysis.scan`).
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def _current(cache: Path, records: Path) -> Cache | None:
     except (OSError, ValueError, pa.ArrowException):
         return None
     if found.skipped < 0 or any(meta.get(k) != v for k, v in _stamp(records).items()):
+        return None
+    if found.file.schema_arrow.names != RECORD_SCHEMA.names:  # written before the record gained a field
         return None
     return found
 

@@ -148,13 +148,8 @@ def input_lengths(
     groups: list[InputLength] = []
     for scope, column, order in (("class", "request_class", ()), ("stage", "stage", tuple(stages))):
         codes, uniques = pd.factorize(records[column][ok], use_na_sentinel=True)
-        found = [(str(u), i) for i, u in enumerate(uniques)]
-        missing = codes < 0
-        if missing.any():  # a missing value is the group "nan" (its string), where it first appears
-            first = int(np.argmax(missing))
-            found.insert(sum(int(np.argmax(codes == i)) < first for i in range(len(uniques))), ("nan", -1))
-        code_of = dict(reversed(found))
-        names = list(order) + [v for v in dict.fromkeys(n for n, _ in found) if v not in order]
+        code_of = {str(u): i for i, u in enumerate(uniques)}  # a missing value is in no group
+        names = list(order) + [v for v in code_of if v not in order]
         for name in names:
             if name not in code_of:
                 continue
