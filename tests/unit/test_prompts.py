@@ -250,7 +250,7 @@ def test_resolve_tokenizer_finds_local_files_only(tmp_path: Path, monkeypatch: p
 # --- asked vs served ---
 
 
-def frame(rows: Sequence[tuple[str, str, int | None, int | None, bool]]) -> pd.DataFrame:
+def frame(rows: Sequence[tuple[str | None, str, int | None, int | None, bool]]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "request_class": [r[0] for r in rows],
