@@ -49,7 +49,7 @@ from stage X on", "requests queue in the server from stage X on" (:func:`analysi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -69,7 +69,10 @@ __all__ = [
     "CapacityResult",
     "capacity",
     "capacity_from_run",
+    "capacity_of_points",
     "predict",
+    "stage_metas",
+    "usable_records",
 ]
 
 DEFAULT_MAX_ERROR_SHARE = 0.01
@@ -299,20 +302,8 @@ def capacity(
 ) -> CapacityResult:
     """The capacity analysis (module docstring) of ``records`` over ``stages`` (manifest ``stages`` entries or
     labels, in increasing offered load) against ``slos`` (``{class: {"ttft_p95": 1.0, "attainment": 0.9}}``)."""
-    metas = [StageWindow(label=s) if isinstance(s, str) else s for s in stages]
-    known = set(records["stage"].unique()) if len(records) else set()
-    metas = [m for m in metas if m.label in known]
-    labels = {m.label for m in metas}
-    metas += (
-        [StageWindow(label=s) for s in records.drop_duplicates("stage")["stage"] if s not in labels]
-        if known
-        else []
-    )
-    # cancelled requests are the generator's (Ctrl-C, drain timeout), not the endpoint's answers
-    records = records[(records["error_class"] != "cancelled").to_numpy(dtype=bool)].reset_index(drop=True)
-    good = good_mask(records, slos)
-    if not any(slo_metric(k) and k.startswith("itl") for slo in slos.values() for k in slo):
-        records = records.drop(columns=["chunk_gaps"])  # not needed: spare copying it per stage
+    metas = stage_metas(stages, records.drop_duplicates("stage")["stage"] if len(records) else ())
+    records, good = usable_records(records, slos)
     groups = records.groupby("stage", sort=False).indices if len(records) else {}  # positions, ascending
     points = tuple(
         stage_point(m.label, records.iloc[rows], good[rows], slos, m, max_error_share)
@@ -320,6 +311,38 @@ def capacity(
         if m.label in groups
         for rows in (groups[m.label],)
     )
+    return capacity_of_points(points, slos, max_error_share)
+
+
+def stage_metas(stages: Sequence[StageWindow] | Sequence[str], found: Iterable[str]) -> list[StageWindow]:
+    """The windows of the stages ``found`` in the records (their labels in order of first appearance): the
+    manifest's ``stages`` (windows or labels) in its order, then any other stage found, in its order."""
+    metas = [StageWindow(label=s) if isinstance(s, str) else s for s in stages]
+    seen = list(dict.fromkeys(found))
+    known = set(seen)
+    metas = [m for m in metas if m.label in known]
+    labels = {m.label for m in metas}
+    return metas + [StageWindow(label=s) for s in seen if s not in labels]
+
+
+def usable_records(
+    records: pd.DataFrame, slos: Mapping[str, Mapping[str, float]]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The records capacity judges, and their goodput verdicts: all but the cancelled ones (the generator's, by
+    Ctrl-C or drain timeout, not the endpoint's answers), without the chunk gaps when no SLO reads them."""
+    if not any(slo_metric(k) and k.startswith("itl") for slo in slos.values() for k in slo):
+        records = records.drop(columns=["chunk_gaps"])  # not needed: spare copying it
+    records = records[(records["error_class"] != "cancelled").to_numpy(dtype=bool)].reset_index(drop=True)
+    return records, good_mask(records, slos)
+
+
+def capacity_of_points(
+    points: Sequence[StagePoint],
+    slos: Mapping[str, Mapping[str, float]],
+    max_error_share: float = DEFAULT_MAX_ERROR_SHARE,
+) -> CapacityResult:
+    """The capacity analysis from the stages' points (:func:`analysis.stage_points.stage_point`, in the order of
+    :func:`stage_metas`)."""
     points = tuple(sorted(points, key=_offered))
     if not points:
         return CapacityResult((), None, (None, None), None, (None, None), False, "no stages", None, None,

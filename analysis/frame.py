@@ -15,14 +15,16 @@ NaN marks "undefined" inside a frame; summaries turn it into ``None`` before any
 few distinct values (stage, class, error class, ...) are categoricals; ``error_detail`` and ``server_request_id``
 are Python strings.
 
-``records.jsonl`` is parsed by Arrow's multithreaded JSON reader against the record schema. ``chunk_gaps`` becomes
-one flat buffer with offsets (an Arrow list column) instead of a Python list per request; see :func:`flat_gaps`.
-In a format 2 run directory the lines carry ``gap_offset`` / ``gap_count`` into the float32 side file
-``chunk_gaps.f32`` (:mod:`loadtest.client.records`): when the offsets follow row order, as the recorder writes them, the
-column's values are one view of that file; otherwise (a skipped line, orphan gaps) they are gathered run by run, and
-a record whose gaps are not all in the file gets null gaps. Format 1 lines carry the gaps inline (float64); a
-file is one format or the other (any non-null ``gap_count`` means format 2). A file Arrow refuses (a corrupt line in
-the middle) is read line by line instead, skipping and counting the bad lines; a partial last line (a crash
+``records.jsonl`` is parsed by Arrow's multithreaded JSON reader against the record schema (:mod:`analysis.jsonl`),
+once: the first analysis writes the parsed table to ``records.cache.parquet`` beside it, and later ones read that
+columnar copy (:mod:`analysis.columnar`; ``records.jsonl`` stays the source of truth). ``chunk_gaps`` becomes one
+flat buffer with offsets (an Arrow list column) instead of a Python list per request; see :func:`flat_gaps`. In a
+format 2 run directory the lines carry ``gap_offset`` / ``gap_count`` into the float32 side file ``chunk_gaps.f32``
+(:mod:`loadtest.client.records`): when the offsets follow row order, as the recorder writes them, the column's
+values are one view of that file; otherwise (a skipped line, orphan gaps) they are gathered run by run, and a record
+whose gaps are not all in the file gets null gaps. Format 1 lines carry the gaps inline (float64); a file is one
+format or the other (any non-null ``gap_count`` means format 2). A slice of the file Arrow refuses (a corrupt line
+in the middle) is read line by line instead, skipping and counting the bad lines; a partial last line (a crash
 mid-write) is skipped and counted on either path. A line whose fields have the wrong JSON type (a string where a
 number belongs) is skipped and counted too, and so is a record without a stage label: it belongs to no stage, so
 every per-stage figure would have to leave it out anyway (:func:`load_run`); a record without a request class is
@@ -32,18 +34,25 @@ kept as class ``(unnamed)``.
 from __future__ import annotations
 
 import itertools
-import mmap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
-import pyarrow.json as pa_json  # type: ignore[import-untyped]
 
+from analysis.columnar import Cache, open_cache
+from analysis.jsonl import (
+    FLOAT_COLS,
+    FREE_TEXT_COLS,
+    INT_COLS,
+    RECORD_SCHEMA,
+    STR_COLS,
+    read_slices,
+)
 from loadtest.errors import ConfigError, RunInvalid
 from loadtest.rundir import GAPS_FILE, RECORDS_FILE, Manifest, read_manifest
 
@@ -60,39 +69,6 @@ __all__ = [
 ]
 
 UNNAMED_CLASS = "(unnamed)"  # the class of a record that names none (records not written by this tool)
-
-_FLOAT_COLS = ("scheduled_at", "started_at", "first_token_at", "last_token_at", "ended_at", "retry_after_s")
-_INT_COLS = (
-    "seq",
-    "status",
-    "prompt_tokens",
-    "output_tokens",
-    "client_output_tokens",
-    "max_tokens",
-    "attempt",
-    "asked_prompt_tokens",
-)
-_STR_COLS = (
-    "run_id",
-    "stage",
-    "request_class",
-    "endpoint",
-    "worker",
-    "error_class",
-    "error_detail",
-    "token_source",
-    "finish_reason",
-    "server_request_id",
-)
-_FREE_TEXT_COLS = ("error_detail", "server_request_id")
-_GAP_REF_COLS = ("gap_offset", "gap_count")  # format 2: where the record's gaps are in chunk_gaps.f32
-_GAPS_TYPE = pa.list_(pa.float64())  # format 1: inline lists
-RECORD_SCHEMA = pa.schema(
-    [(c, pa.float64()) for c in _FLOAT_COLS]
-    + [(c, pa.int64()) for c in _INT_COLS + _GAP_REF_COLS]
-    + [(c, pa.string()) for c in _STR_COLS]
-    + [("chunk_gaps", _GAPS_TYPE)]
-)  # RequestRecord's fields (tests/unit/test_rundir.py holds the two in step), and format 2's gap references
 SKIPPED_LINES = "record line(s) skipped (unreadable, a field of the wrong type, or no stage)"
 
 
@@ -106,69 +82,7 @@ class RunData:
     skipped_lines: int
 
 
-def _complete_length(path: Path) -> tuple[int, int]:
-    """(bytes up to and including the last newline, 1 if a non-empty unparsable tail follows it else 0)."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        pos = size
-        tail = b""
-        while pos > 0:
-            step = min(pos, 1 << 16)
-            fh.seek(pos - step)
-            tail = fh.read(step) + tail
-            pos -= step
-            cut = tail.rfind(b"\n")
-            if cut >= 0:
-                end = pos + cut + 1
-                rest = tail[cut + 1 :]
-                break
-        else:
-            end, rest = 0, tail
-    if not rest.strip():
-        return size, 0
-    try:
-        orjson.loads(rest)
-    except orjson.JSONDecodeError:
-        return end, 1
-    return size, 0
-
-
-_CHUNK_BYTES = 128 << 20
-_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # not on Windows
-
-
-def _read_arrow(path: Path) -> tuple[pa.Table, int]:
-    """Arrow's JSON reader over slices of about 128 MB cut at line ends, so that its working memory is one
-    slice's, not the file's; each slice is still parsed by several threads (2 MB blocks). The file is memory-mapped
-    (no copy into Python bytes) and each slice's pages are let go once parsed, so they leave the RSS too."""
-    length, skipped = _complete_length(path)
-    if length == 0:
-        return RECORD_SCHEMA.empty_table(), skipped
-    options = {
-        "read_options": pa_json.ReadOptions(block_size=2 << 20),
-        "parse_options": pa_json.ParseOptions(
-            explicit_schema=RECORD_SCHEMA, unexpected_field_behavior="ignore"
-        ),
-    }
-    tables = []
-    with path.open("rb") as fh, mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ) as mm:
-        pos = 0
-        while pos < length:
-            end = mm.rfind(b"\n", pos, pos + _CHUNK_BYTES) + 1 if pos + _CHUNK_BYTES < length else length
-            if end <= pos:  # a line longer than a slice
-                end = mm.find(b"\n", pos + _CHUNK_BYTES) + 1 or length
-            with memoryview(mm)[pos:end] as view:
-                table = pa_json.read_json(pa.BufferReader(pa.py_buffer(view)), **options)
-            tables.append(table.combine_chunks())  # one chunk per slice, not one per 2 MB block
-            if (
-                _DONTNEED is not None
-            ):  # the parsed pages are the file's: dropping them from the map loses nothing
-                mm.madvise(_DONTNEED, 0, end - end % mmap.PAGESIZE)
-            pos = end
-    return _one_gaps_buffer(tables), skipped
-
-
-def _one_gaps_buffer(tables: list[pa.Table]) -> pa.Table:
+def one_gaps_buffer(tables: list[pa.Table]) -> pa.Table:
     """Concatenate the slices' tables, moving every inline ``chunk_gaps`` value into one float64 buffer (slice by
     slice, so the old and new buffers never both exist whole): :func:`flat_gaps` then returns views, not copies."""
     lengths, nulls = [], []
@@ -199,13 +113,22 @@ def _list_array(lengths: np.ndarray, values: np.ndarray, nulls: np.ndarray) -> p
 
 
 def _side_gaps(table: pa.Table, path: Path) -> pa.Table:
-    """Format 2: the ``chunk_gaps`` column from ``gap_offset`` / ``gap_count`` and the float32 side file. Rows whose
-    gaps follow one another in the file (all of them, normally) share one view of it; the values are copied only
-    where the offsets jump. A record whose gaps are missing or run past the end of the file gets null gaps."""
+    """:func:`side_gaps` with the side file at ``path`` memory-mapped (when the table needs it)."""
     if table.column("gap_count").null_count == len(table):
         return table  # format 1, or no gaps at all
     size = path.stat().st_size // 4 if path.exists() else 0  # whole float32 elements
     side = np.memmap(path, dtype="<f4", mode="r", shape=(size,)) if size else np.empty(0, dtype="<f4")
+    return side_gaps(table, side)
+
+
+def side_gaps(table: pa.Table, side: np.ndarray) -> pa.Table:
+    """Format 2: the ``chunk_gaps`` column from ``gap_offset`` / ``gap_count`` and the float32 side file's values
+    ``side``. Rows whose gaps follow one another in the file (all of them, normally) share one view of it; the
+    values are copied only where the offsets jump. A record whose gaps are missing or run past the end of the file
+    gets null gaps."""
+    if table.column("gap_count").null_count == len(table):
+        return table  # format 1, or no gaps at all
+    size = side.size
     offset = pc.fill_null(table.column("gap_offset"), -1).to_numpy()
     count = pc.fill_null(table.column("gap_count"), -1).to_numpy()
     has = (count >= 0) & (offset >= 0) & (offset + count <= size)
@@ -220,60 +143,22 @@ def _side_gaps(table: pa.Table, path: Path) -> pa.Table:
     return table.drop_columns(["chunk_gaps"]).append_column("chunk_gaps", pa.chunked_array([gaps]))
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _fits(row: Any) -> bool:
-    """A JSON object whose known fields have the record schema's types (missing or null ones are fine)."""
-    if not isinstance(row, dict):
-        return False
-    for f in RECORD_SCHEMA:
-        v = row.get(f.name)
-        if v is None:
-            continue
-        if f.type == pa.string():
-            ok = isinstance(v, str)
-        elif f.type == pa.int64():
-            ok = _number(v) and -(2**63) <= v < 2**63 and float(v).is_integer()
-        elif f.type == pa.float64():
-            ok = _number(v)
-        else:  # chunk_gaps
-            ok = isinstance(v, list) and all(g is None or _number(g) for g in v)
-        if not ok:
-            return False
-    return True
-
-
-def _read_lines(path: Path) -> tuple[pa.Table, int]:
-    """The tolerant path: line by line, a line that is not a JSON object of the record's types is skipped and
-    counted."""
-    rows: list[dict[str, Any]] = []
-    skipped = 0
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                row = None
-            if _fits(row):
-                rows.append(row)
-            else:
-                skipped += 1
-    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA), skipped
-
-
-def _to_frame(table: pa.Table) -> pd.DataFrame:
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """The frame of a records table (:data:`RECORD_SCHEMA`'s columns, or some of them; gaps joined), without the
+    derived metrics (:func:`with_metrics`)."""
     data: dict[str, Any] = {}
-    for col in _FLOAT_COLS:
-        data[col] = table.column(col).to_numpy().astype("float64", copy=False)
-    for col in _INT_COLS:
-        ints = table.column(col)
-        data[col] = pd.arrays.IntegerArray(pc.fill_null(ints, 0).to_numpy(), ints.is_null().to_numpy())
-    for col in _STR_COLS:
-        if col in _FREE_TEXT_COLS:
+    names = set(table.column_names)
+    for col in FLOAT_COLS:
+        if col in names:
+            data[col] = table.column(col).to_numpy().astype("float64", copy=False)
+    for col in INT_COLS:
+        if col in names:
+            ints = table.column(col)
+            data[col] = pd.arrays.IntegerArray(pc.fill_null(ints, 0).to_numpy(), ints.is_null().to_numpy())
+    for col in STR_COLS:
+        if col not in names:
+            continue
+        if col in FREE_TEXT_COLS:
             data[col] = table.column(col).to_pandas().astype("object")
         else:  # few distinct values: a categorical holds one Python string per value, not per row
             cat = table.column(col).dictionary_encode().to_pandas().array
@@ -281,23 +166,54 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
             data[col] = pd.Categorical.from_codes(cat.codes, pd.Index(cat.categories, dtype=object))
     data["chunk_gaps"] = pd.arrays.ArrowExtensionArray(table.column("chunk_gaps"))
     frame = pd.DataFrame(data, copy=False)
-    frame["attempt"] = frame["attempt"].fillna(0)
+    if "attempt" in frame:
+        frame["attempt"] = frame["attempt"].fillna(0)
     return frame
 
 
-def load_records(path: Path) -> tuple[pd.DataFrame, int]:
-    """Parse ``records.jsonl`` (and ``chunk_gaps.f32`` beside it); a partial last line (crash mid-write) is
-    skipped and counted, never fatal."""
+def load_records(path: Path, gaps: bool = True, request_ids: bool = True) -> tuple[pd.DataFrame, int]:
+    """Parse ``records.jsonl`` (and ``chunk_gaps.f32`` beside it) — through its columnar copy
+    ``records.cache.parquet`` (:mod:`analysis.columnar`), written first when missing or stale; a partial last line
+    (crash mid-write) is skipped and counted, never fatal. Without ``gaps`` every record's ``chunk_gaps`` is null
+    (none are read); without ``request_ids`` the frame has no ``server_request_id`` column (a Python string a
+    record: the largest column of a big run's frame)."""
     if not path.exists():
-        return with_metrics(_to_frame(RECORD_SCHEMA.empty_table())), 0
-    try:
-        table, skipped = _read_arrow(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        table, skipped = _read_lines(path)
-    frame = with_metrics(_to_frame(_side_gaps(table, path.parent / GAPS_FILE)))
+        return with_metrics(to_frame(RECORD_SCHEMA.empty_table())), 0
+    names = [
+        c
+        for c in RECORD_SCHEMA.names
+        if (gaps or c != "chunk_gaps") and (request_ids or c != "server_request_id")
+    ]
+    cache = open_cache(path)
+    if cache is not None:
+        table, skipped = read_cache(cache, columns=names), cache.skipped
+    else:  # a directory that cannot be written: from the JSON, as before there was a cache
+        slices = list(read_slices(path))
+        table, skipped = one_gaps_buffer([t for t, _ in slices]), sum(n for _, n in slices)
+        table = table.select(names)
+    if gaps:
+        table = _side_gaps(table, path.parent / GAPS_FILE)
+    else:
+        table = table.append_column(
+            "chunk_gaps", pa.nulls(len(table), RECORD_SCHEMA.field("chunk_gaps").type)
+        )
+    frame = with_metrics(to_frame(table))
     del table  # the Arrow columns, now in the frame; then hand what Arrow's allocator kept back to the system
     pa.default_memory_pool().release_unused()
     return frame, skipped
+
+
+def read_cache(
+    cache: Cache, row_groups: Sequence[int] | None = None, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """The cache's table (or some of its row groups and columns), as :func:`analysis.jsonl.read_slices` gave it:
+    the text columns with few values come as dictionaries, and format 1's inline gaps in one buffer."""
+    names = list(columns) if columns is not None else RECORD_SCHEMA.names
+    groups = range(cache.file.num_row_groups) if row_groups is None else row_groups
+    table = cache.file.read_row_groups(list(groups), columns=names)
+    if "chunk_gaps" in names and table.column("chunk_gaps").null_count < len(table):
+        table = one_gaps_buffer([table.combine_chunks()])
+    return table
 
 
 def _flat_chunk(arr: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,9 +257,9 @@ def with_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_run(run_dir: Path) -> RunData:
+def load_run(run_dir: Path, gaps: bool = True, request_ids: bool = True) -> RunData:
     """Read ``manifest.json`` (:func:`loadtest.rundir.read_manifest`: typed, its format and fields checked) and
-    ``records.jsonl`` from a run directory.
+    ``records.jsonl`` from a run directory (``gaps``, ``request_ids``: :func:`load_records`).
 
     Records with a wrongly typed field or without a stage label are left out and counted in ``skipped_lines``;
     records without a request class are kept, as class :data:`UNNAMED_CLASS`.
@@ -351,17 +267,21 @@ def load_run(run_dir: Path) -> RunData:
     if not run_dir.is_dir():
         raise ConfigError(f"no run directory at {run_dir}")
     manifest = read_manifest(run_dir)
-    records, skipped = load_records(run_dir / RECORDS_FILE)
+    records, skipped = load_records(run_dir / RECORDS_FILE, gaps=gaps, request_ids=request_ids)
     no_stage = records["stage"].isna().to_numpy()
     if no_stage.any():
         records = records[~no_stage].reset_index(drop=True)
         skipped += int(no_stage.sum())
-    if (
-        records["request_class"].isna().any()
-    ):  # foreign records: grouped by class as UNNAMED_CLASS, not dropped
+    return RunData(run_dir=run_dir, manifest=manifest, records=name_classes(records), skipped_lines=skipped)
+
+
+def name_classes(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with the records that name no class as class :data:`UNNAMED_CLASS` (foreign records: grouped,
+    not dropped)."""
+    if records["request_class"].isna().any():
         named = records["request_class"].astype("category")
         records["request_class"] = named.cat.add_categories([UNNAMED_CLASS]).fillna(UNNAMED_CLASS)
-    return RunData(run_dir=run_dir, manifest=manifest, records=records, skipped_lines=skipped)
+    return records
 
 
 def require_records(data: RunData) -> RunData:

@@ -140,15 +140,20 @@ def input_lengths(
     then any other stage the records name), over successful requests."""
     if records.empty or "asked_prompt_tokens" not in records:
         return InputLengths((), calibration)
-    ok = records[records["ok"]]
-    asked = ok["asked_prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)
-    served = ok["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    # the columns it reads, not the frame's rows (a copy of every column of a big run); groups by codes, not by a
+    # string per row
+    ok = records["ok"].to_numpy(dtype=bool)
+    asked = records["asked_prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)[ok]
+    served = records["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)[ok]
     groups: list[InputLength] = []
     for scope, column, order in (("class", "request_class", ()), ("stage", "stage", tuple(stages))):
-        values = ok[column].astype(str).to_numpy()
-        names = list(order) + [v for v in dict.fromkeys(values) if v not in order]
+        codes, uniques = pd.factorize(records[column][ok], use_na_sentinel=True)
+        code_of = {str(u): i for i, u in enumerate(uniques)}  # a missing value is in no group
+        names = list(order) + [v for v in code_of if v not in order]
         for name in names:
-            mask = values == name
+            if name not in code_of:
+                continue
+            mask = codes == code_of[name]
             if mask.any():
                 groups.append(_group(scope, name, asked[mask], served[mask]))
     return InputLengths(tuple(groups), calibration)

@@ -8,6 +8,9 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from analysis.capacity import CapacityResult, capacity_from_run
 from analysis.frame import RunData
 from analysis.goodput import class_slos
@@ -40,13 +43,13 @@ class Measured:
 
 def mean_mix(data: RunData) -> tuple[float, float]:
     """The run's mix: mean input and output tokens of its successful requests with both counts."""
-    ok = data.records
-    ok = ok[ok["ok"] & ok["prompt_tokens"].notna() & ok["output_tokens"].notna()]
-    if ok.empty:
+    records = data.records  # two columns, not a copy of the frame's rows (every column of a big run)
+    prompt = records["prompt_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    output = records["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    both = records["ok"].to_numpy(dtype=bool) & ~np.isnan(prompt) & ~np.isnan(output)
+    if not both.any():
         raise ConfigError(f"{data.run_dir} has no successful request with usage counts")
-    return float(ok["prompt_tokens"].astype("float64").mean()), float(
-        ok["output_tokens"].astype("float64").mean()
-    )
+    return float(pd.Series(prompt[both]).mean()), float(pd.Series(output[both]).mean())
 
 
 def simulated_band(sim: SimSettings) -> float:

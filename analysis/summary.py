@@ -24,6 +24,7 @@ from loadtest.model.quota import LIMIT_TYPES
 __all__ = [
     "PERCENTILES",
     "StageSummary",
+    "limit_counts",
     "limit_type",
     "percentiles",
     "span_s",
@@ -57,9 +58,13 @@ PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 
 
 def percentiles(
-    values: Iterable[float] | np.ndarray, qs: Sequence[int] = PERCENTILES
+    values: Iterable[float] | np.ndarray, qs: Sequence[int] = PERCENTILES, in_place: bool = False
 ) -> dict[str, float | None]:
-    """``{"p50": …, "mean": …}`` from raw values (NaN dropped); every value is ``None`` when there is no data."""
+    """``{"p50": …, "mean": …}`` from raw values (NaN dropped); every value is ``None`` when there is no data.
+    With ``in_place`` a NumPy array of values is reordered rather than copied (float32 values are kept as they are
+    and interpolated in float64)."""
+    if in_place and isinstance(values, np.ndarray):
+        return _percentiles(values, qs, scratch=True)
     arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype="float64")
     return _percentiles(arr, qs, scratch=False)
 
@@ -197,7 +202,7 @@ class _Columns:
         return dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
 
 
-def _limit_counts(details: np.ndarray) -> dict[str, int]:
+def limit_counts(details: np.ndarray) -> dict[str, int]:
     """``{limit type: count}`` of 429 bodies, most frequent first (each distinct body is read once)."""
     found: dict[str, int] = {}
     for detail, n in Counter(details).items():
@@ -209,9 +214,13 @@ def _limit_counts(details: np.ndarray) -> dict[str, int]:
 _Group = tuple[str, str | None, np.ndarray, float | None]  # stage label, class, row positions, duration
 
 
-def _summarize_all(c: _Columns, groups: Sequence[_Group]) -> list[StageSummary]:
+def _summarize_all(c: _Columns, groups: Sequence[_Group], itl: bool = True) -> list[StageSummary]:
     """One summary per group. The ITL percentiles — most of the work on a big run: a selection over every chunk
-    gap — are computed two groups at a time, since numpy's partition releases the GIL."""
+    gap — are computed two groups at a time, since numpy's partition releases the GIL; without ``itl`` they are
+    left to the caller (all None)."""
+    if not itl:
+        none = percentiles(np.empty(0))
+        return [_summarize(c, group, none) for group in groups]
     with ThreadPoolExecutor(max_workers=2) as pool:
         itls = list(pool.map(c.itl, [idx for _, _, idx, _ in groups]))
     return [_summarize(c, group, itl) for group, itl in zip(groups, itls, strict=True)]
@@ -248,7 +257,7 @@ def _summarize(c: _Columns, group: _Group, itl: dict[str, float | None]) -> Stag
         e2e=percentiles(c.e2e[ok]),
         lag=percentiles(c.lag[idx]),
         token_sources=c.counts("token_source", ok),
-        rate_limits=_limit_counts(c.error_detail[limited]),
+        rate_limits=limit_counts(c.error_detail[limited]),
         retry_after_p50_s=percentiles(c.retry_after[limited])["p50"],
         good=good,
         goodput_rps=rate(good) if good is not None else None,
@@ -286,16 +295,20 @@ def summarize_stages(
     records: pd.DataFrame,
     order: Sequence[str] = (),
     slos: Mapping[str, Mapping[str, float]] | None = None,
+    itl: bool = True,
 ) -> list[StageSummary]:
     """One summary per stage, in ``order`` (the manifest's stage order) then any other stage by first start.
-    With ``slos`` (``{class: {"ttft_p95": 1.0, ...}}``, see :mod:`analysis.goodput`) also goodput and attainment."""
+    With ``slos`` (``{class: {"ttft_p95": 1.0, ...}}``, see :mod:`analysis.goodput`) also goodput and attainment.
+    Without ``itl`` the ITL percentiles are all None (:mod:`analysis.scan` computes them its own way)."""
     if records.empty:
         return []
     records = records.reset_index(drop=True)
     c = _Columns(records, good_mask(records, slos) if slos is not None else None)
     groups = _groups(records, "stage")
     labels = _stage_order(records, order)
-    return _summarize_all(c, [(label, None, groups[label], _duration(c, groups[label])) for label in labels])
+    return _summarize_all(
+        c, [(label, None, groups[label], _duration(c, groups[label])) for label in labels], itl=itl
+    )
 
 
 def summarize_classes(

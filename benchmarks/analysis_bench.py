@@ -6,7 +6,9 @@
 Writes a synthetic run directory once in the recorder's format 2 (manifest + ``records.jsonl`` + ``chunk_gaps.f32``:
 6 closed-loop stages, 3 request classes, about 3 % errors growing with load, half of them 429s, 64 chunk gaps per
 streamed record as float32 in the side file, ``gap_offset`` / ``gap_count`` on the line), then,
-in a fresh child process per repeat, times ``load_run`` + per-stage and per-class summaries + capacity, and reports
+writes its columnar copy ``records.cache.parquet`` as the run's own ``loadtest run`` would at its end (the time it
+took is printed), then, in a fresh child process per repeat, times the analysis out of core (:mod:`analysis.scan`:
+open the run, then one pass over the stages for the per-stage and per-class summaries and the capacity) and reports
 the child's peak RSS (``VmHWM``, :func:`loadtest.engine.procstat.peak_rss_mb`; interpreter and libraries included).
 With ``--export FORMAT`` the child times ``loadtest export`` instead — what the command does, without click: load,
 build the table (:func:`reports.export.export_table`), write it to ``DIR/export.FORMAT`` — with the same peak RSS.
@@ -19,7 +21,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -32,7 +36,14 @@ from bench_driver import ensure_run, repeat_in_children  # noqa: E402
 from loadtest.client.protocol import EndpointSpec, RequestClass  # noqa: E402
 from loadtest.client.records import GAPS_FILE  # noqa: E402
 from loadtest.engine.procstat import peak_rss_mb  # noqa: E402
-from loadtest.rundir import FORMAT, MANIFEST_FILE, Host, Manifest, RunDistribution  # noqa: E402
+from loadtest.rundir import (  # noqa: E402
+    FORMAT,
+    MANIFEST_FILE,
+    RECORDS_CACHE,
+    Host,
+    Manifest,
+    RunDistribution,
+)
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 from reports.export import ExportFormat  # noqa: E402
 
@@ -174,35 +185,45 @@ def generate(run_dir: Path, n: int, seed: int = 7) -> None:
 
 
 def measure(run_dir: Path) -> dict[str, float]:
-    """Load + summaries + capacity in this process; returns seconds per phase and peak RSS (MB)."""
-    from analysis import (
-        capacity_from_run,
-        class_slos,
-        load_run,
-        summarize_classes,
-        summarize_stages,
-    )
+    """Open the run + summaries + capacity in this process, out of core (:mod:`analysis.scan`); returns seconds
+    per phase and peak RSS (MB). The capacity's per-stage points are computed in the summaries' pass over the
+    stages: their time is taken out of it and counted as capacity (timed by wrapping the functions the pass calls,
+    as ``report_bench.py`` does: no timer in the product code)."""
+    import analysis.scan as scan_module
+    from analysis import class_slos
+
+    spent = {"capacity": 0.0}
+    for name in ("_stage_point", "capacity_of_points", "server_metrics_of"):
+        setattr(scan_module, name, _timed(getattr(scan_module, name), spent))
 
     t0 = time.perf_counter()
-    data = load_run(run_dir)
+    scan = scan_module.open_scan(run_dir)
     t1 = time.perf_counter()
-    order = data.manifest.stage_order
-    slos = class_slos(data.manifest.spec.request_classes)
-    stages = summarize_stages(data.records, order, slos=slos)
-    classes = summarize_classes(data.records, slos=slos)
-    t2 = time.perf_counter()
-    cap = capacity_from_run(data)
+    slos = class_slos(scan.manifest.spec.request_classes)
+    result = scan_module.summarize_scan(scan, slos, scan.manifest.stage_order, by_stage=False)
     t3 = time.perf_counter()
-    assert len(stages) == len(USERS) and len(classes) == len(CLASSES)
+    cap = result.capacity
+    assert len(result.stages) == len(USERS) and len(result.classes) == len(CLASSES) and cap is not None
     return {
-        "records": float(len(data.records)),
+        "records": float(scan.requests),
         "load_s": t1 - t0,
-        "summaries_s": t2 - t1,
-        "capacity_s": t3 - t2,
+        "summaries_s": t3 - t1 - spent["capacity"],
+        "capacity_s": spent["capacity"],
         "total_s": t3 - t0,
         "peak_rss_mb": peak_rss_mb(),
         "x_star_rps": cap.max_rps if cap.max_rps is not None else float("nan"),
     }
+
+
+def _timed(fn: Callable[..., Any], spent: dict[str, float]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent["capacity"] += time.perf_counter() - t0
+
+    return wrapper
 
 
 def measure_export(run_dir: Path, fmt: ExportFormat, out: Path) -> dict[str, float]:
@@ -228,6 +249,17 @@ def measure_export(run_dir: Path, fmt: ExportFormat, out: Path) -> dict[str, flo
     }
 
 
+def ensure_cache(run_dir: Path) -> None:
+    """Write the run's columnar copy unless it is there and current, and say how long it took."""
+    from analysis.columnar import open_cache
+
+    if not (run_dir / RECORDS_CACHE).exists():
+        t0 = time.perf_counter()
+        open_cache(run_dir / "records.jsonl")
+        size = (run_dir / RECORDS_CACHE).stat().st_size
+        print(f"wrote {RECORDS_CACHE} ({size / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -244,6 +276,7 @@ def main() -> None:
             print(json.dumps(measure(run_dir)))
         return
     ensure_run(run_dir, args.records, generate)
+    ensure_cache(run_dir)
     repeat_in_children(
         __file__,
         [

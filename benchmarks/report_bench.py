@@ -11,8 +11,10 @@ window's generator figures — then, in a fresh child process per repeat, times
 SHA-256 (to check that a change leaves the report's bytes alone).
 
 The phases are timed from outside, by wrapping the functions :mod:`reports.html.collect` and
-:mod:`reports.html.page` call (their module globals) for the one measured call: load, summaries (per stage, per
-class over the run and per class per stage), the generator check, capacity, timeline, plan, samples, the small
+:mod:`reports.html.page` call (their module globals) for the one measured call: opening the run out of core and
+its one pass over the stages for the summaries (per stage, per class over the run and per class per stage) and
+capacity (:mod:`analysis.scan`), the load of the frame without chunk gaps for the rest, the generator check,
+timeline, plan, samples, the small
 validity and error steps, quantile curves, token histograms (with the asked-input draws), charts, and the page
 (``render_page`` less its charts).
 
@@ -54,15 +56,14 @@ PLAN = PlanRequest(peak_tokens_per_min=3_000_000.0, architectures=("llama-3.3-70
 # phase → the functions it times (module globals of reports.html.collect), in the order collect_run calls them;
 # a function may be called more than once per phase
 _COLLECT_PHASES: dict[str, tuple[str, ...]] = {
-    "load": ("load_run",),
-    "stage summaries": ("summarize_stages",),
-    "class summaries": ("summarize_classes",),
+    "open (out of core)": ("open_scan",),
+    "summaries and capacity (out of core)": ("summarize_scan",),
+    "load (without gaps)": ("load_run",),
     "generator check": ("check_load",),
-    "capacity": ("capacity_from_run",),
     "timeline": ("timeline",),
     "plan": ("plan_for_run",),
     "samples": ("_samples",),
-    "validity, errors": ("_validity", "_errors"),
+    "validity, errors": ("assess", "_errors"),
     "quantile curves": ("_cdfs",),
     "histograms": ("_asked_input", "_asked_output", "_tokens"),  # with the asked-input draws
 }

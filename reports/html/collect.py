@@ -15,20 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import (
-    CapacityResult,
-    StageLoad,
-    StageSummary,
-    capacity_from_run,
-    check_load,
-    class_slos,
-    load_run,
-    summarize_classes,
-    summarize_stages,
-)
+from analysis import CapacityResult, StageLoad, StageSummary, check_load, class_slos, load_run
 from analysis.coldstart import ColdStart, cold_starts
 from analysis.input_length import InputLengths, input_lengths
 from analysis.run_plan import RunPlan, plan_for_run
+from analysis.scan import open_scan, summarize_scan
 from analysis.server_metrics import ServerMetricsSummary, server_metrics_of
 from analysis.timeline import Histogram, Timeline, histogram, quantile_curve, timeline
 from analysis.validity import Validity, assess
@@ -90,20 +81,21 @@ class RunView:
 def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
     """Read and analyse one run directory (see the module docstring); ``replan`` overrides what the run's plan
     request gives (its peak, its architectures)."""
-    data = load_run(run_dir)
-    manifest = data.manifest
-    records = data.records
-    # the steps that read no chunk gaps get the frame without them: filtering rows then copies no gap lists
-    # (a million records' gaps are ~56 M float32 values)
-    flat = records.drop(columns="chunk_gaps")
+    # the summaries and capacity, which read the chunk gaps (a million records' gaps are ~56 M float32 values),
+    # stage by stage out of core; every other step from the frame without the gaps and the request ids
+    scan = open_scan(run_dir)
+    manifest = scan.manifest
     order = manifest.stage_order
     slos = class_slos(manifest.spec.request_classes)
-    stages = summarize_stages(records, order, slos=slos)
-    classes = summarize_classes(records, slos=slos, order=order) + summarize_classes(
-        records, slos=slos, by_stage=True, order=order
-    )
+    result = summarize_scan(scan, slos, order)
+    stages = list(result.stages)
+    classes = [*result.classes, *result.classes_by_stage]
+    assert result.capacity is not None
+    cap = result.capacity
+    del scan
+    data = load_run(run_dir, gaps=False, request_ids=False)
+    records = flat = data.records.drop(columns="chunk_gaps")
     loads = check_load(flat, manifest.stages or ())
-    cap = capacity_from_run(data)
     line = timeline(flat, min_bin_s=2.0 * _median_e2e(flat))
     windows = _windows(manifest, line)
     request = _request(manifest.spec.plan, replan)

@@ -250,7 +250,7 @@ def test_resolve_tokenizer_finds_local_files_only(tmp_path: Path, monkeypatch: p
 # --- asked vs served ---
 
 
-def frame(rows: Sequence[tuple[str, str, int | None, int | None, bool]]) -> pd.DataFrame:
+def frame(rows: Sequence[tuple[str | None, str, int | None, int | None, bool]]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "request_class": [r[0] for r in rows],
@@ -319,3 +319,20 @@ def test_a_length_below_the_servers_template_is_warned_about_before_the_run() ->
     )
     exact = calibrate_prompts(classes[1:], PromptOptions(), sim_counter(rule, []), seed=3)
     assert exact.warnings == () and exact.note is None
+
+
+def test_input_lengths_leave_a_record_without_a_class_out_of_the_classes() -> None:
+    rows = [
+        ("chat", "s1", 100, 110, True),
+        (None, "s1", 100, 120, True),  # a record naming no class: in its stage, in no class
+        ("rag", "s2", 100, 100, True),
+        (None, "s2", 100, 140, True),
+    ]
+    lengths = input_lengths(frame(rows).astype({"request_class": "category", "stage": "category"}), ["s2"])
+    assert [(g.scope, g.name, g.requests) for g in lengths.groups] == [
+        ("class", "chat", 1),
+        ("class", "rag", 1),
+        ("stage", "s2", 2),
+        ("stage", "s1", 2),
+    ]
+    assert lengths.groups[2].deviation == pytest.approx(40 / 200)
