@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis import StageLoad, StageSummary, check_load, load_run, summarize_stages
+from analysis import StageLoad, StageSummary, check_load, load_run
+from analysis.scan import open_scan, summarize_scan
 from loadtest.client.auth import AuthOptions, child_environment, resolve_auth
 from loadtest.client.probe import first_model_id, preflight
 from loadtest.client.protocol import EndpointSpec
@@ -234,8 +235,13 @@ def _execute(
     finally:
         if live is not None:
             live.clear()
-    data = load_run(run_dir)
-    summaries = summarize_stages(data.records, [s.label for s in scenario.stages])
+    # the frame without the chunk gaps and request ids, and the summaries stage by stage out of core: a soak's
+    # ten million records fit in memory that way (docs/performance.md)
+    data = load_run(run_dir, gaps=False, request_ids=False)
+    scan = open_scan(run_dir)
+    order = [s.label for s in scenario.stages]
+    summaries = list(summarize_scan(scan, None, order, by_stage=False, capacity=False).stages)
+    del scan
     loads = check_load(data.records, data.manifest.stages or ())
     verdict = GeneratorVerdict(
         kept_up=all(load.kept_up for load in loads),
