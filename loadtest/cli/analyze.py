@@ -66,12 +66,12 @@ def analyze(
 
     # the summaries and capacity, which read the chunk gaps, stage by stage out of core (a soak's ten million
     # records are 2.2 GB of gaps); every other step from the frame without the gaps and the request ids
-    data = require_records(load_run(run_dir, gaps=False, request_ids=False))
-    order = data.manifest.stage_order
-    slos = class_slos(data.manifest.spec.request_classes)
     scan = open_scan(run_dir)
+    order = scan.manifest.stage_order
+    slos = class_slos(scan.manifest.spec.request_classes)
     result = summarize_scan(scan, slos, order, by_stage=by == "stage,class")
-    del scan
+    del scan  # its memory-mapped gaps and stage frames go before the frame is read
+    data = require_records(load_run(run_dir, gaps=False, request_ids=False))
     summaries = {"stage": result.stages, "class": result.classes}.get(by, result.classes_by_stage)
     capacity = result.capacity
     assert capacity is not None  # summarize_scan computes it unless asked not to
