@@ -42,6 +42,7 @@ from loadtest.sim.oauth import OAuthIssuer
 from loadtest.sim.quota import Quota, Rejection, Ticket
 from loadtest.sim.responses import EmbeddingJob, Generation, parse_embedding, parse_generation
 from loadtest.sim.scaling import Autoscaler
+from loadtest.sim.timing import FirstTokens, LagMonitor
 from loadtest.sim.tokens import TokenRule, TokenText
 
 __all__ = ["App"]
@@ -52,7 +53,7 @@ _TOKEN_PATH: Final = "/oidc/v1/token"
 _HOST_METADATA: Final = "/.well-known/databricks-config"
 _OIDC_DISCOVERY: Final = "/oidc/.well-known/oauth-authorization-server"
 _OPEN_PATHS: Final = frozenset(
-    {"/health", "/metrics", "/sim/stats", _TOKEN_PATH, _HOST_METADATA, _OIDC_DISCOVERY}
+    {"/health", "/metrics", "/sim/stats", "/sim/timings", _TOKEN_PATH, _HOST_METADATA, _OIDC_DISCOVERY}
 )
 _OPT_INFO: Final = "/api/2.0/serving-endpoints/get-model-optimization-info/"
 _HTTP_FAULTS: Final = {
@@ -117,6 +118,11 @@ class App:
         self.rate_limited: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
         self.max_lag_s = 0.0
+        self.lag = LagMonitor(loop)  # started by the server (start_monitor)
+        self.first_tokens = FirstTokens()
+        self._arrived: dict[
+            int, tuple[str, float]
+        ] = {}  # sequence id -> (request id, arrival), until its 1st token
         self.last_minute = LastMinute()  # answers by status, for the Databricks metrics export
         n = len(self.model_server.lanes)
         self._deadlines = [0.0] * n
@@ -151,6 +157,7 @@ class App:
             "/metrics": ("GET", lambda c, r: c.respond(200, metrics_text(self.model, self.snapshot()),
                                                        r.request_id, "text/plain; version=0.0.4")),
             "/sim/stats": ("GET", lambda c, r: self._json(c, r, self.snapshot())),
+            "/sim/timings": ("GET", lambda c, r: self._json(c, r, self.timings())),
             "/v1/models": ("GET", lambda c, r: self._json(c, r, models_document(self.model, self.arch,
                                                                                self.created))),
             "/v1/chat/completions": ("POST", lambda c, r: self._generate(c, r, self._body(r), chat=True)),
@@ -346,11 +353,13 @@ class App:
         params = parse_generation(
             body, chat, self.arch.context, self.config.reject_stream_options, self.token_rule
         )
+        arrived = self.loop.time()
         plan, ticket = self._gate(params.prompt_tokens, params.max_tokens, params.stream)
         job = Generation(self, conn, req.request_id, chat, params, plan)
 
         def go() -> None:
-            self._submit(conn, job, [(job.seq_id, params.prompt_tokens, params.max_tokens)], ticket)
+            seqs = [(job.seq_id, params.prompt_tokens, params.max_tokens)]
+            self._submit(conn, job, seqs, ticket, (req.request_id, arrived))
             if ticket is not None:
                 self.tickets[job.seq_id] = ticket
             if params.stream:
@@ -474,8 +483,15 @@ class App:
                 self._start_step(index, now)
 
     def _submit(
-        self, conn: Connection, job: Job, seqs: list[tuple[int, int, int]], ticket: Ticket | None
+        self,
+        conn: Connection,
+        job: Job,
+        seqs: list[tuple[int, int, int]],
+        ticket: Ticket | None,
+        arrival: tuple[str, float] | None = None,
     ) -> None:
+        """Queue a request's sequences on a replica; ``arrival`` (request id, when it arrived) asks for its first
+        token's times in :attr:`first_tokens`."""
         server = self.model_server
         try:
             home = server.submit_all([BatchRequest(eid, prompt, out) for eid, prompt, out in seqs])
@@ -486,6 +502,8 @@ class App:
         for eid, prompt, _ in seqs:
             self.jobs[eid] = (job, home)
             self.counters["prompt_tokens"] += prompt
+        if arrival is not None:
+            self._arrived[seqs[0][0]] = arrival
         conn.active = job
         now = self.loop.time()
         for index in server.wake(home):
@@ -513,6 +531,7 @@ class App:
 
     def _forget(self, seq_id: int) -> None:
         entry = self.jobs.pop(seq_id, None)
+        self._arrived.pop(seq_id, None)
         if entry is not None:
             self.model_server.cancel(seq_id, entry[1])
 
@@ -546,7 +565,8 @@ class App:
         self._timers[index] = self.loop.call_at(deadline, self._end_step, index)
 
     def _end_step(self, index: int) -> None:
-        jobs = self.jobs
+        jobs, arrived = self.jobs, self._arrived
+        deadline = self._deadlines[index]
         emitted = 0
         for event in self.model_server.lanes[index].finish_step():
             entry = jobs.get(event.request_id)
@@ -556,9 +576,11 @@ class App:
             if event.finished:
                 del jobs[event.request_id]
             entry[0].on_token(event)
+            if event.tokens == 1 and event.request_id in arrived:
+                request_id, t0 = arrived.pop(event.request_id)
+                self.first_tokens.add(request_id, t0, deadline, self.loop.time())
         self.counters["tokens_emitted"] += emitted
         self.counters["steps"] += 1
-        deadline = self._deadlines[index]
         lag = self.loop.time() - deadline
         self.max_lag_s = max(self.max_lag_s, lag)
         if lag > _MAX_LAG_S:
@@ -566,7 +588,12 @@ class App:
             deadline += lag
         self._start_step(index, deadline)
 
+    def start_monitor(self) -> None:
+        """Start measuring the loop's lateness (``loop_lag`` in :meth:`snapshot`, samples in :meth:`timings`)."""
+        self.lag.start()
+
     def cancel_timers(self) -> None:
+        self.lag.stop()
         for timer in [*self._timers, self._scale_timer, *(h.timer for h in self.held)]:
             if timer is not None:
                 timer.cancel()
@@ -584,6 +611,7 @@ class App:
             "waiting": server.waiting + self.held_waiting(),
             "kv_used_tokens": server.kv_used,
             "step_lag_max_s": round(max(self.max_lag_s, 0.0), 6),
+            "loop_lag": self.lag.summary(),
             "connections": len(self.connections),
             "deployment": self.deployment.name,
             "replicas": server.replica_count,
@@ -598,6 +626,19 @@ class App:
             "oauth_tokens_issued": self.oauth.issued if self.oauth is not None else 0,
             "scaling": self._scaling_snapshot(),
         }  # fmt: skip
+
+    def timings(self) -> dict[str, Any]:
+        """``GET /sim/timings``: the loop's lateness samples and the first tokens' times, raw (:mod:`.timing`)."""
+        return {
+            "clock": "loop.time() (time.monotonic), seconds",
+            "now": self.loop.time(),
+            "loop_lag_interval_s": self.lag.interval,
+            "loop_lag": list(self.lag.samples),
+            "first_tokens": {
+                "columns": ["request_id", "arrived", "due", "written"],
+                "rows": list(self.first_tokens.rows),
+            },
+        }
 
     def held_waiting(self) -> int:
         """Requests held for a cold start whose client is still there: they wait, as the replicas' queue does."""

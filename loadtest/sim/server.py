@@ -14,14 +14,15 @@ Paths (``{name}`` is any Databricks endpoint name, or only ``SimConfig.endpoint_
   endpoint reports its quotas. ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}``
   (:mod:`loadtest.sim.documents`).
 - ``POST /oidc/v1/token`` when OAuth is configured (:mod:`loadtest.sim.oauth`).
-- ``GET /sim/stats``: the JSON of :meth:`SimServer.stats`.
+- ``GET /sim/stats``: the JSON of :meth:`SimServer.stats`; ``GET /sim/timings``: the event loop's lateness samples
+  and each recent request's arrival, model first-token time and write time, raw (:mod:`loadtest.sim.timing`).
 
 Errors: unknown path 404, wrong method 405, bad JSON or fields 400 as ``{"error": {"message", "type":
 "invalid_request_error"}}`` (Databricks paths answer ``{"error_code", "message"}`` as Databricks does), 401 when
 ``api_token`` or OAuth is set and ``Authorization: Bearer <token>`` is missing, wrong or expired (``/health``,
-``/metrics``, ``/sim/stats`` and ``/oidc/v1/token`` stay open; tokens and secrets are never echoed). In
-pay-per-token mode a request over a quota gets 429 with ``Retry-After`` (:mod:`loadtest.sim.quota`); injected
-faults are in :mod:`loadtest.sim.faults`. Every response carries ``x-request-id``.
+``/metrics``, ``/sim/stats``, ``/sim/timings`` and ``/oidc/v1/token`` stay open; tokens and secrets are never
+echoed). In pay-per-token mode a request over a quota gets 429 with ``Retry-After`` (:mod:`loadtest.sim.quota`);
+injected faults are in :mod:`loadtest.sim.faults`. Every response carries ``x-request-id``.
 Prompt tokens: :mod:`loadtest.sim.tokens`. Output length is ``max_tokens`` (or ``max_completion_tokens``; default
 16) and always ends with ``finish_reason: "length"`` (ignore_eos).
 
@@ -90,6 +91,7 @@ class SimServer:
                 f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror}"
             ) from None
         self._port = self._server.sockets[0].getsockname()[1]
+        app.start_monitor()
 
     async def _close(self) -> None:
         if self._app is not None:
