@@ -24,7 +24,7 @@ from typing import Any, Final
 import orjson
 
 from loadtest.model.roofline import kv_capacity_tokens
-from loadtest.sim.batching import BatchRequest, Cluster
+from loadtest.sim.batching import BatchRequest, Cluster, TokenEvent
 from loadtest.sim.config import SimConfig
 from loadtest.sim.documents import (
     LastMinute,
@@ -42,12 +42,15 @@ from loadtest.sim.oauth import OAuthIssuer
 from loadtest.sim.quota import Quota, Rejection, Ticket
 from loadtest.sim.responses import EmbeddingJob, Generation, parse_embedding, parse_generation
 from loadtest.sim.scaling import Autoscaler
-from loadtest.sim.timing import FirstTokens, LagMonitor
+from loadtest.sim.timing import KEEP_STEPS, FirstTokens, LagMonitor
 from loadtest.sim.tokens import TokenRule, TokenText
 
 __all__ = ["App"]
 
 _MAX_LAG_S: Final = 0.25
+# token events a step hands out per turn of the event loop: between two slices the loop reads requests and fires the
+# other replicas' step timers, instead of waiting for a whole batch's writes (≈ 5 µs each: 2.5 ms for 500 streams)
+_SLICE: Final = 32
 _TOKEN_PATH: Final = "/oidc/v1/token"
 # what the Databricks SDK reads before it authenticates: the host's metadata, then its OIDC endpoints
 _HOST_METADATA: Final = "/.well-known/databricks-config"
@@ -120,6 +123,7 @@ class App:
         self.max_lag_s = 0.0
         self.lag = LagMonitor(loop)  # started by the server (start_monitor)
         self.first_tokens = FirstTokens()
+        self.step_writes: deque[tuple[float, float]] = deque(maxlen=KEEP_STEPS)  # (deadline, last write)
         self._arrived: dict[
             int, tuple[str, float]
         ] = {}  # sequence id -> (request id, arrival), until its 1st token
@@ -127,6 +131,8 @@ class App:
         n = len(self.model_server.lanes)
         self._deadlines = [0.0] * n
         self._timers: list[asyncio.TimerHandle | None] = [None] * n
+        # per lane, a step's token events still to write: (events, next index, the step's deadline)
+        self._pending: list[tuple[list[TokenEvent], int, float] | None] = [None] * n
         self._ids, self._seq_ids, self._prefix = 0, 0, os.urandom(3).hex()
         self._auth = ("Bearer " + config.api_token).encode() if config.api_token else None
         limits = config.quota_limits()
@@ -565,10 +571,34 @@ class App:
         self._timers[index] = self.loop.call_at(deadline, self._end_step, index)
 
     def _end_step(self, index: int) -> None:
-        jobs, arrived = self.jobs, self._arrived
+        """A step's time is over: plan the lane's next step at once, from this one's deadline (the model's time,
+        not now: lateness does not accumulate), then hand this step's tokens to their jobs."""
+        pending = self._pending[index]
+        if (
+            pending is not None
+        ):  # the last step's writes are not over (an overloaded loop): they go first, in order
+            self._write_step(index, *pending, everything=True)
         deadline = self._deadlines[index]
+        events = self.model_server.lanes[index].finish_step()
+        self.counters["steps"] += 1
+        lag = self.loop.time() - deadline
+        self.max_lag_s = max(self.max_lag_s, lag)
+        if lag > _MAX_LAG_S:
+            self.counters["step_resyncs"] += 1
+            self._start_step(index, deadline + lag)
+        else:
+            self._start_step(index, deadline)
+        self._write_step(index, events, 0, deadline)
+
+    def _write_step(
+        self, index: int, events: list[TokenEvent], start: int, due: float, everything: bool = False
+    ) -> None:
+        """Hand a step's token events from ``start`` on to their jobs (which write them), :data:`_SLICE` per turn
+        of the event loop unless ``everything``; the first tokens come first (:meth:`Replica.finish_step`)."""
+        jobs, arrived = self.jobs, self._arrived
         emitted = 0
-        for event in self.model_server.lanes[index].finish_step():
+        stop = len(events) if everything else start + _SLICE
+        for event in events[start:stop] if start or len(events) > stop else events:
             entry = jobs.get(event.request_id)
             if entry is None:
                 continue
@@ -578,15 +608,19 @@ class App:
             entry[0].on_token(event)
             if event.tokens == 1 and event.request_id in arrived:
                 request_id, t0 = arrived.pop(event.request_id)
-                self.first_tokens.add(request_id, t0, deadline, self.loop.time())
+                self.first_tokens.add(request_id, t0, due, self.loop.time())
         self.counters["tokens_emitted"] += emitted
-        self.counters["steps"] += 1
-        lag = self.loop.time() - deadline
-        self.max_lag_s = max(self.max_lag_s, lag)
-        if lag > _MAX_LAG_S:
-            self.counters["step_resyncs"] += 1
-            deadline += lag
-        self._start_step(index, deadline)
+        if stop < len(events):
+            self._pending[index] = (events, stop, due)
+            self.loop.call_soon(self._write_next, index)
+        else:
+            self._pending[index] = None
+            self.step_writes.append((due, self.loop.time()))
+
+    def _write_next(self, index: int) -> None:
+        pending = self._pending[index]
+        if pending is not None:  # else a later step's end wrote them already
+            self._write_step(index, *pending)
 
     def start_monitor(self) -> None:
         """Start measuring the loop's lateness (``loop_lag`` in :meth:`snapshot`, samples in :meth:`timings`)."""
@@ -634,6 +668,7 @@ class App:
             "now": self.loop.time(),
             "loop_lag_interval_s": self.lag.interval,
             "loop_lag": list(self.lag.samples),
+            "steps": {"columns": ["due", "written"], "rows": list(self.step_writes)},
             "first_tokens": {
                 "columns": ["request_id", "arrived", "due", "written"],
                 "rows": list(self.first_tokens.rows),

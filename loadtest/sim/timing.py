@@ -11,6 +11,8 @@ bottleneck (``benchmarks/sim_bench.py``, ``docs/performance.md``). Times are the
 - :class:`FirstTokens`: per request, when it arrived, when the model's first token was due (the end of the step that
   admitted it, or of its prefill slot) and when the server had written it; the last :data:`KEEP_REQUESTS`.
   ``due − arrived`` is the model's TTFT, ``written − due`` what the server added to it.
+- The steps (the server keeps them, :data:`KEEP_STEPS`): when a step's tokens were due and when the last of them
+  was written — the most the server added to any token of that step.
 
 :func:`percentiles` summarises raw values (nearest rank): the loop's lateness in ``/sim/stats``. The rows and samples
 themselves are ``GET /sim/timings``; they are not summarised on ``/sim/stats``, which ``/metrics`` scrapes build
@@ -25,11 +27,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["INTERVAL_S", "KEEP", "KEEP_REQUESTS", "FirstTokens", "LagMonitor", "percentiles"]
+__all__ = ["INTERVAL_S", "KEEP", "KEEP_REQUESTS", "KEEP_STEPS", "FirstTokens", "LagMonitor", "percentiles"]
 
 INTERVAL_S: Final = 0.010
 KEEP: Final = 6000  # samples: the last 60 s at one per 10 ms
 KEEP_REQUESTS: Final = 1 << 17  # 131,072 requests, ≈ 20 MB
+KEEP_STEPS: Final = 1 << 15  # 32,768 steps: 4 minutes at 136 steps/s
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:
