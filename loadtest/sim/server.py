@@ -33,11 +33,11 @@ chunk per token, the last with ``finish_reason``; a ``choices: []`` usage chunk 
 
 Performance: one timer per replica step for its whole batch, at absolute deadlines (``t_{k+1} = t_k + step_k``, so
 lateness does not accumulate; more than 0.25 s behind, it resyncs and counts it in ``stats()``); the next step is
-planned when the timer fires, then the step's tokens are written 32 per turn of the event loop, the first tokens
-first, so that a batch of hundreds of streams (≈ 5 µs of socket write each) never holds the loop for its whole
-length: requests are read and other replicas' steps end in between; a chunk is two pre-encoded byte strings around
-the token's word (no JSON encoding per token); a client that disconnects is dropped from its batch. The listen
-backlog is 4,096, so thousands of clients may connect at once. Measured in ``docs/performance.md``.
+planned when the timer fires, the step's first tokens are written at once and its other tokens 64 per turn of the
+event loop, oldest step first, so that a batch of hundreds of streams (5-10 µs of socket write each) never holds the
+loop for its whole length: requests are read and other replicas' steps end in between; a chunk is two pre-encoded byte
+strings around the token's word (no JSON encoding per token); a client that disconnects is dropped from its batch. The
+listen backlog is 4,096, so thousands of clients may connect at once. Measured in ``docs/performance.md``.
 """
 
 from __future__ import annotations

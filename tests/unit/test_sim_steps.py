@@ -1,6 +1,7 @@
-"""How the simulator's application hands a step's tokens to the connections (:class:`loadtest.sim.app.App`): in
-slices, one per turn of the event loop, the first tokens first, each stream's tokens in order even when a step ends
-before the last one's writes are over. Driven by hand on an event loop that is not running: no sockets, no sleeps."""
+"""How the simulator's application hands a step's tokens to the connections (:class:`loadtest.sim.app.App`): the
+first tokens at once, the others in slices, one per turn of the event loop, oldest step first, so each stream's
+tokens are in order even when a step ends before the last one's writes are over. Driven by hand on an event loop
+that is not running: no sockets, no sleeps."""
 
 from __future__ import annotations
 
@@ -79,39 +80,49 @@ def turn(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_forever()
 
 
-def test_a_big_step_is_written_a_slice_per_turn_of_the_loop_and_the_next_step_is_planned_first(
+def test_a_steps_first_tokens_are_written_at_once_and_its_other_tokens_a_slice_per_turn_of_the_loop(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     n = 3 * _SLICE + 5
     app, recorders = streams(loop, n, max_tokens=4)
-    first_timer = app._timers[0]
-    end_step(app)
-    assert app._timers[0] is not None and app._timers[0] is not first_timer  # planned before any write
-    written = [sum(len(r.frames) for r in recorders)]
-    while app._pending[0] is not None:
+
+    def written() -> int:
+        return sum(len(r.frames) for r in recorders)
+
+    end_step(app)  # n - 1 first tokens, and the first request's second token
+    assert written() == n - 1  # every first token at once, however many
+    assert all(b'"role":"assistant"' in r.frames[0] for r in recorders[1:]) and not recorders[0].frames
+    turn(loop)
+    assert written() == n and b'"role"' not in recorders[0].frames[0]
+    before = app._timers[0]
+    end_step(app)  # n decoders
+    assert app._timers[0] is not None and app._timers[0] is not before  # the next step is planned first
+    counts = [written() - n]
+    while app._queue:
         turn(loop)
-        written.append(sum(len(r.frames) for r in recorders))
-    assert written == [_SLICE, 2 * _SLICE, 3 * _SLICE, n]
-    assert all(len(r.frames) == 1 for r in recorders)
-    assert all(b'"role":"assistant"' in r.frames[0] for r in recorders[1:])  # first tokens
-    assert b'"role"' not in recorders[0].frames[0]  # its second token, written last
-    assert app.counters["tokens_emitted"] == n + 1
-    assert len(app.step_writes) == 2  # (the test fires steps early: no order between due and written)
+        counts.append(written() - n)
+    assert counts == [_SLICE, 2 * _SLICE, 3 * _SLICE, n]
+    assert app.counters["tokens_emitted"] == 1 + 2 * n
+    assert len(app.step_writes) == 3  # (the test fires steps early: no order between due and written)
     assert len(app.first_tokens.rows) == n
 
 
-def test_a_step_that_ends_before_the_last_ones_writes_are_over_writes_them_first(
+def test_a_streams_tokens_are_written_in_order_when_steps_end_faster_than_the_loop_writes(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     n = 2 * _SLICE + 1
-    app, recorders = streams(loop, n, max_tokens=2)
-    end_step(app)  # the first tokens: one slice written, the rest pending
-    end_step(app)  # the last tokens, before the loop ever turned
-    while app._pending[0] is not None:
+    app, recorders = streams(loop, n, max_tokens=3)
+    end_step(app)  # the first tokens written; the first request's second token queued
+    end_step(app)  # before the loop ever turned: every token queued behind it
+    end_step(app)  # the last tokens, queued too
+    while app._queue:
         turn(loop)
-    assert len(recorders[0].frames) == 1 and b'"finish_reason":"length"' in recorders[0].frames[0]
+    assert len(recorders[0].frames) == 2 and b'"finish_reason":"length"' in recorders[0].frames[1]
     for r in recorders[1:]:
-        assert len(r.frames) == 2
-        assert b'"role":"assistant"' in r.frames[0] and b'"finish_reason":"length"' in r.frames[1]
+        assert len(r.frames) == 3
+        assert b'"role":"assistant"' in r.frames[0]
+        assert b'"finish_reason":null' in r.frames[1]
+        assert b'"finish_reason":"length"' in r.frames[2]
+    assert b'"finish_reason":null' in recorders[0].frames[0]
     assert app.counters["requests_completed"] == n and not app.jobs
     assert app._timers[0] is None  # nothing left to do: the replica is idle
