@@ -14,14 +14,15 @@ Paths (``{name}`` is any Databricks endpoint name, or only ``SimConfig.endpoint_
   endpoint reports its quotas. ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{model}/{version}``
   (:mod:`loadtest.sim.documents`).
 - ``POST /oidc/v1/token`` when OAuth is configured (:mod:`loadtest.sim.oauth`).
-- ``GET /sim/stats``: the JSON of :meth:`SimServer.stats`.
+- ``GET /sim/stats``: the JSON of :meth:`SimServer.stats`; ``GET /sim/timings``: the event loop's lateness samples
+  and each recent request's arrival, model first-token time and write time, raw (:mod:`loadtest.sim.timing`).
 
 Errors: unknown path 404, wrong method 405, bad JSON or fields 400 as ``{"error": {"message", "type":
 "invalid_request_error"}}`` (Databricks paths answer ``{"error_code", "message"}`` as Databricks does), 401 when
 ``api_token`` or OAuth is set and ``Authorization: Bearer <token>`` is missing, wrong or expired (``/health``,
-``/metrics``, ``/sim/stats`` and ``/oidc/v1/token`` stay open; tokens and secrets are never echoed). In
-pay-per-token mode a request over a quota gets 429 with ``Retry-After`` (:mod:`loadtest.sim.quota`); injected
-faults are in :mod:`loadtest.sim.faults`. Every response carries ``x-request-id``.
+``/metrics``, ``/sim/stats``, ``/sim/timings`` and ``/oidc/v1/token`` stay open; tokens and secrets are never
+echoed). In pay-per-token mode a request over a quota gets 429 with ``Retry-After`` (:mod:`loadtest.sim.quota`);
+injected faults are in :mod:`loadtest.sim.faults`. Every response carries ``x-request-id``.
 Prompt tokens: :mod:`loadtest.sim.tokens`. Output length is ``max_tokens`` (or ``max_completion_tokens``; default
 16) and always ends with ``finish_reason: "length"`` (ignore_eos).
 
@@ -31,9 +32,12 @@ chunk per token, the last with ``finish_reason``; a ``choices: []`` usage chunk 
 ``stream_options.include_usage``; then ``data: [DONE]``.
 
 Performance: one timer per replica step for its whole batch, at absolute deadlines (``t_{k+1} = t_k + step_k``, so
-lateness does not accumulate; more than 0.25 s behind, it resyncs and counts it in ``stats()``); a chunk is two
-pre-encoded byte strings around the token's word (no JSON encoding per token); a client that disconnects is
-dropped from its batch.
+lateness does not accumulate; more than 0.25 s behind, it resyncs and counts it in ``stats()``); the next step is
+planned when the timer fires, the step's first tokens are written at once and its other tokens 64 per turn of the
+event loop, oldest step first, so that a batch of hundreds of streams (5-10 µs of socket write each) never holds the
+loop for its whole length: requests are read and other replicas' steps end in between; a chunk is two pre-encoded byte
+strings around the token's word (no JSON encoding per token); a client that disconnects is dropped from its batch. The
+listen backlog is 4,096, so thousands of clients may connect at once. Measured in ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from loadtest.errors import PortInUseError
 from loadtest.sim.app import App
@@ -51,6 +55,10 @@ from loadtest.sim.config import SimConfig
 from loadtest.sim.http11 import Connection
 
 __all__ = ["SimServer", "run_sim_foreground"]
+
+# connections waiting to be accepted: asyncio's default (100) makes thousands of clients that connect at once (a
+# load test's start) wait for SYN retries, a second or more; the kernel caps it at net.core.somaxconn
+_BACKLOG: Final = 4096
 
 
 class SimServer:
@@ -83,13 +91,14 @@ class SimServer:
         app = self._app
         try:
             self._server = await loop.create_server(
-                lambda: Connection(app), self.config.host, self.config.port
+                lambda: Connection(app), self.config.host, self.config.port, backlog=_BACKLOG
             )
         except OSError as exc:
             raise PortInUseError(
                 f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror}"
             ) from None
         self._port = self._server.sockets[0].getsockname()[1]
+        app.start_monitor()
 
     async def _close(self) -> None:
         if self._app is not None:

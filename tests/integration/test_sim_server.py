@@ -224,6 +224,31 @@ def test_stats_count_requests(server: SimServer, client: httpx.Client) -> None:
     assert after["running"] == after["waiting"] == 0
 
 
+def test_timings_give_each_first_token_as_the_model_meant_it_and_the_loop_lateness() -> None:
+    """``/sim/timings`` (open, like ``/sim/stats``): a stream's row has the model's TTFT (fixed slots: the prefill
+    time, from arrival) and a write at or after it, streamed or not; the loop monitor ticks."""
+    config = SimConfig(slots=2, prefill_ms=30.0, tpot_ms=1.0, api_token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with SimServer(config) as sim, httpx.Client(base_url=sim.url, timeout=30) as c:
+        ids = []
+        for stream in (True, False):
+            response = c.post("/v1/chat/completions", json=chat(max_tokens=3, stream=stream), headers=auth)
+            assert response.status_code == 200
+            ids.append(response.headers["x-request-id"])
+        assert wait_for(lambda: c.get("/sim/stats").json()["loop_lag"]["samples"] >= 3)
+        timings = c.get("/sim/timings").json()
+    rows = {row[0]: row[1:] for row in timings["first_tokens"]["rows"]}
+    assert timings["first_tokens"]["columns"] == ["request_id", "arrived", "due", "written"]
+    assert set(rows) == set(ids)
+    for arrived, due, written in rows.values():
+        # the slot was free: TTFT = the prefill (plus the microseconds from arrival to submit)
+        assert 0.030 <= due - arrived < 0.035
+        assert due <= written <= timings["now"]
+    lags = timings["loop_lag"]
+    assert len(lags) >= 3 and timings["loop_lag_interval_s"] == 0.01
+    assert all(t <= timings["now"] and late >= 0 for t, late in lags)
+
+
 def test_concurrent_streams_are_batched(server: SimServer) -> None:
     async def one(c: httpx.AsyncClient, n: int) -> int:
         body = chat(max_tokens=n, stream=True)

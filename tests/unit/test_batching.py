@@ -79,6 +79,30 @@ def test_fcfs_order_and_max_batch() -> None:
     assert plan is not None and plan.admitted == (0, 1) and first.waiting == 3
 
 
+def test_a_steps_first_tokens_come_before_its_other_tokens() -> None:
+    """The server writes a step's events in order: the sequences admitted in the step (first tokens, and a
+    prefill-only one that finishes at admission) come before the decoders, which keep their admission order."""
+    replica = Replica(H100_8B)
+    for rid in (10, 11):
+        replica.submit(BatchRequest(rid, 8, 5))
+    replica.next_step()
+    replica.finish_step()
+    for rid, out in ((20, 3), (21, 0), (22, 1)):
+        replica.submit(BatchRequest(rid, 8, out))
+    plan = replica.next_step()
+    assert plan is not None and plan.admitted == (20, 21, 22) and plan.decode_batch == 2
+    assert replica.finish_step() == [
+        TokenEvent(20, 1, False),
+        TokenEvent(21, 0, True),
+        TokenEvent(22, 1, True),
+        TokenEvent(10, 2, False),
+        TokenEvent(11, 2, False),
+    ]
+    replica.next_step()
+    assert [e.request_id for e in replica.finish_step()] == [10, 11, 20]
+    assert replica.running == 3 and replica.outstanding == 3
+
+
 def test_kv_limit_is_respected_and_the_head_of_the_queue_blocks() -> None:
     replica = Replica(H100_8B)
     cap = kv_capacity_tokens(H100_8B)
