@@ -337,8 +337,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_generator(args: argparse.Namespace) -> dict[str, Any]:
-    """The same simulator driven by the project's own generator: ``loadtest run -c STREAMS --processes N`` on CPU G,
-    ``max_tokens`` the middle of ``--max-tokens``; the TTFT error over its records' ``server_request_id``."""
+    """The same simulator driven by the project's own generator: ``loadtest run --processes N`` on CPU G with a
+    scenario of one class, ``--prompt-words`` prompt tokens and ``max_tokens`` uniform over ``--max-tokens`` (as the
+    cheap client draws them, so the streams do not finish in lockstep), closed loop at ``--streams``; the TTFT error
+    over its records' ``server_request_id``."""
     import threading
 
     from analysis import load_run
@@ -368,15 +370,20 @@ def bench_generator(args: argparse.Namespace) -> dict[str, Any]:
         sampler.start()
         lo, hi = (int(x) for x in args.max_tokens.split(","))
         with tempfile.TemporaryDirectory() as tmp:
+            scenario = Path(tmp) / "scenario.toml"
+            scenario.write_text(
+                f'[[classes]]\nname = "chat"\nprompt_tokens = {args.prompt_words}\n'
+                f'output_tokens = {{ dist = "uniform", min = {lo}, max = {hi} }}\n'
+                f'[load]\nconcurrency = [{args.streams}]\nduration = "{args.warmup + args.duration}s"\n'
+            )
             subprocess.run(
-                ["taskset", "-c", client_cpu, sys.executable, "-m", "loadtest", "run", "--endpoint", url + "/v1",
-                 "--model", "m", "--skip-preflight", "--quiet", "-c", str(args.streams), "-d",
-                 f"{args.warmup + args.duration}s", "--max-tokens", str((lo + hi) // 2), "--prompt-tokens",
-                 str(args.prompt_words), "--processes", str(args.generator), "--out", tmp],
+                ["taskset", "-c", client_cpu, sys.executable, "-m", "loadtest", "run", str(scenario),
+                 "--endpoint", url + "/v1", "--model", "m", "--skip-preflight", "--quiet",
+                 "--processes", str(args.generator), "--out", str(Path(tmp) / "runs")],
                 check=True, capture_output=True, timeout=args.warmup + args.duration + 300,
             )  # fmt: skip
             done.set()
-            (run_dir,) = Path(tmp).iterdir()
+            (run_dir,) = (Path(tmp) / "runs").iterdir()
             data = load_run(run_dir)
         timings = get_json(url + "/sim/timings")
     finally:

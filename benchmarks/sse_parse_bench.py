@@ -6,9 +6,10 @@ Times :func:`loadtest.client.sse.consume_sse` over a vLLM-shaped stream of ``--c
 chunk, the content chunks, a finish chunk, a usage chunk, ``[DONE]``), best of ``--repeat`` × 1,000 parses, with
 and without collecting the text (a sampled request collects it). Then what the engine does: the stream's bytes fed
 to :class:`loadtest.client.sse.SseParser` as reads — one read per event (a paced server: a chunk per packet) and the
-whole stream in one read (the ceiling benchmark's server writes it at once). With ``--against REV`` the same stream
-goes through that git revision's ``loadtest/client/sse.py`` too, alternated with this tree's, so the ratio is
-measured side by side in one process on one core.
+whole stream in one read (the ceiling benchmark's server writes it at once) — and the HTTP chunked framing removed
+from the same reads first (:class:`loadtest.client.http1.BodyReader`, this tree only). With ``--against REV`` the
+same stream goes through that git revision's ``loadtest/client/sse.py`` too, alternated with this tree's, so the
+ratio is measured side by side in one process on one core.
 """
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ def best_feed_us(module: ModuleType, reads: list[bytes], repeat: int) -> float:
     return min(timeit.repeat(parse, number=1000, repeat=repeat)) * 1000.0  # µs per parse
 
 
+def best_framing_us(reads: list[bytes], repeat: int) -> float:
+    from loadtest.client.http1 import BodyReader
+
+    def deframe() -> None:
+        feed = BodyReader(BodyReader.CHUNKED).feed
+        for read in reads:
+            feed(read)
+
+    return min(timeit.repeat(deframe, number=1000, repeat=repeat)) * 1000.0  # µs per stream
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,6 +114,14 @@ def main() -> None:
                     print(
                         f"round {round_ + 1}  {name:>12}: {paced:6.1f} µs fed a read per event, "
                         f"{whole:6.1f} µs fed in one read"
+                    )
+                if module is current:
+                    chunks = [b"%x\r\n%s\r\n" % (len(e), e) for e in (line + b"\n\n" for line in lines)]
+                    framed_paced = best_framing_us(chunks, args.repeat)
+                    framed_whole = best_framing_us([b"".join(chunks) + b"0\r\n\r\n"], args.repeat)
+                    print(
+                        f"round {round_ + 1}  {name:>12}: {framed_paced:6.1f} µs de-framing a chunk per read, "
+                        f"{framed_whole:6.1f} µs in one read"
                     )
 
 
