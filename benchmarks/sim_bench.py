@@ -255,13 +255,19 @@ def sleep_until(t: float) -> None:
     time.sleep(max(0.0, t - time.monotonic()))
 
 
-def bench(args: argparse.Namespace) -> dict[str, Any]:
-    server_cpu, client_cpu = args.pin.split(",")
+def _pinned(pin: str) -> tuple[str, str]:
+    """``S,G`` → (S, G): this process (and the clients it starts) moved to CPU G, this tree first on the path."""
+    server_cpu, client_cpu = pin.split(",")
     os.sched_setaffinity(0, {int(client_cpu)})
     # `python -m loadtest` puts the working directory first on sys.path: this tree's, not another
     os.chdir(ROOT)
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + env_path if env_path else "")
+    return server_cpu, client_cpu
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    server_cpu, client_cpu = _pinned(args.pin)
     sim = ManagedProcess(
         ["taskset", "-c", server_cpu, sys.executable,
          *(["-m", "cProfile", "-o", args.profile] if args.profile else []), "-m", "loadtest", "sim", "--port", "0",
@@ -345,11 +351,7 @@ def bench_generator(args: argparse.Namespace) -> dict[str, Any]:
 
     from analysis import load_run
 
-    server_cpu, client_cpu = args.pin.split(",")
-    os.sched_setaffinity(0, {int(client_cpu)})
-    os.chdir(ROOT)
-    env_path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + env_path if env_path else "")
+    server_cpu, client_cpu = _pinned(args.pin)
     sim = ManagedProcess(
         ["taskset", "-c", server_cpu, sys.executable, "-m", "loadtest", "sim", "--port", "0",
          *shlex.split(args.sim_args)],
