@@ -72,7 +72,7 @@ def analyze(
     result = summarize_scan(scan, slos, order, by_stage=by == "stage,class")
     del scan  # its memory-mapped gaps and stage frames go before the frame is read
     data = require_records(load_run(run_dir, gaps=False, request_ids=False))
-    summaries = {"stage": result.stages, "class": result.classes}.get(by, result.classes_by_stage)
+    summaries = {"stage": result.stages, "class": result.classes, "stage,class": result.classes_by_stage}[by]
     capacity = result.capacity
     assert capacity is not None  # summarize_scan computes it unless asked not to
     loads = check_load(data.records, data.manifest.stages or ())

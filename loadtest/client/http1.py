@@ -25,6 +25,7 @@ __all__ = [
 
 MAX_HEAD_BYTES = 65536  # a response head (status line and headers) longer than this is refused
 _MAX_SIZE_LINE = 1024  # a chunk-size line longer than this is refused
+_HEX = b"0123456789abcdefABCDEF"
 
 
 class HttpParseError(ValueError):
@@ -190,7 +191,7 @@ class BodyReader:
         if not (self._pending or self._remaining or self._need_crlf or self._trailer):
             # a paced server's read: exactly one whole chunk, "SIZE\r\nDATA\r\n"
             line_end = data.find(b"\r\n", 0, 10)
-            if line_end > 0 and data[:line_end].isalnum():
+            if line_end > 0 and not data[:line_end].strip(_HEX):
                 try:
                     end = line_end + 2 + int(data[:line_end], 16)
                 except ValueError:
@@ -206,7 +207,7 @@ class BodyReader:
                 # the common case first: a whole chunk, "SIZE\r\nDATA\r\n" (a paced server's read holds one, a
                 # server writing a whole answer at once many); anything else takes the steps below
                 line_end = find(b"\r\n", pos, pos + _MAX_SIZE_LINE)
-                if line_end > pos and raw[pos:line_end].isalnum():
+                if line_end > pos and not raw[pos:line_end].strip(_HEX):
                     try:
                         chunk = int(raw[pos:line_end], 16)
                     except ValueError:
@@ -247,7 +248,7 @@ class BodyReader:
                     break
                 continue
             digits = line.split(b";", 1)[0].strip()
-            if not digits or digits.strip(b"0123456789abcdefABCDEF"):
+            if not digits or digits.strip(_HEX):
                 raise HttpParseError(f"bad chunk size: {line[:40]!r}")
             chunk = int(digits, 16)
             if chunk == 0:

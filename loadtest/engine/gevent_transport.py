@@ -39,7 +39,15 @@ from gevent.monkey import get_original
 
 from loadtest import __version__
 from loadtest.client.execute import TransportFailure
-from loadtest.client.http1 import Head, HttpParseError, Origin, format_request, parse_head, request_target
+from loadtest.client.http1 import (
+    BodyReader,
+    Head,
+    HttpParseError,
+    Origin,
+    format_request,
+    parse_head,
+    request_target,
+)
 
 __all__ = ["STALE_RETRIES", "GeventResponse", "GeventTransport"]
 
@@ -73,7 +81,7 @@ class _Connection:
     """One socket (plain, or TLS through memory BIOs), non-blocking; cooperative reads and writes for the greenlet
     that owns it, :meth:`read_ready` for the loop's callback."""
 
-    __slots__ = ("fd", "incoming", "outgoing", "reused", "sock", "tls")
+    __slots__ = ("fd", "incoming", "outgoing", "reused", "sock", "tls", "unsent")
 
     def __init__(self, sock: Any, tls: ssl.SSLObject | None, incoming: Any, outgoing: Any) -> None:
         self.sock = sock
@@ -82,12 +90,16 @@ class _Connection:
         self.incoming = incoming
         self.outgoing = outgoing
         self.reused = False
+        self.unsent = (
+            b""  # TLS bytes the loop's callback could not send without waiting (sent before the next write)
+        )
 
     @staticmethod
     def open(origin: Origin, context: ssl.SSLContext | None, timeout: float) -> _Connection:
-        family, kind, proto, _, address = gevent.socket.getaddrinfo(
-            origin.host, origin.port, type=stdlib_socket.SOCK_STREAM
-        )[0]
+        with gevent.Timeout(timeout, _ReadTimeout):  # the name's lookup counts in the connect timeout
+            family, kind, proto, _, address = gevent.socket.getaddrinfo(
+                origin.host, origin.port, type=stdlib_socket.SOCK_STREAM
+            )[0]
         sock = _Socket(family, kind, proto)
         try:
             sock.setblocking(False)
@@ -147,8 +159,9 @@ class _Connection:
                 gevent.socket.wait_write(self.fd, timeout=remaining, timeout_exc=_ReadTimeout())
 
     def _flush(self, deadline: float) -> None:
-        if self.outgoing is not None and self.outgoing.pending:
-            self._send_raw(self.outgoing.read(), deadline)
+        if self.outgoing is not None and (self.unsent or self.outgoing.pending):
+            data, self.unsent = self.unsent + self.outgoing.read(), b""
+            self._send_raw(data, deadline)
 
     def sendall(self, data: bytes, deadline: float) -> None:
         if self.tls is None:
@@ -196,9 +209,10 @@ class _Connection:
         except ssl.SSLZeroReturnError:
             if not parts:
                 return b""
-        if self.outgoing.pending:  # a TLS 1.3 key update answered; small enough to send without waiting
+        if self.outgoing.pending or self.unsent:  # e.g. a TLS 1.3 key update answered: sent now if it can be,
+            self.unsent += self.outgoing.read()  # else kept for the next write — never dropped
             with contextlib.suppress(BlockingIOError):
-                self.sock.send(self.outgoing.read())
+                self.unsent = self.unsent[self.sock.send(self.unsent) :]
         return b"".join(parts) if parts else None
 
     def stale(self) -> bool:
@@ -254,13 +268,20 @@ class GeventResponse:
             raise TransportFailure("stream_cut", f"body broken: {type(exc).__name__}") from None
         return b"".join(parts)
 
+    def _reusable(self) -> bool:
+        """Whether the connection may serve another request: the body read to its end, and the server keeps it."""
+        body = self._body
+        return body.complete and body.mode != BodyReader.UNTIL_CLOSE and self._head.keep_alive
+
     def stream(self, on_data: Callable[[bytes], bool]) -> None:
         """Hand each read's content to ``on_data`` (in the event loop's callback) until it returns True or the body
-        ends. Raises :class:`TransportFailure` for a cut, a timeout, or broken framing.
+        ends. Raises :class:`TransportFailure` for a cut, a timeout (no byte for the read timeout), or broken
+        framing.
 
-        When ``on_data`` has seen enough (``[DONE]``) before the body's last chunk arrived, the caller goes on at
-        once and the loop reads the rest of the body on its own (up to :data:`DRAIN_S`), so the connection goes back
-        to the pool instead of being closed — servers often write the closing chunk as a packet of its own."""
+        When ``on_data`` has seen enough (``[DONE]``) before the body's last chunk arrived, the callback hands the
+        connection over to a drain at once — this response no longer owns it — and wakes the caller; the loop reads
+        the rest of the body on its own (up to :data:`DRAIN_S`), then puts the connection back in the pool, or
+        closes it. Servers often write the closing chunk as a packet of its own."""
         conn, body = self._conn, self._body
         assert conn is not None
         try:
@@ -274,22 +295,45 @@ class GeventResponse:
         if body.complete:
             return
         done = Event()
-        state: list[Any] = [time.monotonic(), None, False, False]  # last data at, failure, enough, drain over
         loop = gevent.get_hub().loop
         watcher = loop.io(conn.fd, 1)
+        state = _Stream(time.monotonic())
 
-        def stop_draining() -> None:
-            if state[3]:
+        def end_drain() -> (
+            None
+        ):  # the drain is over, whichever way: the connection back to the pool, or closed
+            if state.drain_over:
                 return
-            state[3] = True
+            state.drain_over = True
             watcher.stop()
-            loop.run_callback(watcher.close)
-            if body.complete and self._head.keep_alive and state[1] is None:
+            loop.run_callback(watcher.close)  # not from inside its own callback
+            if state.timer is not None:
+                state.timer.stop()
+                state.timer.close()
+            if self._reusable() and not state.drain_failed:
                 self._transport.release(conn)
             else:
                 conn.close()
 
+        def drain() -> None:  # the rest of a body after [DONE]; its content is not wanted
+            try:
+                data = conn.read_ready()
+                if data is None:
+                    return
+                if data:
+                    body.feed(data)
+                else:
+                    body.end_of_stream()
+                    state.drain_failed = True
+            except BaseException:
+                state.drain_failed = True
+            if body.complete or state.drain_failed:
+                end_drain()
+
         def readable() -> None:
+            if state.draining:
+                drain()
+                return
             try:
                 data = conn.read_ready()
                 if data is None:
@@ -297,67 +341,72 @@ class GeventResponse:
                 if not data:
                     body.end_of_stream()
                     if not body.complete:
-                        state[1] = TransportFailure(
+                        state.failure = TransportFailure(
                             "stream_cut", "stream broken: the server closed the connection"
                         )
                 else:
-                    state[0] = time.monotonic()
+                    state.last = time.monotonic()
                     content = body.feed(data)
-                    if content and not state[2] and on_data(content):
-                        state[2] = True
-                        if not body.complete:
-                            done.set()  # the caller goes on; this callback reads the rest of the body
-                            return
+                    if content and on_data(content) and not body.complete:
+                        state.draining = True  # from here on the drain owns the connection and this watcher
+                        self._conn = None
+                        watcher.ref = False  # a drain never keeps the process alive
+                        state.timer = loop.timer(DRAIN_S, ref=False)
+                        state.timer.start(end_drain)
+                        done.set()
+                        return
                     if not body.complete:
                         return
             except HttpParseError as exc:
-                state[1] = TransportFailure("stream_cut", f"stream broken: {exc}")
+                state.failure = TransportFailure("stream_cut", f"stream broken: {exc}")
             except OSError as exc:
-                state[1] = TransportFailure("stream_cut", f"stream broken: {type(exc).__name__}")
+                state.failure = TransportFailure("stream_cut", f"stream broken: {type(exc).__name__}")
             except BaseException as exc:  # never lost in the loop: raised in the user's greenlet
-                state[1] = exc
-            if done.is_set():  # the caller has gone on: this was the drain
-                stop_draining()
-            else:
-                watcher.stop()
-                done.set()
+                state.failure = exc
+            watcher.stop()
+            done.set()
 
         watcher.start(readable)
-        handed_over = False
         try:
-            while not done.wait(max(0.0, state[0] + self._read_timeout - time.monotonic())):
-                if time.monotonic() - state[0] >= self._read_timeout:
+            while not done.wait(max(0.0, state.last + self._read_timeout - time.monotonic())):
+                if time.monotonic() - state.last >= self._read_timeout:
                     raise TransportFailure("timeout", "no data within the read timeout mid-stream")
-            if state[2] and not body.complete and state[1] is None:
-                self._conn = None  # the drain owns the connection now
-                handed_over = True
-                watcher.ref = False  # a drain never keeps the process alive
-                timer = loop.timer(DRAIN_S, ref=False)
-
-                def give_up() -> None:
-                    timer.close()
-                    stop_draining()
-
-                timer.start(give_up)
         finally:
-            if not handed_over:
+            if not state.draining:
                 watcher.stop()
                 watcher.close()
-        if state[1] is not None:
-            raise state[1]
+        if state.failure is not None:
+            raise state.failure
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
+        if conn is None:  # never opened, already closed, or handed over to a drain
             return
-        if self._body.complete and self._head.keep_alive:
+        if self._reusable():
             self._transport.release(conn)
         else:  # never hand a half-read connection back to the pool
             conn.close()
 
 
+class _Stream:
+    """What one streamed body's callbacks share with the greenlet waiting for it."""
+
+    __slots__ = ("drain_failed", "drain_over", "draining", "failure", "last", "timer")
+
+    def __init__(self, now: float) -> None:
+        self.last = now  # when the last bytes came (monotonic): the read timeout counts from it
+        self.failure: BaseException | None = None
+        self.draining = False  # [DONE] seen before the body's end: a drain owns the connection
+        self.drain_over = False
+        self.drain_failed = False
+        self.timer: Any = None
+
+
 class GeventTransport:
-    """HTTP/1.1 with one connection pool shared by every user in this process."""
+    """HTTP/1.1 with one connection pool shared by every user in this process.
+
+    ``connect_timeout`` bounds the name lookup, the connect and the TLS handshake; ``read_timeout`` bounds the wait
+    from sending a request to its response head, and then, mid-body, any silence between two reads."""
 
     def __init__(self, base_url: str, concurrency: int, connect_timeout: float, read_timeout: float) -> None:
         self.origin = Origin.of(base_url)
@@ -416,7 +465,7 @@ class GeventTransport:
                     parsed = parse_head(buffer)
                     if parsed is not None:
                         return GeventResponse(self, conn, parsed[0], parsed[1], self.read_timeout)
-            except (_Closed, ConnectionError) as exc:
+            except (_Closed, ConnectionError, ssl.SSLEOFError) as exc:
                 conn.close()
                 # A pooled keep-alive connection the server had already closed: nothing reached the server, so
                 # send again on a fresh one. A fresh connection that fails so is the server's doing.

@@ -10,11 +10,14 @@ import ipaddress
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from analysis import load_run
-from tests.helpers import only_run_dir, run_cli
+from tests.helpers import ROOT, only_run_dir, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(_event({"id": "c", "choices": [], "usage": usage}))
         self.wfile.write(b"e\r\ndata: [DONE]\n\n\r\n")
         self.wfile.flush()
-        time.sleep(0.02)  # the closing chunk comes as a packet of its own, after [DONE]
+        time.sleep(0.1)  # the closing chunk comes as a packet of its own, well after [DONE]
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -151,13 +154,14 @@ def test_streams_arrive_whole_over_kept_connections(tls: bool, tmp_path: Path) -
     # the server sleeps 3 ms between chunks: read one by one, the typical gap is that (a busy client may find two
     # chunks in one read now and then, and then stamps them together)
     gaps = np.concatenate(df["chunk_gaps"].to_list())
-    assert 0.0029 <= float(np.median(gaps)) <= 0.006
+    assert 0.0029 <= float(np.median(gaps)) <= 0.02
     assert df["server_request_id"].str.startswith("r").all()
-    # the closing chunk comes 20 ms after [DONE], yet the record ends at [DONE] and the connection is kept
-    assert (df["ended_at"] - df["last_token_at"]).max() < 0.015
+    # the closing chunk comes 100 ms after [DONE] (103 ms after the last token), yet the record ends at [DONE] and
+    # the connection is kept
+    assert (df["ended_at"] - df["last_token_at"]).max() < 0.05
     # kept: a user's next request goes out while the last one's closing chunk is still on its way, so a user holds
-    # two or three connections in turn, not one per request
-    assert handler.requests >= 100 and handler.connections <= 8
+    # a few connections in turn (a request takes ~20 ms, a drain 100 ms), not one per request
+    assert handler.requests >= 60 and handler.connections <= 2 * 8
 
 
 def test_an_untrusted_certificate_is_a_connection_failure_that_says_so(tmp_path: Path) -> None:
@@ -167,3 +171,146 @@ def test_an_untrusted_certificate_is_a_connection_failure_that_says_so(tmp_path:
     df = load_run(only_run_dir(tmp_path / "runs")).records
     assert len(df) >= 1 and (df["error_class"] == "connection").all()
     assert df["error_detail"].str.contains("CERTIFICATE_VERIFY_FAILED").all()
+
+
+# --- the transport's behaviours, each against a server scripted to show one (driven by transport_driver.py) ---
+
+_CHUNK = _event({"id": "c", "choices": [{"index": 0, "delta": {"content": " t"}, "finish_reason": None}]})
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+_DONE = b"e\r\ndata: [DONE]\n\n\r\n"
+_END = b"0\r\n\r\n"
+
+
+class _Scripted:
+    """A raw TCP server on 127.0.0.1 in a thread; each request gets ``behaviour``'s answer. Counts connections."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.connections = 0
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # a client gone mid-answer (reset) ends the connection
+            buffer = b""
+            while not self.stop.is_set():
+                head, sep, rest = buffer.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.lower().split(b"\r\n")
+                        if line.startswith(b"content-length")
+                    ),
+                    0,
+                )
+                if not sep or len(rest) < length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                    continue
+                buffer = rest[length:]
+                if not self._answer(conn):
+                    return
+
+    def _answer(self, conn: socket.socket) -> bool:
+        """One answer; False when the connection is to be closed (or left hanging until the server stops)."""
+        b = self.behaviour
+        if b == "no_head":
+            self.stop.wait(10)
+            return False
+        conn.sendall(_HEAD + _CHUNK)
+        if b in ("stall", "cut"):
+            if b == "stall":
+                self.stop.wait(10)
+            return False
+        conn.sendall(_CHUNK + _DONE)
+        if b == "no_end":  # [DONE], but the body never ends
+            self.stop.wait(10)
+            return False
+        conn.sendall(_END)  # a packet of its own, right after [DONE]
+        return b != "close_after"  # close_after: the server closes each connection after its answer
+
+    def close(self) -> None:
+        self.stop.set()
+        self.threads[0].join(5)  # the accepting thread first, then its socket
+        self.listener.close()
+        for thread in self.threads[1:]:
+            thread.join(5)
+
+
+def _drive(server: _Scripted, *args: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.integration.transport_driver", server.url, *args],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    *records, pool = (json.loads(line) for line in proc.stdout.splitlines())
+    return records, pool
+
+
+@pytest.fixture
+def scripted(request: pytest.FixtureRequest) -> Iterator[_Scripted]:
+    server = _Scripted(request.param)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("scripted", ["close_after"], indirect=True)
+def test_a_connection_the_server_closed_is_not_used_again(scripted: _Scripted) -> None:
+    records, pool = _drive(scripted, "--requests", "5", "--wait", "0.2")
+    assert [r["error_class"] for r in records] == [None] * 5
+    assert scripted.connections == 5 and pool["idle"] <= 1
+
+
+@pytest.mark.parametrize("scripted", ["split"], indirect=True)
+def test_many_streams_whose_closing_chunk_comes_apart_share_a_pool_safely(scripted: _Scripted) -> None:
+    records, pool = _drive(scripted, "--requests", "400", "--users", "20", "--wait", "0.3")
+    assert len(records) == 400 and all(r["error_class"] is None and r["output_tokens"] == 2 for r in records)
+    # a connection is never in the pool twice (two streams would share a socket); the race that once allowed it (a
+    # drain's callback and the user's close both releasing) needs a busier loop than this, the invariant is checked
+    assert not pool["twice"]
+    assert scripted.connections <= 40  # kept: a user holds a connection and at most one still draining
+
+
+@pytest.mark.parametrize("scripted", ["no_end"], indirect=True)
+def test_a_body_that_never_ends_after_done_does_not_hold_the_request(scripted: _Scripted) -> None:
+    records, pool = _drive(scripted, "--requests", "2", "--wait", "1.5")
+    assert [r["error_class"] for r in records] == [None, None]
+    # the record ends at [DONE]; the drain gives the connection up after DRAIN_S (1 s), never to the pool
+    assert all(r["ended_at"] - r["last_token_at"] < 0.5 for r in records)
+    assert scripted.connections == 2 and pool["idle"] == 0
+
+
+@pytest.mark.parametrize(
+    ("scripted", "error_class", "detail", "first_token"),
+    [
+        ("no_head", "timeout", "timeout before the response headers", False),
+        ("stall", "timeout", "no data within the read timeout mid-stream", True),
+        ("cut", "stream_cut", "stream broken: the server closed the connection", True),
+    ],
+    indirect=["scripted"],
+)
+def test_a_server_that_fails_mid_request_gives_one_classified_record(
+    scripted: _Scripted, error_class: str, detail: str, first_token: bool
+) -> None:
+    records, pool = _drive(scripted, "--requests", "1", "--read-timeout", "0.5")
+    assert [(r["error_class"], r["error_detail"]) for r in records] == [(error_class, detail)]
+    assert (records[0]["first_token_at"] is not None) == first_token
+    assert pool["idle"] == 0  # a connection that failed is never handed back

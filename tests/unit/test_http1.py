@@ -102,7 +102,18 @@ def test_chunked_body_in_one_read() -> None:
     assert body.complete
 
 
-@pytest.mark.parametrize("wire", [b"zz\r\n", b"-5\r\nabcde\r\n", b"5 5\r\n", b"2\r\nabXX", b"1" * 2000])
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"zz\r\n",
+        b"-5\r\nabcde\r\n",
+        b"0x3\r\nabc\r\n",
+        b"+3\r\nabc\r\n",
+        b"5 5\r\n",
+        b"2\r\nabXX",
+        b"1" * 2000,
+    ],
+)
 def test_bad_chunk_framing_is_refused(wire: bytes) -> None:
     body = _head(b"Transfer-Encoding: chunked\r\n")
     with pytest.raises(HttpParseError):
