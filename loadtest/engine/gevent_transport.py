@@ -90,9 +90,8 @@ class _Connection:
         self.incoming = incoming
         self.outgoing = outgoing
         self.reused = False
-        self.unsent = (
-            b""  # TLS bytes the loop's callback could not send without waiting (sent before the next write)
-        )
+        # TLS bytes the loop's callback could not send without waiting (sent before the next write)
+        self.unsent = b""
 
     @staticmethod
     def open(origin: Origin, context: ssl.SSLContext | None, timeout: float) -> _Connection:
@@ -136,27 +135,28 @@ class _Connection:
                     raise _Closed from None
                 self.incoming.write(data)
 
+    def _wait(self, wait: Callable[..., None], deadline: float) -> None:
+        """Until the socket is ready (``gevent.socket.wait_read`` / ``wait_write``), or :class:`_ReadTimeout` at
+        ``deadline`` (monotonic)."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _ReadTimeout
+        wait(self.fd, timeout=remaining, timeout_exc=_ReadTimeout())
+
     def _recv_raw(self, deadline: float) -> bytes:
         while True:
             try:
                 return self.sock.recv(_READ)  # type: ignore[no-any-return]
             except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _ReadTimeout from None
-                gevent.socket.wait_read(self.fd, timeout=remaining, timeout_exc=_ReadTimeout())
+                self._wait(gevent.socket.wait_read, deadline)
 
     def _send_raw(self, data: bytes, deadline: float) -> None:
         view = memoryview(data)
         while view:
             try:
-                sent = self.sock.send(view)
-                view = view[sent:]
+                view = view[self.sock.send(view) :]
             except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _ReadTimeout from None
-                gevent.socket.wait_write(self.fd, timeout=remaining, timeout_exc=_ReadTimeout())
+                self._wait(gevent.socket.wait_write, deadline)
 
     def _flush(self, deadline: float) -> None:
         if self.outgoing is not None and (self.unsent or self.outgoing.pending):
@@ -176,10 +176,7 @@ class _Connection:
             got = self.read_ready()
             if got is not None:
                 return got
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _ReadTimeout
-            gevent.socket.wait_read(self.fd, timeout=remaining, timeout_exc=_ReadTimeout())
+            self._wait(gevent.socket.wait_read, deadline)
 
     def read_ready(self) -> bytes | None:
         """Application bytes available now, without blocking or switching: None when there are none yet (a
@@ -448,9 +445,12 @@ class GeventTransport:
         target = self._targets.get(url)
         if target is None:
             target = self._targets[url] = request_target(url)
-        data = format_request(
-            target, self.origin.host_header, body, {"User-Agent": self.user_agent, **headers}
-        )
+        try:
+            data = format_request(
+                target, self.origin.host_header, body, {"User-Agent": self.user_agent, **headers}
+            )
+        except ValueError as exc:  # a header that would split the request: never sent
+            raise TransportFailure("client_error", f"request not sent: {exc}") from None
         for attempt in range(STALE_RETRIES + 1):
             conn = self._acquire()
             buffer = b""

@@ -314,3 +314,12 @@ def test_a_server_that_fails_mid_request_gives_one_classified_record(
     assert [(r["error_class"], r["error_detail"]) for r in records] == [(error_class, detail)]
     assert (records[0]["first_token_at"] is not None) == first_token
     assert pool["idle"] == 0  # a connection that failed is never handed back
+
+
+@pytest.mark.parametrize("scripted", ["split"], indirect=True)
+def test_a_header_that_would_split_the_request_is_never_sent(scripted: _Scripted) -> None:
+    records, _pool = _drive(scripted, "--requests", "2", "--header", "X-Team", "a\r\nX-Injected: 1")
+    assert [(r["error_class"], r["error_detail"]) for r in records] == [
+        ("client_error", "request not sent: header 'X-Team' holds a line break")
+    ] * 2
+    assert scripted.connections == 0

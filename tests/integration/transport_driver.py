@@ -2,6 +2,7 @@
 for ``tests/integration/test_engine_transport.py``; gevent never enters the test process itself.
 
     python -m tests.integration.transport_driver URL --requests N [--users U] [--read-timeout S] [--wait S]
+                                                 [--header NAME VALUE ...]
 
 Prints one JSON line per record (error class and detail, first token, end, last token), then one line with the
 pool: how many idle connections, and whether any is in it twice. ``--wait`` sleeps that long before the pool line
@@ -32,6 +33,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1)
     parser.add_argument("--read-timeout", type=float, default=5.0)
     parser.add_argument("--wait", type=float, default=0.0)
+    parser.add_argument("--header", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = parser.parse_args()
     transport = GeventTransport(args.url, args.users, 2.0, args.read_timeout)
     request = PreparedRequest(args.url + "/chat/completions", b"{}", True, 8, "chat", "chat")
@@ -43,7 +45,14 @@ def main() -> int:
     def user() -> None:
         for seq in seqs:
             execute_request(
-                transport, request, {}, clock, ctx, seq=seq, scheduled_at=clock(), emit=records.append
+                transport,
+                request,
+                dict(args.header),
+                clock,
+                ctx,
+                seq=seq,
+                scheduled_at=clock(),
+                emit=records.append,
             )
 
     gevent.joinall([gevent.spawn(user) for _ in range(args.users)], raise_error=True)
