@@ -191,11 +191,8 @@ class BodyReader:
         if not (self._pending or self._remaining or self._need_crlf or self._trailer):
             # a paced server's read: exactly one whole chunk, "SIZE\r\nDATA\r\n"
             line_end = data.find(b"\r\n", 0, 10)
-            if line_end > 0 and not data[:line_end].strip(_HEX):
-                try:
-                    end = line_end + 2 + int(data[:line_end], 16)
-                except ValueError:
-                    end = -1  # not hex: the steps below say so
+            if line_end > 0 and not data[:line_end].strip(_HEX):  # hex digits only: int() cannot fail
+                end = line_end + 2 + int(data[:line_end], 16)
                 if len(data) == end + 2 and end > line_end + 2 and data[end:] == b"\r\n":
                     return data[line_end + 2 : end]
         raw = self._pending + data if self._pending else data
@@ -207,11 +204,8 @@ class BodyReader:
                 # the common case first: a whole chunk, "SIZE\r\nDATA\r\n" (a paced server's read holds one, a
                 # server writing a whole answer at once many); anything else takes the steps below
                 line_end = find(b"\r\n", pos, pos + _MAX_SIZE_LINE)
-                if line_end > pos and not raw[pos:line_end].strip(_HEX):
-                    try:
-                        chunk = int(raw[pos:line_end], 16)
-                    except ValueError:
-                        raise HttpParseError(f"bad chunk size: {raw[pos:line_end][:40]!r}") from None
+                if line_end > pos and not raw[pos:line_end].strip(_HEX):  # hex digits only: int() cannot fail
+                    chunk = int(raw[pos:line_end], 16)
                     end = line_end + 2 + chunk
                     if chunk and end + 2 <= size:
                         if raw[end : end + 2] != b"\r\n":
