@@ -30,7 +30,7 @@ from loadtest.rundir import RECORDS_CACHE
 
 __all__ = ["CACHE_FORMAT", "ROW_GROUP", "Cache", "open_cache", "write_cache"]
 
-CACHE_FORMAT: Final = "1"  # bump it whenever analysis/jsonl.py parses or types a column differently
+CACHE_FORMAT: Final = "2"  # bump it whenever analysis/jsonl.py parses or types a column differently
 ROW_GROUP: Final = 65_536
 _KEY = b"loadtest.records_cache"
 _TEXT = [c for c in STR_COLS if c not in FREE_TEXT_COLS]  # few distinct values: dictionary-encoded

@@ -37,6 +37,7 @@ INT_COLS = (
     "max_tokens",
     "attempt",
     "asked_prompt_tokens",
+    "step_index",
 )
 STR_COLS = (
     "run_id",
@@ -49,8 +50,10 @@ STR_COLS = (
     "token_source",
     "finish_reason",
     "server_request_id",
+    "flow_id",
+    "step",
 )
-FREE_TEXT_COLS = ("error_detail", "server_request_id")
+FREE_TEXT_COLS = ("error_detail", "server_request_id", "flow_id")
 GAP_REF_COLS = ("gap_offset", "gap_count")  # format 2: where the record's gaps are in chunk_gaps.f32
 _GAPS_TYPE = pa.list_(pa.float64())  # format 1: inline lists
 RECORD_SCHEMA = pa.schema(

@@ -16,6 +16,10 @@ Fields (see ``docs/metrics.md`` for what is derived from them):
 none), ``asked_prompt_tokens`` the length the workload asked for, in the server's tokens (``None`` for a dataset's
 prompt, and in run directories written before it was recorded); ``docs/metrics.md`` defines their deviation.
 
+``flow_id``, ``step`` and ``step_index`` place a call made by a Python scenario's flow (issue 14): which flow it
+belongs to (unique in the run), the step's name (the call's ``name=``) and its position in the flow from 0; all
+``None`` for a request of a TOML scenario, and in run directories written before flows existed.
+
 ``attempt`` is 0 for a request's first attempt and counts retries after a 429 (``[retry] policy = "retry-after"``);
 ``(worker, seq, attempt)`` identifies a record.
 
@@ -93,6 +97,9 @@ class RequestRecord:
     server_request_id: str | None
     attempt: int = 0
     asked_prompt_tokens: int | None = None
+    flow_id: str | None = None
+    step: str | None = None
+    step_index: int | None = None
 
     @property
     def ok(self) -> bool:

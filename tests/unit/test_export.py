@@ -106,7 +106,7 @@ def test_csv_columns_and_values(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert first.split(",") == (
         '"r1","s1","chat","http://x/v1/chat/completions","w0",0,'
         "99.5,100,100.25,101.5,101.75,200,,,,20,5,"
-        '"usage",4,5,"length","req-1",0,,'  # no asked prompt length
+        '"usage",4,5,"length","req-1",0,,,,,'  # no asked prompt length, no flow
         # ok, ttft, from intended, tpot = (1.75 − 0.25) / 4, e2e, lag
         "true,0.25,0.75,0.375,1.75,0.5,"
         # 3 gaps: mean, p50, p99 (0.5 + 0.98 × 0.25), max
@@ -114,7 +114,7 @@ def test_csv_columns_and_values(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ).split(",")
     assert second == (
         '"r1","s1","batch","http://x/v1/chat/completions","w0",1,'
-        '100,100,,,100.5,429,"rate_limited","HTTP 429: slow down, ""please""",2,,,,,11,,,0,,'
+        '100,100,,,100.5,429,"rate_limited","HTTP 429: slow down, ""please""",2,,,,,11,,,0,,,,,'
         "false,,,,0.5,0,"
         "0,,,,"
     )

@@ -235,3 +235,24 @@ def test_manifest_is_frozen() -> None:
     manifest = Manifest.from_json(FIXTURE.read_bytes(), FIXTURE)
     with pytest.raises(AttributeError):
         manifest.status = "x"  # type: ignore[misc]
+
+
+def test_a_flows_place_survives_the_line_the_columnar_copy_and_the_frame(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from loadtest.client.records import dump_record, load_record
+
+    base, other = records()[:2]
+    step0 = replace(base, flow_id="w0/7", step="retrieve", step_index=0)
+    step1 = replace(other, flow_id="w0/7", step="answer", step_index=1)
+    assert load_record(dump_record(step1)) == step1
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest_dict()))
+    (run / "records.jsonl").write_bytes(jsonl([step0, step1, records()[2]]))
+    for _ in range(2):  # parsed from the JSON (writing the copy), then read from the copy
+        df = load_run(run).records
+        assert df["flow_id"].tolist()[:2] == ["w0/7", "w0/7"] and df["flow_id"].isna().tolist()[2]
+        assert df["step"].astype(object).tolist()[:2] == ["retrieve", "answer"]
+        assert df["step_index"].tolist()[:2] == [0, 1] and df["step_index"].isna().tolist()[2]
+    assert (run / "records.cache.parquet").exists()
