@@ -38,6 +38,7 @@ INT_COLS = (
     "attempt",
     "asked_prompt_tokens",
     "step_index",
+    "cached_tokens",
 )
 STR_COLS = (
     "run_id",
@@ -51,7 +52,6 @@ STR_COLS = (
     "finish_reason",
     "server_request_id",
     "flow_id",
-    "step",
 )
 FREE_TEXT_COLS = ("error_detail", "server_request_id", "flow_id")
 GAP_REF_COLS = ("gap_offset", "gap_count")  # format 2: where the record's gaps are in chunk_gaps.f32

@@ -266,14 +266,15 @@ def run(
 ) -> None:
     """Run a load test and print a per-stage summary.
 
-    SCENARIO is a TOML file (see scenarios/); flags override it. With no endpoint anywhere, the run goes to the
+    SCENARIO is a TOML file (see scenarios/) or a Python scenario (a module of flows, docs/scenarios-python.md);
+    flags override it. With no endpoint anywhere, the run goes to the
     embedded simulator.
     """
     from loadtest.rundir import SUMMARY_FILE
     from loadtest.runner.launch import launch
     from loadtest.runner.live import LiveLine
     from loadtest.runner.run import Distribution
-    from loadtest.spec.assemble import Overrides, apply_overrides, scenario_from_flags
+    from loadtest.spec.assemble import Overrides, apply_overrides, python_from_flags, scenario_from_flags
     from loadtest.spec.processes import AUTO, auto_processes, usable_cpus
     from loadtest.spec.scenario import load_scenario
     from loadtest.spec.simulator import SimSettings
@@ -337,6 +338,8 @@ def run(
         scenario = shipped  # a shipped scenario by name, e.g. `loadtest run chat` after pip install
 
     def assemble(overrides: Overrides) -> Scenario:
+        if scenario is not None and scenario.suffix == ".py":
+            return python_from_flags(scenario, overrides)
         if scenario is not None:
             return apply_overrides(load_scenario(scenario), overrides)
         return scenario_from_flags(overrides)

@@ -16,9 +16,15 @@ Fields (see ``docs/metrics.md`` for what is derived from them):
 none), ``asked_prompt_tokens`` the length the workload asked for, in the server's tokens (``None`` for a dataset's
 prompt, and in run directories written before it was recorded); ``docs/metrics.md`` defines their deviation.
 
-``flow_id``, ``step`` and ``step_index`` place a call made by a Python scenario's flow (issue 14): which flow it
-belongs to (unique in the run), the step's name (the call's ``name=``) and its position in the flow from 0; all
-``None`` for a request of a TOML scenario, and in run directories written before flows existed.
+``flow_id`` and ``step_index`` place a call made by a Python scenario's flow (``docs/scenarios-python.md``): which
+flow it belongs to (unique in the run: the worker's name and its flow count) and the call's position in the flow from
+0; both ``None`` for a request of a TOML scenario, and in run directories written before flows existed. A flow's
+call has the step's name (the call's ``name=``) as its ``request_class``, so everything computed per class is
+computed per step.
+
+``cached_tokens`` is how many of the prompt's tokens the server served from its prefix cache
+(``usage.prompt_tokens_details.cached_tokens``, as vLLM, OpenAI and Databricks report it); ``None`` when it said
+nothing.
 
 ``attempt`` is 0 for a request's first attempt and counts retries after a 429 (``[retry] policy = "retry-after"``);
 ``(worker, seq, attempt)`` identifies a record.
@@ -98,8 +104,8 @@ class RequestRecord:
     attempt: int = 0
     asked_prompt_tokens: int | None = None
     flow_id: str | None = None
-    step: str | None = None
     step_index: int | None = None
+    cached_tokens: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -21,6 +21,7 @@ from loadtest.rundir.files import (
     SPEC_FILE,
     SUMMARY_FILE,
 )
+from loadtest.rundir.flows import FLOWS_FILE, FlowRecord, read_flows
 from loadtest.rundir.manifest import (
     FORMAT,
     READ_FORMATS,
@@ -48,6 +49,7 @@ from loadtest.rundir.server_metrics import (
 __all__ = [
     "ENGINE_LOG",
     "EVENTS_FILE",
+    "FLOWS_FILE",
     "FORMAT",
     "GAPS_FILE",
     "MANIFEST_FILE",
@@ -60,6 +62,7 @@ __all__ = [
     "SERVER_METRICS_FORMAT",
     "SPEC_FILE",
     "SUMMARY_FILE",
+    "FlowRecord",
     "GeneratorVerdict",
     "Host",
     "Manifest",
@@ -76,6 +79,7 @@ __all__ = [
     "StageTarget",
     "StageWindow",
     "read_events",
+    "read_flows",
     "read_manifest",
     "read_samples",
     "read_server_metrics",

@@ -8,6 +8,7 @@
 ``records.cache.parquet``  a columnar copy of ``records.jsonl`` written by the first analysis (``analysis.columnar``);
                            a cache: ``records.jsonl`` stays the source of truth
 ``events.jsonl``           the engine's events: stage starts and ends, sweep decisions (:mod:`loadtest.rundir.events`)
+``flows.jsonl``            a Python scenario's flows, one line each as it ends (:mod:`loadtest.rundir.flows`)
 ``samples.jsonl``          a few requests and responses per request class (:mod:`loadtest.rundir.samples`)
 ``server_metrics.jsonl``   the endpoint's own metrics, scraped by the CLI (:mod:`loadtest.rundir.server_metrics`)
 ``engine.log``             the engine child's output

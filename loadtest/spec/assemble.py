@@ -18,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from loadtest.client.protocol import RequestClass
 from loadtest.errors import ConfigError
 from loadtest.spec.loadplan import parse_sweep
 from loadtest.spec.prompts import PromptOptions
+from loadtest.spec.pyscenario import PythonScenario, read_module
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_MAX_CONCURRENCY,
@@ -31,7 +33,7 @@ from loadtest.spec.runspec import (
     Stage,
     SweepPlan,
 )
-from loadtest.spec.scenario import EndpointConfig, Scenario, slo_for
+from loadtest.spec.scenario import EndpointConfig, Scenario, slo_for, step_class
 from loadtest.spec.simulator import SimSettings
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "SIM_EXAMPLE_PEAK_TPM",
     "Overrides",
     "apply_overrides",
+    "python_from_flags",
     "scenario_from_flags",
     "shorten_idle_for_simulator",
 ]
@@ -174,6 +177,66 @@ def scenario_from_flags(ov: Overrides) -> Scenario:
     )
 
 
+def python_from_flags(path: Path, ov: Overrides) -> Scenario:
+    """``loadtest run my_flow.py``: the module with the flags' endpoint, stages and plan (the defaults of a run
+    without a scenario file), and no step declared until a ``--slo STEP:...`` names one."""
+    _check_python_flags(ov)
+    base = scenario_from_flags(dataclasses.replace(ov, slos={}))
+    scenario = dataclasses.replace(
+        base,
+        name=ov.name or path.stem,
+        classes=(),
+        source=str(path),
+        python=PythonScenario(module=str(path), source=read_module(path)),
+    )
+    return _python_slos(scenario, ov)
+
+
+def _check_python_flags(ov: Overrides) -> None:
+    given = [
+        flag
+        for flag, value in (
+            ("--kind", ov.kind),
+            ("--prompt-tokens", ov.prompt_tokens),
+            ("--max-tokens", ov.max_tokens),
+            ("--stream/--no-stream", ov.stream),
+            ("--ignore-eos/--no-ignore-eos", ov.ignore_eos),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: a Python scenario's module says what each call sends; "
+            "these flags describe a TOML scenario's requests"
+        )
+
+
+def _python_slos(scenario: Scenario, ov: Overrides) -> Scenario:
+    """A Python scenario's ``--slo`` flags: ``STEP:ttft_p95<1s`` declares the step when the scenario did not (as a
+    chat step); an unscoped one applies to every declared step."""
+    if not ov.slos:
+        return scenario
+    classes = list(scenario.classes)
+    if ov.slos.get(None) and not classes:
+        raise ConfigError(
+            "--slo: a Python scenario's SLOs name a step (--slo turn:ttft_p95<1s), or its TOML declares the "
+            "steps ([[classes]] name = ...)"
+        )
+    names = {c.name for c in classes}
+    classes += [
+        step_class({"name": scope}, len(classes)) for scope in ov.slos if scope and scope not in names
+    ]
+    return dataclasses.replace(
+        scenario,
+        classes=tuple(
+            dataclasses.replace(
+                c, slo=slo_for(c.kind, {**c.slo, **ov.slos.get(None, {}), **ov.slos.get(c.name, {})})
+            )
+            for c in classes
+        ),
+    )
+
+
 def _abort_after(ov: Overrides) -> dict[str, float | None]:
     """``--abort-after`` when given: seconds, or ``None`` for ``off`` (given as 0.0)."""
     if ov.abort_after_s is None:
@@ -258,7 +321,9 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
         prompt_tokens=ov.prompt_tokens,
         output_tokens=ov.max_tokens,
     )
-    if class_changes:
+    if scenario.python is not None:
+        _check_python_flags(ov)
+    elif class_changes:
         changes["classes"] = tuple(
             dataclasses.replace(
                 c,
@@ -266,7 +331,9 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             )
             for c in scenario.classes
         )
-    if ov.slos:
+    if ov.slos and scenario.python is not None:
+        changes["classes"] = _python_slos(scenario, ov).classes
+    elif ov.slos:
         base = changes.get("classes", scenario.classes)
         _check_scopes(ov, tuple(c.name for c in base))
         changes["classes"] = tuple(

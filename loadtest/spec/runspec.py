@@ -17,6 +17,7 @@ from loadtest.client.scrub import public_url
 from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.prompts import PromptCalibration
+from loadtest.spec.pyscenario import PythonScenario
 
 __all__ = [
     "DEFAULT_ABORT_AFTER_S",
@@ -223,7 +224,10 @@ class RunSpec:
     is written only when set).
 
     ``prompts``: the prompt calibration the preflight decided (:mod:`loadtest.spec.prompts`); ``None`` — one word
-    per token, as every run made before it — is not written."""
+    per token, as every run made before it — is not written.
+
+    ``python``: a Python scenario (:mod:`loadtest.spec.pyscenario`): its module's text, the user classes and the flow
+    SLO; its ``request_classes`` then describe steps (name, kind, SLOs) and may be empty. Written only when set."""
 
     run_id: str
     name: str
@@ -244,6 +248,7 @@ class RunSpec:
     plan: PlanRequest | None = None
     abort_after_s: float | None = None
     prompts: PromptCalibration | None = None
+    python: PythonScenario | None = None
 
     @property
     def pool_size(self) -> int:
@@ -270,6 +275,10 @@ class RunSpec:
             del data["prompts"]  # likewise
         else:
             data["prompts"] = self.prompts.to_dict()
+        if self.python is None:
+            del data["python"]  # likewise
+        else:
+            data["python"] = self.python.to_dict()
         return data
 
     @staticmethod
@@ -297,6 +306,8 @@ class RunSpec:
             raw["plan"] = PlanRequest.from_dict(raw["plan"])
         if raw.get("prompts") is not None:
             raw["prompts"] = PromptCalibration.from_dict(raw["prompts"])
+        if raw.get("python") is not None:
+            raw["python"] = PythonScenario.from_dict(raw["python"])
         extra = raw.pop("extra", None) or {}
         raw["scenario_source"] = extra.get("scenario")
         raw["description"] = extra.get("description", "")

@@ -61,6 +61,13 @@ from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.prompts import PromptCalibration, PromptOptions
+from loadtest.spec.pyscenario import (
+    DEFAULT_FLOW_TOKENS,
+    FLOW_SLO_METRICS,
+    PYTHON_KEYS,
+    PythonScenario,
+    read_module,
+)
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_HEADROOM,
@@ -83,13 +90,28 @@ __all__ = [
     "EndpointConfig",
     "Scenario",
     "load_scenario",
+    "parse_flow_slo",
+    "parse_python",
     "parse_scenario",
     "parse_slo",
     "slo_for",
+    "step_class",
 ]
 
 SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
-_TOP = {"name", "description", "seed", "endpoint", "simulator", "classes", "load", "retry", "plan", "prompts"}
+_TOP = {
+    "name",
+    "description",
+    "seed",
+    "endpoint",
+    "simulator",
+    "classes",
+    "load",
+    "retry",
+    "plan",
+    "prompts",
+    "python",
+}
 _PROMPTS = {"tokenizer", "overhead", "calibrate"}
 _PLAN = {"peak_tpm", "peak_rps", "headroom", "architectures", "profile"}
 _ENDPOINT = {
@@ -159,6 +181,7 @@ class Scenario:
     abort_after_s: float | None = DEFAULT_ABORT_AFTER_S  # None: never stop for a dead endpoint
     prompts: PromptOptions = field(default_factory=PromptOptions)
     server_metrics: str = "auto"  # [load] server_metrics: "auto", "off" or a URL (loadtest.runner.scrape)
+    python: PythonScenario | None = None  # a Python scenario's module (loadtest.spec.pyscenario)
 
     def run_spec(
         self,
@@ -189,6 +212,7 @@ class Scenario:
             plan=self.plan,
             abort_after_s=self.abort_after_s,
             prompts=prompts,
+            python=self.python,
         )
 
 
@@ -355,10 +379,14 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
             raise ConfigError("[endpoint].path must be 'openai' or 'invocations'")
     simulator = _table(raw.get("simulator", {}), "[simulator]")
     _check_keys(simulator, SIM_KEYS, "[simulator]")
-    classes_raw = raw.get("classes", [{}])
-    if not isinstance(classes_raw, list) or not classes_raw:
+    python = parse_python(raw["python"], base) if "python" in raw else None
+    classes_raw = raw.get("classes", [] if python is not None else [{}])
+    if not isinstance(classes_raw, list) or (not classes_raw and python is None):
         raise ConfigError("classes must be a non-empty array of tables ([[classes]])")
-    classes = tuple(_parse_class(c, i, base) for i, c in enumerate(classes_raw))
+    if python is not None:
+        classes = tuple(step_class(c, i) for i, c in enumerate(classes_raw))
+    else:
+        classes = tuple(_parse_class(c, i, base) for i, c in enumerate(classes_raw))
     names = [c.name for c in classes]
     if len(set(names)) != len(names):
         raise ConfigError(f"class names must be unique, got {names}")
@@ -389,7 +417,79 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         abort_after_s=_abort_after(load.get("abort_after", DEFAULT_ABORT_AFTER_S)),
         prompts=parse_prompts(raw.get("prompts", {}), base),
         server_metrics=_server_metrics(load.get("server_metrics", "auto")),
+        python=python,
     )
+
+
+def parse_flow_slo(raw: Any, where: str) -> dict[str, float]:
+    """``{flow_e2e_p95 = "10s", attainment = 0.9}`` → seconds (and the fraction)."""
+    slo: dict[str, float] = {}
+    for key, value in _table(raw, where).items():
+        if key == "attainment":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+                raise ConfigError(f"{where}.attainment must be a fraction in (0, 1], got {value!r}")
+            slo[key] = float(value)
+            continue
+        metric, _, pct = key.rpartition("_p")
+        if (
+            metric not in FLOW_SLO_METRICS
+            or not pct.replace(".", "", 1).isdigit()
+            or not 0 < float(pct) < 100
+        ):
+            raise ConfigError(f"{where}: unknown flow SLO '{key}' (use e.g. flow_e2e_p95)")
+        slo[key] = _duration(value, f"{where}.{key}")
+    return slo
+
+
+def parse_python(raw: Any, base: Path | None) -> PythonScenario:
+    """A TOML scenario's ``[python]`` table (``base``: the TOML file's folder, for a relative module path)."""
+    where = "[python]"
+    tbl = _table(raw, where)
+    _check_keys(tbl, PYTHON_KEYS, where)
+    module = tbl.get("module")
+    if not isinstance(module, str) or not module:
+        raise ConfigError(f'{where}.module must name a Python file, e.g. module = "my_flow.py"')
+    path = Path(module)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    users = tbl.get("users", [])
+    if not isinstance(users, list) or not all(isinstance(u, str) and u.isidentifier() for u in users):
+        raise ConfigError(f"{where}.users must be a list of class names, got {users!r}")
+    tokens = tbl.get("flow_tokens", list(DEFAULT_FLOW_TOKENS))
+    if (
+        not isinstance(tokens, list)
+        or len(tokens) != 2
+        or not all(isinstance(t, int | float) and not isinstance(t, bool) and t > 0 for t in tokens)
+    ):
+        raise ConfigError(f"{where}.flow_tokens must be [input, output] tokens per flow, both > 0")
+    return PythonScenario(
+        module=str(path),
+        source=read_module(path),
+        users=tuple(users),
+        slo=parse_flow_slo(tbl.get("slo", {}), f"{where}.slo"),
+        flow_tokens=(float(tokens[0]), float(tokens[1])),
+    )
+
+
+_STEP = {"name", "kind", "slo"}
+
+
+def step_class(raw: Any, i: int) -> RequestClass:
+    """A Python scenario's ``[[classes]]`` entry: a step (the calls' ``name=``) with its kind and SLOs; what it
+    sends is the module's business, so no lengths, dataset or weight."""
+    where = f"classes[{i}]"
+    table = _table(raw, where)
+    _check_keys(table, _STEP, where)
+    name = table.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name must name a step (the calls' name=...)")
+    kind = table.get("kind", "chat")
+    if kind not in ("chat", "completions", "embeddings"):
+        raise ConfigError(f"{where}.kind must be chat, completions or embeddings, got {kind!r}")
+    slo = parse_slo(table.get("slo", {}), f"{where}.slo")
+    if slo_for(kind, slo) != slo:
+        raise ConfigError(f"{where}.slo: an embeddings step produces no tokens, so it has no tpot or itl SLO")
+    return RequestClass(name=name, kind=kind, stream=kind != "embeddings", slo=slo)
 
 
 def _abort_after(raw: Any) -> float | None:
@@ -410,6 +510,10 @@ def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file."""
     if not path.is_file():
         raise ConfigError(f"no scenario file at {path}")
+    if path.suffix == ".py":
+        raise ConfigError(
+            f"{path.name} is a Python scenario: loadtest run {path} (or [python] module = ... in a TOML)"
+        )
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

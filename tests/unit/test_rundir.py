@@ -243,8 +243,8 @@ def test_a_flows_place_survives_the_line_the_columnar_copy_and_the_frame(tmp_pat
     from loadtest.client.records import dump_record, load_record
 
     base, other = records()[:2]
-    step0 = replace(base, flow_id="w0/7", step="retrieve", step_index=0)
-    step1 = replace(other, flow_id="w0/7", step="answer", step_index=1)
+    step0 = replace(base, flow_id="w0/7", request_class="retrieve", step_index=0)
+    step1 = replace(other, flow_id="w0/7", request_class="answer", step_index=1, cached_tokens=96)
     assert load_record(dump_record(step1)) == step1
     run = tmp_path / "run"
     run.mkdir()
@@ -253,6 +253,7 @@ def test_a_flows_place_survives_the_line_the_columnar_copy_and_the_frame(tmp_pat
     for _ in range(2):  # parsed from the JSON (writing the copy), then read from the copy
         df = load_run(run).records
         assert df["flow_id"].tolist()[:2] == ["w0/7", "w0/7"] and df["flow_id"].isna().tolist()[2]
-        assert df["step"].astype(object).tolist()[:2] == ["retrieve", "answer"]
+        assert df["request_class"].astype(object).tolist()[:2] == ["retrieve", "answer"]
+        assert df["cached_tokens"].tolist()[1] == 96 and df["cached_tokens"].isna().tolist()[0]
         assert df["step_index"].tolist()[:2] == [0, 1] and df["step_index"].isna().tolist()[2]
     assert (run / "records.cache.parquet").exists()
