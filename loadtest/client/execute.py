@@ -74,6 +74,7 @@ class Capture:
 
     content: list[str] | None = None
     error_body: bytes | None = None
+    body: bytes | None = None  # a non-streamed answer's body, when collecting (a flow's embeddings read it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +151,10 @@ def execute_request(
     emit: Callable[[RequestRecord], None],
     attempt: int = 0,
     capture: Capture | None = None,
+    flow: tuple[str, int] | None = None,
 ) -> RequestRecord:
     """Send ``request``, emit exactly one record for it and return it; with ``capture``, keep what the response
-    said in it (before the record is emitted).
+    said in it (before the record is emitted). ``flow``: the flow id and step index of a Python scenario's call.
 
     A ``BaseException`` that is not an ``Exception`` (greenlet kill, KeyboardInterrupt) still emits a ``cancelled``
     record before it propagates, so an interrupted run keeps every request it started.
@@ -200,6 +202,8 @@ def execute_request(
             else:
                 raw_body = response.read()
                 content = capture.content if capture is not None else None
+                if content is not None:
+                    capture.body = raw_body  # type: ignore[union-attr]
                 outcome, client_tokens = parse_completion_body(raw_body, content)
                 if outcome.error is not None:
                     error = (outcome.error[0], outcome.error[1])  # type: ignore[assignment]
@@ -232,6 +236,7 @@ def execute_request(
             server_id,
             error,
             attempt,
+            flow,
         )
         emit(record)
     return record
@@ -251,6 +256,7 @@ def _record(
     server_id: str | None,
     error: tuple[ErrorClass, str] | None,
     attempt: int = 0,
+    flow: tuple[str, int] | None = None,
 ) -> RequestRecord:
     if outcome.completion_tokens is not None:
         output_tokens: int | None = outcome.completion_tokens
@@ -286,4 +292,6 @@ def _record(
         server_request_id=server_id or outcome.response_id,
         attempt=attempt,
         asked_prompt_tokens=request.asked_prompt_tokens,
+        flow_id=flow[0] if flow is not None else None,
+        step_index=flow[1] if flow is not None else None,
     )

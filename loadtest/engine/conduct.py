@@ -30,6 +30,7 @@ from loadtest.engine.loopdelay import worst_worker
 from loadtest.engine.procstat import peak_rss_mb
 from loadtest.engine.sweep import StageObservation, fold, sweep_rates, sweep_verdict
 from loadtest.rundir.files import EVENTS_FILE, GAPS_FILE, RECORDS_FILE
+from loadtest.rundir.flows import FLOWS_FILE
 from loadtest.rundir.manifest import RunFailure, StageTarget
 from loadtest.rundir.samples import SampleWriter
 from loadtest.spec.arrivals import ArrivalProcess, TokenRateController
@@ -39,6 +40,8 @@ from loadtest.spec.workload import RequestFactory
 __all__ = ["LOOKAHEAD_S", "Conductor", "Recorder", "Stop", "run_stages"]
 
 LOOKAHEAD_S = 0.05  # arrivals are handed to users this far ahead of their scheduled instant
+REQUEST_PRIOR_WEIGHT = 20.0  # a token-rate stage trusts the classes' expected lengths as much as 20 requests
+FLOW_PRIOR_WEIGHT = 2.0  # ... and a Python scenario's guessed tokens per flow as much as 2 flows
 
 
 class Stop(Protocol):
@@ -84,6 +87,10 @@ class Recorder:
         self._gaps_written = os.fstat(self._gaps_fd).st_size // 4  # float32 elements in the side file
         self._events_fd = os.open(run_dir / EVENTS_FILE, flags, 0o644)
         self.samples = SampleWriter(run_dir)
+        self.flows = 0
+        self.by_flow = False  # a Python scenario: a token-rate stage counts flows' tokens, not requests'
+        self._flows_fd: int | None = None
+        self._flows_path = run_dir / FLOWS_FILE
 
     def write(self, lines: bytes) -> None:
         """Append one or more complete JSON lines in the wire form (as orjson writes them: no spaces)."""
@@ -118,12 +125,33 @@ class Recorder:
         if samples:
             self.samples.write(samples)
 
+    def write_flows(self, lines: bytes) -> None:
+        """Append flow lines (``flows.jsonl``, :mod:`loadtest.rundir.flows`); a worker's come after the records of
+        the same batch, so a flow's calls are on disk before its line. In a token-rate stage of a Python scenario
+        each flow that ended well tells the controller its tokens (one arrival is one flow)."""
+        if not lines:
+            return
+        if self._flows_fd is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            self._flows_fd = os.open(self._flows_path, flags, 0o644)
+        _write_all(self._flows_fd, lines)
+        for line in lines.splitlines():
+            self.flows += 1
+            if self.controller is None or not self.by_flow:
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if obj.get("stage") == self.stage_label and obj.get("outcome") == "ok":
+                self.controller.observe(obj.get("prompt_tokens"), obj.get("output_tokens"))
+
     def _observe(self, obj: dict[str, Any]) -> None:
         if self.watch is not None and self.aborted is None:
             self._watch(self.watch, obj)
         if (self.controller is None and self.observation is None) or obj.get("stage") != self.stage_label:
             return
-        if self.controller is not None and obj["error_class"] is None:
+        if self.controller is not None and obj["error_class"] is None and not self.by_flow:
             self.controller.observe(obj["prompt_tokens"], obj["output_tokens"])
         if self.observation is not None:
             fold(self.observation, obj)
@@ -168,6 +196,8 @@ class Recorder:
         os.close(self._fd)
         os.close(self._gaps_fd)
         os.close(self._events_fd)
+        if self._flows_fd is not None:
+            os.close(self._flows_fd)
         self.samples.close()
 
 
@@ -206,13 +236,22 @@ class Conductor(abc.ABC):
         rec.controller = None
         rec.stage_label = stage.label
         if stage.kind == "tokens":
-            e_in, e_out = RequestFactory(self.spec.endpoint, self.spec.request_classes, 0).expected_tokens()
+            python = self.spec.python
+            rec.by_flow = python is not None
+            if python is not None:  # an arrival is a flow: its expected tokens, until flows tell
+                (e_in, e_out), weight = python.flow_tokens, FLOW_PRIOR_WEIGHT
+            else:
+                e_in, e_out = RequestFactory(
+                    self.spec.endpoint, self.spec.request_classes, 0
+                ).expected_tokens()
+                weight = REQUEST_PRIOR_WEIGHT
             rec.controller = TokenRateController(
                 total_per_min=stage.tokens_per_min,
                 input_per_min=stage.input_tokens_per_min,
                 output_per_min=stage.output_tokens_per_min,
                 expected_input=e_in,
                 expected_output=e_out,
+                prior_weight=weight,
             )
             target = replace(
                 target,
@@ -221,7 +260,7 @@ class Conductor(abc.ABC):
                 output_tokens_per_min=stage.output_tokens_per_min,
                 initial_rate=rec.controller.rate(),
             )
-        before = rec.records
+        before, flows_before = rec.records, rec.flows
         rec.event("stage_start", stage=stage.label, duration_s=stage.duration_s, target=target.to_dict())
         self.open(stage, index)
         arrivals = self.dispatch(stage, index) if stage.open_loop else self.wait_window(stage)
@@ -244,6 +283,7 @@ class Conductor(abc.ABC):
             "stage_end",
             stage=stage.label,
             records=rec.records - before,
+            **({"flows": rec.flows - flows_before} if self.spec.python is not None else {}),
             arrivals=arrivals,
             dropped=sum(r["dropped"] for r in reports),
             no_free_user=sum(r["no_free_user"] for r in reports),

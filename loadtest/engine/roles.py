@@ -37,6 +37,7 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import random  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -51,11 +52,13 @@ from locust.runners import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS, STATE_MISSING
 
 from loadtest.engine.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
 from loadtest.engine.distribute import split_evenly, users_per_worker  # noqa: E402
+from loadtest.engine.flows import ScenarioModuleError, load_users  # noqa: E402
 from loadtest.engine.health import AbortWatch  # noqa: E402
 from loadtest.engine.users import Engine, LLMUser  # noqa: E402
 from loadtest.errors import EXIT_INTERRUPTED, EndpointError, LoadtestError  # noqa: E402
 from loadtest.rundir.files import SPEC_FILE  # noqa: E402
 from loadtest.rundir.manifest import WORKER_LOST, RunFailure  # noqa: E402
+from loadtest.spec.pyscenario import SCENARIO_FAILED  # noqa: E402
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 
 __all__ = ["main"]
@@ -146,21 +149,27 @@ class MasterConductor(Conductor):
 
 
 class Forwarder:
-    """A worker's record sink: batches of JSON lines to the master every 100 ms (or sooner when large)."""
+    """A worker's record sink: batches of JSON lines to the master every 100 ms (or sooner when large), with the
+    lines of the flows that ended meanwhile (written after the batch's records)."""
 
     def __init__(self, runner: WorkerRunner) -> None:
         self.runner = runner
         self.lines: list[bytes] = []
+        self.flow_lines: list[bytes] = []
 
     def __call__(self, line: bytes) -> None:
         self.lines.append(line)
         if len(self.lines) >= 500:
             self.flush()
 
+    def flow(self, line: bytes) -> None:
+        self.flow_lines.append(line)
+
     def flush(self) -> None:
-        if self.lines:
+        if self.lines or self.flow_lines:
             payload, self.lines = b"".join(self.lines), []
-            self.runner.send_message("lt_records", {"lines": payload})
+            flows, self.flow_lines = b"".join(self.flow_lines), []
+            self.runner.send_message("lt_records", {"lines": payload, "flows": flows})
 
     def forever(self) -> None:
         while True:
@@ -222,6 +231,15 @@ def _watch_workers(
         gevent.sleep(0.2)
 
 
+def _user_classes(spec: RunSpec, index: int) -> list[Any]:
+    """The Locust user classes of the run: the engine's own, or a Python scenario's (its module imported here, in
+    the engine process only). Locust picks a user's next task with the global ``random``: seeded per process."""
+    random.seed(f"{spec.seed}/tasks/{index}")
+    if spec.python is None:
+        return [LLMUser]
+    return list(load_users(spec.python))
+
+
 def _spawn_users(runner: Any, users: int, stop: Event) -> int:
     runner.start(users, spawn_rate=max(100.0, users * 50.0), wait=False)
     deadline = time.monotonic() + 60
@@ -236,8 +254,9 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
     recorder = Recorder(run_dir, f"local-{os.getpid()}")
     _watch_endpoint(recorder, spec, stop)
     engine = Engine(spec, f"local-{os.getpid()}", 0, 1, recorder.write)
+    engine.flow_sink = recorder.write_flows
     LLMUser.engine = engine
-    runner = Environment(user_classes=[LLMUser]).create_local_runner()
+    runner = Environment(user_classes=_user_classes(spec, 0)).create_local_runner()
     users = _spawn_users(runner, engine.users, stop)
     recorder.event("run_start", users=users, workers=1, auth=engine.auth.describe())
     engine.report = lambda kind, fields: recorder.event(kind, **fields)
@@ -270,11 +289,16 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
     _install_signals(stop, interrupted)
     recorder = Recorder(run_dir, f"master-{os.getpid()}")
     _watch_endpoint(recorder, spec, stop)
-    runner = Environment(user_classes=[LLMUser]).create_master_runner(bind_host, port)
+    runner = Environment(user_classes=_user_classes(spec, 0)).create_master_runner(bind_host, port)
     ready: dict[str, bool] = {}
     finished: dict[str, bool] = {}
     conductor: MasterConductor | None = None
-    runner.register_message("lt_records", lambda environment, msg: recorder.write(msg.data["lines"]))
+
+    def on_records(environment: Any, msg: Any) -> None:
+        recorder.write(msg.data["lines"])
+        recorder.write_flows(msg.data.get("flows", b""))
+
+    runner.register_message("lt_records", on_records)
     names: dict[str, str] = {}  # Locust's node id -> the worker's own name (workerK-PID)
 
     def on_ready(environment: Any, msg: Any) -> None:
@@ -336,7 +360,13 @@ def run_worker(master_host: str, port: int) -> int:
     def on_spec(environment: Any, msg: Any) -> None:
         spec = RunSpec.from_dict(msg.data["spec"])
         name = f"worker{msg.data['index']}-{os.getpid()}"
+        try:
+            runner.environment.user_classes = _user_classes(spec, msg.data["index"])
+        except ScenarioModuleError as exc:  # the master loaded the same module first: not expected here
+            report("scenario_error", {"where": None, "detail": str(exc), "by": name})
+            return
         engine = LLMUser.engine = Engine(spec, name, msg.data["index"], msg.data["workers"], forwarder)
+        engine.flow_sink = forwarder.flow
         greenlets.append(gevent.spawn(forwarder.forever))
         engine.report = report
         greenlets.append(gevent.spawn(engine.refresh_credentials_forever, report))
@@ -417,9 +447,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_dir is None:
         parser.error("RUN_DIR is required")
     spec = RunSpec.read(args.run_dir / SPEC_FILE)
-    if args.master:
-        return run_master(spec, args.run_dir, args.workers, args.bind_host, args.port)
-    return run_local(spec, args.run_dir)
+    try:
+        if args.master:
+            return run_master(spec, args.run_dir, args.workers, args.bind_host, args.port)
+        return run_local(spec, args.run_dir)
+    except ScenarioModuleError as exc:  # a Python scenario's module that cannot be loaded: one line
+        print(f"{SCENARIO_FAILED} {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from loadtest.errors import LoadtestError
 from loadtest.spec.runspec import RunSpec, Stage
 from loadtest.spec.workload import RequestFactory
 
-__all__ = ["Engine", "LLMUser", "StageGate"]
+__all__ = ["Engine", "LLMUser", "Pacing", "StageGate", "next_ticket"]
 
 
 def _next_turn() -> None:
@@ -131,7 +131,19 @@ class Engine:
         self.sink = sink
         self.clock = EpochClock()
         self.gate = StageGate()
-        self.factory = RequestFactory(spec.endpoint, spec.request_classes, spec.seed, spec.prompts)
+        # a Python scenario's calls are built by its flows (loadtest.engine.flows), not drawn from classes
+        self.factory = (
+            RequestFactory(spec.endpoint, spec.request_classes, spec.seed, spec.prompts)
+            if spec.python is None
+            else None
+        )
+        self.include_usage: bool | None = None  # False once the endpoint rejected stream_options
+        self.flows_started = 0  # this process's flows: a flow's id is "{name}/{n}"
+        self.flow_sink: Callable[[bytes], None] = lambda _line: (
+            None
+        )  # flows.jsonl lines (loadtest.engine.flows)
+        self.step_kinds: dict[str, str] = {}  # a flow step's name -> its kind (one kind per step)
+        self.scenario_errors: set[tuple[str | None, str]] = set()  # reported once each
         self.closed_n = 0
         pool = users_per_worker(spec.pool_size, workers)
         self.users = pool
@@ -173,6 +185,14 @@ class Engine:
         """Send ``record`` to the sink, with its sample when it is one (:class:`Sampler`)."""
         sample = self.sampler.finish(record, request, capture, lambda: header_secrets(self.auth.headers()))
         self.sink(dump_record(record, sample))
+
+    def flow_capture(self, request_class: str) -> tuple[Capture, Capture]:
+        """A flow's call always collects its text (the flow uses the answer): the capture it is sent with, and the
+        one the sampler judges — the same when the sampler chose this call as a sample, else only its error body."""
+        chosen = self.sampler.capture(request_class)
+        if chosen.content is not None:
+            return chosen, chosen
+        return Capture(content=[]), chosen
 
     def open_stage(self, stage: Stage, index: int, share: int) -> None:
         ctx = RecordContext(
@@ -234,110 +254,135 @@ class Engine:
         return seq
 
     def send(self, seq: int, scheduled_at: float) -> RequestRecord:
-        """Send request ``seq``; after a 429, retry it as the scenario's ``[retry]`` policy says; after a 400 that
-        rejects ``stream_options``, once more without it. Returns the last attempt's record."""
-        gate = self.gate
+        """Send request ``seq`` of the scenario's classes (:meth:`attempts`); returns the last attempt's record."""
+        factory, gate = self.factory, self.gate
         ctx = gate.ctx
-        assert ctx is not None
-        retry = self.spec.retry
-        gate.inflight += 1
+        assert factory is not None and ctx is not None
         gate.started_in_stage += 1
-        gate.drained.clear()
+        self.enter()
         try:
-            attempt = 0
-            while True:
-                request = self.factory.make(seq)
-                capture = self.sampler.capture(request.request_class)
-                record = execute_request(
-                    self.transport,
-                    request,
-                    self.auth.headers(),
-                    self.clock,
-                    ctx,
-                    seq=seq,
-                    scheduled_at=scheduled_at,
-                    emit=partial(self.emit, request, capture),
-                    attempt=attempt,
-                    capture=capture,
-                )
-                if record.status == 400 and b'"stream_options"' in request.body:
-                    # external models (e.g. Bedrock behind Databricks) reject stream_options: send this request
-                    # again without it, and no more of it for the rest of the run (usage then falls back to the
-                    # client count)
-                    if self.factory.include_usage is None:
+            record, _ = self.attempts(seq, scheduled_at, lambda: factory.make(seq), self._sample_capture, ctx)
+            return record
+        finally:
+            self.leave()
+
+    def _sample_capture(self, request_class: str) -> tuple[Capture, Capture]:
+        capture = self.sampler.capture(request_class)
+        return capture, capture
+
+    def enter(self) -> None:
+        """A request (or a flow) is in flight: the stage's drain waits for it."""
+        self.gate.inflight += 1
+        self.gate.drained.clear()
+
+    def leave(self) -> None:
+        gate = self.gate
+        gate.inflight -= 1
+        if gate.inflight == 0:
+            gate.drained.set()
+
+    def attempts(
+        self,
+        seq: int,
+        scheduled_at: float,
+        make: Callable[[], PreparedRequest],
+        captures: Callable[[str], tuple[Capture, Capture]],
+        ctx: RecordContext,
+        flow: tuple[str, int] | None = None,
+    ) -> tuple[RequestRecord, Capture]:
+        """Send the request ``make`` builds; after a 429, retry it as the scenario's ``[retry]`` policy says; after a
+        400 that rejects ``stream_options``, once more without it (``make`` builds it again). Returns the last
+        attempt's record and what its response said (``captures`` gives, per attempt, the capture to send with and
+        the one the sampler judges). ``flow``: the flow id and step index a flow's call records."""
+        gate = self.gate
+        retry = self.spec.retry
+        attempt = 0
+        while True:
+            request = make()
+            capture, judged = captures(request.request_class)
+            record = execute_request(
+                self.transport,
+                request,
+                self.auth.headers(),
+                self.clock,
+                ctx,
+                seq=seq,
+                scheduled_at=scheduled_at,
+                emit=partial(self._emit_judged, request, capture, judged),
+                attempt=attempt,
+                capture=capture,
+                flow=flow,
+            )
+            if record.status == 400 and b'"stream_options"' in request.body:
+                # external models (e.g. Bedrock behind Databricks) reject stream_options: send this request
+                # again without it, and no more of it for the rest of the run (usage then falls back to the
+                # client count)
+                if self.include_usage is None:
+                    self.include_usage = False
+                    if self.factory is not None:
                         self.factory.include_usage = False
-                        self.report(
-                            "stream_options_rejected", {"detail": record.error_detail, "by": self.name}
-                        )
-                    attempt += 1
-                    scheduled_at = self.clock()
-                    continue
-                if (
-                    record.error_class != "rate_limited"
-                    or retry is None
-                    or retry.policy != "retry-after"
-                    or attempt >= retry.max_retries
-                    or not gate.accepting
-                ):
-                    return record
-                wait = min(
-                    record.retry_after_s if record.retry_after_s is not None else 1.0,
-                    float(retry.max_wait_s),
-                )
-                gevent.sleep(wait)
-                if not gate.accepting:
-                    return record
+                    self.report("stream_options_rejected", {"detail": record.error_detail, "by": self.name})
                 attempt += 1
                 scheduled_at = self.clock()
+                continue
+            if (
+                record.error_class != "rate_limited"
+                or retry is None
+                or retry.policy != "retry-after"
+                or attempt >= retry.max_retries
+                or not gate.accepting
+            ):
+                return record, capture
+            wait = min(
+                record.retry_after_s if record.retry_after_s is not None else 1.0,
+                float(retry.max_wait_s),
+            )
+            gevent.sleep(wait)
+            if not gate.accepting:
+                return record, capture
+            attempt += 1
+            scheduled_at = self.clock()
+
+    def _emit_judged(
+        self, request: PreparedRequest, capture: Capture, judged: Capture, record: RequestRecord
+    ) -> None:
+        if judged is not capture:  # a flow's call the sampler did not choose: judged on its error body only
+            judged.error_body = capture.error_body
+        self.emit(request, judged, record)
+
+
+def next_ticket(engine: Engine, index: int) -> tuple[int, float, bool] | None:
+    """What user ``index`` does next: ``(seq, scheduled_at, closed_loop)`` — the next open-loop arrival from the
+    stage's queue (scheduled at its arrival time), or a closed-loop turn now when the stage admits this user — or
+    None when there is none (the user waited for the queue or for the stage to change)."""
+    gate = engine.gate
+    stage = gate.stage
+    if stage is not None and stage.open_loop and gate.accepting:
+        gate.idle += 1
+        try:
+            item = gate.arrivals.get()
         finally:
-            gate.inflight -= 1
-            if gate.inflight == 0:
-                gate.drained.set()
+            gate.idle -= 1
+        return (item[0], item[1], False) if item[0] >= 0 else None
+    if not gate.admits(index):
+        gate.wait_change()
+        return None
+    return engine.next_closed_seq(), engine.clock(), True
 
 
-class LLMUser(User):
-    """Closed loop: while its stage admits it, the user sends its next request as soon as the last one ends.
-    Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time).
+class Pacing:
+    """One user's back-off after failures (:class:`loadtest.engine.health.Backoff`, jitter seeded by the run's
+    seed and the user's index): none until the first failure that calls for it."""
 
-    After a request that got no response (refused, reset, timed out before any status) — or, in a closed loop, a
-    429 or 5xx answer, and in either loop a 503 that said when to come back (``Retry-After``) — the user backs off
-    before its next one (:class:`loadtest.engine.health.Backoff`, jitter seeded by the run's seed and the user's
-    index), waking early when its stage ends. An open-loop arrival is never lost meanwhile: it waits in the queue for
-    a free user, and the stage's self-check counts it (``no_free_user``)."""
+    _counter = 0  # users of this process, in spawn order, whatever their class
 
-    wait_time = constant(0)
-    engine: ClassVar[Engine | None] = None  # set by the role running this process
-    _counter = 0
-
-    def __init__(self, environment: Environment) -> None:
-        super().__init__(environment)
-        self.index = LLMUser._counter
-        LLMUser._counter += 1
+    def __init__(self) -> None:
+        self.index = Pacing._counter
+        Pacing._counter += 1
         self.backoff: Backoff | None = None
 
-    @task
-    def work(self) -> None:
-        engine = LLMUser.engine
-        if engine is None:  # a worker's users can spawn before the run's spec arrives
-            gevent.sleep(0.05)
-            return
-        gate = engine.gate
-        stage = gate.stage
-        if stage is not None and stage.open_loop and gate.accepting:
-            gate.idle += 1
-            try:
-                item = gate.arrivals.get()
-            finally:
-                gate.idle -= 1
-            if item[0] >= 0:
-                self._back_off(engine, engine.send(item[0], item[1]), closed_loop=False)
-            return
-        if not gate.admits(self.index):
-            gate.wait_change()
-            return
-        self._back_off(engine, engine.send(engine.next_closed_seq(), engine.clock()), closed_loop=True)
-
-    def _back_off(self, engine: Engine, record: RequestRecord, closed_loop: bool) -> None:
+    def after(self, engine: Engine, record: RequestRecord, closed_loop: bool) -> None:
+        """Wait as the back-off says after ``record`` (waking early when the stage changes)."""
         backoff = self.backoff
         if backoff is None:
             if not backs_off(record.status, record.error_class, closed_loop, record.retry_after_s):
@@ -347,3 +392,31 @@ class LLMUser(User):
         wait = backoff.after(record.status, record.error_class, closed_loop, record.retry_after_s)
         if wait > 0:
             engine.gate.wait_change(wait)
+
+
+class LLMUser(User):
+    """Closed loop: while its stage admits it, the user sends its next request as soon as the last one ends.
+    Open loop: the user takes the next arrival from the stage's queue (its ``scheduled_at`` is the arrival time).
+
+    After a request that got no response (refused, reset, timed out before any status) — or, in a closed loop, a
+    429 or 5xx answer, and in either loop a 503 that said when to come back (``Retry-After``) — the user backs off
+    before its next one (:class:`Pacing`), waking early when its stage ends. An open-loop arrival is never lost
+    meanwhile: it waits in the queue for a free user, and the stage's self-check counts it (``no_free_user``)."""
+
+    wait_time = constant(0)
+    engine: ClassVar[Engine | None] = None  # set by the role running this process
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.pacing = Pacing()
+
+    @task
+    def work(self) -> None:
+        engine = LLMUser.engine
+        if engine is None:  # a worker's users can spawn before the run's spec arrives
+            gevent.sleep(0.05)
+            return
+        ticket = next_ticket(engine, self.pacing.index)
+        if ticket is not None:
+            seq, scheduled_at, closed_loop = ticket
+            self.pacing.after(engine, engine.send(seq, scheduled_at), closed_loop)

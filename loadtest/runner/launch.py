@@ -19,7 +19,7 @@ from loadtest.client.probe import first_model_id, preflight
 from loadtest.client.protocol import EndpointSpec
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
-from loadtest.rundir import GeneratorVerdict, SimulatedEndpoint, write_manifest
+from loadtest.rundir import ENGINE_LOG, GeneratorVerdict, SimulatedEndpoint, write_manifest
 from loadtest.runner.calibrate import calibrate_prompts, http_counter, tokenizer_words
 from loadtest.runner.live import LiveLine, watch
 from loadtest.runner.run import Distribution, RunOutcome, execute_run, new_run_dir
@@ -28,6 +28,7 @@ from loadtest.runner.simproc import SimulatorProcess
 from loadtest.spec.assemble import shorten_idle_for_simulator
 from loadtest.spec.processes import describe_auto, usable_cpus
 from loadtest.spec.prompts import PromptCalibration
+from loadtest.spec.pyscenario import scenario_failure
 from loadtest.spec.scenario import Scenario
 
 __all__ = ["LaunchResult", "launch"]
@@ -219,7 +220,14 @@ def _execute(
 
     def progress(event: dict[str, Any]) -> None:
         if event.get("event") == "stage_end":
-            echo(f"  {event['stage']}: {event.get('records', 0)} requests")
+            flows = f", {event['flows']} flows" if "flows" in event else ""
+            echo(f"  {event['stage']}: {event.get('records', 0)} requests{flows}")
+        elif event.get("event") == "scenario_error":
+            where = f"{event['where']}: " if event.get("where") else ""
+            echo(
+                f"warning: scenario error: {where}{event.get('detail')} (in {event.get('user')}.{event.get('task')}; "
+                "each flow it ends is counted as a flow error)"
+            )
 
     try:
         outcome = execute_run(
@@ -235,6 +243,10 @@ def _execute(
     finally:
         if live is not None:
             live.clear()
+    if outcome.status == "failed" and scenario.python is not None:
+        reason = scenario_failure(run_dir / ENGINE_LOG)
+        if reason is not None:  # the module raised when the engine imported it: nothing ran
+            raise ConfigError(reason)
     # the frame without the chunk gaps and request ids, and the summaries stage by stage out of core: a soak's
     # ten million records fit in memory that way (docs/performance.md)
     data = load_run(run_dir, gaps=False, request_ids=False)

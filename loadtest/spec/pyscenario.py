@@ -26,12 +26,15 @@ __all__ = [
     "DEFAULT_FLOW_TOKENS",
     "FLOW_SLO_METRICS",
     "PYTHON_KEYS",
+    "SCENARIO_FAILED",
     "PythonScenario",
     "read_module",
+    "scenario_failure",
 ]
 
 PYTHON_KEYS: Final = frozenset({"module", "users", "slo", "flow_tokens"})
 FLOW_SLO_METRICS: Final = ("flow_e2e",)
+SCENARIO_FAILED: Final = "scenario:"  # how the engine log says the module could not be loaded (one line)
 DEFAULT_FLOW_TOKENS: Final = (
     1000.0,
     250.0,
@@ -90,3 +93,15 @@ def read_module(path: Path) -> str:
     except ValueError as exc:  # null bytes
         raise ConfigError(f"{path.name}: {exc}") from None
     return source
+
+
+def scenario_failure(engine_log: Path) -> str | None:
+    """The engine's one line about a module it could not load (the text after :data:`SCENARIO_FAILED`), if any."""
+    try:
+        lines = engine_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith(SCENARIO_FAILED):
+            return line[len(SCENARIO_FAILED) :].strip()
+    return None

@@ -1,0 +1,469 @@
+"""Python scenarios in the engine: :class:`FlowUser`, whose Locust tasks are flows of model calls, and loading the
+scenario's module (``docs/scenarios-python.md``).
+
+A *flow* is one run of one of a user's tasks. Each task is wrapped (:func:`_as_flow`) so that, before it runs, the
+user takes its turn the way every user of the engine does (:func:`loadtest.engine.users.next_ticket`: a closed-loop
+turn while the stage admits it, or the next open-loop arrival), and after it ends one line goes to ``flows.jsonl``
+(:class:`loadtest.rundir.flows.FlowRecord`). Inside, ``self.chat`` / ``self.complete`` / ``self.embed`` send one
+call each through the engine's own path (:meth:`loadtest.engine.users.Engine.attempts`: the same transport, timing,
+classification, retries and back-off as any request), record it with the flow's id and the step's position, and
+return a :class:`Reply` — the answer's text (or vectors) and usage — so the flow can use what the model said. A call
+that failed raises :class:`CallFailed` (the flow ends ``failed`` unless the task catches it); any other exception is
+the scenario's own bug: the flow ends ``error`` with the file and line, the first of each kind is reported once, and
+the user goes on with its next flow.
+
+A flow counts as in flight from its first line to its last, so a stage's drain waits for flows, not just requests;
+a flow that started in a stage keeps that stage's label for all its calls. In an open loop an arrival starts one
+flow and ``wait_time`` is not applied (the arrivals set the pace); in a closed loop ``wait_time`` is the think time
+between one flow and the user's next, as in Locust.
+
+Part of the engine's gevent door (imports gevent and locust): the scenario's module is imported only here, in the
+engine process, after :mod:`loadtest.engine.roles` has monkey-patched it. Users import it as :mod:`loadtest.flows`.
+"""
+
+from __future__ import annotations
+
+import linecache
+import random
+import re
+import sys
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import gevent
+import orjson
+from locust import User
+from locust.env import Environment
+from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopUser
+
+from loadtest.client.execute import RecordContext
+from loadtest.client.protocol import PreparedRequest, RequestClass, RequestKind, build_request
+from loadtest.client.records import RequestRecord
+from loadtest.client.scrub import header_secrets, redact
+from loadtest.engine.users import Engine, LLMUser, Pacing, next_ticket
+from loadtest.errors import ConfigError
+from loadtest.rundir.flows import FlowOutcome, FlowRecord, dump_flow
+from loadtest.spec.pyscenario import PythonScenario
+
+__all__ = ["CallFailed", "FlowUser", "Reply", "ScenarioModuleError", "load_users"]
+
+Message = dict[str, Any]
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CONTROL = (StopUser, InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one call got back: the answer's ``text`` (streamed chunks joined; empty after a failure), the
+    ``vectors`` of an embeddings call, and the call's ``record`` (its timings, usage and error)."""
+
+    text: str
+    record: RequestRecord
+    vectors: list[list[float]] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.record.ok
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return self.record.prompt_tokens
+
+    @property
+    def output_tokens(self) -> int | None:
+        return self.record.output_tokens
+
+    @property
+    def cached_tokens(self) -> int | None:
+        return self.record.cached_tokens
+
+    @property
+    def ttft_s(self) -> float | None:
+        first = self.record.first_token_at
+        return first - self.record.started_at if first is not None else None
+
+    def message(self) -> Message:
+        """The answer as the next turn's assistant message."""
+        return {"role": "assistant", "content": self.text}
+
+
+class ScenarioModuleError(ConfigError):
+    """The scenario's module cannot be run: it raised while imported, defines no FlowUser, names one it lacks."""
+
+
+class CallFailed(Exception):
+    """A call got no usable answer (an HTTP error, a timeout, a cut stream …): the endpoint's doing. Raised by
+    ``self.chat`` / ``complete`` / ``embed``; a task may catch it to go on, otherwise its flow ends ``failed``."""
+
+    def __init__(self, step: str, reply: Reply) -> None:
+        record = reply.record
+        super().__init__(f"step {step!r} failed: {record.error_class}: {record.error_detail}")
+        self.step = step
+        self.reply = reply
+
+
+@dataclass(slots=True)
+class _Flow:
+    flow_id: str
+    ctx: RecordContext
+    user: str
+    task: str
+    scheduled_at: float
+    started_at: float
+    steps: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+
+class FlowUser(User):
+    """The base of a Python scenario's users: Locust's ``@task``, weights, ``wait_time``, ``on_start`` and
+    ``on_stop``, plus calls to the endpoint under test that are measured like every request of the tool.
+
+    ``self.random`` is this user's own random generator, seeded by the run's seed and the user's place, so a run
+    with the same seed draws the same flows."""
+
+    abstract = True
+    _think: ClassVar[Callable[[Any], float] | None] = None
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.pacing = Pacing()
+        engine = LLMUser.engine
+        seed = engine.spec.seed if engine is not None else 0
+        worker = engine.index if engine is not None else 0
+        self.random = random.Random(f"{seed}/flows/{worker}/{self.pacing.index}")
+        self._flow: _Flow | None = None
+        self._last: RequestRecord | None = None  # the flow's last call (its back-off after a failure)
+        self._ran = False  # whether the last task really ran a flow (else no think time follows)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.tasks = [t if getattr(t, "_loadtest_flow", False) else _as_flow(t) for t in cls.tasks]
+        think = cls.__dict__.get("wait_time")
+        if think is not None:
+            cls._think = think
+            del cls.wait_time  # FlowUser.wait_time decides when the user's own applies
+        on_start = cls.__dict__.get("on_start")
+        if on_start is not None and not getattr(on_start, "_loadtest_guarded", False):
+            cls.on_start = _guarded(on_start)  # type: ignore[method-assign]
+
+    def wait_time(self) -> float:
+        """The user's ``wait_time`` after a closed-loop flow; none after an open-loop one or a pass without one."""
+        think = type(self)._think
+        engine = LLMUser.engine
+        stage = engine.gate.stage if engine is not None else None
+        if not self._ran or think is None or (stage is not None and stage.open_loop):
+            return 0.0
+        return float(think(self))
+
+    # -- calls -----------------------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: str | Sequence[Message],
+        *,
+        name: str = "chat",
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stream: bool = True,
+        ignore_eos: bool = True,
+        **extra_body: Any,
+    ) -> Reply:
+        """One chat completion (``messages``: a list of ``{"role", "content"}`` or a user message's text) as step
+        ``name``. ``ignore_eos`` (default, as every request of the tool) makes the answer exactly ``max_tokens``
+        long on servers that honour it; pass False for the model's natural length."""
+        prompt = messages if isinstance(messages, str) else [dict(m) for m in messages]
+        cls = RequestClass(
+            name=name,
+            kind="chat",
+            stream=stream,
+            ignore_eos=ignore_eos,
+            temperature=temperature,
+            extra_body=extra_body,
+        )
+        return self._call(name, "chat", lambda engine: self._built(engine, cls, prompt, max_tokens))
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        name: str = "completions",
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stream: bool = True,
+        ignore_eos: bool = True,
+        **extra_body: Any,
+    ) -> Reply:
+        """One text completion of ``prompt`` as step ``name``."""
+        cls = RequestClass(
+            name=name,
+            kind="completions",
+            stream=stream,
+            ignore_eos=ignore_eos,
+            temperature=temperature,
+            extra_body=extra_body,
+        )
+        return self._call(name, "completions", lambda engine: self._built(engine, cls, prompt, max_tokens))
+
+    def embed(self, inputs: str | Sequence[str], *, name: str = "embed", **extra_body: Any) -> Reply:
+        """Embeddings of ``inputs`` (one text or several) as step ``name``; the reply's ``vectors``."""
+        texts = [inputs] if isinstance(inputs, str) else [str(t) for t in inputs]
+
+        def build(engine: Engine) -> PreparedRequest:
+            body = {"model": engine.spec.endpoint.model, "input": texts, **extra_body}
+            return PreparedRequest(
+                url=engine.spec.endpoint.url_for("embeddings"),
+                body=orjson.dumps(body),
+                stream=False,
+                max_tokens=None,
+                request_class=name,
+                kind="embeddings",
+            )
+
+        return self._call(name, "embeddings", build)
+
+    @staticmethod
+    def _built(
+        engine: Engine, cls: RequestClass, prompt: str | list[Message], max_tokens: int
+    ) -> PreparedRequest:
+        return build_request(
+            engine.spec.endpoint, cls, prompt, max_tokens=max_tokens, include_usage=engine.include_usage
+        )
+
+    def _call(self, name: str, kind: RequestKind, build: Callable[[Engine], PreparedRequest]) -> Reply:
+        engine = LLMUser.engine
+        flow = self._flow
+        if engine is None or flow is None:
+            raise RuntimeError(
+                f"self.{_VERB[kind]}() outside a task: calls are measured as steps of a flow, and a flow is one "
+                "run of a @task (on_start runs before any stage: prepare data there, call the model in tasks)"
+            )
+        if not isinstance(name, str) or not name:
+            raise ValueError("name= must be a non-empty string: it is the step's name in the records")
+        known = engine.step_kinds.setdefault(name, kind)
+        if known != kind:
+            raise ValueError(
+                f"step {name!r} is already a {known} step: give the {kind} call its own name= "
+                "(a step's records are analysed together)"
+            )
+        index = flow.steps
+        flow.steps += 1
+        seq = engine.next_closed_seq()
+        scheduled_at = flow.scheduled_at if index == 0 else engine.clock()
+        record, capture = engine.attempts(
+            seq, scheduled_at, lambda: build(engine), engine.flow_capture, flow.ctx, (flow.flow_id, index)
+        )
+        if record.ok:
+            flow.prompt_tokens += record.prompt_tokens or 0
+            flow.output_tokens += record.output_tokens or 0
+        self._last = record
+        text = "".join(capture.content or ()) if kind != "embeddings" else ""
+        vectors = _vectors(capture.body) if kind == "embeddings" and record.ok else None
+        reply = Reply(text=text, record=record, vectors=vectors)
+        if not record.ok:
+            raise CallFailed(name, reply)
+        return reply
+
+    # -- one flow ------------------------------------------------------------------------------------------
+
+    def _run_flow(self, task: Callable[[Any], Any], task_name: str) -> None:
+        engine = LLMUser.engine
+        self._ran = False
+        if engine is None:  # a worker's users can spawn before the run's spec arrives
+            gevent.sleep(0.05)
+            return
+        ticket = next_ticket(engine, self.pacing.index)
+        if ticket is None:
+            return
+        _seq, scheduled_at, closed_loop = ticket
+        ctx = engine.gate.ctx
+        assert ctx is not None
+        engine.gate.started_in_stage += 1
+        engine.enter()
+        flow_id = f"{engine.name}/{engine.flows_started}"
+        engine.flows_started += 1
+        flow = self._flow = _Flow(flow_id, ctx, type(self).__name__, task_name, scheduled_at, engine.clock())
+        self._last = None
+        outcome: FlowOutcome = "ok"
+        detail: str | None = None
+        where: str | None = None
+        try:
+            task(self)
+        except CallFailed as exc:
+            outcome, detail = "failed", str(exc)
+        except _CONTROL:
+            raise
+        except Exception as exc:
+            outcome, detail, where = "error", _describe(exc, engine), _where(exc, engine)
+            _report_error(engine, type(self).__name__, task_name, detail, where)
+        except BaseException:
+            outcome, detail = "cancelled", "the run stopped the flow before it ended"
+            raise
+        finally:
+            self._flow = None
+            self._ran = True
+            _end(engine, flow, outcome, detail, where)
+            engine.leave()
+        last = self._last
+        if last is not None and not last.ok:
+            self.pacing.after(engine, last, closed_loop)
+
+
+_VERB: dict[str, str] = {"chat": "chat", "completions": "complete", "embeddings": "embed"}
+
+
+def _as_flow(task: Any) -> Callable[[FlowUser], None]:
+    """A task of a FlowUser as a flow (module docstring)."""
+    if isinstance(task, type):
+        raise ScenarioModuleError(
+            f"{task.__name__}: a FlowUser's tasks are methods (a flow is one run of a @task); TaskSets are not "
+            "supported"
+        )
+    name = getattr(task, "__name__", "task")
+
+    def run(user: FlowUser) -> None:
+        user._run_flow(task, name)
+
+    run.__name__ = name
+    run._loadtest_flow = True  # type: ignore[attr-defined]
+    return run
+
+
+def _guarded(on_start: _F) -> _F:
+    """``on_start`` whose exception is one reported line (file:line) and stops only this user."""
+
+    def run(user: FlowUser) -> None:
+        try:
+            on_start(user)
+        except _CONTROL:
+            raise
+        except Exception as exc:
+            engine = LLMUser.engine
+            if engine is None:
+                raise
+            _report_error(
+                engine, type(user).__name__, "on_start", _describe(exc, engine), _where(exc, engine)
+            )
+            raise StopUser() from None
+
+    run._loadtest_guarded = True  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]
+
+
+def _end(engine: Engine, flow: _Flow, outcome: FlowOutcome, detail: str | None, where: str | None) -> None:
+    """The flow's line in ``flows.jsonl`` (through the engine's flow sink)."""
+    line = FlowRecord(
+        run_id=engine.spec.run_id,
+        flow_id=flow.flow_id,
+        user=flow.user,
+        task=flow.task,
+        stage=flow.ctx.stage,
+        worker=engine.name,
+        scheduled_at=flow.scheduled_at,
+        started_at=flow.started_at,
+        ended_at=engine.clock(),
+        calls=flow.steps,
+        prompt_tokens=flow.prompt_tokens,
+        output_tokens=flow.output_tokens,
+        outcome=outcome,
+        error_detail=detail,
+        where=where,
+    )
+    engine.flow_sink(dump_flow(line))
+
+
+def _report_error(engine: Engine, user: str, task: str, detail: str, where: str | None) -> None:
+    """The first scenario error of each kind (place and exception type) as an event — one line on the console;
+    every flow it ends is counted in ``flows.jsonl``."""
+    key = (where, detail.partition(":")[0])
+    if key in engine.scenario_errors:
+        return
+    engine.scenario_errors.add(key)
+    engine.report(
+        "scenario_error", {"where": where, "detail": detail, "user": user, "task": task, "by": engine.name}
+    )
+
+
+def _describe(exc: BaseException, engine: Engine) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return redact(text, header_secrets(engine.auth.headers()))[:500]
+
+
+def _where(exc: BaseException, engine: Engine) -> str | None:
+    """``file.py:LINE`` of the innermost frame in the scenario's module (else the innermost frame)."""
+    module = engine.spec.python.module if engine.spec.python is not None else None
+    tb = exc.__traceback__
+    found: str | None = None
+    last: str | None = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        here = f"{Path(code.co_filename).name}:{tb.tb_lineno}"
+        last = here
+        if module is not None and code.co_filename == module:
+            found = here
+        tb = tb.tb_next
+    return found or last
+
+
+def _vectors(body: bytes | None) -> list[list[float]] | None:
+    if not body:
+        return None
+    try:
+        data = orjson.loads(body).get("data")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(data, list):
+        return None
+    return [d["embedding"] for d in data if isinstance(d, dict) and isinstance(d.get("embedding"), list)]
+
+
+def load_users(python: PythonScenario) -> list[type[FlowUser]]:
+    """Import the scenario's module from its text (as its file) and return the user classes to run: those named by
+    ``python.users``, else every concrete FlowUser it defines. Any mistake is one :class:`ScenarioModuleError`
+    line naming the file (and the line, for an exception while importing it)."""
+    path = python.module
+    stem = re.sub(r"\W", "_", Path(path).stem)
+    name = f"loadtest_scenario_{stem}"
+    module = types.ModuleType(name)
+    module.__file__ = path
+    lines = python.source.splitlines(keepends=True)
+    linecache.cache[path] = (len(python.source), None, lines, path)  # tracebacks show the lines shipped
+    sys.modules[name] = module
+    try:
+        exec(compile(python.source, path, "exec"), module.__dict__)
+    except ScenarioModuleError as exc:
+        raise ScenarioModuleError(f"{Path(path).name}: {exc}") from None
+    except Exception as exc:
+        tb = exc.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == path:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        where = f"{Path(path).name}:{line}" if line else Path(path).name
+        raise ScenarioModuleError(f"{where}: {type(exc).__name__}: {exc}") from None
+    found = {
+        value.__name__: value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, FlowUser) and not value.__dict__.get("abstract")
+    }
+    if python.users:
+        missing = [u for u in python.users if u not in found]
+        if missing:
+            raise ScenarioModuleError(
+                f"{Path(path).name}: no FlowUser {', '.join(missing)} (it defines: {', '.join(found) or 'none'})"
+            )
+        chosen = [found[u] for u in python.users]
+    else:
+        chosen = list(found.values())
+    if not chosen:
+        raise ScenarioModuleError(
+            f"{Path(path).name} defines no FlowUser subclass (class MyUser(FlowUser) with a @task method)"
+        )
+    for cls in chosen:
+        if not cls.tasks:
+            raise ScenarioModuleError(f"{Path(path).name}: {cls.__name__} has no @task")
+    return chosen
