@@ -286,4 +286,5 @@ def _record(
         server_request_id=server_id or outcome.response_id,
         attempt=attempt,
         asked_prompt_tokens=request.asked_prompt_tokens,
+        cached_tokens=outcome.cached_tokens,
     )
