@@ -231,8 +231,9 @@ def test_cached_tokens_come_from_usage_prompt_tokens_details() -> None:
     out = consume_sse(timed(lines, clock), clock)
     assert (out.prompt_tokens, out.completion_tokens, out.cached_tokens) == (40, 2, 32)
     assert consume_sse(timed(vllm_stream(3, 0.01, 0.1), clock), clock).cached_tokens is None  # no details
+    said: object
     for said in (None, {}, {"cached_tokens": None}, {"cached_tokens": "7"}, {"cached_tokens": True}, [3]):
-        usage = {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": said}
+        usage: dict[str, object] = {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": said}
         body = orjson.dumps({"choices": [{"index": 0, "message": {"content": "a"}}], "usage": usage})
         out, _ = parse_completion_body(body)
         assert (out.prompt_tokens, out.cached_tokens, out.error) == (5, None, None), said
