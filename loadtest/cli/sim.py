@@ -76,6 +76,13 @@ __all__ = ["sim"]
     help="Add this many prompt tokens to every chat request, like a chat template.",
 )
 @click.option(
+    "--prefix-cache-tokens",
+    type=click.IntRange(min=0),
+    default=default("prefix_cache_tokens"),
+    help="Tokens each replica's prefix cache holds, in 16-token blocks (default: its whole KV cache, as vLLM's "
+    "automatic prefix caching); 0 switches it off.",
+)
+@click.option(
     "--reject-stream-options",
     is_flag=True,
     help="Answer 400 to stream_options, as some external models behind Databricks do.",
@@ -240,6 +247,7 @@ def sim(**opts: Any) -> None:
         tpot_ms=opts["tpot_ms"],
         tokens_per_word=opts["tokens_per_word"],
         template_tokens=opts["template_tokens"],
+        prefix_cache_tokens=opts["prefix_cache_tokens"],
         reject_stream_options=opts["reject_stream_options"],
         **{
             k: opts[k]

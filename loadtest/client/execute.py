@@ -294,4 +294,5 @@ def _record(
         asked_prompt_tokens=request.asked_prompt_tokens,
         flow_id=flow[0] if flow is not None else None,
         step_index=flow[1] if flow is not None else None,
+        cached_tokens=outcome.cached_tokens,
     )

@@ -35,7 +35,8 @@ __all__ = ["SseParser", "StreamOutcome", "consume_sse", "count_text_tokens", "pa
 
 @dataclass(slots=True)
 class StreamOutcome:
-    """What one stream said, and when. ``error`` is ``(error_class, detail)`` or None."""
+    """What one stream said, and when. ``error`` is ``(error_class, detail)`` or None; ``cached_tokens`` is
+    ``usage.prompt_tokens_details.cached_tokens`` (None when the server did not say)."""
 
     first_token_at: float | None = None
     last_token_at: float | None = None
@@ -47,6 +48,7 @@ class StreamOutcome:
     error: tuple[str, str] | None = None
     gaps: list[float] | None = field(default=None)
     response_id: str | None = None
+    cached_tokens: int | None = None
 
     @property
     def complete(self) -> bool:
@@ -84,6 +86,11 @@ def _absorb(out: StreamOutcome, obj: Any, content: list[str] | None = None) -> b
             out.prompt_tokens = int(usage["prompt_tokens"])
         if usage.get("completion_tokens") is not None:
             out.completion_tokens = int(usage["completion_tokens"])
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            cached = details.get("cached_tokens")
+            if isinstance(cached, int) and not isinstance(cached, bool):
+                out.cached_tokens = cached
     has_content = False
     choices = obj.get("choices")
     if isinstance(choices, list):

@@ -10,7 +10,8 @@ Symbols as in :mod:`loadtest.model.hardware` and :mod:`loadtest.model.architectu
   ``comm = 2·L · B·hidden·2 B · 2(TP−1)/TP / (NCCL_EFF·NVLink)`` (two ring all-reduces of fp16 activations per layer;
   0 at TP 1) and a per-sequence step overhead ``c1`` (sampling, scheduling, detokenisation bookkeeping).
 - Prefill of one sequence of ``n`` tokens: ``(2·P_act·n + 2·L·d_a·n²) / (TP·η·peak·MFU)`` (no ``c0``: the batching model
-  adds it once per step).
+  adds it once per step); of its last ``n − c`` when a prefix cache holds the first ``c``: the same minus the
+  prefill of ``c`` tokens.
 - KV capacity in tokens: ``(TP·mem·0.9 − P_tot·b) / KV_tok``.
 
 Constants and their sources (``docs/capacity-model.md`` has the calibration table that holds them):
@@ -196,16 +197,22 @@ def decode_step_s(dep: Deployment, batch: int, mean_ctx: float) -> float:
     return decode_cost(dep, batch, mean_ctx).total_s
 
 
-def prefill_s(dep: Deployment, n_tokens: int) -> float:
+def prefill_s(dep: Deployment, n_tokens: int, cached_tokens: int = 0) -> float:
     """Seconds to prefill one sequence of ``n`` tokens: ``(2·P_act·n + 2·L·d_a·n²) / (TP·η·peak·MFU)``.
 
+    With its first ``c = cached_tokens`` tokens' KV already in a prefix cache only the other ``n − c`` are
+    computed, each still attending to the whole prefix: ``(2·P_act·(n − c) + 2·L·d_a·(n² − c²)) / (TP·η·peak·MFU)``
+    — exactly ``prefill_s(n) − prefill_s(c)``, so a cache hit saves the prefill time of the cached tokens.
     For several sequences, sum this per sequence (the quadratic term is per sequence).
     """
     if n_tokens < 0:
         raise ValueError("n_tokens must be >= 0")
+    if not 0 <= cached_tokens <= n_tokens:
+        raise ValueError("cached_tokens must be within [0, n_tokens]")
     arch = dep.architecture
-    n = float(n_tokens)
-    return (2.0 * arch.params_active * n + 2.0 * arch.layers * arch.attn_dim * n * n) / dep.effective_flops
+    n, c = float(n_tokens), float(cached_tokens)
+    linear = 2.0 * arch.params_active * (n - c)
+    return (linear + 2.0 * arch.layers * arch.attn_dim * (n * n - c * c)) / dep.effective_flops
 
 
 def kv_capacity_tokens(dep: Deployment) -> int | None:

@@ -27,6 +27,8 @@ class ServingConfig:
     jitter_cv: float = 0.0
     jitter: Jitter = "lognormal"
     slowdown: float = 1.0  # every step time times this (a slower server, for tests and demos)
+    # tokens each replica's prefix cache holds (loadtest.sim.prefix): None, its whole KV cache; 0, no prefix cache
+    prefix_cache_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.slowdown < float("inf"):
@@ -35,5 +37,7 @@ class ServingConfig:
             raise ValueError("max_batch and replicas must be >= 1")
         if not 0.0 <= self.jitter_cv <= 1.0:
             raise ValueError("jitter_cv must be within [0, 1]")
+        if self.prefix_cache_tokens is not None and self.prefix_cache_tokens < 0:
+            raise ValueError("prefix_cache_tokens must be >= 0")
         if self.jitter not in ("lognormal", "normal"):
             raise ValueError(f"jitter must be lognormal or normal, got {self.jitter!r}")

@@ -122,6 +122,8 @@ class App:
         self.model = config.served_model_name
         self.text = TokenText(config.seed)
         self.token_rule = TokenRule(config.tokens_per_word, config.template_tokens)
+        server = self.model_server
+        self.prefix_cache = isinstance(server, Cluster) and any(r.prefix is not None for r in server.replicas)
         self.jobs: dict[int, tuple[Job, int]] = {}  # sequence id -> (job, its home: the replica index)
         self.tickets: dict[int, Ticket] = {}  # sequence id -> what a generation charged the quotas
         self.connections: set[Connection] = set()
@@ -367,7 +369,12 @@ class App:
         if self.arch.kind == "embedding":
             raise HttpError(400, f"{self.model} is an embedding model: use embeddings")
         params = parse_generation(
-            body, chat, self.arch.context, self.config.reject_stream_options, self.token_rule
+            body,
+            chat,
+            self.arch.context,
+            self.config.reject_stream_options,
+            self.token_rule,
+            self.prefix_cache,
         )
         arrived = self.loop.time()
         plan, ticket = self._gate(params.prompt_tokens, params.max_tokens, params.stream)
@@ -375,7 +382,7 @@ class App:
 
         def go() -> None:
             seqs = [(job.seq_id, params.prompt_tokens, params.max_tokens)]
-            self._submit(conn, job, seqs, ticket, (req.request_id, arrived))
+            self._submit(conn, job, seqs, ticket, (req.request_id, arrived), params.blocks or ())
             if ticket is not None:
                 self.tickets[job.seq_id] = ticket
             if params.stream:
@@ -505,12 +512,13 @@ class App:
         seqs: list[tuple[int, int, int]],
         ticket: Ticket | None,
         arrival: tuple[str, float] | None = None,
+        blocks: tuple[int, ...] = (),
     ) -> None:
         """Queue a request's sequences on a replica; ``arrival`` (request id, when it arrived) asks for its first
-        token's times in :attr:`first_tokens`."""
+        token's times in :attr:`first_tokens`; ``blocks``: the prompt's block hashes (a generation, one sequence)."""
         server = self.model_server
         try:
-            home = server.submit_all([BatchRequest(eid, prompt, out) for eid, prompt, out in seqs])
+            home = server.submit_all([BatchRequest(eid, prompt, out, blocks) for eid, prompt, out in seqs])
         except ValueError as exc:
             if ticket is not None and self.quota is not None:
                 self.quota.cancel(ticket)
@@ -577,6 +585,12 @@ class App:
         if plan is None:
             self._timers[index] = None
             return
+        if plan.cached:  # each admitted generation learns how much of its prompt the prefix cache held
+            jobs = self.jobs
+            for seq_id, cached in zip(plan.admitted, plan.cached, strict=True):
+                entry = jobs.get(seq_id)
+                if cached and entry is not None and isinstance(entry[0], Generation):
+                    entry[0].cached_tokens = cached
         self._deadlines[index] = deadline = t0 + plan.duration_s
         self._timers[index] = self.loop.call_at(deadline, self._end_step, index)
 
@@ -681,6 +695,7 @@ class App:
             "faults": dict(self.faults_injected),
             "oauth_tokens_issued": self.oauth.issued if self.oauth is not None else 0,
             "scaling": self._scaling_snapshot(),
+            "prefix_cache": (server.prefix_stats() if isinstance(server, Cluster) else None) or {},
         }  # fmt: skip
 
     def timings(self) -> dict[str, Any]:

@@ -6,13 +6,16 @@ Pure and deterministic: no I/O, no clock. Whoever drives it (the asyncio server,
 
 1. Admit waiting requests in FCFS order while ``running < max_batch`` and the KV cache has room; a request reserves
    ``prompt + max_tokens`` KV tokens at admission (no preemption). The head of the queue blocks the rest.
-2. Duration: ``decode_step_s(B, ctx̄) + Σ prefill_s(prompt_i)`` over the requests admitted in this step, where ``B``
+2. Duration: ``decode_step_s(B, ctx̄) + Σ prefill_s(prompt_i, cached_i)`` over the requests admitted in this step
+   (``cached_i``: the tokens of its prompt the replica's prefix cache holds, :mod:`loadtest.sim.prefix`; 0 for a
+   request without block hashes or a replica without a cache), where ``B``
    counts the sequences admitted in earlier steps and ``ctx̄`` their mean context (prompt + tokens emitted); with
    ``B = 0`` the decode term is just ``c0``. Times an optional jitter factor of mean 1 (lognormal or normal, CV
    ``jitter_cv``, seeded ``random.Random``), and times ``slowdown`` (1 unless a test asks for a slower server).
 3. At the end of the step every request admitted in it emits its first token, every earlier one one more token; a
    request finishes when it has emitted ``output_tokens`` (ignore_eos); a prefill-only request (``output_tokens=0``,
-   embeddings) finishes at the end of its admission step.
+   embeddings) finishes at the end of its admission step. The prompt blocks of the requests admitted in it enter the
+   prefix cache. The KV a request reserves is the same whether its prefix was cached or not.
 
 Requests that arrive while a step runs wait for the next step; an idle replica starts a step at once.
 """
@@ -28,6 +31,7 @@ from typing import NamedTuple, Protocol
 
 from loadtest.model.roofline import Deployment, decode_step_s, kv_capacity_tokens, prefill_s
 from loadtest.model.serving import DEFAULT_MAX_BATCH, Jitter, ServingConfig
+from loadtest.sim.prefix import BLOCK_SIZE, PrefixCache
 
 __all__ = [
     "BatchRequest",
@@ -42,11 +46,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class BatchRequest:
-    """One sequence: ``output_tokens`` is exactly what it will emit (0 = prefill only)."""
+    """One sequence: ``output_tokens`` is exactly what it will emit (0 = prefill only); ``blocks`` the chained hashes
+    of its prompt's full blocks (:func:`loadtest.sim.prefix.block_hashes`; empty: it never hits the prefix cache)."""
 
     request_id: int
     prompt_tokens: int
     output_tokens: int
+    blocks: tuple[int, ...] = ()
 
     @property
     def kv_tokens(self) -> int:
@@ -56,7 +62,9 @@ class BatchRequest:
 
 @dataclass(frozen=True, slots=True)
 class StepPlan:
-    """A planned step: who was admitted, how many decoded, and how long it lasts."""
+    """A planned step: who was admitted, how many decoded, and how long it lasts. ``prefill_tokens`` counts the
+    prompt tokens computed (not those the prefix cache held); ``cached`` is each admitted request's cached tokens, in
+    the order of ``admitted`` (empty when the lane has no prefix cache)."""
 
     index: int
     duration_s: float
@@ -64,6 +72,7 @@ class StepPlan:
     decode_batch: int
     mean_context: float
     prefill_tokens: int
+    cached: tuple[int, ...] = ()
 
 
 class TokenEvent(NamedTuple):
@@ -120,16 +129,20 @@ class ServingModel(Protocol):
 
 
 class _Seq:
-    __slots__ = ("emitted", "request", "running")
+    __slots__ = ("cached", "emitted", "request", "running")
 
     def __init__(self, request: BatchRequest) -> None:
         self.request = request
         self.emitted = 0
         self.running = False
+        self.cached = 0
 
 
 class Replica:
-    """One replica: FCFS queue, running set, KV accounting, one step at a time."""
+    """One replica: FCFS queue, running set, KV accounting, prefix cache, one step at a time.
+
+    ``prefix_cache_tokens``: what its prefix cache holds, in tokens (whole blocks); ``None`` its KV cache's capacity
+    (the cached blocks are KV blocks), 0 no prefix cache. A replica without a KV cache (embeddings) has none."""
 
     def __init__(
         self,
@@ -140,10 +153,14 @@ class Replica:
         jitter_cv: float = 0.0,
         jitter: Jitter = "lognormal",
         slowdown: float = 1.0,
+        prefix_cache_tokens: int | None = None,
     ) -> None:
         self.deployment = deployment
         self.max_batch = max_batch
         self.kv_capacity: int | None = kv_capacity_tokens(deployment)
+        size = self.kv_capacity if prefix_cache_tokens is None else prefix_cache_tokens
+        blocks = (size or 0) // BLOCK_SIZE if self.kv_capacity is not None else 0
+        self.prefix: PrefixCache | None = PrefixCache(blocks) if blocks else None
         self.kv_used = 0
         self.steps = 0
         self._jitter_cv = jitter_cv
@@ -233,9 +250,13 @@ class Replica:
         mean_ctx = self._ctx_sum / decoders if decoders else 0.0
         duration = decode_step_s(dep, decoders, mean_ctx) if decoders else dep.c0_s
         prefill_tokens = 0
+        prefix = self.prefix
         for seq in admitted:
-            duration += prefill_s(dep, seq.request.prompt_tokens)
-            prefill_tokens += seq.request.prompt_tokens
+            prompt = seq.request.prompt_tokens
+            if prefix is not None:
+                seq.cached = prefix.lookup(seq.request.blocks, prompt)
+            duration += prefill_s(dep, prompt, seq.cached)
+            prefill_tokens += prompt - seq.cached
         duration *= self._jitter_factor() * self._slowdown
         self._in_step = True
         plan = StepPlan(
@@ -245,6 +266,7 @@ class Replica:
             decoders,
             mean_ctx,
             prefill_tokens,
+            tuple(s.cached for s in admitted) if prefix is not None else (),
         )
         self.steps += 1
         return plan
@@ -261,8 +283,11 @@ class Replica:
         events: list[TokenEvent] = []
         done: list[_Seq] = []
         admitted, self._admitted = self._admitted, []
+        prefix = self.prefix
         for seq in admitted:
             req = seq.request
+            if prefix is not None and req.blocks:
+                prefix.insert(req.blocks)
             seq.emitted = 1 if req.output_tokens > 0 else 0
             events.append(TokenEvent(req.request_id, seq.emitted, seq.emitted >= req.output_tokens))
         running = self._running
@@ -313,6 +338,7 @@ class Cluster:
                 jitter_cv=config.jitter_cv,
                 jitter=config.jitter,
                 slowdown=config.slowdown,
+                prefix_cache_tokens=config.prefix_cache_tokens,
             )
             for i in range(config.replicas)
         )
@@ -373,6 +399,20 @@ class Cluster:
     @property
     def kv_used(self) -> int:
         return sum(r.kv_used for r in self.replicas)
+
+    def prefix_stats(self) -> dict[str, int] | None:
+        """The replicas' prefix caches summed: capacity and blocks held, prompt tokens looked up (``queries``) and
+        found (``hits``), as vLLM counts them; ``None`` without prefix caches."""
+        caches = [r.prefix for r in self.replicas if r.prefix is not None]
+        if not caches:
+            return None
+        return {
+            "block_size": BLOCK_SIZE,
+            "capacity_blocks": sum(c.capacity for c in caches),
+            "blocks": sum(len(c) for c in caches),
+            "queries": sum(c.queries for c in caches),
+            "hits": sum(c.hits for c in caches),
+        }
 
     def submit_all(self, requests: Sequence[BatchRequest]) -> int:
         """Queue ``requests`` (one request's sequences) on the routed replica; returns its index. ``ValueError``

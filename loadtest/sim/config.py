@@ -20,6 +20,9 @@ Rules:
   ``cold_start_reply``); with ``scale_out_s`` it starts at the band's minimum (``min_provisioned_throughput /
   chunk``, at least one replica; one without a band) and grows by one replica every ``scale_out_s`` while requests
   wait, up to its maximum. Without either the endpoint keeps its size.
+- **Prefix cache** (``prefix_cache_tokens``; :mod:`loadtest.sim.prefix`): each replica of the batching model keeps
+  one, holding its KV cache's capacity (``None``, the default) or this many tokens (at least one 16-token block);
+  0 switches it off. The fixed-slots model has none (its times are fixed).
 - **Fixed slots** (``slots=N`` with ``prefill_ms`` and ``tpot_ms``): the fixed-slots model
   (:mod:`loadtest.sim.slots`, an M/D/c server) serves instead of continuous batching: one server, so no
   ``replicas``, ``chunks`` or band, and fixed times, so no ``jitter_cv`` (``slowdown`` scales both times). The
@@ -42,6 +45,7 @@ from loadtest.model.roofline import Deployment
 from loadtest.model.serving import ServingConfig
 from loadtest.sim.batching import Cluster, ServingModel
 from loadtest.sim.faults import FaultConfig
+from loadtest.sim.prefix import BLOCK_SIZE
 from loadtest.sim.scaling import ScalingConfig
 from loadtest.sim.slots import SlotPool
 from loadtest.spec.simulator import default
@@ -85,6 +89,7 @@ class SimConfig:
     tpot_ms: float | None = default("tpot_ms")
     tokens_per_word: float = default("tokens_per_word")
     template_tokens: int = default("template_tokens")
+    prefix_cache_tokens: int | None = default("prefix_cache_tokens")
     api_token: str | None = field(default=None, repr=False)
     # the one Databricks endpoint name served, or None: any name (a workspace has many); "sim-llama" when asked
     endpoint_name: str | None = None
@@ -129,6 +134,7 @@ class SimConfig:
         if low is not None and (isinstance(low, bool) or not isinstance(low, int) or low < 0):
             raise ConfigError(f"min_provisioned_throughput must be an integer >= 0, got {low!r}")
         _positive("oauth_token_ttl_s", self.oauth_token_ttl_s)
+        self._check_prefix_cache()
         if self.entity_name is not None and not self.entity_name.strip():
             raise ConfigError("entity_name must not be empty")
         dbus = self.dbus_per_chunk
@@ -153,6 +159,23 @@ class SimConfig:
             raise ConfigError(
                 "scale_to_zero and scale_out_s scale a provisioned-throughput endpoint of the batching model: "
                 "they need mode='pt' and no slots"
+            )
+
+    def _check_prefix_cache(self) -> None:
+        size = self.prefix_cache_tokens
+        if size is None:
+            return
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(
+                f"prefix_cache_tokens must be an integer >= 0 (0: no prefix cache), got {size!r}"
+            )
+        if 0 < size < BLOCK_SIZE:
+            raise ConfigError(
+                f"prefix_cache_tokens must be 0 (off) or at least {BLOCK_SIZE} (one block), got {size}"
+            )
+        if size and self.slots is not None:
+            raise ConfigError(
+                "the fixed-slots model has no prefix cache: prefix_cache_tokens needs the batching model"
             )
 
     def _check_slots(self) -> None:
@@ -278,4 +301,5 @@ class SimConfig:
             self.seed,
             self.jitter_cv,
             slowdown=self.slowdown,
+            prefix_cache_tokens=self.prefix_cache_tokens,
         )

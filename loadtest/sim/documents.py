@@ -130,7 +130,8 @@ def metrics_text(model: str, snapshot: dict[str, Any]) -> bytes:
     ``vllm:kv_cache_usage_perc`` the KV tokens reserved over the replicas' capacity (absent in the fixed-slots mode
     and for embedding models, which model no KV cache); ``vllm:num_preemptions_total`` 0 — the batching model
     reserves ``prompt + max_tokens`` at admission and never preempts; the token counters what it prefilled and
-    emitted."""
+    emitted; ``vllm:prefix_cache_queries_total`` / ``_hits_total`` the prompt tokens its prefix caches looked up and
+    found (only when it models them)."""
     label = f'{{model_name="{model}"}}'
     s = snapshot
     rows: list[tuple[str, str, str, float]] = [
@@ -150,6 +151,14 @@ def metrics_text(model: str, snapshot: dict[str, Any]) -> bytes:
         ("vllm:generation_tokens_total", "counter", "Generation tokens processed.", s["tokens_emitted"]),
         ("sim:requests_received_total", "counter", "HTTP requests received.", s["requests_received"]),
     ]
+    prefix = s.get("prefix_cache")
+    if prefix:
+        rows += [
+            ("vllm:prefix_cache_queries_total", "counter",
+             "Prefix cache queries, in terms of number of queried tokens.", prefix["queries"]),
+            ("vllm:prefix_cache_hits_total", "counter",
+             "Prefix cache hits, in terms of number of cached tokens.", prefix["hits"]),
+        ]  # fmt: skip
     return _exposition(rows, label)
 
 

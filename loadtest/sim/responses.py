@@ -6,6 +6,9 @@
   ``stream_options.include_usage`` a final chunk ``"choices": [], "usage": {...}``; then ``data: [DONE]``.
 - Completions stream: ``text_completion`` chunks with ``choices[0].text`` (and ``stop_reason``), same ending.
 - Non-streaming: ``chat.completion`` / ``text_completion`` with ``usage``; embeddings ``{"object": "list", ...}``.
+- With a prefix cache (:mod:`loadtest.sim.prefix`) a generation's ``usage`` ends with
+  ``"prompt_tokens_details": {"cached_tokens": N}`` (``N`` may be 0), as vLLM and OpenAI report it; without one (or
+  for embeddings) it has no such key.
 
 Per token the stream writes ``pre + word + post`` framed as one HTTP chunk: ``pre``/``post`` are cut once per
 request from a JSON template around a sentinel, so no JSON is encoded per token.
@@ -27,7 +30,16 @@ import orjson
 from loadtest.sim.batching import TokenEvent
 from loadtest.sim.faults import FaultPlan
 from loadtest.sim.http11 import Connection, HttpError
-from loadtest.sim.tokens import DEFAULT_RULE, TokenRule, TokenText, embedding_vector, split_inputs
+from loadtest.sim.prefix import block_hashes
+from loadtest.sim.tokens import (
+    DEFAULT_RULE,
+    TokenRule,
+    TokenText,
+    chat_prompt_pieces,
+    embedding_vector,
+    prompt_pieces,
+    split_inputs,
+)
 
 __all__ = ["EmbeddingJob", "Generation", "GenerationParams", "Host", "parse_embedding", "parse_generation"]
 
@@ -56,10 +68,13 @@ class Host(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
+    """A generation's parsed body; ``blocks`` its prompt's block hashes when a prefix cache will look them up."""
+
     prompt_tokens: int
     max_tokens: int
     stream: bool
     include_usage: bool
+    blocks: tuple[int, ...] | None = None
 
 
 def _positive_int(body: dict[str, Any], *names: str, default: int) -> int:
@@ -79,17 +94,29 @@ def parse_generation(
     context: int,
     reject_stream_options: bool = False,
     rule: TokenRule = DEFAULT_RULE,
+    prefix_cache: bool = False,
 ) -> GenerationParams:
     """Validate a chat or completions body; ``HttpError(400)`` with an OpenAI-style message when it is wrong.
-    ``rule``: how prompt tokens are counted (:class:`loadtest.sim.tokens.TokenRule`)."""
+    ``rule``: how prompt tokens are counted (:class:`loadtest.sim.tokens.TokenRule`); ``prefix_cache``: also hash
+    the prompt's blocks (:func:`loadtest.sim.prefix.block_hashes`)."""
+    blocks: tuple[int, ...] | None = None
     try:
-        if chat:
+        if chat and prefix_cache:
+            pieces = chat_prompt_pieces(body.get("messages"))
+            content = rule.scale(len(pieces))
+            prompt = content + rule.template_tokens
+            blocks = block_hashes(pieces, content, rule.template_tokens, rule.tokens_per_word)
+        elif chat:
             prompt = rule.chat(body.get("messages"))
         else:
             items = split_inputs(body.get("prompt"), "prompt", rule)
             if len(items) != 1:
                 raise ValueError("send one prompt per request")
             prompt = items[0][1]
+            if prefix_cache:
+                ids = prompt_pieces(body.get("prompt"))
+                per_piece = rule.tokens_per_word if ids and isinstance(ids[0], str) else 1.0
+                blocks = block_hashes(ids, prompt, 0, per_piece)
     except ValueError as exc:
         raise HttpError(400, str(exc)) from None
     out = _positive_int(body, "max_tokens", "max_completion_tokens", default=16)
@@ -106,7 +133,7 @@ def parse_generation(
             f"This model's maximum context length is {context} tokens. However, you requested "
             f"{prompt + out} tokens ({prompt} in the messages, {out} in the completion).",
         )
-    return GenerationParams(prompt, out, stream, bool(options and options.get("include_usage")))
+    return GenerationParams(prompt, out, stream, bool(options and options.get("include_usage")), blocks)
 
 
 def parse_embedding(
@@ -135,6 +162,7 @@ class Generation:
         self.host, self.conn, self.request_id, self.chat, self.params = host, conn, request_id, chat, params
         self.fault = fault if params.stream and fault is not None and fault.in_stream else None
         self.emitted = 0  # tokens the client has been sent (or, non-streamed, produced)
+        self.cached_tokens = 0  # prompt tokens its replica's prefix cache held (set when it is admitted)
         self.held: list[bytes] | None = None  # frames buffered during a stall
         self.done_while_held = self.cancelled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -146,7 +174,7 @@ class Generation:
         if params.stream:
             self._prepare_stream()
 
-    def _chunk(self, choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> bytes:
+    def _chunk(self, choice: dict[str, Any] | None, usage: dict[str, Any] | None = None) -> bytes:
         obj: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk" if self.chat else "text_completion",
@@ -176,9 +204,16 @@ class Generation:
         choice.update(finish_reason="length", stop_reason=None)
         self.post_last = self._chunk(choice).split(b"\\u0000")[1]
 
-    def _usage(self, completion: int) -> dict[str, int]:
+    def _usage(self, completion: int) -> dict[str, Any]:
         prompt = self.params.prompt_tokens
-        return {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion}
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "total_tokens": prompt + completion,
+            "completion_tokens": completion,
+        }
+        if self.params.blocks is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
 
     def on_token(self, event: TokenEvent) -> None:
         n = event.tokens

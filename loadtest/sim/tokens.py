@@ -29,9 +29,11 @@ __all__ = [
     "VOCABULARY",
     "TokenRule",
     "TokenText",
+    "chat_prompt_pieces",
     "chat_prompt_tokens",
     "count_tokens",
     "embedding_vector",
+    "prompt_pieces",
     "split_inputs",
 ]
 
@@ -102,24 +104,49 @@ def embedding_vector(text: str) -> list[float]:
 
 def chat_prompt_tokens(messages: object) -> int:
     """Prompt tokens of a chat ``messages`` list; ``ValueError`` when it is not a non-empty list of messages."""
+    return len(chat_prompt_pieces(messages))
+
+
+def chat_prompt_pieces(messages: object) -> list[str]:
+    """The ``\\w+|[^\\w\\s]`` pieces of a chat ``messages`` list, in order, one per token of the rule above; the
+    first piece of each message carries its role (``"user\\x00Hello"``), so the same words under another role, or
+    cut into messages differently, are other tokens (what a chat template does). ``ValueError`` as
+    :func:`chat_prompt_tokens`."""
     if not isinstance(messages, list) or not messages:
         raise ValueError("'messages' must be a non-empty array")
-    total = 0
+    pieces: list[str] = []
+    findall = _TOKEN_RE.findall
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise ValueError("each message must be an object with a string 'role'")
+        start = len(pieces)
         content = message.get("content")
         if isinstance(content, str):
-            total += count_tokens(content)
+            pieces += findall(content)
         elif isinstance(content, list):
             for part in content:
                 if not isinstance(part, dict):
                     raise ValueError("message content parts must be objects")
                 text = part.get("text")
-                total += count_tokens(text) if isinstance(text, str) else 0
+                if isinstance(text, str):
+                    pieces += findall(text)
         elif content is not None:
             raise ValueError("message 'content' must be a string or an array of parts")
-    return total
+        if len(pieces) > start:
+            pieces[start] = message["role"] + "\x00" + pieces[start]
+    return pieces
+
+
+def prompt_pieces(value: object) -> list[str] | list[int]:
+    """The tokens of one completions ``prompt`` already accepted by :func:`split_inputs` as one item: a string's
+    pieces, or the token ids themselves."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
+        value = value[0]
+    if isinstance(value, str):
+        return _TOKEN_RE.findall(value)
+    if isinstance(value, list) and _is_ids(value):
+        return value
+    raise ValueError("'prompt' must be a string or an array of token ids")
 
 
 def _is_ids(value: object) -> bool:

@@ -64,6 +64,9 @@ class SimSettings:
     # for a chat request's template — a server whose tokenizer and chat template disagree with one word per token
     tokens_per_word: float | None = _setting(1.0)
     template_tokens: int | None = _setting(0)
+    # tokens each replica's prefix cache holds (loadtest.sim.prefix; docs/simulator.md "Prefix cache"): None, the
+    # replica's whole KV cache (vLLM's automatic prefix caching, on by default); 0 switches it off
+    prefix_cache_tokens: int | None = _setting(None)
     mode: str | None = _setting("pt", sizing=True)
     itpm: int | None = _setting(None)
     otpm: int | None = _setting(None)

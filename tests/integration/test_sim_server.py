@@ -90,7 +90,12 @@ def test_streaming_chat_is_shaped_like_vllm(client: httpx.Client, include_usage:
     assert [c["finish_reason"] for c in content] == [None] * 5 + ["length"]
     if include_usage:
         assert chunks[-1] is usage[0] and len(usage) == 1
-        assert usage[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 6, "total_tokens": 13}
+        assert usage[0]["usage"] == {
+            "prompt_tokens": 7,
+            "completion_tokens": 6,
+            "total_tokens": 13,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
     else:
         assert usage == [] and all("usage" not in c for c in chunks)
 
@@ -104,7 +109,12 @@ def test_non_streaming_usage_follows_the_prompt_token_rule(client: httpx.Client)
     assert response.status_code == 200 and response.headers["x-request-id"]
     body = response.json()
     assert body["object"] == "chat.completion"
-    assert body["usage"] == {"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11}
+    assert body["usage"] == {
+        "prompt_tokens": 8,
+        "completion_tokens": 3,
+        "total_tokens": 11,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     choice = body["choices"][0]
     assert choice["finish_reason"] == "length" and choice["message"]["role"] == "assistant"
     assert len(choice["message"]["content"].split()) == 3
@@ -116,7 +126,12 @@ def test_completions_stream_and_whole(client: httpx.Client) -> None:
     prompt = " ".join(["word"] * 50)
     whole = client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 4}).json()
     assert whole["object"] == "text_completion" and whole["id"].startswith("cmpl-")
-    assert whole["usage"] == {"prompt_tokens": 50, "completion_tokens": 4, "total_tokens": 54}
+    assert whole["usage"] == {
+        "prompt_tokens": 50,
+        "completion_tokens": 4,
+        "total_tokens": 54,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert len(whole["choices"][0]["text"].split()) == 4
     body = {"prompt": prompt, "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
     with client.stream("POST", "/v1/completions", json=body) as response:
@@ -356,8 +371,9 @@ def test_malformed_requests_get_400_and_the_connection_closes(server: SimServer)
 
 @pytest.mark.slow
 def test_closed_loop_over_http_matches_the_prediction() -> None:
-    """Clients that all start at once, over real sockets: the burst orbit of ``predict_closed_loop``."""
-    config = SimConfig(architecture="llama-3.1-8b", gpu="h100")
+    """Clients that all start at once, over real sockets: the burst orbit of ``predict_closed_loop``. Their prompts
+    are identical and the prediction models no prefix cache, so the simulator runs without one."""
+    config = SimConfig(architecture="llama-3.1-8b", gpu="h100", prefix_cache_tokens=0)
     clients, p, n, duration = 8, 128, 64, 3.0
     body = orjson.dumps(
         {"messages": [{"role": "user", "content": "w " * p}], "max_tokens": n, "stream": True}

@@ -203,6 +203,22 @@ def test_non_streamed_request() -> None:
     assert record.first_token_at is None
     assert record.output_tokens == 3
     assert record.finish_reason == "length"
+    assert record.cached_tokens is None  # the server said nothing about its prefix cache
+
+
+def test_cached_tokens_reach_the_record_streamed_and_not() -> None:
+    clock = FakeClock(start=10.0)
+    usage = {"prompt_tokens": 40, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 32}}
+    events = [
+        (0.1, chunk(" a", "length")),
+        (0.11, orjson.dumps({"choices": [], "usage": usage})),
+        (0.12, b"[DONE]"),
+    ]
+    record, _ = run(lambda r: stream_response(sse(events, clock)), clock)
+    assert record.ok and (record.prompt_tokens, record.cached_tokens) == (40, 32)
+    body = {"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "length"}], "usage": usage}
+    record, _ = run(lambda r: httpx.Response(200, json=body), FakeClock(), RequestClass(stream=False))
+    assert record.ok and (record.prompt_tokens, record.cached_tokens) == (40, 32)
 
 
 def test_cancellation_still_emits_a_record() -> None:

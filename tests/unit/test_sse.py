@@ -216,3 +216,27 @@ def test_parse_rejects_html_and_foreign_json() -> None:
 def test_count_text_tokens_rule() -> None:
     assert count_text_tokens("the cat, sat.") == 5
     assert count_text_tokens("") == 0
+
+
+def test_cached_tokens_come_from_usage_prompt_tokens_details() -> None:
+    """vLLM / OpenAI / Databricks: ``usage.prompt_tokens_details.cached_tokens``; absent, null or not a count: None."""
+    clock = FakeClock()
+    details = {"prompt_tokens": 40, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 32}}
+    lines = [
+        (0.1, chat_chunk("Hi")),
+        (0.2, chat_chunk("!", "length")),
+        (0.21, b"data: " + orjson.dumps({"id": "x", "choices": [], "usage": details}) + b"\n"),
+        (0.22, b"data: [DONE]\n"),
+    ]
+    out = consume_sse(timed(lines, clock), clock)
+    assert (out.prompt_tokens, out.completion_tokens, out.cached_tokens) == (40, 2, 32)
+    assert consume_sse(timed(vllm_stream(3, 0.01, 0.1), clock), clock).cached_tokens is None  # no details
+    said: object
+    for said in (None, {}, {"cached_tokens": None}, {"cached_tokens": "7"}, {"cached_tokens": True}, [3]):
+        usage: dict[str, object] = {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": said}
+        body = orjson.dumps({"choices": [{"index": 0, "message": {"content": "a"}}], "usage": usage})
+        out, _ = parse_completion_body(body)
+        assert (out.prompt_tokens, out.cached_tokens, out.error) == (5, None, None), said
+    usage = {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 0}}
+    body = orjson.dumps({"choices": [{"index": 0, "message": {"content": "a"}}], "usage": usage})
+    assert parse_completion_body(body)[0].cached_tokens == 0
