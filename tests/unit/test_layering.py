@@ -14,7 +14,13 @@ import pytest
 
 PACKAGES = ("loadtest", "analysis", "reports", "scenarios")
 # the modules that import locust / gevent: they run only in the engine's child process
-GEVENT_DOOR = ("loadtest.engine.gevent_transport", "loadtest.engine.roles", "loadtest.engine.users")
+GEVENT_DOOR = (
+    "loadtest.engine.gevent_transport",
+    "loadtest.engine.roles",
+    "loadtest.engine.users",
+    "loadtest.engine.flows",  # a Python scenario's users, and the module that imports the scenario
+    "loadtest.flows",  # the scenario API: what a scenario module imports, in the engine process only
+)
 GEVENT_ROOTS = ("gevent", "geventhttpclient", "locust")
 
 
