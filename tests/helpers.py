@@ -22,7 +22,9 @@ import pytest
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.client.records import RequestRecord, dump_record
 from loadtest.rundir import Host, Manifest, RunDistribution, SimulatedEndpoint, StageWindow
+from loadtest.rundir.flows import FlowRecord, dump_flow
 from loadtest.rundir.jsonshape import JsonObject
+from loadtest.spec.pyscenario import PythonScenario
 from loadtest.spec.runspec import RunSpec, Stage
 from loadtest.spec.simulator import SimSettings
 
@@ -30,6 +32,7 @@ __all__ = [
     "BASE",
     "ROOT",
     "SLO",
+    "flow",
     "free_port",
     "jsonl",
     "manifest_dict",
@@ -45,6 +48,7 @@ __all__ = [
     "wait_for",
     "window",
     "windows",
+    "write_flow_run",
     "write_rows_run",
     "write_run",
 ]
@@ -341,6 +345,44 @@ def manifest_dict(
         out["stages"] = stages
     out.update(top)
     return out
+
+
+def flow(flow_id: str, outcome: str, started: float, ended: float, calls: int, **kw: Any) -> FlowRecord:
+    """A flow line of stage s1 (user ``Chat``, task ``talk``); ``kw`` sets its other fields."""
+    fields: dict[str, Any] = {"prompt_tokens": 0, "output_tokens": 0, "stage": "s1", **kw}
+    return FlowRecord(
+        run_id="r1",
+        flow_id=flow_id,
+        user="Chat",
+        task="talk",
+        worker="w0",
+        scheduled_at=started,
+        started_at=started,
+        ended_at=ended,
+        calls=calls,
+        outcome=outcome,  # type: ignore[arg-type]
+        **fields,
+    )
+
+
+def write_flow_run(
+    run: Path,
+    recs: Iterable[RequestRecord],
+    flows: Iterable[FlowRecord],
+    slo: Mapping[str, float] | None = None,
+    stages: list[dict[str, Any]] | None = None,
+) -> Path:
+    """The run directory ``run`` of a Python scenario (``my_flow.py``, flow SLO ``slo``): ``recs`` as its records,
+    ``flows`` as its ``flows.jsonl``, the stage windows ``stages`` (default: one closed-loop stage s1)."""
+    run.mkdir(parents=True)
+    manifest = manifest_dict(
+        stage_labels=(), stages=stages or [{"label": "s1", "start": 0.0, "target": {"kind": "concurrency"}}]
+    )
+    manifest["spec"]["python"] = PythonScenario("my_flow.py", "", slo=dict(slo or {})).to_dict()
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    (run / "records.jsonl").write_bytes(jsonl(list(recs)))
+    (run / "flows.jsonl").write_bytes(b"".join(dump_flow(f) for f in flows))
+    return run
 
 
 def window(raw: Mapping[str, Any]) -> StageWindow:
