@@ -35,7 +35,8 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from analysis.columnar import open_cache
 from analysis.jsonl import RECORD_SCHEMA, read_slices
 from loadtest.client.records import RECORDS_FILE
-from loadtest.rundir.flows import read_flows
+from loadtest.errors import ConfigError
+from loadtest.rundir.flows import FLOWS_FILE, read_flows
 
 __all__ = [
     "CALL_COLUMNS",
@@ -85,11 +86,16 @@ class FlowTable:
 
 
 def read_flow_table(run_dir: Path) -> FlowTable:
-    """The run's ``flows.jsonl`` (:func:`loadtest.rundir.flows.read_flows`; empty without the file)."""
+    """The run's ``flows.jsonl`` (:func:`loadtest.rundir.flows.read_flows`; empty without the file);
+    :class:`~loadtest.errors.ConfigError` naming the line that cannot be read."""
     cols: dict[str, list[Any]] = {name: [] for name in FlowTable.__dataclass_fields__}
-    for flow in read_flows(run_dir):
-        for name, values in cols.items():
-            values.append(getattr(flow, name))
+    try:
+        for flow in read_flows(run_dir):
+            for name, values in cols.items():
+                values.append(getattr(flow, name))
+    except ValueError as exc:  # a line that is not JSON, not at the end (there: a crash's, skipped)
+        line = len(cols["flow_id"]) + 1
+        raise ConfigError(f"{run_dir / FLOWS_FILE}: line {line} cannot be read ({exc})") from None
     text = ("flow_id", "stage", "outcome", "error_detail", "where")
     out: dict[str, np.ndarray] = {}
     for name, values in cols.items():

@@ -94,7 +94,8 @@ def flow_slo_limits(slo: Mapping[str, float]) -> list[tuple[str, float, float]]:
 @dataclass(frozen=True, slots=True)
 class FlowStage:
     """One stage's flows (the module docstring). ``started`` = ``ended`` (flow lines) + ``unfinished`` (flows seen
-    only in records: no line). ``latency``: p50 … p99, mean and max of the ``ok`` flows' latencies (seconds);
+    only in records: no line). ``latency``: p50 … p99, mean and max of the ``latency_n`` latencies of the ``ok``
+    flows (seconds; an ``ok`` flow without calls has none);
     ``latency_ci``: ``{"p95": (low, high)}`` (a bound None when there are too few flows). ``steps``: mean, p50 and
     max of the ``ok`` flows' calls."""
 
@@ -105,6 +106,7 @@ class FlowStage:
     outcomes: dict[str, int]
     duration_s: float | None
     flows_per_s: float | None
+    latency_n: int
     latency: dict[str, float | None]
     latency_ci: dict[str, tuple[float | None, float | None]]
     steps: dict[str, float | None]
@@ -114,6 +116,11 @@ class FlowStage:
     goodput_per_s: float | None
     attainment: float | None
     checks: tuple[SloCheck, ...] = ()
+
+    @property
+    def judged(self) -> int:
+        """The flows attainment is over: those that ended, but cancelled ones."""
+        return self.ended - self.outcomes.get("cancelled", 0)
 
     def meets(self, view: View = "point") -> bool | None:
         """Whether every flow SLO check passes; None without a flow SLO or without a flow to judge."""
@@ -257,6 +264,7 @@ def _stage(
         outcomes=outcomes,
         duration_s=duration,
         flows_per_s=float(ok.sum()) / duration if duration else None,
+        latency_n=int((~np.isnan(lat[ok])).sum()),
         latency=quantiles,
         latency_ci=ci,
         steps={

@@ -3,81 +3,34 @@ is worked out in the comments from the records and flow lines given."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from analysis.flow_data import read_flow_calls, read_flow_table
 from analysis.flows import FlowAnalysis, flow_latency, flows_of_run
-from loadtest.client.records import RequestRecord
-from loadtest.rundir.flows import FlowRecord
-from tests.helpers import BASE, flow, jsonl, write_flow_run, write_run
+from tests.helpers import (
+    FLOW_ERROR,
+    FLOW_SLO,
+    flow,
+    flow_call,
+    flow_example,
+    jsonl,
+    write_flow_run,
+    write_run,
+)
 from tests.helpers import records as toml_records
-
-SLO = {"flow_e2e_p95": 5.0, "attainment": 0.5}
-SCRIPT = "ValueError: <script>alert(1)</script>"
-
-
-def call(flow_id: str, step: str, index: int, started: float, ended: float, **kw: object) -> RequestRecord:
-    """A successful call of ``flow_id``: its first token 0.1 s after its start."""
-    fields: dict[str, object] = {"first_token_at": started + 0.1, "chunk_gaps": None, **kw}
-    return replace(
-        BASE,
-        flow_id=flow_id,
-        request_class=step,
-        step_index=index,
-        started_at=started,
-        scheduled_at=started,
-        ended_at=ended,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-def failed(record: RequestRecord, error_class: str, status: int) -> RequestRecord:
-    return replace(record, error_class=error_class, status=status, first_token_at=None, output_tokens=None)  # type: ignore[arg-type]
-
-
-def example() -> tuple[list[RequestRecord], list[FlowRecord]]:
-    """Six flows of stage s1 and one call of a seventh that never wrote its line."""
-    recs = [
-        # w0/1 ok: embed 100.0–100.5, answer 101.0–103.0 → latency 3.0
-        call("w0/1", "embed", 0, 100.0, 100.5, seq=1),
-        call("w0/1", "answer", 1, 101.0, 103.0, seq=2, prompt_tokens=80, cached_tokens=60),
-        # w0/2 ok: turn 0 104–105; turn 1 answered 429 at 105.5–105.6, retried 107–108; turn 2 108.5–110 → 6.0
-        call("w0/2", "turn", 0, 104.0, 105.0, seq=3),
-        failed(call("w0/2", "turn", 1, 105.5, 105.6, seq=4), "rate_limited", 429),
-        call("w0/2", "turn", 1, 107.0, 108.0, seq=4, attempt=1),
-        call("w0/2", "turn", 2, 108.5, 110.0, seq=5),
-        # w0/3 failed: its embed failed with a 503
-        failed(call("w0/3", "embed", 0, 111.0, 111.2, seq=6), "server_error", 503),
-        # w0/4 error: the scenario raised after a successful embed
-        call("w0/4", "embed", 0, 112.0, 112.4, seq=7),
-        # w0/5 cancelled before any call; w0/6 says 2 calls but only step 0 is recorded → 1.0
-        call("w0/6", "turn", 0, 113.0, 114.0, seq=8),
-        # an orphan: w0/9 has no line (the run stopped before its flow ended)
-        call("w0/9", "turn", 0, 120.0, 121.0, seq=9),
-    ]
-    flows = [
-        flow("w0/1", "ok", 99.5, 103.5, 2, prompt_tokens=100, output_tokens=20),
-        flow("w0/2", "ok", 103.8, 110.2, 3, prompt_tokens=300, output_tokens=60),
-        flow("w0/3", "failed", 110.8, 111.3, 1, error_detail="embed: server_error"),
-        flow("w0/4", "error", 111.9, 112.5, 1, error_detail=SCRIPT, where="my_flow.py:42"),
-        flow("w0/5", "cancelled", 115.0, 115.5, 0),
-        flow("w0/6", "ok", 112.8, 119.5, 2, prompt_tokens=50, output_tokens=10),
-    ]
-    return recs, flows
 
 
 def analysed(tmp_path: Path, slo: dict[str, float] | None = None) -> FlowAnalysis:
-    recs, flows = example()
-    result = flows_of_run(write_flow_run(tmp_path / "run", recs, flows, SLO if slo is None else slo))
+    recs, flows = flow_example()
+    result = flows_of_run(write_flow_run(tmp_path / "run", recs, flows, FLOW_SLO if slo is None else slo))
     assert result is not None
     return result
 
 
 def test_flow_latency_is_first_start_to_last_end_over_every_attempt(tmp_path: Path) -> None:
-    recs, flows = example()
+    recs, flows = flow_example()
     run = write_flow_run(tmp_path / "run", recs, flows)
     table = read_flow_table(run)
     latency = flow_latency(read_flow_calls(run, table), len(table))
@@ -141,12 +94,12 @@ def test_the_join_catches_the_missing_step_and_the_orphan_but_not_the_retry(tmp_
 
 def test_the_join_catches_an_extra_and_a_disordered_flow(tmp_path: Path) -> None:
     recs = [
-        call("a", "turn", 0, 1.0, 2.0),
-        call("a", "turn", 0, 3.0, 4.0, seq=1),  # step 0 twice: extra
-        call("b", "turn", 1, 5.0, 6.0, seq=2),  # step 1 started first: disordered
-        call("b", "turn", 0, 7.0, 8.0, seq=3),
-        call("c", "turn", 0, 9.0, 10.0, seq=4),
-        call("c", "turn", 1, 10.0, 11.0, seq=5),
+        flow_call("a", "turn", 0, 1.0, 2.0),
+        flow_call("a", "turn", 0, 3.0, 4.0, seq=1),  # step 0 twice: extra
+        flow_call("b", "turn", 1, 5.0, 6.0, seq=2),  # step 1 started first: disordered
+        flow_call("b", "turn", 0, 7.0, 8.0, seq=3),
+        flow_call("c", "turn", 0, 9.0, 10.0, seq=4),
+        flow_call("c", "turn", 1, 10.0, 11.0, seq=5),
     ]
     flows = [flow("a", "ok", 0.0, 5.0, 1), flow("b", "ok", 4.0, 9.0, 2), flow("c", "ok", 9.0, 12.0, 2)]
     result = flows_of_run(write_flow_run(tmp_path / "run", recs, flows))
@@ -171,7 +124,7 @@ def test_the_per_step_table(tmp_path: Path) -> None:
 
 def test_scenario_errors_are_grouped_by_place_and_message(tmp_path: Path) -> None:
     result = analysed(tmp_path)
-    assert [(e.where, e.detail, e.count) for e in result.errors] == [("my_flow.py:42", SCRIPT, 1)]
+    assert [(e.where, e.detail, e.count) for e in result.errors] == [("my_flow.py:42", FLOW_ERROR, 1)]
     assert (result.error_flows, result.error_groups) == (1, 1)
 
 
@@ -189,7 +142,7 @@ def test_a_run_without_flows_has_no_flow_analysis(tmp_path: Path) -> None:
 
 def test_an_open_loop_stage_widens_the_interval_by_sectioning(tmp_path: Path) -> None:
     # 400 one-call flows, latencies 0.001 … 0.4 s in start order: a trend the sections see
-    recs = [call(f"f{i}", "turn", 0, float(i), i + (i + 1) / 1000, seq=i) for i in range(400)]
+    recs = [flow_call(f"f{i}", "turn", 0, float(i), i + (i + 1) / 1000, seq=i) for i in range(400)]
     flows = [flow(f"f{i}", "ok", float(i), i + 0.5, 1) for i in range(400)]
     rate = [{"label": "s1", "start": 0.0, "target": {"kind": "rate", "rate": 1.0}}]
     closed = flows_of_run(write_flow_run(tmp_path / "closed", recs, flows))
