@@ -152,3 +152,15 @@ def test_an_open_loop_stage_widens_the_interval_by_sectioning(tmp_path: Path) ->
     low_o, high_o = opened.stages[0].latency_ci["p50"]
     assert low_c is not None and high_c is not None and low_o is not None and high_o is not None
     assert low_o < low_c and high_o > high_c
+
+
+def test_a_429_without_a_detail_is_an_unspecified_limit(tmp_path: Path) -> None:
+    # the example's 429 has no error_detail: the frame holds NaN there, which must not crash the summaries
+    from analysis.summary import limit_type, summarize_stages
+
+    assert limit_type(float("nan")) == limit_type(None) == "unspecified"
+    from analysis import load_run
+
+    recs, flows = flow_example()
+    (stage,) = summarize_stages(load_run(write_flow_run(tmp_path / "run", recs, flows)).records)
+    assert stage.rate_limits == {"unspecified": 1}
