@@ -185,7 +185,7 @@ def read_flow_calls(run_dir: Path, flows: FlowTable) -> FlowCalls:
         orphan[rows] = codes
     stage, stages = _codes(table.column("stage"))
     step, steps = _codes(table.column("request_class"))
-    return FlowCalls(
+    calls = FlowCalls(
         flow=flow,
         orphan=orphan,
         orphan_ids=orphan_ids,
@@ -202,6 +202,9 @@ def read_flow_calls(run_dir: Path, flows: FlowTable) -> FlowCalls:
         prompt_tokens=_numbers(table, "prompt_tokens", "float64", np.nan),
         cached_tokens=_numbers(table, "cached_tokens", "float64", np.nan),
     )
+    del table, ids, parts  # the Arrow columns, now arrays; hand what Arrow's allocator kept back to the system
+    pa.default_memory_pool().release_unused()
+    return calls
 
 
 @dataclass(frozen=True, slots=True)
