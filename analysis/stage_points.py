@@ -50,8 +50,11 @@ __all__ = [
     "StagePoint",
     "View",
     "falls_short",
+    "percentile_check",
     "percentile_ci",
+    "percentile_interval",
     "rate_window",
+    "share_check",
     "stage_point",
     "target_rate",
 ]
@@ -167,19 +170,35 @@ def percentile_ci(
     return point, low, high
 
 
-def _percentile_check(
-    key: str, cls: str, limit: float, values: np.ndarray, q: float, sections: np.ndarray, open_loop: bool
-) -> SloCheck:
-    """The percentile with its order-statistic interval; an open-loop stage's interval also spans its sectioned one
-    (and has none when it is too short to section)."""
+def percentile_interval(
+    values: np.ndarray, q: float, sections: np.ndarray, open_loop: bool
+) -> tuple[float | None, float | None, float | None, tuple[float | None, ...] | None]:
+    """``(p_q, low, high, by_section)`` of ``values`` (NaN left out; all None when none is left): the percentile
+    with its order-statistic interval (:func:`percentile_ci`); an open-loop stage's interval also spans its
+    sectioned one (and has no bounds when it is too short to section). ``sections``: each value's section
+    (:func:`analysis.sections.section_of`)."""
     keep = ~np.isnan(values)
     values, sections = values[keep], sections[keep]
     if values.size == 0:
-        return SloCheck(key, cls, limit, None, None, None)
+        return None, None, None, None
     point, low, high = percentile_ci(values, q)
     by_section = percentile_sections(values, sections, q)
     if open_loop:
         low, high = _widened(point, low, high, by_section)
+    return point, low, high, by_section
+
+
+def percentile_check(
+    key: str,
+    cls: str | None,
+    limit: float,
+    values: np.ndarray,
+    q: float,
+    sections: np.ndarray,
+    open_loop: bool,
+) -> SloCheck:
+    """A percentile SLO's check: the percentile and its interval (:func:`percentile_interval`) against ``limit``."""
+    point, low, high, by_section = percentile_interval(values, q, sections, open_loop)
     return SloCheck(key, cls, limit, point, low, high, sections=by_section)
 
 
@@ -196,7 +215,7 @@ def _widened(
     )
 
 
-def _share_check(
+def share_check(
     key: str,
     cls: str | None,
     limit: float,
@@ -205,6 +224,9 @@ def _share_check(
     higher: bool,
     open_loop: bool,
 ) -> SloCheck:
+    """A share's check (``hits``: booleans) against ``limit`` (``higher``: at least it): the share with its
+    Clopper–Pearson 95 % interval, an open-loop stage's widened by its sectioned one; ``errors`` has a point
+    verdict only."""
     n, k = hits.size, int(hits.sum())
     if n == 0:
         return SloCheck(key, cls, limit, None, None, None, higher)
@@ -286,7 +308,7 @@ def stage_point(
         sel = rows & ok
         for key, limit in sorted(slo.items()):
             if key == "attainment":
-                checks.append(_share_check(key, cls, limit, good[rows], section[rows], True, open_loop))
+                checks.append(share_check(key, cls, limit, good[rows], section[rows], True, open_loop))
                 continue
             parsed = slo_metric(key)
             if parsed is None:
@@ -298,8 +320,8 @@ def stage_point(
                 values, sections = gaps[0][of_gap], np.repeat(section, gaps[1])[of_gap]
             else:
                 values, sections = df[metric].to_numpy(dtype="float64")[sel], section[sel]
-            checks.append(_percentile_check(key, cls, limit, values, q, sections, open_loop))
-    checks.append(_share_check("errors", None, max_error_share, ~ok, section, False, False))
+            checks.append(percentile_check(key, cls, limit, values, q, sections, open_loop))
+    checks.append(share_check("errors", None, max_error_share, ~ok, section, False, False))
     tpot_ok = df["tpot"].to_numpy(dtype="float64")[ok]
     ttft_ok = df["ttft"].to_numpy(dtype="float64")[ok]
 

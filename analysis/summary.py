@@ -41,10 +41,10 @@ _LIMIT_HINTS = (
 
 
 @functools.lru_cache(maxsize=256)  # a run's 429 bodies repeat: read each one once
-def limit_type(detail: str | None) -> str:
+def limit_type(detail: str | float | None) -> str:
     """Which quota a 429 names: Databricks' ``limit_type`` when the body has one, else read from its message
     (``REQUEST_LIMIT_EXCEEDED: Exceeded workspace QPS rate limit`` → queries_per_second), else "unspecified"."""
-    text = (detail or "").lower()
+    text = detail.lower() if isinstance(detail, str) else ""  # a missing detail may come as NaN from a frame
     for kind in LIMIT_TYPES:
         if kind in text:
             return kind

@@ -18,12 +18,14 @@ import orjson
 from analysis.capacity import CapacityResult
 from analysis.coldstart import ColdStart
 from analysis.fit import LatencyPrediction
+from analysis.flows import FlowAnalysis
 from analysis.input_length import InputLengths
 from analysis.server_metrics import ServerMetricsSummary
 from analysis.summary import StageSummary
 from analysis.validity import Validity
 from reports.coldstart_text import render_cold_starts
 from reports.console import render_capacity, render_predictions, render_summary_table, summary_csv_rows
+from reports.flow_text import render_flows
 from reports.input_table import render_input_lengths
 from reports.server_table import render_server_metrics
 
@@ -66,6 +68,7 @@ class AnalyzeReport:
     )
     input_lengths: InputLengths | None = None  # asked vs served input length (analysis.input_length)
     cold_starts: Sequence[ColdStart] = ()  # the bursts after an idle stage (analysis.coldstart)
+    flows: FlowAnalysis | None = None  # a Python scenario's flows (analysis.flows); None for a run without
 
 
 def analyze_table(report: AnalyzeReport) -> str:
@@ -74,6 +77,8 @@ def analyze_table(report: AnalyzeReport) -> str:
         [render_summary_table(report.summaries)] if report.summaries else ["no record names a request class"]
     )
     parts.append(render_capacity(report.capacity))
+    if report.flows is not None:
+        parts.append(render_flows(report.flows))
     server = render_server_metrics(report.server_metrics)
     if server is not None:
         parts.append(server)
@@ -104,7 +109,8 @@ def render_validity(validity: Validity) -> str:
 def analyze_json(report: AnalyzeReport) -> str:
     """One JSON document: run id and status, grouping, SLOs, skipped lines, summaries, capacity, predictions, the
     server's metrics and the input lengths (``null`` when the run has none), the cold starts (``[]`` when none):
-    every key always there."""
+    every key always there — but ``flows``, a Python scenario's flows (:mod:`analysis.flows`), written only for a
+    run that has them."""
     payload = {
         "run_id": report.run_id,
         "status": report.status,
@@ -118,6 +124,8 @@ def analyze_json(report: AnalyzeReport) -> str:
         "input_length": report.input_lengths.to_dict() if report.input_lengths is not None else None,
         "cold_starts": [c.to_dict() for c in report.cold_starts],
     }
+    if report.flows is not None:
+        payload["flows"] = report.flows.to_dict()
     if report.validity is not None:
         payload["validity"] = {
             "invalid": report.validity.invalid,

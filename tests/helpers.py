@@ -22,14 +22,22 @@ import pytest
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.client.records import RequestRecord, dump_record
 from loadtest.rundir import Host, Manifest, RunDistribution, SimulatedEndpoint, StageWindow
+from loadtest.rundir.flows import FlowRecord, dump_flow
 from loadtest.rundir.jsonshape import JsonObject
+from loadtest.spec.pyscenario import PythonScenario
 from loadtest.spec.runspec import RunSpec, Stage
 from loadtest.spec.simulator import SimSettings
 
 __all__ = [
     "BASE",
+    "FLOW_ERROR",
+    "FLOW_SLO",
     "ROOT",
     "SLO",
+    "failed_call",
+    "flow",
+    "flow_call",
+    "flow_example",
     "free_port",
     "jsonl",
     "manifest_dict",
@@ -45,6 +53,7 @@ __all__ = [
     "wait_for",
     "window",
     "windows",
+    "write_flow_run",
     "write_rows_run",
     "write_run",
 ]
@@ -341,6 +350,100 @@ def manifest_dict(
         out["stages"] = stages
     out.update(top)
     return out
+
+
+def flow(flow_id: str, outcome: str, started: float, ended: float, calls: int, **kw: Any) -> FlowRecord:
+    """A flow line of stage s1 (user ``Chat``, task ``talk``); ``kw`` sets its other fields."""
+    fields: dict[str, Any] = {"prompt_tokens": 0, "output_tokens": 0, "stage": "s1", **kw}
+    return FlowRecord(
+        run_id="r1",
+        flow_id=flow_id,
+        user="Chat",
+        task="talk",
+        worker="w0",
+        scheduled_at=started,
+        started_at=started,
+        ended_at=ended,
+        calls=calls,
+        outcome=outcome,  # type: ignore[arg-type]
+        **fields,
+    )
+
+
+FLOW_SLO = {"flow_e2e_p95": 5.0, "attainment": 0.5}
+FLOW_ERROR = "ValueError: <script>alert(1)</script>"
+
+
+def flow_call(
+    flow_id: str, step: str, index: int, started: float, ended: float, **kw: object
+) -> RequestRecord:
+    """A successful call of ``flow_id``: its first token 0.1 s after its start."""
+    fields: dict[str, object] = {"first_token_at": started + 0.1, "chunk_gaps": None, **kw}
+    return replace(
+        BASE,
+        flow_id=flow_id,
+        request_class=step,
+        step_index=index,
+        started_at=started,
+        scheduled_at=started,
+        ended_at=ended,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def failed_call(record: RequestRecord, error_class: str, status: int) -> RequestRecord:
+    """``record`` failed with ``error_class`` and HTTP ``status`` (no first token, no output)."""
+    return replace(record, error_class=error_class, status=status, first_token_at=None, output_tokens=None)  # type: ignore[arg-type]
+
+
+def flow_example() -> tuple[list[RequestRecord], list[FlowRecord]]:
+    """Six flows of stage s1 and one call of a seventh that never wrote its line (tests/unit/test_flows.py
+    works out every figure of them)."""
+    recs = [
+        # w0/1 ok: embed 100.0–100.5, answer 101.0–103.0 → latency 3.0
+        flow_call("w0/1", "embed", 0, 100.0, 100.5, seq=1),
+        flow_call("w0/1", "answer", 1, 101.0, 103.0, seq=2, prompt_tokens=80, cached_tokens=60),
+        # w0/2 ok: turn 0 104–105; turn 1 answered 429 at 105.5–105.6, retried 107–108; turn 2 108.5–110 → 6.0
+        flow_call("w0/2", "turn", 0, 104.0, 105.0, seq=3),
+        failed_call(flow_call("w0/2", "turn", 1, 105.5, 105.6, seq=4), "rate_limited", 429),
+        flow_call("w0/2", "turn", 1, 107.0, 108.0, seq=4, attempt=1),
+        flow_call("w0/2", "turn", 2, 108.5, 110.0, seq=5),
+        # w0/3 failed: its embed failed with a 503
+        failed_call(flow_call("w0/3", "embed", 0, 111.0, 111.2, seq=6), "server_error", 503),
+        # w0/4 error: the scenario raised after a successful embed
+        flow_call("w0/4", "embed", 0, 112.0, 112.4, seq=7),
+        # w0/5 cancelled before any call; w0/6 says 2 calls but only step 0 is recorded → 1.0
+        flow_call("w0/6", "turn", 0, 113.0, 114.0, seq=8),
+        # an orphan: w0/9 has no line (the run stopped before its flow ended)
+        flow_call("w0/9", "turn", 0, 120.0, 121.0, seq=9),
+    ]
+    flows = [
+        flow("w0/1", "ok", 99.5, 103.5, 2, prompt_tokens=100, output_tokens=20),
+        flow("w0/2", "ok", 103.8, 110.2, 3, prompt_tokens=300, output_tokens=60),
+        flow("w0/3", "failed", 110.8, 111.3, 1, error_detail="embed: server_error"),
+        flow("w0/4", "error", 111.9, 112.5, 1, error_detail=FLOW_ERROR, where="my_flow.py:42"),
+        flow("w0/5", "cancelled", 115.0, 115.5, 0),
+        flow("w0/6", "ok", 112.8, 119.5, 2, prompt_tokens=50, output_tokens=10),
+    ]
+    return recs, flows
+
+
+def write_flow_run(
+    run: Path,
+    recs: Iterable[RequestRecord],
+    flows: Iterable[FlowRecord],
+    slo: Mapping[str, float] | None = None,
+    stages: list[dict[str, Any]] | None = None,
+) -> Path:
+    """The run directory ``run`` of a Python scenario (``my_flow.py``, flow SLO ``slo``): ``recs`` as its records,
+    ``flows`` as its ``flows.jsonl``, the stage windows ``stages`` (default: stage s1, no target: a closed loop)."""
+    run.mkdir(parents=True)
+    manifest = manifest_dict(stage_labels=(), stages=stages or [{"label": "s1"}])
+    manifest["spec"]["python"] = PythonScenario("my_flow.py", "", slo=dict(slo or {})).to_dict()
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    (run / "records.jsonl").write_bytes(jsonl(list(recs)))
+    (run / "flows.jsonl").write_bytes(b"".join(dump_flow(f) for f in flows))
+    return run
 
 
 def window(raw: Mapping[str, Any]) -> StageWindow:

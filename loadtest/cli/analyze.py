@@ -58,6 +58,7 @@ def analyze(
         summarize_stages,
     )
     from analysis.coldstart import cold_starts
+    from analysis.flows import flows_of_run
     from analysis.input_length import input_lengths
     from analysis.scan import open_scan, summarize_scan
     from analysis.server_metrics import server_metrics_of
@@ -94,6 +95,7 @@ def analyze(
         server_metrics=server_metrics_of(run_dir, data.manifest.stages or ()),
         input_lengths=input_lengths(data.records, order, data.manifest.spec.prompts),
         cold_starts=cold_starts(data.records, data.manifest.spec.stages, data.manifest.stages or ()),
+        flows=flows_of_run(run_dir, data.manifest),
     )
     text = render_analysis(report, fmt)
     if out_file is not None:

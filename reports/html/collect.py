@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis import CapacityResult, StageLoad, StageSummary, check_load, class_slos, load_run
 from analysis.coldstart import ColdStart, cold_starts
+from analysis.flows import FlowAnalysis, flows_of_run
 from analysis.input_length import InputLengths, input_lengths
 from analysis.run_plan import RunPlan, plan_for_run
 from analysis.scan import open_scan, summarize_scan
@@ -71,6 +72,8 @@ class RunView:
     samples_note: str | None  # why there are none (an older run), or why they could not be read
     server_metrics: ServerMetricsSummary | None = None  # the endpoint's own metrics per stage, when scraped
     cold_starts: tuple[ColdStart, ...] = ()  # the bursts after an idle stage (analysis.coldstart)
+    flows: FlowAnalysis | None = None  # a Python scenario's flows (analysis.flows); None for a run without
+    flows_note: str | None = None  # why a run's flows could not be read
 
     @property
     def duration_s(self) -> float | None:
@@ -106,6 +109,7 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
     )
     asked, asked_how = _asked_input(manifest, records)
     samples, samples_note = _samples(run_dir)
+    flows, flows_note = _flows(run_dir, manifest)
     return RunView(
         name=run_dir.name,
         run_dir=run_dir,
@@ -131,7 +135,17 @@ def collect_run(run_dir: Path, replan: PlanRequest | None = None) -> RunView:
         samples_note=samples_note,
         server_metrics=_server_metrics(run_dir, manifest),
         cold_starts=tuple(cold_starts(flat, manifest.spec.stages, manifest.stages or ())),
+        flows=flows,
+        flows_note=flows_note,
     )
+
+
+def _flows(run_dir: Path, manifest: Manifest) -> tuple[FlowAnalysis | None, str | None]:
+    """The run's flows; an unreadable ``flows.jsonl`` is said in the report, not a failed report."""
+    try:
+        return flows_of_run(run_dir, manifest), None
+    except ConfigError as exc:
+        return None, f"the flows could not be read: {exc}"
 
 
 def _server_metrics(run_dir: Path, manifest: Manifest) -> ServerMetricsSummary | None:

@@ -30,6 +30,7 @@ from reports.html.charts import (
 from reports.html.coldstart_section import cold_start_section
 from reports.html.collect import RunView
 from reports.html.compare import comparison_section
+from reports.html.flow_section import flow_section
 from reports.html.input_section import input_length_html
 from reports.html.plan_section import plan_section
 from reports.html.samples_section import samples_section
@@ -306,6 +307,7 @@ def _run_body(view: RunView, vid: str) -> str:
         f'<section id="{vid}-capacity-section"><h3>Capacity</h3>{cap_text}{figure_html(charts[0])}</section>'
         f"{plan_section(view, vid)}"
         f'<section id="{vid}-latency"><h3>Latency</h3>{figure_html(charts[1])}{figure_html(charts[2])}</section>'
+        f"{flow_section(view, vid)}"
         f'<section id="{vid}-time"><h3>Over time</h3>{figure_html(line)}</section>'
         f"{server_section(view, vid)}"
         f"{cold_start_section(view, vid)}"
