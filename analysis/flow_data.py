@@ -202,7 +202,11 @@ def read_flow_calls(run_dir: Path, flows: FlowTable) -> FlowCalls:
         prompt_tokens=_numbers(table, "prompt_tokens", "float64", np.nan),
         cached_tokens=_numbers(table, "cached_tokens", "float64", np.nan),
     )
-    del table, ids, parts  # the Arrow columns, now arrays; hand what Arrow's allocator kept back to the system
+    del (
+        table,
+        ids,
+        parts,
+    )  # the Arrow columns, now arrays; hand what Arrow's allocator kept back to the system
     pa.default_memory_pool().release_unused()
     return calls
 

@@ -4,10 +4,10 @@ The gevent door is these modules, run only in the engine's child process (``impo
 interpreter): this one, which monkey-patches first thing so nothing imports ssl / socket before it, then
 :mod:`loadtest.engine.users` (stage gate, per-process engine, the Locust user),
 :mod:`loadtest.engine.gevent_transport` (the HTTP/1.1 transport) and :mod:`loadtest.engine.flows` (a Python
-scenario's users, and the import of its module; the API it imports is :mod:`loadtest.flows`). Here: the conductors that carry stages to
-the users (:class:`LocalConductor` in this process, :class:`MasterConductor` over Locust messages), the worker's
-record :class:`Forwarder`, signals, and the three ``run_*`` entry points. The stage sequencing they drive is pure
-(:mod:`loadtest.engine.conduct`).
+scenario's users, and the import of its module; the API it imports is :mod:`loadtest.flows`). Here: the
+conductors that carry stages to the users (:class:`LocalConductor` in this process, :class:`MasterConductor` over
+Locust messages), the worker's record :class:`Forwarder`, signals, and the three ``run_*`` entry points. The stage
+sequencing they drive is pure (:mod:`loadtest.engine.conduct`).
 
 Run by :mod:`loadtest.runner.run`, never imported by the CLI, the analysis or the reports::
 

@@ -15,7 +15,10 @@ from loadtest.spec.runspec import RunSpec
 from loadtest.spec.scenario import load_scenario
 from loadtest.spec.slo_flags import parse_slo_flags
 
-MODULE = "from loadtest.flows import FlowUser, task\n\n\nclass U(FlowUser):\n    @task\n    def t(self):\n        pass\n"
+MODULE = (
+    "from loadtest.flows import FlowUser, task\n"
+    "\n\nclass U(FlowUser):\n    @task\n    def t(self):\n        pass\n"
+)
 
 
 def write(tmp_path: Path, toml: str, module: str = MODULE) -> Path:
