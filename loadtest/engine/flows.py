@@ -138,6 +138,7 @@ class FlowUser(User):
         self._flow: _Flow | None = None
         self._last: RequestRecord | None = None  # the flow's last call (its back-off after a failure)
         self._ran = False  # whether the last task really ran a flow (else no think time follows)
+        self._failed_start = False  # on_start raised: this user runs no flow (its error was reported)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -275,6 +276,9 @@ class FlowUser(User):
         if engine is None:  # a worker's users can spawn before the run's spec arrives
             gevent.sleep(0.05)
             return
+        if self._failed_start:  # without what on_start was to prepare, no flow can run: idle till the end
+            engine.gate.wait_change()
+            return
         ticket = next_ticket(engine, self.pacing.index)
         if ticket is None:
             return
@@ -333,7 +337,8 @@ def _as_flow(task: Any) -> Callable[[FlowUser], None]:
 
 
 def _guarded(on_start: _F) -> _F:
-    """``on_start`` whose exception is one reported line (file:line) and stops only this user."""
+    """``on_start`` whose exception is one reported line (file:line) and leaves this user idle (no flow runs without
+    what on_start was to prepare; the others go on)."""
 
     def run(user: FlowUser) -> None:
         try:
@@ -347,7 +352,7 @@ def _guarded(on_start: _F) -> _F:
             _report_error(
                 engine, type(user).__name__, "on_start", _describe(exc, engine), _where(exc, engine)
             )
-            raise StopUser() from None
+            user._failed_start = True
 
     run._loadtest_guarded = True  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]

@@ -218,11 +218,14 @@ def _execute(
     where = _processes_note(distribution, simulated=simulator is not None)
     echo(f"run {run_dir}: {plan} against {public_url(endpoint.base_url)} model {endpoint.model}{where}")
 
+    said: set[tuple[Any, Any]] = set()  # each worker reports a scenario error once; say it once
+
     def progress(event: dict[str, Any]) -> None:
         if event.get("event") == "stage_end":
             flows = f", {event['flows']} flows" if "flows" in event else ""
             echo(f"  {event['stage']}: {event.get('records', 0)} requests{flows}")
-        elif event.get("event") == "scenario_error":
+        elif event.get("event") == "scenario_error" and (event.get("where"), event.get("detail")) not in said:
+            said.add((event.get("where"), event.get("detail")))
             where = f"{event['where']}: " if event.get("where") else ""
             echo(
                 f"warning: scenario error: {where}{event.get('detail')} (in {event.get('user')}.{event.get('task')}; "
