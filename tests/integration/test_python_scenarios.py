@@ -65,6 +65,72 @@ def grows(calls: Steps) -> bool:
     )
 
 
+# -- the shipped flows ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_conversation_turns_resend_the_history(tmp_path: Path) -> None:
+    run_dir = run_flows(
+        tmp_path, "conversation", "-c", "3", "-d", "2s", env={"LOADTEST_TURN_THINK_S": "0.05-0.2"}
+    )
+    flows = joined(run_dir)
+    assert all(f.outcome == "ok" and f.user == "Conversation" for f, _ in flows)
+    assert all(2 <= f.calls <= 5 and names(calls) == ["turn"] * f.calls for f, calls in flows)
+    assert all(grows(calls) for _, calls in flows)  # the answer and a new user turn, turn after turn
+    assert len({f.calls for f, _ in flows}) > 1  # turns drawn per flow
+
+
+@pytest.mark.slow
+def test_conversation_from_the_shipped_jsonl(tmp_path: Path) -> None:
+    """``LOADTEST_CONVERSATIONS`` by a name found next to the module: its conversations' turns are what is sent."""
+    shipped = Path(__file__).resolve().parents[2] / "scenarios" / "flows" / "conversations.jsonl"
+    turns = {len(orjson.loads(line)["turns"]) for line in shipped.read_bytes().splitlines()}
+    run_dir = run_flows(
+        tmp_path,
+        "conversation",
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        env={"LOADTEST_CONVERSATIONS": "conversations.jsonl", "LOADTEST_TURN_THINK_S": "0"},
+    )
+    flows = joined(run_dir)
+    assert all(f.outcome == "ok" and f.calls in turns and grows(calls) for f, calls in flows)
+    sent = [orjson.loads(line) for line in (run_dir / "samples.jsonl").read_bytes().splitlines()]
+    text = orjson.dumps(sent).decode()
+    assert any(t in text for line in shipped.read_text().splitlines() for t in orjson.loads(line)["turns"])
+
+
+@pytest.mark.slow
+def test_rag_embeds_then_answers_one_flow_per_arrival(tmp_path: Path) -> None:
+    """Open loop (``--rate``): each arrival is one flow, ``embed`` then ``answer`` with the retrieved passages."""
+    run_dir = run_flows(tmp_path, "rag-flow", "-r", "4", "--arrival", "constant", "-d", "2s")
+    flows = joined(run_dir)
+    assert all(f.outcome == "ok" and names(calls) == ["embed", "answer"] for f, calls in flows)
+    assert all(calls[1]["prompt_tokens"] > 4 * 60 for _, calls in flows)  # 4 passages of 60+ words
+    ends = [orjson.loads(line) for line in (run_dir / "events.jsonl").read_bytes().splitlines()]
+    (end,) = [e for e in ends if e["event"] == "stage_end"]
+    assert end["arrivals"] == end["flows"] == len(flows) == 8
+    assert all(f.scheduled_at == calls[0]["scheduled_at"] for f, calls in flows)  # the arrival's instant
+
+
+@pytest.mark.slow
+def test_agent_plans_rounds_then_answers(tmp_path: Path) -> None:
+    flows = joined(run_flows(tmp_path, "agent", "-c", "4", "-d", "2s"))
+    assert all(f.outcome == "ok" for f, _ in flows)
+    assert all(names(calls) == ["plan"] * (f.calls - 1) + ["answer"] for f, calls in flows)
+    assert len({f.calls for f, _ in flows}) > 1  # rounds drawn per flow
+    assert all(grows(calls) for _, calls in flows)  # each plan and tool result stays in the context
+
+
+@pytest.mark.slow
+def test_a_master_and_two_workers_merge_the_flows(tmp_path: Path) -> None:
+    flows = joined(run_flows(tmp_path, "rag-flow", "--processes", "2", "-c", "4", "-d", "2s"))
+    assert len({f.worker for f, _ in flows}) == 2
+    assert all(f.flow_id.startswith(f"{f.worker}/") for f, _ in flows)
+    assert all(names(calls) == ["embed", "answer"] for _, calls in flows)
+
+
 # -- a module's mistakes ------------------------------------------------------------------------------------------
 
 
