@@ -13,7 +13,9 @@ the scenario's own bug: the flow ends ``error`` with the file and line, the firs
 the user goes on with its next flow.
 
 A flow counts as in flight from its first line to its last, so a stage's drain waits for flows, not just requests;
-a flow that started in a stage keeps that stage's label for all its calls. In an open loop an arrival starts one
+a flow that started in a stage keeps that stage's label for all its calls, and one still running when the drain
+times out is stopped (:class:`loadtest.engine.users.DrainCut`: its call in flight and the flow are ``cancelled``), so
+no flow carries its load into the next stage. In an open loop an arrival starts one
 flow and ``wait_time`` is not applied (the arrivals set the pace); in a closed loop ``wait_time`` is the think time
 between one flow and the user's next, as in Locust.
 
@@ -43,7 +45,7 @@ from loadtest.client.execute import RecordContext
 from loadtest.client.protocol import PreparedRequest, RequestClass, RequestKind, build_request
 from loadtest.client.records import RequestRecord
 from loadtest.client.scrub import header_secrets, redact
-from loadtest.engine.users import Engine, LLMUser, Pacing, next_ticket
+from loadtest.engine.users import DrainCut, Engine, LLMUser, Pacing, next_ticket
 from loadtest.errors import ConfigError
 from loadtest.rundir.flows import FlowOutcome, FlowRecord, dump_flow
 from loadtest.spec.pyscenario import PythonScenario
@@ -303,6 +305,8 @@ class FlowUser(User):
         except Exception as exc:
             outcome, detail, where = "error", _describe(exc, engine), _where(exc, engine)
             _report_error(engine, type(self).__name__, task_name, detail, where)
+        except DrainCut:  # its stage's drain timed out: the flow ends here, the user goes on
+            outcome, detail = "cancelled", "its stage's drain timed out (drain_timeout) before the flow ended"
         except BaseException:
             outcome, detail = "cancelled", "the run stopped the flow before it ended"
             raise

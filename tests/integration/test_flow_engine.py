@@ -1,6 +1,7 @@
 """The engine's side of Python scenarios against the simulator: a failed call ends its flow ``failed`` (or is
-caught), a retried call keeps its step's place, a token-rate stage counts flows' tokens, and a scenario's own
-mistakes (a call in ``on_start``, one step name for two kinds) are one line naming the file and line."""
+caught), a retried call keeps its step's place, a token-rate stage counts flows' tokens, a scenario's own mistakes
+(a call in ``on_start``, one step name for two kinds) are one line naming the file and line, and a flow — or a
+request — still running when its stage's drain times out is cut, not carried into the next stage."""
 
 from __future__ import annotations
 
@@ -153,3 +154,47 @@ def test_a_call_in_on_start_and_a_step_of_two_kinds_are_one_line_each(tmp_path: 
     assert not [f for f in flows if f.user == "Early"]  # that user stopped before its first flow
     events = [orjson.dumps(e) for e in read_events(run_dir) if e["event"] == "scenario_error"]
     assert events and all(b"flow.py:" in e for e in events)
+
+
+def test_a_flow_outliving_its_stages_drain_is_cut_and_the_next_stage_starts_clean(tmp_path: Path) -> None:
+    module = (
+        "import time\n\nfrom loadtest.flows import FlowUser, task\n\n\nclass Long(FlowUser):\n    @task\n"
+        "    def flow(self):\n"
+        "        for _ in range(40):\n"
+        '            self.chat("x " * 20, max_tokens=4, name="step")\n'
+        "            time.sleep(0.1)\n"
+    )
+    path = scenario(
+        tmp_path, module, '[load]\nconcurrency = [2, 1]\nduration = "1s"\ndrain_timeout = "500ms"\n'
+    )
+    run_dir, _ = run(path, tmp_path / "out")
+    flows, calls = joined(run_dir)
+    ends = {e["stage"]: e for e in read_events(run_dir) if e["event"] == "stage_end"}
+    windows = {e["stage"]: e["t"] for e in read_events(run_dir) if e["event"] == "stage_start"}
+    first = [f for f in flows if f.stage == "concurrency@2"]
+    # a flow lasts ≥ 4 s: both of the first stage's flows were cut when its 0.5 s drain ran out
+    assert len(first) == 2 and all(f.outcome == "cancelled" for f in first)
+    assert all(f.error_detail is not None and "drain timed out" in f.error_detail for f in first)
+    assert ends["concurrency@2"]["cut"] == 2 and ends["concurrency@2"]["drained"]
+    for (
+        f
+    ) in first:  # none of their calls started after the next stage did; only a call in flight is cancelled
+        assert max(r.started_at for r in calls[f.flow_id]) < windows["concurrency@1"]
+        assert all(r.ok for r in calls[f.flow_id][:-1])
+        assert [r.step_index for r in calls[f.flow_id]] == list(range(f.calls))
+
+
+def test_a_request_outliving_its_stages_drain_is_cancelled_too(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        "[simulator]\nfaults = {stall = 1.0, stall_seconds = 20}\n[[classes]]\nprompt_tokens = 20\noutput_tokens = 8\n"
+        '[load]\nconcurrency = [2, 1]\nduration = "1s"\ndrain_timeout = "500ms"\n'
+    )
+    run_dir, _ = run(path, tmp_path / "out", code=3)  # no request succeeded: every one stalled
+    ends = {e["stage"]: e for e in read_events(run_dir) if e["event"] == "stage_end"}
+    starts = {e["stage"]: e["t"] for e in read_events(run_dir) if e["event"] == "stage_start"}
+    first = [r for r in read_records(run_dir) if r.stage == "concurrency@2"]
+    # every request stalls 20 s: the first stage's two were cut when its 0.5 s drain ran out, not carried on
+    assert [r.error_class for r in first] == ["cancelled", "cancelled"]
+    assert all(r.ended_at < starts["concurrency@1"] for r in first)
+    assert ends["concurrency@2"]["cut"] == 2 and ends["concurrency@2"]["drained"]
