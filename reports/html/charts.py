@@ -30,12 +30,15 @@ from analysis.timeline import Histogram, Timeline
 from reports.html.blocks import escape
 
 __all__ = [
+    "SLO_COLOR",
     "Chart",
     "capacity_chart",
     "cdf_chart",
     "cold_start_chart",
     "cost_volume_chart",
     "figure_html",
+    "figure_svg",
+    "new_figure",
     "plan_chart",
     "server_chart",
     "timeline_chart",
@@ -59,7 +62,7 @@ _RC: dict[Any, Any] = {
     "path.simplify": True,
 }
 _WIDTH_IN = 7.6
-_SLO_COLOR = "#b91c1c"
+SLO_COLOR = "#b91c1c"
 _ASKED: dict[str, Any] = {"color": "#222", "linestyle": "--"}
 
 
@@ -83,7 +86,7 @@ def figure_html(chart: Chart | None) -> str:
 
 
 @contextmanager
-def _figure(
+def new_figure(
     key: str, height_in: float, ncols: int = 1, nrows: int = 1
 ) -> Iterator[tuple[Figure, list[Axes]]]:
     rc: dict[Any, Any] = {**_RC, "svg.hashsalt": f"loadtest-{key}", "svg.id": "svg"}
@@ -93,7 +96,7 @@ def _figure(
         yield fig, axes
 
 
-def _svg(fig: Figure, key: str) -> str:
+def figure_svg(fig: Figure, key: str) -> str:
     """The figure as an inline ``<svg>``: no XML prolog or metadata, sized by the page (the viewBox kept), and every id
     prefixed with the chart's key — matplotlib numbers its groups ``axes_1``, ``patch_1``, … in every figure,
     which would repeat across the page's charts."""
@@ -145,7 +148,7 @@ def capacity_chart(
     maximum X* and its 95 % interval. ``slos``: ``{class: {slo key: limit}}``."""
     if not any(p.req_per_s is not None for _, cap in curves for p in cap.points):
         return None
-    with _figure(key, 2.6, ncols=3) as (fig, axes):
+    with new_figure(key, 2.6, ncols=3) as (fig, axes):
         for ax, (metric, pct) in zip(axes, _views(slos), strict=True):
             for n, (name, cap) in enumerate(curves):
                 pts = [(p.x_req_per_s, getattr(p, metric).get(pct)) for p in cap.points]
@@ -163,7 +166,7 @@ def capacity_chart(
             limits = [(cls, slo[f"{metric}_{pct}"]) for cls, slo in slos.items() if f"{metric}_{pct}" in slo]
             for m, (cls, limit) in enumerate(limits):
                 style = ("--", ":", "-.")[m % 3]
-                ax.axhline(limit * 1000.0, color=_SLO_COLOR, linestyle=style, linewidth=1.0)
+                ax.axhline(limit * 1000.0, color=SLO_COLOR, linestyle=style, linewidth=1.0)
                 ax.annotate(
                     f"SLO {cls}" if len(slos) > 1 else "SLO",
                     (1.0, limit * 1000.0),
@@ -171,7 +174,7 @@ def capacity_chart(
                     ha="right",
                     va="bottom",
                     fontsize=6.5,
-                    color=_SLO_COLOR,
+                    color=SLO_COLOR,
                 )
             ax.set_xlabel("throughput (req/s)")
             ax.set_ylabel(f"{_METRIC_TITLES[metric]} {pct} (ms)")
@@ -179,7 +182,7 @@ def capacity_chart(
             ax.set_xlim(left=0)
         if any(ax.get_legend_handles_labels()[0] for ax in fig.axes):  # nothing succeeded: no curve to name
             fig.legend(loc="outside lower center", ncols=min(len(curves), 5), frameon=False)
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     pooled = " Latency is over every class's requests; each class's SLO is drawn." if len(slos) > 1 else ""
     return Chart(
         key,
@@ -197,7 +200,7 @@ def cdf_chart(key: str, cdfs: Mapping[str, Mapping[str, tuple[np.ndarray, np.nda
         return None
     stages = list(dict.fromkeys(stage for curves in cdfs.values() for stage in curves))
     colors = {stage: f"C{n % 10}" for n, stage in enumerate(stages)}  # one colour per stage in every panel
-    with _figure(key, 2.5, ncols=3) as (fig, axes):
+    with new_figure(key, 2.5, ncols=3) as (fig, axes):
         for ax, metric in zip(axes, ("ttft", "tpot", "e2e"), strict=True):
             for stage, (p, v) in cdfs.get(metric, {}).items():
                 labelled = metric == "ttft" or stage not in cdfs.get("ttft", {})
@@ -208,7 +211,7 @@ def cdf_chart(key: str, cdfs: Mapping[str, Mapping[str, tuple[np.ndarray, np.nda
             ax.set_ylim(0, 1.0)
             ax.set_xlim(left=0)
         fig.legend(loc="outside lower center", ncols=min(max(len(stages), 1), 6), frameon=False)
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         "Latency distributions per stage",
@@ -221,7 +224,7 @@ def cdf_chart(key: str, cdfs: Mapping[str, Mapping[str, tuple[np.ndarray, np.nda
 def timeline_chart(key: str, line: Timeline, windows: Sequence[tuple[str, float, float]]) -> Chart:
     """The run over time with its stage boundaries: req/s, output tok/s, in flight, errors, 429s."""
     panels = 5 if line.rate_limited_per_s else 4
-    with _figure(key, 1.35 * panels + 0.4, nrows=panels) as (fig, axes):
+    with new_figure(key, 1.35 * panels + 0.4, nrows=panels) as (fig, axes):
         axes[0].plot(line.t, line.completed_per_s, color="C0", drawstyle="steps-mid")
         axes[0].set_ylabel("completed\n(req/s)")
         axes[1].plot(line.t, line.output_tok_per_s, color="C1", drawstyle="steps-mid")
@@ -250,7 +253,7 @@ def timeline_chart(key: str, line: Timeline, windows: Sequence[tuple[str, float,
         for label, start, end in windows:
             axes[0].text((start + end) / 2, top, label, ha="center", va="bottom", fontsize=6.5, clip_on=False)
         axes[-1].set_xlabel(f"time since the first request (s); bins of {line.bin_s:g} s")
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         "The run over time",
@@ -283,7 +286,7 @@ def server_chart(
     panels = [(name, label, scale) for name, label, scale in _SERVER_PANELS if series.get(name)]
     if not panels:
         return None
-    with _figure(key, 1.2 * len(panels) + 0.4, nrows=len(panels)) as (fig, axes):
+    with new_figure(key, 1.2 * len(panels) + 0.4, nrows=len(panels)) as (fig, axes):
         for ax, (name, label, scale) in zip(axes, panels, strict=True):
             t = np.array([p[0] for p in series[name]]) - start
             v = np.array([p[1] for p in series[name]]) * scale
@@ -295,7 +298,7 @@ def server_chart(
                 ax.axvline(begin, color="#555", linewidth=0.6, linestyle=":")
                 ax.axvline(end, color="#555", linewidth=0.6, linestyle=":")
         axes[-1].set_xlabel("time since the first request (s)")
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         "The server over time",
@@ -311,7 +314,7 @@ def token_chart(
     """Input and output token lengths, asked against served."""
     if inputs is None and outputs is None:
         return None
-    with _figure(key, 2.4, ncols=2) as (fig, axes):
+    with new_figure(key, 2.4, ncols=2) as (fig, axes):
         for ax, hist, what in ((axes[0], inputs, "input"), (axes[1], outputs, "output")):
             if hist is None:
                 ax.text(0.5, 0.5, f"no {what} token counts", transform=ax.transAxes, ha="center")
@@ -324,7 +327,7 @@ def token_chart(
             ax.set_ylabel("share of requests")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(loc="upper right", frameon=False)
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         "Token lengths: asked against served",
@@ -344,7 +347,7 @@ def tpot_fit_chart(key: str, cap: CapacityResult) -> Chart | None:
     ]
     if not pts:
         return None
-    with _figure(key, 2.6) as (fig, axes):
+    with new_figure(key, 2.6) as (fig, axes):
         ax = axes[0]
         xs = np.asarray([c for c, _, _ in pts])
         ax.scatter(xs, _ms(np.asarray([t for _, t, _ in pts])), color="C0", zorder=3, label="stages (mean)")
@@ -366,7 +369,7 @@ def tpot_fit_chart(key: str, cap: CapacityResult) -> Chart | None:
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower right", frameon=False)
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         "TPOT against requests in flight",
@@ -380,7 +383,7 @@ def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
     """Units to provision and monthly cost per architecture."""
     if not rows:
         return None
-    with _figure(key, 0.9 + 0.35 * max(len(rows), 2), ncols=2) as (fig, axes):
+    with new_figure(key, 0.9 + 0.35 * max(len(rows), 2), ncols=2) as (fig, axes):
         y = np.arange(len(rows))
         units = [_units(r) for r in rows]
         axes[0].barh(y, [n for n, _ in units], color="C2")
@@ -403,7 +406,7 @@ def plan_chart(key: str, rows: Sequence[ArchitecturePlan]) -> Chart | None:
         axes[1].invert_yaxis()
         axes[1].set_xlabel("cost per month (USD)")
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         "Provisioning per architecture",
@@ -440,7 +443,7 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
     volume = forecast.tokens_per_month
     high = max(volume, row.break_even_tokens_per_month or 0.0) * 3.0
     grid = np.geomspace(high / 1000.0, high, 200)
-    with _figure(key, 2.6) as (fig, axes):
+    with new_figure(key, 2.6) as (fig, axes):
         ax = axes[0]
         ceiling = row.ppt_ceiling_tokens_per_month
         admitted = grid if ceiling is None else grid[grid <= ceiling]
@@ -479,7 +482,7 @@ def cost_volume_chart(key: str, row: ArchitecturePlan, forecast: Forecast) -> Ch
         top = max(row.pt_cost_per_month, float(admitted[-1] * per_token) if len(admitted) else 0.0)
         ax.set_ylim(top=top * 3.0)
         fig.legend(loc="outside lower center", ncols=4, frameon=False)
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         f"Cost against volume: {row.architecture}",
@@ -493,7 +496,7 @@ def cold_start_chart(key: str, cs: ColdStart) -> Chart:
     """A burst after idle from its first request: the throughput ramp with its plateau, and the errors, with the
     first token, the first success, 90 % of the plateau and the end of the errors marked."""
     t = (np.arange(len(cs.ramp)) + 0.5) * cs.bin_s
-    with _figure(key, 3.6, nrows=2) as (fig, axes):
+    with new_figure(key, 3.6, nrows=2) as (fig, axes):
         ramp, errs = axes
         ramp.plot(t, cs.ramp, color="C1", drawstyle="steps-mid", label=f"successful {cs.ramp_unit}")
         if cs.plateau:
@@ -520,7 +523,7 @@ def cold_start_chart(key: str, cs: ColdStart) -> Chart:
         ramp.legend(loc="lower right", frameon=False, ncols=3)
         errs.legend(loc="upper right", frameon=False, ncols=2)
         errs.set_xlabel(f"seconds since the burst's first request; bins of {cs.bin_s:g} s")
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         f"Cold start: {cs.stage} after {cs.after}",

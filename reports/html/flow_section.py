@@ -21,7 +21,7 @@ from reports.flow_text import (
 )
 from reports.html.blocks import escape as _e
 from reports.html.blocks import table as _table
-from reports.html.charts import _SLO_COLOR, Chart, _figure, _svg, figure_html
+from reports.html.charts import SLO_COLOR, Chart, figure_html, figure_svg, new_figure
 from reports.html.collect import RunView
 
 __all__ = ["flow_chart", "flow_section"]
@@ -38,7 +38,7 @@ def flow_chart(key: str, flows: FlowAnalysis) -> Chart | None:
     if len(points) < 2:
         return None
     points.sort(key=lambda p: p[0])
-    with _figure(key, 2.6) as (fig, (ax,)):
+    with new_figure(key, 2.6) as (fig, (ax,)):
         xs = np.array([x for x, _ in points])
         for n, pct in enumerate(_SHOWN):
             ys = np.array(
@@ -46,7 +46,7 @@ def flow_chart(key: str, flows: FlowAnalysis) -> Chart | None:
             )
             ax.plot(xs, ys, marker="o", markersize=3.5, color=f"C{n}", label=f"flow latency {pct}")
         for slo_key, _, limit in flow_slo_limits(flows.slo):
-            ax.axhline(limit, color=_SLO_COLOR, linestyle="--", linewidth=1.0)
+            ax.axhline(limit, color=SLO_COLOR, linestyle="--", linewidth=1.0)
             ax.annotate(
                 f"SLO {slo_key}",
                 (1.0, limit),
@@ -54,14 +54,14 @@ def flow_chart(key: str, flows: FlowAnalysis) -> Chart | None:
                 ha="right",
                 va="bottom",
                 fontsize=6.5,
-                color=_SLO_COLOR,
+                color=SLO_COLOR,
             )
         ax.set_xlabel("completed flows/s (ended ok)")
         ax.set_ylabel("flow latency (s)")
         ax.set_ylim(bottom=0)
         ax.set_xlim(left=0)
         fig.legend(loc="outside lower center", ncols=len(_SHOWN), frameon=False)
-        svg = _svg(fig, key)
+        svg = figure_svg(fig, key)
     return Chart(
         key,
         "Flow latency against load",
