@@ -128,7 +128,8 @@ class Recorder:
     def write_flows(self, lines: bytes) -> None:
         """Append flow lines (``flows.jsonl``, :mod:`loadtest.rundir.flows`); a worker's come after the records of
         the same batch, so a flow's calls are on disk before its line. In a token-rate stage of a Python scenario
-        each flow that ended well tells the controller its tokens (one arrival is one flow)."""
+        each flow that ended well tells the controller its tokens (one arrival is one flow), and in a sweep's stage
+        it counts toward the completed rate."""
         if not lines:
             return
         if self._flows_fd is None:
@@ -137,14 +138,19 @@ class Recorder:
         _write_all(self._flows_fd, lines)
         for line in lines.splitlines():
             self.flows += 1
-            if self.controller is None or not self.by_flow:
+            controller = self.controller if self.by_flow else None
+            if controller is None and self.observation is None:
                 continue
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-            if obj.get("stage") == self.stage_label and obj.get("outcome") == "ok":
-                self.controller.observe(obj.get("prompt_tokens"), obj.get("output_tokens"))
+            if obj.get("stage") != self.stage_label or obj.get("outcome") != "ok":
+                continue
+            if controller is not None:
+                controller.observe(obj.get("prompt_tokens"), obj.get("output_tokens"))
+            if self.observation is not None:
+                self.observation.flows_ok += 1
 
     def _observe(self, obj: dict[str, Any]) -> None:
         if self.watch is not None and self.aborted is None:
@@ -231,7 +237,8 @@ class Conductor(abc.ABC):
     def run_stage(self, stage: Stage, index: int, observe: bool = False) -> StageObservation | None:
         """Run one stage; with ``observe``, return what its successful requests showed (for the sweep)."""
         rec = self.recorder
-        rec.observation = StageObservation([], [], [], []) if observe else None
+        per_flow = self.spec.python is not None
+        rec.observation = StageObservation([], [], [], [], per_flow=per_flow) if observe else None
         target = StageTarget(kind=stage.kind, users=stage.users, rate=stage.rate)
         rec.controller = None
         rec.stage_label = stage.label

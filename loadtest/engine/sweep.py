@@ -36,7 +36,9 @@ _METRIC_INDEX = {"ttft": 0, "tpot": 1, "e2e": 2, "ttft_from_intended": 3}
 
 @dataclass(slots=True)
 class StageObservation:
-    """What the conductor saw of one stage's successful requests, in completion order."""
+    """What the conductor saw of one stage's successful requests, in completion order. For a Python scenario
+    (``per_flow``) the completed rate counts the flows that ended ok (``flows_ok``): the sweep's open-loop stages
+    are rates of flows, one arrival a flow."""
 
     scheduled: list[float]
     from_intended: list[float]  # first token (or end) − scheduled
@@ -45,10 +47,13 @@ class StageObservation:
     ok: int = 0
     window_s: float = 0.0
     no_free_user: int = 0
+    per_flow: bool = False
+    flows_ok: int = 0
 
     @property
     def completed_rate(self) -> float:
-        return self.ok / self.window_s if self.window_s > 0 else 0.0
+        done = self.flows_ok if self.per_flow else self.ok
+        return done / self.window_s if self.window_s > 0 else 0.0
 
 
 def sweep_rates(baseline: float, saturation: float, points: int) -> list[float]:
