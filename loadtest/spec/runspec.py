@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_ABORT_AFTER_S",
     "DEFAULT_HEADROOM",
     "DEFAULT_MAX_CONCURRENCY",
+    "NO_FLOWS_PEAK",
     "PlanRequest",
     "RetryPolicy",
     "RunSpec",
@@ -175,10 +176,17 @@ class SweepPlan:
     burstiness: float = 1.0
 
 
+NO_FLOWS_PEAK: Final = (
+    "{given}: a peak in flows per second needs a Python scenario (its tasks are the flows) and this one has no "
+    "[python]: give the peak as tokens/min or requests/s"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
-    """What the run's report plans for (a scenario's ``[plan]`` table, ``--peak-tpm`` / ``--peak-rps``): the
-    forecast peak — total tokens/min or requests/s, at most one — the headroom above it, and architectures to
+    """What the run's report plans for (a scenario's ``[plan]`` table, ``--peak-tpm`` / ``--peak-rps`` /
+    ``--peak-fps``): the forecast peak — total tokens/min, requests/s or (a Python scenario's) flows/s, at most
+    one — the headroom above it, and architectures to
     estimate beside the measured one. ``example`` marks a forecast the tool chose because none was given (the
     simulator's demo run), so that the report says so."""
 
@@ -188,13 +196,21 @@ class PlanRequest:
     architectures: tuple[str, ...] = ()
     example: bool = False
     profile: str | None = None  # a named hourly shape (loadtest.spec.profile.SHAPES)
+    peak_flows_per_s: float | None = None  # converted with the run's measured flows (analysis.flow_peak)
+
+    @property
+    def has_peak(self) -> bool:
+        """Whether a peak is given, in any of its forms."""
+        return any(
+            v is not None for v in (self.peak_tokens_per_min, self.peak_requests_per_s, self.peak_flows_per_s)
+        )
 
     @classmethod
     def from_dict(cls, raw: object) -> PlanRequest:
         """The spec's ``plan`` object; ``TypeError`` naming the field when it has another shape."""
         if not isinstance(raw, dict):
             raise TypeError("plan must be an object")
-        for key in ("peak_tokens_per_min", "peak_requests_per_s", "headroom"):
+        for key in ("peak_tokens_per_min", "peak_requests_per_s", "peak_flows_per_s", "headroom"):
             value = raw.get(key)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or value < 0
