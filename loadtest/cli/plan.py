@@ -188,6 +188,7 @@ def plan(**opts: Any) -> None:
     from analysis.run_plan import EXAMPLE_PRICES
     from loadtest.model.catalog import check_gpu
     from loadtest.model.quota import WORKSPACE_QPS_LIMIT
+    from loadtest.spec.runspec import one_peak
     from reports.plan_table import PlanContext, render_hourly, render_plan_json, render_plan_table
 
     gpu = check_gpu(opts["gpu"].lower(), "--gpu")
@@ -215,8 +216,9 @@ def plan(**opts: Any) -> None:
         output = output if output is not None else round(run_output)
     if prompt is None or output is None:
         raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
-    if sum(opts[k] is not None for k in ("peak_tpm", "peak_rps", "peak_fps")) > 1:
-        raise ConfigError("give the forecast peak once: --peak-tpm, --peak-rps or --peak-fps")
+    one_peak(
+        {f"--peak-{k}": opts[f"peak_{k}"] for k in ("tpm", "rps", "fps")}, "give the forecast peak once: "
+    )
     flows = None
     if opts["peak_fps"] is not None:
         if mix_from is None:

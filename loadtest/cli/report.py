@@ -80,12 +80,13 @@ def report(
     """
     from loadtest.model.catalog import check_architecture
     from loadtest.rundir import REPORT_FILE
-    from loadtest.spec.runspec import PlanRequest
+    from loadtest.spec.runspec import PlanRequest, one_peak
 
     for arch in architectures:
         check_architecture(arch, "--arch")
-    if sum(p is not None for p in (peak_tpm, peak_rps, peak_fps)) > 1:
-        raise ConfigError("give the forecast peak once: --peak-tpm, --peak-rps or --peak-fps")
+    one_peak(
+        {"--peak-tpm": peak_tpm, "--peak-rps": peak_rps, "--peak-fps": peak_fps}, "give the forecast peak as "
+    )
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("a run directory is named twice")
     if peak_fps is not None:

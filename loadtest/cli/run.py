@@ -20,7 +20,7 @@ from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, Loadte
 from loadtest.model.serving import DEFAULT_MAX_BATCH
 from loadtest.rundir.manifest import WORKER_LOST
 from loadtest.spec.profile import SHAPES
-from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY
+from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, one_peak
 
 if TYPE_CHECKING:
     from loadtest.spec.scenario import Scenario
@@ -334,8 +334,7 @@ def run(
         prompt_overhead=opts["prompt_overhead"],
         calibrate=opts["calibrate"],
     )
-    if sum(opts[k] is not None for k in ("peak_tpm", "peak_rps", "peak_fps")) > 1:
-        raise ConfigError("give the forecast peak once: --peak-tpm, --peak-rps or --peak-fps")
+    one_peak({f"--peak-{k}": opts[f"peak_{k}"] for k in ("tpm", "rps", "fps")}, "give the forecast peak as ")
     if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):
         raise ConfigError(f"--endpoint must be an http(s) URL, got {opts['endpoint']!r}")
     if (

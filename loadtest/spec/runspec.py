@@ -5,6 +5,7 @@ It holds no secrets: credentials are referenced by environment-variable name onl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -14,6 +15,7 @@ import orjson
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.client.scrub import public_url
+from loadtest.errors import ConfigError
 from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.prompts import PromptCalibration
@@ -29,6 +31,7 @@ __all__ = [
     "RunSpec",
     "Stage",
     "SweepPlan",
+    "one_peak",
     "parse_abort_after",
     "parse_duration",
     "parse_server_metrics",
@@ -180,6 +183,17 @@ NO_FLOWS_PEAK: Final = (
     "{given}: a peak in flows per second needs a Python scenario (its tasks are the flows) and this one has no "
     "[python]: give the peak as tokens/min or requests/s"
 )
+
+
+def one_peak(given: Mapping[str, object], lead: str) -> None:
+    """At most one form of the forecast peak: ``given`` maps each form's name (``peak_tpm``, ``--peak-rps``, ...)
+    to its value; a one-line :class:`~loadtest.errors.ConfigError` naming those given, after ``lead``
+    (``"[plan]: give "``)."""
+    named = [name for name, value in given.items() if value is not None]
+    if len(named) == 2:
+        raise ConfigError(f"{lead}{named[0]} or {named[1]}, not both")
+    if len(named) > 2:
+        raise ConfigError(f"{lead}{', '.join(named[:-1])} or {named[-1]}, not all {len(named)}")
 
 
 @dataclass(frozen=True, slots=True)

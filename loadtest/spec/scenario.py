@@ -77,6 +77,7 @@ from loadtest.spec.runspec import (
     RunSpec,
     Stage,
     SweepPlan,
+    one_peak,
     parse_abort_after,
     parse_server_metrics,
 )
@@ -320,8 +321,7 @@ def parse_plan(raw: Any) -> PlanRequest:
     table = _table(raw, "[plan]")
     _check_keys(table, _PLAN, "[plan]")
     forms = ("peak_tpm", "peak_rps", "peak_fps")
-    if sum(key in table for key in forms) > 1:
-        raise ConfigError("[plan]: give one of peak_tpm, peak_rps, peak_fps, not several")
+    one_peak({key: table.get(key) for key in forms}, "[plan]: give ")
     peaks = {key: _positive(table[key], f"[plan].{key}") for key in forms if key in table}
     headroom = table.get("headroom", DEFAULT_HEADROOM)
     if isinstance(headroom, bool) or not isinstance(headroom, int | float) or headroom < 0:
