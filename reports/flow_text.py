@@ -13,6 +13,7 @@ __all__ = [
     "ERRORS_SHOWN",
     "STAGE_HEADER",
     "STEP_HEADER",
+    "answer_line",
     "check_line",
     "interval_cell",
     "join_line",
@@ -213,3 +214,25 @@ def render_flows(analysis: FlowAnalysis) -> str:
     if not analysis.join.is_exact:
         lines.append(f"  join check: {join_line(analysis.join)}")
     return "\n".join(lines)
+
+
+def answer_line(analysis: FlowAnalysis) -> str:
+    """The flows in one line for the end of ``loadtest run``: the stage with the most good flows per second, its
+    flow latency p95, how the flow SLO fared per stage, and the scenario's errors."""
+    if not analysis.stages:
+        return "flows: no flow ended"
+    best = max(analysis.stages, key=lambda s: s.goodput_per_s or 0.0)
+    parts = [
+        f"{_number(best.goodput_per_s, 2)} good flows/s at {best.stage} "
+        f"(flow latency p95 {seconds(best.latency.get('p95'))}, {_number(best.steps.get('mean'))} calls/flow)"
+    ]
+    judged = [s for s in analysis.stages if s.meets("point") is not None]
+    if judged:
+        met = sum(1 for s in judged if s.meets("point"))
+        parts.append(f"flow SLO ({slo_text(analysis)}) met in {met} of {len(judged)} stages")
+    if analysis.error_flows:
+        top = analysis.errors[0] if analysis.errors else None
+        where = f" — most often {top.where}: {top.detail}" if top is not None and top.where else ""
+        noun = "flow" if analysis.error_flows == 1 else "flows"
+        parts.append(f"{analysis.error_flows:,} {noun} ended with the scenario's own exception{where}")
+    return "flows: " + "; ".join(parts)

@@ -283,6 +283,7 @@ class Conductor(abc.ABC):
             "stage_end",
             stage=stage.label,
             records=rec.records - before,
+            cut=sum(r.get("cut", 0) for r in reports),
             **({"flows": rec.flows - flows_before} if self.spec.python is not None else {}),
             arrivals=arrivals,
             dropped=sum(r["dropped"] for r in reports),

@@ -13,7 +13,9 @@ the scenario's own bug: the flow ends ``error`` with the file and line, the firs
 the user goes on with its next flow.
 
 A flow counts as in flight from its first line to its last, so a stage's drain waits for flows, not just requests;
-a flow that started in a stage keeps that stage's label for all its calls. In an open loop an arrival starts one
+a flow that started in a stage keeps that stage's label for all its calls, and one still running when the drain
+times out is stopped (:class:`loadtest.engine.users.DrainCut`: its call in flight and the flow are ``cancelled``), so
+no flow carries its load into the next stage. In an open loop an arrival starts one
 flow and ``wait_time`` is not applied (the arrivals set the pace); in a closed loop ``wait_time`` is the think time
 between one flow and the user's next, as in Locust.
 
@@ -43,7 +45,7 @@ from loadtest.client.execute import RecordContext
 from loadtest.client.protocol import PreparedRequest, RequestClass, RequestKind, build_request
 from loadtest.client.records import RequestRecord
 from loadtest.client.scrub import header_secrets, redact
-from loadtest.engine.users import Engine, LLMUser, Pacing, next_ticket
+from loadtest.engine.users import DrainCut, Engine, LLMUser, Pacing, next_ticket
 from loadtest.errors import ConfigError
 from loadtest.rundir.flows import FlowOutcome, FlowRecord, dump_flow
 from loadtest.spec.pyscenario import PythonScenario
@@ -138,6 +140,7 @@ class FlowUser(User):
         self._flow: _Flow | None = None
         self._last: RequestRecord | None = None  # the flow's last call (its back-off after a failure)
         self._ran = False  # whether the last task really ran a flow (else no think time follows)
+        self._failed_start = False  # on_start raised: this user runs no flow (its error was reported)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -275,6 +278,9 @@ class FlowUser(User):
         if engine is None:  # a worker's users can spawn before the run's spec arrives
             gevent.sleep(0.05)
             return
+        if self._failed_start:  # without what on_start was to prepare, no flow can run: idle till the end
+            engine.gate.wait_change()
+            return
         ticket = next_ticket(engine, self.pacing.index)
         if ticket is None:
             return
@@ -299,6 +305,8 @@ class FlowUser(User):
         except Exception as exc:
             outcome, detail, where = "error", _describe(exc, engine), _where(exc, engine)
             _report_error(engine, type(self).__name__, task_name, detail, where)
+        except DrainCut:  # its stage's drain timed out: the flow ends here, the user goes on
+            outcome, detail = "cancelled", "its stage's drain timed out (drain_timeout) before the flow ended"
         except BaseException:
             outcome, detail = "cancelled", "the run stopped the flow before it ended"
             raise
@@ -333,7 +341,8 @@ def _as_flow(task: Any) -> Callable[[FlowUser], None]:
 
 
 def _guarded(on_start: _F) -> _F:
-    """``on_start`` whose exception is one reported line (file:line) and stops only this user."""
+    """``on_start`` whose exception is one reported line (file:line) and leaves this user idle (no flow runs without
+    what on_start was to prepare; the others go on)."""
 
     def run(user: FlowUser) -> None:
         try:
@@ -347,7 +356,7 @@ def _guarded(on_start: _F) -> _F:
             _report_error(
                 engine, type(user).__name__, "on_start", _describe(exc, engine), _where(exc, engine)
             )
-            raise StopUser() from None
+            user._failed_start = True
 
     run._loadtest_guarded = True  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]

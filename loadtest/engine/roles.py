@@ -256,11 +256,11 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
     _watch_endpoint(recorder, spec, stop)
     engine = Engine(spec, f"local-{os.getpid()}", 0, 1, recorder.write)
     engine.flow_sink = recorder.write_flows
+    engine.report = lambda kind, fields: recorder.event(kind, **fields)  # a scenario's on_start runs at spawn
     LLMUser.engine = engine
     runner = Environment(user_classes=_user_classes(spec, 0)).create_local_runner()
     users = _spawn_users(runner, engine.users, stop)
     recorder.event("run_start", users=users, workers=1, auth=engine.auth.describe())
-    engine.report = lambda kind, fields: recorder.event(kind, **fields)
     refresher = gevent.spawn(engine.refresh_credentials_forever, engine.report)
     try:
         run_stages(LocalConductor(spec, recorder, stop, engine), spec)

@@ -47,7 +47,7 @@ from loadtest.errors import LoadtestError
 from loadtest.spec.runspec import RunSpec, Stage
 from loadtest.spec.workload import RequestFactory
 
-__all__ = ["Engine", "LLMUser", "Pacing", "StageGate", "next_ticket"]
+__all__ = ["CUT_WAIT_S", "DrainCut", "Engine", "LLMUser", "Pacing", "StageGate", "next_ticket"]
 
 
 def _next_turn() -> None:
@@ -55,6 +55,13 @@ def _next_turn() -> None:
     50 such callbacks in a row before it polls for I/O again, so a burner yielding that way holds the loop for
     50 burns at a time, not one."""
     gevent.sleep(1e-6)
+
+
+CUT_WAIT_S = 2.0  # how long a stage waits for what it cut to record itself
+
+
+class DrainCut(BaseException):
+    """Raised in a request or flow still running when its stage's drain timed out (:meth:`Engine.cut_inflight`)."""
 
 
 class StageGate:
@@ -144,6 +151,7 @@ class Engine:
         )  # flows.jsonl lines (loadtest.engine.flows)
         self.step_kinds: dict[str, str] = {}  # a flow step's name -> its kind (one kind per step)
         self.scenario_errors: set[tuple[str | None, str]] = set()  # reported once each
+        self.working: set[Any] = set()  # the users' greenlets while they send a request or run a flow
         self.closed_n = 0
         pool = users_per_worker(spec.pool_size, workers)
         self.users = pool
@@ -212,6 +220,17 @@ class Engine:
         self.cpu_at_open, self.wall_at_open = time.process_time(), time.monotonic()
         self.gate.open(stage, index, share, ctx)
 
+    def cut_inflight(self) -> int:
+        """Stop the requests and flows still running when their stage's drain timed out (:class:`DrainCut` raised
+        where each one waits: a request in flight is recorded ``cancelled``, a flow too, and the user goes on), so
+        none carries its load into the next stage. Returns how many there were."""
+        working = list(self.working)
+        loop = gevent.get_hub().loop
+        for glet in working:
+            # thrown from the loop, and only if that greenlet is still at work then (it leaves the set as it ends)
+            loop.run_callback(lambda g=glet: g.throw(DrainCut) if g in self.working else None)
+        return len(working)
+
     def stop_watchers(self) -> None:
         """End the stage's loop monitor (and the test hook's burner)."""
         gevent.killall(self._watchers)
@@ -235,6 +254,9 @@ class Engine:
         dropped = self.gate.close()
         gevent.sleep(0)
         drained = self.gate.drained.wait(self.spec.drain_timeout_s if drain else 0.0)
+        cut = self.cut_inflight() if drain and not drained else 0
+        if cut:
+            drained = self.gate.drained.wait(CUT_WAIT_S)
         wall = time.monotonic() - self.wall_at_open
         cpu = time.process_time() - self.cpu_at_open
         self.stop_watchers()
@@ -245,6 +267,7 @@ class Engine:
             "inflight": self.gate.inflight,
             "drained": bool(drained) and self.gate.inflight == 0,
             "cpu_share": cpu / wall if wall > 0 else None,
+            "cut": cut,
             **self.loop.histogram.summary(),
         }
 
@@ -271,11 +294,13 @@ class Engine:
         return capture, capture
 
     def enter(self) -> None:
-        """A request (or a flow) is in flight: the stage's drain waits for it."""
+        """A request (or a flow) is in flight in this greenlet: the stage's drain waits for it."""
         self.gate.inflight += 1
         self.gate.drained.clear()
+        self.working.add(gevent.getcurrent())
 
     def leave(self) -> None:
+        self.working.discard(gevent.getcurrent())
         gate = self.gate
         gate.inflight -= 1
         if gate.inflight == 0:
@@ -419,4 +444,8 @@ class LLMUser(User):
         ticket = next_ticket(engine, self.pacing.index)
         if ticket is not None:
             seq, scheduled_at, closed_loop = ticket
-            self.pacing.after(engine, engine.send(seq, scheduled_at), closed_loop)
+            try:
+                record = engine.send(seq, scheduled_at)
+            except DrainCut:  # its stage's drain timed out: recorded as cancelled
+                return
+            self.pacing.after(engine, record, closed_loop)

@@ -16,7 +16,7 @@ from analysis import StageLoad, StageSummary, check_load, load_run
 from analysis.scan import open_scan, summarize_scan
 from loadtest.client.auth import AuthOptions, child_environment, resolve_auth
 from loadtest.client.probe import first_model_id, preflight
-from loadtest.client.protocol import EndpointSpec
+from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.client.scrub import public_url
 from loadtest.errors import ConfigError
 from loadtest.rundir import ENGINE_LOG, GeneratorVerdict, SimulatedEndpoint, write_manifest
@@ -134,8 +134,9 @@ def launch(
                 prompts,
             )
     endpoint, headers, child_env = _endpoint_and_auth(scenario)
-    if not skip_preflight:
-        preflight(endpoint, scenario.classes[0], headers(), timeout_s=read_timeout_s)
+    if not skip_preflight:  # a Python scenario need declare no step: then a chat probe
+        first = scenario.classes[0] if scenario.classes else RequestClass(name="chat")
+        preflight(endpoint, first, headers(), timeout_s=read_timeout_s)
     prompts = _calibrate(scenario, endpoint, headers(), read_timeout_s, echo, skip_preflight, vocabulary)
     metrics = resolve_metrics(server_metrics, endpoint, headers, echo=echo)
     return _execute(
@@ -155,7 +156,7 @@ def _calibrate(
     """The prompt calibration (:mod:`loadtest.runner.calibrate`), printed in one line."""
     counter = None if skip_preflight else http_counter(endpoint, headers, read_timeout_s)
     prompts = calibrate_prompts(
-        scenario.classes,
+        scenario.classes if scenario.python is None else (),  # a Python scenario's module writes its prompts
         scenario.prompts,
         counter,
         seed=scenario.seed,
@@ -218,11 +219,14 @@ def _execute(
     where = _processes_note(distribution, simulated=simulator is not None)
     echo(f"run {run_dir}: {plan} against {public_url(endpoint.base_url)} model {endpoint.model}{where}")
 
+    said: set[tuple[Any, Any]] = set()  # each worker reports a scenario error once; say it once
+
     def progress(event: dict[str, Any]) -> None:
         if event.get("event") == "stage_end":
             flows = f", {event['flows']} flows" if "flows" in event else ""
             echo(f"  {event['stage']}: {event.get('records', 0)} requests{flows}")
-        elif event.get("event") == "scenario_error":
+        elif event.get("event") == "scenario_error" and (event.get("where"), event.get("detail")) not in said:
+            said.add((event.get("where"), event.get("detail")))
             where = f"{event['where']}: " if event.get("where") else ""
             echo(
                 f"warning: scenario error: {where}{event.get('detail')} (in {event.get('user')}.{event.get('task')}; "

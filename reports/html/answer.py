@@ -6,6 +6,7 @@ from __future__ import annotations
 from analysis.validity import SCALE_OUT
 from reports.coldstart_text import cold_start_line
 from reports.console import format_ci, format_ms, format_number
+from reports.flow_text import answer_line as flow_answer_line
 from reports.html.collect import RunView
 from reports.plan_table import format_ppt, format_ppt_cost, format_provisioned, format_pt_cost
 
@@ -93,14 +94,16 @@ def plan_line(view: RunView) -> str:
 
 def answer_lines(view: RunView) -> list[str]:
     """What ``loadtest run`` prints last: why the run was stopped (its endpoint dead), the verdict, its interval,
-    the binding limit, the plan, the advice to use more load processes (:data:`analysis.validity.SCALE_OUT`) and a
-    warning when the run is doubtful or invalid for a gate."""
+    the binding limit, a Python scenario's flows, the plan, the advice to use more load processes
+    (:data:`analysis.validity.SCALE_OUT`) and a warning when the run is doubtful or invalid for a gate."""
     headline, interval, details = verdict_lines(view)
     lines = [f"verdict: {headline}", f"  {interval}"]
     if view.manifest.failure is not None:
         lines.insert(0, f"stopped: {view.manifest.failure.reason}")
     lines += [f"  {d}" for d in details if d.startswith(("binding limit", "SLOs"))]
     lines += [cold_start_line(cs) for cs in view.cold_starts]
+    if view.flows is not None:
+        lines.append(flow_answer_line(view.flows))
     lines.append(f"plan: {plan_line(view).removeprefix('Plan: ')}")
     advice = view.validity.text_of(SCALE_OUT)
     if advice is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.flows import flows_of_run
-from reports.flow_text import render_flows
+from reports.flow_text import answer_line, render_flows
 from reports.html import render_html
 from tests.helpers import (
     FLOW_ERROR,
@@ -87,3 +87,19 @@ def test_an_exact_join_is_not_printed(tmp_path: Path) -> None:
     result = flows_of_run(two_stages(tmp_path))
     assert result is not None and result.join.is_exact
     assert "join check" not in render_flows(result)
+
+
+def test_the_runs_last_lines_say_the_best_stage_the_flow_slo_and_the_scenarios_errors(tmp_path: Path) -> None:
+    result = flows_of_run(two_stages(tmp_path))
+    assert result is not None
+    # s1: ten good 1 s flows over 0 … 19.5 s → 10 / 19.5 = 0.51 good flows/s; s2's 2 s flows break the 1.5 s p95
+    assert answer_line(result) == (
+        "flows: 0.51 good flows/s at s1 (flow latency p95 1.00 s, 1.0 calls/flow); "
+        "flow SLO (flow_e2e_p95 ≤ 1.50 s) met in 1 of 2 stages"
+    )
+    recs, flows = flow_example()
+    example = flows_of_run(write_flow_run(tmp_path / "example", recs, flows, FLOW_SLO))
+    assert example is not None
+    assert answer_line(example).endswith(
+        "1 flow ended with the scenario's own exception — most often my_flow.py:42: " + FLOW_ERROR
+    )

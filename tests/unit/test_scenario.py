@@ -35,6 +35,7 @@ SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
 def test_the_shipped_set_is_complete() -> None:
     names = {p.stem for p in SHIPPED}
     assert {"chat", "rag", "embeddings", "mix", "ppt-quota-probe", "pt-sizing-sweep", "cold-start"} <= names
+    assert {"conversation", "rag-flow", "agent"} <= names  # Python scenarios: scenarios/flows/*.py
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -142,7 +143,20 @@ def test_shipped_scenarios_are_found_by_name() -> None:
 
     assert find_shipped("chat") == ROOT / "scenarios" / "chat.toml"
     assert find_shipped("scenarios/rag.toml") == ROOT / "scenarios" / "rag.toml"
+    assert find_shipped("conversation") == ROOT / "scenarios" / "conversation.toml"
     assert find_shipped("nope") is None
+
+
+def test_shipped_python_scenarios_name_their_modules_and_steps() -> None:
+    """Each runs a module shipped in scenarios/flows (package data, not a package: import-linter keeps gevent out of
+    the scenarios package), with a flow SLO and each step it calls declared."""
+    steps = {"conversation": {"turn"}, "rag-flow": {"embed", "answer"}, "agent": {"plan", "answer"}}
+    for name, expected in steps.items():
+        scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml")
+        assert scenario.python is not None and scenario.python.slo
+        assert Path(scenario.python.module).parent == ROOT / "scenarios" / "flows"
+        assert {c.name for c in scenario.classes} == expected
+    assert not (ROOT / "scenarios" / "flows" / "__init__.py").exists()
 
 
 # what the report plans for, and the simulator demo's SLOs
