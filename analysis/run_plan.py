@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from analysis.capacity import CapacityResult
+from analysis.flow_peak import flow_peak
 from analysis.forecast import Forecast
 from analysis.frame import RunData
 from analysis.goodput import class_slos, slo_metric
@@ -70,19 +71,28 @@ def plan_for_run(
 ) -> RunPlan | str:
     """The plan ``request`` asks for (a run's own is ``data.manifest.spec.plan``), or one line saying why there
     is none (no forecast, no usable mix, nothing to plan)."""
-    if request is None or (request.peak_tokens_per_min is None and request.peak_requests_per_s is None):
-        return "no forecast given: set [plan] peak_tpm in the scenario, or --peak-tpm / --peak-rps"
+    if request is None or not request.has_peak:
+        return (
+            "no forecast given: set [plan] peak_tpm in the scenario, or --peak-tpm / --peak-rps / --peak-fps"
+        )
+    flows = None
     try:
         prompt, output = (round(v) for v in mean_mix(data))
+        if request.peak_flows_per_s is not None:
+            flows = flow_peak(data.run_dir, request.peak_flows_per_s, data.manifest)
     except ConfigError as exc:
         return str(exc)
-    peak = request.peak_tokens_per_min or (request.peak_requests_per_s or 0.0) * (prompt + output) * 60.0
+    if flows is not None:
+        peak = flows.tokens_per_min
+    else:
+        peak = request.peak_tokens_per_min or (request.peak_requests_per_s or 0.0) * (prompt + output) * 60.0
     forecast = Forecast(
         peak,
         prompt,
         output,
         max_tokens=_reserved(data, output),
         profile=shape(request.profile) if request.profile else None,
+        flows=flows,
     )
     slos = slos_of_classes(data.manifest.spec.request_classes, output)
     simulated = data.manifest.simulator

@@ -35,6 +35,13 @@ __all__ = ["plan"]
     help="Forecast peak as requests/s instead (tokens/min = req/s × (input + output) × 60).",
 )
 @click.option(
+    "--peak-fps",
+    type=Bounded(0, MAX_PEAK_RPS),
+    default=None,
+    help="Forecast peak as flows/s of a Python scenario instead: converted with the requests and tokens per ok "
+    "flow measured in --mix-from RUN, else the first --run.",
+)
+@click.option(
     "--prompt-tokens", type=click.IntRange(min=1), default=None, help="Mean input tokens per request."
 )
 @click.option(
@@ -172,6 +179,7 @@ def plan(**opts: Any) -> None:
     """Recommend provisioned throughput (chunks / band or model units) or pay-per-token per architecture, and the
     monthly cost of each, for a forecast peak and SLOs."""
 
+    from analysis.flow_peak import flow_peak
     from analysis.forecast import MINUTES_PER_MONTH, Forecast
     from analysis.measured import mean_mix, measured_from_run
     from analysis.plan import PlanSlos
@@ -180,6 +188,7 @@ def plan(**opts: Any) -> None:
     from analysis.run_plan import EXAMPLE_PRICES
     from loadtest.model.catalog import check_gpu
     from loadtest.model.quota import WORKSPACE_QPS_LIMIT
+    from loadtest.spec.runspec import one_peak
     from reports.plan_table import PlanContext, render_hourly, render_plan_json, render_plan_table
 
     gpu = check_gpu(opts["gpu"].lower(), "--gpu")
@@ -207,8 +216,18 @@ def plan(**opts: Any) -> None:
         output = output if output is not None else round(run_output)
     if prompt is None or output is None:
         raise ConfigError("give --prompt-tokens and --output-tokens, or --mix-from RUN")
-    if opts["peak_tpm"] is not None and opts["peak_rps"] is not None:
-        raise ConfigError("give the forecast peak once: --peak-tpm or --peak-rps")
+    one_peak(
+        {f"--peak-{k}": opts[f"peak_{k}"] for k in ("tpm", "rps", "fps")}, "give the forecast peak once: "
+    )
+    flows = None
+    if opts["peak_fps"] is not None:
+        if mix_from is None:
+            raise ConfigError(
+                "--peak-fps is converted with a run's measured flows: give --run or --mix-from (a run of a "
+                "Python scenario)"
+            )
+        flows = flow_peak(mix_from.run_dir, opts["peak_fps"], mix_from.manifest)
+        opts["peak_tpm"] = flows.tokens_per_min
     profile = _profile(opts["profile"])
     if opts["hourly"] and profile is None:
         raise ConfigError("--hourly shows the hours of a --profile: give one")
@@ -225,7 +244,8 @@ def plan(**opts: Any) -> None:
     if opts["peak_tpm"] is None and opts["peak_rps"] is None:
         if profile is None or profile.peak is None:
             raise ConfigError(
-                "give the forecast peak: --peak-tpm or --peak-rps, or a --profile CSV (its busiest hour)"
+                "give the forecast peak: --peak-tpm, --peak-rps or --peak-fps, or a --profile CSV (its busiest "
+                "hour)"
             )
         per_hour = profile.peak if profile.unit == "tokens" else profile.peak * (prompt + output)
         opts["peak_tpm"] = per_hour / 60.0
@@ -253,7 +273,14 @@ def plan(**opts: Any) -> None:
             f"({peak_tpm * MINUTES_PER_MONTH:,.4g} tokens): raise the peak or lower the volume"
         )
     forecast = Forecast(
-        peak_tpm, prompt, output, opts["max_tokens"], opts["monthly_tokens"], opts["load_factor"], profile
+        peak_tpm,
+        prompt,
+        output,
+        opts["max_tokens"],
+        opts["monthly_tokens"],
+        opts["load_factor"],
+        profile,
+        flows,
     )
     warnings = []
     if forecast.peak_requests_per_s > WORKSPACE_QPS_LIMIT:

@@ -31,7 +31,7 @@ REPLANNED_FILE = "report-replanned.html"
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Where to write the HTML (default: RUN/report.html for one run — RUN/report-replanned.html with "
-    "--peak-tpm, --peak-rps or --arch — and comparison.html here for several).",
+    "--peak-tpm, --peak-rps, --peak-fps or --arch — and comparison.html here for several).",
 )
 @click.option(
     "--peak-tpm",
@@ -44,6 +44,13 @@ REPLANNED_FILE = "report-replanned.html"
     type=Bounded(0, MAX_PEAK_RPS),
     default=None,
     help="Plan for this forecast peak in requests/s instead of the run's.",
+)
+@click.option(
+    "--peak-fps",
+    type=Bounded(0, MAX_PEAK_RPS),
+    default=None,
+    help="Plan for this forecast peak in flows/s instead of the run's (a Python scenario's run: converted with "
+    "its measured requests and tokens per flow).",
 )
 @click.option(
     "--profile",
@@ -62,6 +69,7 @@ def report(
     out_file: Path | None,
     peak_tpm: float | None,
     peak_rps: float | None,
+    peak_fps: float | None,
     architectures: tuple[str, ...],
     profile: str | None,
 ) -> None:
@@ -72,19 +80,36 @@ def report(
     """
     from loadtest.model.catalog import check_architecture
     from loadtest.rundir import REPORT_FILE
-    from loadtest.spec.runspec import PlanRequest
+    from loadtest.spec.runspec import PlanRequest, one_peak
 
     for arch in architectures:
         check_architecture(arch, "--arch")
-    if peak_tpm is not None and peak_rps is not None:
-        raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")
+    one_peak(
+        {"--peak-tpm": peak_tpm, "--peak-rps": peak_rps, "--peak-fps": peak_fps}, "give the forecast peak as "
+    )
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("a run directory is named twice")
+    if peak_fps is not None:
+        from analysis.flow_peak import has_flows
+
+        for run_dir in run_dirs:
+            if run_dir.is_dir() and not has_flows(run_dir):
+                raise ConfigError(
+                    f"--peak-fps: {run_dir} has no flows (no flows.jsonl, no [python] in its spec): a peak in "
+                    "flows/s is for a run of a Python scenario; give --peak-tpm or --peak-rps"
+                )
     replan = None
-    if peak_tpm is not None or peak_rps is not None or architectures or profile is not None:
+    if (
+        peak_tpm is not None
+        or peak_rps is not None
+        or peak_fps is not None
+        or architectures
+        or profile is not None
+    ):
         replan = PlanRequest(
             peak_tokens_per_min=peak_tpm,
             peak_requests_per_s=peak_rps,
+            peak_flows_per_s=peak_fps,
             architectures=architectures,
             profile=profile,
         )

@@ -20,7 +20,7 @@ from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, Loadte
 from loadtest.model.serving import DEFAULT_MAX_BATCH
 from loadtest.rundir.manifest import WORKER_LOST
 from loadtest.spec.profile import SHAPES
-from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY
+from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, one_peak
 
 if TYPE_CHECKING:
     from loadtest.spec.scenario import Scenario
@@ -201,6 +201,13 @@ __all__ = ["run"]
     help="Forecast peak as requests/s instead.",
 )
 @click.option(
+    "--peak-fps",
+    type=Bounded(0, MAX_PEAK_RPS),
+    default=None,
+    help="Forecast peak as flows/s instead (a Python scenario: converted with the run's measured requests and "
+    "tokens per flow).",
+)
+@click.option(
     "--profile",
     type=click.Choice(SHAPES),
     default=None,
@@ -321,13 +328,13 @@ def run(
         slos={} if gate_run else parse_slo_flags(opts["slo"]),
         peak_tokens_per_min=opts["peak_tpm"],
         peak_requests_per_s=opts["peak_rps"],
+        peak_flows_per_s=opts["peak_fps"],
         profile=opts["profile"],
         tokenizer=opts["tokenizer"],
         prompt_overhead=opts["prompt_overhead"],
         calibrate=opts["calibrate"],
     )
-    if opts["peak_tpm"] is not None and opts["peak_rps"] is not None:
-        raise ConfigError("give the forecast peak as --peak-tpm or --peak-rps, not both")
+    one_peak({f"--peak-{k}": opts[f"peak_{k}"] for k in ("tpm", "rps", "fps")}, "give the forecast peak as ")
     if opts["endpoint"] is not None and not opts["endpoint"].startswith(("http://", "https://")):
         raise ConfigError(f"--endpoint must be an http(s) URL, got {opts['endpoint']!r}")
     if (

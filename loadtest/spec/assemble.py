@@ -29,6 +29,7 @@ from loadtest.spec.pyscenario import PythonScenario, read_module
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_MAX_CONCURRENCY,
+    NO_FLOWS_PEAK,
     PlanRequest,
     Stage,
     SweepPlan,
@@ -94,6 +95,7 @@ class Overrides:
     )  # by class; None: every class
     peak_tokens_per_min: float | None = None
     peak_requests_per_s: float | None = None
+    peak_flows_per_s: float | None = None  # --peak-fps: a Python scenario's
     profile: str | None = None  # a named hourly shape for the plan
     tokenizer: str | None = None  # --tokenizer
     prompt_overhead: int | None = None  # --prompt-overhead
@@ -181,9 +183,10 @@ def python_from_flags(path: Path, ov: Overrides) -> Scenario:
     """``loadtest run my_flow.py``: the module with the flags' endpoint, stages and plan (the defaults of a run
     without a scenario file), and no step declared until a ``--slo STEP:...`` names one."""
     _check_python_flags(ov)
-    base = scenario_from_flags(dataclasses.replace(ov, slos={}))
+    base = scenario_from_flags(dataclasses.replace(ov, slos={}, peak_flows_per_s=None))
     scenario = dataclasses.replace(
         base,
+        plan=_plan(ov, None, base.endpoint is None, python=True),
         name=ov.name or path.stem,
         classes=(),
         source=str(path),
@@ -342,7 +345,12 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
             )
             for c in base
         )
-    changes["plan"] = _plan(ov, scenario.plan, "endpoint" not in changes and scenario.endpoint is None)
+    changes["plan"] = _plan(
+        ov,
+        scenario.plan,
+        "endpoint" not in changes and scenario.endpoint is None,
+        scenario.python is not None,
+    )
     changes["prompts"] = _prompts(ov, scenario.prompts)
     return dataclasses.replace(scenario, **changes)
 
@@ -354,20 +362,29 @@ def _check_scopes(ov: Overrides, classes: tuple[str, ...]) -> None:
             raise ConfigError(f"--slo {scope}:…: no request class {scope!r} (classes: {', '.join(classes)})")
 
 
-def _plan(ov: Overrides, given: PlanRequest | None, simulated: bool) -> PlanRequest | None:
+def _plan(
+    ov: Overrides, given: PlanRequest | None, simulated: bool, python: bool = False
+) -> PlanRequest | None:
     """The forecast the report plans for: the flags' peak (and profile) over the scenario's; the demo's example on
-    the simulator when neither gives one."""
+    the simulator when neither gives one. A peak in flows/s is refused here, before any load, unless the scenario
+    is a Python one (``python``)."""
+    if ov.peak_flows_per_s is not None and not python:
+        raise ConfigError(NO_FLOWS_PEAK.format(given="--peak-fps"))
     if ov.profile is not None:
         given = dataclasses.replace(given or PlanRequest(), profile=ov.profile)
-    if ov.peak_tokens_per_min is not None or ov.peak_requests_per_s is not None:
+    flags = PlanRequest(ov.peak_tokens_per_min, ov.peak_requests_per_s, peak_flows_per_s=ov.peak_flows_per_s)
+    if flags.has_peak:
         base = given or PlanRequest()
         return dataclasses.replace(
             base,
             peak_tokens_per_min=ov.peak_tokens_per_min,
             peak_requests_per_s=ov.peak_requests_per_s,
+            peak_flows_per_s=ov.peak_flows_per_s,
             example=False,
         )
-    if given is not None and (given.peak_tokens_per_min or given.peak_requests_per_s):
+    if given is not None and (
+        given.peak_tokens_per_min or given.peak_requests_per_s or given.peak_flows_per_s
+    ):
         return given
     if simulated:
         return dataclasses.replace(

@@ -5,6 +5,7 @@ It holds no secrets: credentials are referenced by environment-variable name onl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -14,6 +15,7 @@ import orjson
 
 from loadtest.client.protocol import EndpointSpec, RequestClass
 from loadtest.client.scrub import public_url
+from loadtest.errors import ConfigError
 from loadtest.spec.arrivals import ArrivalProcess, token_rate_label
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.prompts import PromptCalibration
@@ -23,11 +25,13 @@ __all__ = [
     "DEFAULT_ABORT_AFTER_S",
     "DEFAULT_HEADROOM",
     "DEFAULT_MAX_CONCURRENCY",
+    "NO_FLOWS_PEAK",
     "PlanRequest",
     "RetryPolicy",
     "RunSpec",
     "Stage",
     "SweepPlan",
+    "one_peak",
     "parse_abort_after",
     "parse_duration",
     "parse_server_metrics",
@@ -175,10 +179,28 @@ class SweepPlan:
     burstiness: float = 1.0
 
 
+NO_FLOWS_PEAK: Final = (
+    "{given}: a peak in flows per second needs a Python scenario (its tasks are the flows) and this one has no "
+    "[python]: give the peak as tokens/min or requests/s"
+)
+
+
+def one_peak(given: Mapping[str, object], lead: str) -> None:
+    """At most one form of the forecast peak: ``given`` maps each form's name (``peak_tpm``, ``--peak-rps``, ...)
+    to its value; a one-line :class:`~loadtest.errors.ConfigError` naming those given, after ``lead``
+    (``"[plan]: give "``)."""
+    named = [name for name, value in given.items() if value is not None]
+    if len(named) == 2:
+        raise ConfigError(f"{lead}{named[0]} or {named[1]}, not both")
+    if len(named) > 2:
+        raise ConfigError(f"{lead}{', '.join(named[:-1])} or {named[-1]}, not all {len(named)}")
+
+
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
-    """What the run's report plans for (a scenario's ``[plan]`` table, ``--peak-tpm`` / ``--peak-rps``): the
-    forecast peak — total tokens/min or requests/s, at most one — the headroom above it, and architectures to
+    """What the run's report plans for (a scenario's ``[plan]`` table, ``--peak-tpm`` / ``--peak-rps`` /
+    ``--peak-fps``): the forecast peak — total tokens/min, requests/s or (a Python scenario's) flows/s, at most
+    one — the headroom above it, and architectures to
     estimate beside the measured one. ``example`` marks a forecast the tool chose because none was given (the
     simulator's demo run), so that the report says so."""
 
@@ -188,13 +210,21 @@ class PlanRequest:
     architectures: tuple[str, ...] = ()
     example: bool = False
     profile: str | None = None  # a named hourly shape (loadtest.spec.profile.SHAPES)
+    peak_flows_per_s: float | None = None  # converted with the run's measured flows (analysis.flow_peak)
+
+    @property
+    def has_peak(self) -> bool:
+        """Whether a peak is given, in any of its forms."""
+        return any(
+            v is not None for v in (self.peak_tokens_per_min, self.peak_requests_per_s, self.peak_flows_per_s)
+        )
 
     @classmethod
     def from_dict(cls, raw: object) -> PlanRequest:
         """The spec's ``plan`` object; ``TypeError`` naming the field when it has another shape."""
         if not isinstance(raw, dict):
             raise TypeError("plan must be an object")
-        for key in ("peak_tokens_per_min", "peak_requests_per_s", "headroom"):
+        for key in ("peak_tokens_per_min", "peak_requests_per_s", "peak_flows_per_s", "headroom"):
             value = raw.get(key)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or value < 0

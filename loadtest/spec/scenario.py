@@ -24,7 +24,7 @@ A scenario names its endpoint (or none: the embedded simulator), its request cla
     slo = {ttft_p95 = "1s", tpot_p50 = "50ms"}
 
     [plan]                          # what the report plans for (optional)
-    peak_tpm = 1800000              # forecast peak, tokens/min (or peak_rps = 40)
+    peak_tpm = 1800000              # forecast peak, tokens/min (or peak_rps = 40, or a Python scenario's peak_fps = 5)
     headroom = 0.2
     architectures = ["llama-3.3-70b"]  # estimated beside the measured endpoint
 
@@ -71,11 +71,13 @@ from loadtest.spec.pyscenario import (
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_HEADROOM,
+    NO_FLOWS_PEAK,
     PlanRequest,
     RetryPolicy,
     RunSpec,
     Stage,
     SweepPlan,
+    one_peak,
     parse_abort_after,
     parse_server_metrics,
 )
@@ -113,7 +115,7 @@ _TOP = {
     "python",
 }
 _PROMPTS = {"tokenizer", "overhead", "calibrate"}
-_PLAN = {"peak_tpm", "peak_rps", "headroom", "architectures", "profile"}
+_PLAN = {"peak_tpm", "peak_rps", "peak_fps", "headroom", "architectures", "profile"}
 _ENDPOINT = {
     "url",
     "model",
@@ -313,13 +315,14 @@ def _parse_retry(raw: Any) -> RetryPolicy:
 
 
 def parse_plan(raw: Any) -> PlanRequest:
-    """``[plan] peak_tpm = 1800000`` (or ``peak_rps``), ``headroom = 0.2``, ``architectures = [...]`` (names from
-    the model's catalog), ``profile = "business-hours"`` (a named hourly shape): what the run's report plans for."""
+    """``[plan] peak_tpm = 1800000`` (or ``peak_rps``, or a Python scenario's ``peak_fps``: flows/s),
+    ``headroom = 0.2``, ``architectures = [...]`` (names from the model's catalog), ``profile = "business-hours"``
+    (a named hourly shape): what the run's report plans for."""
     table = _table(raw, "[plan]")
     _check_keys(table, _PLAN, "[plan]")
-    if "peak_tpm" in table and "peak_rps" in table:
-        raise ConfigError("[plan]: give peak_tpm or peak_rps, not both")
-    peaks = {key: _positive(table[key], f"[plan].{key}") for key in ("peak_tpm", "peak_rps") if key in table}
+    forms = ("peak_tpm", "peak_rps", "peak_fps")
+    one_peak({key: table.get(key) for key in forms}, "[plan]: give ")
+    peaks = {key: _positive(table[key], f"[plan].{key}") for key in forms if key in table}
     headroom = table.get("headroom", DEFAULT_HEADROOM)
     if isinstance(headroom, bool) or not isinstance(headroom, int | float) or headroom < 0:
         raise ConfigError(f"[plan].headroom must be a fraction ≥ 0, got {headroom!r}")
@@ -334,6 +337,7 @@ def parse_plan(raw: Any) -> PlanRequest:
     return PlanRequest(
         peak_tokens_per_min=peaks.get("peak_tpm"),
         peak_requests_per_s=peaks.get("peak_rps"),
+        peak_flows_per_s=peaks.get("peak_fps"),
         headroom=float(headroom),
         architectures=tuple(archs),
         profile=profile,
@@ -401,6 +405,9 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed must be an integer")
+    plan = parse_plan(raw["plan"]) if "plan" in raw else None
+    if plan is not None and plan.peak_flows_per_s is not None and python is None:
+        raise ConfigError(NO_FLOWS_PEAK.format(given="[plan] peak_fps"))
     return Scenario(
         name=str(raw.get("name", source.stem if source else "scenario")),
         description=str(raw.get("description", "")),
@@ -413,7 +420,7 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         retry=retry,
         source=str(source) if source else None,
         sweep=parse_sweep(load["sweep"], defaults) if "sweep" in load else None,
-        plan=parse_plan(raw["plan"]) if "plan" in raw else None,
+        plan=plan,
         abort_after_s=_abort_after(load.get("abort_after", DEFAULT_ABORT_AFTER_S)),
         prompts=parse_prompts(raw.get("prompts", {}), base),
         server_metrics=_server_metrics(load.get("server_metrics", "auto")),

@@ -77,11 +77,18 @@ def plan_line(view: RunView) -> str:
             " An upper bound on the count: every stage met the SLOs, so the endpoint was never pushed to its "
             "limit — sweep higher to size it."
         )
+    flows = plan.forecast.flows
+    per_flow = (
+        f" ({flows.flows_per_s:,.4g} flows/s × {flows.tokens_per_flow:,.0f} tokens/flow × 60, measured over "
+        f"{flows.flows:,} ok flows)"
+        if flows is not None
+        else ""
+    )
     return (
         f"{verb} {row.architecture} — {row.source}: {format_provisioned(row)}, "
         f"{format_pt_cost(row)}/month; pay-per-token: {format_ppt(row)}, "
         f"{format_ppt_cost(row)}/month — for a peak of "
-        f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{example}.{caveat}"
+        f"{plan.forecast.peak_tokens_per_min:,.0f} tokens/min{per_flow}{example}.{caveat}"
     )
 
 

@@ -177,11 +177,12 @@ def _request(given: PlanRequest | None, replan: PlanRequest | None) -> PlanReque
     if replan is None:
         return given
     base = given or PlanRequest()
-    if replan.peak_tokens_per_min is not None or replan.peak_requests_per_s is not None:
+    if replan.has_peak:
         base = dataclasses.replace(
             base,
             peak_tokens_per_min=replan.peak_tokens_per_min,
             peak_requests_per_s=replan.peak_requests_per_s,
+            peak_flows_per_s=replan.peak_flows_per_s,
             example=False,
         )
     if replan.architectures:

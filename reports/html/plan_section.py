@@ -13,6 +13,7 @@ from reports.plan_table import (
     format_break_even,
     format_gpu_hour,
     format_hardware,
+    format_peak,
     format_ppt,
     format_ppt_cost,
     format_provisioned,
@@ -53,7 +54,7 @@ def plan_section(view: RunView, vid: str) -> str:
         else " (the peak's band held all month)"
     )
     intro = (
-        f"Forecast: peak {f.peak_tokens_per_min:,.0f} tokens/min ({f.peak_requests_per_s:,.2f} req/s) at the run's "
+        f"Forecast: peak {format_peak(f)} at the run's "
         f"mix of {f.prompt_tokens} in / {f.output_tokens} out, {format_tokens(f.tokens_per_month)} tokens/month"
         f"{shape}; "
         f"headroom {plan.request.headroom:.0%}; SLOs {slos}; GPU {plan.gpu}; prices: {plan.prices.label}.{example}"
