@@ -86,3 +86,11 @@ def test_load_check_tells_a_late_generator_from_a_capped_stage() -> None:
     assert not late.kept_up and "generator lag" in (late.reason or "")
     (capped,) = check_load(frame(0.2), [window({**meta, "no_free_user": 12})])
     assert capped.kept_up and capped.capped and "free user" in (capped.reason or "")
+
+
+def test_a_python_scenarios_completed_rate_counts_flows_not_requests() -> None:
+    obs = observe([{"started_at": 0.0, "scheduled_at": 0.0, "ended_at": 1.0, "error_class": None}] * 18)
+    obs.window_s = 3.0
+    assert obs.completed_rate == 6.0  # 18 requests in 3 s
+    obs.per_flow, obs.flows_ok = True, 6  # ... of 6 flows of 3 calls that ended ok
+    assert obs.completed_rate == 2.0
