@@ -17,7 +17,7 @@ import os
 import time
 import urllib.parse
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -382,7 +382,8 @@ class App:
 
         def go() -> None:
             seqs = [(job.seq_id, params.prompt_tokens, params.max_tokens)]
-            self._submit(conn, job, seqs, ticket, (req.request_id, arrived), params.blocks or ())
+            answer = job.answer_blocks if params.continuation is not None else None
+            self._submit(conn, job, seqs, ticket, (req.request_id, arrived), params.blocks or (), answer)
             if ticket is not None:
                 self.tickets[job.seq_id] = ticket
             if params.stream:
@@ -513,12 +514,15 @@ class App:
         ticket: Ticket | None,
         arrival: tuple[str, float] | None = None,
         blocks: tuple[int, ...] = (),
+        answer: Callable[[int], Sequence[int]] | None = None,
     ) -> None:
         """Queue a request's sequences on a replica; ``arrival`` (request id, when it arrived) asks for its first
-        token's times in :attr:`first_tokens`; ``blocks``: the prompt's block hashes (a generation, one sequence)."""
+        token's times in :attr:`first_tokens`; ``blocks``: the prompt's block hashes, ``answer``: its answer's
+        (:attr:`BatchRequest.answer`; a generation, one sequence)."""
         server = self.model_server
         try:
-            home = server.submit_all([BatchRequest(eid, prompt, out, blocks) for eid, prompt, out in seqs])
+            batch = [BatchRequest(eid, prompt, out, blocks, answer) for eid, prompt, out in seqs]
+            home = server.submit_all(batch)
         except ValueError as exc:
             if ticket is not None and self.quota is not None:
                 self.quota.cancel(ticket)

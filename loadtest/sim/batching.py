@@ -15,7 +15,9 @@ Pure and deterministic: no I/O, no clock. Whoever drives it (the asyncio server,
 3. At the end of the step every request admitted in it emits its first token, every earlier one one more token; a
    request finishes when it has emitted ``output_tokens`` (ignore_eos); a prefill-only request (``output_tokens=0``,
    embeddings) finishes at the end of its admission step. The prompt blocks of the requests admitted in it enter the
-   prefix cache. The KV a request reserves is the same whether its prefix was cached or not.
+   prefix cache, then the answer blocks of those that finished in it (``BatchRequest.answer``: the prompt's content
+   continued by the generated text, as the next turn sends it back). The KV a request reserves is the same whether
+   its prefix was cached or not.
 
 Requests that arrive while a step runs wait for the next step; an idle replica starts a step at once.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -47,12 +49,16 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class BatchRequest:
     """One sequence: ``output_tokens`` is exactly what it will emit (0 = prefill only); ``blocks`` the chained hashes
-    of its prompt's full blocks (:func:`loadtest.sim.prefix.block_hashes`; empty: it never hits the prefix cache)."""
+    of its prompt's full blocks (:func:`loadtest.sim.prefix.block_hashes`; empty: it never hits the prefix cache);
+    ``answer`` gives, for the ``n`` tokens it generated, the block hashes of its prompt's content followed by them
+    as the next turn will send them (:meth:`loadtest.sim.prefix.Continuation.blocks`), inserted when it finishes
+    (``None``: its answer is not cached). Called once, at the end of the step it finishes in."""
 
     request_id: int
     prompt_tokens: int
     output_tokens: int
     blocks: tuple[int, ...] = ()
+    answer: Callable[[int], Sequence[int]] | None = None
 
     @property
     def kv_tokens(self) -> int:
@@ -309,8 +315,11 @@ class Replica:
                 running[req.request_id] = seq
                 self._ctx_sum += req.prompt_tokens + seq.emitted
         for seq in done:
-            del self._index[seq.request.request_id]
-            self.kv_used -= seq.request.kv_tokens
+            req = seq.request
+            del self._index[req.request_id]
+            self.kv_used -= req.kv_tokens
+            if prefix is not None and req.answer is not None and seq.emitted:
+                prefix.insert(req.answer(seq.emitted))
         return events
 
     def _jitter_factor(self) -> float:

@@ -8,7 +8,8 @@
 - Non-streaming: ``chat.completion`` / ``text_completion`` with ``usage``; embeddings ``{"object": "list", ...}``.
 - With a prefix cache (:mod:`loadtest.sim.prefix`) a generation's ``usage`` ends with
   ``"prompt_tokens_details": {"cached_tokens": N}`` (``N`` may be 0), as vLLM and OpenAI report it; without one (or
-  for embeddings) it has no such key.
+  for embeddings) it has no such key. A finished generation's answer enters that cache as the next turn will send it
+  back (:meth:`Generation.answer_blocks`).
 
 Per token the stream writes ``pre + word + post`` framed as one HTTP chunk: ``pre``/``post`` are cut once per
 request from a JSON template around a sentinel, so no JSON is encoded per token.
@@ -23,14 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
 from loadtest.sim.batching import TokenEvent
 from loadtest.sim.faults import FaultPlan
 from loadtest.sim.http11 import Connection, HttpError
-from loadtest.sim.prefix import block_hashes
+from loadtest.sim.prefix import Continuation, block_hashes
 from loadtest.sim.tokens import (
     DEFAULT_RULE,
     TokenRule,
@@ -39,6 +40,7 @@ from loadtest.sim.tokens import (
     embedding_vector,
     prompt_pieces,
     split_inputs,
+    text_pieces,
 )
 
 __all__ = ["EmbeddingJob", "Generation", "GenerationParams", "Host", "parse_embedding", "parse_generation"]
@@ -49,6 +51,7 @@ class Host(Protocol):
 
     model: str
     text: TokenText
+    token_rule: TokenRule
     loop: asyncio.AbstractEventLoop
 
     def new_seq_id(self) -> int: ...
@@ -68,13 +71,15 @@ class Host(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
-    """A generation's parsed body; ``blocks`` its prompt's block hashes when a prefix cache will look them up."""
+    """A generation's parsed body; ``blocks`` its prompt's block hashes when a prefix cache will look them up, and
+    ``continuation`` what hashing the prompt continued by its answer takes (``None``: the answer is not cached)."""
 
     prompt_tokens: int
     max_tokens: int
     stream: bool
     include_usage: bool
     blocks: tuple[int, ...] | None = None
+    continuation: Continuation | None = None
 
 
 def _positive_int(body: dict[str, Any], *names: str, default: int) -> int:
@@ -98,14 +103,17 @@ def parse_generation(
 ) -> GenerationParams:
     """Validate a chat or completions body; ``HttpError(400)`` with an OpenAI-style message when it is wrong.
     ``rule``: how prompt tokens are counted (:class:`loadtest.sim.tokens.TokenRule`); ``prefix_cache``: also hash
-    the prompt's blocks (:func:`loadtest.sim.prefix.block_hashes`)."""
+    the prompt's blocks (:func:`loadtest.sim.prefix.block_hashes`) and keep what its answer's take
+    (:class:`loadtest.sim.prefix.Continuation`; not for a prompt of token ids)."""
     blocks: tuple[int, ...] | None = None
+    continuation: Continuation | None = None
     try:
         if chat and prefix_cache:
             pieces = chat_prompt_pieces(body.get("messages"))
             content = rule.scale(len(pieces))
             prompt = content + rule.template_tokens
             blocks = block_hashes(pieces, content, rule.template_tokens, rule.tokens_per_word)
+            continuation = Continuation.of(blocks, pieces, content, rule.tokens_per_word)
         elif chat:
             prompt = rule.chat(body.get("messages"))
         else:
@@ -115,8 +123,11 @@ def parse_generation(
             prompt = items[0][1]
             if prefix_cache:
                 ids = prompt_pieces(body.get("prompt"))
-                per_piece = rule.tokens_per_word if ids and isinstance(ids[0], str) else 1.0
+                text = ids and isinstance(ids[0], str)
+                per_piece = rule.tokens_per_word if text else 1.0
                 blocks = block_hashes(ids, prompt, 0, per_piece)
+                if text:  # a string's pieces (token ids get no continuation: see loadtest.sim.prefix)
+                    continuation = Continuation.of(blocks, cast("list[str]", ids), prompt, per_piece)
     except ValueError as exc:
         raise HttpError(400, str(exc)) from None
     out = _positive_int(body, "max_tokens", "max_completion_tokens", default=16)
@@ -133,7 +144,8 @@ def parse_generation(
             f"This model's maximum context length is {context} tokens. However, you requested "
             f"{prompt + out} tokens ({prompt} in the messages, {out} in the completion).",
         )
-    return GenerationParams(prompt, out, stream, bool(options and options.get("include_usage")), blocks)
+    usage = bool(options and options.get("include_usage"))
+    return GenerationParams(prompt, out, stream, usage, blocks, continuation)
 
 
 def parse_embedding(
@@ -214,6 +226,22 @@ class Generation:
         if self.params.blocks is not None:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         return usage
+
+    def answer_blocks(self, n: int) -> tuple[int, ...]:
+        """The block hashes of the prompt's content continued by the first ``n`` generated tokens, as the next request
+        will hash them when it sends them back: for chat, the pieces of ``messages + [{"role": "assistant",
+        "content": text}]`` (the text the stream's chunks join to; the same tokenizer as a request's), for
+        completions those of ``prompt + text`` (:meth:`loadtest.sim.prefix.Continuation.blocks`). Only with a
+        :attr:`GenerationParams.continuation`."""
+        continuation = self.params.continuation
+        assert continuation is not None
+        text = self.host.text.text(self.offset, n)
+        if self.chat:
+            more = chat_prompt_pieces([{"role": "assistant", "content": text}])
+        else:
+            more = text_pieces(text)
+        content = self.host.token_rule.scale(continuation.pieces + len(more))
+        return continuation.blocks(more, content)
 
     def on_token(self, event: TokenEvent) -> None:
         n = event.tokens

@@ -35,6 +35,7 @@ __all__ = [
     "embedding_vector",
     "prompt_pieces",
     "split_inputs",
+    "text_pieces",
 ]
 
 _TOKEN_RE: Final = re.compile(r"\w+|[^\w\s]")
@@ -137,13 +138,18 @@ def chat_prompt_pieces(messages: object) -> list[str]:
     return pieces
 
 
+def text_pieces(text: str) -> list[str]:
+    """The ``\\w+|[^\\w\\s]`` pieces of a string, one per token of the rule above (a completions prompt's)."""
+    return _TOKEN_RE.findall(text)
+
+
 def prompt_pieces(value: object) -> list[str] | list[int]:
     """The tokens of one completions ``prompt`` already accepted by :func:`split_inputs` as one item: a string's
     pieces, or the token ids themselves."""
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
         value = value[0]
     if isinstance(value, str):
-        return _TOKEN_RE.findall(value)
+        return text_pieces(value)
     if isinstance(value, list) and _is_ids(value):
         return value
     raise ValueError("'prompt' must be a string or an array of token ids")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from loadtest.client.clock import EpochClock
-from loadtest.client.execute import RecordContext, execute_request
+from loadtest.client.execute import Capture, RecordContext, execute_request
 from loadtest.client.httpx_transport import HttpxTransport
 from loadtest.client.protocol import EndpointSpec, RequestClass, build_request
 from loadtest.client.records import RequestRecord
@@ -39,13 +39,27 @@ def turn2(k: int) -> list[dict[str, Any]]:
     ]
 
 
-def send(client: httpx.Client, url: str, messages: list[dict[str, Any]]) -> RequestRecord:
+def send(
+    client: httpx.Client,
+    url: str,
+    messages: list[dict[str, Any]],
+    output_tokens: int = 2,
+    capture: Capture | None = None,
+) -> RequestRecord:
     endpoint = EndpointSpec(base_url=url + "/v1", model="m")
-    request = build_request(endpoint, RequestClass(output_tokens=2), messages)
+    request = build_request(endpoint, RequestClass(output_tokens=output_tokens), messages)
     records: list[RequestRecord] = []
     clock = EpochClock()
     execute_request(
-        HttpxTransport(client), request, {}, clock, CTX, seq=0, scheduled_at=clock(), emit=records.append
+        HttpxTransport(client),
+        request,
+        {},
+        clock,
+        CTX,
+        seq=0,
+        scheduled_at=clock(),
+        emit=records.append,
+        capture=capture,
     )
     (record,) = records
     assert record.ok and record.first_token_at is not None, record.error_detail
@@ -96,6 +110,52 @@ def test_prefix_reuse_lowers_the_second_turns_ttft_by_the_prefill_of_the_cached_
     expected = prefill_s(dep, cached)
     assert saved == pytest.approx(expected, abs=0.10 * expected + 3e-3)
     assert prefill_s(dep, prompt2) - prefill_s(dep, prompt2, cached) == pytest.approx(prefill_s(dep, cached))
+
+
+ANSWER = 40  # turn 1's answer, one token a word: prompt + answer = 1,040 tokens, 65 full blocks
+
+
+def conversation(client: httpx.Client, url: str, k: int) -> RequestRecord:
+    """A two-turn conversation (its first word differs with ``k``, so no conversation caches another's blocks):
+    turn 2 sends turn 1's answer back as a flow does (the streamed chunks joined) and asks again; its record."""
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": f"k{k} " + " ".join(f"w{i}" for i in range(1, P))}
+    ]
+    capture = Capture(content=[])
+    first = send(client, url, messages, ANSWER, capture)
+    assert (first.prompt_tokens, first.output_tokens) == (P, ANSWER)
+    messages.append({"role": "assistant", "content": "".join(capture.content or ())})
+    messages.append({"role": "user", "content": "and then?"})
+    return send(client, url, messages)
+
+
+def run_conversations(config: SimConfig) -> tuple[list[RequestRecord], list[float]]:
+    """Two-turn conversations one at a time (one replica, no other load): the second turns and their model TTFT."""
+    with SimServer(config) as sim, httpx.Client(base_url=sim.url, timeout=30) as client:
+        seconds = [conversation(client, sim.url, k) for k in range(REPEATS)]
+        return seconds, model_ttft(client, seconds)
+
+
+@pytest.mark.slow
+def test_the_second_turn_hits_through_the_first_answer() -> None:
+    cached_config = SimConfig(seed=1)
+    dep = cached_config.deployment()
+    seconds, model_on = run_conversations(cached_config)
+    seconds_off, model_off = run_conversations(SimConfig(seed=1, prefix_cache_tokens=0))
+    cached = (
+        (P + ANSWER) // BLOCK_SIZE * BLOCK_SIZE
+    )  # 1,040: 65 full blocks through the answer (prompt alone: 992)
+    prompt2 = P + ANSWER + 3  # "and then?" is 3 tokens
+    assert [r.prompt_tokens for r in seconds] == [r.prompt_tokens for r in seconds_off] == [prompt2] * REPEATS
+    assert [r.cached_tokens for r in seconds] == [cached] * REPEATS
+    for value in model_on:
+        assert 0 <= value - (dep.c0_s + prefill_s(dep, prompt2, cached)) < 1e-3
+    for value in model_off:
+        assert 0 <= value - (dep.c0_s + prefill_s(dep, prompt2)) < 1e-3
+    # measured by the client, with the tolerance of the test above
+    saved = statistics.median(ttft(r) for r in seconds_off) - statistics.median(ttft(r) for r in seconds)
+    expected = prefill_s(dep, cached)
+    assert saved == pytest.approx(expected, abs=0.10 * expected + 3e-3)
 
 
 def test_usage_stats_and_metrics_report_the_prefix_cache() -> None:

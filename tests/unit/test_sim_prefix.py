@@ -23,7 +23,7 @@ def words(n: int, start: int = 0) -> list[str]:
 
 
 def test_public_surface() -> None:
-    assert prefix.__all__ == ["BLOCK_SIZE", "PrefixCache", "block_hashes"]
+    assert prefix.__all__ == ["BLOCK_SIZE", "Continuation", "PrefixCache", "block_hashes"]
     assert BLOCK_SIZE == 16
 
 
