@@ -54,6 +54,7 @@ __all__ = [
     "SCENARIO_ERRORS_KEPT",
     "FlowAnalysis",
     "FlowJoin",
+    "FlowRun",
     "FlowStage",
     "FlowStep",
     "ScenarioError",
@@ -61,6 +62,7 @@ __all__ = [
     "flow_latency",
     "flow_slo_limits",
     "flows_of_run",
+    "read_flow_run",
 ]
 
 SCENARIO_ERRORS_KEPT: Final = 20  # distinct (where, message) groups of "error" flows kept, the most frequent
@@ -255,6 +257,13 @@ def _stage(
                 "attainment", None, slo["attainment"], good[counted], sections[counted], True, open_loop
             )
         )
+    if "error_rate" in slo:  # the gate's flow_error_rate: flows that failed or raised, of those judged
+        broke = (outcome == "failed") | (outcome == "error")
+        checks.append(
+            share_check(
+                "error_rate", None, slo["error_rate"], broke[counted], sections[counted], False, open_loop
+            )
+        )
     calls = flows.calls[rows][ok].astype("float64")
     return FlowStage(
         stage=label,
@@ -358,3 +367,40 @@ def flows_of_run(run_dir: Path, manifest: Manifest | None = None) -> FlowAnalysi
     calls = read_flow_calls(run_dir, flows)
     slo = python.slo if python is not None else {}
     return analyze_flows(flows, calls, slo, manifest.stages or (), manifest.stage_order)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRun:
+    """A run's flows read once, to judge any of its stages against any flow SLO — the gate's thresholds
+    (:mod:`analysis.gate_flows`) — with the figures and intervals of :func:`analyze_flows`. ``windows``: the
+    manifest's, by label."""
+
+    flows: FlowTable
+    latency: np.ndarray
+    unfinished: Counter[str]
+    windows: Mapping[str, StageWindow]
+
+    def stage(self, label: str, slo: Mapping[str, float]) -> FlowStage:
+        """Stage ``label``'s flows against ``slo`` (a flow SLO's keys, or ``error_rate``: the share of the judged
+        flows that ended ``failed`` or ``error``)."""
+        return _stage(
+            label, self.flows, self.latency, slo, self.windows.get(label), self.unfinished.get(label, 0)
+        )
+
+    def open_loop(self, label: str) -> bool:
+        window = self.windows.get(label)
+        return window is not None and target_rate(window) is not None
+
+
+def read_flow_run(run_dir: Path, manifest: Manifest) -> FlowRun | None:
+    """A run directory's :class:`FlowRun`; None for a run without flows (as :func:`flows_of_run`)."""
+    if manifest.spec.python is None and not (run_dir / FLOWS_FILE).exists():
+        return None
+    flows = read_flow_table(run_dir)
+    calls = read_flow_calls(run_dir, flows)
+    return FlowRun(
+        flows,
+        flow_latency(calls, len(flows)),
+        _unfinished(calls),
+        {w.label: w for w in manifest.stages or ()},
+    )

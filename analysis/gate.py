@@ -7,7 +7,9 @@ describes no load the endpoint will see. A threshold without a scope is checked 
 classes together); ``CLASS:`` restricts it to that class's requests in every stage; ``STAGE:`` to that stage. The
 generator's own cancellations (Ctrl-C, a drain timeout) are not the endpoint's answers and are left out.
 
-**Measures** and their intervals are in :mod:`analysis.gate_measures`.
+**Measures** and their intervals are in :mod:`analysis.gate_measures`; a Python scenario's flow metrics
+(``flow_e2e_p95``, ``flow_error_rate``, ``flow_attainment``: scoped to a stage or nothing) in
+:mod:`analysis.gate_flows`, as the flow analysis computes them.
 
 **Thresholds** pass on the point value (the interval is shown beside it). A percentile whose interval is not
 bounded within the sample (a p99 from fewer than 368 requests) means nothing: the check, and so the run, is
@@ -35,7 +37,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from analysis.flows import FlowRun, read_flow_run
 from analysis.frame import RunData
+from analysis.gate_flows import flow_measure, flow_missing, good_limits, no_flows, not_a_stage
 from analysis.gate_measures import (
     JOINT_CONFIDENCE,
     MIN_BINS,
@@ -53,8 +57,10 @@ from loadtest.spec.slo_flags import (
     Regression,
     Threshold,
     is_ceiling,
+    is_flow,
     parse_regressions,
     thresholds_of_classes,
+    thresholds_of_flow_slo,
 )
 
 __all__ = [
@@ -70,6 +76,7 @@ __all__ = [
     "missing_stages",
     "noise_floors",
     "run_stages",
+    "run_thresholds",
 ]
 
 Verdict = Literal["pass", "fail", "invalid"]
@@ -168,7 +175,7 @@ def _good_slos(data: RunData, thresholds: Sequence[Threshold]) -> dict[str, dict
         given = {
             t.metric: t.limit
             for t in thresholds
-            if t.kind == "latency" and (t.scope is None or t.scope == cls)
+            if t.kind == "latency" and not t.flow and (t.scope is None or t.scope == cls)
         }
         table = given or {k: v for k, v in own.get(cls, {}).items() if k != "attainment"}
         if table:
@@ -195,6 +202,8 @@ _DELIVERED = {
 
 def _missing(metric: str, m: Measure) -> str:
     """Why a measure has no value (or a throughput is 0): nothing succeeded, or nothing had the metric."""
+    if is_flow(metric):
+        return flow_missing(metric, m)
     if m.ok == 0:
         return "no successful request in the stage"
     if metric in _DELIVERED:
@@ -250,6 +259,33 @@ def _regression_check(
     return check("fail" if beyond else "pass", None, ratio=ratio, ratio_low=low, ratio_high=high)
 
 
+def run_thresholds(data: RunData) -> list[Threshold]:
+    """The run's own SLOs as thresholds: its classes' (scoped to each) and a Python scenario's flow SLO."""
+    python = data.manifest.spec.python
+    own = thresholds_of_classes(class_slos(data.manifest.spec.request_classes))
+    return own + thresholds_of_flow_slo(python.slo if python is not None else {})
+
+
+def _flow_checks(
+    data: RunData, flows: FlowRun | None, t: Threshold, thresholds: Sequence[Threshold]
+) -> list[GateCheck]:
+    """A flow threshold's checks, stage by stage (``thresholds``: all of the gate's, for a good flow's limits)."""
+    flag = f"--slo {t.text!r}"
+    if flows is None:
+        raise no_flows(flag)
+    labels = run_stages(data)
+    if t.scope is not None and t.scope not in labels:
+        raise not_a_stage(flag, t.scope, labels)
+    python = data.manifest.spec.python
+    own = python.slo if python is not None else {}
+    return [
+        _threshold_check(
+            t, stage, None, flow_measure(flows, stage, t.metric, t.limit, good_limits(thresholds, stage, own))
+        )
+        for stage in ([t.scope] if t.scope is not None else labels)
+    ]
+
+
 def gate(
     data: RunData,
     validity: Validity,
@@ -267,7 +303,7 @@ def gate(
     baseline in the outputs (default: their directories' names)."""
     notes: list[str] = []
     if not thresholds:
-        thresholds = thresholds_of_classes(class_slos(data.manifest.spec.request_classes))
+        thresholds = run_thresholds(data)
         if thresholds:
             notes.append("thresholds: the scenario's SLOs (no --slo given)")
     defaults = baseline is not None and not regressions
@@ -288,7 +324,13 @@ def gate(
     frames = StageFrames(data, gaps=itl)
     checks: list[GateCheck] = []
     gated: set[str] = set()
+    flows = read_flow_run(data.run_dir, data.manifest) if any(t.flow for t in thresholds) else None
     for t in thresholds:
+        if t.flow:
+            made = _flow_checks(data, flows, t, thresholds)
+            gated.update(c.stage for c in made)
+            checks += made
+            continue
         stages, cls = _scope(t.scope, data, f"--slo {t.text!r}")
         _check_kind(data, t.metric, cls, f"--slo {t.text!r}")
         for stage in stages:

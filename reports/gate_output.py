@@ -47,7 +47,7 @@ def format_value(metric: str, value: float | None) -> str:
     """A metric's value in its unit: latencies in ms, shares in %, throughputs per second."""
     if value is None:
         return _DASH
-    if metric in ("attainment", "error_rate"):
+    if metric in ("attainment", "error_rate", "flow_attainment", "flow_error_rate"):
         return f"{value * 100:.2f} %"
     if metric.endswith("_per_s"):
         return f"{value:,.1f} {'req/s' if metric == 'req_per_s' else 'tok/s'}"

@@ -446,6 +446,22 @@ def write_flow_run(
     return run
 
 
+def write_flow_stages(run: Path, scale: Mapping[str, float], slo: Mapping[str, float] | None = None) -> Path:
+    """A flow run (:func:`write_flow_run`) with, per stage (label: scale), 100 ok flows of one call each, flow i
+    (1 … 100) taking i / 10 × scale seconds (p95 9.505 s × scale), then 4 failed flows, 1 error flow and 2 cancelled
+    ones (no calls); flow SLO ``slo``."""
+    recs: list[RequestRecord] = []
+    flows: list[FlowRecord] = []
+    for label, k in scale.items():
+        for i in range(1, 101):
+            fid, start = f"{label}/{i}", 1000.0 + 20.0 * i
+            recs.append(flow_call(fid, "turn", 0, start, start + i / 10 * k, stage=label, seq=len(recs)))
+            flows.append(flow(fid, "ok", start - 0.1, start + i / 10 * k + 0.1, 1, stage=label))
+        for j, outcome in enumerate(["failed"] * 4 + ["error", "cancelled", "cancelled"]):
+            flows.append(flow(f"{label}/x{j}", outcome, 900.0 + j, 900.5 + j, 0, stage=label))
+    return write_flow_run(run, recs, flows, slo, stages=[{"label": label} for label in scale])
+
+
 def window(raw: Mapping[str, Any]) -> StageWindow:
     """A stage window from its manifest form (``{"label": "s1", "target": {"kind": "rate", "rate": 4.0}}``)."""
     return StageWindow.read(JsonObject(raw, Path("manifest.json"), "stages[0]."))

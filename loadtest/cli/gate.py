@@ -186,13 +186,14 @@ def _missing_stage(stage: str, path: Path, baseline: RunData) -> str:
 def judge(run_dir: Path, opts: GateOptions, prepared: Prepared | None = None, run_slos: bool = False) -> None:
     """Gate ``run_dir`` and write every output asked for; raise :class:`GateFailed` (99) or :class:`RunInvalid`
     (98) unless it passes. Usage mistakes are found before anything is written. ``run_slos`` (``run --gate``):
-    the run's class SLOs — the scenario's merged with the latency ``--slo`` flags, what its report judges — are
-    thresholds too, beside the gate-only ones (error rates, throughputs, stage scopes)."""
-    from analysis import class_slos, load_run
+    the run's class SLOs — the scenario's merged with the latency ``--slo`` flags, what its report judges — and
+    its flow SLO are thresholds too, beside the gate-only ones (error rates, throughputs, flow metrics — an
+    unscoped one replaces the flow SLO's own limit on the metric —, stage scopes)."""
+    from analysis import load_run
     from analysis.gate import gate as judge_run
-    from analysis.gate import run_stages
+    from analysis.gate import run_stages, run_thresholds
     from analysis.validity import validity_of
-    from loadtest.spec.slo_flags import thresholds_of_classes
+    from loadtest.spec.slo_flags import gate_only
     from reports.gate_output import gate_json, gate_junit, gate_markdown, gate_table, printable
 
     prepared = prepared or prepare(opts)
@@ -202,10 +203,9 @@ def judge(run_dir: Path, opts: GateOptions, prepared: Prepared | None = None, ru
     thresholds = list(prepared.thresholds)
     if run_slos:
         labels = set(run_stages(data))
-        own = thresholds_of_classes(class_slos(data.manifest.spec.request_classes))
-        only_gate = [
-            t for t in thresholds if t.kind == "throughput" or t.metric == "error_rate" or t.scope in labels
-        ]
+        only_gate = [t for t in thresholds if gate_only(t) or t.scope in labels]
+        given = {t.metric for t in only_gate if t.flow and t.scope is None}
+        own = [t for t in run_thresholds(data) if not (t.flow and t.metric in given)]
         thresholds = own + only_gate
     result = judge_run(
         data,

@@ -277,6 +277,7 @@ def run(
     flags override it. With no endpoint anywhere, the run goes to the
     embedded simulator.
     """
+    from analysis.gate_flows import no_flows, not_a_stage
     from loadtest.rundir import SUMMARY_FILE
     from loadtest.runner.launch import launch
     from loadtest.runner.live import LiveLine
@@ -357,6 +358,10 @@ def run(
         labels = [stage.label for stage in chosen.stages]
         classes = [c.name for c in chosen.classes]
         for t in thresholds:
+            if t.flow and chosen.python is None:
+                raise no_flows(f"--slo {t.text!r}")
+            if t.flow and t.scope is not None and t.scope not in labels:
+                raise not_a_stage(f"--slo {t.text!r}", t.scope, labels)
             if t.scope is not None and t.scope not in labels and t.scope not in classes:
                 raise ConfigError(
                     f"--slo {t.text!r}: {t.scope!r} is neither a class ({', '.join(classes)}) nor a stage "

@@ -7,7 +7,11 @@
 * ``goodput>=95%`` (or ``attainment>=0.95``): the share of requests meeting every latency SLO of their class;
 * ``error_rate<1%``: failed requests (429s included, the generator's own cancellations not) of all;
 * a throughput is a floor, per second: ``output_tok_per_s>=1200``, ``input_tok_per_s``, ``total_tok_per_s``,
-  ``req_per_s`` (successful requests).
+  ``req_per_s`` (successful requests);
+* a Python scenario's flows (:func:`is_flow`): ``flow_e2e_p95<10s`` (a ceiling, as a latency), ``flow_error_rate<5%``
+  (flows that ended ``failed`` or ``error`` of those that ended, cancelled ones left out) and
+  ``flow_attainment>=90%`` (flows that ended ``ok`` within the flow latency limits, of the same). Scoped to a stage
+  only (a flow spans classes), and the gate's alone: never a class's SLO.
 
 ``<`` and ``<=`` mean the same (a ceiling is met at the limit), as do ``>`` and ``>=``. ``SCOPE`` names a request
 class or a stage label; the gate (:mod:`analysis.gate`) resolves it against the run. For ``loadtest run`` the
@@ -27,14 +31,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loadtest.errors import ConfigError
-from loadtest.spec.scenario import SLO_METRICS, parse_slo
+from loadtest.spec.pyscenario import FLOW_SLO_METRICS
+from loadtest.spec.scenario import SLO_METRICS, parse_flow_slo, parse_slo
 
 __all__ = [
     "DEFAULT_REGRESSIONS",
+    "FLOW_SHARES",
     "THROUGHPUT_METRICS",
     "Regression",
     "Threshold",
+    "gate_only",
     "is_ceiling",
+    "is_flow",
     "metric_kind",
     "parse_noise_floors",
     "parse_regressions",
@@ -42,23 +50,35 @@ __all__ = [
     "parse_thresholds",
     "slo_tables",
     "thresholds_of_classes",
+    "thresholds_of_flow_slo",
 ]
 
 MetricKind = Literal["latency", "share", "throughput"]
 
 THROUGHPUT_METRICS = ("output_tok_per_s", "input_tok_per_s", "total_tok_per_s", "req_per_s")
-_SHARES = {"goodput": "attainment", "attainment": "attainment", "error_rate": "error_rate"}
+FLOW_SHARES = ("flow_error_rate", "flow_attainment")
+_SHARES = {
+    "goodput": "attainment",
+    "attainment": "attainment",
+    "error_rate": "error_rate",
+    **{name: name for name in FLOW_SHARES},
+}
+_CEILINGS = ("error_rate", "flow_error_rate")
 _FORM = re.compile(
     r"^(?:(?P<scope>[^:<>=]+):)?(?P<metric>[A-Za-z_][A-Za-z_0-9.]*)\s*(?P<op><=|<|>=|>)\s*(?P<limit>[^<>=\s].*)$"
 )
 _CHANGE = re.compile(r"^(?:(?P<scope>[^:]+):)?(?P<metric>[A-Za-z_][A-Za-z_0-9.]*)\s*:\s*(?P<change>[-+]\S*)$")
-_SLO_HELP = "--slo takes [SCOPE:]METRIC<LIMIT, e.g. 'ttft_p95<800ms', 'error_rate<1%' or 'goodput>=95%'"
+_SLO_HELP = (
+    "--slo takes [SCOPE:]METRIC<LIMIT, e.g. 'ttft_p95<800ms', 'error_rate<1%', 'goodput>=95%' "
+    "or 'flow_e2e_p95<10s'"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """One ``--slo``: ``metric`` is ``ttft_p95`` …, ``attainment``, ``error_rate`` or a throughput; ``limit`` in
-    seconds, as a fraction, or per second; ``scope`` a class or stage name (None: every stage, all classes)."""
+    """One ``--slo``: ``metric`` is ``ttft_p95`` …, ``attainment``, ``error_rate``, a throughput or a flow metric;
+    ``limit`` in seconds, as a fraction, or per second; ``scope`` a class or stage name (None: every stage, all
+    classes)."""
 
     text: str
     scope: str | None
@@ -72,6 +92,10 @@ class Threshold:
     @property
     def ceiling(self) -> bool:
         return is_ceiling(self.metric)
+
+    @property
+    def flow(self) -> bool:
+        return is_flow(self.metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +118,19 @@ DEFAULT_REGRESSIONS = ("ttft_p95:+10%", "tpot_p50:+10%", "output_tok_per_s:-10%"
 
 def is_ceiling(metric: str) -> bool:
     """A limit on ``metric`` is one the value must stay at or under (a latency, the error rate); else a floor."""
-    return metric_kind(metric) == "latency" or metric == "error_rate"
+    return metric_kind(metric) == "latency" or metric in _CEILINGS
+
+
+def is_flow(metric: str) -> bool:
+    """A metric of a Python scenario's flows (``flow_e2e_p95``, ``flow_error_rate``, ``flow_attainment``), not of
+    requests."""
+    return metric in FLOW_SHARES or _flow_latency_name(metric)
 
 
 def metric_kind(metric: str) -> MetricKind:
     if metric in THROUGHPUT_METRICS:
         return "throughput"
-    if metric in ("attainment", "error_rate"):
+    if metric in ("attainment", "error_rate", *FLOW_SHARES):
         return "share"
     return "latency"
 
@@ -119,30 +149,31 @@ def parse_thresholds(items: Iterable[str]) -> list[Threshold]:
         ceiling = op in ("<", "<=")
         if metric in _SHARES:
             key = _SHARES[metric]
-            if (key == "error_rate") != ceiling:
+            if (key in _CEILINGS) != ceiling:
                 want, fix = (
-                    ("ceiling", f"{metric}<{limit}")
-                    if key == "error_rate"
-                    else ("floor", f"{metric}>={limit}")
+                    ("ceiling", f"{metric}<{limit}") if key in _CEILINGS else ("floor", f"{metric}>={limit}")
                 )
                 raise ConfigError(f"--slo {item!r}: {metric} is a {want}, write {fix}")
-            value = _share(limit, item, allow_zero=key == "error_rate")
+            value = _share(limit, item, allow_zero=key in _CEILINGS)
         elif metric in THROUGHPUT_METRICS:
             key = metric
             if ceiling:
                 raise ConfigError(f"--slo {item!r}: a throughput is a floor, write {metric}>={limit}")
             value = _rate(limit, item)
         else:
-            if not _latency_name(metric):
+            flow = _flow_latency_name(metric)
+            if not flow and not _latency_name(metric):
                 raise ConfigError(
                     f"--slo {item!r}: unknown SLO '{metric}' (use e.g. ttft_p95, tpot_p50, itl_p99, e2e_p90, "
-                    f"error_rate, goodput, {', '.join(THROUGHPUT_METRICS)})"
+                    f"error_rate, goodput, {', '.join(THROUGHPUT_METRICS)}; for flows flow_e2e_p95, "
+                    f"{', '.join(FLOW_SHARES)})"
                 )
             if not ceiling:
                 raise ConfigError(f"--slo {item!r}: a latency SLO is a ceiling, write {metric}<{limit}")
             if not limit.rstrip(".0123456789"):
                 raise ConfigError(f"--slo {item!r}: give the limit a unit, e.g. {metric}<{limit}ms")
-            key, value = metric, parse_slo({metric: limit}, f"--slo {item!r}")[metric]
+            parse = parse_flow_slo if flow else parse_slo
+            key, value = metric, parse({metric: limit}, f"--slo {item!r}")[metric]
         if (scope, key) in seen:
             raise ConfigError(f"--slo {key} is given twice" + (f" for {scope}" if scope else ""))
         seen.add((scope, key))
@@ -154,23 +185,28 @@ def slo_tables(
     thresholds: Iterable[Threshold], skip_scopes: Iterable[str] = ()
 ) -> dict[str | None, dict[str, float]]:
     """``{class or None (every class): {slo key: limit}}``: the latency and goodput thresholds as the SLO tables a
-    run's classes carry; error rates and throughputs are the gate's alone, as are scopes in ``skip_scopes`` (a
-    run's stage labels)."""
+    run's classes carry; error rates, throughputs and flow metrics are the gate's alone, as are scopes in
+    ``skip_scopes`` (a run's stage labels)."""
     skip = set(skip_scopes)
     out: dict[str | None, dict[str, float]] = {}
     for t in thresholds:
-        if t.kind == "throughput" or t.metric == "error_rate" or t.scope in skip:
+        if gate_only(t) or t.scope in skip:
             continue
         out.setdefault(t.scope, {})[t.metric] = t.limit
     return out
 
 
+def gate_only(t: Threshold) -> bool:
+    """A threshold only a gate judges, never a class's SLO: an error rate, a throughput, a flow metric."""
+    return t.kind == "throughput" or t.metric == "error_rate" or t.flow
+
+
 def parse_slo_flags(items: Iterable[str]) -> dict[str | None, dict[str, float]]:
-    """``loadtest run``'s SLO tables from ``--slo`` values when no gate follows: error rates and throughputs mean
-    something only to a gate, so they are refused here with the way to gate."""
+    """``loadtest run``'s SLO tables from ``--slo`` values when no gate follows: error rates, throughputs and flow
+    metrics mean something only to a gate, so they are refused here with the way to gate."""
     thresholds = parse_thresholds(items)
     for t in thresholds:
-        if t.kind == "throughput" or t.metric == "error_rate":
+        if gate_only(t):
             raise ConfigError(
                 f"--slo {t.text!r} is a gate threshold: add --gate (or run loadtest gate RUN after)"
             )
@@ -191,6 +227,10 @@ def parse_regressions(items: Iterable[str]) -> list[Regression]:
         scope, metric, change = found.group("scope"), found.group("metric"), found.group("change")
         scope = scope.strip() if scope else None
         kind = metric_kind(metric)
+        if is_flow(metric):
+            raise ConfigError(
+                f"--max-regression {item!r}: flow metrics are not compared with a baseline; gate {metric} with --slo"
+            )
         if kind == "share":
             raise ConfigError(
                 f"--max-regression {item!r}: compare latency percentiles or throughputs; gate {metric} with --slo"
@@ -225,6 +265,17 @@ def _latency_name(metric: str) -> bool:
     """``ttft_p95``, ``itl_p99.9``: a latency metric and a percentile in (0, 100)."""
     name, sep, pct = metric.rpartition("_p")
     if not sep or name not in SLO_METRICS:
+        return False
+    try:
+        return 0 < float(pct) < 100
+    except ValueError:
+        return False
+
+
+def _flow_latency_name(metric: str) -> bool:
+    """``flow_e2e_p95``: a flow latency metric and a percentile in (0, 100)."""
+    name, sep, pct = metric.rpartition("_p")
+    if not sep or name not in FLOW_SLO_METRICS:
         return False
     try:
         return 0 < float(pct) < 100
@@ -300,4 +351,18 @@ def thresholds_of_classes(slos: Mapping[str, Mapping[str, float]]) -> list[Thres
                 else f"{cls}:{key}<{limit * 1000:.6g}ms"
             )
             out.append(Threshold(text, cls, key, float(limit)))
+    return out
+
+
+def thresholds_of_flow_slo(slo: Mapping[str, float]) -> list[Threshold]:
+    """A Python scenario's flow SLO (``{"flow_e2e_p95": 10.0, "attainment": 0.9}``) as unscoped flow thresholds (what
+    the gate judges when given none)."""
+    out = []
+    for key, limit in slo.items():
+        if key == "attainment":
+            out.append(
+                Threshold(f"flow_attainment>={limit * 100:.4g}%", None, "flow_attainment", float(limit))
+            )
+        elif _flow_latency_name(key):
+            out.append(Threshold(f"{key}<{limit * 1000:.6g}ms", None, key, float(limit)))
     return out

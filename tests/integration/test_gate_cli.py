@@ -11,7 +11,7 @@ import orjson
 import pytest
 import xmlschema
 
-from tests.helpers import only_run_dir, refused, run_cli
+from tests.helpers import only_run_dir, refused, run_cli, write_flow_stages
 
 SCHEMA = Path(__file__).parents[1] / "unit" / "data" / "junit-10.xsd"
 # 8 users of 16-token answers for 4 s: ~200 requests, enough to bound a p95 at √95 % in each run
@@ -220,3 +220,23 @@ def test_run_gate_refuses_a_baseline_without_its_stages_before_the_load(tmp_path
 
 def test_a_run_is_not_its_own_baseline(runs: dict[str, Path]) -> None:
     refused(run_cli("gate", str(runs["base"]), "--baseline", str(runs["base"])), 2, "is the run being gated")
+
+
+def test_the_gate_judges_a_python_scenarios_flows(runs: dict[str, Path], tmp_path: Path) -> None:
+    # a hand-built flow run: 100 ok flows of 0.1 … 10.0 s (p95 9.505 s, its interval [9.0 s, 10.0 s]) in s1
+    run = write_flow_stages(tmp_path / "flows", {"s1": 1.0}, {"flow_e2e_p95": 10.0})
+    junit = tmp_path / "gate.xml"
+    proc = run_cli("gate", str(run), "--slo", "flow_e2e_p95<9s", "--junit", str(junit))
+    refused(proc, 99, "gate failed: flow_e2e_p95<9s [s1]")
+    assert re.search(
+        r"flow_e2e_p95<9s\s+s1\s+9,505 ms\s+\[9,000 ms, 10,000 ms\]\s+≤ 9,000 ms\s+FAIL", proc.stdout
+    )
+    xmlschema.XMLSchema(str(SCHEMA)).validate(junit.read_text())
+    assert 'name="flow_e2e_p95&lt;9s [s1]"' in junit.read_text()
+    own = run_cli("gate", str(run))  # no --slo: the scenario's flow SLO, 10 s
+    assert own.returncode == 0 and "flow_e2e_p95<10000ms" in own.stdout, own.stdout + own.stderr
+    refused(
+        run_cli("gate", str(runs["again"]), "--slo", "flow_e2e_p95<10s"),
+        2,
+        "--slo 'flow_e2e_p95<10s': the run has no flows",
+    )
