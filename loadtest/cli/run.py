@@ -286,7 +286,7 @@ def run(
     from loadtest.spec.processes import AUTO, auto_processes, usable_cpus
     from loadtest.spec.scenario import load_scenario
     from loadtest.spec.simulator import SimSettings
-    from loadtest.spec.slo_flags import parse_slo_flags, parse_thresholds, slo_tables
+    from loadtest.spec.slo_flags import flow_slo_of, parse_slo_flags, parse_thresholds, slo_tables
     from reports import render_load_table, render_quota_note, render_stage_table, summary_json
     from scenarios import find_shipped
 
@@ -327,6 +327,7 @@ def run(
         sweep_points=opts["sweep_points"],
         simulator=sim_opts,
         slos={} if gate_run else parse_slo_flags(opts["slo"]),
+        flow_slo=flow_slo_of(parse_thresholds(opts["slo"])),
         peak_tokens_per_min=opts["peak_tpm"],
         peak_requests_per_s=opts["peak_rps"],
         peak_flows_per_s=opts["peak_fps"],

@@ -93,6 +93,9 @@ class Overrides:
     slos: Mapping[str | None, Mapping[str, float]] = field(
         default_factory=dict
     )  # by class; None: every class
+    flow_slo: Mapping[str, float] = field(
+        default_factory=dict
+    )  # a Python scenario's (flow_e2e_p95, attainment)
     peak_tokens_per_min: float | None = None
     peak_requests_per_s: float | None = None
     peak_flows_per_s: float | None = None  # --peak-fps: a Python scenario's
@@ -130,6 +133,7 @@ def _stages(ov: Overrides, duration: float, stage_defaults: dict[str, Any]) -> t
 
 def scenario_from_flags(ov: Overrides) -> Scenario:
     """The scenario the flags describe when no scenario file is given."""
+    _no_flow_slo(ov)
     simulated = ov.endpoint is None
     kind = ov.kind or "chat"
     _check_scopes(ov, (kind,))
@@ -183,16 +187,24 @@ def python_from_flags(path: Path, ov: Overrides) -> Scenario:
     """``loadtest run my_flow.py``: the module with the flags' endpoint, stages and plan (the defaults of a run
     without a scenario file), and no step declared until a ``--slo STEP:...`` names one."""
     _check_python_flags(ov)
-    base = scenario_from_flags(dataclasses.replace(ov, slos={}, peak_flows_per_s=None))
+    base = scenario_from_flags(dataclasses.replace(ov, slos={}, flow_slo={}, peak_flows_per_s=None))
     scenario = dataclasses.replace(
         base,
         plan=_plan(ov, None, base.endpoint is None, python=True),
         name=ov.name or path.stem,
         classes=(),
         source=str(path),
-        python=PythonScenario(module=str(path), source=read_module(path)),
+        python=PythonScenario(module=str(path), source=read_module(path), slo=dict(ov.flow_slo)),
     )
     return _python_slos(scenario, ov)
+
+
+def _no_flow_slo(ov: Overrides) -> None:
+    if ov.flow_slo:
+        raise ConfigError(
+            f"--slo {', '.join(ov.flow_slo)}: a flow SLO is a Python scenario's (docs/scenarios-python.md), "
+            "and this run has none"
+        )
 
 
 def _check_python_flags(ov: Overrides) -> None:
@@ -324,8 +336,14 @@ def apply_overrides(scenario: Scenario, ov: Overrides) -> Scenario:
         prompt_tokens=ov.prompt_tokens,
         output_tokens=ov.max_tokens,
     )
+    if scenario.python is None:
+        _no_flow_slo(ov)
     if scenario.python is not None:
         _check_python_flags(ov)
+        if ov.flow_slo:
+            changes["python"] = dataclasses.replace(
+                scenario.python, slo={**scenario.python.slo, **ov.flow_slo}
+            )
     elif class_changes:
         changes["classes"] = tuple(
             dataclasses.replace(

@@ -40,6 +40,7 @@ __all__ = [
     "THROUGHPUT_METRICS",
     "Regression",
     "Threshold",
+    "flow_slo_of",
     "gate_only",
     "is_ceiling",
     "is_flow",
@@ -201,12 +202,29 @@ def gate_only(t: Threshold) -> bool:
     return t.kind == "throughput" or t.metric == "error_rate" or t.flow
 
 
+def flow_slo_of(thresholds: Iterable[Threshold]) -> dict[str, float]:
+    """The flow SLO a Python scenario's run judges (its ``[python] slo``) from the unscoped ``flow_e2e_pXX`` and
+    ``flow_attainment`` thresholds: ``{"flow_e2e_p95": 10.0, "attainment": 0.9}``."""
+    out: dict[str, float] = {}
+    for t in thresholds:
+        if t.scope is None and t.metric == "flow_attainment":
+            out["attainment"] = t.limit
+        elif t.scope is None and _flow_latency_name(t.metric):
+            out[t.metric] = t.limit
+    return out
+
+
+def _sets_flow_slo(t: Threshold) -> bool:
+    return t.scope is None and (t.metric == "flow_attainment" or _flow_latency_name(t.metric))
+
+
 def parse_slo_flags(items: Iterable[str]) -> dict[str | None, dict[str, float]]:
-    """``loadtest run``'s SLO tables from ``--slo`` values when no gate follows: error rates, throughputs and flow
-    metrics mean something only to a gate, so they are refused here with the way to gate."""
+    """``loadtest run``'s SLO tables from ``--slo`` values when no gate follows: error rates, throughputs and the
+    other flow metrics mean something only to a gate, so they are refused here with the way to gate; an unscoped
+    flow latency or attainment is the run's flow SLO (:func:`flow_slo_of`), not a class's."""
     thresholds = parse_thresholds(items)
     for t in thresholds:
-        if gate_only(t):
+        if gate_only(t) and not _sets_flow_slo(t):
             raise ConfigError(
                 f"--slo {t.text!r} is a gate threshold: add --gate (or run loadtest gate RUN after)"
             )

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from loadtest.errors import ConfigError
-from loadtest.spec.assemble import Overrides, apply_overrides, python_from_flags
+from loadtest.spec.assemble import Overrides, apply_overrides, python_from_flags, scenario_from_flags
 from loadtest.spec.pyscenario import DEFAULT_FLOW_TOKENS, PythonScenario, read_module, scenario_failure
 from loadtest.spec.runspec import RunSpec
 from loadtest.spec.scenario import load_scenario
-from loadtest.spec.slo_flags import parse_slo_flags
+from loadtest.spec.slo_flags import flow_slo_of, parse_slo_flags, parse_thresholds
 
 MODULE = (
     "from loadtest.flows import FlowUser, task\n"
@@ -149,3 +149,26 @@ def test_the_engines_line_about_a_module_it_could_not_load_is_found(tmp_path: Pa
     log.write_text("Traceback (most recent call last):\n")
     assert scenario_failure(log) is None
     assert scenario_failure(tmp_path / "missing.log") is None
+
+
+def test_an_unscoped_flow_slo_flag_is_the_runs_flow_slo(tmp_path: Path) -> None:
+    path = tmp_path / "flow.py"
+    path.write_text(MODULE)
+    flags = ("flow_e2e_p95<8s", "flow_attainment>=80%", "turn:ttft_p95<1s")
+    ov = Overrides(slos=parse_slo_flags(flags), flow_slo=flow_slo_of(parse_thresholds(flags)))
+    scenario = python_from_flags(path, ov)
+    assert scenario.python is not None and scenario.python.slo == {"flow_e2e_p95": 8.0, "attainment": 0.8}
+    assert [(c.name, c.slo) for c in scenario.classes] == [("turn", {"ttft_p95": 1.0})]
+    # over a TOML's own flow SLO, the flag wins for its metric
+    toml = load_scenario(
+        write(tmp_path, '[python]\nmodule = "flow.py"\nslo = {flow_e2e_p95 = "20s", flow_e2e_p50 = "5s"}\n')
+    )
+    changed = apply_overrides(toml, Overrides(flow_slo={"flow_e2e_p95": 8.0}))
+    assert changed.python is not None and changed.python.slo == {"flow_e2e_p95": 8.0, "flow_e2e_p50": 5.0}
+    # a gate's other flow thresholds, or a stage-scoped one, are refused without --gate
+    for flag in ("flow_error_rate<5%", "s1:flow_e2e_p95<8s"):
+        with pytest.raises(ConfigError, match="is a gate threshold: add --gate"):
+            parse_slo_flags((flag,))
+    # and a run without a Python scenario has no flow SLO to set
+    with pytest.raises(ConfigError, match="a flow SLO is a Python scenario's"):
+        scenario_from_flags(Overrides(flow_slo={"flow_e2e_p95": 8.0}))
