@@ -18,7 +18,7 @@ from loadtest.cli.options import seconds as _seconds
 from loadtest.cli.options import server_metrics as _server_metrics
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError, RunInvalid
 from loadtest.model.serving import DEFAULT_MAX_BATCH
-from loadtest.rundir.manifest import WORKER_LOST
+from loadtest.rundir.manifest import SCENARIO_BROKEN, WORKER_LOST
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.runspec import DEFAULT_MAX_CONCURRENCY, one_peak
 
@@ -421,12 +421,15 @@ def run(
     _report(outcome.run_dir)
     if outcome.status == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
-    stopped = None
+    stopped: LoadtestError | None = None
     if (
         outcome.failure is not None
-    ):  # one line; exit 3 for a dead endpoint, 1 for a lost worker (also with --gate)
+    ):  # one line; exit 3 for a dead endpoint, 1 for a lost worker, 2 for a scenario's user (also with --gate)
         line = f"{outcome.failure.reason}: stopped; {outcome.records:,} records kept in {outcome.run_dir}"
-        stopped = LoadtestError(line) if outcome.failure.kind == WORKER_LOST else EndpointError(line)
+        if outcome.failure.kind == SCENARIO_BROKEN:
+            stopped = ConfigError(line)
+        else:
+            stopped = LoadtestError(line) if outcome.failure.kind == WORKER_LOST else EndpointError(line)
     if gate_run:  # a failed engine's run is judged too: invalid (98), with the outputs CI keeps
         click.echo()
         try:

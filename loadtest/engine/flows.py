@@ -25,6 +25,7 @@ engine process, after :mod:`loadtest.engine.roles` has monkey-patched it. Users 
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import random
 import re
@@ -59,7 +60,7 @@ _CONTROL = (StopUser, InterruptTaskSet, RescheduleTask, RescheduleTaskImmediatel
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What one call got back: the answer's ``text`` (streamed chunks joined; empty after a failure), the
+    """What one call got back: the answer's ``text`` (the chunks that arrived, joined), the
     ``vectors`` of an embeddings call, and the call's ``record`` (its timings, usage and error)."""
 
     text: str
@@ -252,12 +253,18 @@ class FlowUser(User):
                 f"step {name!r} is already a {known} step: give the {kind} call its own name= "
                 "(a step's records are analysed together)"
             )
+        built = [build(engine)]  # a body that cannot be built is the scenario's error before it is a step
         index = flow.steps
         flow.steps += 1
         seq = engine.next_closed_seq()
         scheduled_at = flow.scheduled_at if index == 0 else engine.clock()
         record, capture = engine.attempts(
-            seq, scheduled_at, lambda: build(engine), engine.flow_capture, flow.ctx, (flow.flow_id, index)
+            seq,
+            scheduled_at,
+            lambda: built.pop() if built else build(engine),  # a retry builds it again
+            engine.flow_capture,
+            flow.ctx,
+            (flow.flow_id, index),
         )
         if record.ok:
             flow.prompt_tokens += record.prompt_tokens or 0
@@ -278,7 +285,9 @@ class FlowUser(User):
         if engine is None:  # a worker's users can spawn before the run's spec arrives
             gevent.sleep(0.05)
             return
-        if self._failed_start:  # without what on_start was to prepare, no flow can run: idle till the end
+        if (
+            self._failed_start
+        ):  # its on_start raised and the run is stopping: no flow without what it prepared
             engine.gate.wait_change()
             return
         ticket = next_ticket(engine, self.pacing.index)
@@ -300,11 +309,14 @@ class FlowUser(User):
             task(self)
         except CallFailed as exc:
             outcome, detail = "failed", str(exc)
-        except _CONTROL:
+        except _CONTROL as exc:  # Locust's own way out of a task: the flow did not end, it was stopped
+            outcome, detail = "cancelled", f"Locust's {type(exc).__name__} ended the task"
             raise
         except Exception as exc:
             outcome, detail, where = "error", _describe(exc, engine), _where(exc, engine)
-            _report_error(engine, type(self).__name__, task_name, detail, where)
+            # the drain may run out while the report is on its way (a worker's message): the error is the outcome
+            with contextlib.suppress(DrainCut):
+                _report_error(engine, type(self).__name__, task_name, detail, where)
         except DrainCut:  # its stage's drain timed out: the flow ends here, the user goes on
             outcome, detail = "cancelled", "its stage's drain timed out (drain_timeout) before the flow ended"
         except BaseException:
@@ -341,8 +353,8 @@ def _as_flow(task: Any) -> Callable[[FlowUser], None]:
 
 
 def _guarded(on_start: _F) -> _F:
-    """``on_start`` whose exception is one reported line (file:line) and leaves this user idle (no flow runs without
-    what on_start was to prepare; the others go on)."""
+    """``on_start`` whose exception is one reported line (file:line) and stops the run (exit 2): a user that could
+    not start would leave its stages with less load than they say."""
 
     def run(user: FlowUser) -> None:
         try:
@@ -353,10 +365,13 @@ def _guarded(on_start: _F) -> _F:
             engine = LLMUser.engine
             if engine is None:
                 raise
-            _report_error(
-                engine, type(user).__name__, "on_start", _describe(exc, engine), _where(exc, engine)
-            )
+            detail, where = _describe(exc, engine), _where(exc, engine)
+            _report_error(engine, type(user).__name__, "on_start", detail, where)
             user._failed_start = True
+            engine.abort(
+                f"{where + ': ' if where else ''}{detail} (in {type(user).__name__}.on_start): a user could not "
+                "start, so the stages would not offer the load they say"
+            )
 
     run._loadtest_guarded = True  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]
@@ -402,19 +417,21 @@ def _describe(exc: BaseException, engine: Engine) -> str:
 
 
 def _where(exc: BaseException, engine: Engine) -> str | None:
-    """``file.py:LINE`` of the innermost frame in the scenario's module (else the innermost frame)."""
+    """``file.py:LINE`` of the innermost frame in the scenario's module (else of the innermost frame)."""
     module = engine.spec.python.module if engine.spec.python is not None else None
+    return _innermost(exc, module) or _innermost(exc, None)
+
+
+def _innermost(exc: BaseException, path: str | None) -> str | None:
+    """``file.py:LINE`` of the innermost frame of ``exc``'s traceback in the file ``path`` (any file: None)."""
     tb = exc.__traceback__
     found: str | None = None
-    last: str | None = None
     while tb is not None:
         code = tb.tb_frame.f_code
-        here = f"{Path(code.co_filename).name}:{tb.tb_lineno}"
-        last = here
-        if module is not None and code.co_filename == module:
-            found = here
+        if path is None or code.co_filename == path:
+            found = f"{Path(code.co_filename).name}:{tb.tb_lineno}"
         tb = tb.tb_next
-    return found or last
+    return found
 
 
 def _vectors(body: bytes | None) -> list[list[float]] | None:
@@ -441,18 +458,17 @@ def load_users(python: PythonScenario) -> list[type[FlowUser]]:
     lines = python.source.splitlines(keepends=True)
     linecache.cache[path] = (len(python.source), None, lines, path)  # tracebacks show the lines shipped
     sys.modules[name] = module
+    folder = str(Path(path).parent)
+    if Path(folder).is_dir() and folder not in sys.path:
+        sys.path.insert(
+            0, folder
+        )  # its sibling modules import, as a locustfile's do (on each worker's machine)
     try:
         exec(compile(python.source, path, "exec"), module.__dict__)
     except ScenarioModuleError as exc:
         raise ScenarioModuleError(f"{Path(path).name}: {exc}") from None
     except Exception as exc:
-        tb = exc.__traceback__
-        line = None
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == path:
-                line = tb.tb_lineno
-            tb = tb.tb_next
-        where = f"{Path(path).name}:{line}" if line else Path(path).name
+        where = _innermost(exc, path) or Path(path).name
         raise ScenarioModuleError(f"{where}: {type(exc).__name__}: {exc}") from None
     found = {
         value.__name__: value

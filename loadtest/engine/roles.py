@@ -42,6 +42,7 @@ import random  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -56,9 +57,9 @@ from loadtest.engine.distribute import split_evenly, users_per_worker  # noqa: E
 from loadtest.engine.flows import ScenarioModuleError, load_users  # noqa: E402
 from loadtest.engine.health import AbortWatch  # noqa: E402
 from loadtest.engine.users import Engine, LLMUser  # noqa: E402
-from loadtest.errors import EXIT_INTERRUPTED, EndpointError, LoadtestError  # noqa: E402
+from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError  # noqa: E402
 from loadtest.rundir.files import SPEC_FILE  # noqa: E402
-from loadtest.rundir.manifest import WORKER_LOST, RunFailure  # noqa: E402
+from loadtest.rundir.manifest import SCENARIO_BROKEN, WORKER_LOST, RunFailure  # noqa: E402
 from loadtest.spec.pyscenario import SCENARIO_FAILED  # noqa: E402
 from loadtest.spec.runspec import RunSpec, Stage  # noqa: E402
 
@@ -197,12 +198,26 @@ def _watch_endpoint(recorder: Recorder, spec: RunSpec, stop: Event) -> None:
 
 def _exit_code(recorder: Recorder, interrupted: list[str]) -> int:
     """130 when a signal stopped the run, 3 (:class:`EndpointError`) when its endpoint was dead, 1 when a worker was
-    lost, else 0."""
+    lost, 2 when a Python scenario's users could not start, else 0."""
     if interrupted:
         return EXIT_INTERRUPTED
     if recorder.failure is None:
         return 0
+    if recorder.failure.kind == SCENARIO_BROKEN:
+        return ConfigError.exit_code
     return LoadtestError.exit_code if recorder.failure.kind == WORKER_LOST else EndpointError.exit_code
+
+
+def _abort_for_scenario(recorder: Recorder, stop: Event) -> Callable[[str], None]:
+    """How this process stops a run whose Python scenario cannot run as its stages say: the failure written (the
+    first wins), the run stopped."""
+
+    def abort(reason: str) -> None:
+        at = time.time()
+        recorder.fail(RunFailure(SCENARIO_BROKEN, reason, at, at, 0.0, recorder.stage_label))
+        stop.set()
+
+    return abort
 
 
 def _watch_workers(
@@ -257,6 +272,7 @@ def run_local(spec: RunSpec, run_dir: Path) -> int:
     engine = Engine(spec, f"local-{os.getpid()}", 0, 1, recorder.write)
     engine.flow_sink = recorder.write_flows
     engine.report = lambda kind, fields: recorder.event(kind, **fields)  # a scenario's on_start runs at spawn
+    engine.abort = _abort_for_scenario(recorder, stop)
     LLMUser.engine = engine
     runner = Environment(user_classes=_user_classes(spec, 0)).create_local_runner()
     users = _spawn_users(runner, engine.users, stop)
@@ -311,6 +327,8 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
     runner.register_message(
         "lt_event", lambda environment, msg: recorder.event(msg.data["kind"], **msg.data["fields"])
     )
+    scenario_abort = _abort_for_scenario(recorder, stop)
+    runner.register_message("lt_abort", lambda environment, msg: scenario_abort(str(msg.data["reason"])))
     runner.register_message(
         "lt_closed",
         lambda environment, msg: conductor.on_closed(msg.node_id, msg.data) if conductor else None,
@@ -331,7 +349,8 @@ def run_master(spec: RunSpec, run_dir: Path, workers: int, bind_host: str, port:
     while len(ready) < workers and time.monotonic() < deadline + 30 and not stop.is_set():
         gevent.sleep(0.05)
     per_worker = users_per_worker(spec.pool_size, workers)
-    users = _spawn_users(runner, per_worker * workers, stop)
+    # a worker that could not load the scenario stopped the run before it was ready: spawn nothing it lacks
+    users = 0 if stop.is_set() else _spawn_users(runner, per_worker * workers, stop)
     recorder.event("run_start", users=users, workers=workers)
     conductor = MasterConductor(spec, recorder, stop, runner, ids)
     watcher = gevent.spawn(_watch_workers, runner, conductor, names, recorder, stop)
@@ -363,11 +382,12 @@ def run_worker(master_host: str, port: int) -> int:
         name = f"worker{msg.data['index']}-{os.getpid()}"
         try:
             runner.environment.user_classes = _user_classes(spec, msg.data["index"])
-        except ScenarioModuleError as exc:  # the master loaded the same module first: not expected here
-            report("scenario_error", {"where": None, "detail": str(exc), "by": name})
+        except ScenarioModuleError as exc:  # the master loaded it: this machine lacks what the module needs
+            runner.send_message("lt_abort", {"reason": f"{name} could not load the scenario: {exc}"})
             return
         engine = LLMUser.engine = Engine(spec, name, msg.data["index"], msg.data["workers"], forwarder)
         engine.flow_sink = forwarder.flow
+        engine.abort = lambda reason: runner.send_message("lt_abort", {"reason": reason})
         greenlets.append(gevent.spawn(forwarder.forever))
         engine.report = report
         greenlets.append(gevent.spawn(engine.refresh_credentials_forever, report))

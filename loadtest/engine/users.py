@@ -166,6 +166,8 @@ class Engine:
         self.burn_s = burn_seconds(os.environ)  # the test hook (module docstring); None in every real run
         self._watchers: list[gevent.Greenlet] = []
         self.report: Callable[[str, dict[str, Any]], None] = lambda _kind, _fields: None
+        # stop the run: a Python scenario that cannot run as its stages say (set by the role running this process)
+        self.abort: Callable[[str], None] = lambda _reason: None
 
     def refresh_credentials_forever(self, report: Callable[[str, dict[str, Any]], None]) -> None:
         """OAuth tokens expire: refresh ahead of expiry while the run goes on (a failure keeps the old token).

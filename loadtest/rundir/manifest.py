@@ -29,6 +29,7 @@ from loadtest.spec.simulator import SIM_KEYS, SimSettings
 __all__ = [
     "FORMAT",
     "READ_FORMATS",
+    "SCENARIO_BROKEN",
     "WORKER_LOST",
     "GeneratorVerdict",
     "Host",
@@ -238,6 +239,9 @@ class GeneratorVerdict:
 WORKER_LOST: Final = (
     "worker_lost"  # a RunFailure kind: the master lost a worker, and with it part of the load
 )
+SCENARIO_BROKEN: Final = (
+    "scenario"  # a RunFailure kind: a Python scenario's users could not start (its own bug)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +249,11 @@ class RunFailure:
     """Why the engine stopped a run early (its status is then ``failed``): ``kind`` ``unreachable`` (every request
     failed to connect or got no response) or ``server_error`` (every one answered with a 5xx) from ``since`` to
     ``at`` (epoch seconds), for at least ``after_s`` (``--abort-after``), decided in ``stage``; or
-    :data:`WORKER_LOST` (the master heard no heartbeat from a worker for ``after_s``). ``reason`` is the one line
-    the run printed (its clock time is the run's local time). From the engine's ``run_aborted`` event
-    (:mod:`loadtest.engine.health`, :mod:`loadtest.engine.roles`); ``stage`` is written as ``null`` when unknown."""
+    :data:`WORKER_LOST` (the master heard no heartbeat from a worker for ``after_s``); or :data:`SCENARIO_BROKEN` (a
+    Python scenario's user could not start: its ``on_start`` raised, or a worker could not load the module).
+    ``reason`` is the one line the run printed (its clock time is the run's local time). From the engine's
+    ``run_aborted`` event (:mod:`loadtest.engine.health`, :mod:`loadtest.engine.roles`); ``stage`` is written as
+    ``null`` when unknown."""
 
     kind: str
     reason: str

@@ -228,9 +228,14 @@ def _execute(
         elif event.get("event") == "scenario_error" and (event.get("where"), event.get("detail")) not in said:
             said.add((event.get("where"), event.get("detail")))
             where = f"{event['where']}: " if event.get("where") else ""
+            counted = (
+                "the run stops"
+                if event.get("task") == "on_start"
+                else "each flow it ends is counted as a flow error"
+            )
             echo(
-                f"warning: scenario error: {where}{event.get('detail')} (in {event.get('user')}.{event.get('task')}; "
-                "each flow it ends is counted as a flow error)"
+                f"warning: scenario error: {where}{event.get('detail')} "
+                f"(in {event.get('user')}.{event.get('task')}; {counted})"
             )
 
     try:

@@ -257,7 +257,9 @@ class RunSpec:
     per token, as every run made before it — is not written.
 
     ``python``: a Python scenario (:mod:`loadtest.spec.pyscenario`): its module's text, the user classes and the flow
-    SLO; its ``request_classes`` then describe steps (name, kind, SLOs) and may be empty. Written only when set."""
+    SLO; its ``request_classes`` then describe steps (name, kind, SLOs) and may be empty. Written only when set. The
+    module's text is copied as it is: a key written into it would be too (docs/scenarios-python.md says to read keys
+    from the environment)."""
 
     run_id: str
     name: str

@@ -69,7 +69,8 @@ def plan_line(view: RunView) -> str:
     if isinstance(plan, str):
         return f"Plan: {plan}"
     row = plan.rows[0]
-    example = " (example forecast — set yours with --peak-tpm)" if plan.request.example else ""
+    flags = "--peak-fps (flows/s) or --peak-tpm" if view.flows is not None else "--peak-tpm"
+    example = f" (example forecast — set yours with {flags})" if plan.request.example else ""
     caveat, verb = "", "Provision"
     if plan.measured is not None and plan.measured.lower_bound and row.source.startswith("measured"):
         verb = "Provision at most"

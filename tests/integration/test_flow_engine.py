@@ -5,6 +5,8 @@ request — still running when its stage's drain times out is cut, not carried i
 
 from __future__ import annotations
 
+import signal
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import pytest
 
 from loadtest.client.records import RequestRecord, read_records
 from loadtest.rundir import FlowRecord, read_events, read_flows
-from tests.helpers import only_run_dir, run_cli
+from loadtest.sim import SimConfig, SimServer
+from tests.helpers import only_run_dir, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -126,34 +129,51 @@ def test_a_token_rate_stage_counts_the_tokens_of_flows(tmp_path: Path) -> None:
     assert end["flows"] == len(flows)
 
 
-def test_a_call_in_on_start_and_a_step_of_two_kinds_are_one_line_each(tmp_path: Path) -> None:
+def test_a_step_of_two_kinds_or_a_body_that_cannot_be_sent_is_the_scenarios_error(tmp_path: Path) -> None:
+    module = (
+        "from loadtest.flows import FlowUser, task\n\n\n"
+        "class Mixed(FlowUser):\n"
+        "    @task\n    def flow(self):\n"
+        '        self.chat("hello", max_tokens=4, name="same")\n'
+        '        self.embed("hello", name="same")\n\n\n'
+        "class Unsendable(FlowUser):\n"
+        "    @task\n    def flow(self):\n"
+        '        self.chat("hello", max_tokens=4, name="odd", seed={1, 2})\n'
+    )
+    path = scenario(tmp_path, module, "[load]\nconcurrency = [4]\n")
+    run_dir, stderr = run(path, tmp_path / "out", "--duration", "2s")
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: scenario error")]
+    assert any("flow.py:8: ValueError: step 'same' is already a chat step" in w for w in warnings), stderr
+    assert any("flow.py:14: TypeError: " in w and "(in Unsendable.flow;" in w for w in warnings), stderr
+    assert "Traceback" not in stderr and "Traceback" not in (run_dir / "engine.log").read_text()
+    flows, calls = joined(run_dir)
+    mixed = [f for f in flows if f.user == "Mixed"]
+    assert mixed and all(f.outcome == "error" and f.where == "flow.py:8" and f.calls == 1 for f in mixed)
+    assert all(calls[f.flow_id][0].request_class == "same" for f in mixed)
+    # a body that cannot be built is no step: no record, and the flow's calls say so (its join stays exact)
+    odd = [f for f in flows if f.user == "Unsendable"]
+    assert odd and all(f.outcome == "error" and f.calls == 0 and f.flow_id not in calls for f in odd)
+    events = [orjson.dumps(e) for e in read_events(run_dir) if e["event"] == "scenario_error"]
+    assert events and all(b"flow.py:" in e for e in events)
+
+
+def test_a_user_that_cannot_start_stops_the_run_with_one_line(tmp_path: Path) -> None:
     module = (
         "from loadtest.flows import FlowUser, task\n\n\n"
         "class Early(FlowUser):\n"
         "    def on_start(self):\n"
         '        self.chat("too early", max_tokens=4)\n'
-        "\n    @task\n    def flow(self):\n        pass\n\n\n"
-        "class Mixed(FlowUser):\n"
-        "    @task\n    def flow(self):\n"
-        '        self.chat("hello", max_tokens=4, name="same")\n'
-        '        self.embed("hello", name="same")\n'
+        "\n    @task\n    def flow(self):\n        pass\n"
     )
-    path = scenario(tmp_path, module, "[load]\nconcurrency = [4]\n")
-    run_dir, stderr = run(path, tmp_path / "out", "--duration", "2s")
-    warnings = [line for line in stderr.splitlines() if line.startswith("warning: scenario error")]
-    assert any(
-        "flow.py:6: RuntimeError: self.chat() outside a task" in w and "(in Early.on_start" in w
-        for w in warnings
-    ), stderr
-    assert any("flow.py:17: ValueError: step 'same' is already a chat step" in w for w in warnings), stderr
+    path = scenario(tmp_path, module, "[load]\nconcurrency = [2]\n")
+    run_dir, stderr = run(path, tmp_path / "out", "--duration", "5s", code=2)
+    (error,) = [line for line in stderr.splitlines() if line.startswith("loadtest: error:")]
+    assert "flow.py:6: RuntimeError: self.chat() outside a task" in error and "(in Early.on_start)" in error
+    assert "a user could not start" in error
     assert "Traceback" not in stderr and "Traceback" not in (run_dir / "engine.log").read_text()
-    flows, calls = joined(run_dir)
-    mixed = [f for f in flows if f.user == "Mixed"]
-    assert mixed and all(f.outcome == "error" and f.where == "flow.py:17" and f.calls == 1 for f in mixed)
-    assert all(calls[f.flow_id][0].request_class == "same" for f in mixed)
-    assert not [f for f in flows if f.user == "Early"]  # that user stopped before its first flow
-    events = [orjson.dumps(e) for e in read_events(run_dir) if e["event"] == "scenario_error"]
-    assert events and all(b"flow.py:" in e for e in events)
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    assert manifest["status"] == "failed" and manifest["failure"]["kind"] == "scenario"
+    assert not list(read_flows(run_dir))
 
 
 def test_a_flow_outliving_its_stages_drain_is_cut_and_the_next_stage_starts_clean(tmp_path: Path) -> None:
@@ -198,3 +218,59 @@ def test_a_request_outliving_its_stages_drain_is_cancelled_too(tmp_path: Path) -
     assert [r.error_class for r in first] == ["cancelled", "cancelled"]
     assert all(r.ended_at < starts["concurrency@1"] for r in first)
     assert ends["concurrency@2"]["cut"] == 2 and ends["concurrency@2"]["drained"]
+
+
+def test_ctrl_c_keeps_every_call_and_writes_the_flows_in_flight_as_cancelled(tmp_path: Path) -> None:
+    module = (
+        "import time\n\nfrom loadtest.flows import FlowUser, task\n\n\nclass Long(FlowUser):\n    @task\n"
+        "    def flow(self):\n"
+        "        for _ in range(30):\n"
+        '            self.chat("x " * 20, max_tokens=8, name="step")\n'
+        "            time.sleep(0.05)\n"
+    )
+    (tmp_path / "flow.py").write_text(module)
+    with SimServer(SimConfig(architecture="llama-3.1-8b", gpu="h100", seed=3)) as sim:
+        proc = start_cli(
+            "run", str(tmp_path / "flow.py"), "--endpoint", sim.url + "/v1", "--skip-preflight",
+            "-c", "3", "--duration", "60s", "--out", str(tmp_path / "out"),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and sim.stats()["requests_completed"] < 20:
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        sent = sim.stats()["by_path"]["/v1/chat/completions"]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    run_dir = only_run_dir(tmp_path / "out")
+    flows, calls = joined(run_dir)
+    assert sum(len(c) for c in calls.values()) == sent  # every call the server saw is a record
+    running = [f for f in flows if f.outcome == "cancelled"]
+    assert len(running) == 3 and all(f.calls == len(calls[f.flow_id]) for f in running)
+    assert all(f.outcome in ("ok", "cancelled") for f in flows)
+
+
+def test_a_sweep_of_a_python_scenario_paces_flows(tmp_path: Path) -> None:
+    module = (
+        "from loadtest.flows import FlowUser, task\n\n\nclass Three(FlowUser):\n    @task\n    def flow(self):\n"
+        "        for _ in range(3):\n"
+        '            self.chat("x " * 20, max_tokens=8, name="step")\n'
+    )
+    path = scenario(tmp_path, module, "")
+    run_dir, _ = run(path, tmp_path / "out", "--sweep", "2", "--duration", "2s", "--max-concurrency", "4")
+    events = read_events(run_dir)
+    (plan,) = [e for e in events if e["event"] == "sweep_plan"]
+    ends = {e["stage"]: e for e in events if e["event"] == "stage_end"}
+    starts = {e["stage"]: e for e in events if e["event"] == "stage_start"}
+    flows, _ = joined(run_dir)
+    base = [f for f in flows if f.stage == "concurrency@1" and f.outcome == "ok"]
+    # the baseline's completed rate is its flows over its 2 s window, not its requests (3 a flow)
+    assert plan["baseline_rps"] == pytest.approx(len(base) / 2.0)
+    assert ends["concurrency@1"]["records"] >= 3 * len(base)
+    rates = [s["target"]["rate"] for s in starts.values() if s["target"]["kind"] == "rate"]
+    assert rates and all(plan["baseline_rps"] < r < plan["saturation_rps"] for r in rates)

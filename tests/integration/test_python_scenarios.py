@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from analysis.flow_data import join_check, read_flow_calls, read_flow_table
 from loadtest.rundir.flows import FlowRecord, read_flows
 from loadtest.runner.simproc import SimulatorProcess
 from tests.helpers import only_run_dir, refused, run_cli
@@ -51,6 +52,8 @@ def joined(run_dir: Path) -> list[tuple[FlowRecord, Steps]]:
             assert flow.prompt_tokens == sum(r["prompt_tokens"] for r in calls)
             assert flow.output_tokens == sum(r["output_tokens"] for r in calls)
         out.append((flow, calls))
+    table = read_flow_table(run_dir)  # and the analysis's own join check agrees
+    assert join_check(table, read_flow_calls(run_dir, table)).is_exact
     return out
 
 
