@@ -1,21 +1,28 @@
 """The engine's side of Python scenarios against the simulator: a failed call ends its flow ``failed`` (or is
 caught), a retried call keeps its step's place, a token-rate stage counts flows' tokens, a scenario's own mistakes
 (a call in ``on_start``, one step name for two kinds) are one line naming the file and line, and a flow — or a
-request — still running when its stage's drain times out is cut, not carried into the next stage."""
+request — still running when its stage's drain times out is cut, not carried into the next stage; Ctrl-C keeps
+every call; a sweep paces flows; and a conversation's later turns come sooner by the modelled prefill of the
+prefix they share with the turns before."""
 
 from __future__ import annotations
 
+import itertools
 import signal
+import statistics
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
 from loadtest.client.records import RequestRecord, read_records
+from loadtest.model.roofline import prefill_s
 from loadtest.rundir import FlowRecord, read_events, read_flows
 from loadtest.sim import SimConfig, SimServer
+from loadtest.sim.prefix import BLOCK_SIZE
 from tests.helpers import only_run_dir, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
@@ -274,3 +281,55 @@ def test_a_sweep_of_a_python_scenario_paces_flows(tmp_path: Path) -> None:
     assert ends["concurrency@1"]["records"] >= 3 * len(base)
     rates = [s["target"]["rate"] for s in starts.values() if s["target"]["kind"] == "rate"]
     assert rates and all(plan["baseline_rps"] < r < plan["saturation_rps"] for r in rates)
+
+
+CONVERSATION = """
+from loadtest.flows import FlowUser, task
+
+
+class Talk(FlowUser):
+    @task
+    def flow(self) -> None:
+        first = f"f{self.random.randrange(10**9)} " + " ".join(f"w{i}" for i in range(599))
+        messages = [{"role": "user", "content": first}]
+        for turn in range(3):
+            reply = self.chat(messages, max_tokens=40, name="turn")
+            messages += [reply.message(), {"role": "user", "content": f"and then {turn}?"}]
+"""
+
+
+def test_a_conversations_later_turns_hit_the_prefix_cache_and_come_sooner_by_the_modelled_prefill(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "flow.py").write_text(CONVERSATION)
+    config = SimConfig(architecture="llama-3.1-8b", gpu="h100", seed=4)
+    dep = config.deployment()
+    with SimServer(config) as sim:
+        proc = run_cli(
+            "run", str(tmp_path / "flow.py"), "--endpoint", sim.url + "/v1", "--skip-preflight", "--quiet",
+            "-c", "1", "--duration", "3s", "--out", str(tmp_path / "out"), timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with httpx.Client(base_url=sim.url, timeout=30) as client:
+            rows = {row[0]: row for row in client.get("/sim/timings").json()["first_tokens"]["rows"]}
+    flows, calls = joined(only_run_dir(tmp_path / "out"))
+    done = [calls[f.flow_id] for f in flows if f.outcome == "ok"]
+    assert len(done) >= 3
+    measured, modelled = [], []
+    for turns in done:
+        assert turns[0].prompt_tokens == 600 and turns[0].cached_tokens == 0
+        for before, turn in itertools.pairwise(turns):
+            assert turn.prompt_tokens is not None and before.prompt_tokens is not None
+            # every full block of the previous turn's prompt and answer (the simulator has no template tokens)
+            cached = (before.prompt_tokens + 40) // BLOCK_SIZE * BLOCK_SIZE
+            assert turn.cached_tokens == cached
+            row = rows[turn.server_request_id]
+            # one user, one replica: the model's TTFT is one step of the uncached tokens
+            assert 0 <= (row[2] - row[1]) - (dep.c0_s + prefill_s(dep, turn.prompt_tokens, cached)) < 1e-3
+            assert turn.first_token_at is not None
+            measured.append(turn.first_token_at - turn.started_at)
+            modelled.append(dep.c0_s + prefill_s(dep, turn.prompt_tokens, cached))
+            assert prefill_s(dep, turn.prompt_tokens) - prefill_s(dep, turn.prompt_tokens, cached) > 0.01
+    # measured through the flow, within the simulator's HTTP TTFT tolerance (docs/simulator.md: ±10 % + 3 ms)
+    expected = statistics.median(modelled)
+    assert statistics.median(measured) == pytest.approx(expected, abs=0.10 * expected + 3e-3)
