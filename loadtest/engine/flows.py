@@ -19,18 +19,15 @@ no flow carries its load into the next stage. In an open loop an arrival starts 
 flow and ``wait_time`` is not applied (the arrivals set the pace); in a closed loop ``wait_time`` is the think time
 between one flow and the user's next, as in Locust.
 
-Part of the engine's gevent door (imports gevent and locust): the scenario's module is imported only here, in the
-engine process, after :mod:`loadtest.engine.roles` has monkey-patched it. Users import it as :mod:`loadtest.flows`.
+Part of the engine's gevent door (imports gevent and locust), as is :mod:`loadtest.engine.scenario_module`, which
+imports the scenario's module, in the engine process only, after :mod:`loadtest.engine.roles` has monkey-patched it.
+Scenario modules import this one as :mod:`loadtest.flows`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import linecache
 import random
-import re
-import sys
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +46,8 @@ from loadtest.client.scrub import header_secrets, redact
 from loadtest.engine.users import DrainCut, Engine, LLMUser, Pacing, next_ticket
 from loadtest.errors import ConfigError
 from loadtest.rundir.flows import FlowOutcome, FlowRecord, dump_flow
-from loadtest.spec.pyscenario import PythonScenario
 
-__all__ = ["CallFailed", "FlowUser", "Reply", "ScenarioModuleError", "load_users"]
+__all__ = ["CallFailed", "FlowUser", "Reply", "ScenarioModuleError", "innermost_line"]
 
 Message = dict[str, Any]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -419,10 +415,10 @@ def _describe(exc: BaseException, engine: Engine) -> str:
 def _where(exc: BaseException, engine: Engine) -> str | None:
     """``file.py:LINE`` of the innermost frame in the scenario's module (else of the innermost frame)."""
     module = engine.spec.python.module if engine.spec.python is not None else None
-    return _innermost(exc, module) or _innermost(exc, None)
+    return innermost_line(exc, module) or innermost_line(exc, None)
 
 
-def _innermost(exc: BaseException, path: str | None) -> str | None:
+def innermost_line(exc: BaseException, path: str | None) -> str | None:
     """``file.py:LINE`` of the innermost frame of ``exc``'s traceback in the file ``path`` (any file: None)."""
     tb = exc.__traceback__
     found: str | None = None
@@ -444,51 +440,3 @@ def _vectors(body: bytes | None) -> list[list[float]] | None:
     if not isinstance(data, list):
         return None
     return [d["embedding"] for d in data if isinstance(d, dict) and isinstance(d.get("embedding"), list)]
-
-
-def load_users(python: PythonScenario) -> list[type[FlowUser]]:
-    """Import the scenario's module from its text (as its file) and return the user classes to run: those named by
-    ``python.users``, else every concrete FlowUser it defines. Any mistake is one :class:`ScenarioModuleError`
-    line naming the file (and the line, for an exception while importing it)."""
-    path = python.module
-    stem = re.sub(r"\W", "_", Path(path).stem)
-    name = f"loadtest_scenario_{stem}"
-    module = types.ModuleType(name)
-    module.__file__ = path
-    lines = python.source.splitlines(keepends=True)
-    linecache.cache[path] = (len(python.source), None, lines, path)  # tracebacks show the lines shipped
-    sys.modules[name] = module
-    folder = str(Path(path).parent)
-    if Path(folder).is_dir() and folder not in sys.path:
-        sys.path.insert(
-            0, folder
-        )  # its sibling modules import, as a locustfile's do (on each worker's machine)
-    try:
-        exec(compile(python.source, path, "exec"), module.__dict__)
-    except ScenarioModuleError as exc:
-        raise ScenarioModuleError(f"{Path(path).name}: {exc}") from None
-    except Exception as exc:
-        where = _innermost(exc, path) or Path(path).name
-        raise ScenarioModuleError(f"{where}: {type(exc).__name__}: {exc}") from None
-    found = {
-        value.__name__: value
-        for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, FlowUser) and not value.__dict__.get("abstract")
-    }
-    if python.users:
-        missing = [u for u in python.users if u not in found]
-        if missing:
-            raise ScenarioModuleError(
-                f"{Path(path).name}: no FlowUser {', '.join(missing)} (it defines: {', '.join(found) or 'none'})"
-            )
-        chosen = [found[u] for u in python.users]
-    else:
-        chosen = list(found.values())
-    if not chosen:
-        raise ScenarioModuleError(
-            f"{Path(path).name} defines no FlowUser subclass (class MyUser(FlowUser) with a @task method)"
-        )
-    for cls in chosen:
-        if not cls.tasks:
-            raise ScenarioModuleError(f"{Path(path).name}: {cls.__name__} has no @task")
-    return chosen

@@ -3,8 +3,9 @@
 The gevent door is these modules, run only in the engine's child process (``import locust`` monkey-patches the
 interpreter): this one, which monkey-patches first thing so nothing imports ssl / socket before it, then
 :mod:`loadtest.engine.users` (stage gate, per-process engine, the Locust user),
-:mod:`loadtest.engine.gevent_transport` (the HTTP/1.1 transport) and :mod:`loadtest.engine.flows` (a Python
-scenario's users, and the import of its module; the API it imports is :mod:`loadtest.flows`). Here: the
+:mod:`loadtest.engine.gevent_transport` (the HTTP/1.1 transport), :mod:`loadtest.engine.flows` (a Python
+scenario's users; the API it imports is :mod:`loadtest.flows`) and :mod:`loadtest.engine.scenario_module` (the
+import of its module). Here: the
 conductors that carry stages to the users (:class:`LocalConductor` in this process, :class:`MasterConductor` over
 Locust messages), the worker's record :class:`Forwarder`, signals, and the three ``run_*`` entry points. The stage
 sequencing they drive is pure (:mod:`loadtest.engine.conduct`).
@@ -54,8 +55,9 @@ from locust.runners import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS, STATE_MISSING
 
 from loadtest.engine.conduct import LOOKAHEAD_S, Conductor, Recorder, run_stages  # noqa: E402
 from loadtest.engine.distribute import split_evenly, users_per_worker  # noqa: E402
-from loadtest.engine.flows import ScenarioModuleError, load_users  # noqa: E402
+from loadtest.engine.flows import ScenarioModuleError  # noqa: E402
 from loadtest.engine.health import AbortWatch  # noqa: E402
+from loadtest.engine.scenario_module import load_users  # noqa: E402
 from loadtest.engine.users import Engine, LLMUser  # noqa: E402
 from loadtest.errors import EXIT_INTERRUPTED, ConfigError, EndpointError, LoadtestError  # noqa: E402
 from loadtest.rundir.files import SPEC_FILE  # noqa: E402
