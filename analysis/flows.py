@@ -41,10 +41,10 @@ from analysis.sections import section_of
 from analysis.stage_points import (
     SloCheck,
     View,
+    open_loop,
     percentile_check,
     percentile_interval,
     share_check,
-    target_rate,
 )
 from analysis.summary import PERCENTILES, percentiles
 from loadtest.rundir import Manifest, StageWindow, read_manifest
@@ -236,32 +236,32 @@ def _stage(
     span = float(np.nanmax(ended) - np.nanmin(started)) if rows.size else 0.0
     duration = span if span > 0 else None
     sections = section_of(started)
-    open_loop = window is not None and target_rate(window) is not None
+    is_open = window is not None and open_loop(window)
     lat = latency[rows]
     quantiles: dict[str, float | None] = percentiles(lat[ok])
     ci: dict[str, tuple[float | None, float | None]] = {}
     for q in PERCENTILES:
-        _, low, high, _ = percentile_interval(lat[ok], q, sections[ok], open_loop)
+        _, low, high, _ = percentile_interval(lat[ok], q, sections[ok], is_open)
         ci[f"p{q}"] = (low, high)
     limits = flow_slo_limits(slo)
     good = ok.copy()
     for _, _, limit in limits:
         good &= ~(lat > limit)  # NaN (no calls) cannot break it
     checks = [
-        percentile_check(key, None, limit, lat[ok], q, sections[ok], open_loop) for key, q, limit in limits
+        percentile_check(key, None, limit, lat[ok], q, sections[ok], is_open) for key, q, limit in limits
     ]
     counted = outcome != "cancelled"
     if "attainment" in slo:
         checks.append(
             share_check(
-                "attainment", None, slo["attainment"], good[counted], sections[counted], True, open_loop
+                "attainment", None, slo["attainment"], good[counted], sections[counted], True, is_open
             )
         )
     if "error_rate" in slo:  # the gate's flow_error_rate: flows that failed or raised, of those judged
         broke = (outcome == "failed") | (outcome == "error")
         checks.append(
             share_check(
-                "error_rate", None, slo["error_rate"], broke[counted], sections[counted], False, open_loop
+                "error_rate", None, slo["error_rate"], broke[counted], sections[counted], False, is_open
             )
         )
     calls = flows.calls[rows][ok].astype("float64")
@@ -389,7 +389,7 @@ class FlowRun:
 
     def open_loop(self, label: str) -> bool:
         window = self.windows.get(label)
-        return window is not None and target_rate(window) is not None
+        return window is not None and open_loop(window)
 
 
 def read_flow_run(run_dir: Path, manifest: Manifest) -> FlowRun | None:

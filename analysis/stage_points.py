@@ -25,7 +25,8 @@ stage too short to section has no bounds. Every check also keeps its value on ea
 X*'s axis (``x_req_per_s``, ``x_output_tok_per_s``, ``x_basis``): an open-loop *rate* stage whose generator kept up
 (:func:`analysis.load_check.check_load`'s ``kept_up``, and :func:`analysis.load_check.offered_short` found nothing)
 is taken at its target rate times the share of its requests sent in the window that succeeded ("target"); any other
-stage at ``req_per_s`` ("achieved").
+stage at ``req_per_s`` ("achieved"). A Python scenario's target is in flows/s: every rate here takes it in
+requests/s (:func:`analysis.load_check.in_requests`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from analysis.frame import flat_gaps
 from analysis.goodput import slo_metric
-from analysis.load_check import check_load, falls_short, offered_short
+from analysis.load_check import check_load, falls_short, in_requests, offered_short
 from analysis.sections import percentile_sections, section_of, sectioned_ci, share_sections
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
@@ -50,6 +51,7 @@ __all__ = [
     "StagePoint",
     "View",
     "falls_short",
+    "open_loop",
     "percentile_check",
     "percentile_ci",
     "percentile_interval",
@@ -113,7 +115,9 @@ class StagePoint:
     req_per_s: float | None
     output_tok_per_s: float | None
     sent_per_s: float | None  # requests sent per second (429s and other failures included)
-    target_rate: float | None  # an open-loop stage's target req/s (a token-rate stage's starting rate)
+    target_rate: (
+        float | None
+    )  # an open-loop stage's target req/s (a token-rate stage's starting rate; flows: in req/s)
     users: int | None  # a closed-loop stage's users
     concurrency: float | None
     ttft: dict[str, float | None]
@@ -241,11 +245,22 @@ def share_check(
     return SloCheck(key, cls, limit, k / n, low, high, higher, sections=by_section)
 
 
-def target_rate(meta: StageWindow) -> float | None:
-    """An open-loop stage's target req/s (a token-rate stage: the rate it set out at); None for a closed loop."""
+def _arrival_rate(meta: StageWindow) -> float | None:
+    """An open-loop stage's target arrivals/s (a token-rate stage: the rate it set out at); None for a closed loop."""
     target = meta.target
     rate = (target.rate or target.initial_rate) if target is not None else None
     return float(rate) if rate is not None else None
+
+
+def open_loop(meta: StageWindow) -> bool:
+    """Whether the stage was an open loop (a rate or token-rate stage: arrivals on a schedule)."""
+    return _arrival_rate(meta) is not None
+
+
+def target_rate(meta: StageWindow) -> float | None:
+    """An open-loop stage's target req/s (a token-rate stage: the rate it set out at; a Python scenario's: its flows/s
+    in requests, :func:`analysis.load_check.in_requests`); None for a closed loop (or flows with no count)."""
+    return in_requests(meta, _arrival_rate(meta))
 
 
 def _users(meta: StageWindow) -> int | None:
@@ -270,7 +285,7 @@ def rate_window(started: np.ndarray, ended: np.ndarray, meta: StageWindow) -> tu
     """The duration a stage's rates are over and which of its requests count (see the module docstring): an
     open-loop stage's sending window and the requests started in it; else first start → last end, and all."""
     start, end = meta.start, meta.window_end
-    if start is not None and end is not None and end > start and target_rate(meta) is not None:
+    if start is not None and end is not None and end > start and open_loop(meta):
         return float(end - start), (started >= start) & (started <= end)
     return span_s(started, ended), np.ones(started.size, dtype=bool)
 
@@ -291,7 +306,7 @@ def stage_point(
     duration, sent = rate_window(started, ended, meta)
     req_per_s = (ok & sent).sum() / duration if duration else None
     sent_per_s = float(sent.sum()) / duration if duration else None
-    open_loop = target_rate(meta) is not None
+    is_open = open_loop(meta)
     section = section_of(started)
     classes = df["request_class"].to_numpy(dtype=object)
     errors = df["error_class"].to_numpy(dtype=object)
@@ -308,7 +323,7 @@ def stage_point(
         sel = rows & ok
         for key, limit in sorted(slo.items()):
             if key == "attainment":
-                checks.append(share_check(key, cls, limit, good[rows], section[rows], True, open_loop))
+                checks.append(share_check(key, cls, limit, good[rows], section[rows], True, is_open))
                 continue
             parsed = slo_metric(key)
             if parsed is None:
@@ -320,7 +335,7 @@ def stage_point(
                 values, sections = gaps[0][of_gap], np.repeat(section, gaps[1])[of_gap]
             else:
                 values, sections = df[metric].to_numpy(dtype="float64")[sel], section[sel]
-            checks.append(percentile_check(key, cls, limit, values, q, sections, open_loop))
+            checks.append(percentile_check(key, cls, limit, values, q, sections, is_open))
     checks.append(share_check("errors", None, max_error_share, ~ok, section, False, False))
     tpot_ok = df["tpot"].to_numpy(dtype="float64")[ok]
     ttft_ok = df["ttft"].to_numpy(dtype="float64")[ok]
@@ -369,7 +384,7 @@ def _x_rates(
     planned load (:func:`analysis.load_check.offered_short`) — so that its Poisson arrivals were the target's;
     else ``("achieved", None, None)``. A token-rate stage's rate follows its controller: achieved."""
     target = meta.target
-    rate = target.rate if target is not None and target.kind == "rate" else None
+    rate = in_requests(meta, target.rate) if target is not None and target.kind == "rate" else None
     if rate is None or not sent:
         return "achieved", None, None
     (load,) = check_load(df, [meta])
