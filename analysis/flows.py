@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -60,6 +60,7 @@ __all__ = [
     "ScenarioError",
     "analyze_flows",
     "flow_latency",
+    "flow_slo_checks",
     "flow_slo_limits",
     "flows_of_run",
     "read_flow_run",
@@ -404,3 +405,26 @@ def read_flow_run(run_dir: Path, manifest: Manifest) -> FlowRun | None:
         _unfinished(calls),
         {w.label: w for w in manifest.stages or ()},
     )
+
+
+# a flow SLO check's key beside the classes' checks of a stage (analysis.capacity): the gate's names for them
+_CAPACITY_KEYS: Final = {"attainment": "flow_attainment", "error_rate": "flow_error_rate"}
+
+
+def flow_slo_checks(run_dir: Path, manifest: Manifest) -> dict[str, tuple[SloCheck, ...]]:
+    """Each stage's checks of the run's flow SLO (``[python] slo``), as :meth:`FlowRun.stage` computes them, keyed
+    ``flow_e2e_pXX`` and ``flow_attainment`` (:attr:`SloCheck.is_flow`) so that they stand beside the classes' in a
+    stage's point (:func:`analysis.capacity.capacity`). Empty for a run without flows or without a flow SLO; a stage
+    without a flow to judge (:meth:`FlowStage.meets` is None) has none."""
+    python = manifest.spec.python
+    if python is None or not python.slo:
+        return {}
+    run = read_flow_run(run_dir, manifest)
+    if run is None:
+        return {}
+    out: dict[str, tuple[SloCheck, ...]] = {}
+    for label in dict.fromkeys(run.flows.stage.tolist()):
+        stage = run.stage(str(label), python.slo)
+        if stage.meets() is not None:
+            out[str(label)] = tuple(replace(c, key=_CAPACITY_KEYS.get(c.key, c.key)) for c in stage.checks)
+    return out

@@ -45,6 +45,7 @@ from analysis.load_check import check_load, falls_short, in_requests, offered_sh
 from analysis.sections import percentile_sections, section_of, sectioned_ci, share_sections
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
+from loadtest.spec.slo_flags import is_flow
 
 __all__ = [
     "SloCheck",
@@ -96,7 +97,12 @@ class SloCheck:
 
     @property
     def is_latency(self) -> bool:
-        return self.key not in ("attainment", "errors")
+        return self.key not in ("attainment", "errors", "flow_attainment")
+
+    @property
+    def is_flow(self) -> bool:
+        """A check of the flow SLO (``flow_e2e_p95``, ``flow_attainment``: :mod:`analysis.flows`), not of a class."""
+        return is_flow(self.key)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "sections"}
@@ -115,9 +121,8 @@ class StagePoint:
     req_per_s: float | None
     output_tok_per_s: float | None
     sent_per_s: float | None  # requests sent per second (429s and other failures included)
-    target_rate: (
-        float | None
-    )  # an open-loop stage's target req/s (a token-rate stage's starting rate; flows: in req/s)
+    # an open-loop stage's target req/s (a token-rate stage's starting rate; a flow stage's flows/s in requests)
+    target_rate: float | None
     users: int | None  # a closed-loop stage's users
     concurrency: float | None
     ttft: dict[str, float | None]
@@ -142,8 +147,16 @@ class StagePoint:
 
     @property
     def latency_broken(self) -> bool:
-        """A latency SLO measured and broken (a check without values — nothing succeeded — is not latency)."""
-        return any(c.is_latency and c.value is not None and not c.passed("point") for c in self.checks)
+        """A class's latency SLO measured and broken (a check without values — nothing succeeded — is not latency)."""
+        return any(
+            c.is_latency and not c.is_flow and c.value is not None and not c.passed("point")
+            for c in self.checks
+        )
+
+    @property
+    def flow_broken(self) -> bool:
+        """A check of the flow SLO measured and broken."""
+        return any(c.is_flow and c.value is not None and not c.passed("point") for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -1,20 +1,24 @@
 """A Python scenario's stages in the capacity analysis: an open-loop target in flows/s taken in requests/s (the
-stage's requests per flow). Every answer worked out by hand."""
+stage's requests per flow), and the flow SLO judged beside the steps' SLOs. Every answer worked out by hand."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from analysis import capacity, check_load
+from analysis import capacity, capacity_from_run, check_load, load_run
 from analysis.frame import with_metrics
 from analysis.load_check import in_requests, offered_short, requests_per_flow
+from analysis.scan import open_scan, summarize_scan
+from loadtest.client.records import RequestRecord
 from loadtest.rundir import StageWindow
 from loadtest.rundir.events import stage_windows
+from loadtest.rundir.flows import FlowRecord
 from reports.console import format_target
-from tests.helpers import window
+from tests.helpers import flow, flow_call, window, write_flow_run
 
 LABEL = "poisson@3.00rps"
 SLOS = {"turn": {"ttft_p95": 1.0}}
@@ -154,3 +158,72 @@ def test_x_star_of_a_flow_stage_is_its_target_in_requests() -> None:
     assert point.x_basis == "target" and point.x_req_per_s == pytest.approx(6.0)
     assert result.max_rps == pytest.approx(6.0)
     assert not point.queue_growth
+
+
+# -- the flow SLO binds --------------------------------------------------------------------------------------------
+
+
+def two_stage_flow_run(tmp_path: Path, flow_slo: dict[str, float]) -> Path:
+    """Two closed-loop stages of 20 flows of two ``turn`` calls (TTFT 0.1 s: within the step's 1 s SLO in both).
+    s1: flow k at 1000 + k, calls [t, t + 1], [t + 1, t + 2]: latency 2 s, 40 requests over 1000 → 1021: 40 / 21
+    req/s. s2: flow k at 2000 + k / 2, calls [t, t + 4], [t + 4, t + 8]: latency 8 s, 40 requests over 2000 →
+    2017.5: 40 / 17.5 req/s."""
+    recs: list[RequestRecord] = []
+    flows: list[FlowRecord] = []
+    for label, t0, gap, call in (("s1", 1000.0, 1.0, 1.0), ("s2", 2000.0, 0.5, 4.0)):
+        for k in range(20):
+            fid, t = f"{label}/{k}", t0 + k * gap
+            recs += [
+                flow_call(fid, "turn", 0, t, t + call, stage=label, seq=len(recs)),
+                flow_call(fid, "turn", 1, t + call, t + 2 * call, stage=label, seq=len(recs) + 1),
+            ]
+            flows.append(flow(fid, "ok", t, t + 2 * call, 2, stage=label))
+    stages = [{"label": "s1"}, {"label": "s2"}]
+    return write_flow_run(tmp_path / "run", recs, flows, flow_slo, stages=stages, classes=SLOS)
+
+
+def test_a_stage_that_breaks_the_flow_slo_is_not_compliant(tmp_path: Path) -> None:
+    run = two_stage_flow_run(tmp_path, {"flow_e2e_p95": 5.0})
+    result = capacity_from_run(load_run(run))
+    s1, s2 = result.points
+    assert [c.key for c in s2.checks] == ["ttft_p95", "flow_e2e_p95", "errors"]
+    assert s1.meets() and not s2.meets()
+    assert all(c.passed() for c in s2.checks if not c.is_flow)  # the steps met their SLO
+    # f = (5 − 2) / (8 − 2) = 0.5 between 40 / 21 and 40 / 17.5 req/s
+    assert result.max_rps == pytest.approx((40 / 21 + 40 / 17.5) / 2)
+    assert "s2 (failed on flow_e2e_p95 (flow SLO))" in result.basis
+    assert (result.limit, result.limit_detail) == ("server", "flow SLO flow_e2e_p95 from s2")
+    # analyze and the report read the run out of core: the same verdict
+    scanned = summarize_scan(open_scan(run), None, ["s1", "s2"]).capacity
+    assert scanned is not None
+    assert (scanned.max_rps, scanned.basis, scanned.limit_detail) == (
+        result.max_rps,
+        result.basis,
+        result.limit_detail,
+    )
+
+
+def test_without_a_flow_slo_the_steps_decide(tmp_path: Path) -> None:
+    result = capacity_from_run(load_run(two_stage_flow_run(tmp_path, {})))
+    assert all(p.meets() for p in result.points)
+    assert [c.key for c in result.points[1].checks] == ["ttft_p95", "errors"]
+    assert result.max_rps == pytest.approx(40 / 17.5)
+    assert result.limit is None
+
+
+def test_a_flow_attainment_that_fails_names_the_flow_slo(tmp_path: Path) -> None:
+    # within 5 s: every flow of s1, none of s2 — attainment 1 then 0 against 0.9
+    run = two_stage_flow_run(tmp_path, {"flow_e2e_p95": 5.0, "attainment": 0.9})
+    result = capacity_from_run(load_run(run))
+    keys = [c.key for c in result.points[1].checks]
+    assert keys == ["ttft_p95", "flow_e2e_p95", "flow_attainment", "errors"]
+    assert result.limit_detail == "flow SLO flow_e2e_p95, flow_attainment from s2"
+
+
+def test_the_report_verdict_says_the_flow_slo_bound(tmp_path: Path) -> None:
+    from reports.html import render_html
+
+    document = render_html([two_stage_flow_run(tmp_path, {"flow_e2e_p95": 5.0})])
+    assert "max SLO-compliant throughput: 2.10 req/s" in document  # (40 / 21 + 40 / 17.5) / 2 = 2.095
+    assert "flow SLO: flow_e2e_p95 ≤ 5,000 ms" in document
+    assert "binding limit: server — flow SLO flow_e2e_p95 from s2" in document
