@@ -10,7 +10,7 @@ flow line's ``stage``: where the task began):
   Its percentiles are over the flows that ended ``ok``, with the 95 % interval of the capacity analysis
   (:func:`analysis.stage_points.percentile_interval`: order statistics, widened by sectioning for an open-loop
   stage);
-* **steps per flow** (the line's ``calls``) and **tokens per flow** (its ``prompt_tokens`` / ``output_tokens``,
+* **calls per flow** (the line's ``calls``) and **tokens per flow** (its ``prompt_tokens`` / ``output_tokens``,
   the sums of its calls' usage): over the flows that ended ``ok`` (a failed flow stops early);
 * **flows/s** = flows that ended ``ok`` / the stage's flow span, from the first flow's task start to the last
   flow's task end (the flows' ``started_at`` / ``ended_at``, the summaries' vLLM-style duration, for tasks);
@@ -99,7 +99,7 @@ class FlowStage:
     """One stage's flows (the module docstring). ``started`` = ``ended`` (flow lines) + ``unfinished`` (flows seen
     only in records: no line). ``latency``: p50 … p99, mean and max of the ``latency_n`` latencies of the ``ok``
     flows (seconds; an ``ok`` flow without calls has none);
-    ``latency_ci``: ``{"p95": (low, high)}`` (a bound None when there are too few flows). ``steps``: mean, p50 and
+    ``latency_ci``: ``{"p95": (low, high)}`` (a bound None when there are too few flows). ``calls``: mean, p50 and
     max of the ``ok`` flows' calls."""
 
     stage: str
@@ -112,7 +112,7 @@ class FlowStage:
     latency_n: int
     latency: dict[str, float | None]
     latency_ci: dict[str, tuple[float | None, float | None]]
-    steps: dict[str, float | None]
+    calls: dict[str, float | None]
     prompt_tokens_mean: float | None
     output_tokens_mean: float | None
     good: int
@@ -277,7 +277,7 @@ def _stage(
         latency_n=int((~np.isnan(lat[ok])).sum()),
         latency=quantiles,
         latency_ci=ci,
-        steps={
+        calls={
             "mean": _mean(calls),
             "p50": float(np.median(calls)) if calls.size else None,
             "max": float(calls.max()) if calls.size else None,
