@@ -35,8 +35,15 @@ from typing import Any, Final
 
 import numpy as np
 
-from analysis.flow_data import FlowCalls, FlowJoin, FlowTable, join_check, read_flow_calls, read_flow_table
-from analysis.goodput import slo_metric
+from analysis.flow_data import (
+    FlowCalls,
+    FlowJoin,
+    FlowTable,
+    has_flows,
+    join_check,
+    read_flow_calls,
+    read_flow_table,
+)
 from analysis.sections import section_of
 from analysis.stage_points import (
     SloCheck,
@@ -48,7 +55,8 @@ from analysis.stage_points import (
 )
 from analysis.summary import PERCENTILES, percentiles
 from loadtest.rundir import Manifest, StageWindow, read_manifest
-from loadtest.rundir.flows import FLOW_OUTCOMES, FLOWS_FILE
+from loadtest.rundir.flows import FLOW_OUTCOMES
+from loadtest.spec.pyscenario import flow_latency_percentile
 
 __all__ = [
     "SCENARIO_ERRORS_KEPT",
@@ -88,9 +96,9 @@ def flow_slo_limits(slo: Mapping[str, float]) -> list[tuple[str, float, float]]:
     """``(key, percentile, seconds)`` of each ``flow_e2e_pXX`` in a flow SLO, in key order."""
     out = []
     for key, limit in sorted(slo.items()):
-        metric, sep, pct = key.rpartition("_p")
-        if sep and metric == "flow_e2e" and slo_metric(f"e2e_p{pct}") is not None:
-            out.append((key, float(pct), float(limit)))
+        q = flow_latency_percentile(key)
+        if q is not None:
+            out.append((key, q, float(limit)))
     return out
 
 
@@ -361,9 +369,9 @@ def flows_of_run(run_dir: Path, manifest: Manifest | None = None) -> FlowAnalysi
     """The flow analysis of a run directory; None for a run without flows (no Python scenario in its spec and no
     ``flows.jsonl``)."""
     manifest = manifest if manifest is not None else read_manifest(run_dir)
-    python = manifest.spec.python
-    if python is None and not (run_dir / FLOWS_FILE).exists():
+    if not has_flows(run_dir, manifest):
         return None
+    python = manifest.spec.python
     flows = read_flow_table(run_dir)
     calls = read_flow_calls(run_dir, flows)
     slo = python.slo if python is not None else {}
@@ -395,7 +403,7 @@ class FlowRun:
 
 def read_flow_run(run_dir: Path, manifest: Manifest) -> FlowRun | None:
     """A run directory's :class:`FlowRun`; None for a run without flows (as :func:`flows_of_run`)."""
-    if manifest.spec.python is None and not (run_dir / FLOWS_FILE).exists():
+    if not has_flows(run_dir, manifest):
         return None
     flows = read_flow_table(run_dir)
     calls = read_flow_calls(run_dir, flows)
