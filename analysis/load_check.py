@@ -95,8 +95,8 @@ class StageLoad:
     unreachable: int = (
         0  # requests that got no response: a user backs off after each (loadtest.engine.health)
     )
-    # a Python scenario's open-loop stage: its target in flows/s (target_rps is that in requests/s) and its
-    # arrivals (flows started, dropped ones included); None, and left out of the JSON, for any other stage
+    # a Python scenario's open-loop stage: its target in flows/s (a rate stage's; target_rps is that in requests/s)
+    # and its arrivals (flows started, dropped ones included); None, and left out of the JSON, for any other stage
     target_flows_per_s: float | None = None
     flow_arrivals: int | None = None
 
@@ -216,9 +216,9 @@ def check_load(
         if dropped:
             reasons.append(f"{dropped} arrivals dropped unsent at the end of the window")
         flow_rate = target.rate if meta.flows is not None else None
-        flow_arrivals = None
-        if flow_rate is not None:
-            flow_arrivals = meta.arrivals if meta.arrivals is not None else (meta.flows or 0) + dropped
+        flow_arrivals = None  # a flow stage's open loop (a rate or token-rate stage): its arrivals are flows
+        if meta.flows is not None and (target.rate or target.initial_rate) is not None:
+            flow_arrivals = meta.arrivals if meta.arrivals is not None else meta.flows + dropped
         out.append(
             StageLoad(
                 stage=label,

@@ -148,6 +148,11 @@ def test_the_waited_share_is_over_flow_arrivals() -> None:
     (load,) = check_load(flow_stage(150), [meta(300, 150, window_s=50.0, no_free_user=2)])
     assert offered_short(load) is not None
     assert offered_short(load).startswith("2 of 150 arrivals (1.3%) waited")  # type: ignore[union-attr]
+    # a token-rate stage's arrivals are flows too (its target is in tokens)
+    tokens = {"kind": "tokens", "users": None, "rate": None, "tokens_per_min": 9000.0, "initial_rate": 3.0}
+    (load,) = check_load(flow_stage(150), [meta(300, 150, window_s=50.0, no_free_user=2, target=tokens)])
+    assert (load.flow_arrivals, load.target_flows_per_s, load.target_rps) == (150, None, None)
+    assert offered_short(load) is not None
 
 
 def test_x_star_of_a_flow_stage_is_its_target_in_requests() -> None:
