@@ -85,9 +85,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ERROR_SHARE = 0.01
-FlowChecks = Mapping[
-    str, Sequence[SloCheck]
-]  # a stage's flow SLO checks, by label (analysis.flows.flow_slo_checks)
+# each stage's flow SLO checks, by label (analysis.flows.flow_slo_checks)
+FlowChecks = Mapping[str, Sequence[SloCheck]]
 
 
 # analyze --format json keeps its keys until its schema is versioned: `binding` there is `limit` here
