@@ -264,9 +264,12 @@ def _why_waited(unreachable: int) -> str:
     return why
 
 
-def falls_short(expected: float, sent: float) -> bool:
+def falls_short(expected: float, sent: float, per_arrival: float = 1.0) -> bool:
     """``sent`` requests are clearly fewer than the ``expected`` of a target rate: under 90 % of it and more than
-    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance)."""
+    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance). The Poisson count is
+    of arrivals: with ``per_arrival`` requests each (a Python scenario's requests per flow) both are taken in
+    arrivals, whose count scatters by √n — in requests it scatters √per_arrival times more than √requests."""
+    expected, sent = expected / per_arrival, sent / per_arrival
     return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
 
 
@@ -284,7 +287,8 @@ def offered_short(load: StageLoad) -> str | None:
             f"dropped ({_why_waited(load.unreachable)}; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
         )
     target = load.target_rps
-    if target and window and load.offered_rps is not None and falls_short(target * window, sent):
+    per_flow = target / load.target_flows_per_s if target and load.target_flows_per_s else 1.0
+    if target and window and load.offered_rps is not None and falls_short(target * window, sent, per_flow):
         flows = f" ({load.target_flows_per_s:.3g} flows/s)" if load.target_flows_per_s else ""
         return f"offered {load.offered_rps:.3g} req/s of the {target:.3g} req/s planned{flows}"
     return None

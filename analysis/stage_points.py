@@ -41,7 +41,7 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from analysis.frame import flat_gaps
 from analysis.goodput import slo_metric
-from analysis.load_check import check_load, falls_short, in_requests, offered_short
+from analysis.load_check import check_load, falls_short, in_requests, offered_short, requests_per_flow
 from analysis.sections import percentile_sections, section_of, sectioned_ci, share_sections
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
@@ -291,7 +291,7 @@ def _queue_growth(meta: StageWindow, sent_per_s: float | None, duration: float |
     rate = target_rate(meta)
     if rate is None or sent_per_s is None or not duration:
         return False
-    return falls_short(rate * duration, sent_per_s * duration)
+    return falls_short(rate * duration, sent_per_s * duration, requests_per_flow(meta) or 1.0)
 
 
 def rate_window(started: np.ndarray, ended: np.ndarray, meta: StageWindow) -> tuple[float | None, np.ndarray]:
