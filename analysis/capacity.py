@@ -34,13 +34,19 @@ linearly from A (it is 0 up to the quota and ``1 − quota/offered`` above), so 
 **Knee**: Kneedle on latency (E2E p50) vs throughput (req/s) in stage order: both normalised to [0, 1], the knee is
 the stage maximising ``x − y`` (none with fewer than 3 stages or no positive maximum).
 
+**A Python scenario's flow SLO** (``[python] slo``: ``flow_e2e_pXX``, ``attainment``) is a stage's SLO too: its
+checks, as the flow analysis makes them (:func:`analysis.flows.flow_slo_checks`), stand beside the classes' (keyed
+``flow_e2e_p95``, ``flow_attainment``), so a stage is compliant only when its flows meet the flow SLO as well, and X*
+is interpolated on them as on any check.
+
 **Binding limit**: "quota" when 429s (more than ``max_error_share`` of a stage's requests, so that a stray 429 does
-not count) appear in a stage no later than the first stage whose latency breaks an SLO, whose queue grows
-(open-loop arrivals found no free user, were dropped, or the rate of requests sent, 429s included, fell under 90 %
-of the target; for a token-rate stage, of the request rate it started at) or whose other errors pass
-``max_error_share``; else "server" when one of those happened; else None (no limit reached in the tested range).
-When the run scraped the endpoint's own metrics, ``server_evidence`` says what they show binds — "KV cache 97 % full
-from stage X on", "requests queue in the server from stage X on" (:func:`analysis.server_metrics.binding_evidence`).
+not count) appear in a stage no later than the first stage whose latency breaks an SLO (or that breaks the flow
+SLO), whose queue grows (open-loop arrivals found no free user, were dropped, or the rate of requests sent, 429s
+included, fell under 90 % of the target; for a token-rate stage, of the request rate it started at) or whose other
+errors pass ``max_error_share``; else "server" when one of those happened; else None (no limit reached in the tested
+range). When the run scraped the endpoint's own metrics, ``server_evidence`` says what they show binds — "KV cache
+97 % full from stage X on", "requests queue in the server from stage X on"
+(:func:`analysis.server_metrics.binding_evidence`).
 
 **Fit**: ``TPOT ≈ t0 + t1·C`` by least squares over stages, C the mean in-flight requests by Little's law
 (``Σ e2e / duration`` = rate × mean E2E, all requests of the stage), TPOT the mean over successful requests.
@@ -57,25 +63,30 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import LatencyPrediction, LinearFit, fit_linear, predict_latency
+from analysis.flows import flow_slo_checks
 from analysis.frame import RunData
 from analysis.goodput import class_slos, good_mask, slo_metric
 from analysis.sections import SECTIONS, sectioned_ci
 from analysis.server_metrics import binding_evidence, server_metrics_of
-from analysis.stage_points import StagePoint, View, stage_point
+from analysis.stage_points import SloCheck, StagePoint, View, stage_point
 from loadtest.rundir import StageWindow
 
 __all__ = [
     "DEFAULT_MAX_ERROR_SHARE",
     "CapacityResult",
+    "FlowChecks",
     "capacity",
     "capacity_from_run",
     "capacity_of_points",
     "predict",
     "stage_metas",
     "usable_records",
+    "with_flow_checks",
 ]
 
 DEFAULT_MAX_ERROR_SHARE = 0.01
+# each stage's flow SLO checks, by label (analysis.flows.flow_slo_checks)
+FlowChecks = Mapping[str, Sequence[SloCheck]]
 
 
 # analyze --format json keeps its keys until its schema is versioned: `binding` there is `limit` here
@@ -151,7 +162,7 @@ def _x_star(points: Sequence[StagePoint], view: View) -> tuple[float | None, flo
         if va is not None and vb is not None and vb != va:
             f = min(max((check.limit - va) / (vb - va), 0.0), 1.0)
         if f <= frac:
-            frac, why = f, check.key + (f" ({check.request_class})" if check.request_class else "")
+            frac, why = f, _named(check)
     xa, xb, ta, tb = a.x_req_per_s, b.x_req_per_s, a.x_output_tok_per_s, b.x_output_tok_per_s
     if xa is None or xb is None:
         return xa, ta, f"{a.stage} passed, {b.stage} failed on {why}", False
@@ -162,6 +173,13 @@ def _x_star(points: Sequence[StagePoint], view: View) -> tuple[float | None, flo
         + _rates_said(a, b)
     )
     return x, tok, basis, True
+
+
+def _named(check: SloCheck) -> str:
+    """A check as a verdict names it: ``ttft_p95 (chat)``, ``flow_e2e_p95 (flow SLO)``, ``errors``."""
+    if check.is_flow:
+        return f"{check.key} (flow SLO)"
+    return check.key + (f" ({check.request_class})" if check.request_class else "")
 
 
 def _first_fail(points: Sequence[StagePoint], view: View) -> int | None:
@@ -258,21 +276,28 @@ def _knee(points: Sequence[StagePoint]) -> StagePoint | None:
 def _limit(points: Sequence[StagePoint], min_share: float) -> tuple[Literal["quota", "server"] | None, str]:
     quota = next((i for i, p in enumerate(points) if p.rate_limited > min_share * p.requests), None)
     failing = [p.requests - p.ok - p.rate_limited > min_share * p.requests for p in points]
-    server = next((i for i, p in enumerate(points) if p.latency_broken or p.queue_growth or failing[i]), None)
+    server = next(
+        (
+            i
+            for i, p in enumerate(points)
+            if p.latency_broken or p.flow_broken or p.queue_growth or failing[i]
+        ),
+        None,
+    )
     if quota is not None and (server is None or quota <= server):
         p = points[quota]
         kind = max(p.limit_types.items(), key=lambda kv: kv[1])[0]
         return "quota", f"429s ({kind}) from {p.stage}, {p.rate_limited} of {p.requests} requests"
     if server is not None:
         p = points[server]
-        broken = [c.key + (f" ({c.request_class})" if c.request_class else "") for c in p.checks]
-        what = [
-            b
-            for b, c in zip(broken, p.checks, strict=True)
-            if c.is_latency and c.value is not None and not c.passed()
-        ]
-        if what:
-            reason = "latency SLO " + ", ".join(what)
+        broken = [c for c in p.checks if c.value is not None and not c.passed()]
+        what = [_named(c) for c in broken if c.is_latency and not c.is_flow]
+        flows = [c.key for c in broken if c.is_flow]
+        if what or flows:
+            parts = (["latency SLO " + ", ".join(what)] if what else []) + (
+                ["flow SLO " + ", ".join(flows)] if flows else []
+            )
+            reason = " and ".join(parts)
         elif p.queue_growth:
             reason = "queue growth (open loop fell behind)"
         else:
@@ -299,9 +324,11 @@ def capacity(
     stages: Sequence[StageWindow] | Sequence[str],
     slos: Mapping[str, Mapping[str, float]],
     max_error_share: float = DEFAULT_MAX_ERROR_SHARE,
+    flow_checks: FlowChecks | None = None,
 ) -> CapacityResult:
     """The capacity analysis (module docstring) of ``records`` over ``stages`` (manifest ``stages`` entries or
-    labels, in increasing offered load) against ``slos`` (``{class: {"ttft_p95": 1.0, "attainment": 0.9}}``)."""
+    labels, in increasing offered load) against ``slos`` (``{class: {"ttft_p95": 1.0, "attainment": 0.9}}``) and,
+    for a Python scenario's run, its stages' ``flow_checks`` (:func:`analysis.flows.flow_slo_checks`)."""
     metas = stage_metas(stages, records.drop_duplicates("stage")["stage"] if len(records) else ())
     records, good = usable_records(records, slos)
     groups = records.groupby("stage", sort=False).indices if len(records) else {}  # positions, ascending
@@ -311,7 +338,17 @@ def capacity(
         if m.label in groups
         for rows in (groups[m.label],)
     )
-    return capacity_of_points(points, slos, max_error_share)
+    return capacity_of_points(with_flow_checks(points, flow_checks or {}), slos, max_error_share)
+
+
+def with_flow_checks(points: Iterable[StagePoint], flow_checks: FlowChecks) -> list[StagePoint]:
+    """The ``points`` with each stage's flow SLO checks beside its classes' (before the error share's)."""
+    return [
+        replace(p, checks=(*p.checks[:-1], *flow_checks[p.stage], p.checks[-1]))
+        if flow_checks.get(p.stage)
+        else p
+        for p in points
+    ]
 
 
 def stage_metas(stages: Sequence[StageWindow] | Sequence[str], found: Iterable[str]) -> list[StageWindow]:
@@ -348,7 +385,7 @@ def capacity_of_points(
         return CapacityResult((), None, (None, None), None, (None, None), False, "no stages", None, None,
                               None, None, None, None, "no records", None)  # fmt: skip
     x, tok, basis, interpolated = _x_star(points, "point")
-    if not slos:
+    if not slos and not any(c.is_flow for p in points for c in p.checks):
         basis = "the run has no SLOs: the highest throughput measured, not an SLO-compliant one"
     lo, lo_tok, _, _ = _x_star(points, "conservative")
     hi, hi_tok, _, _ = _x_star(points, "optimistic")
@@ -388,11 +425,13 @@ def capacity_of_points(
 
 
 def capacity_from_run(data: RunData, max_error_share: float = DEFAULT_MAX_ERROR_SHARE) -> CapacityResult:
-    """:func:`capacity` with the stages and class SLOs of the run's manifest, and what the endpoint's own metrics
-    (``server_metrics.jsonl``, when the run scraped them) say binds."""
+    """:func:`capacity` with the stages, class SLOs and flow SLO of the run's manifest, and what the endpoint's own
+    metrics (``server_metrics.jsonl``, when the run scraped them) say binds."""
     manifest = data.manifest
     stages: Sequence[StageWindow] | Sequence[str] = manifest.stages or manifest.stage_order
-    result = capacity(data.records, stages, class_slos(manifest.spec.request_classes), max_error_share)
+    slos = class_slos(manifest.spec.request_classes)
+    flows = flow_slo_checks(data.run_dir, manifest)
+    result = capacity(data.records, stages, slos, max_error_share, flows)
     server = server_metrics_of(data.run_dir, manifest.stages or ())
     evidence = binding_evidence(server, [p.stage for p in result.points])
     return replace(result, server_evidence=evidence) if evidence else result

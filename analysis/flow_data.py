@@ -36,6 +36,7 @@ from analysis.columnar import open_cache
 from analysis.jsonl import RECORD_SCHEMA, read_slices
 from loadtest.client.records import RECORDS_FILE
 from loadtest.errors import ConfigError
+from loadtest.rundir import Manifest, read_manifest
 from loadtest.rundir.flows import FLOWS_FILE, read_flows
 
 __all__ = [
@@ -43,7 +44,9 @@ __all__ = [
     "FlowCalls",
     "FlowJoin",
     "FlowTable",
+    "has_flows",
     "join_check",
+    "no_flows",
     "read_flow_calls",
     "read_flow_table",
 ]
@@ -83,6 +86,22 @@ class FlowTable:
 
     def __len__(self) -> int:
         return int(self.flow_id.size)
+
+
+def has_flows(run_dir: Path, manifest: Manifest | None = None) -> bool:
+    """Whether the run is a Python scenario's: its spec names one, or it wrote ``flows.jsonl``."""
+    manifest = manifest if manifest is not None else read_manifest(run_dir)
+    return manifest.spec.python is not None or (run_dir / FLOWS_FILE).exists()
+
+
+def no_flows(what: str, run_dir: Path | None = None, instead: str = "") -> ConfigError:
+    """The one refusal of a flow figure asked of a run without flows (:func:`has_flows`), in one line: ``what`` asked
+    for it (a flag, or what it is for), ``run_dir`` is the run (else "the run"), ``instead`` what to give instead."""
+    run = str(run_dir) if run_dir is not None else "the run"
+    return ConfigError(
+        f"{what}: {run} has no flows (flows are a Python scenario's: no [python] in its spec, no {FLOWS_FILE}; "
+        "docs/scenarios-python.md)" + (f"; {instead}" if instead else "")
+    )
 
 
 def read_flow_table(run_dir: Path) -> FlowTable:

@@ -17,29 +17,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.flow_data import read_flow_calls, read_flow_table
+from analysis.flow_data import has_flows, no_flows, read_flow_calls, read_flow_table
 from analysis.forecast import FlowPeak
 from loadtest.errors import ConfigError
-from loadtest.rundir import Manifest, read_manifest
+from loadtest.rundir import Manifest
 from loadtest.rundir.flows import FLOWS_FILE
+from loadtest.spec.runspec import NO_FLOWS_INSTEAD
 
-__all__ = ["flow_peak", "has_flows"]
-
-
-def has_flows(run_dir: Path, manifest: Manifest | None = None) -> bool:
-    """Whether the run is a Python scenario's (its spec names one, or it wrote ``flows.jsonl``)."""
-    manifest = manifest if manifest is not None else read_manifest(run_dir)
-    return manifest.spec.python is not None or (run_dir / FLOWS_FILE).exists()
+__all__ = ["flow_peak"]
 
 
 def flow_peak(run_dir: Path, flows_per_s: float, manifest: Manifest | None = None) -> FlowPeak:
     """``flows_per_s`` with the run's measured requests and tokens per ``ok`` flow (the module docstring);
     :class:`~loadtest.errors.ConfigError` in one line when the run has no flows or none ended ``ok``."""
     if not has_flows(run_dir, manifest):
-        raise ConfigError(
-            f"a peak in flows/s needs a run of a Python scenario: {run_dir} has no flows (no flows.jsonl, no "
-            "[python] in its spec); give the peak as tokens/min or requests/s"
-        )
+        raise no_flows("a peak in flows/s", run_dir, NO_FLOWS_INSTEAD)
     table = read_flow_table(run_dir)
     ok = table.outcome == "ok"
     n = int(ok.sum())

@@ -10,7 +10,7 @@ flow line's ``stage``: where the task began):
   Its percentiles are over the flows that ended ``ok``, with the 95 % interval of the capacity analysis
   (:func:`analysis.stage_points.percentile_interval`: order statistics, widened by sectioning for an open-loop
   stage);
-* **steps per flow** (the line's ``calls``) and **tokens per flow** (its ``prompt_tokens`` / ``output_tokens``,
+* **calls per flow** (the line's ``calls``) and **tokens per flow** (its ``prompt_tokens`` / ``output_tokens``,
   the sums of its calls' usage): over the flows that ended ``ok`` (a failed flow stops early);
 * **flows/s** = flows that ended ``ok`` / the stage's flow span, from the first flow's task start to the last
   flow's task end (the flows' ``started_at`` / ``ended_at``, the summaries' vLLM-style duration, for tasks);
@@ -29,26 +29,34 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from analysis.flow_data import FlowCalls, FlowJoin, FlowTable, join_check, read_flow_calls, read_flow_table
-from analysis.goodput import slo_metric
+from analysis.flow_data import (
+    FlowCalls,
+    FlowJoin,
+    FlowTable,
+    has_flows,
+    join_check,
+    read_flow_calls,
+    read_flow_table,
+)
 from analysis.sections import section_of
 from analysis.stage_points import (
     SloCheck,
     View,
+    open_loop,
     percentile_check,
     percentile_interval,
     share_check,
-    target_rate,
 )
 from analysis.summary import PERCENTILES, percentiles
 from loadtest.rundir import Manifest, StageWindow, read_manifest
-from loadtest.rundir.flows import FLOW_OUTCOMES, FLOWS_FILE
+from loadtest.rundir.flows import FLOW_OUTCOMES
+from loadtest.spec.pyscenario import flow_latency_percentile
 
 __all__ = [
     "SCENARIO_ERRORS_KEPT",
@@ -60,6 +68,7 @@ __all__ = [
     "ScenarioError",
     "analyze_flows",
     "flow_latency",
+    "flow_slo_checks",
     "flow_slo_limits",
     "flows_of_run",
     "read_flow_run",
@@ -87,9 +96,9 @@ def flow_slo_limits(slo: Mapping[str, float]) -> list[tuple[str, float, float]]:
     """``(key, percentile, seconds)`` of each ``flow_e2e_pXX`` in a flow SLO, in key order."""
     out = []
     for key, limit in sorted(slo.items()):
-        metric, sep, pct = key.rpartition("_p")
-        if sep and metric == "flow_e2e" and slo_metric(f"e2e_p{pct}") is not None:
-            out.append((key, float(pct), float(limit)))
+        q = flow_latency_percentile(key)
+        if q is not None:
+            out.append((key, q, float(limit)))
     return out
 
 
@@ -98,7 +107,7 @@ class FlowStage:
     """One stage's flows (the module docstring). ``started`` = ``ended`` (flow lines) + ``unfinished`` (flows seen
     only in records: no line). ``latency``: p50 … p99, mean and max of the ``latency_n`` latencies of the ``ok``
     flows (seconds; an ``ok`` flow without calls has none);
-    ``latency_ci``: ``{"p95": (low, high)}`` (a bound None when there are too few flows). ``steps``: mean, p50 and
+    ``latency_ci``: ``{"p95": (low, high)}`` (a bound None when there are too few flows). ``calls``: mean, p50 and
     max of the ``ok`` flows' calls."""
 
     stage: str
@@ -111,7 +120,7 @@ class FlowStage:
     latency_n: int
     latency: dict[str, float | None]
     latency_ci: dict[str, tuple[float | None, float | None]]
-    steps: dict[str, float | None]
+    calls: dict[str, float | None]
     prompt_tokens_mean: float | None
     output_tokens_mean: float | None
     good: int
@@ -236,32 +245,32 @@ def _stage(
     span = float(np.nanmax(ended) - np.nanmin(started)) if rows.size else 0.0
     duration = span if span > 0 else None
     sections = section_of(started)
-    open_loop = window is not None and target_rate(window) is not None
+    is_open = window is not None and open_loop(window)
     lat = latency[rows]
     quantiles: dict[str, float | None] = percentiles(lat[ok])
     ci: dict[str, tuple[float | None, float | None]] = {}
     for q in PERCENTILES:
-        _, low, high, _ = percentile_interval(lat[ok], q, sections[ok], open_loop)
+        _, low, high, _ = percentile_interval(lat[ok], q, sections[ok], is_open)
         ci[f"p{q}"] = (low, high)
     limits = flow_slo_limits(slo)
     good = ok.copy()
     for _, _, limit in limits:
         good &= ~(lat > limit)  # NaN (no calls) cannot break it
     checks = [
-        percentile_check(key, None, limit, lat[ok], q, sections[ok], open_loop) for key, q, limit in limits
+        percentile_check(key, None, limit, lat[ok], q, sections[ok], is_open) for key, q, limit in limits
     ]
     counted = outcome != "cancelled"
     if "attainment" in slo:
         checks.append(
             share_check(
-                "attainment", None, slo["attainment"], good[counted], sections[counted], True, open_loop
+                "attainment", None, slo["attainment"], good[counted], sections[counted], True, is_open
             )
         )
     if "error_rate" in slo:  # the gate's flow_error_rate: flows that failed or raised, of those judged
         broke = (outcome == "failed") | (outcome == "error")
         checks.append(
             share_check(
-                "error_rate", None, slo["error_rate"], broke[counted], sections[counted], False, open_loop
+                "error_rate", None, slo["error_rate"], broke[counted], sections[counted], False, is_open
             )
         )
     calls = flows.calls[rows][ok].astype("float64")
@@ -276,7 +285,7 @@ def _stage(
         latency_n=int((~np.isnan(lat[ok])).sum()),
         latency=quantiles,
         latency_ci=ci,
-        steps={
+        calls={
             "mean": _mean(calls),
             "p50": float(np.median(calls)) if calls.size else None,
             "max": float(calls.max()) if calls.size else None,
@@ -360,9 +369,9 @@ def flows_of_run(run_dir: Path, manifest: Manifest | None = None) -> FlowAnalysi
     """The flow analysis of a run directory; None for a run without flows (no Python scenario in its spec and no
     ``flows.jsonl``)."""
     manifest = manifest if manifest is not None else read_manifest(run_dir)
-    python = manifest.spec.python
-    if python is None and not (run_dir / FLOWS_FILE).exists():
+    if not has_flows(run_dir, manifest):
         return None
+    python = manifest.spec.python
     flows = read_flow_table(run_dir)
     calls = read_flow_calls(run_dir, flows)
     slo = python.slo if python is not None else {}
@@ -389,12 +398,12 @@ class FlowRun:
 
     def open_loop(self, label: str) -> bool:
         window = self.windows.get(label)
-        return window is not None and target_rate(window) is not None
+        return window is not None and open_loop(window)
 
 
 def read_flow_run(run_dir: Path, manifest: Manifest) -> FlowRun | None:
     """A run directory's :class:`FlowRun`; None for a run without flows (as :func:`flows_of_run`)."""
-    if manifest.spec.python is None and not (run_dir / FLOWS_FILE).exists():
+    if not has_flows(run_dir, manifest):
         return None
     flows = read_flow_table(run_dir)
     calls = read_flow_calls(run_dir, flows)
@@ -404,3 +413,26 @@ def read_flow_run(run_dir: Path, manifest: Manifest) -> FlowRun | None:
         _unfinished(calls),
         {w.label: w for w in manifest.stages or ()},
     )
+
+
+# a flow SLO check's key beside the classes' checks of a stage (analysis.capacity): the gate's names for them
+_CAPACITY_KEYS: Final = {"attainment": "flow_attainment", "error_rate": "flow_error_rate"}
+
+
+def flow_slo_checks(run_dir: Path, manifest: Manifest) -> dict[str, tuple[SloCheck, ...]]:
+    """Each stage's checks of the run's flow SLO (``[python] slo``), as :meth:`FlowRun.stage` computes them, keyed
+    ``flow_e2e_pXX`` and ``flow_attainment`` (:attr:`SloCheck.is_flow`) so that they stand beside the classes' in a
+    stage's point (:func:`analysis.capacity.capacity`). Empty for a run without flows or without a flow SLO; a stage
+    without a flow to judge (:meth:`FlowStage.meets` is None) has none."""
+    python = manifest.spec.python
+    if python is None or not python.slo:
+        return {}
+    run = read_flow_run(run_dir, manifest)
+    if run is None:
+        return {}
+    out: dict[str, tuple[SloCheck, ...]] = {}
+    for label in dict.fromkeys(run.flows.stage.tolist()):
+        stage = run.stage(str(label), python.slo)
+        if stage.meets() is not None:
+            out[str(label)] = tuple(replace(c, key=_CAPACITY_KEYS.get(c.key, c.key)) for c in stage.checks)
+    return out

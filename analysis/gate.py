@@ -37,9 +37,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from analysis.flow_data import no_flows
 from analysis.flows import FlowRun, read_flow_run
 from analysis.frame import RunData
-from analysis.gate_flows import flow_measure, flow_missing, good_limits, no_flows, not_a_stage
+from analysis.gate_flows import flow_measure, flow_missing, good_limits, not_a_stage
 from analysis.gate_measures import (
     JOINT_CONFIDENCE,
     MIN_BINS,

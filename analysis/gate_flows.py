@@ -23,16 +23,10 @@ from collections.abc import Mapping, Sequence
 from analysis.flows import FlowRun
 from analysis.gate_measures import Measure
 from loadtest.errors import ConfigError
+from loadtest.spec.pyscenario import flow_latency_percentile
 from loadtest.spec.slo_flags import Threshold
 
-__all__ = ["flow_measure", "flow_missing", "good_limits", "no_flows", "not_a_stage"]
-
-
-def no_flows(flag: str) -> ConfigError:
-    """A flow threshold on a run without flows: a usage mistake, as a TPOT on embeddings is."""
-    return ConfigError(
-        f"{flag}: the run has no flows (flow metrics are a Python scenario's, docs/scenarios-python.md)"
-    )
+__all__ = ["flow_measure", "flow_missing", "good_limits", "not_a_stage"]
 
 
 def not_a_stage(flag: str, scope: str, stages: Sequence[str]) -> ConfigError:
@@ -67,7 +61,7 @@ def flow_measure(run: FlowRun, stage: str, metric: str, limit: float, good: Mapp
         return Measure(check.value, check.ci_low, check.ci_high, figures.judged, ok=ok)
     problem = None
     if check.value is not None and (check.ci_low is None or check.ci_high is None):
-        q = metric.rpartition("_p")[2]
+        q = f"{flow_latency_percentile(metric) or 0:g}"
         sections = " (in an open loop, also enough for each of its sections)" if run.open_loop(stage) else ""
         problem = (
             f"too few flows for a p{q}: {figures.latency_n:,} leave its 95 % interval unbounded{sections}"

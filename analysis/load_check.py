@@ -25,6 +25,11 @@ Per stage (windows come from the manifest, written by the engine):
   1,000 streams (86–99.5 %; TTFTs 23–29 ms late at p50) and 44–54 ms behind 500 streams while it shared its core
   with the simulator (72–74 %: the CPU share alone misses that one). The engine at its edge — 256 short streams,
   87–93 % of a core — was at 7.7–10.8 ms, under the bound;
+* a **Python scenario's** stage (its ``stage_end`` counts ``flows``): one arrival starts one flow, so its target
+  rate is in flows/s. In requests/s (:func:`in_requests`) it is that rate × the stage's requests per flow
+  (:func:`requests_per_flow`: the records / the flows of its ``stage_end``, retries and cancelled calls included —
+  they were sent), so that the offered load, the capacity's X* and queue growth all compare requests with requests;
+  the share of arrivals that waited or were dropped is over its flow arrivals;
 * **kept up** unless the generator itself was late — lag p99 above ``max_lag_s`` (default 25 ms) in a stage that
   was not capped: such a stage's latencies omit the delay the generator caused (coordinated omission) — or its
   engine was saturated (capped or not: its timestamps are late).
@@ -51,7 +56,9 @@ __all__ = [
     "StageLoad",
     "check_load",
     "falls_short",
+    "in_requests",
     "offered_short",
+    "requests_per_flow",
     "saturation",
 ]
 
@@ -88,9 +95,39 @@ class StageLoad:
     unreachable: int = (
         0  # requests that got no response: a user backs off after each (loadtest.engine.health)
     )
+    # a Python scenario's open-loop stage: its target in flows/s (a rate stage's; target_rps is that in requests/s)
+    # and its arrivals (flows started, dropped ones included); None, and left out of the JSON, for any other stage
+    target_flows_per_s: float | None = None
+    flow_arrivals: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in _FLOW_FIELDS:
+            if out[name] is None:
+                del out[name]
+        return out
+
+
+_FLOW_FIELDS = ("target_flows_per_s", "flow_arrivals")
+
+
+def requests_per_flow(meta: StageWindow) -> float | None:
+    """A Python scenario's stage: its records / its flows (both from its ``stage_end``: every record sent, retries
+    and cancelled calls included; every flow line that ended). None for a stage of requests (no ``flows``), one
+    that ended no flow, or one from a run before the engine counted them."""
+    if not meta.flows or meta.records is None:
+        return None
+    return meta.records / meta.flows
+
+
+def in_requests(meta: StageWindow, rate: float | None) -> float | None:
+    """A stage's arrival ``rate`` (its target, or a token-rate stage's starting rate) in requests/s: the rate itself
+    for a stage of requests; for a Python scenario's stage, whose arrivals start flows, the flows/s × its
+    :func:`requests_per_flow` (None when that is unknown)."""
+    if rate is None or meta.flows is None:
+        return rate
+    per_flow = requests_per_flow(meta)
+    return rate * per_flow if per_flow is not None else None
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
@@ -178,12 +215,16 @@ def check_load(
             reasons.append(f"{no_free} arrivals waited for a free user ({_why_waited(unreachable)})")
         if dropped:
             reasons.append(f"{dropped} arrivals dropped unsent at the end of the window")
+        flow_rate = target.rate if meta.flows is not None else None
+        flow_arrivals = None  # a flow stage's open loop (a rate or token-rate stage): its arrivals are flows
+        if meta.flows is not None and (target.rate or target.initial_rate) is not None:
+            flow_arrivals = meta.arrivals if meta.arrivals is not None else meta.flows + dropped
         out.append(
             StageLoad(
                 stage=label,
                 kind=kind,
                 window_s=window,
-                target_rps=target.rate,
+                target_rps=in_requests(meta, target.rate),
                 offered_rps=offered_rps,
                 target_tokens_per_min=token_target,
                 offered_tokens_per_min=tokens,
@@ -200,6 +241,8 @@ def check_load(
                 capped=capped,
                 reason="; ".join(reasons) or None,
                 unreachable=unreachable,
+                target_flows_per_s=flow_rate,
+                flow_arrivals=flow_arrivals,
             )
         )
     return out
@@ -221,17 +264,22 @@ def _why_waited(unreachable: int) -> str:
     return why
 
 
-def falls_short(expected: float, sent: float) -> bool:
+def falls_short(expected: float, sent: float, per_arrival: float = 1.0) -> bool:
     """``sent`` requests are clearly fewer than the ``expected`` of a target rate: under 90 % of it and more than
-    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance)."""
+    three Poisson standard deviations below (a short Poisson stage falls 10 % short by chance). The Poisson count is
+    of arrivals: with ``per_arrival`` requests each (a Python scenario's requests per flow) both are taken in
+    arrivals, whose count scatters by √n — in requests it scatters √per_arrival times more than √requests."""
+    expected, sent = expected / per_arrival, sent / per_arrival
     return sent < 0.9 * expected and sent < expected - 3.0 * math.sqrt(expected)
 
 
 def offered_short(load: StageLoad) -> str | None:
-    """Why a stage did not offer its planned load (the in-flight cap, dropped arrivals, too few sent), or None."""
+    """Why a stage did not offer its planned load (the in-flight cap, dropped arrivals, too few sent), or None. The
+    arrivals are the requests sent in the window and the dropped ones; a Python scenario's, the flows it started
+    (an arrival is a flow), dropped ones included."""
     window = load.window_s
     sent = (load.offered_rps or 0.0) * window if window else 0.0
-    arrivals = sent + load.dropped
+    arrivals = load.flow_arrivals if load.flow_arrivals is not None else sent + load.dropped
     waited = max(load.no_free_user, load.dropped)  # a dropped arrival had found no free user too
     if arrivals and waited / arrivals > MAX_WAITED_SHARE:
         return (
@@ -239,6 +287,8 @@ def offered_short(load: StageLoad) -> str | None:
             f"dropped ({_why_waited(load.unreachable)}; more than {MAX_WAITED_SHARE:.0%} is not the planned load)"
         )
     target = load.target_rps
-    if target and window and load.offered_rps is not None and falls_short(target * window, sent):
-        return f"offered {load.offered_rps:.3g} req/s of the {target:.3g} req/s planned"
+    per_flow = target / load.target_flows_per_s if target and load.target_flows_per_s else 1.0
+    if target and window and load.offered_rps is not None and falls_short(target * window, sent, per_flow):
+        flows = f" ({load.target_flows_per_s:.3g} flows/s)" if load.target_flows_per_s else ""
+        return f"offered {load.offered_rps:.3g} req/s of the {target:.3g} req/s planned{flows}"
     return None

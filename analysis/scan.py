@@ -45,8 +45,10 @@ from analysis.capacity import (
     capacity_of_points,
     stage_metas,
     usable_records,
+    with_flow_checks,
 )
 from analysis.columnar import Cache, open_cache, write_cache
+from analysis.flows import flow_slo_checks
 from analysis.frame import (
     UNNAMED_CLASS,
     name_classes,
@@ -426,7 +428,16 @@ def summarize_scan(
     ]
     cap = None
     if capacity:
-        cap = capacity_of_points([points[m] for m in metas if m in points], run_slos, max_error_share)
+        try:
+            flows, unread = flow_slo_checks(scan.run_dir, scan.manifest), None
+        except (
+            ConfigError
+        ) as exc:  # the report says why (its flows section); its verdict says what it left out
+            flows, unread = {}, f"; the flow SLO is not judged: the flows could not be read ({exc})"
+        kept = with_flow_checks([points[m] for m in metas if m in points], flows)
+        cap = capacity_of_points(kept, run_slos, max_error_share)
+        if unread:
+            cap = replace(cap, basis=cap.basis + unread)
         server = server_metrics_of(scan.run_dir, scan.manifest.stages or ())
         evidence = binding_evidence(server, [p.stage for p in cap.points])
         if evidence:

@@ -25,7 +25,8 @@ stage too short to section has no bounds. Every check also keeps its value on ea
 X*'s axis (``x_req_per_s``, ``x_output_tok_per_s``, ``x_basis``): an open-loop *rate* stage whose generator kept up
 (:func:`analysis.load_check.check_load`'s ``kept_up``, and :func:`analysis.load_check.offered_short` found nothing)
 is taken at its target rate times the share of its requests sent in the window that succeeded ("target"); any other
-stage at ``req_per_s`` ("achieved").
+stage at ``req_per_s`` ("achieved"). A Python scenario's target is in flows/s: every rate here takes it in
+requests/s (:func:`analysis.load_check.in_requests`).
 """
 
 from __future__ import annotations
@@ -40,16 +41,18 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from analysis.frame import flat_gaps
 from analysis.goodput import slo_metric
-from analysis.load_check import check_load, falls_short, offered_short
+from analysis.load_check import check_load, falls_short, in_requests, offered_short, requests_per_flow
 from analysis.sections import percentile_sections, section_of, sectioned_ci, share_sections
 from analysis.summary import limit_type, percentiles, span_s
 from loadtest.rundir import StageWindow
+from loadtest.spec.slo_flags import is_flow
 
 __all__ = [
     "SloCheck",
     "StagePoint",
     "View",
     "falls_short",
+    "open_loop",
     "percentile_check",
     "percentile_ci",
     "percentile_interval",
@@ -94,7 +97,12 @@ class SloCheck:
 
     @property
     def is_latency(self) -> bool:
-        return self.key not in ("attainment", "errors")
+        return self.key not in ("attainment", "errors", "flow_attainment")
+
+    @property
+    def is_flow(self) -> bool:
+        """A check of the flow SLO (``flow_e2e_p95``, ``flow_attainment``: :mod:`analysis.flows`), not of a class."""
+        return is_flow(self.key)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "sections"}
@@ -113,7 +121,8 @@ class StagePoint:
     req_per_s: float | None
     output_tok_per_s: float | None
     sent_per_s: float | None  # requests sent per second (429s and other failures included)
-    target_rate: float | None  # an open-loop stage's target req/s (a token-rate stage's starting rate)
+    # an open-loop stage's target req/s (a token-rate stage's starting rate; a flow stage's flows/s in requests)
+    target_rate: float | None
     users: int | None  # a closed-loop stage's users
     concurrency: float | None
     ttft: dict[str, float | None]
@@ -138,8 +147,16 @@ class StagePoint:
 
     @property
     def latency_broken(self) -> bool:
-        """A latency SLO measured and broken (a check without values — nothing succeeded — is not latency)."""
-        return any(c.is_latency and c.value is not None and not c.passed("point") for c in self.checks)
+        """A class's latency SLO measured and broken (a check without values — nothing succeeded — is not latency)."""
+        return any(
+            c.is_latency and not c.is_flow and c.value is not None and not c.passed("point")
+            for c in self.checks
+        )
+
+    @property
+    def flow_broken(self) -> bool:
+        """A check of the flow SLO measured and broken."""
+        return any(c.is_flow and c.value is not None and not c.passed("point") for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -241,11 +258,22 @@ def share_check(
     return SloCheck(key, cls, limit, k / n, low, high, higher, sections=by_section)
 
 
-def target_rate(meta: StageWindow) -> float | None:
-    """An open-loop stage's target req/s (a token-rate stage: the rate it set out at); None for a closed loop."""
+def _arrival_rate(meta: StageWindow) -> float | None:
+    """An open-loop stage's target arrivals/s (a token-rate stage: the rate it set out at); None for a closed loop."""
     target = meta.target
     rate = (target.rate or target.initial_rate) if target is not None else None
     return float(rate) if rate is not None else None
+
+
+def open_loop(meta: StageWindow) -> bool:
+    """Whether the stage was an open loop (a rate or token-rate stage: arrivals on a schedule)."""
+    return _arrival_rate(meta) is not None
+
+
+def target_rate(meta: StageWindow) -> float | None:
+    """An open-loop stage's target req/s (a token-rate stage: the rate it set out at; a Python scenario's: its flows/s
+    in requests, :func:`analysis.load_check.in_requests`); None for a closed loop (or flows with no count)."""
+    return in_requests(meta, _arrival_rate(meta))
 
 
 def _users(meta: StageWindow) -> int | None:
@@ -263,14 +291,14 @@ def _queue_growth(meta: StageWindow, sent_per_s: float | None, duration: float |
     rate = target_rate(meta)
     if rate is None or sent_per_s is None or not duration:
         return False
-    return falls_short(rate * duration, sent_per_s * duration)
+    return falls_short(rate * duration, sent_per_s * duration, requests_per_flow(meta) or 1.0)
 
 
 def rate_window(started: np.ndarray, ended: np.ndarray, meta: StageWindow) -> tuple[float | None, np.ndarray]:
     """The duration a stage's rates are over and which of its requests count (see the module docstring): an
     open-loop stage's sending window and the requests started in it; else first start → last end, and all."""
     start, end = meta.start, meta.window_end
-    if start is not None and end is not None and end > start and target_rate(meta) is not None:
+    if start is not None and end is not None and end > start and open_loop(meta):
         return float(end - start), (started >= start) & (started <= end)
     return span_s(started, ended), np.ones(started.size, dtype=bool)
 
@@ -291,7 +319,7 @@ def stage_point(
     duration, sent = rate_window(started, ended, meta)
     req_per_s = (ok & sent).sum() / duration if duration else None
     sent_per_s = float(sent.sum()) / duration if duration else None
-    open_loop = target_rate(meta) is not None
+    is_open = open_loop(meta)
     section = section_of(started)
     classes = df["request_class"].to_numpy(dtype=object)
     errors = df["error_class"].to_numpy(dtype=object)
@@ -308,7 +336,7 @@ def stage_point(
         sel = rows & ok
         for key, limit in sorted(slo.items()):
             if key == "attainment":
-                checks.append(share_check(key, cls, limit, good[rows], section[rows], True, open_loop))
+                checks.append(share_check(key, cls, limit, good[rows], section[rows], True, is_open))
                 continue
             parsed = slo_metric(key)
             if parsed is None:
@@ -320,7 +348,7 @@ def stage_point(
                 values, sections = gaps[0][of_gap], np.repeat(section, gaps[1])[of_gap]
             else:
                 values, sections = df[metric].to_numpy(dtype="float64")[sel], section[sel]
-            checks.append(percentile_check(key, cls, limit, values, q, sections, open_loop))
+            checks.append(percentile_check(key, cls, limit, values, q, sections, is_open))
     checks.append(share_check("errors", None, max_error_share, ~ok, section, False, False))
     tpot_ok = df["tpot"].to_numpy(dtype="float64")[ok]
     ttft_ok = df["ttft"].to_numpy(dtype="float64")[ok]
@@ -369,7 +397,7 @@ def _x_rates(
     planned load (:func:`analysis.load_check.offered_short`) — so that its Poisson arrivals were the target's;
     else ``("achieved", None, None)``. A token-rate stage's rate follows its controller: achieved."""
     target = meta.target
-    rate = target.rate if target is not None and target.kind == "rate" else None
+    rate = in_requests(meta, target.rate) if target is not None and target.kind == "rate" else None
     if rate is None or not sent:
         return "achieved", None, None
     (load,) = check_load(df, [meta])

@@ -64,7 +64,7 @@ def text_table(rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 
 def format_target(load: StageLoad) -> tuple[str, str]:
-    """(target, offered) as text, in the stage's own unit."""
+    """(target, offered) as text, in the stage's own unit; a Python scenario's target in flows/s and in requests/s."""
     if load.target_tokens_per_min:
         key = next(iter(load.target_tokens_per_min))
         offered = load.offered_tokens_per_min.get(key)
@@ -72,11 +72,15 @@ def format_target(load: StageLoad) -> tuple[str, str]:
             f"{load.target_tokens_per_min[key]:,.0f} {key} tpm",
             _DASH if offered is None else f"{offered:,.0f} tpm",
         )
+    sent = format_number(load.offered_rps, 2) + " rps"
+    if load.target_flows_per_s is not None:  # a Python scenario's arrival starts a flow
+        rps = "" if load.target_rps is None else f" ({load.target_rps:.2f} rps)"
+        return f"{load.target_flows_per_s:.2f} flows/s{rps}", sent
     if load.target_rps is not None:
-        return f"{load.target_rps:.2f} rps", format_number(load.offered_rps, 2) + " rps"
+        return f"{load.target_rps:.2f} rps", sent
     if load.kind == "idle":
         return "idle", _DASH
-    return "closed loop", format_number(load.offered_rps, 2) + " rps"
+    return "closed loop", sent
 
 
 def render_load_table(loads: Sequence[StageLoad]) -> str:

@@ -39,7 +39,7 @@ STAGE_HEADER = (
     "p95",
     "p95 95 % CI",
     "p99",
-    "steps/flow",
+    "calls/flow",
     "in tok/flow",
     "out tok/flow",
     "goodput/s",
@@ -109,8 +109,8 @@ def stage_cells(stage: FlowStage) -> tuple[str, ...]:
         seconds(stage.latency.get("p95")),
         ci,
         seconds(stage.latency.get("p99")),
-        f"{_number(stage.steps.get('mean'))} (p50 {_number(stage.steps.get('p50'), 0)}, "
-        f"max {_number(stage.steps.get('max'), 0)})",
+        f"{_number(stage.calls.get('mean'))} (p50 {_number(stage.calls.get('p50'), 0)}, "
+        f"max {_number(stage.calls.get('max'), 0)})",
         _number(stage.prompt_tokens_mean, 0),
         _number(stage.output_tokens_mean, 0),
         _number(stage.goodput_per_s, 2),
@@ -224,7 +224,7 @@ def answer_line(analysis: FlowAnalysis) -> str:
     best = max(analysis.stages, key=lambda s: s.goodput_per_s or 0.0)
     parts = [
         f"{_number(best.goodput_per_s, 2)} good flows/s at {best.stage} "
-        f"(flow latency p95 {seconds(best.latency.get('p95'))}, {_number(best.steps.get('mean'))} calls/flow)"
+        f"(flow latency p95 {seconds(best.latency.get('p95'))}, {_number(best.calls.get('mean'))} calls/flow)"
     ]
     judged = [s for s in analysis.stages if s.meets("point") is not None]
     if judged:

@@ -434,11 +434,13 @@ def write_flow_run(
     flows: Iterable[FlowRecord],
     slo: Mapping[str, float] | None = None,
     stages: list[dict[str, Any]] | None = None,
+    classes: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """The run directory ``run`` of a Python scenario (``my_flow.py``, flow SLO ``slo``): ``recs`` as its records,
-    ``flows`` as its ``flows.jsonl``, the stage windows ``stages`` (default: stage s1, no target: a closed loop)."""
+    ``flows`` as its ``flows.jsonl``, the stage windows ``stages`` (default: stage s1, no target: a closed loop),
+    the steps ``classes`` ``{name: slo}`` (default one ``chat`` step without SLOs)."""
     run.mkdir(parents=True)
-    manifest = manifest_dict(stage_labels=(), stages=stages or [{"label": "s1"}])
+    manifest = manifest_dict(classes=classes, stage_labels=(), stages=stages or [{"label": "s1"}])
     manifest["spec"]["python"] = PythonScenario("my_flow.py", "", slo=dict(slo or {})).to_dict()
     (run / "manifest.json").write_bytes(orjson.dumps(manifest))
     (run / "records.jsonl").write_bytes(jsonl(list(recs)))

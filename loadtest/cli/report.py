@@ -90,14 +90,12 @@ def report(
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("a run directory is named twice")
     if peak_fps is not None:
-        from analysis.flow_peak import has_flows
+        from analysis.flow_data import has_flows, no_flows
+        from loadtest.spec.runspec import NO_FLOWS_INSTEAD
 
         for run_dir in run_dirs:
             if run_dir.is_dir() and not has_flows(run_dir):
-                raise ConfigError(
-                    f"--peak-fps: {run_dir} has no flows (no flows.jsonl, no [python] in its spec): a peak in "
-                    "flows/s is for a run of a Python scenario; give --peak-tpm or --peak-rps"
-                )
+                raise no_flows("--peak-fps", run_dir, NO_FLOWS_INSTEAD)
     replan = None
     if (
         peak_tpm is not None

@@ -277,7 +277,8 @@ def run(
     flags override it. With no endpoint anywhere, the run goes to the
     embedded simulator.
     """
-    from analysis.gate_flows import no_flows, not_a_stage
+    from analysis.flow_data import no_flows
+    from analysis.gate_flows import not_a_stage
     from loadtest.rundir import SUMMARY_FILE
     from loadtest.runner.launch import launch
     from loadtest.runner.live import LiveLine

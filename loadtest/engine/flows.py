@@ -112,7 +112,7 @@ class _Flow:
     task: str
     scheduled_at: float
     started_at: float
-    steps: int = 0
+    calls: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
 
@@ -250,8 +250,8 @@ class FlowUser(User):
                 "(a step's records are analysed together)"
             )
         built = [build(engine)]  # a body that cannot be built is the scenario's error before it is a step
-        index = flow.steps
-        flow.steps += 1
+        index = flow.calls
+        flow.calls += 1
         seq = engine.next_closed_seq()
         scheduled_at = flow.scheduled_at if index == 0 else engine.clock()
         record, capture = engine.attempts(
@@ -385,7 +385,7 @@ def _end(engine: Engine, flow: _Flow, outcome: FlowOutcome, detail: str | None, 
         scheduled_at=flow.scheduled_at,
         started_at=flow.started_at,
         ended_at=engine.clock(),
-        calls=flow.steps,
+        calls=flow.calls,
         prompt_tokens=flow.prompt_tokens,
         output_tokens=flow.output_tokens,
         outcome=outcome,

@@ -58,6 +58,7 @@ def stage_windows(events: list[dict[str, Any]]) -> tuple[StageWindow, ...]:
                 cpu_end_s=ev["cpu_s"],
                 generator_rss_max_mb=ev.get("rss_max_mb"),
                 records=ev.get("records"),
+                flows=ev.get("flows"),
                 arrivals=ev.get("arrivals"),
                 dropped=ev.get("dropped"),
                 no_free_user=ev.get("no_free_user"),

@@ -84,7 +84,8 @@ class StageWindow:
     (:func:`loadtest.rundir.events.stage_windows`). ``loop_delay_p50_s``, ``loop_delay_p99_s`` and
     ``loop_delay_max_s`` — the engine's event-loop delay over the stage, the worst worker's
     (:mod:`loadtest.engine.loopdelay`) — are each written when known: runs made before the engine measured it have
-    none, and read back as ``None``."""
+    none, and read back as ``None``. ``flows``: a Python scenario's stage, the flow lines that ended in it (its
+    ``stage_end``; an arrival there starts a flow, so its target rate is in flows/s), written only when known."""
 
     label: str
     start: float | None = None
@@ -109,6 +110,7 @@ class StageWindow:
     loop_delay_p50_s: float | None = None
     loop_delay_p99_s: float | None = None
     loop_delay_max_s: float | None = None
+    flows: int | None = None
 
     @property
     def has_cpu_share(self) -> bool:
@@ -126,6 +128,8 @@ class StageWindow:
                 out[key] = getattr(self, key)
             if self.final_rate is not None:
                 out.update({key: getattr(self, key) for key in _TOKEN_END_KEYS})
+            if self.flows is not None:
+                out["flows"] = self.flows
         if self.has_cpu_share:
             out["generator_cpu_share"] = self.generator_cpu_share
         out.update({key: getattr(self, key) for key in _LOOP_DELAY_KEYS if getattr(self, key) is not None})
@@ -135,7 +139,7 @@ class StageWindow:
     def read(cls, obj: JsonObject) -> StageWindow:
         target = obj.obj("target")
         values: dict[str, Any] = {}
-        for key in ("records", "arrivals", "dropped", "no_free_user", "inflight", "workers"):
+        for key in ("records", "flows", "arrivals", "dropped", "no_free_user", "inflight", "workers"):
             values[key] = obj.integer(key)
         for key in ("start", "cpu_start_s", "window_end", "end", "cpu_end_s", "generator_rss_max_mb"):
             values[key] = obj.number(key)

@@ -28,6 +28,7 @@ __all__ = [
     "PYTHON_KEYS",
     "SCENARIO_FAILED",
     "PythonScenario",
+    "flow_latency_percentile",
     "read_module",
     "scenario_failure",
 ]
@@ -35,6 +36,19 @@ __all__ = [
 PYTHON_KEYS: Final = frozenset({"module", "users", "slo", "flow_tokens"})
 FLOW_SLO_METRICS: Final = ("flow_e2e",)
 SCENARIO_FAILED: Final = "scenario:"  # how the engine log says the module could not be loaded (one line)
+
+
+def flow_latency_percentile(key: str) -> float | None:
+    """The percentile of a flow latency SLO key — ``flow_e2e_p95`` → 95.0: a metric of :data:`FLOW_SLO_METRICS`,
+    ``_p`` and a decimal number in (0, 100) — or None for any other key (``attainment``, ``flow_e2e_p100``). The one
+    parser of these keys: ``[python] slo``, ``--slo`` and the flow analysis use it."""
+    metric, sep, pct = key.rpartition("_p")
+    if not sep or metric not in FLOW_SLO_METRICS or not pct.replace(".", "", 1).isdigit():
+        return None
+    q = float(pct)
+    return q if 0 < q < 100 else None
+
+
 DEFAULT_FLOW_TOKENS: Final = (
     1000.0,
     250.0,

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_ABORT_AFTER_S",
     "DEFAULT_HEADROOM",
     "DEFAULT_MAX_CONCURRENCY",
+    "NO_FLOWS_INSTEAD",
     "NO_FLOWS_PEAK",
     "PlanRequest",
     "RetryPolicy",
@@ -179,9 +180,10 @@ class SweepPlan:
     burstiness: float = 1.0
 
 
+NO_FLOWS_INSTEAD: Final = "give the peak as tokens/min or requests/s"  # a peak in flows/s without flows
 NO_FLOWS_PEAK: Final = (
     "{given}: a peak in flows per second needs a Python scenario (its tasks are the flows) and this one has no "
-    "[python]: give the peak as tokens/min or requests/s"
+    "[python]: " + NO_FLOWS_INSTEAD
 )
 
 

@@ -63,9 +63,9 @@ from loadtest.spec.profile import SHAPES
 from loadtest.spec.prompts import PromptCalibration, PromptOptions
 from loadtest.spec.pyscenario import (
     DEFAULT_FLOW_TOKENS,
-    FLOW_SLO_METRICS,
     PYTHON_KEYS,
     PythonScenario,
+    flow_latency_percentile,
     read_module,
 )
 from loadtest.spec.runspec import (
@@ -437,12 +437,7 @@ def parse_flow_slo(raw: Any, where: str) -> dict[str, float]:
                 raise ConfigError(f"{where}.attainment must be a fraction in (0, 1], got {value!r}")
             slo[key] = float(value)
             continue
-        metric, _, pct = key.rpartition("_p")
-        if (
-            metric not in FLOW_SLO_METRICS
-            or not pct.replace(".", "", 1).isdigit()
-            or not 0 < float(pct) < 100
-        ):
+        if flow_latency_percentile(key) is None:
             raise ConfigError(f"{where}: unknown flow SLO '{key}' (use e.g. flow_e2e_p95)")
         slo[key] = _duration(value, f"{where}.{key}")
     return slo

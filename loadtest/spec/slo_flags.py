@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loadtest.errors import ConfigError
-from loadtest.spec.pyscenario import FLOW_SLO_METRICS
+from loadtest.spec.pyscenario import flow_latency_percentile
 from loadtest.spec.scenario import SLO_METRICS, parse_flow_slo, parse_slo
 
 __all__ = [
@@ -125,7 +125,7 @@ def is_ceiling(metric: str) -> bool:
 def is_flow(metric: str) -> bool:
     """A metric of a Python scenario's flows (``flow_e2e_p95``, ``flow_error_rate``, ``flow_attainment``), not of
     requests."""
-    return metric in FLOW_SHARES or _flow_latency_name(metric)
+    return metric in FLOW_SHARES or flow_latency_percentile(metric) is not None
 
 
 def metric_kind(metric: str) -> MetricKind:
@@ -162,7 +162,7 @@ def parse_thresholds(items: Iterable[str]) -> list[Threshold]:
                 raise ConfigError(f"--slo {item!r}: a throughput is a floor, write {metric}>={limit}")
             value = _rate(limit, item)
         else:
-            flow = _flow_latency_name(metric)
+            flow = flow_latency_percentile(metric) is not None
             if not flow and not _latency_name(metric):
                 raise ConfigError(
                     f"--slo {item!r}: unknown SLO '{metric}' (use e.g. ttft_p95, tpot_p50, itl_p99, e2e_p90, "
@@ -209,13 +209,15 @@ def flow_slo_of(thresholds: Iterable[Threshold]) -> dict[str, float]:
     for t in thresholds:
         if t.scope is None and t.metric == "flow_attainment":
             out["attainment"] = t.limit
-        elif t.scope is None and _flow_latency_name(t.metric):
+        elif t.scope is None and flow_latency_percentile(t.metric) is not None:
             out[t.metric] = t.limit
     return out
 
 
 def _sets_flow_slo(t: Threshold) -> bool:
-    return t.scope is None and (t.metric == "flow_attainment" or _flow_latency_name(t.metric))
+    return t.scope is None and (
+        t.metric == "flow_attainment" or flow_latency_percentile(t.metric) is not None
+    )
 
 
 def parse_slo_flags(items: Iterable[str]) -> dict[str | None, dict[str, float]]:
@@ -283,17 +285,6 @@ def _latency_name(metric: str) -> bool:
     """``ttft_p95``, ``itl_p99.9``: a latency metric and a percentile in (0, 100)."""
     name, sep, pct = metric.rpartition("_p")
     if not sep or name not in SLO_METRICS:
-        return False
-    try:
-        return 0 < float(pct) < 100
-    except ValueError:
-        return False
-
-
-def _flow_latency_name(metric: str) -> bool:
-    """``flow_e2e_p95``: a flow latency metric and a percentile in (0, 100)."""
-    name, sep, pct = metric.rpartition("_p")
-    if not sep or name not in FLOW_SLO_METRICS:
         return False
     try:
         return 0 < float(pct) < 100
@@ -381,6 +372,6 @@ def thresholds_of_flow_slo(slo: Mapping[str, float]) -> list[Threshold]:
             out.append(
                 Threshold(f"flow_attainment>={limit * 100:.4g}%", None, "flow_attainment", float(limit))
             )
-        elif _flow_latency_name(key):
+        elif flow_latency_percentile(key) is not None:
             out.append(Threshold(f"{key}<{limit * 1000:.6g}ms", None, key, float(limit)))
     return out

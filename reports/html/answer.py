@@ -3,6 +3,8 @@ the plan's headline. One source for the report's first screen and the lines ``lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from analysis.validity import SCALE_OUT
 from reports.coldstart_text import cold_start_line
 from reports.console import format_ci, format_ms, format_number
@@ -15,11 +17,17 @@ __all__ = ["answer_lines", "plan_line", "slo_text", "verdict_lines"]
 _DASH = "–"
 
 
+def _flow_slo(view: RunView) -> Mapping[str, float]:
+    """A Python scenario's flow SLO (judged with the classes' in every stage: analysis.capacity), or none."""
+    return view.flows.slo if view.flows is not None else {}
+
+
 def slo_text(view: RunView) -> str:
-    if not view.slos:
+    given = [*view.slos.items(), *([("flow SLO", _flow_slo(view))] if _flow_slo(view) else [])]
+    if not given:
         return "no SLOs given"
     parts = []
-    for cls, slo in view.slos.items():
+    for cls, slo in given:
         limits = ", ".join(
             f"{k} ≥ {v:g}" if k == "attainment" else f"{k} ≤ {format_ms(v)} ms" for k, v in slo.items()
         )
@@ -30,7 +38,7 @@ def slo_text(view: RunView) -> str:
 def verdict_lines(view: RunView) -> tuple[str, str, list[str]]:
     """(headline, interval, details) of the verdict, as text."""
     cap = view.capacity
-    no_slos = not view.slos
+    no_slos = not view.slos and not _flow_slo(view)
     if view.requests == 0:
         headline, interval = "no requests recorded", "the run has no records: there is nothing to judge"
     elif cap.max_rps is None:

@@ -107,7 +107,7 @@ def flow_section(view: RunView, vid: str) -> str:
     intro = (
         '<p class="note">A flow is one run of a user\'s task (a conversation, a retrieval and its answer, an agent '
         "loop). Flow latency runs from its first call's start to its last call's end (retries included, think "
-        "time before the first call and after the last not); latencies, steps and tokens per flow are over the "
+        "time before the first call and after the last not); latencies, calls and tokens per flow are over the "
         "flows that ended ok; flows/s and goodput over the stage's flows' span; attainment = good flows / those "
         f"that ended, cancelled ones left out. Flow SLO: {_e(slo_text(flows))}. Definitions: docs/metrics.md, "
         "\u201cFlows\u201d.</p>"

@@ -55,7 +55,7 @@ def test_latency_steps_tokens_and_rates_over_the_ok_flows(tmp_path: Path) -> Non
     # the order-statistic interval of three values: low x_(l), l = F⁻¹(0.025) − 1 for F = Binomial(3, 0.95):
     # F(1) = 0.007, F(2) = 0.143 → l = 1 → 3.0; high x_(u), u = F̄⁻¹(0.025) = 3: beyond the sample, none
     assert stage.latency_ci["p95"] == (3.0, None)
-    assert stage.steps == {"mean": pytest.approx(7 / 3), "p50": 2.0, "max": 3.0}
+    assert stage.calls == {"mean": pytest.approx(7 / 3), "p50": 2.0, "max": 3.0}
     assert (stage.prompt_tokens_mean, stage.output_tokens_mean) == (150.0, 30.0)
     # the span: first task start 99.5 → last task end 119.5 = 20 s; 3 ok flows
     assert stage.duration_s == pytest.approx(20.0)

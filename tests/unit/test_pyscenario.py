@@ -8,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from analysis.flows import flow_slo_limits
 from loadtest.errors import ConfigError
 from loadtest.spec.assemble import Overrides, apply_overrides, python_from_flags, scenario_from_flags
-from loadtest.spec.pyscenario import DEFAULT_FLOW_TOKENS, PythonScenario, read_module, scenario_failure
+from loadtest.spec.pyscenario import (
+    DEFAULT_FLOW_TOKENS,
+    PythonScenario,
+    flow_latency_percentile,
+    read_module,
+    scenario_failure,
+)
 from loadtest.spec.runspec import RunSpec
 from loadtest.spec.scenario import load_scenario
-from loadtest.spec.slo_flags import flow_slo_of, parse_slo_flags, parse_thresholds
+from loadtest.spec.slo_flags import flow_slo_of, is_flow, parse_slo_flags, parse_thresholds
 
 MODULE = (
     "from loadtest.flows import FlowUser, task\n"
@@ -172,3 +179,23 @@ def test_an_unscoped_flow_slo_flag_is_the_runs_flow_slo(tmp_path: Path) -> None:
     # and a run without a Python scenario has no flow SLO to set
     with pytest.raises(ConfigError, match="a flow SLO is a Python scenario's"):
         scenario_from_flags(Overrides(flow_slo={"flow_e2e_p95": 8.0}))
+
+
+@pytest.mark.parametrize(
+    ("key", "q"),
+    [
+        ("flow_e2e_p95", 95.0),
+        ("flow_e2e_p99.9", 99.9),
+        ("flow_e2e_p100", None),
+        ("flow_e2e_p0", None),
+        ("flow_e2e_p1e1", None),
+        ("flow_e2e_pnan", None),
+        ("e2e_p95", None),
+        ("attainment", None),
+    ],
+)
+def test_one_parser_for_the_flow_latency_keys(key: str, q: float | None) -> None:
+    assert flow_latency_percentile(key) == q
+    # the TOML's [python] slo, --slo and the flow analysis all read a key through it
+    assert is_flow(key) == (q is not None)
+    assert [k for k, _, _ in flow_slo_limits({key: 1.0})] == ([key] if q is not None else [])
