@@ -52,7 +52,6 @@ from analysis.gate_measures import (
 from analysis.goodput import class_slos
 from analysis.validity import Problem, Validity
 from loadtest.errors import ConfigError
-from loadtest.spec.scenario import TOKEN_SLO_METRICS
 from loadtest.spec.slo_flags import (
     DEFAULT_REGRESSIONS,
     Regression,
@@ -63,6 +62,7 @@ from loadtest.spec.slo_flags import (
     thresholds_of_classes,
     thresholds_of_flow_slo,
 )
+from loadtest.spec.slos import TOKEN_SLO_METRICS
 
 __all__ = [
     "JOINT_CONFIDENCE",

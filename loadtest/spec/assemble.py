@@ -26,6 +26,7 @@ from loadtest.errors import ConfigError
 from loadtest.spec.loadplan import parse_sweep
 from loadtest.spec.prompts import PromptOptions
 from loadtest.spec.pyscenario import PythonScenario, read_module
+from loadtest.spec.pytable import step_class
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_MAX_CONCURRENCY,
@@ -34,8 +35,9 @@ from loadtest.spec.runspec import (
     Stage,
     SweepPlan,
 )
-from loadtest.spec.scenario import EndpointConfig, Scenario, slo_for, step_class
+from loadtest.spec.scenario import EndpointConfig, Scenario
 from loadtest.spec.simulator import SimSettings
+from loadtest.spec.slos import slo_for
 
 __all__ = [
     "IDLE_MARGIN_S",

@@ -11,7 +11,7 @@
 The module is never imported here, nor anywhere in the CLI: only the engine process runs user code (its gevent
 door). Here it is read and *compiled*, so a syntax error is one line naming the file and line before any load; its
 text travels in the run's spec, so a worker on another machine runs exactly the module the master was given. The
-``[python]`` table is parsed by :mod:`loadtest.spec.scenario`, the flags by :mod:`loadtest.spec.assemble`.
+``[python]`` table is parsed by :mod:`loadtest.spec.pytable`, the flags by :mod:`loadtest.spec.assemble`.
 """
 
 from __future__ import annotations

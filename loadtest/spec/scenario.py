@@ -61,13 +61,8 @@ from loadtest.spec.distributions import parse_length
 from loadtest.spec.loadplan import LOAD_KEYS, expand_load, load_defaults, parse_sweep
 from loadtest.spec.profile import SHAPES
 from loadtest.spec.prompts import PromptCalibration, PromptOptions
-from loadtest.spec.pyscenario import (
-    DEFAULT_FLOW_TOKENS,
-    PYTHON_KEYS,
-    PythonScenario,
-    flow_latency_percentile,
-    read_module,
-)
+from loadtest.spec.pyscenario import PythonScenario
+from loadtest.spec.pytable import parse_python, step_class
 from loadtest.spec.runspec import (
     DEFAULT_ABORT_AFTER_S,
     DEFAULT_HEADROOM,
@@ -82,25 +77,14 @@ from loadtest.spec.runspec import (
     parse_server_metrics,
 )
 from loadtest.spec.simulator import SIM_KEYS, SimSettings
+from loadtest.spec.slos import parse_slo, slo_for
 from loadtest.spec.tables import check_keys as _check_keys
 from loadtest.spec.tables import duration as _duration
 from loadtest.spec.tables import positive as _positive
 from loadtest.spec.tables import table as _table
 
-__all__ = [
-    "SLO_METRICS",
-    "EndpointConfig",
-    "Scenario",
-    "load_scenario",
-    "parse_flow_slo",
-    "parse_python",
-    "parse_scenario",
-    "parse_slo",
-    "slo_for",
-    "step_class",
-]
+__all__ = ["EndpointConfig", "Scenario", "load_scenario", "parse_scenario"]
 
-SLO_METRICS = ("ttft", "ttft_from_intended", "tpot", "itl", "e2e")
 _TOP = {
     "name",
     "description",
@@ -216,33 +200,6 @@ class Scenario:
             prompts=prompts,
             python=self.python,
         )
-
-
-TOKEN_SLO_METRICS = ("tpot", "itl")  # need output tokens: an embeddings class has none
-
-
-def slo_for(kind: str, slo: dict[str, float]) -> dict[str, float]:
-    """``slo`` without the SLOs a class of this kind cannot have: no TPOT or ITL for embeddings (a ``--slo`` given
-    to every class applies where it means something)."""
-    if kind != "embeddings":
-        return slo
-    return {k: v for k, v in slo.items() if k.rpartition("_p")[0] not in TOKEN_SLO_METRICS}
-
-
-def parse_slo(raw: Any, where: str) -> dict[str, float]:
-    """``{ttft_p95 = "1s", tpot_p50 = "50ms", attainment = 0.9}`` → ``{"ttft_p95": 1.0, ...}`` (seconds)."""
-    slo: dict[str, float] = {}
-    for key, value in _table(raw, where).items():
-        if key == "attainment":
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-                raise ConfigError(f"{where}.attainment must be a fraction in (0, 1], got {value!r}")
-            slo[key] = float(value)
-            continue
-        metric, _, pct = key.rpartition("_p")
-        if metric not in SLO_METRICS or not pct.replace(".", "", 1).isdigit() or not 0 < float(pct) < 100:
-            raise ConfigError(f"{where}: unknown SLO '{key}' (use e.g. ttft_p95, tpot_p50, itl_p99, e2e_p90)")
-        slo[key] = _duration(value, f"{where}.{key}")
-    return slo
 
 
 def _parse_class(raw: Any, i: int, base: Path | None) -> RequestClass:
@@ -426,72 +383,6 @@ def parse_scenario(raw: dict[str, Any], *, source: Path | None = None) -> Scenar
         server_metrics=_server_metrics(load.get("server_metrics", "auto")),
         python=python,
     )
-
-
-def parse_flow_slo(raw: Any, where: str) -> dict[str, float]:
-    """``{flow_e2e_p95 = "10s", attainment = 0.9}`` → seconds (and the fraction)."""
-    slo: dict[str, float] = {}
-    for key, value in _table(raw, where).items():
-        if key == "attainment":
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-                raise ConfigError(f"{where}.attainment must be a fraction in (0, 1], got {value!r}")
-            slo[key] = float(value)
-            continue
-        if flow_latency_percentile(key) is None:
-            raise ConfigError(f"{where}: unknown flow SLO '{key}' (use e.g. flow_e2e_p95)")
-        slo[key] = _duration(value, f"{where}.{key}")
-    return slo
-
-
-def parse_python(raw: Any, base: Path | None) -> PythonScenario:
-    """A TOML scenario's ``[python]`` table (``base``: the TOML file's folder, for a relative module path)."""
-    where = "[python]"
-    tbl = _table(raw, where)
-    _check_keys(tbl, PYTHON_KEYS, where)
-    module = tbl.get("module")
-    if not isinstance(module, str) or not module:
-        raise ConfigError(f'{where}.module must name a Python file, e.g. module = "my_flow.py"')
-    path = Path(module)
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    users = tbl.get("users", [])
-    if not isinstance(users, list) or not all(isinstance(u, str) and u.isidentifier() for u in users):
-        raise ConfigError(f"{where}.users must be a list of class names, got {users!r}")
-    tokens = tbl.get("flow_tokens", list(DEFAULT_FLOW_TOKENS))
-    if (
-        not isinstance(tokens, list)
-        or len(tokens) != 2
-        or not all(isinstance(t, int | float) and not isinstance(t, bool) and t > 0 for t in tokens)
-    ):
-        raise ConfigError(f"{where}.flow_tokens must be [input, output] tokens per flow, both > 0")
-    return PythonScenario(
-        module=str(path),
-        source=read_module(path),
-        users=tuple(users),
-        slo=parse_flow_slo(tbl.get("slo", {}), f"{where}.slo"),
-        flow_tokens=(float(tokens[0]), float(tokens[1])),
-    )
-
-
-_STEP = {"name", "kind", "slo"}
-
-
-def step_class(raw: Any, i: int) -> RequestClass:
-    """A Python scenario's ``[[classes]]`` entry: a step (the calls' ``name=``) with its kind and SLOs; what it
-    sends is the module's business, so no lengths, dataset or weight."""
-    where = f"classes[{i}]"
-    table = _table(raw, where)
-    _check_keys(table, _STEP, where)
-    name = table.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.name must name a step (the calls' name=...)")
-    kind = table.get("kind", "chat")
-    if kind not in ("chat", "completions", "embeddings"):
-        raise ConfigError(f"{where}.kind must be chat, completions or embeddings, got {kind!r}")
-    slo = parse_slo(table.get("slo", {}), f"{where}.slo")
-    if slo_for(kind, slo) != slo:
-        raise ConfigError(f"{where}.slo: an embeddings step produces no tokens, so it has no tpot or itl SLO")
-    return RequestClass(name=name, kind=kind, stream=kind != "embeddings", slo=slo)
 
 
 def _abort_after(raw: Any) -> float | None:

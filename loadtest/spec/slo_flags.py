@@ -32,7 +32,7 @@ from typing import Literal
 
 from loadtest.errors import ConfigError
 from loadtest.spec.pyscenario import flow_latency_percentile
-from loadtest.spec.scenario import SLO_METRICS, parse_flow_slo, parse_slo
+from loadtest.spec.slos import SLO_METRICS, parse_flow_slo, parse_slo
 
 __all__ = [
     "DEFAULT_REGRESSIONS",
