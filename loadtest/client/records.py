@@ -56,6 +56,7 @@ __all__ = [
     "RequestRecord",
     "TokenSource",
     "dump_record",
+    "json_lines",
     "load_record",
     "read_records",
 ]
@@ -142,24 +143,30 @@ def load_record(line: bytes | str) -> RequestRecord:
     return _record(orjson.loads(line))
 
 
+def json_lines(path: Path) -> Iterator[Any]:
+    """The JSON values of a file written a line at a time (``records.jsonl``, ``flows.jsonl``), blank lines skipped;
+    an unterminated last line that is not JSON — a crash mid-write — ends the file, any other bad line raises."""
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                if line.endswith(b"\n"):
+                    raise
+                return  # the unterminated last line of a crashed run
+
+
 def read_records(run_dir: Path) -> Iterator[RequestRecord]:
     """The records of a run directory in file order, ``chunk_gaps`` joined back from ``chunk_gaps.f32`` (as Python
     floats holding the stored float32 values). A partial last line (a crash mid-write) is skipped; a record whose
     gaps are not all in the side file gets ``chunk_gaps = None``. Reads format 1 (inline gaps) too."""
     gaps_path = run_dir / GAPS_FILE
     side = gaps_path.read_bytes() if gaps_path.exists() else b""
-    with (run_dir / RECORDS_FILE).open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                raw = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                if line.endswith(b"\n"):
-                    raise
-                return  # the unterminated last line of a crashed run
-            offset, count = raw.get("gap_offset"), raw.get("gap_count")
-            if count is not None:
-                ok = offset is not None and offset >= 0 and count >= 0 and (offset + count) * 4 <= len(side)
-                raw["chunk_gaps"] = struct.unpack_from(f"<{count}f", side, offset * 4) if ok else None
-            yield _record(raw)
+    for raw in json_lines(run_dir / RECORDS_FILE):
+        offset, count = raw.get("gap_offset"), raw.get("gap_count")
+        if count is not None:
+            ok = offset is not None and offset >= 0 and count >= 0 and (offset + count) * 4 <= len(side)
+            raw["chunk_gaps"] = struct.unpack_from(f"<{count}f", side, offset * 4) if ok else None
+        yield _record(raw)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -176,15 +176,8 @@ class FlowUser(User):
         ``name``. ``ignore_eos`` (default, as every request of the tool) makes the answer exactly ``max_tokens``
         long on servers that honour it; pass False for the model's natural length."""
         prompt = messages if isinstance(messages, str) else [dict(m) for m in messages]
-        cls = RequestClass(
-            name=name,
-            kind="chat",
-            stream=stream,
-            ignore_eos=ignore_eos,
-            temperature=temperature,
-            extra_body=extra_body,
-        )
-        return self._call(name, "chat", lambda engine: self._built(engine, cls, prompt, max_tokens))
+        cls = RequestClass(name, "chat", stream=stream, ignore_eos=ignore_eos, temperature=temperature)
+        return self._generate(cls, prompt, max_tokens, extra_body)
 
     def complete(
         self,
@@ -198,15 +191,8 @@ class FlowUser(User):
         **extra_body: Any,
     ) -> Reply:
         """One text completion of ``prompt`` as step ``name``."""
-        cls = RequestClass(
-            name=name,
-            kind="completions",
-            stream=stream,
-            ignore_eos=ignore_eos,
-            temperature=temperature,
-            extra_body=extra_body,
-        )
-        return self._call(name, "completions", lambda engine: self._built(engine, cls, prompt, max_tokens))
+        cls = RequestClass(name, "completions", stream=stream, ignore_eos=ignore_eos, temperature=temperature)
+        return self._generate(cls, prompt, max_tokens, extra_body)
 
     def embed(self, inputs: str | Sequence[str], *, name: str = "embed", **extra_body: Any) -> Reply:
         """Embeddings of ``inputs`` (one text or several) as step ``name``; the reply's ``vectors``."""
@@ -225,13 +211,18 @@ class FlowUser(User):
 
         return self._call(name, "embeddings", build)
 
-    @staticmethod
-    def _built(
-        engine: Engine, cls: RequestClass, prompt: str | list[Message], max_tokens: int
-    ) -> PreparedRequest:
-        return build_request(
-            engine.spec.endpoint, cls, prompt, max_tokens=max_tokens, include_usage=engine.include_usage
-        )
+    def _generate(
+        self, cls: RequestClass, prompt: str | list[Message], max_tokens: int, extra_body: dict[str, Any]
+    ) -> Reply:
+        """A chat or completions call of step ``cls.name`` (its body built as every request of the tool is)."""
+        cls = replace(cls, extra_body=extra_body)
+
+        def build(engine: Engine) -> PreparedRequest:
+            return build_request(
+                engine.spec.endpoint, cls, prompt, max_tokens=max_tokens, include_usage=engine.include_usage
+            )
+
+        return self._call(cls.name, cls.kind, build)
 
     def _call(self, name: str, kind: RequestKind, build: Callable[[Engine], PreparedRequest]) -> Reply:
         engine = LLMUser.engine

@@ -24,6 +24,8 @@ from typing import Any, Final, Literal, get_args
 
 import orjson
 
+from loadtest.client.records import json_lines
+
 __all__ = [
     "FLOWS_FILE",
     "FLOW_FIELDS",
@@ -77,16 +79,5 @@ def read_flows(run_dir: Path) -> Iterator[FlowRecord]:
     """The flows of a run directory in file order (none when it has no ``flows.jsonl``); a crash's unterminated
     last line is skipped."""
     path = run_dir / FLOWS_FILE
-    if not path.exists():
-        return
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                raw = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                if line.endswith(b"\n"):
-                    raise
-                return
-            yield _flow(raw)
+    if path.exists():
+        yield from (_flow(raw) for raw in json_lines(path))
