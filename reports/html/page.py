@@ -77,12 +77,17 @@ def _what_was_run(view: RunView, vid: str) -> str:
         f"{c.name} (weight {c.weight:g})" if len(spec.request_classes) > 1 else c.name
         for c in spec.request_classes
     )
+    kind = ("classes", classes)
+    if spec.python is not None:  # a Python scenario: its module and users; its declared steps carry no weight
+        users = ", ".join(spec.python.users) or "every FlowUser it defines"
+        steps = ", ".join(c.name for c in spec.request_classes) or "named by its calls"
+        kind = ("flows", f"{spec.python.file_name} ({users}); steps: {steps}")
     versions = ", ".join(f"{k} {v}" for k, v in sorted(m.versions.items()))
     rows = [
         ("scenario", spec.scenario_source or "command-line flags"),
         ("endpoint", target),
         ("model", spec.endpoint.model),
-        ("classes", classes),
+        kind,
         ("stages", stages),
         ("seed", str(m.seed)),
         ("started", _when(m.created_at)),

@@ -103,3 +103,9 @@ def test_the_runs_last_lines_say_the_best_stage_the_flow_slo_and_the_scenarios_e
     assert answer_line(example).endswith(
         "1 flow ended with the scenario's own exception — most often my_flow.py:42: " + FLOW_ERROR
     )
+
+
+def test_what_was_run_names_the_module_and_its_steps_not_class_weights(tmp_path: Path) -> None:
+    document = render_html([two_stages(tmp_path)])
+    assert "<dt>flows</dt><dd>my_flow.py (every FlowUser it defines); steps: chat</dd>" in document
+    assert "<dt>classes</dt>" not in document
