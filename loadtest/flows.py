@@ -17,8 +17,6 @@ Only the engine process imports a scenario module (and so this one): it brings g
 
 from __future__ import annotations
 
-from locust import between, constant, constant_pacing, task
-
-from loadtest.engine.flows import CallFailed, FlowUser, Reply
+from loadtest.engine.flows import CallFailed, FlowUser, Reply, between, constant, constant_pacing, task
 
 __all__ = ["CallFailed", "FlowUser", "Reply", "between", "constant", "constant_pacing", "task"]

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, TypeVar
 
 import gevent
 import orjson
-from locust import User
+from locust import User, between, constant, constant_pacing, task
 from locust.env import Environment
 from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopUser
 
@@ -47,7 +47,17 @@ from loadtest.engine.users import DrainCut, Engine, LLMUser, Pacing, next_ticket
 from loadtest.errors import ConfigError
 from loadtest.rundir.flows import FlowOutcome, FlowRecord, dump_flow
 
-__all__ = ["CallFailed", "FlowUser", "Reply", "ScenarioModuleError", "innermost_line"]
+__all__ = [
+    "CallFailed",
+    "FlowUser",
+    "Reply",
+    "ScenarioModuleError",
+    "between",
+    "constant",
+    "constant_pacing",
+    "innermost_line",
+    "task",
+]
 
 Message = dict[str, Any]
 _F = TypeVar("_F", bound=Callable[..., Any])
